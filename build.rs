@@ -1,0 +1,148 @@
+//! Generates one typed client per OpenAPI document in `openapi/` with progenitor.
+//!
+//! Each document becomes `$OUT_DIR/<api>.rs`, `include!`d by `src/generated.rs`. Schemas marked
+//! `x-secret: true` in a document are replaced by `crate::secret::SecretString`, so no generated
+//! type can print a password or token through `Debug`.
+
+use std::path::{Path, PathBuf};
+
+/// The documents, in the order the crate's modules list them.
+const APIS: &[&str] = &["s7risk", "weavr", "accounts", "passwordsafe", "fib"];
+
+fn main() {
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    println!("cargo:rerun-if-changed=build.rs");
+    for api in APIS {
+        let spec_path = PathBuf::from(format!("openapi/{api}.yaml"));
+        println!("cargo:rerun-if-changed={}", spec_path.display());
+        if let Err(reason) = generate(&spec_path, &out_dir.join(format!("{api}.rs"))) {
+            // A panic would print a backtrace hint and hide which document was at fault.
+            eprintln!("error: {}: {reason}", spec_path.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+fn generate(spec_path: &Path, out_file: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(spec_path).map_err(|e| format!("cannot read: {e}"))?;
+    let raw: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let spec: openapiv3::OpenAPI = serde_yaml::from_value(raw.clone())
+        .map_err(|e| format!("not a valid OpenAPI 3.0 document: {e}"))?;
+    if !spec.openapi.starts_with("3.0.") {
+        return Err(format!(
+            "progenitor accepts OpenAPI 3.0.x only, this document declares {}",
+            spec.openapi
+        ));
+    }
+    check_one_body_type_per_outcome(&spec)?;
+
+    let mut settings = progenitor::GenerationSettings::new();
+    settings
+        .with_interface(progenitor::InterfaceStyle::Positional)
+        .with_hooks(progenitor::HooksMode::Expected)
+        .with_inner_type(quote_path("crate::transport::Context"));
+    for name in secret_schemas(&raw) {
+        settings.with_replacement(&name, "crate::secret::SecretString", std::iter::empty());
+    }
+
+    let mut generator = progenitor::Generator::new(&settings);
+    // progenitor reports some unsupported constructs by panicking; keep the document's name.
+    let tokens = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        generator.generate_tokens(&spec)
+    }))
+    .map_err(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        format!("progenitor panicked: {msg}")
+    })?
+    .map_err(|e| format!("progenitor rejected it: {e}"))?;
+    let file = syn::parse2::<syn::File>(tokens)
+        .map_err(|e| format!("generated code does not parse: {e}"))?;
+    let code = prettyplease::unparse(&file);
+    std::fs::write(out_file, code).map_err(|e| format!("cannot write {}: {e}", out_file.display()))
+}
+
+fn quote_path(path: &str) -> proc_macro2::TokenStream {
+    path.parse().expect("a valid Rust path")
+}
+
+/// Names of component schemas marked `x-secret: true`.
+fn secret_schemas(raw: &serde_yaml::Value) -> Vec<String> {
+    let Some(schemas) = raw
+        .get("components")
+        .and_then(|c| c.get("schemas"))
+        .and_then(|s| s.as_mapping())
+    else {
+        return Vec::new();
+    };
+    schemas
+        .iter()
+        .filter(|(_, schema)| schema.get("x-secret").and_then(|v| v.as_bool()) == Some(true))
+        .filter_map(|(name, _)| name.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// progenitor 0.15 asserts (and panics without naming the operation) when one operation has
+/// more than one success or more than one error body type; say which operation instead.
+fn check_one_body_type_per_outcome(spec: &openapiv3::OpenAPI) -> Result<(), String> {
+    for (path, method, op) in spec.operations() {
+        let name = op.operation_id.as_deref().unwrap_or("(no operationId)");
+        let mut success = std::collections::BTreeSet::new();
+        let mut error = std::collections::BTreeSet::new();
+        for (status, response) in &op.responses.responses {
+            let is_success = matches!(status, openapiv3::StatusCode::Code(c) if (100..400).contains(c))
+                || matches!(status, openapiv3::StatusCode::Range(r) if *r < 4);
+            let body = body_type(spec, response);
+            if is_success {
+                success.insert(body);
+            } else {
+                error.insert(body);
+            }
+        }
+        if let Some(default) = &op.responses.default {
+            error.insert(body_type(spec, default));
+        }
+        for (kind, set) in [("success", &success), ("error", &error)] {
+            if set.len() > 1 {
+                return Err(format!(
+                    "operation {name} ({} {path}) has {} different {kind} body types {:?}; \
+                     progenitor needs one: give every {kind} status the same $ref'd schema",
+                    method.to_uppercase(),
+                    set.len(),
+                    set
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn body_type(
+    spec: &openapiv3::OpenAPI,
+    response: &openapiv3::ReferenceOr<openapiv3::Response>,
+) -> String {
+    let resolved = match response {
+        openapiv3::ReferenceOr::Item(r) => Some(r),
+        openapiv3::ReferenceOr::Reference { reference } => reference
+            .strip_prefix("#/components/responses/")
+            .and_then(|name| spec.components.as_ref()?.responses.get(name))
+            .and_then(|r| r.as_item()),
+    };
+    match resolved {
+        None => format!("unresolvable {response:?}"),
+        Some(r) => match r.content.iter().next() {
+            None => "no body".to_owned(),
+            Some((media, mt)) => match &mt.schema {
+                Some(openapiv3::ReferenceOr::Reference { reference }) => {
+                    format!("{media} {reference}")
+                }
+                Some(_) => format!("{media} inline schema"),
+                None => format!("{media} without schema"),
+            },
+        },
+    }
+}

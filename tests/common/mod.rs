@@ -1,0 +1,79 @@
+//! Helpers shared by the contract tests: exact assertions on what went out.
+#![allow(dead_code)]
+
+use wiremock::Request;
+
+/// The one request the mock server received (fails when there were none or several).
+pub async fn single_request(server: &wiremock::MockServer) -> Request {
+    let mut requests = server.received_requests().await.expect("recording is on");
+    assert_eq!(requests.len(), 1, "expected exactly one request, got {requests:?}");
+    requests.remove(0)
+}
+
+/// What a request must look like: every listed header must be present with that value, no
+/// `api-version` header may be sent, and the body must be exactly the given one.
+pub struct Expected<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Body<'a>,
+}
+
+/// The exact body of a request.
+pub enum Body<'a> {
+    None,
+    Json(serde_json::Value),
+    Form(&'a str),
+}
+
+pub fn assert_request(request: &Request, expected: &Expected<'_>) {
+    assert_eq!(request.method.as_str(), expected.method, "method");
+    assert_eq!(request.url.path(), expected.path, "path");
+    assert_eq!(request.url.query(), expected.query, "query");
+    for (name, value) in expected.headers {
+        let got: Vec<_> = request.headers.get_all(*name).iter().collect();
+        assert_eq!(got.len(), 1, "header {name} sent {} times", got.len());
+        assert_eq!(got[0].to_str().unwrap(), *value, "header {name}");
+    }
+    assert!(
+        request.headers.get("api-version").is_none(),
+        "progenitor's api-version header must be stripped"
+    );
+    match &expected.body {
+        Body::None => {
+            assert!(request.body.is_empty(), "expected no body, got {:?}", request.body);
+            assert!(request.headers.get("content-type").is_none(), "no content type without a body");
+        }
+        Body::Json(json) => {
+            assert_eq!(header(request, "content-type"), "application/json", "content type");
+            let got: serde_json::Value =
+                serde_json::from_slice(&request.body).expect("request body is JSON");
+            assert_eq!(&got, json, "JSON body");
+        }
+        Body::Form(form) => {
+            assert_eq!(
+                header(request, "content-type"),
+                "application/x-www-form-urlencoded",
+                "content type"
+            );
+            assert_eq!(std::str::from_utf8(&request.body).unwrap(), *form, "form body");
+        }
+    }
+}
+
+pub fn header<'r>(request: &'r Request, name: &str) -> &'r str {
+    request
+        .headers
+        .get(name)
+        .unwrap_or_else(|| panic!("header {name} missing"))
+        .to_str()
+        .unwrap()
+}
+
+/// A 502 with an HTML page, as a proxy in front of any of the services would answer.
+pub fn bad_gateway_html() -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(502)
+        .insert_header("content-type", "text/html")
+        .set_body_string("<html><body><h1>502 Bad Gateway</h1></body></html>")
+}
