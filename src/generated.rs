@@ -1,4 +1,8 @@
 //! The progenitor-generated clients, one private module per OpenAPI document.
+//!
+//! Each module `include!`s the code build.rs generated and implements progenitor's hooks by
+//! handing every request to [`crate::transport::Context`], so that one piece of code attaches
+//! credentials and reads responses for all five services.
 
 macro_rules! generated_client {
     ($module:ident, $file:literal) => {
@@ -19,8 +23,19 @@ macro_rules! generated_client {
                     request: &mut reqwest::Request,
                     _info: &OperationInfo,
                 ) -> std::result::Result<(), Error<E>> {
-                    self.inner().prepare(request);
-                    Ok(())
+                    // progenitor keeps only a string of a hook's error.
+                    self.inner()
+                        .prepare(request)
+                        .await
+                        .map_err(|e| Error::Custom(e.to_string()))
+                }
+
+                async fn exec(
+                    &self,
+                    request: reqwest::Request,
+                    _info: &OperationInfo,
+                ) -> reqwest::Result<reqwest::Response> {
+                    self.inner().execute(self.client(), request).await
                 }
             }
         }

@@ -1,14 +1,18 @@
-#![doc = "tokensmith"]
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod cache;
+pub mod clock;
+mod error;
+mod expiry;
 mod generated;
+mod response;
 pub mod secret;
+mod session;
+mod token;
 pub mod transport;
 
-/// Intelligence Fusion Auth API.
-pub mod s7risk {
-    pub use crate::generated::s7risk::{types, Client};
-}
+pub mod s7risk;
 
 /// Weavr Multi API authentication.
 pub mod weavr {
@@ -28,4 +32,26 @@ pub mod passwordsafe {
 /// Fraud Intelligence Blockchain authentication.
 pub mod fib {
     pub use crate::generated::fib::{types, Client};
+}
+
+pub use error::{Error, ErrorKind, FieldError, Service};
+pub use expiry::RefreshPolicy;
+pub use secret::SecretString;
+pub use session::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, USER_AGENT};
+pub use token::{AccessToken, TokenOrigin};
+
+/// Anything that hands out valid access tokens: every service's `Session`.
+pub trait TokenSource: Send + Sync {
+    /// A valid access token, renewed first when it is due.
+    fn access_token(&self) -> impl std::future::Future<Output = Result<AccessToken, Error>> + Send;
+}
+
+/// How many token requests a session has sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RequestCounts {
+    /// Logins with the stored credentials.
+    pub logins: u64,
+    /// Renewals with a refresh token.
+    pub refreshes: u64,
 }

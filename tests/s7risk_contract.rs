@@ -18,19 +18,30 @@ fn client(server: &MockServer) -> Client {
 }
 
 fn user_body() -> types::UserTokenRequest {
-    types::UserTokenRequest { email: "user@example.com".into(), password: "hunter2-pw".into() }
+    types::UserTokenRequest {
+        email: "user@example.com".into(),
+        password: "hunter2-pw".into(),
+    }
 }
 
 fn app_body() -> types::ApplicationTokenRequest {
-    types::ApplicationTokenRequest { client_id: "client-123".into(), secret: "app-secret-9".into() }
+    types::ApplicationTokenRequest {
+        client_id: "client-123".into(),
+        secret: "app-secret-9".into(),
+    }
 }
 
 async fn mock(server: &MockServer, route: &str, response: ResponseTemplate) {
-    Mock::given(method("POST")).and(path(route)).respond_with(response).mount(server).await;
+    Mock::given(method("POST"))
+        .and(path(route))
+        .respond_with(response)
+        .mount(server)
+        .await;
 }
 
 fn success() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"status": "success", "data": {"accessToken": JWT}}))
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"status": "success", "data": {"accessToken": JWT}}))
 }
 
 fn error(status: u16, message: &str) -> ResponseTemplate {
@@ -42,7 +53,10 @@ async fn user_token_request_and_response() {
     let server = MockServer::start().await;
     mock(&server, "/user/token", success()).await;
 
-    let response = client(&server).create_user_token(ORIGIN, &user_body()).await.unwrap();
+    let response = client(&server)
+        .create_user_token(ORIGIN, &user_body())
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 200);
     let body = response.into_inner();
@@ -65,7 +79,10 @@ async fn application_token_request_and_response() {
     let server = MockServer::start().await;
     mock(&server, "/application/token", success()).await;
 
-    let response = client(&server).create_application_token(ORIGIN, &app_body()).await.unwrap();
+    let response = client(&server)
+        .create_application_token(ORIGIN, &app_body())
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.into_inner().data.access_token.expose_secret(), JWT);
@@ -84,14 +101,20 @@ async fn application_token_request_and_response() {
 async fn user_token_error(status: u16, message: &str) {
     let server = MockServer::start().await;
     mock(&server, "/user/token", error(status, message)).await;
-    let err = client(&server).create_user_token(ORIGIN, &user_body()).await.unwrap_err();
+    let err = client(&server)
+        .create_user_token(ORIGIN, &user_body())
+        .await
+        .unwrap_err();
     assert_provider_error(err, status, message);
 }
 
 async fn application_token_error(status: u16, message: &str) {
     let server = MockServer::start().await;
     mock(&server, "/application/token", error(status, message)).await;
-    let err = client(&server).create_application_token(ORIGIN, &app_body()).await.unwrap_err();
+    let err = client(&server)
+        .create_application_token(ORIGIN, &app_body())
+        .await
+        .unwrap_err();
     assert_provider_error(err, status, message);
 }
 
@@ -124,7 +147,11 @@ async fn user_token_422_missing_field() {
 
 #[tokio::test]
 async fn user_token_429_too_many_attempts() {
-    user_token_error(429, "Too many authentication attempts. Try again in 5 minutes").await;
+    user_token_error(
+        429,
+        "Too many authentication attempts. Try again in 5 minutes",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -141,8 +168,16 @@ async fn application_token_422_missing_field() {
 async fn error_body_that_is_not_json_is_kept_as_bytes() {
     // The error body's shape is undocumented: a plain-text body must survive for the layer above.
     let server = MockServer::start().await;
-    mock(&server, "/user/token", ResponseTemplate::new(401).set_body_string("Unauthorized")).await;
-    let err = client(&server).create_user_token(ORIGIN, &user_body()).await.unwrap_err();
+    mock(
+        &server,
+        "/user/token",
+        ResponseTemplate::new(401).set_body_string("Unauthorized"),
+    )
+    .await;
+    let err = client(&server)
+        .create_user_token(ORIGIN, &user_body())
+        .await
+        .unwrap_err();
     match err {
         progenitor_client::Error::InvalidResponsePayload(bytes, _) => {
             assert_eq!(&bytes[..], b"Unauthorized")
@@ -155,7 +190,10 @@ async fn error_body_that_is_not_json_is_kept_as_bytes() {
 async fn undocumented_502_html_is_an_unexpected_response() {
     let server = MockServer::start().await;
     mock(&server, "/application/token", common::bad_gateway_html()).await;
-    let err = client(&server).create_application_token(ORIGIN, &app_body()).await.unwrap_err();
+    let err = client(&server)
+        .create_application_token(ORIGIN, &app_body())
+        .await
+        .unwrap_err();
     match err {
         progenitor_client::Error::UnexpectedResponse(response) => {
             assert_eq!(response.status(), 502);
@@ -171,10 +209,15 @@ fn debug_of_secret_bearing_types_prints_no_secret() {
         "{:?} {:?} {:?}",
         user_body(),
         app_body(),
-        types::TokenData { access_token: JWT.into() }
+        types::TokenData {
+            access_token: JWT.into()
+        }
     );
     for secret in ["hunter2-pw", "app-secret-9", JWT] {
         assert!(!printed.contains(secret), "{secret} leaked in {printed}");
     }
-    assert!(printed.contains("user@example.com"), "non-secret fields still print");
+    assert!(
+        printed.contains("user@example.com"),
+        "non-secret fields still print"
+    );
 }

@@ -6,7 +6,11 @@ use wiremock::Request;
 /// The one request the mock server received (fails when there were none or several).
 pub async fn single_request(server: &wiremock::MockServer) -> Request {
     let mut requests = server.received_requests().await.expect("recording is on");
-    assert_eq!(requests.len(), 1, "expected exactly one request, got {requests:?}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "expected exactly one request, got {requests:?}"
+    );
     requests.remove(0)
 }
 
@@ -42,11 +46,22 @@ pub fn assert_request(request: &Request, expected: &Expected<'_>) {
     );
     match &expected.body {
         Body::None => {
-            assert!(request.body.is_empty(), "expected no body, got {:?}", request.body);
-            assert!(request.headers.get("content-type").is_none(), "no content type without a body");
+            assert!(
+                request.body.is_empty(),
+                "expected no body, got {:?}",
+                request.body
+            );
+            assert!(
+                request.headers.get("content-type").is_none(),
+                "no content type without a body"
+            );
         }
         Body::Json(json) => {
-            assert_eq!(header(request, "content-type"), "application/json", "content type");
+            assert_eq!(
+                header(request, "content-type"),
+                "application/json",
+                "content type"
+            );
             let got: serde_json::Value =
                 serde_json::from_slice(&request.body).expect("request body is JSON");
             assert_eq!(&got, json, "JSON body");
@@ -57,7 +72,11 @@ pub fn assert_request(request: &Request, expected: &Expected<'_>) {
                 "application/x-www-form-urlencoded",
                 "content type"
             );
-            assert_eq!(std::str::from_utf8(&request.body).unwrap(), *form, "form body");
+            assert_eq!(
+                std::str::from_utf8(&request.body).unwrap(),
+                *form,
+                "form body"
+            );
         }
     }
 }
@@ -76,4 +95,32 @@ pub fn bad_gateway_html() -> wiremock::ResponseTemplate {
     wiremock::ResponseTemplate::new(502)
         .insert_header("content-type", "text/html")
         .set_body_string("<html><body><h1>502 Bad Gateway</h1></body></html>")
+}
+
+/// The wall-clock time every session test starts at (2023-11-14T22:13:20Z).
+pub const START_EPOCH: u64 = 1_700_000_000;
+
+/// A test clock standing at [`START_EPOCH`].
+pub fn test_clock() -> tokensmith::clock::ManualClock {
+    tokensmith::clock::ManualClock::starting_at(
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(START_EPOCH),
+    )
+}
+
+/// An unsigned JWT whose `exp` claim is `exp` (seconds since the epoch), tagged so that two
+/// tokens differ.
+pub fn jwt(exp: u64, tag: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64.encode(format!(r#"{{"sub":"{tag}","exp":{exp}}}"#))
+    )
+}
+
+/// Requests the server received whose path is `path`.
+pub async fn count_requests(server: &wiremock::MockServer, path: &str) -> usize {
+    let requests = server.received_requests().await.expect("recording is on");
+    requests.iter().filter(|r| r.url.path() == path).count()
 }

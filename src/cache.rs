@@ -1,0 +1,312 @@
+//! The one mechanism behind every session: a cached token, renewed ahead of expiry by a
+//! single shared flight, with the refresh-or-login decision and failure handling in one place.
+//! Each service supplies only its differences through [`Provider`].
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::OnceCell;
+
+use crate::clock::Clock;
+use crate::error::{Error, ErrorKind, Service};
+use crate::expiry::RefreshPolicy;
+use crate::token::{AccessToken, Entry, EntryParts, Grant, TokenOrigin};
+
+/// What a service does differently: how to log in, how to renew, how long tokens live.
+pub(crate) trait Provider: Send + Sync + 'static {
+    /// Which service this is.
+    const SERVICE: Service;
+    /// The lifetime slides forward from each successful authenticated call (weavr).
+    const SLIDING: Option<Duration> = None;
+    /// A refresh token may be used at most this many times (accounts: 90).
+    const MAX_REFRESH_USES: Option<u32> = None;
+
+    /// Logs in with the stored credentials. `sent_wall` is the wall clock when it was sent.
+    fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Grant, Error>> + Send;
+
+    /// Renews with a refresh token. Only called when the entry holds a usable one.
+    fn refresh(
+        &self,
+        _refresh_token: &crate::secret::SecretString,
+        _sent_wall: SystemTime,
+    ) -> impl Future<Output = Result<Grant, Error>> + Send {
+        async {
+            Err(Error::configuration(
+                Some(Self::SERVICE),
+                "this service has no refresh",
+            ))
+        }
+    }
+}
+
+/// A login failure that must not be repeated with the same credentials (until `until`).
+struct Blocked {
+    error: Error,
+    until: Option<Instant>,
+}
+
+type Flight = Arc<OnceCell<Result<AccessToken, Error>>>;
+
+/// Counters of the requests a cache has made, for tests and diagnostics.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) logins: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+}
+
+pub(crate) struct Cache<P> {
+    pub(crate) provider: P,
+    pub(crate) clock: Arc<dyn Clock>,
+    base: Instant,
+    policy: RefreshPolicy,
+    current: RwLock<Option<Arc<Entry>>>,
+    flight: Mutex<Option<(u64, Flight)>>,
+    flights: AtomicU64,
+    blocked: Mutex<Option<Blocked>>,
+    pub(crate) counters: Counters,
+}
+
+/// How long to wait before trying again after an early renewal failed while the token is
+/// still valid: a quarter of the time left, between 1 s and 30 s.
+fn retry_delay(time_left: Duration) -> Duration {
+    (time_left / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+impl<P: Provider> Cache<P> {
+    pub(crate) fn new(provider: P, clock: Arc<dyn Clock>, policy: RefreshPolicy) -> Self {
+        let base = clock.now();
+        Self {
+            provider,
+            clock,
+            base,
+            policy,
+            current: RwLock::new(None),
+            flight: Mutex::new(None),
+            flights: AtomicU64::new(0),
+            blocked: Mutex::new(None),
+            counters: Counters::default(),
+        }
+    }
+
+    fn fresh(&self) -> Option<AccessToken> {
+        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let entry = guard.as_ref()?;
+        entry.is_fresh(self.clock.now()).then(|| AccessToken {
+            entry: entry.clone(),
+        })
+    }
+
+    /// A valid token: the cached one, or one shared renewal.
+    pub(crate) async fn access_token(&self) -> Result<AccessToken, Error> {
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let (id, flight) = {
+            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+            match &*slot {
+                Some((id, flight)) => (*id, flight.clone()),
+                None => {
+                    let id = self.flights.fetch_add(1, Ordering::Relaxed);
+                    let flight = Flight::default();
+                    *slot = Some((id, flight.clone()));
+                    (id, flight)
+                }
+            }
+        };
+        // Whoever runs the renewal, everyone in this flight gets its outcome. If that caller is
+        // cancelled, OnceCell hands the renewal to the next waiter.
+        flight.get_or_init(|| self.renew(id)).await.clone()
+    }
+
+    fn end_flight(&self, id: u64) {
+        let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|(current, _)| *current == id) {
+            *slot = None;
+        }
+    }
+
+    async fn renew(&self, id: u64) -> Result<AccessToken, Error> {
+        let result = self.renew_inner().await;
+        self.end_flight(id);
+        result
+    }
+
+    async fn renew_inner(&self) -> Result<AccessToken, Error> {
+        // A flight that just ended may have left a fresh token behind.
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let now = self.clock.now();
+        let refresh = current
+            .as_ref()
+            .filter(|e| e.refresh_usable(now, P::MAX_REFRESH_USES));
+        let outcome = match refresh {
+            Some(entry) => match self.refresh_with(entry).await {
+                Ok(token) => Ok(token),
+                Err(e) if refresh_refused(&e) => {
+                    tracing::info!(service = %P::SERVICE, error = %e, "refresh token refused, logging in again");
+                    self.login().await
+                }
+                Err(e) => Err(e),
+            },
+            None => self.login().await,
+        };
+        match outcome {
+            Ok(token) => Ok(token),
+            Err(error) => {
+                let now = self.clock.now();
+                if let Some(entry) = current.filter(|e| e.is_valid(now)) {
+                    let left = entry.expires_at().saturating_duration_since(now);
+                    entry.postpone_renewal(now, retry_delay(left));
+                    tracing::warn!(service = %P::SERVICE, %error, "early renewal failed; still serving the valid token");
+                    return Ok(AccessToken { entry });
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn login(&self) -> Result<AccessToken, Error> {
+        if let Some(error) = self.blocked_error() {
+            return Err(error);
+        }
+        let sent_at = self.clock.now();
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        let result = self.provider.login(self.clock.system_now()).await;
+        match result {
+            Ok(grant) => {
+                tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "logged in");
+                Ok(self.store(grant, sent_at, TokenOrigin::Login, None))
+            }
+            Err(error) => {
+                tracing::warn!(service = %P::SERVICE, %error, "login failed");
+                self.block_if_final(&error);
+                Err(error)
+            }
+        }
+    }
+
+    async fn refresh_with(&self, entry: &Arc<Entry>) -> Result<AccessToken, Error> {
+        let refresh_token = entry.refresh.as_ref().expect("refresh_usable checked it");
+        let sent_at = self.clock.now();
+        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        let grant = self
+            .provider
+            .refresh(refresh_token, self.clock.system_now())
+            .await?;
+        tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "token refreshed");
+        Ok(self.store(grant, sent_at, TokenOrigin::Refresh, Some(entry)))
+    }
+
+    fn store(
+        &self,
+        grant: Grant,
+        sent_at: Instant,
+        origin: TokenOrigin,
+        previous: Option<&Arc<Entry>>,
+    ) -> AccessToken {
+        // A refresh that returns no new refresh token keeps the old one, its expiry and its
+        // use count.
+        let (refresh, refresh_expires_at, refresh_uses) = match (grant.refresh, previous) {
+            (Some(new), _) => (Some(new), grant.refresh_lifetime.map(|l| sent_at + l), 0),
+            (None, Some(prev)) => (
+                prev.refresh.clone(),
+                prev.refresh_expires_at(),
+                prev.refresh_uses + 1,
+            ),
+            (None, None) => (None, None, 0),
+        };
+        let mut extra = grant.extra;
+        if let Some(prev) = previous {
+            extra.id_token = extra.id_token.or_else(|| prev.extra.id_token.clone());
+            extra.cookie = extra.cookie.or_else(|| prev.extra.cookie.clone());
+        }
+        let entry = Arc::new(Entry::new(
+            self.clock.clone(),
+            self.base,
+            EntryParts {
+                secret: grant.access,
+                refresh,
+                refresh_expires_at,
+                refresh_uses,
+                extra,
+                origin,
+                expires_at: sent_at + grant.lifetime,
+                lead: self.policy.lead(grant.lifetime),
+                sliding: P::SLIDING,
+            },
+        ));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
+        AccessToken { entry }
+    }
+
+    fn blocked_error(&self) -> Option<Error> {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        match &*blocked {
+            Some(b) if b.until.is_none_or(|until| self.clock.now() < until) => {
+                Some(b.error.clone())
+            }
+            Some(_) => {
+                *blocked = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Refused credentials are never sent again; a lock-out or rate limit is waited out.
+    fn block_if_final(&self, error: &Error) {
+        let until = match error.kind() {
+            ErrorKind::InvalidCredentials | ErrorKind::AccessWindowExpired => None,
+            ErrorKind::AccountLocked {
+                retry_after: Some(d),
+            }
+            | ErrorKind::RateLimited {
+                retry_after: Some(d),
+            } => Some(self.clock.now() + d),
+            _ => return,
+        };
+        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Blocked {
+            error: error.clone(),
+            until,
+        });
+    }
+
+    /// Forgets a refused login, so that the next call tries the credentials again.
+    pub(crate) fn clear_failure(&self) {
+        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The entry currently cached, valid or not.
+    pub(crate) fn current(&self) -> Option<Arc<Entry>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The service refused `used`: stop serving it (if it is still the cached one).
+    pub(crate) fn invalidate(&self, used: &crate::secret::SecretString) {
+        if let Some(entry) = self.current() {
+            if entry.secret.expose_secret() == used.expose_secret() {
+                entry.expire();
+                tracing::info!(service = %P::SERVICE, "token refused by the service; it will be renewed");
+            }
+        }
+    }
+}
+
+/// A refresh that failed because of the refresh token itself: logging in again is the cure.
+fn refresh_refused(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::TokenRejected | ErrorKind::RefreshLimitExceeded | ErrorKind::InvalidCredentials
+    )
+}

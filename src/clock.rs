@@ -1,0 +1,107 @@
+//! Time as the sessions see it: a monotonic clock for expiry, a wall clock for JWT claims.
+//!
+//! Sessions take their time from a [`Clock`] so that tests (the crate's and yours) can drive
+//! expiry with [`ManualClock`] instead of sleeping.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A source of time for sessions.
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// The monotonic now: every expiry is an `Instant` on this clock.
+    fn now(&self) -> Instant;
+    /// The wall-clock now, used only to read JWT `exp` claims and to print expiry times.
+    fn system_now(&self) -> SystemTime;
+}
+
+/// The real clocks: [`Instant::now`] and [`SystemTime::now`]. The default.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn system_now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that only moves when told to, for tests.
+///
+/// Cloning shares the clock: advance one handle and every session built with it sees the time
+/// move.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    inner: Arc<ManualInner>,
+}
+
+#[derive(Debug)]
+struct ManualInner {
+    start: Instant,
+    start_system: SystemTime,
+    elapsed_nanos: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock standing at the real current time until advanced.
+    pub fn new() -> Self {
+        Self::starting_at(SystemTime::now())
+    }
+
+    /// A clock whose wall-clock reading starts at `system_time`.
+    pub fn starting_at(system_time: SystemTime) -> Self {
+        Self {
+            inner: Arc::new(ManualInner {
+                start: Instant::now(),
+                start_system: system_time,
+                elapsed_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Moves both clocks forward.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.elapsed_nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.inner.elapsed_nanos.load(Ordering::SeqCst))
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.inner.start + self.elapsed()
+    }
+
+    fn system_now(&self) -> SystemTime {
+        self.inner.start_system + self.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_both_readings_together() {
+        let clock = ManualClock::starting_at(SystemTime::UNIX_EPOCH);
+        let (t0, s0) = (clock.now(), clock.system_now());
+        clock.clone().advance(Duration::from_secs(90));
+        assert_eq!(clock.now() - t0, Duration::from_secs(90));
+        assert_eq!(
+            clock.system_now().duration_since(s0).unwrap(),
+            Duration::from_secs(90)
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! Turning what a generated client returned into a [`crate::Error`].
+//!
+//! progenitor gives a typed body for documented errors, raw bytes (without the status) for a
+//! documented status whose body did not parse, and the raw response for undocumented statuses.
+//! The [`Probe`] installed in the request's [`crate::transport::Context`] records the status
+//! and headers of every exchange, so none of that is lost.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+
+use crate::error::{Error, ErrorKind, FieldError, Service};
+use crate::secret::SecretString;
+
+/// At most this much of an unexpected body is read, and a shorter excerpt is kept.
+const BODY_READ_CAP: usize = 64 * 1024;
+const EXCERPT_CHARS: usize = 200;
+
+/// The status and headers of the last response a client received.
+#[derive(Debug, Default)]
+pub(crate) struct Probe {
+    last: Mutex<Option<(u16, HeaderMap)>>,
+}
+
+impl Probe {
+    pub(crate) fn record(&self, status: u16, headers: &HeaderMap) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((status, headers.clone()));
+    }
+
+    fn last(&self) -> Option<(u16, HeaderMap)> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What a service's documented error body tells, whatever its schema.
+pub(crate) trait ErrorBody {
+    /// The human-readable message.
+    fn message(&self) -> Option<String>;
+    /// A machine-readable code (weavr `errorCode`, fib status name).
+    fn code(&self) -> Option<String> {
+        None
+    }
+    /// Invalid fields, where the service lists them.
+    fn field_errors(&self) -> Vec<FieldError> {
+        Vec::new()
+    }
+    /// weavr's password-expired temporary token.
+    fn temporary_token(&self) -> Option<SecretString> {
+        None
+    }
+}
+
+/// A failed exchange, reduced to what classification needs.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) status: u16,
+    pub(crate) message: Option<String>,
+    pub(crate) code: Option<String>,
+    pub(crate) headers: HeaderMap,
+    /// Whether the operation documents this status (the body had the documented shape).
+    pub(crate) documented: bool,
+    /// The wall clock when the request was sent, for HTTP-date and epoch retry delays.
+    pub(crate) now: SystemTime,
+}
+
+impl Failure {
+    /// Whether the message contains `needle`, ignoring case.
+    pub(crate) fn message_has(&self, needle: &str) -> bool {
+        self.message
+            .as_deref()
+            .is_some_and(|m| m.to_lowercase().contains(&needle.to_lowercase()))
+    }
+
+    /// The delay the service asks for: `Retry-After` (seconds or HTTP date),
+    /// `x-ratelimit-reset` (seconds, or an epoch timestamp), or "try again in N minutes".
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        let now = self.now;
+        header_str(&self.headers, "retry-after")
+            .and_then(|v| parse_retry_after(v, now))
+            .or_else(|| {
+                header_str(&self.headers, "x-ratelimit-reset").and_then(|v| parse_reset(v, now))
+            })
+            .or_else(|| self.message.as_deref().and_then(parse_try_again_in))
+    }
+
+    /// The usual meaning of a status, for statuses a service gives no special meaning.
+    pub(crate) fn default_kind(&self) -> ErrorKind {
+        match self.status {
+            400 | 422 => ErrorKind::InvalidRequest,
+            401 => ErrorKind::TokenRejected,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
+            423 => ErrorKind::AccountLocked {
+                retry_after: self.retry_after(),
+            },
+            429 => ErrorKind::RateLimited {
+                retry_after: self.retry_after(),
+            },
+            503 => ErrorKind::ServiceUnavailable,
+            500..=599 => ErrorKind::ServerError,
+            _ => ErrorKind::UnexpectedResponse,
+        }
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `x-ratelimit-reset` is documented only by name: small values are seconds to wait, large
+/// ones an epoch timestamp in seconds or milliseconds.
+pub(crate) fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
+    let n = value
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)?;
+    let epoch_secs = if n >= 1e12 {
+        n / 1000.0
+    } else if n >= 1e9 {
+        n
+    } else {
+        return Some(Duration::from_secs_f64(n));
+    };
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch_secs);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// "Too many authentication attempts. Try again in 5 minutes" → 300 s.
+pub(crate) fn parse_try_again_in(message: &str) -> Option<Duration> {
+    let lower = message.to_lowercase();
+    let rest = &lower[lower.find("try again in ")? + "try again in ".len()..];
+    let mut words = rest.split_whitespace();
+    let n: u64 = words.next()?.parse().ok()?;
+    let unit = words.next()?.trim_end_matches(|c: char| !c.is_alphabetic());
+    let secs = match unit {
+        "second" | "seconds" | "sec" | "secs" | "s" => n,
+        "minute" | "minutes" | "min" | "mins" => n * 60,
+        "hour" | "hours" => n * 3600,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// A message from a body whose shape is not the documented one: a JSON `message` (or
+/// `error`, `error_description`, `Message`), a JSON string, or the start of the text.
+pub(crate) fn message_from_bytes(bytes: &[u8]) -> Option<String> {
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        if let Some(s) = json.as_str() {
+            return Some(excerpt(s));
+        }
+        for key in ["message", "error_description", "error", "Message", "detail"] {
+            if let Some(s) = json.get(key).and_then(|v| v.as_str()) {
+                return Some(excerpt(s));
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    (!text.is_empty()).then(|| excerpt(text))
+}
+
+fn excerpt(text: &str) -> String {
+    let mut out: String = text.chars().take(EXCERPT_CHARS).collect();
+    if text.chars().nth(EXCERPT_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Reads at most [`BODY_READ_CAP`] bytes of a response body.
+async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = BODY_READ_CAP - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= BODY_READ_CAP {
+            break;
+        }
+    }
+    body
+}
+
+/// A JSON decoding failure, described without the input: serde_json's own messages can quote
+/// the value that failed to decode, which may be a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{category} at line {line} column {column}")]
+pub(crate) struct DecodeError {
+    category: &'static str,
+    line: usize,
+    column: usize,
+}
+
+impl From<&serde_json::Error> for DecodeError {
+    fn from(e: &serde_json::Error) -> Self {
+        let category = match e.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Data => "JSON of the wrong shape",
+            serde_json::error::Category::Eof => "truncated JSON",
+        };
+        Self {
+            category,
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+/// How a service reads a failure into a kind.
+pub(crate) type Classify<'a> = &'a (dyn Fn(&Failure) -> ErrorKind + Sync);
+
+/// Maps anything a generated client returned as an error into a [`crate::Error`].
+pub(crate) async fn map_api_error<E: ErrorBody>(
+    service: Service,
+    err: progenitor_client::Error<E>,
+    probe: &Probe,
+    now: SystemTime,
+    classify: Classify<'_>,
+) -> Error {
+    use progenitor_client::Error as G;
+    let base = |kind: ErrorKind| Error::new(kind).with_service(service);
+    let (failure, fields, temporary_token) = match err {
+        G::ErrorResponse(response) => {
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.into_inner();
+            let failure = Failure {
+                status,
+                message: body.message(),
+                code: body.code(),
+                headers,
+                documented: true,
+                now,
+            };
+            (failure, body.field_errors(), body.temporary_token())
+        }
+        G::InvalidResponsePayload(bytes, json_err) => {
+            let Some((status, headers)) = probe.last() else {
+                return base(ErrorKind::Decode).with_source(DecodeError::from(&json_err));
+            };
+            if (200..300).contains(&status) {
+                // A success body of the wrong shape: its text may hold a token, so keep none.
+                return base(ErrorKind::Decode)
+                    .with_status(status)
+                    .with_request_ref(request_ref(service, &headers))
+                    .with_source(DecodeError::from(&json_err));
+            }
+            let failure = Failure {
+                status,
+                message: message_from_bytes(&bytes),
+                code: None,
+                headers,
+                documented: true,
+                now,
+            };
+            (failure, Vec::new(), None)
+        }
+        G::UnexpectedResponse(response) => {
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let message = if (200..300).contains(&status) {
+                None
+            } else {
+                message_from_bytes(&read_capped(response).await)
+            };
+            let failure = Failure {
+                status,
+                message,
+                code: None,
+                headers,
+                documented: false,
+                now,
+            };
+            (failure, Vec::new(), None)
+        }
+        G::CommunicationError(e) | G::ResponseBodyError(e) | G::InvalidUpgrade(e) => {
+            let kind = if e.is_timeout() {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Transport
+            };
+            return base(kind).with_source(e.without_url());
+        }
+        G::InvalidRequest(message) => {
+            return base(ErrorKind::Configuration).with_message(message);
+        }
+        G::Custom(message) => return base(ErrorKind::Transport).with_message(message),
+    };
+    let kind = if failure.documented || failure.status == 401 {
+        classify(&failure)
+    } else {
+        match failure.default_kind() {
+            ErrorKind::InvalidRequest
+            | ErrorKind::Forbidden
+            | ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::TokenRejected => ErrorKind::UnexpectedResponse,
+            other => other,
+        }
+    };
+    let mut error = base(kind)
+        .with_status(failure.status)
+        .with_code(failure.code.clone())
+        .with_request_ref(request_ref(service, &failure.headers))
+        .with_field_errors(fields);
+    if let Some(message) = failure.message {
+        error = error.with_message(message);
+    }
+    if let Some(token) = temporary_token {
+        error = error.with_temporary_token(token);
+    }
+    error
+}
+
+/// weavr's `request-ref` header, kept on every error for vendor support.
+pub(crate) fn request_ref(service: Service, headers: &HeaderMap) -> Option<String> {
+    (service == Service::Weavr).then(|| header_str(headers, "request-ref").map(str::to_owned))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_are_read_from_every_documented_place() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:14:20 GMT", now),
+            Some(Duration::from_secs(1_700_000_060 - 1_700_000_000))
+        );
+        assert_eq!(parse_reset("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_reset("1700000090", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_reset("1700000045000", now),
+            Some(Duration::from_secs(45))
+        );
+        assert_eq!(
+            parse_try_again_in("Too many authentication attempts. Try again in 5 minutes"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(parse_try_again_in("Try again later"), None);
+    }
+
+    #[test]
+    fn messages_come_from_json_or_text() {
+        assert_eq!(
+            message_from_bytes(br#"{"message":"nope"}"#).as_deref(),
+            Some("nope")
+        );
+        assert_eq!(
+            message_from_bytes(br#""plain json string""#).as_deref(),
+            Some("plain json string")
+        );
+        assert_eq!(
+            message_from_bytes(b"  Unauthorized \n").as_deref(),
+            Some("Unauthorized")
+        );
+        assert_eq!(message_from_bytes(b""), None);
+        let long = "x".repeat(500);
+        assert_eq!(
+            message_from_bytes(long.as_bytes()).unwrap().chars().count(),
+            EXCERPT_CHARS + 1
+        );
+    }
+
+    #[test]
+    fn decode_errors_never_quote_the_input() {
+        let err = serde_json::from_str::<u64>(r#""eyJsecret-token""#).unwrap_err();
+        assert!(
+            err.to_string().contains("eyJsecret-token"),
+            "serde_json would have leaked it"
+        );
+        let ours = DecodeError::from(&err).to_string();
+        assert!(!ours.contains("eyJsecret"), "{ours}");
+    }
+}

@@ -1,0 +1,371 @@
+//! What all five sessions share: configuration, the HTTP endpoint, and the core that joins the
+//! token cache to the generated clients.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
+use crate::cache::{Cache, Provider};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Service};
+use crate::expiry::RefreshPolicy;
+use crate::response::Probe;
+use crate::secret::SecretString;
+use crate::token::Entry;
+use crate::transport::{Authorizer, Context};
+
+/// The default timeout for connecting to a service.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default timeout for a whole request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The `User-Agent` sent by the default HTTP client.
+pub const USER_AGENT: &str = concat!("tokensmith/", env!("CARGO_PKG_VERSION"));
+
+/// Settings every session builder has.
+#[derive(Debug, Default)]
+pub(crate) struct Common {
+    pub(crate) base_url: Option<String>,
+    pub(crate) http: Option<reqwest::Client>,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) refresh: RefreshPolicy,
+    pub(crate) allow_plain_http: bool,
+}
+
+/// Where a session sends its requests, and with what.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base_url: String,
+}
+
+impl Endpoint {
+    /// A generated client for one internal call, with a probe recording the response.
+    pub(crate) fn client<C>(
+        &self,
+        new: fn(&str, reqwest::Client, Context) -> C,
+        context: Context,
+    ) -> (C, Arc<Probe>) {
+        let probe = Arc::new(Probe::default());
+        let client = new(
+            &self.base_url,
+            self.http.clone(),
+            context.with_probe(probe.clone()),
+        );
+        (client, probe)
+    }
+}
+
+impl Common {
+    /// Validates the settings; `default_url` is the service's production server.
+    pub(crate) fn finish(
+        self,
+        service: Service,
+        default_url: &str,
+    ) -> Result<(Endpoint, Arc<dyn Clock>, RefreshPolicy), Error> {
+        let base_url = self.base_url.unwrap_or_else(|| default_url.to_owned());
+        let parsed = url::Url::parse(&base_url).map_err(|e| {
+            Error::configuration(
+                Some(service),
+                format!("base URL {base_url:?} is not a URL: {e}"),
+            )
+        })?;
+        let loopback = match parsed.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match parsed.scheme() {
+            "https" => {}
+            "http" if loopback || self.allow_plain_http => {}
+            "http" => {
+                return Err(Error::configuration(
+                    Some(service),
+                    format!(
+                        "base URL {base_url:?} is plain HTTP: credentials would travel unencrypted \
+                         (allowed only for loopback addresses, or with danger_accept_plain_http)"
+                    ),
+                ))
+            }
+            other => {
+                return Err(Error::configuration(
+                    Some(service),
+                    format!("base URL {base_url:?} has scheme {other:?}; https is required"),
+                ))
+            }
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(Error::configuration(
+                Some(service),
+                format!("base URL {base_url:?} must not have a query or fragment"),
+            ));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => default_http_client(service)?,
+        };
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let endpoint = Endpoint {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        };
+        Ok((endpoint, clock, self.refresh))
+    }
+}
+
+fn default_http_client(service: Service) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+        .timeout(DEFAULT_REQUEST_TIMEOUT)
+        // A redirect on an auth endpoint would re-send credentials somewhere unvetted.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| {
+            Error::configuration(Some(service), "cannot build the HTTP client").with_source(e)
+        })
+}
+
+/// Rejects an empty credential at build time rather than at the first login.
+pub(crate) fn require(
+    service: Service,
+    name: &str,
+    value: Option<SecretString>,
+) -> Result<SecretString, Error> {
+    match value {
+        Some(v) if !v.expose_secret().trim().is_empty() => Ok(v),
+        Some(_) => Err(Error::configuration(
+            Some(service),
+            format!("{name} is empty"),
+        )),
+        None => Err(Error::configuration(
+            Some(service),
+            format!("{name} is required"),
+        )),
+    }
+}
+
+/// Same as [`require`], for values that are not secret.
+pub(crate) fn require_plain(
+    service: Service,
+    name: &str,
+    value: Option<String>,
+) -> Result<String, Error> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(_) => Err(Error::configuration(
+            Some(service),
+            format!("{name} is empty"),
+        )),
+        None => Err(Error::configuration(
+            Some(service),
+            format!("{name} is required"),
+        )),
+    }
+}
+
+/// A bearer `Authorization` value, marked sensitive.
+pub(crate) fn bearer(token: &SecretString) -> HeaderValue {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
+    value.set_sensitive(true);
+    value
+}
+
+/// How a service puts a cached token on a request.
+pub(crate) trait Attach: Provider {
+    /// Adds the token (and whatever else the service needs, like `api-key`) to `headers`.
+    fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
+        headers.insert(AUTHORIZATION, bearer(&entry.secret));
+    }
+
+    /// Whether `headers` carry `entry`'s token.
+    fn carries(&self, entry: &Entry, headers: &HeaderMap) -> bool {
+        headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t == entry.secret.expose_secret())
+    }
+}
+
+/// A session's shared state: the cache and the endpoint its `api()` clients use.
+pub(crate) struct Core<P> {
+    pub(crate) cache: Cache<P>,
+    pub(crate) endpoint: Endpoint,
+}
+
+impl<P: Attach> Core<P> {
+    pub(crate) fn new(
+        provider: P,
+        endpoint: Endpoint,
+        clock: Arc<dyn Clock>,
+        policy: RefreshPolicy,
+    ) -> Self {
+        Self {
+            cache: Cache::new(provider, clock, policy),
+            endpoint,
+        }
+    }
+
+    pub(crate) async fn authorize_request(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let mut headers = HeaderMap::new();
+        let token = self.cache.access_token().await?;
+        self.cache.provider.attach(&token.entry, &mut headers);
+        Ok(request.headers(headers))
+    }
+}
+
+impl<P: Attach> Authorizer for Core<P> {
+    fn authorize<'a>(
+        &'a self,
+        headers: &'a mut HeaderMap,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
+        Box::pin(async move {
+            let token = self.cache.access_token().await?;
+            self.cache.provider.attach(&token.entry, headers);
+            Ok(())
+        })
+    }
+
+    fn accepted(&self, headers: &HeaderMap, sent_at: Instant) {
+        if P::SLIDING.is_none() {
+            return;
+        }
+        if let Some(entry) = self.cache.current() {
+            if self.cache.provider.carries(&entry, headers) {
+                entry.slide(sent_at);
+            }
+        }
+    }
+
+    fn refused(&self, headers: &HeaderMap) {
+        if let Some(entry) = self.cache.current() {
+            if self.cache.provider.carries(&entry, headers) {
+                self.cache.invalidate(&entry.secret);
+            }
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.cache.clock.now()
+    }
+}
+
+/// The builder setters every service shares.
+macro_rules! common_builder_methods {
+    () => {
+        /// The service's base URL. Defaults to the production server. Must be `https`, or
+        /// plain `http` to a loopback address (a local sandbox).
+        pub fn base_url(mut self, url: impl Into<String>) -> Self {
+            self.common.base_url = Some(url.into());
+            self
+        }
+
+        /// The HTTP client to use. The default has a 10 s connect and 30 s request timeout,
+        /// follows no redirects, and names this crate in its `User-Agent`.
+        pub fn http_client(mut self, client: reqwest::Client) -> Self {
+            self.common.http = Some(client);
+            self
+        }
+
+        /// The clock that times expiry (default: the system clocks). Tests pass a
+        /// [`crate::clock::ManualClock`] to move time without sleeping.
+        pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
+            self.common.clock = Some(std::sync::Arc::new(clock));
+            self
+        }
+
+        /// When to renew ahead of expiry (default: [`crate::RefreshPolicy::default`]).
+        pub fn refresh_policy(mut self, policy: crate::RefreshPolicy) -> Self {
+            self.common.refresh = policy;
+            self
+        }
+
+        /// Allows a plain-`http` base URL to a non-loopback host. Credentials then travel
+        /// unencrypted: only for test networks.
+        pub fn danger_accept_plain_http(mut self, accept: bool) -> Self {
+            self.common.allow_plain_http = accept;
+            self
+        }
+    };
+}
+
+/// The session methods every service shares, for a `Session { core: Arc<Core<P>> }`.
+macro_rules! common_session_methods {
+    ($client:ty) => {
+        /// A valid access token: the cached one, or one obtained by a single shared login or
+        /// refresh however many tasks ask at once.
+        pub async fn access_token(&self) -> Result<crate::AccessToken, crate::Error> {
+            self.core.cache.access_token().await
+        }
+
+        /// Adds the current credentials (renewed first when due) to a request for one of the
+        /// vendor's other APIs that take the same token.
+        pub async fn authorize(
+            &self,
+            request: reqwest::RequestBuilder,
+        ) -> Result<reqwest::RequestBuilder, crate::Error> {
+            self.core.authorize_request(request).await
+        }
+
+        /// The generated client, with this session's credentials put on every request (renewed
+        /// when due; on a 401 renewed once and the request retried once).
+        pub fn api(&self) -> $client {
+            let context = crate::transport::Context::new().with_authorizer(self.core.clone());
+            <$client>::new_with_client(
+                &self.core.endpoint.base_url,
+                self.core.endpoint.http.clone(),
+                context,
+            )
+        }
+
+        /// Forgets a refused login (credentials refused, account locked, rate limited), which
+        /// the session otherwise never retries, so that the next call logs in again.
+        pub fn clear_failure(&self) {
+            self.core.cache.clear_failure();
+        }
+
+        /// How many logins and refreshes this session has sent.
+        pub fn request_counts(&self) -> crate::RequestCounts {
+            use std::sync::atomic::Ordering::Relaxed;
+            crate::RequestCounts {
+                logins: self.core.cache.counters.logins.load(Relaxed),
+                refreshes: self.core.cache.counters.refreshes.load(Relaxed),
+            }
+        }
+    };
+}
+
+/// `TokenSource` and `Debug` for a service's `Session`.
+macro_rules! session_impls {
+    ($session:ty) => {
+        impl crate::TokenSource for $session {
+            async fn access_token(&self) -> Result<crate::AccessToken, crate::Error> {
+                self.core.cache.access_token().await
+            }
+        }
+
+        impl std::fmt::Debug for $session {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($session))
+                    .field("base_url", &self.core.endpoint.base_url)
+                    .field(
+                        "token",
+                        &self
+                            .core
+                            .cache
+                            .current()
+                            .map(|entry| crate::AccessToken { entry }),
+                    )
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+pub(crate) use {common_builder_methods, common_session_methods, session_impls};

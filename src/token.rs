@@ -1,0 +1,190 @@
+//! The cached token and what the cache knows about it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::clock::Clock;
+use crate::secret::SecretString;
+
+/// How a token came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenOrigin {
+    /// A login with the stored credentials.
+    Login,
+    /// A renewal with a refresh token.
+    Refresh,
+}
+
+/// A valid access token and its expiry.
+///
+/// Cheap to clone (one `Arc`); `Debug` prints the expiry, never the token. For services whose
+/// token lifetime slides forward on use (weavr, passwordsafe sessions), `expires_at` follows
+/// the slide.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub(crate) entry: Arc<Entry>,
+}
+
+impl AccessToken {
+    /// The token itself, for an `Authorization` header or a cookie.
+    pub fn secret(&self) -> &SecretString {
+        &self.entry.secret
+    }
+
+    /// When the token stops being valid, on the session's monotonic clock.
+    pub fn expires_at(&self) -> Instant {
+        self.entry.expires_at()
+    }
+
+    /// How long the token stays valid from now (zero once expired).
+    pub fn expires_in(&self) -> Duration {
+        self.expires_at()
+            .saturating_duration_since(self.entry.clock.now())
+    }
+
+    /// The expiry as a wall-clock time (for display; decisions use [`Self::expires_at`]).
+    pub fn expires_at_system(&self) -> SystemTime {
+        self.entry.clock.system_now() + self.expires_in()
+    }
+
+    /// Whether this token came from a login or a refresh.
+    pub fn origin(&self) -> TokenOrigin {
+        self.entry.origin
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"[redacted]")
+            .field("expires_in", &self.expires_in())
+            .field("origin", &self.entry.origin)
+            .finish()
+    }
+}
+
+/// What a login or refresh produced, before the cache times it.
+pub(crate) struct Grant {
+    pub(crate) access: SecretString,
+    pub(crate) refresh: Option<SecretString>,
+    /// How long the access token lives, counted from when the request was sent.
+    pub(crate) lifetime: Duration,
+    /// How long the refresh token lives from when it was issued, when known.
+    pub(crate) refresh_lifetime: Option<Duration>,
+    /// Service-specific state that travels with the token (cookies, identity, id token).
+    pub(crate) extra: Extra,
+}
+
+/// Service-specific state kept beside the access token.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct Extra {
+    pub(crate) id_token: Option<SecretString>,
+    pub(crate) cookie: Option<SecretString>,
+}
+
+/// A cached token: shared by the cache and every [`AccessToken`] handed out.
+pub(crate) struct Entry {
+    pub(crate) secret: SecretString,
+    pub(crate) refresh: Option<SecretString>,
+    pub(crate) refresh_expires_nanos: Option<u64>,
+    pub(crate) refresh_uses: u32,
+    pub(crate) extra: Extra,
+    pub(crate) origin: TokenOrigin,
+    pub(crate) clock: Arc<dyn Clock>,
+    base: Instant,
+    /// Expiry, in nanoseconds after `base`; moves forward when the lifetime slides.
+    expires_nanos: AtomicU64,
+    /// Renew this long before expiry (margin plus jitter).
+    lead: Duration,
+    /// After a failed early renewal, the next one waits until this (nanoseconds after `base`).
+    retry_not_before_nanos: AtomicU64,
+    /// The sliding window, for services whose tokens live from last activity.
+    sliding: Option<Duration>,
+}
+
+pub(crate) fn nanos_since(base: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+}
+
+pub(crate) struct EntryParts {
+    pub(crate) secret: SecretString,
+    pub(crate) refresh: Option<SecretString>,
+    pub(crate) refresh_expires_at: Option<Instant>,
+    pub(crate) refresh_uses: u32,
+    pub(crate) extra: Extra,
+    pub(crate) origin: TokenOrigin,
+    pub(crate) expires_at: Instant,
+    pub(crate) lead: Duration,
+    pub(crate) sliding: Option<Duration>,
+}
+
+impl Entry {
+    pub(crate) fn new(clock: Arc<dyn Clock>, base: Instant, parts: EntryParts) -> Self {
+        Self {
+            secret: parts.secret,
+            refresh: parts.refresh,
+            refresh_expires_nanos: parts.refresh_expires_at.map(|at| nanos_since(base, at)),
+            refresh_uses: parts.refresh_uses,
+            extra: parts.extra,
+            origin: parts.origin,
+            clock,
+            base,
+            expires_nanos: AtomicU64::new(nanos_since(base, parts.expires_at)),
+            lead: parts.lead,
+            retry_not_before_nanos: AtomicU64::new(0),
+            sliding: parts.sliding,
+        }
+    }
+
+    pub(crate) fn expires_at(&self) -> Instant {
+        self.base + Duration::from_nanos(self.expires_nanos.load(Ordering::Acquire))
+    }
+
+    /// Valid, and not yet due for renewal (or a failed early renewal asked to wait).
+    pub(crate) fn is_fresh(&self, now: Instant) -> bool {
+        let now = nanos_since(self.base, now);
+        let expires = self.expires_nanos.load(Ordering::Acquire);
+        let lead = u64::try_from(self.lead.as_nanos()).unwrap_or(u64::MAX);
+        now.saturating_add(lead) < expires
+            || (now < expires && now < self.retry_not_before_nanos.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn is_valid(&self, now: Instant) -> bool {
+        nanos_since(self.base, now) < self.expires_nanos.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn refresh_usable(&self, now: Instant, max_uses: Option<u32>) -> bool {
+        self.refresh.is_some()
+            && self
+                .refresh_expires_nanos
+                .is_none_or(|at| nanos_since(self.base, now) < at)
+            && max_uses.is_none_or(|max| self.refresh_uses < max)
+    }
+
+    pub(crate) fn refresh_expires_at(&self) -> Option<Instant> {
+        self.refresh_expires_nanos
+            .map(|n| self.base + Duration::from_nanos(n))
+    }
+
+    /// A failed early renewal: keep serving this token, try again after `delay`.
+    pub(crate) fn postpone_renewal(&self, now: Instant, delay: Duration) {
+        let at = nanos_since(self.base, now + delay);
+        self.retry_not_before_nanos.store(at, Ordering::Release);
+    }
+
+    /// The service accepted the token in a request sent at `sent_at`.
+    pub(crate) fn slide(&self, sent_at: Instant) {
+        if let Some(window) = self.sliding {
+            self.expires_nanos
+                .fetch_max(nanos_since(self.base, sent_at + window), Ordering::AcqRel);
+        }
+    }
+
+    /// The service refused the token: it must not be served again.
+    pub(crate) fn expire(&self) {
+        self.expires_nanos.store(0, Ordering::Release);
+        self.retry_not_before_nanos.store(0, Ordering::Release);
+    }
+}
