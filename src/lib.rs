@@ -29,10 +29,7 @@ pub mod passwordsafe {
     pub use crate::generated::passwordsafe::{types, Client};
 }
 
-/// Fraud Intelligence Blockchain authentication.
-pub mod fib {
-    pub use crate::generated::fib::{types, Client};
-}
+pub mod fib;
 
 pub use error::{Error, ErrorKind, FieldError, Service};
 pub use expiry::RefreshPolicy;

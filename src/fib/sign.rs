@@ -1,0 +1,113 @@
+//! The fib login proof: an Ed25519 signature of the hashed email.
+//!
+//! d = BLAKE2b-256(UTF-8 email) with the lowest bit of its last byte set (Hyperledger Iroha's
+//! "prehashed" hash); signature = hex(Ed25519-sign(authorization private key, d)).
+
+use blake2::digest::consts::U32;
+use blake2::{Blake2b, Digest};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Service};
+use crate::secret::SecretString;
+
+/// An Authorization key pair, read from the hex the FIB web app shows.
+pub(crate) struct AuthKey {
+    signing: SigningKey,
+}
+
+impl AuthKey {
+    /// Reads a private key: 64 hex characters (the seed), or 128 (the seed followed by the
+    /// public key, which must match it).
+    pub(crate) fn from_hex(private_key_hex: &SecretString) -> Result<Self, Error> {
+        let bad =
+            |why: &str| Error::configuration(Some(Service::Fib), format!("private key {why}"));
+        let text = private_key_hex.expose_secret().trim();
+        if !(text.len() == 64 || text.len() == 128) {
+            return Err(bad(&format!(
+                "must be 64 or 128 hex characters, not {}",
+                text.len()
+            )));
+        }
+        let bytes = Zeroizing::new(hex::decode(text).map_err(|_| bad("is not hex"))?);
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(&bytes[..32]);
+        let signing = SigningKey::from_bytes(&seed);
+        if bytes.len() == 64 && signing.verifying_key().as_bytes()[..] != bytes[32..] {
+            return Err(bad("does not match the public key that follows it"));
+        }
+        Ok(Self { signing })
+    }
+
+    /// The public key as lowercase hex (`authPublicKeyHex`).
+    pub(crate) fn public_key_hex(&self) -> String {
+        hex::encode(self.signing.verifying_key().as_bytes())
+    }
+
+    /// The signature of `email`, as lowercase hex.
+    pub(crate) fn sign_email(&self, email: &str) -> SecretString {
+        let signature = self.signing.sign(&prehash(email));
+        SecretString::new(hex::encode(signature.to_bytes()))
+    }
+}
+
+/// Checks that a public key is 64 hex characters of a valid Ed25519 point.
+pub(crate) fn check_public_key(public_key_hex: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::configuration(Some(Service::Fib), format!("public key {why}"));
+    let bytes: [u8; 32] = hex::decode(public_key_hex.trim())
+        .map_err(|_| bad("is not hex"))?
+        .try_into()
+        .map_err(|_| bad("must be 64 hex characters"))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| bad("is not an Ed25519 public key"))?;
+    Ok(hex::encode(bytes))
+}
+
+fn prehash(email: &str) -> [u8; 32] {
+    let mut d: [u8; 32] = Blake2b::<U32>::digest(email.as_bytes()).into();
+    d[31] |= 1;
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIVATE: &str = "413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3";
+    const PUBLIC: &str = "7fbedb314a9b0c00caef967ac5cabb982ec45da828a0c58a9aafc854f32422ac";
+    const SIGNATURE: &str = "57e7115dfb9faa9add2d2ceb321c20db8c1e7f468d2ffc122793fa61e8ed61581580faaeae83a07fe857894bb33defd61c4ba099b981020146fe8d2be00e630a";
+
+    #[test]
+    fn reproduces_the_vendor_test_vector() {
+        let key = AuthKey::from_hex(&PRIVATE.into()).unwrap();
+        assert_eq!(key.public_key_hex(), PUBLIC);
+        assert_eq!(
+            key.sign_email("alice@wonderland.space").expose_secret(),
+            SIGNATURE
+        );
+    }
+
+    #[test]
+    fn accepts_the_128_character_form_and_checks_its_public_half() {
+        let both = format!("{PRIVATE}{PUBLIC}");
+        let key = AuthKey::from_hex(&both.as_str().into()).unwrap();
+        assert_eq!(
+            key.sign_email("alice@wonderland.space").expose_secret(),
+            SIGNATURE
+        );
+        let mismatched = format!("{PRIVATE}{}", "00".repeat(32));
+        assert!(AuthKey::from_hex(&mismatched.as_str().into()).is_err());
+    }
+
+    #[test]
+    fn rejects_keys_of_the_wrong_size_or_alphabet() {
+        for bad in ["", "abcd", &"zz".repeat(32), &"00".repeat(48)] {
+            let err = AuthKey::from_hex(&bad.into()).err().expect(bad);
+            assert!(
+                !err.to_string().contains(bad) || bad.is_empty(),
+                "the key is never echoed"
+            );
+        }
+        assert!(check_public_key(PUBLIC).is_ok());
+        assert!(check_public_key("00").is_err());
+    }
+}
