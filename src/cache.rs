@@ -239,6 +239,7 @@ impl<P: Provider> Cache<P> {
                 extra,
                 origin,
                 expires_at: sent_at + grant.lifetime,
+                expires_at_most: grant.max_lifetime.map(|max| sent_at + max),
                 lead: self.policy.lead(grant.lifetime),
                 sliding: P::SLIDING,
             },
@@ -264,7 +265,13 @@ impl<P: Provider> Cache<P> {
     /// Refused credentials are never sent again; a lock-out or rate limit is waited out.
     fn block_if_final(&self, error: &Error) {
         let until = match error.kind() {
-            ErrorKind::InvalidCredentials | ErrorKind::AccessWindowExpired => None,
+            // Sending the same login again cannot succeed, and refused ones count towards a
+            // lock-out; a flow (new password, password update) or clear_failure() lifts this.
+            ErrorKind::InvalidCredentials
+            | ErrorKind::AccessWindowExpired
+            | ErrorKind::InvalidRequest
+            | ErrorKind::PasswordExpired
+            | ErrorKind::NewPasswordRequired => None,
             ErrorKind::AccountLocked {
                 retry_after: Some(d),
             }

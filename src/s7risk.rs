@@ -219,6 +219,7 @@ impl Provider for S7risk {
                     access: token,
                     refresh: None,
                     lifetime,
+                    max_lifetime: None,
                     refresh_lifetime: None,
                     extra: Extra::default(),
                 })

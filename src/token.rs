@@ -71,6 +71,8 @@ pub(crate) struct Grant {
     pub(crate) refresh: Option<SecretString>,
     /// How long the access token lives, counted from when the request was sent.
     pub(crate) lifetime: Duration,
+    /// However the lifetime slides, never past this (from when the request was sent).
+    pub(crate) max_lifetime: Option<Duration>,
     /// How long the refresh token lives from when it was issued, when known.
     pub(crate) refresh_lifetime: Option<Duration>,
     /// Service-specific state that travels with the token (cookies, identity, id token).
@@ -102,6 +104,8 @@ pub(crate) struct Entry {
     retry_not_before_nanos: AtomicU64,
     /// The sliding window, for services whose tokens live from last activity.
     sliding: Option<Duration>,
+    /// Sliding never moves the expiry past this (nanoseconds after `base`).
+    expires_at_most_nanos: u64,
 }
 
 pub(crate) fn nanos_since(base: Instant, at: Instant) -> u64 {
@@ -116,6 +120,7 @@ pub(crate) struct EntryParts {
     pub(crate) extra: Extra,
     pub(crate) origin: TokenOrigin,
     pub(crate) expires_at: Instant,
+    pub(crate) expires_at_most: Option<Instant>,
     pub(crate) lead: Duration,
     pub(crate) sliding: Option<Duration>,
 }
@@ -135,6 +140,9 @@ impl Entry {
             lead: parts.lead,
             retry_not_before_nanos: AtomicU64::new(0),
             sliding: parts.sliding,
+            expires_at_most_nanos: parts
+                .expires_at_most
+                .map_or(u64::MAX, |at| nanos_since(base, at)),
         }
     }
 
@@ -177,8 +185,8 @@ impl Entry {
     /// The service accepted the token in a request sent at `sent_at`.
     pub(crate) fn slide(&self, sent_at: Instant) {
         if let Some(window) = self.sliding {
-            self.expires_nanos
-                .fetch_max(nanos_since(self.base, sent_at + window), Ordering::AcqRel);
+            let until = nanos_since(self.base, sent_at + window).min(self.expires_at_most_nanos);
+            self.expires_nanos.fetch_max(until, Ordering::AcqRel);
         }
     }
 
