@@ -317,3 +317,225 @@ fn refresh_refused(error: &Error) -> bool {
         ErrorKind::TokenRejected | ErrorKind::RefreshLimitExceeded | ErrorKind::InvalidCredentials
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::secret::SecretString;
+    use crate::token::Extra;
+
+    /// A provider whose answers are scripted: each login or refresh pops the next one.
+    #[derive(Default)]
+    struct Scripted {
+        logins: Mutex<VecDeque<Result<Grant, Error>>>,
+        refreshes: Mutex<VecDeque<Result<Grant, Error>>>,
+        refresh_tokens_seen: Mutex<Vec<String>>,
+        calls: AtomicUsize,
+    }
+
+    impl Provider for Scripted {
+        const SERVICE: Service = Service::Accounts;
+        const MAX_REFRESH_USES: Option<u32> = Some(2);
+
+        async fn login(&self, _: SystemTime) -> Result<Grant, Error> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.logins
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("an unscripted login")
+        }
+
+        async fn refresh(&self, token: &SecretString, _: SystemTime) -> Result<Grant, Error> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.refresh_tokens_seen
+                .lock()
+                .unwrap()
+                .push(token.expose_secret().to_owned());
+            self.refreshes
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("an unscripted refresh")
+        }
+    }
+
+    fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Grant, Error> {
+        Ok(Grant {
+            access: access.into(),
+            refresh: refresh.map(SecretString::from),
+            lifetime: Duration::from_secs(secs),
+            max_lifetime: None,
+            refresh_lifetime: Some(Duration::from_secs(3600)),
+            extra: Extra::default(),
+        })
+    }
+
+    fn cache(
+        logins: Vec<Result<Grant, Error>>,
+        refreshes: Vec<Result<Grant, Error>>,
+    ) -> (Cache<Scripted>, ManualClock) {
+        let clock = ManualClock::new();
+        let provider = Scripted {
+            logins: Mutex::new(logins.into()),
+            refreshes: Mutex::new(refreshes.into()),
+            ..Default::default()
+        };
+        let policy = RefreshPolicy::new().with_jitter(false);
+        (Cache::new(provider, Arc::new(clock.clone()), policy), clock)
+    }
+
+    fn server_error() -> Result<Grant, Error> {
+        Err(Error::new(ErrorKind::ServerError).with_status(500))
+    }
+
+    async fn secret(cache: &Cache<Scripted>) -> String {
+        cache
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn renews_by_refresh_token_and_keeps_it_when_none_is_returned() {
+        let (cache, clock) = cache(
+            vec![grant("a1", Some("r1"), 300)],
+            vec![grant("a2", None, 300), grant("a3", None, 300)],
+        );
+        assert_eq!(secret(&cache).await, "a1");
+        clock.advance(Duration::from_secs(271)); // past the 30 s margin of a 300 s token
+        assert_eq!(secret(&cache).await, "a2");
+        assert_eq!(
+            cache.access_token().await.unwrap().origin(),
+            TokenOrigin::Refresh
+        );
+        clock.advance(Duration::from_secs(271));
+        assert_eq!(secret(&cache).await, "a3");
+        assert_eq!(
+            *cache.provider.refresh_tokens_seen.lock().unwrap(),
+            ["r1", "r1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_is_not_used_past_its_limit() {
+        let (cache, clock) = cache(
+            vec![grant("a1", Some("r1"), 300), grant("a4", Some("r2"), 300)],
+            vec![grant("a2", None, 300), grant("a3", None, 300)],
+        );
+        secret(&cache).await;
+        for expected in ["a2", "a3", "a4"] {
+            clock.advance(Duration::from_secs(280));
+            assert_eq!(secret(&cache).await, expected);
+        }
+        assert_eq!(cache.counters.refreshes.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.counters.logins.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_falls_back_to_login() {
+        let refused = Err(Error::new(ErrorKind::RefreshLimitExceeded).with_status(429));
+        let (cache, clock) = cache(
+            vec![grant("a1", Some("r1"), 300), grant("a2", Some("r2"), 300)],
+            vec![refused],
+        );
+        secret(&cache).await;
+        clock.advance(Duration::from_secs(300));
+        assert_eq!(secret(&cache).await, "a2");
+        assert_eq!(
+            cache.access_token().await.unwrap().origin(),
+            TokenOrigin::Login
+        );
+    }
+
+    #[tokio::test]
+    async fn an_early_renewal_failure_keeps_serving_the_valid_token_and_backs_off() {
+        let (cache, clock) = cache(
+            vec![grant("a1", Some("r1"), 300)],
+            vec![server_error(), grant("a2", None, 300)],
+        );
+        secret(&cache).await;
+        clock.advance(Duration::from_secs(280)); // due, 20 s left
+        assert_eq!(
+            secret(&cache).await,
+            "a1",
+            "a failed early refresh serves the valid token"
+        );
+        assert_eq!(secret(&cache).await, "a1", "and does not retry at once");
+        assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
+        clock.advance(Duration::from_secs(6)); // past the back-off of a quarter of 20 s
+        assert_eq!(secret(&cache).await, "a2");
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_never_served_and_errors_are_not_cached() {
+        let (cache, clock) = cache(
+            vec![
+                grant("a1", None, 300),
+                server_error(),
+                grant("a2", None, 300),
+            ],
+            vec![],
+        );
+        secret(&cache).await;
+        clock.advance(Duration::from_secs(300));
+        let err = cache.access_token().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ServerError);
+        assert_eq!(secret(&cache).await, "a2", "the next call tries again");
+    }
+
+    #[tokio::test]
+    async fn invalidation_forces_renewal_but_keeps_the_refresh_token() {
+        let (cache, _clock) = cache(
+            vec![grant("a1", Some("r1"), 300)],
+            vec![grant("a2", None, 300)],
+        );
+        secret(&cache).await;
+        cache.invalidate(&"someone-else".into());
+        assert_eq!(
+            secret(&cache).await,
+            "a1",
+            "only the token that was refused is dropped"
+        );
+        cache.invalidate(&"a1".into());
+        assert_eq!(secret(&cache).await, "a2");
+        assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r1"]);
+    }
+
+    #[tokio::test]
+    async fn sliding_never_passes_the_cap() {
+        let clock = ManualClock::new();
+        let entry = Entry::new(
+            Arc::new(clock.clone()),
+            clock.now(),
+            EntryParts {
+                secret: "t".into(),
+                refresh: None,
+                refresh_expires_at: None,
+                refresh_uses: 0,
+                extra: Extra::default(),
+                origin: TokenOrigin::Login,
+                expires_at: clock.now() + Duration::from_secs(300),
+                expires_at_most: Some(clock.now() + Duration::from_secs(500)),
+                lead: Duration::from_secs(30),
+                sliding: Some(Duration::from_secs(300)),
+            },
+        );
+        let start = clock.now();
+        clock.advance(Duration::from_secs(100));
+        entry.slide(clock.now());
+        assert_eq!(entry.expires_at() - start, Duration::from_secs(400));
+        clock.advance(Duration::from_secs(100));
+        entry.slide(clock.now());
+        assert_eq!(entry.expires_at() - start, Duration::from_secs(500));
+        entry.slide(start); // an old request's success never moves it back
+        assert_eq!(entry.expires_at() - start, Duration::from_secs(500));
+    }
+}
