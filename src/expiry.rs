@@ -71,6 +71,19 @@ pub(crate) fn jwt_exp(token: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(exp))
 }
 
+/// A lifetime given as a number that is either seconds from now or, when it is clearly one, an
+/// epoch timestamp (seconds, or milliseconds past 10^12). `None` for a negative value.
+pub(crate) fn seconds_or_epoch(value: i64, sent_wall: SystemTime) -> Option<Duration> {
+    let value = u64::try_from(value).ok()?;
+    let epoch_secs = match value {
+        v if v >= 1_000_000_000_000 => v / 1000,
+        v if v >= 1_000_000_000 => v,
+        v => return Some(Duration::from_secs(v)),
+    };
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(epoch_secs);
+    Some(at.duration_since(sent_wall).unwrap_or(Duration::ZERO))
+}
+
 /// A token's lifetime from when its request was sent: the shortest of what the service said
 /// (`expires_in`) and what the JWT's `exp` claim says, else the documented lifetime; never
 /// longer than `cap`.
@@ -138,6 +151,22 @@ mod tests {
             lifetime(None, Some(&past), sent, day, Some(day)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn seconds_or_epoch_reads_both() {
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(seconds_or_epoch(300, sent), Some(Duration::from_secs(300)));
+        assert_eq!(
+            seconds_or_epoch(1_700_000_300, sent),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            seconds_or_epoch(1_700_000_300_000, sent),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(seconds_or_epoch(1_600_000_000, sent), Some(Duration::ZERO));
+        assert_eq!(seconds_or_epoch(-1, sent), None);
     }
 
     #[test]

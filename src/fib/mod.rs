@@ -1,6 +1,249 @@
-//! Fraud Intelligence Blockchain authentication.
+//! Fraud Intelligence Blockchain authentication (`https://backend.fraudintelligencelimited.com`).
+//!
+//! The login proves possession of the user's Authorization key: the session signs the email
+//! itself (Ed25519 over a BLAKE2b-256 prehash) from the private key, or sends a signature
+//! computed elsewhere. Access tokens live 5 minutes and are renewed with the refresh token
+//! (`PATCH` on the session), which lives 24 hours; after that the session signs in again.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tokensmith::Error> {
+//! use tokensmith::fib::Session;
+//!
+//! let session = Session::builder()
+//!     .email("alice@wonderland.space")
+//!     .private_key("413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3")
+//!     .build()?;
+//! let token = session.access_token().await?;
+//! # let _ = token;
+//! # Ok(()) }
+//! ```
+
+mod sign;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::AUTHORIZATION;
 
 pub use crate::generated::fib::{types, Client};
 
-#[allow(dead_code)] // used by the fib session
-mod sign;
+use crate::cache::Provider;
+use crate::error::{Error, ErrorKind, Service};
+use crate::expiry;
+use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::secret::SecretString;
+use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::token::{Extra, Grant};
+use crate::transport::Context;
+
+/// The production server.
+pub const DEFAULT_BASE_URL: &str = "https://backend.fraudintelligencelimited.com";
+/// The documented access-token lifetime, used when a response gives none.
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
+/// The refresh-token lifetime, used when its `exp` claim cannot be read.
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Builds a [`Session`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct SessionBuilder {
+    common: Common,
+    email: Option<String>,
+    private_key: Option<SecretString>,
+    signature: Option<(SecretString, String)>,
+}
+
+impl SessionBuilder {
+    session::common_builder_methods!();
+
+    /// The user's email address (required).
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// The private key of the user's Authorization key pair, in hex: 64 characters, or 128
+    /// (the private key followed by the public key, which must match it). The session signs
+    /// the email with it.
+    pub fn private_key(mut self, private_key_hex: impl Into<SecretString>) -> Self {
+        self.private_key = Some(private_key_hex.into());
+        self
+    }
+
+    /// Instead of a private key: a signature of the email computed elsewhere (hex) and the
+    /// Authorization public key (64 hex characters).
+    pub fn signature(
+        mut self,
+        signature_hex: impl Into<SecretString>,
+        public_key_hex: impl Into<String>,
+    ) -> Self {
+        self.signature = Some((signature_hex.into(), public_key_hex.into()));
+        self
+    }
+
+    /// Checks the configuration (the key's size, alphabet and consistency) and builds the
+    /// session. Makes no request.
+    pub fn build(self) -> Result<Session, Error> {
+        const S: Service = Service::Fib;
+        let email = session::require_plain(S, "email", self.email)?;
+        let (signature, public_key) = match (self.private_key, self.signature) {
+            (Some(key), None) => {
+                let key = sign::AuthKey::from_hex(&key)?;
+                (key.sign_email(&email), key.public_key_hex())
+            }
+            (None, Some((signature, public_key))) => {
+                let signature = session::require(S, "signature", Some(signature))?;
+                let is_hex_128 = signature.expose_secret().len() == 128
+                    && signature
+                        .expose_secret()
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit());
+                if !is_hex_128 {
+                    return Err(Error::configuration(
+                        Some(S),
+                        "signature must be 128 hex characters (an Ed25519 signature)",
+                    ));
+                }
+                (signature, sign::check_public_key(&public_key)?)
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::configuration(
+                    Some(S),
+                    "give either a private key or a signature, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(Error::configuration(
+                    Some(S),
+                    "a private key or a signature is required",
+                ))
+            }
+        };
+        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
+        let provider = Fib {
+            endpoint: endpoint.clone(),
+            email,
+            signature,
+            public_key,
+        };
+        Ok(Session {
+            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
+        })
+    }
+}
+
+/// A session with the FIB auth controller. Cheap to clone; clones share the tokens.
+#[derive(Clone)]
+pub struct Session {
+    core: Arc<Core<Fib>>,
+}
+
+impl Session {
+    /// A builder for a session.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    session::common_session_methods!(Client);
+}
+
+session::session_impls!(Session);
+
+struct Fib {
+    endpoint: Endpoint,
+    email: String,
+    signature: SecretString,
+    public_key: String,
+}
+
+impl ErrorBody for types::ErrorResponse {
+    fn message(&self) -> Option<String> {
+        self.status.as_ref().and_then(|s| s.message.clone())
+    }
+
+    fn code(&self) -> Option<String> {
+        self.status
+            .as_ref()
+            .map(|s| s.name.clone())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+fn classify_login(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        // A signature that does not verify, or a key pair that is not the user's.
+        422 => ErrorKind::InvalidCredentials,
+        _ => failure.default_kind(),
+    }
+}
+
+impl Fib {
+    fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
+        let tokens = response.data;
+        let expires_in = expiry::seconds_or_epoch(tokens.expiration_time, sent_wall);
+        let lifetime = expiry::lifetime(
+            expires_in,
+            Some(tokens.access_token.expose_secret()),
+            sent_wall,
+            ACCESS_TOKEN_LIFETIME,
+            None,
+        );
+        let refresh_lifetime = expiry::lifetime(
+            None,
+            Some(tokens.refresh_token.expose_secret()),
+            sent_wall,
+            REFRESH_TOKEN_LIFETIME,
+            Some(REFRESH_TOKEN_LIFETIME),
+        );
+        Grant {
+            access: tokens.access_token,
+            refresh: Some(tokens.refresh_token),
+            lifetime,
+            max_lifetime: None,
+            refresh_lifetime: Some(refresh_lifetime),
+            extra: Extra::default(),
+        }
+    }
+}
+
+impl Provider for Fib {
+    const SERVICE: Service = Service::Fib;
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+        let (api, probe) = self
+            .endpoint
+            .client(Client::new_with_client, Context::new());
+        let body = types::LoginRequest {
+            email: self.email.clone(),
+            signature: self.signature.clone(),
+            auth_public_key_hex: self.public_key.clone(),
+        };
+        match api.log_in(&body).await {
+            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
+            Err(e) => {
+                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_login).await)
+            }
+        }
+    }
+
+    async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        sent_wall: SystemTime,
+    ) -> Result<Grant, Error> {
+        let context =
+            Context::new().with_header(AUTHORIZATION, session::bearer(refresh_token), true);
+        let (api, probe) = self.endpoint.client(Client::new_with_client, context);
+        match api.refresh_tokens().await {
+            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
+            Err(e) => {
+                Err(
+                    map_api_error(Self::SERVICE, e, &probe, sent_wall, &Failure::default_kind)
+                        .await,
+                )
+            }
+        }
+    }
+}
+
+impl Attach for Fib {}

@@ -1,0 +1,396 @@
+//! The fib session: a signed login, 5-minute access tokens renewed by PATCH with the refresh
+//! token, a new login when the refresh token is refused or spent, and typed errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{count_requests, jwt, test_clock, START_EPOCH};
+use serde_json::json;
+use tokensmith::clock::ManualClock;
+use tokensmith::fib::Session;
+use tokensmith::{ErrorKind, RefreshPolicy, Service, TokenOrigin};
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const SESSION: &str = "/auth/api/v1/authentication-management/session";
+const EMAIL: &str = "alice@wonderland.space";
+const PRIVATE: &str = "413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3";
+const PUBLIC: &str = "7fbedb314a9b0c00caef967ac5cabb982ec45da828a0c58a9aafc854f32422ac";
+const SIGNATURE: &str = "57e7115dfb9faa9add2d2ceb321c20db8c1e7f468d2ffc122793fa61e8ed61581580faaeae83a07fe857894bb33defd61c4ba099b981020146fe8d2be00e630a";
+
+fn session(server: &MockServer, clock: &ManualClock) -> Session {
+    Session::builder()
+        .base_url(server.uri())
+        .email(EMAIL)
+        .private_key(PRIVATE)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap()
+}
+
+/// Tokens issued at `at` (seconds after the start): access for 300 s, refresh for 24 h.
+fn tokens(tag: &str, at: u64, expiration_time: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "status": {"code": 200, "name": "OK", "message": "User authorization has been successful."},
+        "data": {
+            "accessToken": jwt(START_EPOCH + at + 300, &format!("access-{tag}")),
+            "refreshToken": jwt(START_EPOCH + at + 86_400, &format!("refresh-{tag}")),
+            "expirationTime": expiration_time,
+        }
+    }))
+}
+
+async fn mount_login(server: &MockServer, response: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .and(body_json(
+            json!({"email": EMAIL, "signature": SIGNATURE, "authPublicKeyHex": PUBLIC}),
+        ))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+async fn mount_refresh(server: &MockServer, refresh_token: &str, response: ResponseTemplate) {
+    Mock::given(method("PATCH"))
+        .and(path(SESSION))
+        .and(header(
+            "authorization",
+            format!("Bearer {refresh_token}").as_str(),
+        ))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+fn access(tag: &str, at: u64) -> String {
+    jwt(START_EPOCH + at + 300, &format!("access-{tag}"))
+}
+
+fn refresh(tag: &str, at: u64) -> String {
+    jwt(START_EPOCH + at + 86_400, &format!("refresh-{tag}"))
+}
+
+async fn requests(server: &MockServer, verb: &str) -> Vec<Request> {
+    let all = server.received_requests().await.unwrap();
+    all.into_iter()
+        .filter(|r| r.method.as_str() == verb)
+        .collect()
+}
+
+#[tokio::test]
+async fn login_signs_the_email_and_the_token_is_cached_for_its_lifetime() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(&server, tokens("1", 0, 300)).await;
+    let session = session(&server, &clock);
+
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("1", 0));
+    assert_eq!(token.expires_in(), Duration::from_secs(300));
+    clock.advance(Duration::from_secs(269));
+    session.access_token().await.unwrap();
+    let logins = requests(&server, "POST").await;
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0].headers["content-type"], "application/json");
+    assert!(
+        logins[0].headers.get("authorization").is_none(),
+        "the login takes no token"
+    );
+}
+
+#[tokio::test]
+async fn past_the_margin_it_refreshes_by_patch_with_the_refresh_token() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(&server, tokens("1", 0, 300)).await;
+    mount_refresh(&server, &refresh("1", 0), tokens("2", 270, 300)).await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+
+    clock.advance(Duration::from_secs(270)); // 30 s margin: 10 % of 300 s
+    let renewed = session.access_token().await.unwrap();
+    assert_eq!(renewed.secret().expose_secret(), access("2", 270));
+    assert_eq!(renewed.origin(), TokenOrigin::Refresh);
+    let patches = requests(&server, "PATCH").await;
+    assert_eq!(patches.len(), 1);
+    assert!(patches[0].body.is_empty(), "the refresh has no body");
+    assert!(patches[0].headers.get("content-type").is_none());
+    assert_eq!(session.request_counts().refreshes, 1);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_leads_to_a_new_signed_login() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(tokens("1", 0, 300))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    mount_login(&server, tokens("3", 300, 300)).await;
+    mount_refresh(
+        &server,
+        &refresh("1", 0),
+        ResponseTemplate::new(401)
+            .set_body_json(json!({"status": {"code": 401, "name": "UNAUTHORIZED", "message": "Invalid refresh token."}})),
+    )
+    .await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(300));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("3", 300));
+    assert_eq!(token.origin(), TokenOrigin::Login);
+    assert_eq!(requests(&server, "POST").await.len(), 2);
+    assert_eq!(requests(&server, "PATCH").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_is_not_sent() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(&server, tokens("1", 0, 300)).await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(86_400));
+    session.access_token().await.unwrap();
+    assert_eq!(requests(&server, "PATCH").await.len(), 0);
+    assert_eq!(requests(&server, "POST").await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_epoch_expiration_time_is_read_as_a_time() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(&server, tokens("1", 0, START_EPOCH + 240)).await;
+    let token = session(&server, &clock).access_token().await.unwrap();
+    assert_eq!(token.expires_in(), Duration::from_secs(240));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_callers_at_expiry_share_one_refresh() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(&server, tokens("1", 0, 300)).await;
+    mount_refresh(
+        &server,
+        &refresh("1", 0),
+        tokens("2", 300, 300).set_delay(Duration::from_millis(50)),
+    )
+    .await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(300));
+
+    let calls = (0..1000).map(|_| {
+        let session = session.clone();
+        tokio::spawn(async move { session.access_token().await })
+    });
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(
+            result.unwrap().unwrap().secret().expose_secret(),
+            access("2", 300)
+        );
+    }
+    assert_eq!(
+        count_requests(&server, SESSION).await,
+        2,
+        "one login, one refresh"
+    );
+}
+
+fn fib_error(status: u16, name: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({"status": {"code": status, "name": name, "message": message}}))
+}
+
+#[tokio::test]
+async fn every_documented_login_error_maps_to_its_kind() {
+    for (status, name, message, kind) in [
+        (
+            400,
+            "BAD_REQUEST",
+            "Request is malformed.",
+            ErrorKind::InvalidRequest,
+        ),
+        (
+            404,
+            "NOT_FOUND",
+            "User has not been found.",
+            ErrorKind::NotFound,
+        ),
+        (
+            422,
+            "UNPROCESSABLE_ENTITY",
+            "Signature is invalid.",
+            ErrorKind::InvalidCredentials,
+        ),
+        (
+            500,
+            "INTERNAL_SERVER_ERROR",
+            "Unexpected error.",
+            ErrorKind::ServerError,
+        ),
+    ] {
+        let server = MockServer::start().await;
+        mount_login(&server, fib_error(status, name, message)).await;
+        let err = session(&server, &test_clock())
+            .access_token()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{status}");
+        assert_eq!(err.status(), Some(status));
+        assert_eq!(err.message(), Some(message));
+        assert_eq!(err.code(), Some(name));
+        assert_eq!(err.service(), Some(Service::Fib));
+    }
+}
+
+#[tokio::test]
+async fn refresh_errors_map_to_their_kinds_once_the_token_has_expired() {
+    for (status, name, kind) in [
+        (400, "BAD_REQUEST", ErrorKind::InvalidRequest),
+        (404, "NOT_FOUND", ErrorKind::NotFound),
+        (422, "UNPROCESSABLE_ENTITY", ErrorKind::InvalidRequest),
+        (500, "INTERNAL_SERVER_ERROR", ErrorKind::ServerError),
+    ] {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        mount_login(&server, tokens("1", 0, 300)).await;
+        mount_refresh(
+            &server,
+            &refresh("1", 0),
+            fib_error(status, name, "refresh failed"),
+        )
+        .await;
+        let session = session(&server, &clock);
+        session.access_token().await.unwrap();
+        clock.advance(Duration::from_secs(280));
+        assert_eq!(
+            session
+                .access_token()
+                .await
+                .unwrap()
+                .secret()
+                .expose_secret(),
+            access("1", 0),
+            "a failed early refresh keeps serving the valid token"
+        );
+        clock.advance(Duration::from_secs(20));
+        let err = session.access_token().await.unwrap_err();
+        assert_eq!((err.kind(), err.status()), (kind, Some(status)), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_signature_is_sent_once() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(
+        &server,
+        fib_error(422, "UNPROCESSABLE_ENTITY", "Signature is invalid."),
+    )
+    .await;
+    let session = session(&server, &clock);
+    for _ in 0..3 {
+        assert_eq!(
+            session.access_token().await.unwrap_err().kind(),
+            ErrorKind::InvalidCredentials
+        );
+        clock.advance(Duration::from_secs(600));
+    }
+    assert_eq!(count_requests(&server, SESSION).await, 1);
+}
+
+#[tokio::test]
+async fn a_401_from_an_api_call_renews_once_and_retries_once() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(&server, tokens("1", 0, 300)).await;
+    mount_refresh(&server, &refresh("1", 0), tokens("2", 0, 300)).await;
+    let logout = "/auth/api/v1/authentication-management/logout";
+    Mock::given(method("POST"))
+        .and(path(logout))
+        .and(header(
+            "authorization",
+            format!("Bearer {}", access("1", 0)).as_str(),
+        ))
+        .respond_with(fib_error(401, "UNAUTHORIZED", "Token expired."))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(logout))
+        .and(header(
+            "authorization",
+            format!("Bearer {}", access("2", 0)).as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": {"code": 200, "name": "OK"}, "data": {}})),
+        )
+        .mount(&server)
+        .await;
+    let session = session(&server, &clock);
+    let response = session.api().log_out().await.unwrap();
+    assert_eq!(response.into_inner().status.name, "OK");
+    assert_eq!(count_requests(&server, logout).await, 2);
+    assert_eq!(session.request_counts().refreshes, 1);
+}
+
+#[test]
+fn bad_keys_and_signatures_are_refused_at_build_time() {
+    let with_key = |key: &str| Session::builder().email(EMAIL).private_key(key).build();
+    for key in [
+        "",
+        "abc",
+        &"zz".repeat(32),
+        &"00".repeat(48),
+        &format!("{PRIVATE}{}", "11".repeat(32)),
+    ] {
+        let err = with_key(key).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration, "{key}");
+        assert!(
+            key.len() < 8 || !err.to_string().contains(key),
+            "the key is never echoed"
+        );
+    }
+    assert!(with_key(&format!("{PRIVATE}{PUBLIC}")).is_ok());
+    let with_signature = |sig: &str, public: &str| {
+        Session::builder()
+            .email(EMAIL)
+            .signature(sig, public)
+            .build()
+    };
+    assert!(with_signature(SIGNATURE, PUBLIC).is_ok());
+    assert!(with_signature(&SIGNATURE[..64], PUBLIC).is_err());
+    assert!(with_signature(SIGNATURE, "00").is_err());
+    assert!(
+        Session::builder().email(EMAIL).build().is_err(),
+        "a key or signature is required"
+    );
+    assert!(
+        Session::builder().private_key(PRIVATE).build().is_err(),
+        "an email is required"
+    );
+    let both = Session::builder()
+        .email(EMAIL)
+        .private_key(PRIVATE)
+        .signature(SIGNATURE, PUBLIC);
+    assert!(both.build().is_err());
+}
+
+#[tokio::test]
+async fn nothing_prints_a_secret() {
+    let server = MockServer::start().await;
+    mount_login(&server, tokens("1", 0, 300)).await;
+    let session = session(&server, &test_clock());
+    let token = session.access_token().await.unwrap();
+    let printed = format!("{session:?} {token:?}");
+    for secret in [PRIVATE, SIGNATURE, &access("1", 0), &refresh("1", 0)] {
+        assert!(!printed.contains(secret), "leaked in {printed}");
+    }
+}
