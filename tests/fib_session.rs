@@ -186,20 +186,30 @@ async fn a_thousand_callers_at_expiry_share_one_refresh() {
     session.access_token().await.unwrap();
     clock.advance(Duration::from_secs(300));
 
-    let calls = (0..1000).map(|_| {
-        let session = session.clone();
-        tokio::spawn(async move { session.access_token().await })
-    });
-    for result in futures::future::join_all(calls).await {
-        assert_eq!(
-            result.unwrap().unwrap().secret().expose_secret(),
-            access("2", 300)
-        );
-    }
+    let shared = common::assert_all_callers_share_one_token(&session, 1000).await;
+    assert_eq!(shared, access("2", 300));
     assert_eq!(
         count_requests(&server, SESSION).await,
         2,
         "one login, one refresh"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_waiter_does_not_stall_the_others() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_login(
+        &server,
+        tokens("1", 0, 300).set_delay(Duration::from_millis(200)),
+    )
+    .await;
+    let session = session(&server, &clock);
+    let token = common::assert_cancelled_waiter_does_not_stall(&session).await;
+    assert_eq!(token, access("1", 0));
+    assert!(
+        count_requests(&server, SESSION).await <= 2,
+        "the aborted login is taken over once"
     );
 }
 

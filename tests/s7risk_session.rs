@@ -151,13 +151,10 @@ async fn a_thousand_concurrent_callers_at_expiry_share_one_login() {
         .await;
     let session = session(&server, &clock, user());
 
-    let calls = (0..1000).map(|_| {
-        let session = session.clone();
-        tokio::spawn(async move { session.access_token().await })
-    });
-    for result in futures::future::join_all(calls).await {
-        assert_eq!(result.unwrap().unwrap().secret().expose_secret(), token);
-    }
+    assert_eq!(
+        common::assert_all_callers_share_one_token(&session, 1000).await,
+        token
+    );
     assert_eq!(count_requests(&server, "/user/token").await, 1);
 }
 
@@ -173,33 +170,10 @@ async fn a_cancelled_waiter_does_not_stall_the_others() {
         .await;
     let session = session(&server, &clock, user());
 
-    // The first caller starts the login, then gives up.
-    let leader = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let waiters: Vec<_> = (0..10)
-        .map(|_| {
-            let session = session.clone();
-            tokio::spawn(async move { session.access_token().await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    leader.abort();
-
-    for waiter in waiters {
-        let token_got = tokio::time::timeout(Duration::from_secs(5), waiter).await;
-        assert_eq!(
-            token_got
-                .expect("no stall")
-                .unwrap()
-                .unwrap()
-                .secret()
-                .expose_secret(),
-            token
-        );
-    }
+    assert_eq!(
+        common::assert_cancelled_waiter_does_not_stall(&session).await,
+        token
+    );
     // The aborted login was taken over by one waiter: two requests at most, never eleven.
     assert!(count_requests(&server, "/user/token").await <= 2);
 }

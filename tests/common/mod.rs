@@ -124,3 +124,55 @@ pub async fn count_requests(server: &wiremock::MockServer, path: &str) -> usize 
     let requests = server.received_requests().await.expect("recording is on");
     requests.iter().filter(|r| r.url.path() == path).count()
 }
+
+/// Runs `callers` concurrent `access_token()` calls and checks that all got the same token.
+/// Returns that token's secret.
+pub async fn assert_all_callers_share_one_token<S>(session: &S, callers: usize) -> String
+where
+    S: tokensmith::TokenSource + Clone + 'static,
+{
+    let calls = (0..callers).map(|_| {
+        let session = session.clone();
+        tokio::spawn(async move { session.access_token().await })
+    });
+    let mut secrets = std::collections::BTreeSet::new();
+    for result in futures::future::join_all(calls).await {
+        let token = result
+            .expect("no panic")
+            .expect("every caller gets a token");
+        secrets.insert(token.secret().expose_secret().to_owned());
+    }
+    assert_eq!(secrets.len(), 1, "every caller got the same token");
+    secrets.into_iter().next().unwrap()
+}
+
+/// Starts a renewal, cancels the caller that started it while ten others wait, and checks
+/// that the others still get a token within seconds. The renewal response must be delayed
+/// (200 ms or more) by the mock so that the cancellation lands mid-flight.
+pub async fn assert_cancelled_waiter_does_not_stall<S>(session: &S) -> String
+where
+    S: tokensmith::TokenSource + Clone + 'static,
+{
+    use std::time::Duration;
+    let leader = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.access_token().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    leader.abort();
+    let mut secrets = std::collections::BTreeSet::new();
+    for waiter in waiters {
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        let token = got.expect("no stall").expect("no panic").expect("a token");
+        secrets.insert(token.secret().expose_secret().to_owned());
+    }
+    assert_eq!(secrets.len(), 1);
+    secrets.into_iter().next().unwrap()
+}
