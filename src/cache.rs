@@ -271,7 +271,9 @@ impl<P: Provider> Cache<P> {
             | ErrorKind::AccessWindowExpired
             | ErrorKind::InvalidRequest
             | ErrorKind::PasswordExpired
-            | ErrorKind::NewPasswordRequired => None,
+            | ErrorKind::NewPasswordRequired
+            // A lock of unknown length: another attempt could only extend it.
+            | ErrorKind::AccountLocked { retry_after: None } => None,
             ErrorKind::AccountLocked {
                 retry_after: Some(d),
             }

@@ -7,6 +7,7 @@ mod error;
 mod expiry;
 mod generated;
 mod response;
+mod retry;
 pub mod secret;
 mod session;
 mod token;
@@ -33,6 +34,7 @@ pub mod fib;
 
 pub use error::{Error, ErrorKind, FieldError, Service};
 pub use expiry::RefreshPolicy;
+pub use retry::RetryPolicy;
 pub use secret::SecretString;
 pub use session::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, USER_AGENT};
 pub use token::{AccessToken, TokenOrigin};

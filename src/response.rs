@@ -21,11 +21,22 @@ const EXCERPT_CHARS: usize = 200;
 #[derive(Debug, Default)]
 pub(crate) struct Probe {
     last: Mutex<Option<(u16, HeaderMap)>>,
+    oversized: Mutex<Option<usize>>,
 }
 
 impl Probe {
     pub(crate) fn record(&self, status: u16, headers: &HeaderMap) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((status, headers.clone()));
+        *self.oversized.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The last response's body was longer than `cap` and was dropped unread.
+    pub(crate) fn record_oversized(&self, cap: usize) {
+        *self.oversized.lock().unwrap_or_else(|p| p.into_inner()) = Some(cap);
+    }
+
+    fn oversized(&self) -> Option<usize> {
+        *self.oversized.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn last(&self) -> Option<(u16, HeaderMap)> {
@@ -75,12 +86,7 @@ impl Failure {
     /// The delay the service asks for: `Retry-After` (seconds or HTTP date),
     /// `x-ratelimit-reset` (seconds, or an epoch timestamp), or "try again in N minutes".
     pub(crate) fn retry_after(&self) -> Option<Duration> {
-        let now = self.now;
-        header_str(&self.headers, "retry-after")
-            .and_then(|v| parse_retry_after(v, now))
-            .or_else(|| {
-                header_str(&self.headers, "x-ratelimit-reset").and_then(|v| parse_reset(v, now))
-            })
+        retry_after_from_headers(&self.headers, self.now)
             .or_else(|| self.message.as_deref().and_then(parse_try_again_in))
     }
 
@@ -103,6 +109,13 @@ impl Failure {
             _ => ErrorKind::UnexpectedResponse,
         }
     }
+}
+
+/// The delay a response's headers ask for (`Retry-After`, then `x-ratelimit-reset`).
+pub(crate) fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    header_str(headers, "retry-after")
+        .and_then(|v| parse_retry_after(v, now))
+        .or_else(|| header_str(headers, "x-ratelimit-reset").and_then(|v| parse_reset(v, now)))
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -232,6 +245,34 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
 ) -> Error {
     use progenitor_client::Error as G;
     let base = |kind: ErrorKind| Error::new(kind).with_service(service);
+    if let (Some(cap), Some((status, headers))) = (probe.oversized(), probe.last()) {
+        let kind = if (200..300).contains(&status) {
+            ErrorKind::Decode
+        } else {
+            Failure {
+                status,
+                message: None,
+                code: None,
+                headers: headers.clone(),
+                documented: false,
+                now,
+            }
+            .default_kind()
+        };
+        let kind = match kind {
+            ErrorKind::RateLimited { .. }
+            | ErrorKind::ServiceUnavailable
+            | ErrorKind::ServerError
+            | ErrorKind::Decode => kind,
+            _ => ErrorKind::UnexpectedResponse,
+        };
+        return base(kind)
+            .with_status(status)
+            .with_request_ref(request_ref(service, &headers))
+            .with_message(format!(
+                "the response body is larger than the {cap}-byte limit"
+            ));
+    }
     let (failure, fields, temporary_token) = match err {
         G::ErrorResponse(response) => {
             let status = response.status().as_u16();

@@ -28,9 +28,11 @@ use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
 use crate::token::{Entry, Extra, Grant};
+use crate::transport::Context;
 
 /// The production server.
 pub const DEFAULT_BASE_URL: &str = "https://auth.s7risk.com";
@@ -186,9 +188,10 @@ impl Provider for S7risk {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
-        let (api, probe) = self
-            .endpoint
-            .client(Client::new_with_client, Default::default());
+        let (api, probe) = self.endpoint.client(
+            Client::new_with_client,
+            Context::new().with_replay(Replay::Gateway),
+        );
         let result = match &self.credentials {
             Credentials::User { email, password } => {
                 let body = types::UserTokenRequest {

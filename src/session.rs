@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Service};
 use crate::expiry::RefreshPolicy;
 use crate::response::Probe;
+use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
 use crate::token::Entry;
 use crate::transport::{Authorizer, Context};
@@ -30,6 +31,8 @@ pub(crate) struct Common {
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) refresh: RefreshPolicy,
     pub(crate) allow_plain_http: bool,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_body: Option<usize>,
 }
 
 /// Where a session sends its requests, and with what.
@@ -37,6 +40,8 @@ pub(crate) struct Common {
 pub(crate) struct Endpoint {
     pub(crate) http: reqwest::Client,
     pub(crate) base_url: String,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_body: usize,
 }
 
 impl Endpoint {
@@ -50,9 +55,14 @@ impl Endpoint {
         let client = new(
             &self.base_url,
             self.http.clone(),
-            context.with_probe(probe.clone()),
+            self.context(context).with_probe(probe.clone()),
         );
         (client, probe)
+    }
+
+    /// `context` with this endpoint's retry policy and body cap.
+    pub(crate) fn context(&self, context: Context) -> Context {
+        context.with_limits(&self.retry, self.max_body)
     }
 }
 
@@ -109,6 +119,10 @@ impl Common {
         let endpoint = Endpoint {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            retry: self.retry,
+            max_body: self
+                .max_body
+                .unwrap_or(crate::transport::DEFAULT_MAX_RESPONSE_BYTES),
         };
         Ok((endpoint, clock, self.refresh))
     }
@@ -286,6 +300,21 @@ macro_rules! common_builder_methods {
             self
         }
 
+        /// How failed requests are retried (default: [`crate::RetryPolicy::default`]). Refused
+        /// or rate-limited logins are never retried, whatever the policy.
+        pub fn retry_policy(mut self, policy: crate::RetryPolicy) -> Self {
+            self.common.retry = policy;
+            self
+        }
+
+        /// The most bytes of a response body the session reads (default:
+        /// [`crate::transport::DEFAULT_MAX_RESPONSE_BYTES`]); a longer body fails the call
+        /// without being read.
+        pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+            self.common.max_body = Some(bytes);
+            self
+        }
+
         /// Allows a plain-`http` base URL to a non-loopback host. Credentials then travel
         /// unencrypted: only for test networks.
         pub fn danger_accept_plain_http(mut self, accept: bool) -> Self {
@@ -316,7 +345,10 @@ macro_rules! common_session_methods {
         /// The generated client, with this session's credentials put on every request (renewed
         /// when due; on a 401 renewed once and the request retried once).
         pub fn api(&self) -> $client {
-            let context = crate::transport::Context::new().with_authorizer(self.core.clone());
+            let context = self
+                .core
+                .endpoint
+                .context(crate::transport::Context::new().with_authorizer(self.core.clone()));
             <$client>::new_with_client(
                 &self.core.endpoint.base_url,
                 self.core.endpoint.http.clone(),

@@ -9,7 +9,11 @@ use std::time::Instant;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::Error;
-use crate::response::Probe;
+use crate::response::{self, Probe};
+use crate::retry::{Replay, RetryPolicy};
+
+/// How much of a response body is read by default; auth answers are a few hundred bytes.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -36,6 +40,9 @@ pub struct Context {
     headers: HeaderMap,
     auth: Option<Arc<dyn Authorizer>>,
     probe: Option<Arc<Probe>>,
+    retry: Option<RetryPolicy>,
+    replay: Option<Replay>,
+    max_body: Option<usize>,
 }
 
 impl std::fmt::Debug for Context {
@@ -44,6 +51,8 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("headers", &self.headers)
             .field("session", &self.auth.is_some())
+            .field("retry", &self.retry)
+            .field("max_body", &self.max_body)
             .finish()
     }
 }
@@ -74,6 +83,32 @@ impl Context {
 
     pub(crate) fn with_authorizer(mut self, auth: Arc<dyn Authorizer>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Retries failed requests under `policy` (default: each request is sent once).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Reads at most `bytes` of a response body; a longer one is not read and the call fails
+    /// (default: unlimited for a bare context, [`DEFAULT_MAX_RESPONSE_BYTES`] for sessions).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+
+    /// Sets the retry policy and body cap, unless the context already has its own.
+    pub(crate) fn with_limits(mut self, retry: &RetryPolicy, max_body: usize) -> Self {
+        self.retry.get_or_insert_with(|| retry.clone());
+        self.max_body.get_or_insert(max_body);
+        self
+    }
+
+    /// How far this client's requests may be replayed (default: by their method).
+    pub(crate) fn with_replay(mut self, replay: Replay) -> Self {
+        self.replay = Some(replay);
         self
     }
 
@@ -128,15 +163,136 @@ impl Context {
         Ok(response)
     }
 
+    /// Sends with retries, records every answer in the probe, and caps the body read.
     async fn send(
         &self,
         client: &reqwest::Client,
         request: reqwest::Request,
     ) -> reqwest::Result<reqwest::Response> {
-        let response = client.execute(request).await?;
+        let policy = self.retry.as_ref().filter(|p| p.attempts() > 1);
+        let replay = self
+            .replay
+            .unwrap_or_else(|| Replay::for_method(request.method()));
+        let started = std::time::Instant::now();
+        let mut attempt = 1;
+        let mut request = request;
+        loop {
+            let spare = policy.and_then(|_| request.try_clone());
+            let result = client.execute(request).await;
+            let asked = match &result {
+                Ok(response) if replay.status(response.status().as_u16()) => {
+                    Some(response::retry_after_from_headers(
+                        response.headers(),
+                        std::time::SystemTime::now(),
+                    ))
+                }
+                Err(error) if replay.error(error) => Some(None),
+                _ => None,
+            };
+            let wait = match (policy, asked, &spare) {
+                (Some(policy), Some(asked), Some(_)) => {
+                    policy.delay(attempt, started.elapsed(), asked, fastrand::f64())
+                }
+                _ => None,
+            };
+            let (Some(wait), Some(spare)) = (wait, spare) else {
+                let response = result?;
+                return self.finish(response).await;
+            };
+            match &result {
+                Ok(response) => tracing::debug!(
+                    status = response.status().as_u16(),
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "retrying after a transient answer"
+                ),
+                Err(error) => tracing::debug!(
+                    error = transport_failure(error),
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "retrying after a transport error"
+                ),
+            }
+            if let Ok(response) = &result {
+                self.record(response);
+            }
+            drop(result);
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            request = spare;
+        }
+    }
+
+    fn record(&self, response: &reqwest::Response) {
         if let Some(probe) = &self.probe {
             probe.record(response.status().as_u16(), response.headers());
         }
-        Ok(response)
     }
+
+    /// Records the answer and reads its body, up to the cap, so that an oversized or endless
+    /// body fails here instead of growing without bound inside the decoder.
+    async fn finish(&self, response: reqwest::Response) -> reqwest::Result<reqwest::Response> {
+        self.record(&response);
+        let Some(cap) = self.max_body else {
+            return Ok(response);
+        };
+        let status = response.status();
+        let version = response.version();
+        let headers = response.headers().clone();
+        let body = match read_at_most(response, cap).await? {
+            Some(body) => body,
+            None => {
+                if let Some(probe) = &self.probe {
+                    probe.record_oversized(cap);
+                }
+                tracing::warn!(
+                    status = status.as_u16(),
+                    cap,
+                    "response body over the cap; not read"
+                );
+                Vec::new()
+            }
+        };
+        let mut rebuilt = http::Response::new(body);
+        *rebuilt.status_mut() = status;
+        *rebuilt.version_mut() = version;
+        *rebuilt.headers_mut() = headers;
+        // The body is now whole and in memory.
+        let len = rebuilt.body().len();
+        let headers = rebuilt.headers_mut();
+        headers.remove(reqwest::header::TRANSFER_ENCODING);
+        headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
+        Ok(reqwest::Response::from(rebuilt))
+    }
+}
+
+/// What went wrong, in words that cannot carry a URL or a header value.
+fn transport_failure(error: &reqwest::Error) -> &'static str {
+    if error.is_connect() {
+        "connection failed"
+    } else if error.is_timeout() {
+        "timed out"
+    } else if error.is_body() || error.is_decode() {
+        "body broken off"
+    } else {
+        "request failed"
+    }
+}
+
+/// The whole body, or `None` when it is longer than `cap` (by its `Content-Length` or as read).
+async fn read_at_most(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> reqwest::Result<Option<Vec<u8>>> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }

@@ -31,6 +31,7 @@ use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
 use crate::token::{Extra, Grant};
@@ -171,8 +172,9 @@ impl ErrorBody for types::ErrorResponse {
 
 fn classify_login(failure: &Failure) -> ErrorKind {
     match failure.status {
-        // A signature that does not verify, or a key pair that is not the user's.
-        422 => ErrorKind::InvalidCredentials,
+        // A signature that does not verify, or a key pair that is not the user's; a 401 on a
+        // login can only mean the same.
+        401 | 422 => ErrorKind::InvalidCredentials,
         _ => failure.default_kind(),
     }
 }
@@ -210,9 +212,10 @@ impl Provider for Fib {
     const SERVICE: Service = Service::Fib;
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self
-            .endpoint
-            .client(Client::new_with_client, Context::new());
+        let (api, probe) = self.endpoint.client(
+            Client::new_with_client,
+            Context::new().with_replay(Replay::Gateway),
+        );
         let body = types::LoginRequest {
             email: self.email.clone(),
             signature: self.signature.clone(),
@@ -231,8 +234,9 @@ impl Provider for Fib {
         refresh_token: &SecretString,
         sent_wall: SystemTime,
     ) -> Result<Grant, Error> {
-        let context =
-            Context::new().with_header(AUTHORIZATION, session::bearer(refresh_token), true);
+        let context = Context::new()
+            .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
+            .with_replay(Replay::Transient);
         let (api, probe) = self.endpoint.client(Client::new_with_client, context);
         match api.refresh_tokens().await {
             Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),

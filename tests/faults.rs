@@ -1,0 +1,447 @@
+//! The fault matrix: every service's login meets every kind of broken answer and comes back
+//! with its typed error, within a bounded time, without a panic, and stays usable afterwards.
+//! Run with `--nocapture` to see the matrix printed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{jwt, test_clock, START_EPOCH};
+use serde_json::{json, Value};
+use tokensmith::clock::ManualClock;
+use tokensmith::{AccessToken, Error, ErrorKind, RetryPolicy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Short enough that the matrix runs quickly, long enough for a loopback answer.
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// Every outcome must arrive well within this, retries included.
+const BOUND: Duration = Duration::from_secs(10);
+fn secrets() -> [String; 4] {
+    [
+        "pw-hunter2".into(),
+        PRIVATE.into(),
+        jwt(START_EPOCH + 300, "tok-fault"),
+        jwt(START_EPOCH + 86_400, "tok-refresh"),
+    ]
+}
+
+fn good_token() -> String {
+    jwt(START_EPOCH + 300, "tok-good")
+}
+const PRIVATE: &str = "413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3";
+
+#[derive(Clone, Copy, Debug)]
+enum Service {
+    S7risk,
+    Fib,
+}
+
+const SERVICES: [Service; 2] = [Service::S7risk, Service::Fib];
+
+enum Session {
+    S7risk(tokensmith::s7risk::Session),
+    Fib(tokensmith::fib::Session),
+}
+
+impl Session {
+    async fn access_token(&self) -> Result<AccessToken, Error> {
+        match self {
+            Self::S7risk(s) => s.access_token().await,
+            Self::Fib(s) => s.access_token().await,
+        }
+    }
+
+    fn logins(&self) -> u64 {
+        match self {
+            Self::S7risk(s) => s.request_counts().logins,
+            Self::Fib(s) => s.request_counts().logins,
+        }
+    }
+}
+
+impl Service {
+    fn session(self, base_url: &str, clock: &ManualClock) -> Session {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let retry = RetryPolicy::default()
+            .initial_backoff(Duration::from_millis(5))
+            .max_backoff(Duration::from_millis(20))
+            .max_elapsed(Duration::from_secs(2));
+        match self {
+            Self::S7risk => Session::S7risk(
+                tokensmith::s7risk::Session::builder()
+                    .base_url(base_url)
+                    .origin("https://api.example.com")
+                    .credentials(tokensmith::s7risk::Credentials::user(
+                        "analyst@example.com",
+                        "pw-hunter2",
+                    ))
+                    .http_client(http)
+                    .retry_policy(retry)
+                    .clock(clock.clone())
+                    .build()
+                    .unwrap(),
+            ),
+            Self::Fib => Session::Fib(
+                tokensmith::fib::Session::builder()
+                    .base_url(base_url)
+                    .email("alice@wonderland.space")
+                    .private_key(PRIVATE)
+                    .http_client(http)
+                    .retry_policy(retry)
+                    .clock(clock.clone())
+                    .build()
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// The documented success body with `token` as the access token field.
+    fn success(self, token: Value) -> Value {
+        match self {
+            Self::S7risk => json!({"status": "success", "data": {"accessToken": token}}),
+            Self::Fib => json!({
+                "status": {"code": 200, "name": "OK"},
+                "data": {
+                    "accessToken": token,
+                    "refreshToken": jwt(START_EPOCH + 86_400, "tok-refresh"),
+                    "expirationTime": 300,
+                }
+            }),
+        }
+    }
+
+    fn good(self) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(self.success(json!(good_token())))
+    }
+
+    fn without_token(self) -> Value {
+        let mut body = self.success(Value::Null);
+        body["data"].as_object_mut().unwrap().remove("accessToken");
+        body
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    ServerError,
+    BadGatewayHtml,
+    UnavailableRetryAfter,
+    RateLimited,
+    TruncatedJson,
+    WrongShape,
+    MissingToken,
+    NullToken,
+    EmptyBody,
+    WrongContentType,
+    Oversized,
+    Timeout,
+    ConnectionRefused,
+    ResetMidBody,
+}
+
+const FAULTS: [Fault; 14] = [
+    Fault::ServerError,
+    Fault::BadGatewayHtml,
+    Fault::UnavailableRetryAfter,
+    Fault::RateLimited,
+    Fault::TruncatedJson,
+    Fault::WrongShape,
+    Fault::MissingToken,
+    Fault::NullToken,
+    Fault::EmptyBody,
+    Fault::WrongContentType,
+    Fault::Oversized,
+    Fault::Timeout,
+    Fault::ConnectionRefused,
+    Fault::ResetMidBody,
+];
+
+/// What each fault must come back as: the kind, the status, and how many logins went out.
+struct Outcome {
+    kind: ErrorKind,
+    status: Option<u16>,
+    attempts: usize,
+}
+
+impl Fault {
+    fn expected(self) -> Outcome {
+        let outcome = |kind, status, attempts| Outcome {
+            kind,
+            status,
+            attempts,
+        };
+        match self {
+            Self::ServerError => outcome(ErrorKind::ServerError, Some(500), 1),
+            // Gateway failures are replayed for a login: nothing was said about the credentials.
+            Self::BadGatewayHtml => outcome(ErrorKind::ServerError, Some(502), 3),
+            // The service asks for 30 s, more than the retry budget: reported at once.
+            Self::UnavailableRetryAfter => outcome(ErrorKind::ServiceUnavailable, Some(503), 1),
+            Self::RateLimited => outcome(
+                ErrorKind::RateLimited {
+                    retry_after: Some(Duration::from_secs(60)),
+                },
+                Some(429),
+                1,
+            ),
+            Self::TruncatedJson
+            | Self::WrongShape
+            | Self::MissingToken
+            | Self::NullToken
+            | Self::EmptyBody
+            | Self::WrongContentType
+            | Self::Oversized => outcome(ErrorKind::Decode, Some(200), 1),
+            Self::Timeout => outcome(ErrorKind::Timeout, None, 1),
+            // Never sent, so replayed up to the attempt limit.
+            Self::ConnectionRefused => outcome(ErrorKind::Transport, None, 3),
+            Self::ResetMidBody => outcome(ErrorKind::Transport, None, 1),
+        }
+    }
+
+    fn response(self, service: Service) -> ResponseTemplate {
+        let good = service.success(json!(jwt(START_EPOCH + 300, "tok-fault")));
+        match self {
+            Self::ServerError => ResponseTemplate::new(500)
+                .set_body_json(json!({"status": "error", "message": "Internal Server Error"})),
+            Self::BadGatewayHtml => common::bad_gateway_html(),
+            Self::UnavailableRetryAfter => ResponseTemplate::new(503)
+                .insert_header("retry-after", "30")
+                .set_body_string("Service Unavailable"),
+            Self::RateLimited => ResponseTemplate::new(429)
+                .insert_header("retry-after", "60")
+                .set_body_json(json!({"message": "Too many requests"})),
+            Self::TruncatedJson => {
+                let text = good.to_string();
+                ResponseTemplate::new(200)
+                    .set_body_raw(text[..text.len() / 2].to_owned(), "application/json")
+            }
+            Self::WrongShape => ResponseTemplate::new(200).set_body_json(json!([1, 2, 3])),
+            Self::MissingToken => ResponseTemplate::new(200).set_body_json(service.without_token()),
+            Self::NullToken => {
+                ResponseTemplate::new(200).set_body_json(service.success(Value::Null))
+            }
+            Self::EmptyBody => ResponseTemplate::new(200),
+            Self::WrongContentType => ResponseTemplate::new(200)
+                .set_body_raw("<html><body>Welcome</body></html>", "text/html"),
+            Self::Oversized => {
+                let mut body = good;
+                body["data"]["padding"] = json!("x".repeat(100 * 1024));
+                ResponseTemplate::new(200).set_body_json(body)
+            }
+            Self::Timeout => service.good().set_delay(TIMEOUT * 4),
+            Self::ConnectionRefused | Self::ResetMidBody => unreachable!("not an HTTP answer"),
+        }
+    }
+}
+
+/// A server that answers every request with headers promising 1000 bytes, sends 10 and hangs
+/// up.
+async fn resetting_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"status\":",
+                    )
+                    .await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An address nobody listens on.
+async fn refusing_address() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+fn assert_no_secret(service: Service, fault: Fault, error: &Error) {
+    let printed = format!("{error} {error:?}");
+    for marker in secrets() {
+        assert!(
+            !printed.contains(&marker),
+            "{service:?}/{fault:?}: error shows a secret: {printed}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_survives_every_fault_with_its_typed_error() {
+    let mut table = vec![format!(
+        "{:<10} {:<22} {:<28} {:>6} {:>8}",
+        "service", "fault", "outcome", "status", "logins"
+    )];
+    for service in SERVICES {
+        for fault in FAULTS {
+            let clock = test_clock();
+            let expected = fault.expected();
+            let (server, base_url) = match fault {
+                Fault::ConnectionRefused => (None, refusing_address().await),
+                Fault::ResetMidBody => (None, resetting_server().await),
+                _ => {
+                    let server = MockServer::start().await;
+                    Mock::given(any())
+                        .respond_with(fault.response(service))
+                        .mount(&server)
+                        .await;
+                    let uri = server.uri();
+                    (Some(server), uri)
+                }
+            };
+            let session = service.session(&base_url, &clock);
+            let error = tokio::time::timeout(BOUND, session.access_token())
+                .await
+                .unwrap_or_else(|_| panic!("{service:?}/{fault:?}: no outcome within {BOUND:?}"))
+                .expect_err("a fault is an error");
+            table.push(format!(
+                "{:<10} {:<22} {:<28} {:>6} {:>8}",
+                format!("{service:?}"),
+                format!("{fault:?}"),
+                format!("{:?}", error.kind()),
+                error.status().map_or("-".into(), |s| s.to_string()),
+                session.logins(),
+            ));
+            assert_eq!(
+                error.kind(),
+                expected.kind,
+                "{service:?}/{fault:?}: {error}"
+            );
+            assert_eq!(error.status(), expected.status, "{service:?}/{fault:?}");
+            assert_no_secret(service, fault, &error);
+            if matches!(fault, Fault::Oversized) {
+                assert!(
+                    error
+                        .to_string()
+                        .contains("larger than the 65536-byte limit"),
+                    "{error}"
+                );
+            }
+            if let Some(server) = server {
+                let sent = server.received_requests().await.unwrap().len();
+                assert_eq!(
+                    sent, expected.attempts,
+                    "{service:?}/{fault:?}: requests sent"
+                );
+                // The session is still usable once the service behaves again (a rate limit
+                // is waited out first, as the service asked).
+                server.reset().await;
+                Mock::given(any())
+                    .respond_with(service.good())
+                    .mount(&server)
+                    .await;
+                if matches!(fault, Fault::RateLimited) {
+                    assert_eq!(
+                        session.access_token().await.unwrap_err().kind(),
+                        expected.kind,
+                        "a rate-limited login is not retried before its time"
+                    );
+                    clock.advance(Duration::from_secs(61));
+                }
+                let token = session
+                    .access_token()
+                    .await
+                    .unwrap_or_else(|e| panic!("{service:?}/{fault:?}: not usable again: {e}"));
+                assert_eq!(token.secret().expose_secret(), good_token());
+            }
+        }
+    }
+    println!("{}", table.join("\n"));
+}
+
+#[tokio::test]
+async fn a_login_is_replayed_after_a_gateway_failure_and_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(any())
+        .respond_with(Service::S7risk.good())
+        .mount(&server)
+        .await;
+    let session = Service::S7risk.session(&server.uri(), &test_clock());
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), good_token());
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert_eq!(session.logins(), 1, "one login, sent twice");
+}
+
+#[tokio::test]
+async fn a_refused_login_is_sent_once_whatever_the_retry_policy() {
+    for status in [401, 422, 423] {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(status).set_body_json(json!({"message": "refused"})),
+            )
+            .mount(&server)
+            .await;
+        let session = Service::Fib.session(&server.uri(), &test_clock());
+        let first = session.access_token().await.unwrap_err();
+        let second = session.access_token().await.unwrap_err();
+        assert_eq!(first.kind(), second.kind());
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            1,
+            "status {status}: {first}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_is_replayed_after_a_rate_limit_that_asks_for_no_wait() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Service::Fib.good())
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::method("PATCH"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::method("PATCH"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                Service::Fib.success(json!(jwt(START_EPOCH + 600, "tok-refreshed"))),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let Session::Fib(session) = Service::Fib.session(&server.uri(), &clock) else {
+        unreachable!()
+    };
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(299));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(
+        token.secret().expose_secret(),
+        jwt(START_EPOCH + 600, "tok-refreshed")
+    );
+    let patches = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .count();
+    assert_eq!(patches, 2, "the 429 was replayed once");
+    let counts = session.request_counts();
+    assert_eq!((counts.logins, counts.refreshes), (1, 1));
+}
