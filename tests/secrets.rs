@@ -1,0 +1,220 @@
+//! No secret ever shows: every flow runs with `tracing` at TRACE into a buffer, and every
+//! public value and error it produces is formatted with `{:?}` and `{}`; none of the
+//! passwords, client secrets, keys or tokens may appear anywhere in the result.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{jwt, test_clock, START_EPOCH};
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PASSWORD: &str = "pw-Secret-Horse-1";
+const APP_SECRET: &str = "app-Secret-Battery-2";
+const FIB_PRIVATE: &str = "413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3";
+const FIB_SIGNATURE: &str = "57e7115dfb9faa9add2d2ceb321c20db8c1e7f468d2ffc122793fa61e8ed61581580faaeae83a07fe857894bb33defd61c4ba099b981020146fe8d2be00e630a";
+
+fn access(tag: &str) -> String {
+    jwt(START_EPOCH + 300, &format!("access-{tag}"))
+}
+
+fn refresh(tag: &str) -> String {
+    jwt(START_EPOCH + 86_400, &format!("refresh-{tag}"))
+}
+
+/// Every secret the flows below use or receive.
+fn secrets() -> Vec<String> {
+    let mut all = vec![
+        PASSWORD.to_owned(),
+        APP_SECRET.to_owned(),
+        FIB_PRIVATE.to_owned(),
+        FIB_SIGNATURE.to_owned(),
+    ];
+    for tag in ["one", "two", "three"] {
+        all.push(access(tag));
+        all.push(refresh(tag));
+    }
+    all
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Collects every formatted value of a flow.
+#[derive(Default)]
+struct Shown(Vec<String>);
+
+impl Shown {
+    fn show<T: std::fmt::Debug>(&mut self, value: &T) {
+        self.0.push(format!("{value:?} {value:#?}"));
+    }
+
+    fn show_result<T: std::fmt::Debug>(&mut self, result: &Result<T, tokensmith::Error>) {
+        match result {
+            Ok(value) => self.show(value),
+            Err(error) => self.0.push(format!(
+                "{error} {error:?} {:?} {:?} {:?}",
+                error.message(),
+                error.kind(),
+                std::error::Error::source(error).map(|s| s.to_string())
+            )),
+        }
+    }
+}
+
+async fn s7risk_flows(shown: &mut Shown) {
+    use tokensmith::s7risk::{Credentials, Session};
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path("/user/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"status": "success", "data": {"accessToken": jwt(START_EPOCH + 86_400, "access-one")}}),
+        ))
+        .mount(&server)
+        .await;
+    // The application login answers a token in the wrong place: a decode error whose input
+    // must not be quoted.
+    Mock::given(method("POST"))
+        .and(path("/application/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [access("two")]})))
+        .mount(&server)
+        .await;
+    let credentials = Credentials::user("analyst@example.com", PASSWORD);
+    shown.show(&credentials);
+    let builder = Session::builder()
+        .base_url(server.uri())
+        .origin("https://api.example.com")
+        .credentials(credentials)
+        .clock(clock.clone());
+    shown.show(&builder);
+    let session = builder.build().unwrap();
+    shown.show_result(&session.access_token().await);
+    shown.show(&session);
+    let request = session
+        .authorize(reqwest::Client::new().get(format!("{}/anything", server.uri())))
+        .await;
+    shown.show_result(&request);
+    clock.advance(Duration::from_secs(86_400));
+    shown.show_result(&session.access_token().await);
+
+    let app = Session::builder()
+        .base_url(server.uri())
+        .origin("https://api.example.com")
+        .credentials(Credentials::application("client-1", APP_SECRET))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    shown.show_result(&app.access_token().await);
+    shown.show(&app);
+}
+
+async fn fib_flows(shown: &mut Shown) {
+    use tokensmith::fib::Session;
+    const SESSION: &str = "/auth/api/v1/authentication-management/session";
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    let tokens = |tag: &str| {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "status": {"code": 200, "name": "OK"},
+            "data": {"accessToken": access(tag), "refreshToken": refresh(tag), "expirationTime": 300}
+        }))
+    };
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(tokens("one"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(SESSION))
+        .respond_with(tokens("two"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    // The second refresh is refused; the session logs in again, and that login is refused.
+    Mock::given(method("PATCH"))
+        .and(path(SESSION))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "status": {"code": 401, "name": "UNAUTHORIZED", "message": "Invalid token"}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+            "status": {"code": 422, "name": "UNPROCESSABLE_ENTITY", "message": "Invalid signature"}
+        })))
+        .mount(&server)
+        .await;
+    let builder = Session::builder()
+        .base_url(server.uri())
+        .email("alice@wonderland.space")
+        .private_key(FIB_PRIVATE)
+        .clock(clock.clone());
+    shown.show(&builder);
+    let session = builder.build().unwrap();
+    for _ in 0..3 {
+        shown.show_result(&session.access_token().await);
+        shown.show(&session);
+        clock.advance(Duration::from_secs(299));
+    }
+    let counts = session.request_counts();
+    assert_eq!(
+        (counts.logins, counts.refreshes),
+        (2, 2),
+        "login, refresh, refused refresh, refused login"
+    );
+}
+
+#[tokio::test]
+async fn no_flow_shows_a_secret_in_logs_values_or_errors() {
+    let logs = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut shown = Shown::default();
+    s7risk_flows(&mut shown).await;
+    fib_flows(&mut shown).await;
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("logged in"), "the logs were captured: {logs}");
+    assert!(logs.contains("token refreshed"), "{logs}");
+    assert!(logs.contains("login failed"), "{logs}");
+    let shown = shown.0.join("\n");
+    assert!(shown.contains("[redacted]"), "{shown}");
+    for secret in secrets() {
+        assert!(
+            !logs.contains(&secret),
+            "a log line shows {secret}:\n{logs}"
+        );
+        assert!(!shown.contains(&secret), "a value shows {secret}:\n{shown}");
+    }
+}
