@@ -6,10 +6,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::services::{AnySession, Service, FIB_PRIVATE, PASSWORD, SERVICES};
 use common::{jwt, test_clock, START_EPOCH};
 use serde_json::{json, Value};
 use tokensmith::clock::ManualClock;
-use tokensmith::{AccessToken, Error, ErrorKind, RetryPolicy};
+use tokensmith::{Error, ErrorKind, RetryPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -20,8 +21,8 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 const BOUND: Duration = Duration::from_secs(10);
 fn secrets() -> [String; 4] {
     [
-        "pw-hunter2".into(),
-        PRIVATE.into(),
+        PASSWORD.into(),
+        FIB_PRIVATE.into(),
         jwt(START_EPOCH + 300, "tok-fault"),
         jwt(START_EPOCH + 86_400, "tok-refresh"),
     ]
@@ -30,101 +31,22 @@ fn secrets() -> [String; 4] {
 fn good_token() -> String {
     jwt(START_EPOCH + 300, "tok-good")
 }
-const PRIVATE: &str = "413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3";
 
-#[derive(Clone, Copy, Debug)]
-enum Service {
-    S7risk,
-    Fib,
+fn session(service: Service, base_url: &str, clock: &ManualClock) -> AnySession {
+    let http = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let retry = RetryPolicy::default()
+        .initial_backoff(Duration::from_millis(5))
+        .max_backoff(Duration::from_millis(20))
+        .max_elapsed(Duration::from_secs(2));
+    service.session(base_url, clock, http, retry)
 }
 
-const SERVICES: [Service; 2] = [Service::S7risk, Service::Fib];
-
-enum Session {
-    S7risk(tokensmith::s7risk::Session),
-    Fib(tokensmith::fib::Session),
-}
-
-impl Session {
-    async fn access_token(&self) -> Result<AccessToken, Error> {
-        match self {
-            Self::S7risk(s) => s.access_token().await,
-            Self::Fib(s) => s.access_token().await,
-        }
-    }
-
-    fn logins(&self) -> u64 {
-        match self {
-            Self::S7risk(s) => s.request_counts().logins,
-            Self::Fib(s) => s.request_counts().logins,
-        }
-    }
-}
-
-impl Service {
-    fn session(self, base_url: &str, clock: &ManualClock) -> Session {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let retry = RetryPolicy::default()
-            .initial_backoff(Duration::from_millis(5))
-            .max_backoff(Duration::from_millis(20))
-            .max_elapsed(Duration::from_secs(2));
-        match self {
-            Self::S7risk => Session::S7risk(
-                tokensmith::s7risk::Session::builder()
-                    .base_url(base_url)
-                    .origin("https://api.example.com")
-                    .credentials(tokensmith::s7risk::Credentials::user(
-                        "analyst@example.com",
-                        "pw-hunter2",
-                    ))
-                    .http_client(http)
-                    .retry_policy(retry)
-                    .clock(clock.clone())
-                    .build()
-                    .unwrap(),
-            ),
-            Self::Fib => Session::Fib(
-                tokensmith::fib::Session::builder()
-                    .base_url(base_url)
-                    .email("alice@wonderland.space")
-                    .private_key(PRIVATE)
-                    .http_client(http)
-                    .retry_policy(retry)
-                    .clock(clock.clone())
-                    .build()
-                    .unwrap(),
-            ),
-        }
-    }
-
-    /// The documented success body with `token` as the access token field.
-    fn success(self, token: Value) -> Value {
-        match self {
-            Self::S7risk => json!({"status": "success", "data": {"accessToken": token}}),
-            Self::Fib => json!({
-                "status": {"code": 200, "name": "OK"},
-                "data": {
-                    "accessToken": token,
-                    "refreshToken": jwt(START_EPOCH + 86_400, "tok-refresh"),
-                    "expirationTime": 300,
-                }
-            }),
-        }
-    }
-
-    fn good(self) -> ResponseTemplate {
-        ResponseTemplate::new(200).set_body_json(self.success(json!(good_token())))
-    }
-
-    fn without_token(self) -> Value {
-        let mut body = self.success(Value::Null);
-        body["data"].as_object_mut().unwrap().remove("accessToken");
-        body
-    }
+fn good(service: Service) -> ResponseTemplate {
+    service.answer(&good_token())
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -204,7 +126,7 @@ impl Fault {
     }
 
     fn response(self, service: Service) -> ResponseTemplate {
-        let good = service.success(json!(jwt(START_EPOCH + 300, "tok-fault")));
+        let fault_body = service.success(json!(jwt(START_EPOCH + 300, "tok-fault")));
         match self {
             Self::ServerError => ResponseTemplate::new(500)
                 .set_body_json(json!({"status": "error", "message": "Internal Server Error"})),
@@ -216,7 +138,7 @@ impl Fault {
                 .insert_header("retry-after", "60")
                 .set_body_json(json!({"message": "Too many requests"})),
             Self::TruncatedJson => {
-                let text = good.to_string();
+                let text = fault_body.to_string();
                 ResponseTemplate::new(200)
                     .set_body_raw(text[..text.len() / 2].to_owned(), "application/json")
             }
@@ -229,11 +151,11 @@ impl Fault {
             Self::WrongContentType => ResponseTemplate::new(200)
                 .set_body_raw("<html><body>Welcome</body></html>", "text/html"),
             Self::Oversized => {
-                let mut body = good;
+                let mut body = fault_body;
                 body["data"]["padding"] = json!("x".repeat(100 * 1024));
                 ResponseTemplate::new(200).set_body_json(body)
             }
-            Self::Timeout => service.good().set_delay(TIMEOUT * 4),
+            Self::Timeout => good(service).set_delay(TIMEOUT * 4),
             Self::ConnectionRefused | Self::ResetMidBody => unreachable!("not an HTTP answer"),
         }
     }
@@ -302,7 +224,7 @@ async fn every_service_survives_every_fault_with_its_typed_error() {
                     (Some(server), uri)
                 }
             };
-            let session = service.session(&base_url, &clock);
+            let session = session(service, &base_url, &clock);
             let error = tokio::time::timeout(BOUND, session.access_token())
                 .await
                 .unwrap_or_else(|_| panic!("{service:?}/{fault:?}: no outcome within {BOUND:?}"))
@@ -313,7 +235,7 @@ async fn every_service_survives_every_fault_with_its_typed_error() {
                 format!("{fault:?}"),
                 format!("{:?}", error.kind()),
                 error.status().map_or("-".into(), |s| s.to_string()),
-                session.logins(),
+                session.request_counts().logins,
             ));
             assert_eq!(
                 error.kind(),
@@ -340,7 +262,7 @@ async fn every_service_survives_every_fault_with_its_typed_error() {
                 // is waited out first, as the service asked).
                 server.reset().await;
                 Mock::given(any())
-                    .respond_with(service.good())
+                    .respond_with(good(service))
                     .mount(&server)
                     .await;
                 if matches!(fault, Fault::RateLimited) {
@@ -371,14 +293,14 @@ async fn a_login_is_replayed_after_a_gateway_failure_and_succeeds() {
         .mount(&server)
         .await;
     Mock::given(any())
-        .respond_with(Service::S7risk.good())
+        .respond_with(good(Service::S7risk))
         .mount(&server)
         .await;
-    let session = Service::S7risk.session(&server.uri(), &test_clock());
+    let session = session(Service::S7risk, &server.uri(), &test_clock());
     let token = session.access_token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), good_token());
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
-    assert_eq!(session.logins(), 1, "one login, sent twice");
+    assert_eq!(session.request_counts().logins, 1, "one login, sent twice");
 }
 
 #[tokio::test]
@@ -391,7 +313,7 @@ async fn a_refused_login_is_sent_once_whatever_the_retry_policy() {
             )
             .mount(&server)
             .await;
-        let session = Service::Fib.session(&server.uri(), &test_clock());
+        let session = session(Service::Fib, &server.uri(), &test_clock());
         let first = session.access_token().await.unwrap_err();
         let second = session.access_token().await.unwrap_err();
         assert_eq!(first.kind(), second.kind());
@@ -408,7 +330,7 @@ async fn a_refresh_is_replayed_after_a_rate_limit_that_asks_for_no_wait() {
     let server = MockServer::start().await;
     let clock = test_clock();
     Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(Service::Fib.good())
+        .respond_with(good(Service::Fib))
         .mount(&server)
         .await;
     Mock::given(wiremock::matchers::method("PATCH"))
@@ -424,7 +346,7 @@ async fn a_refresh_is_replayed_after_a_rate_limit_that_asks_for_no_wait() {
         )
         .mount(&server)
         .await;
-    let Session::Fib(session) = Service::Fib.session(&server.uri(), &clock) else {
+    let AnySession::Fib(session) = session(Service::Fib, &server.uri(), &clock) else {
         unreachable!()
     };
     session.access_token().await.unwrap();

@@ -3,6 +3,8 @@
 
 use wiremock::Request;
 
+pub mod services;
+
 /// The one request the mock server received (fails when there were none or several).
 pub async fn single_request(server: &wiremock::MockServer) -> Request {
     let mut requests = server.received_requests().await.expect("recording is on");
