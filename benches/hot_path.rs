@@ -91,7 +91,10 @@ fn main() {
     let session = tokensmith::s7risk::Session::builder()
         .base_url(server.uri())
         .origin("https://api.example.com")
-        .credentials(tokensmith::s7risk::Credentials::user("bench@example.com", "pw"))
+        .credentials(tokensmith::s7risk::Credentials::user(
+            "bench@example.com",
+            "pw",
+        ))
         .build()
         .unwrap();
     runtime.block_on(session.access_token()).unwrap();
@@ -129,5 +132,8 @@ fn main() {
         ours();
     }
     let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    println!("allocations per access_token: {:.3}", allocs as f64 / 10_000.0);
+    println!(
+        "allocations per access_token: {:.3}",
+        allocs as f64 / 10_000.0
+    );
 }

@@ -302,6 +302,20 @@ impl<P: Provider> Cache<P> {
     }
 
     /// The service refused `used`: stop serving it (if it is still the cached one).
+    /// Forgets the cached token set and any refused login: the next call logs in afresh.
+    pub(crate) fn wipe(&self) {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(entry) = &old {
+            entry.expire();
+        }
+        self.clear_failure();
+        tracing::info!(service = %P::SERVICE, "session ended; cached tokens wiped");
+    }
+
     pub(crate) fn invalidate(&self, used: &crate::secret::SecretString) {
         if let Some(entry) = self.current() {
             if entry.secret.expose_secret() == used.expose_secret() {

@@ -159,6 +159,12 @@ impl Session {
     }
 
     session::common_session_methods!(Client);
+
+    /// Ends the session: the service has no logout endpoint (its tokens cannot be revoked
+    /// before they expire), so this wipes the cached token and the next call logs in afresh.
+    pub fn logout(&self) {
+        self.core.cache.wipe();
+    }
 }
 
 session::session_impls!(Session);

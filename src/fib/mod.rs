@@ -146,6 +146,28 @@ impl Session {
     }
 
     session::common_session_methods!(Client);
+
+    /// Ends the session: `POST …/logout` with the current access token, then wipes the cached
+    /// tokens so that the next call logs in afresh. The cache is wiped whatever the service
+    /// answers; with no valid token there is nothing to end at the service and no request.
+    pub async fn logout(&self) -> Result<(), Error> {
+        let now = self.core.cache.clock.now();
+        let current = self.core.cache.current().filter(|e| e.is_valid(now));
+        self.core.cache.wipe();
+        let Some(entry) = current else {
+            return Ok(());
+        };
+        let sent_wall = self.core.cache.clock.system_now();
+        let context =
+            Context::new().with_header(AUTHORIZATION, session::bearer(&entry.secret), true);
+        let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
+        match api.log_out().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                Err(map_api_error(Service::Fib, e, &probe, sent_wall, &Failure::default_kind).await)
+            }
+        }
+    }
 }
 
 session::session_impls!(Session);
