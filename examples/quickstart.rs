@@ -1,106 +1,98 @@
-//! The SDK at work with no network and no account: a local stand-in for the Intelligence
-//! Fusion Auth API answers on a loopback port, and a session logs in, serves its cached
-//! token, renews it before expiry, and shares one login among many concurrent callers.
+//! The SDK at work with no network and no account: the built-in sandbox stands in for the
+//! services on a loopback port, and sessions log in, serve their cached token, renew it
+//! before expiry (by refresh token where the service has one), share one renewal among many
+//! concurrent callers, refuse to resend refused credentials, and log out.
 //!
-//! Run with `cargo run --example quickstart`.
+//! Run with `cargo run --example quickstart`. Time is a manual clock shared by the sandbox and
+//! the sessions, so a day passes in an instant.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
 use tokensmith::clock::ManualClock;
-use tokensmith::s7risk::{Credentials, Session};
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use tokensmith::sandbox::{demo, Sandbox};
+use tokensmith::{fib, s7risk, Service, TokenSource};
 
-/// Answers each login with a fresh JWT that expires 24 hours after the clock's now.
-struct IssueJwt {
-    clock: ManualClock,
-}
-
-impl Respond for IssueJwt {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        use tokensmith::clock::Clock as _;
-        let body: serde_json::Value = match serde_json::from_slice(&request.body) {
-            Ok(body) => body,
-            Err(_) => return ResponseTemplate::new(422),
-        };
-        if body["email"] != "demo@example.com" || body["password"] != "demo-password" {
-            return ResponseTemplate::new(401).set_body_json(
-                serde_json::json!({"status": "error", "message": "Email and password do not match"}),
-            );
+/// Many tasks asking at once: all get the same token.
+async fn storm<S: TokenSource + Clone + 'static>(session: &S, callers: usize) -> usize {
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.access_token().await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        if matches!(task.await, Ok(Ok(_))) {
+            ok += 1;
         }
-        let now = self
-            .clock
-            .system_now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let jwt = format!(
-            "{}.{}.sandbox",
-            b64.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
-            b64.encode(format!(r#"{{"sub":"demo","exp":{}}}"#, now + 24 * 3600))
-        );
-        ResponseTemplate::new(200)
-            .set_body_json(serde_json::json!({"status": "success", "data": {"accessToken": jwt}}))
-            .set_delay(Duration::from_millis(20))
     }
+    ok
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::starting_at(SystemTime::now());
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/user/token"))
-        .and(header("origin", "https://app.example.com"))
-        .respond_with(IssueJwt {
-            clock: clock.clone(),
-        })
-        .mount(&server)
-        .await;
-    println!("stand-in s7risk auth service on {}", server.uri());
+    let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
+    println!("sandbox: {sandbox:?}\n");
 
-    let session = Session::builder()
-        .base_url(server.uri())
-        .origin("https://app.example.com")
-        .credentials(Credentials::user("demo@example.com", "demo-password"))
+    println!("== s7risk (Intelligence Fusion): 24 h JWTs, renewed by logging in again");
+    let session = s7risk::Session::builder()
+        .base_url(sandbox.base_url(Service::S7risk))
+        .origin(demo::S7RISK_ORIGIN)
+        .credentials(s7risk::Credentials::user(
+            demo::S7RISK_EMAIL,
+            demo::S7RISK_PASSWORD,
+        ))
         .clock(clock.clone())
         .build()?;
-
     let token = session.access_token().await?;
-    println!("1. logged in: {token:?}");
-
+    println!("logged in: {token:?}");
     session.access_token().await?;
     println!(
-        "2. second call served from the cache: {:?}",
-        session.request_counts()
+        "second call served from the cache; logins so far: {}",
+        sandbox.counters(Service::S7risk).logins
     );
-
-    clock.advance(Duration::from_secs(24 * 3600 - 30));
-    let renewed = session.access_token().await?;
-    println!("3. 30 s before expiry the session logged in again: {renewed:?}");
-
     clock.advance(Duration::from_secs(24 * 3600));
-    let callers = (0..100).map(|_| {
-        let session = session.clone();
-        tokio::spawn(async move { session.access_token().await })
-    });
-    let mut ok = 0;
-    for caller in callers {
-        caller.await?.map(|_| ok += 1)?;
-    }
+    let ok = storm(&session, 1000).await;
     println!(
-        "4. {ok} concurrent callers at expiry shared one login: {:?}",
-        session.request_counts()
+        "a day later, {ok} concurrent callers shared one new login; logins so far: {}",
+        sandbox.counters(Service::S7risk).logins
     );
-
-    let wrong = Session::builder()
-        .base_url(server.uri())
-        .origin("https://app.example.com")
-        .credentials(Credentials::user("demo@example.com", "wrong-password"))
+    let wrong = s7risk::Session::builder()
+        .base_url(sandbox.base_url(Service::S7risk))
+        .origin(demo::S7RISK_ORIGIN)
+        .credentials(s7risk::Credentials::user(demo::S7RISK_EMAIL, "wrong"))
         .build()?;
-    let err = wrong.access_token().await.unwrap_err();
-    println!("5. refused credentials give a typed error, never retried: {err}");
+    let error = wrong.access_token().await.unwrap_err();
+    let again = wrong.access_token().await.unwrap_err();
+    println!(
+        "refused credentials: {error}; asked again: {} (sent once: {} failed login)",
+        again.kind(),
+        sandbox.counters(Service::S7risk).failed_logins
+    );
+    session.logout();
+    println!("logged out (s7risk has no endpoint: the cached token is wiped)\n");
+
+    println!("== fib: Ed25519-signed login, 5-minute tokens renewed by refresh token");
+    let session = fib::Session::builder()
+        .base_url(sandbox.base_url(Service::Fib))
+        .email(demo::FIB_EMAIL)
+        .private_key(demo::FIB_PRIVATE_KEY)
+        .clock(clock.clone())
+        .build()?;
+    let token = session.access_token().await?;
+    println!("logged in with the signed email: {token:?}");
+    clock.advance(Duration::from_secs(290));
+    let ok = storm(&session, 1000).await;
+    let counters = sandbox.counters(Service::Fib);
+    println!(
+        "near expiry, {ok} concurrent callers shared one refresh: {} login, {} refresh",
+        counters.logins, counters.refreshes
+    );
+    session.logout().await?;
+    println!(
+        "logged out at the service: {} logout",
+        sandbox.counters(Service::Fib).logouts
+    );
     Ok(())
 }

@@ -8,6 +8,9 @@ mod expiry;
 mod generated;
 mod response;
 mod retry;
+#[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+pub mod sandbox;
 pub mod secret;
 mod session;
 mod token;

@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 
-mod sign;
+pub(crate) mod sign;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -62,6 +62,24 @@ pub(crate) fn check_public_key(public_key_hex: &str) -> Result<String, Error> {
     Ok(hex::encode(bytes))
 }
 
+/// Whether `signature_hex` is the signature of `email` under `public_key_hex`: how the
+/// service checks a login, and how the sandbox does.
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+pub(crate) fn verify_email(public_key_hex: &str, email: &str, signature_hex: &str) -> bool {
+    use ed25519_dalek::{Signature, Verifier};
+    let key = hex::decode(public_key_hex)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok());
+    let signature = hex::decode(signature_hex)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok());
+    match (key, signature) {
+        (Some(key), Some(signature)) => key.verify(&prehash(email), &signature).is_ok(),
+        _ => false,
+    }
+}
+
 fn prehash(email: &str) -> [u8; 32] {
     let mut d: [u8; 32] = Blake2b::<U32>::digest(email.as_bytes()).into();
     d[31] |= 1;
@@ -84,6 +102,18 @@ mod tests {
             key.sign_email("alice@wonderland.space").expose_secret(),
             SIGNATURE
         );
+    }
+
+    #[test]
+    fn verifies_the_vendor_test_vector_and_nothing_else() {
+        assert!(verify_email(PUBLIC, "alice@wonderland.space", SIGNATURE));
+        assert!(!verify_email(PUBLIC, "bob@wonderland.space", SIGNATURE));
+        assert!(!verify_email(
+            PUBLIC,
+            "alice@wonderland.space",
+            &SIGNATURE[..64]
+        ));
+        assert!(!verify_email("00", "alice@wonderland.space", SIGNATURE));
     }
 
     #[test]

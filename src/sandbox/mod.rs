@@ -1,0 +1,192 @@
+//! In-process stand-ins for the five services, for examples and for testing applications
+//! offline (cargo feature `sandbox`).
+//!
+//! One loopback HTTP server answers for every service under its own path prefix
+//! ([`Sandbox::base_url`]). Each stand-in checks requests the way the real service does
+//! (paths, headers, bodies, signatures) and answers as `../shared/API-NOTES.md` describes:
+//! tokens with configurable lifetimes, lock-outs after repeated failed logins, refresh tokens.
+//! Counters ([`Sandbox::counters`]) tell tests how many logins and refreshes really happened.
+//! Time comes from a [`Clock`], so a [`crate::clock::ManualClock`] shared with the sessions
+//! moves both sides at once.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tokensmith::Error> {
+//! use tokensmith::sandbox::{demo, Sandbox};
+//! use tokensmith::{s7risk, Service};
+//!
+//! let sandbox = Sandbox::start().await;
+//! let session = s7risk::Session::builder()
+//!     .base_url(sandbox.base_url(Service::S7risk))
+//!     .origin(demo::S7RISK_ORIGIN)
+//!     .credentials(s7risk::Credentials::user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD))
+//!     .build()?;
+//! session.access_token().await?;
+//! session.access_token().await?;
+//! assert_eq!(sandbox.counters(Service::S7risk).logins, 1);
+//! # Ok(()) }
+//! ```
+
+mod fib;
+mod s7risk;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wiremock::MockServer;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Service;
+
+pub use state::Counters;
+use state::Shared;
+
+/// The demo accounts every sandbox knows.
+pub mod demo {
+    /// The `Origin` the s7risk stand-in accepts.
+    pub const S7RISK_ORIGIN: &str = "https://app.example.com";
+    /// An s7risk user.
+    pub const S7RISK_EMAIL: &str = "demo@example.com";
+    /// That user's password.
+    pub const S7RISK_PASSWORD: &str = "demo-password";
+    /// An s7risk user whose access window has expired: every login answers 401.
+    pub const S7RISK_EXPIRED_EMAIL: &str = "expired@example.com";
+    /// An s7risk application.
+    pub const S7RISK_CLIENT_ID: &str = "demo-client";
+    /// That application's secret.
+    pub const S7RISK_SECRET: &str = "demo-secret";
+    /// The fib user (the vendor's own test vector).
+    pub const FIB_EMAIL: &str = "alice@wonderland.space";
+    /// That user's Authorization private key.
+    pub const FIB_PRIVATE_KEY: &str =
+        "413b285d1819a6166b0daa762bb6bef2d082cffb9a13ce041cb0fda5e2f06dc3";
+    /// That user's Authorization public key.
+    pub const FIB_PUBLIC_KEY: &str =
+        "7fbedb314a9b0c00caef967ac5cabb982ec45da828a0c58a9aafc854f32422ac";
+}
+
+/// Lifetimes and limits of a sandbox. The defaults are the real services' own.
+#[derive(Clone, Debug)]
+pub struct SandboxBuilder {
+    clock: Arc<dyn Clock>,
+    config: Config,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) s7risk_lifetime: Duration,
+    pub(crate) fib_access_lifetime: Duration,
+    pub(crate) fib_refresh_lifetime: Duration,
+    pub(crate) max_failed_logins: u32,
+    pub(crate) lockout: Duration,
+}
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            config: Config {
+                s7risk_lifetime: Duration::from_secs(24 * 3600),
+                fib_access_lifetime: Duration::from_secs(300),
+                fib_refresh_lifetime: Duration::from_secs(24 * 3600),
+                max_failed_logins: 5,
+                lockout: Duration::from_secs(300),
+            },
+        }
+    }
+}
+
+impl SandboxBuilder {
+    /// The clock the stand-ins issue and check tokens by (default: the system clocks).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How long s7risk tokens live (default 24 h).
+    pub fn s7risk_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.s7risk_lifetime = lifetime;
+        self
+    }
+
+    /// How long fib access tokens live (default 5 minutes).
+    pub fn fib_access_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.fib_access_lifetime = lifetime;
+        self
+    }
+
+    /// After this many failed logins in a row an account is locked out (default 5).
+    pub fn max_failed_logins(mut self, failures: u32) -> Self {
+        self.config.max_failed_logins = failures.max(1);
+        self
+    }
+
+    /// How long a lock-out lasts (default 5 minutes).
+    pub fn lockout(mut self, lockout: Duration) -> Self {
+        self.config.lockout = lockout;
+        self
+    }
+
+    /// Starts the sandbox on a loopback port. Needs a Tokio runtime.
+    pub async fn start(self) -> Sandbox {
+        let server = MockServer::start().await;
+        let shared = Arc::new(Shared::new(self.clock, self.config));
+        s7risk::mount(&server, &shared).await;
+        fib::mount(&server, &shared).await;
+        Sandbox {
+            inner: Arc::new(Inner { server, shared }),
+        }
+    }
+}
+
+/// A running sandbox; it stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    server: MockServer,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("uri", &self.inner.server.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Starts a sandbox with the real services' lifetimes and limits on the system clock.
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    /// A builder to change lifetimes, limits or the clock.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// The base URL to give a session of `service`.
+    pub fn base_url(&self, service: Service) -> String {
+        format!("{}/{}", self.inner.server.uri(), prefix(service))
+    }
+
+    /// What the stand-in for `service` has done so far.
+    pub fn counters(&self, service: Service) -> Counters {
+        self.inner.shared.counters(service)
+    }
+}
+
+pub(crate) fn prefix(service: Service) -> &'static str {
+    match service {
+        Service::S7risk => "s7risk",
+        Service::Weavr => "weavr",
+        Service::Accounts => "accounts",
+        Service::PasswordSafe => "passwordsafe/BeyondTrust/api/public/v3",
+        Service::Fib => "fib",
+    }
+}

@@ -1,0 +1,115 @@
+//! The Intelligence Fusion Auth API stand-in: user and application tokens, `Origin` required,
+//! 24-hour JWTs, and a 5-minute block after repeated failed user logins.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::demo;
+use super::state::{json_body, reply, Kind, Shared};
+use crate::error::Service;
+
+const S: Service = Service::S7risk;
+
+fn error(status: u16, message: &str) -> ResponseTemplate {
+    reply(status, json!({"status": "error", "message": message}))
+}
+
+fn token(shared: &Shared, subject: &str) -> ResponseTemplate {
+    let token = shared.issue(S, Kind::Access, subject, shared.config.s7risk_lifetime);
+    reply(
+        200,
+        json!({"status": "success", "data": {"accessToken": token}}),
+    )
+}
+
+/// The fields of a JSON body, or the message of the 422 the service answers for a missing one.
+fn fields<const N: usize>(request: &Request, names: [&str; N]) -> Result<[String; N], String> {
+    let body = json_body(request).unwrap_or_default();
+    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    for (slot, name) in out.iter_mut().zip(names) {
+        match body.get(name).and_then(|v| v.as_str()) {
+            Some(value) if !value.is_empty() => *slot = value.to_owned(),
+            _ => return Err(format!("\"{name}\" is required")),
+        }
+    }
+    Ok(out)
+}
+
+fn origin_ok(request: &Request) -> bool {
+    request
+        .headers
+        .get("origin")
+        .is_some_and(|v| v.as_bytes() == demo::S7RISK_ORIGIN.as_bytes())
+}
+
+struct UserToken(Arc<Shared>);
+
+impl Respond for UserToken {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        if !origin_ok(request) {
+            return error(401, "Origin is not allowed");
+        }
+        let [email, password] = match fields(request, ["email", "password"]) {
+            Ok(fields) => fields,
+            Err(message) => return error(422, &message),
+        };
+        if let Some(left) = shared.locked_for(S, &email) {
+            shared.count(S, |c| c.failed_logins += 1);
+            let minutes = left.as_secs().div_ceil(60).max(1);
+            return error(
+                429,
+                &format!("Too many authentication attempts. Try again in {minutes} minutes"),
+            );
+        }
+        let known = [demo::S7RISK_EMAIL, demo::S7RISK_EXPIRED_EMAIL].contains(&email.as_str());
+        if !known || password != demo::S7RISK_PASSWORD {
+            shared.failed_login(S, &email);
+            return error(401, "Email and password do not match");
+        }
+        if email == demo::S7RISK_EXPIRED_EMAIL {
+            shared.count(S, |c| c.failed_logins += 1);
+            return error(401, "User access window has expired");
+        }
+        shared.logged_in(S, &email);
+        token(shared, &email)
+    }
+}
+
+struct ApplicationToken(Arc<Shared>);
+
+impl Respond for ApplicationToken {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        if !origin_ok(request) {
+            return error(401, "Origin is not allowed");
+        }
+        let [client_id, secret] = match fields(request, ["clientId", "secret"]) {
+            Ok(fields) => fields,
+            Err(message) => return error(422, &message),
+        };
+        if client_id != demo::S7RISK_CLIENT_ID || secret != demo::S7RISK_SECRET {
+            shared.count(S, |c| c.failed_logins += 1);
+            return error(401, "Invalid client credentials");
+        }
+        shared.logged_in(S, &client_id);
+        token(shared, &client_id)
+    }
+}
+
+pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
+    let base = format!("/{}", super::prefix(S));
+    Mock::given(method("POST"))
+        .and(path(format!("{base}/user/token")))
+        .respond_with(UserToken(shared.clone()))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{base}/application/token")))
+        .respond_with(ApplicationToken(shared.clone()))
+        .mount(server)
+        .await;
+}

@@ -1,0 +1,191 @@
+//! What the stand-ins remember: issued tokens, failed logins, and counters.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::json;
+use wiremock::ResponseTemplate;
+
+use super::Config;
+use crate::clock::Clock;
+use crate::error::Service;
+
+/// What one stand-in has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Successful logins (token or session issued with credentials).
+    pub logins: u64,
+    /// Logins refused (wrong credentials, locked account, bad signature, …).
+    pub failed_logins: u64,
+    /// Successful refreshes.
+    pub refreshes: u64,
+    /// Step-up challenges started.
+    pub challenges: u64,
+    /// Step-up challenges verified.
+    pub verifications: u64,
+    /// Sessions ended (logout, revoke, sign-out).
+    pub logouts: u64,
+}
+
+/// What a token is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Access,
+    Refresh,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Issued {
+    pub(crate) service: Service,
+    pub(crate) kind: Kind,
+    pub(crate) subject: String,
+    pub(crate) expires_at: Instant,
+}
+
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: Config,
+    counters: Mutex<HashMap<Service, Counters>>,
+    tokens: Mutex<HashMap<String, Issued>>,
+    failures: Mutex<HashMap<(Service, String), Failures>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(clock: Arc<dyn Clock>, config: Config) -> Self {
+        Self {
+            clock,
+            config,
+            counters: Mutex::default(),
+            tokens: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn counters(&self, service: Service) -> Counters {
+        lock(&self.counters)
+            .get(&service)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn count(&self, service: Service, f: impl FnOnce(&mut Counters)) {
+        f(lock(&self.counters).entry(service).or_default());
+    }
+
+    /// A JWT-shaped token whose `exp` claim says when it expires (unsigned: the sandbox is
+    /// its only verifier).
+    pub(crate) fn issue(
+        &self,
+        service: Service,
+        kind: Kind,
+        subject: &str,
+        lifetime: Duration,
+    ) -> String {
+        let exp = (self.clock.system_now() + lifetime)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = json!({
+            "sub": subject,
+            "exp": exp,
+            "typ": match kind { Kind::Access => "access", Kind::Refresh => "refresh" },
+            "jti": format!("{:016x}", fastrand::u64(..)),
+        });
+        let token = format!(
+            "{}.{}.{}",
+            b64.encode(r#"{"alg":"none","typ":"JWT","kid":"tokensmith-sandbox"}"#),
+            b64.encode(payload.to_string()),
+            b64.encode(fastrand::u64(..).to_be_bytes()),
+        );
+        lock(&self.tokens).insert(
+            token.clone(),
+            Issued {
+                service,
+                kind,
+                subject: subject.to_owned(),
+                expires_at: self.clock.now() + lifetime,
+            },
+        );
+        token
+    }
+
+    /// The live token `token` of `service` and `kind`, if it is one.
+    pub(crate) fn check(&self, service: Service, kind: Kind, token: &str) -> Option<Issued> {
+        let issued = lock(&self.tokens).get(token).cloned()?;
+        (issued.service == service && issued.kind == kind && self.clock.now() < issued.expires_at)
+            .then_some(issued)
+    }
+
+    /// Forgets a token (logout, revoke).
+    pub(crate) fn revoke(&self, token: &str) -> Option<Issued> {
+        lock(&self.tokens).remove(token)
+    }
+
+    /// How long `account` is still locked out, if it is.
+    pub(crate) fn locked_for(&self, service: Service, account: &str) -> Option<Duration> {
+        let now = self.clock.now();
+        let failures = lock(&self.failures);
+        let until = failures.get(&(service, account.to_owned()))?.locked_until?;
+        (now < until).then(|| until - now)
+    }
+
+    /// Records a refused login; returns how long the account is now locked, if it is.
+    pub(crate) fn failed_login(&self, service: Service, account: &str) -> Option<Duration> {
+        self.count(service, |c| c.failed_logins += 1);
+        let mut failures = lock(&self.failures);
+        let entry = failures.entry((service, account.to_owned())).or_default();
+        entry.count += 1;
+        if entry.count >= self.config.max_failed_logins {
+            entry.count = 0;
+            entry.locked_until = Some(self.clock.now() + self.config.lockout);
+            return Some(self.config.lockout);
+        }
+        None
+    }
+
+    /// Records a successful login.
+    pub(crate) fn logged_in(&self, service: Service, account: &str) {
+        self.count(service, |c| c.logins += 1);
+        lock(&self.failures).remove(&(service, account.to_owned()));
+    }
+}
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(request: &wiremock::Request) -> Option<&str> {
+    request
+        .headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// The request's JSON body, when it is JSON sent as JSON.
+pub(crate) fn json_body(request: &wiremock::Request) -> Option<serde_json::Value> {
+    let is_json = request
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    is_json
+        .then(|| serde_json::from_slice(&request.body).ok())
+        .flatten()
+}
+
+/// A JSON answer.
+pub(crate) fn reply(status: u16, body: serde_json::Value) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(body)
+}

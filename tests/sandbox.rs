@@ -1,0 +1,129 @@
+//! The sandbox behaves like the services it stands in for, and its counters show what the
+//! sessions really sent.
+
+use std::time::Duration;
+
+use tokensmith::clock::ManualClock;
+use tokensmith::sandbox::{demo, Sandbox};
+use tokensmith::{ErrorKind, RefreshPolicy, Service};
+
+mod common;
+
+fn s7risk(
+    sandbox: &Sandbox,
+    clock: &ManualClock,
+    email: &str,
+    password: &str,
+) -> tokensmith::s7risk::Session {
+    tokensmith::s7risk::Session::builder()
+        .base_url(sandbox.base_url(Service::S7risk))
+        .origin(demo::S7RISK_ORIGIN)
+        .credentials(tokensmith::s7risk::Credentials::user(email, password))
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap()
+}
+
+fn fib(sandbox: &Sandbox, clock: &ManualClock, key: &str) -> tokensmith::fib::Session {
+    tokensmith::fib::Session::builder()
+        .base_url(sandbox.base_url(Service::Fib))
+        .email(demo::FIB_EMAIL)
+        .private_key(key)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap()
+}
+
+async fn sandbox(clock: &ManualClock) -> Sandbox {
+    Sandbox::builder().clock(clock.clone()).start().await
+}
+
+#[tokio::test]
+async fn s7risk_tokens_are_cached_and_renewed_by_a_new_login() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = s7risk(&sandbox, &clock, demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD);
+    let first = session.access_token().await.unwrap();
+    assert_eq!(first.expires_in(), Duration::from_secs(24 * 3600));
+    common::assert_all_callers_share_one_token(&session, 500).await;
+    assert_eq!(sandbox.counters(Service::S7risk).logins, 1);
+
+    clock.advance(Duration::from_secs(24 * 3600 - 30));
+    let second = session.access_token().await.unwrap();
+    assert_ne!(
+        first.secret().expose_secret(),
+        second.secret().expose_secret()
+    );
+    assert_eq!(sandbox.counters(Service::S7risk).logins, 2);
+}
+
+#[tokio::test]
+async fn s7risk_refuses_bad_passwords_then_blocks_for_five_minutes() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    for _ in 0..5 {
+        let wrong = s7risk(&sandbox, &clock, demo::S7RISK_EMAIL, "wrong");
+        let error = wrong.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials);
+        assert_eq!(error.message(), Some("Email and password do not match"));
+        // The session never sends refused credentials twice.
+        assert_eq!(
+            wrong.access_token().await.unwrap_err().kind(),
+            ErrorKind::InvalidCredentials
+        );
+    }
+    assert_eq!(sandbox.counters(Service::S7risk).failed_logins, 5);
+    let right = s7risk(&sandbox, &clock, demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD);
+    let error = right.access_token().await.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(300))
+        }
+    );
+    clock.advance(Duration::from_secs(301));
+    right.access_token().await.unwrap();
+    assert_eq!(sandbox.counters(Service::S7risk).logins, 1);
+
+    let expired = s7risk(
+        &sandbox,
+        &clock,
+        demo::S7RISK_EXPIRED_EMAIL,
+        demo::S7RISK_PASSWORD,
+    );
+    assert_eq!(
+        expired.access_token().await.unwrap_err().kind(),
+        ErrorKind::AccessWindowExpired
+    );
+}
+
+#[tokio::test]
+async fn fib_checks_the_signature_and_renews_by_refresh_token() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = fib(&sandbox, &clock, demo::FIB_PRIVATE_KEY);
+    let first = session.access_token().await.unwrap();
+    assert_eq!(first.expires_in(), Duration::from_secs(300));
+    clock.advance(Duration::from_secs(290));
+    let second = session.access_token().await.unwrap();
+    assert_ne!(
+        first.secret().expose_secret(),
+        second.secret().expose_secret()
+    );
+    let counters = sandbox.counters(Service::Fib);
+    assert_eq!((counters.logins, counters.refreshes), (1, 1));
+
+    session.logout().await.unwrap();
+    assert_eq!(sandbox.counters(Service::Fib).logouts, 1);
+
+    // Another user's key signs the right email, but it is not this user's key.
+    let other = fib(&sandbox, &clock, &"11".repeat(32));
+    let error = other.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidCredentials);
+    assert_eq!(
+        error.message(),
+        Some("User signature could not be verified.")
+    );
+}
