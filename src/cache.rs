@@ -56,7 +56,50 @@ pub(crate) struct Counters {
     pub(crate) refreshes: AtomicU64,
 }
 
+/// Caches a thread keeps handles for at once; more evict the oldest.
+const LOCAL_SLOTS: usize = 4;
+
+/// This thread's handle to one cache's current token.
+struct Slot {
+    cache: u64,
+    generation: u64,
+    token: AccessToken,
+}
+
+struct Local {
+    slots: [Option<Slot>; LOCAL_SLOTS],
+    next: usize,
+}
+
+impl Local {
+    fn put(&mut self, slot: Slot) {
+        let index = self
+            .slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.cache == slot.cache))
+            .unwrap_or_else(|| {
+                let index = self.next;
+                self.next = (index + 1) % LOCAL_SLOTS;
+                index
+            });
+        self.slots[index] = Some(slot);
+    }
+}
+
+thread_local! {
+    // A thread keeps the last token it was served, per cache, until the cache's token changes
+    // or another cache takes the slot; the secret is then dropped (and zeroized) with it.
+    static LOCAL: std::cell::RefCell<Local> = const {
+        std::cell::RefCell::new(Local { slots: [const { None }; LOCAL_SLOTS], next: 0 })
+    };
+}
+
+static CACHE_IDS: AtomicU64 = AtomicU64::new(1);
+
 pub(crate) struct Cache<P> {
+    id: u64,
+    /// Moves whenever `current` is replaced, so that threads drop their stale handles.
+    generation: AtomicU64,
     pub(crate) provider: P,
     pub(crate) clock: Arc<dyn Clock>,
     base: Instant,
@@ -78,6 +121,8 @@ impl<P: Provider> Cache<P> {
     pub(crate) fn new(provider: P, clock: Arc<dyn Clock>, policy: RefreshPolicy) -> Self {
         let base = clock.now();
         Self {
+            id: CACHE_IDS.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
             provider,
             clock,
             base,
@@ -90,12 +135,46 @@ impl<P: Provider> Cache<P> {
         }
     }
 
+    /// The cached token when it is fresh. The hot path: it reads this thread's handle to the
+    /// current token and the clock, and writes nothing shared.
     fn fresh(&self) -> Option<AccessToken> {
-        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
-        let entry = guard.as_ref()?;
-        entry.is_fresh(self.clock.now()).then(|| AccessToken {
-            entry: entry.clone(),
-        })
+        let generation = self.generation.load(Ordering::Acquire);
+        let now = self.clock.now();
+        let local = LOCAL
+            .try_with(|local| {
+                let local = local.try_borrow().ok()?;
+                local
+                    .slots
+                    .iter()
+                    .flatten()
+                    .find(|s| s.cache == self.id && s.generation == generation)
+                    .filter(|s| s.token.entry().is_fresh(now))
+                    .map(|s| s.token.clone())
+            })
+            .ok()
+            .flatten();
+        if local.is_some() {
+            return local;
+        }
+        let entry = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        if !entry.is_fresh(now) {
+            return None;
+        }
+        let token = AccessToken::new(entry);
+        let _ = LOCAL.try_with(|local| {
+            if let Ok(mut local) = local.try_borrow_mut() {
+                local.put(Slot {
+                    cache: self.id,
+                    generation,
+                    token: token.clone(),
+                });
+            }
+        });
+        Some(token)
     }
 
     /// A valid token: the cached one, or one shared renewal.
@@ -103,6 +182,12 @@ impl<P: Provider> Cache<P> {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
+        // Boxed so that this future stays a few words: the renewal's state (a whole HTTP
+        // exchange) would otherwise be copied every time a caller creates or moves it.
+        Box::pin(self.join_flight()).await
+    }
+
+    async fn join_flight(&self) -> Result<AccessToken, Error> {
         let (id, flight) = {
             let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
             match &*slot {
@@ -166,7 +251,7 @@ impl<P: Provider> Cache<P> {
                     let left = entry.expires_at().saturating_duration_since(now);
                     entry.postpone_renewal(now, retry_delay(left));
                     tracing::warn!(service = %P::SERVICE, %error, "early renewal failed; still serving the valid token");
-                    return Ok(AccessToken { entry });
+                    return Ok(AccessToken::new(entry));
                 }
                 Err(error)
             }
@@ -245,7 +330,8 @@ impl<P: Provider> Cache<P> {
             },
         ));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
-        AccessToken { entry }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        AccessToken::new(entry)
     }
 
     fn blocked_error(&self) -> Option<Error> {
@@ -309,6 +395,7 @@ impl<P: Provider> Cache<P> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(entry) = &old {
             entry.expire();
         }
@@ -417,6 +504,50 @@ mod tests {
             .secret()
             .expose_secret()
             .to_owned()
+    }
+
+    #[tokio::test]
+    async fn each_thread_s_handle_follows_renewals_wipes_and_other_caches() {
+        let (one, clock) = cache(
+            vec![grant("a", Some("r"), 600), grant("c", None, 600)],
+            vec![grant("b", None, 600)],
+        );
+        let (two, _) = cache(vec![grant("other", None, 600)], vec![]);
+        assert_eq!(secret(&one).await, "a");
+        assert_eq!(secret(&two).await, "other", "a second cache on this thread");
+        assert_eq!(secret(&one).await, "a", "served from this thread's handle");
+        clock.advance(Duration::from_secs(570));
+        assert_eq!(secret(&one).await, "b", "the renewal replaced the handle");
+        assert_eq!(secret(&one).await, "b");
+        let elsewhere = std::thread::scope(|s| {
+            s.spawn(|| {
+                ready_now(one.access_token())
+                    .unwrap()
+                    .secret()
+                    .expose_secret()
+                    .to_owned()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(elsewhere, "b", "another thread sees the same token");
+        one.wipe();
+        assert!(one.fresh().is_none(), "a wipe reaches this thread's handle");
+        assert_eq!(secret(&one).await, "c");
+        assert_eq!(secret(&two).await, "other");
+    }
+
+    /// Polls a future that is ready at once (the fast path needs no runtime).
+    fn ready_now<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let waker = std::task::Waker::noop();
+        match future
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+        {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the fast path never waits"),
+        }
     }
 
     #[tokio::test]

@@ -229,7 +229,7 @@ impl<P: Attach> Core<P> {
     ) -> Result<reqwest::RequestBuilder, Error> {
         let mut headers = HeaderMap::new();
         let token = self.cache.access_token().await?;
-        self.cache.provider.attach(&token.entry, &mut headers);
+        self.cache.provider.attach(token.entry(), &mut headers);
         Ok(request.headers(headers))
     }
 }
@@ -241,7 +241,7 @@ impl<P: Attach> Authorizer for Core<P> {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
         Box::pin(async move {
             let token = self.cache.access_token().await?;
-            self.cache.provider.attach(&token.entry, headers);
+            self.cache.provider.attach(token.entry(), headers);
             Ok(())
         })
     }
@@ -388,11 +388,7 @@ macro_rules! session_impls {
                     .field("base_url", &self.core.endpoint.base_url)
                     .field(
                         "token",
-                        &self
-                            .core
-                            .cache
-                            .current()
-                            .map(|entry| crate::AccessToken { entry }),
+                        &self.core.cache.current().map(crate::AccessToken::new),
                     )
                     .finish_non_exhaustive()
             }

@@ -24,34 +24,49 @@ pub enum TokenOrigin {
 /// the slide.
 #[derive(Clone)]
 pub struct AccessToken {
-    pub(crate) entry: Arc<Entry>,
+    // A handle of its own around the shared entry: the cache keeps one per thread, so that
+    // handing out tokens on many threads at once never writes to a shared reference count.
+    handle: Arc<Handle>,
 }
 
+/// One thread's reference to a shared entry (see [`AccessToken`]).
+struct Handle(Arc<Entry>);
+
 impl AccessToken {
+    pub(crate) fn new(entry: Arc<Entry>) -> Self {
+        Self {
+            handle: Arc::new(Handle(entry)),
+        }
+    }
+
+    pub(crate) fn entry(&self) -> &Arc<Entry> {
+        &self.handle.0
+    }
+
     /// The token itself, for an `Authorization` header or a cookie.
     pub fn secret(&self) -> &SecretString {
-        &self.entry.secret
+        &self.entry().secret
     }
 
     /// When the token stops being valid, on the session's monotonic clock.
     pub fn expires_at(&self) -> Instant {
-        self.entry.expires_at()
+        self.entry().expires_at()
     }
 
     /// How long the token stays valid from now (zero once expired).
     pub fn expires_in(&self) -> Duration {
         self.expires_at()
-            .saturating_duration_since(self.entry.clock.now())
+            .saturating_duration_since(self.entry().clock.now())
     }
 
     /// The expiry as a wall-clock time (for display; decisions use [`Self::expires_at`]).
     pub fn expires_at_system(&self) -> SystemTime {
-        self.entry.clock.system_now() + self.expires_in()
+        self.entry().clock.system_now() + self.expires_in()
     }
 
     /// Whether this token came from a login or a refresh.
     pub fn origin(&self) -> TokenOrigin {
-        self.entry.origin
+        self.entry().origin
     }
 }
 
@@ -60,7 +75,7 @@ impl std::fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field("token", &"[redacted]")
             .field("expires_in", &self.expires_in())
-            .field("origin", &self.entry.origin)
+            .field("origin", &self.entry().origin)
             .finish()
     }
 }
@@ -98,8 +113,8 @@ pub(crate) struct Entry {
     base: Instant,
     /// Expiry, in nanoseconds after `base`; moves forward when the lifetime slides.
     expires_nanos: AtomicU64,
-    /// Renew this long before expiry (margin plus jitter).
-    lead: Duration,
+    /// Renew this long before expiry (margin plus jitter), in nanoseconds.
+    lead_nanos: u64,
     /// After a failed early renewal, the next one waits until this (nanoseconds after `base`).
     retry_not_before_nanos: AtomicU64,
     /// The sliding window, for services whose tokens live from last activity.
@@ -137,7 +152,7 @@ impl Entry {
             clock,
             base,
             expires_nanos: AtomicU64::new(nanos_since(base, parts.expires_at)),
-            lead: parts.lead,
+            lead_nanos: u64::try_from(parts.lead.as_nanos()).unwrap_or(u64::MAX),
             retry_not_before_nanos: AtomicU64::new(0),
             sliding: parts.sliding,
             expires_at_most_nanos: parts
@@ -150,12 +165,12 @@ impl Entry {
         self.base + Duration::from_nanos(self.expires_nanos.load(Ordering::Acquire))
     }
 
+    #[inline]
     /// Valid, and not yet due for renewal (or a failed early renewal asked to wait).
     pub(crate) fn is_fresh(&self, now: Instant) -> bool {
         let now = nanos_since(self.base, now);
         let expires = self.expires_nanos.load(Ordering::Acquire);
-        let lead = u64::try_from(self.lead.as_nanos()).unwrap_or(u64::MAX);
-        now.saturating_add(lead) < expires
+        now.saturating_add(self.lead_nanos) < expires
             || (now < expires && now < self.retry_not_before_nanos.load(Ordering::Acquire))
     }
 
