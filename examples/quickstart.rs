@@ -70,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         again.kind(),
         sandbox.counters(Service::S7risk).failed_logins
     );
-    session.logout();
+    session.logout().await?;
     println!("logged out (s7risk has no endpoint: the cached token is wiped)\n");
 
     println!("== fib: Ed25519-signed login, 5-minute tokens renewed by refresh token");

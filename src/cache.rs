@@ -12,7 +12,8 @@ use tokio::sync::OnceCell;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry::RefreshPolicy;
-use crate::token::{AccessToken, Entry, EntryParts, Grant, TokenOrigin};
+use crate::store::{from_ms, to_ms, StoreKey, StoredTokens, TokenStore};
+use crate::token::{AccessToken, Entry, EntryParts, Extra, Grant, TokenOrigin};
 
 /// What a service does differently: how to log in, how to renew, how long tokens live.
 pub(crate) trait Provider: Send + Sync + 'static {
@@ -22,6 +23,11 @@ pub(crate) trait Provider: Send + Sync + 'static {
     const SLIDING: Option<Duration> = None;
     /// A refresh token may be used at most this many times (accounts: 90).
     const MAX_REFRESH_USES: Option<u32> = None;
+
+    /// Who logs in (an email, a client id; never a secret), to key a shared token store.
+    fn store_identity(&self) -> String {
+        String::new()
+    }
 
     /// Logs in with the stored credentials. `sent_wall` is the wall clock when it was sent.
     fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Grant, Error>> + Send;
@@ -109,6 +115,7 @@ pub(crate) struct Cache<P> {
     flights: AtomicU64,
     blocked: Mutex<Option<Blocked>>,
     pub(crate) counters: Counters,
+    store: Option<(Arc<dyn TokenStore>, StoreKey)>,
 }
 
 /// How long to wait before trying again after an early renewal failed while the token is
@@ -132,7 +139,14 @@ impl<P: Provider> Cache<P> {
             flights: AtomicU64::new(0),
             blocked: Mutex::new(None),
             counters: Counters::default(),
+            store: None,
         }
+    }
+
+    /// Keeps the token set in `store` under `key` as well.
+    pub(crate) fn with_store(mut self, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
+        self.store = Some((store, key));
+        self
     }
 
     /// The cached token when it is fresh. The hot path: it reads this thread's handle to the
@@ -223,6 +237,10 @@ impl<P: Provider> Cache<P> {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
+        // So may another session, in the shared store.
+        if let Some(token) = self.adopt_stored().await {
+            return Ok(token);
+        }
         let current = self
             .current
             .read()
@@ -268,7 +286,9 @@ impl<P: Provider> Cache<P> {
         match result {
             Ok(grant) => {
                 tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "logged in");
-                Ok(self.store(grant, sent_at, TokenOrigin::Login, None))
+                let token = self.store(grant, sent_at, TokenOrigin::Login, None);
+                self.save_stored(token.entry()).await;
+                Ok(token)
             }
             Err(error) => {
                 tracing::warn!(service = %P::SERVICE, %error, "login failed");
@@ -287,7 +307,91 @@ impl<P: Provider> Cache<P> {
             .refresh(refresh_token, self.clock.system_now())
             .await?;
         tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "token refreshed");
-        Ok(self.store(grant, sent_at, TokenOrigin::Refresh, Some(entry)))
+        let token = self.store(grant, sent_at, TokenOrigin::Refresh, Some(entry));
+        self.save_stored(token.entry()).await;
+        Ok(token)
+    }
+
+    /// Takes the stored token set when it is newer than the cached one: fresh, it is served
+    /// as is; due, its refresh token (if any) is what the renewal uses next.
+    async fn adopt_stored(&self) -> Option<AccessToken> {
+        let (store, key) = self.store.as_ref()?;
+        let stored = match store.load(key).await {
+            Ok(found) => found?,
+            Err(error) => {
+                tracing::warn!(service = %P::SERVICE, %error, "token store unavailable; carrying on without it");
+                return None;
+            }
+        };
+        let now = self.clock.now();
+        let wall = self.clock.system_now();
+        let at = |ms: u64| now + from_ms(ms).duration_since(wall).unwrap_or(Duration::ZERO);
+        let expires_at = at(stored.expires_at_ms);
+        let current = self.current();
+        if current.as_ref().is_some_and(|c| {
+            c.expires_at() >= expires_at
+                || c.secret.expose_secret() == stored.access.expose_secret()
+        }) {
+            return None;
+        }
+        let entry = Arc::new(Entry::new(
+            self.clock.clone(),
+            self.base,
+            EntryParts {
+                secret: stored.access,
+                refresh: stored.refresh,
+                refresh_expires_at: stored.refresh_expires_at_ms.map(at),
+                refresh_uses: stored.refresh_uses,
+                extra: Extra {
+                    id_token: stored.id_token,
+                    cookie: stored.cookie,
+                },
+                origin: TokenOrigin::Store,
+                expires_at,
+                expires_at_most: stored.expires_at_most_ms.map(at),
+                lead: stored.renew_after_ms.map_or_else(
+                    || self.policy.lead(expires_at.saturating_duration_since(now)),
+                    |renew| expires_at.saturating_duration_since(at(renew)),
+                ),
+                sliding: P::SLIDING,
+            },
+        ));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::info!(service = %P::SERVICE, "token set taken from the store");
+        entry.is_fresh(now).then(|| AccessToken::new(entry))
+    }
+
+    async fn save_stored(&self, entry: &Entry) {
+        let Some((store, key)) = &self.store else {
+            return;
+        };
+        let now = self.clock.now();
+        let wall = self.clock.system_now();
+        let ms = |at: Instant| to_ms(wall + at.saturating_duration_since(now));
+        let stored = StoredTokens {
+            access: entry.secret.clone(),
+            refresh: entry.refresh.clone(),
+            id_token: entry.extra.id_token.clone(),
+            cookie: entry.extra.cookie.clone(),
+            expires_at_ms: ms(entry.expires_at()),
+            renew_after_ms: entry.expires_at().checked_sub(entry.lead()).map(ms),
+            expires_at_most_ms: entry.expires_at_most().map(ms),
+            refresh_expires_at_ms: entry.refresh_expires_at().map(ms),
+            refresh_uses: entry.refresh_uses,
+        };
+        if let Err(error) = store.save(key, &stored).await {
+            tracing::warn!(service = %P::SERVICE, %error, "token store unavailable; the token stays in this session only");
+        }
+    }
+
+    /// Forgets the stored token set too (logout).
+    pub(crate) async fn forget_stored(&self) {
+        if let Some((store, key)) = &self.store {
+            if let Err(error) = store.remove(key).await {
+                tracing::warn!(service = %P::SERVICE, %error, "token store unavailable; the stored token set was not removed");
+            }
+        }
     }
 
     fn store(

@@ -13,6 +13,7 @@ mod retry;
 pub mod sandbox;
 pub mod secret;
 mod session;
+pub mod store;
 mod token;
 pub mod transport;
 

@@ -161,9 +161,11 @@ impl Session {
     session::common_session_methods!(Client);
 
     /// Ends the session: the service has no logout endpoint (its tokens cannot be revoked
-    /// before they expire), so this wipes the cached token and the next call logs in afresh.
-    pub fn logout(&self) {
-        self.core.cache.wipe();
+    /// before they expire), so this wipes the cached (and stored) token and the next call
+    /// logs in afresh. Never fails; async like every other service's `logout`.
+    pub async fn logout(&self) -> Result<(), Error> {
+        self.core.forget().await;
+        Ok(())
     }
 }
 
@@ -191,6 +193,14 @@ fn classify(failure: &Failure) -> ErrorKind {
 
 impl Provider for S7risk {
     const SERVICE: Service = Service::S7risk;
+
+    fn store_identity(&self) -> String {
+        let who = match &self.credentials {
+            Credentials::User { email, .. } => format!("user:{email}"),
+            Credentials::Application { client_id, .. } => format!("application:{client_id}"),
+        };
+        format!("{}|{who}", self.origin.to_str().unwrap_or_default())
+    }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let origin = self.origin.to_str().unwrap_or_default();

@@ -13,6 +13,7 @@ use crate::expiry::RefreshPolicy;
 use crate::response::Probe;
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
+use crate::store::{StoreKey, TokenStore};
 use crate::token::Entry;
 use crate::transport::{Authorizer, Context};
 
@@ -33,6 +34,7 @@ pub(crate) struct Common {
     pub(crate) allow_plain_http: bool,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_body: Option<usize>,
+    pub(crate) store: Option<Arc<dyn TokenStore>>,
 }
 
 /// Where a session sends its requests, and with what.
@@ -42,6 +44,7 @@ pub(crate) struct Endpoint {
     pub(crate) base_url: String,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_body: usize,
+    pub(crate) store: Option<Arc<dyn TokenStore>>,
 }
 
 impl Endpoint {
@@ -123,6 +126,7 @@ impl Common {
             max_body: self
                 .max_body
                 .unwrap_or(crate::transport::DEFAULT_MAX_RESPONSE_BYTES),
+            store: self.store,
         };
         Ok((endpoint, clock, self.refresh))
     }
@@ -217,10 +221,18 @@ impl<P: Attach> Core<P> {
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
-        Self {
-            cache: Cache::new(provider, clock, policy),
-            endpoint,
+        let key = StoreKey::new(P::SERVICE, &endpoint.base_url, &provider.store_identity());
+        let mut cache = Cache::new(provider, clock, policy);
+        if let Some(store) = endpoint.store.clone() {
+            cache = cache.with_store(store, key);
         }
+        Self { cache, endpoint }
+    }
+
+    /// Ends the session locally: the cached and stored token sets are gone.
+    pub(crate) async fn forget(&self) {
+        self.cache.wipe();
+        self.cache.forget_stored().await;
     }
 
     pub(crate) async fn authorize_request(
@@ -312,6 +324,13 @@ macro_rules! common_builder_methods {
         /// without being read.
         pub fn max_response_bytes(mut self, bytes: usize) -> Self {
             self.common.max_body = Some(bytes);
+            self
+        }
+
+        /// Keeps the token set in `store` too, so that sessions sharing the store (in this
+        /// process, or others) share one login per expiry. See [`crate::store`].
+        pub fn token_store(mut self, store: impl crate::store::TokenStore) -> Self {
+            self.common.store = Some(std::sync::Arc::new(store));
             self
         }
 

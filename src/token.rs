@@ -15,6 +15,8 @@ pub enum TokenOrigin {
     Login,
     /// A renewal with a refresh token.
     Refresh,
+    /// Another session's token, taken from a shared [`crate::store::TokenStore`].
+    Store,
 }
 
 /// A valid access token and its expiry.
@@ -159,6 +161,17 @@ impl Entry {
                 .expires_at_most
                 .map_or(u64::MAX, |at| nanos_since(base, at)),
         }
+    }
+
+    /// How long before expiry renewal is due.
+    pub(crate) fn lead(&self) -> Duration {
+        Duration::from_nanos(self.lead_nanos)
+    }
+
+    /// The cap on sliding, when there is one.
+    pub(crate) fn expires_at_most(&self) -> Option<Instant> {
+        (self.expires_at_most_nanos != u64::MAX)
+            .then(|| self.base + Duration::from_nanos(self.expires_at_most_nanos))
     }
 
     pub(crate) fn expires_at(&self) -> Instant {

@@ -138,7 +138,7 @@ async fn s7risk_logout_is_local_and_the_next_call_logs_in_again() {
     session.access_token().await.unwrap();
     assert_eq!(count_requests(&server, "/user/token").await, 1);
 
-    session.logout();
+    session.logout().await.unwrap();
 
     assert_eq!(
         server.received_requests().await.unwrap().len(),

@@ -153,7 +153,7 @@ impl Session {
     pub async fn logout(&self) -> Result<(), Error> {
         let now = self.core.cache.clock.now();
         let current = self.core.cache.current().filter(|e| e.is_valid(now));
-        self.core.cache.wipe();
+        self.core.forget().await;
         let Some(entry) = current else {
             return Ok(());
         };
@@ -232,6 +232,10 @@ impl Fib {
 
 impl Provider for Fib {
     const SERVICE: Service = Service::Fib;
+
+    fn store_identity(&self) -> String {
+        self.email.clone()
+    }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let (api, probe) = self.endpoint.client(

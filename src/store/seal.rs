@@ -1,0 +1,122 @@
+//! Sealing token sets for shared stores: XChaCha20-Poly1305 with a random nonce per write, the
+//! store key as associated data (an entry copied under another key does not open).
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::secret::SecretString;
+
+const NONCE: usize = 24;
+
+/// The 256-bit key that seals token sets in a shared store. Keep it out of the store.
+#[derive(Clone)]
+pub struct SealingKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey([redacted])")
+    }
+}
+
+impl SealingKey {
+    /// A key from 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// A key from 64 hex characters (for example from an environment variable).
+    pub fn from_hex(hex_key: &SecretString) -> Result<Self, Error> {
+        let bytes = Zeroizing::new(
+            hex::decode(hex_key.expose_secret().trim())
+                .map_err(|_| Error::configuration(None, "sealing key is not hex"))?,
+        );
+        let bytes: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::configuration(None, "sealing key must be 64 hex characters"))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// A new random key, as 64 hex characters to keep somewhere safe.
+    pub fn generate() -> (Self, SecretString) {
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let bytes: [u8; 32] = key.into();
+        let hex = SecretString::new(hex::encode(bytes));
+        (Self::from_bytes(bytes), hex)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&*self.0).into())
+    }
+
+    /// `plaintext` sealed for `context`, as base64 of nonce and ciphertext.
+    pub(crate) fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, Error> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| Error::configuration(None, "cannot seal the token set"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    /// The plaintext sealed for `context`, or `None` when it does not open (another key,
+    /// another context, or tampering).
+    pub(crate) fn open(&self, context: &str, sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .ok()?;
+        if bytes.len() < NONCE {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE);
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .ok()
+            .map(Zeroizing::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_text_opens_only_with_its_key_and_context() {
+        let (key, hex) = SealingKey::generate();
+        let sealed = key.seal("ctx", b"eyJ-secret-token").unwrap();
+        assert!(!sealed.contains("eyJ"));
+        assert_eq!(
+            key.open("ctx", &sealed).unwrap().as_slice(),
+            b"eyJ-secret-token"
+        );
+        assert!(key.open("other", &sealed).is_none(), "bound to its context");
+        let (other, _) = SealingKey::generate();
+        assert!(other.open("ctx", &sealed).is_none());
+        let again = SealingKey::from_hex(&hex).unwrap();
+        assert!(again.open("ctx", &sealed).is_some());
+        assert_ne!(
+            sealed,
+            key.seal("ctx", b"eyJ-secret-token").unwrap(),
+            "fresh nonce"
+        );
+        assert!(format!("{key:?}").contains("redacted"));
+        assert!(SealingKey::from_hex(&"zz".into()).is_err());
+    }
+}
