@@ -385,6 +385,17 @@ impl<P: Provider> Cache<P> {
         }
     }
 
+    /// The current entry, or the stored one when this session has none that is valid (a
+    /// logout in a new process ends the session a previous one started).
+    pub(crate) async fn current_or_stored(&self) -> Option<Arc<Entry>> {
+        let now = self.clock.now();
+        if let Some(entry) = self.current().filter(|e| e.is_valid(now)) {
+            return Some(entry);
+        }
+        self.adopt_stored().await;
+        self.current().filter(|e| e.is_valid(now))
+    }
+
     /// Forgets the stored token set too (logout).
     pub(crate) async fn forget_stored(&self) {
         if let Some((store, key)) = &self.store {

@@ -151,8 +151,7 @@ impl Session {
     /// tokens so that the next call logs in afresh. The cache is wiped whatever the service
     /// answers; with no valid token there is nothing to end at the service and no request.
     pub async fn logout(&self) -> Result<(), Error> {
-        let now = self.core.cache.clock.now();
-        let current = self.core.cache.current().filter(|e| e.is_valid(now));
+        let current = self.core.cache.current_or_stored().await;
         self.core.forget().await;
         let Some(entry) = current else {
             return Ok(());
