@@ -1,0 +1,105 @@
+//! An authenticated GET through the session against the same GET sent by raw reqwest with
+//! fixed headers (the s7risk session sends `Authorization` and `Origin`, so the raw request
+//! does too): same client, same local server, same run, interleaved request by request.
+//!
+//! `cargo bench --bench request` prints the median and p99 of each and their ratios.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, ORIGIN};
+
+#[path = "support/mod.rs"]
+mod support;
+
+const WARMUP: usize = 2_000;
+const SAMPLES: usize = 20_000;
+
+async fn through_session(
+    session: &tokensmith::s7risk::Session,
+    client: &reqwest::Client,
+    url: &str,
+) -> Duration {
+    let start = Instant::now();
+    let response = session
+        .authorize(client.get(url))
+        .await
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
+    response.bytes().await.unwrap();
+    start.elapsed()
+}
+
+async fn raw_get(client: &reqwest::Client, url: &str) -> Duration {
+    let start = Instant::now();
+    let response = client
+        .get(url)
+        .header(AUTHORIZATION, "Bearer bench-token")
+        .header(ORIGIN, "https://api.example.com")
+        .send()
+        .await
+        .unwrap();
+    response.bytes().await.unwrap();
+    start.elapsed()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (base, _) = support::server().await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let session = tokensmith::s7risk::Session::builder()
+            .base_url(&base)
+            .origin("https://api.example.com")
+            .credentials(tokensmith::s7risk::Credentials::user(
+                "bench@example.com",
+                "pw",
+            ))
+            .http_client(client.clone())
+            .build()
+            .unwrap();
+        session.access_token().await.unwrap();
+        let url = format!("{base}/v1/alerts");
+
+        let (mut ours, mut raw) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
+        for i in 0..WARMUP + SAMPLES {
+            // Alternate which goes first, so neither always runs on a warmer connection.
+            let (a, b) = if i % 2 == 0 {
+                let a = through_session(&session, &client, &url).await;
+                (a, raw_get(&client, &url).await)
+            } else {
+                let b = raw_get(&client, &url).await;
+                (through_session(&session, &client, &url).await, b)
+            };
+            if i >= WARMUP {
+                ours.push(a);
+                raw.push(b);
+            }
+        }
+        ours.sort();
+        raw.sort();
+        let (om, op) = (percentile(&ours, 0.5), percentile(&ours, 0.99));
+        let (rm, rp) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+        println!("authenticated GET, {SAMPLES} interleaved pairs after {WARMUP} warm-up");
+        println!(
+            "session.authorize: median {om:?} p99 {op:?} | raw reqwest: median {rm:?} p99 {rp:?}"
+        );
+        println!(
+            "ratio median {:.3}  p99 {:.3}",
+            om.as_secs_f64() / rm.as_secs_f64(),
+            op.as_secs_f64() / rp.as_secs_f64()
+        );
+    });
+}
