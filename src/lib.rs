@@ -29,10 +29,7 @@ pub mod accounts {
     pub use crate::generated::accounts::{types, Client};
 }
 
-/// BeyondTrust Password Safe public API v3 authentication.
-pub mod passwordsafe {
-    pub use crate::generated::passwordsafe::{types, Client};
-}
+pub mod passwordsafe;
 
 pub mod fib;
 

@@ -101,6 +101,8 @@ pub(crate) struct Grant {
 pub(crate) struct Extra {
     pub(crate) id_token: Option<SecretString>,
     pub(crate) cookie: Option<SecretString>,
+    /// A bearer token sent beside the secret (passwordsafe: the OAuth token of a session).
+    pub(crate) bearer: Option<SecretString>,
 }
 
 /// A cached token: shared by the cache and every [`AccessToken`] handed out.

@@ -1,0 +1,534 @@
+//! BeyondTrust Password Safe public API v3 (`https://<host>/BeyondTrust/api/public/v3`).
+//!
+//! A Password Safe session is a cookie. `POST Auth/SignAppin` opens it, authorised either by an
+//! API key (`Authorization: PS-Auth key=…; runas=…; pwd=[…];`) or by an OAuth access token that
+//! `POST Auth/connect/token` issues for an application user's client ID and secret. Every later
+//! call sends the cookie back (and, for OAuth sessions, the bearer token). The server closes a
+//! session after [`SESSION_IDLE_TIMEOUT`] without activity, so the session's expiry slides
+//! forward with every call the service accepts through [`Session::api`]; an OAuth session also
+//! ends when its access token does (`expires_in`). When either is near, the session signs in
+//! again. [`Session::sign_out`] ends the session on the server.
+//!
+//! Every installation has its own host: there is no shared production server, so the base URL
+//! (or the host) is required.
+//!
+//! The token that [`Session::access_token`] returns is the session cookie, as the value of a
+//! `Cookie` header (`name=value`).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tokensmith::Error> {
+//! use tokensmith::passwordsafe::{Credentials, Session};
+//!
+//! let session = Session::builder()
+//!     .host("pws.example.com")
+//!     .credentials(Credentials::ps_auth(
+//!         "c479a66f…c9484d",
+//!         r"doe-main\johndoe",
+//!         Some("un1qu3".into()),
+//!     ))
+//!     .api_version("3.1")
+//!     .build()?;
+//! let cookie = session.access_token().await?;
+//! # let _ = cookie;
+//! // … call the Password Safe API with the session …
+//! session.sign_out().await?;
+//! # Ok(()) }
+//! ```
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE};
+
+pub use crate::generated::passwordsafe::{types, Client};
+
+use crate::cache::Provider;
+use crate::error::{Error, ErrorKind, Service};
+use crate::expiry;
+use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::secret::SecretString;
+use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::token::{Entry, Extra, Grant};
+use crate::transport::Context;
+
+/// The vendor's base URL template: `the-server` stands for your server or cloud instance. It is
+/// never used as a default; give [`SessionBuilder::host`] or [`SessionBuilder::base_url`].
+pub const DEFAULT_BASE_URL: &str = "https://the-server/BeyondTrust/api/public/v3";
+/// The path of the public API v3 on every host.
+pub const BASE_PATH: &str = "/BeyondTrust/api/public/v3";
+/// Sessions close after this long without activity.
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// What the session signs in with.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// An application user's OAuth client credentials: `POST Auth/connect/token` for an access
+    /// token, then `POST Auth/SignAppin` with `Authorization: Bearer <token>`.
+    OAuth {
+        /// The application user's client ID.
+        client_id: String,
+        /// The application user's client secret.
+        client_secret: SecretString,
+    },
+    /// An API key and the user to run as: `POST Auth/SignAppin` with
+    /// `Authorization: PS-Auth key=<api key>; runas=<user>; pwd=[<password>];`.
+    PsAuth {
+        /// The API key of the API registration.
+        api_key: SecretString,
+        /// The user to run as (`domain\user` for a domain user).
+        runas: String,
+        /// The user's password, sent only when given (when the API registration requires it).
+        password: Option<SecretString>,
+    },
+}
+
+impl Credentials {
+    /// OAuth client credentials of an application user.
+    pub fn oauth(client_id: impl Into<String>, client_secret: impl Into<SecretString>) -> Self {
+        Self::OAuth {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+
+    /// An API key, the user to run as (`domain\user` for a domain user) and, when the API
+    /// registration requires it, the user's password.
+    pub fn ps_auth(
+        api_key: impl Into<SecretString>,
+        runas: impl Into<String>,
+        password: Option<SecretString>,
+    ) -> Self {
+        Self::PsAuth {
+            api_key: api_key.into(),
+            runas: runas.into(),
+            password,
+        }
+    }
+}
+
+/// Builds a [`Session`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct SessionBuilder {
+    common: Common,
+    credentials: Option<Credentials>,
+    api_version: Option<String>,
+}
+
+impl SessionBuilder {
+    session::common_builder_methods!();
+
+    /// The host of your Password Safe server or cloud instance (`pws.example.com`, or with a
+    /// port): the base URL becomes `https://<host>/BeyondTrust/api/public/v3`. Either this or
+    /// [`Self::base_url`] is required.
+    pub fn host(mut self, host: impl AsRef<str>) -> Self {
+        self.common.base_url = Some(format!("https://{}{BASE_PATH}", host.as_ref()));
+        self
+    }
+
+    /// The credentials to sign in with (required).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The API version to ask for (`3.0`, `3.1` or `3.2`), sent as the `version` query
+    /// parameter of the session's own calls. Without it the service uses 3.0; the vendor
+    /// recommends 3.1.
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = Some(version.into());
+        self
+    }
+
+    /// Checks the configuration and builds the session. Makes no request.
+    pub fn build(self) -> Result<Session, Error> {
+        const S: Service = Service::PasswordSafe;
+        if self.common.base_url.is_none() {
+            return Err(Error::configuration(
+                Some(S),
+                "the base URL is required (host(…) or base_url(…)): every installation has its own",
+            ));
+        }
+        let version = match self.api_version {
+            None => None,
+            Some(v) => Some(types::ApiVersion::from_str(v.trim()).map_err(|_| {
+                Error::configuration(
+                    Some(S),
+                    format!("API version {v:?} is not one of 3.0, 3.1, 3.2"),
+                )
+            })?),
+        };
+        let login = match self.credentials {
+            None => return Err(Error::configuration(Some(S), "credentials are required")),
+            Some(Credentials::OAuth {
+                client_id,
+                client_secret,
+            }) => Login::OAuth(types::TokenRequest {
+                grant_type: types::TokenRequestGrantType::ClientCredentials,
+                client_id: session::require_plain(S, "client id", Some(client_id))?,
+                client_secret: session::require(S, "client secret", Some(client_secret))?,
+            }),
+            Some(Credentials::PsAuth {
+                api_key,
+                runas,
+                password,
+            }) => {
+                let api_key = session::require(S, "API key", Some(api_key))?;
+                let runas = session::require_plain(S, "run-as user", Some(runas))?;
+                let password = password
+                    .map(|p| session::require(S, "password", Some(p)))
+                    .transpose()?;
+                Login::PsAuth(ps_auth_header(&api_key, &runas, password.as_ref())?)
+            }
+        };
+        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
+        let provider = PasswordSafe {
+            endpoint: endpoint.clone(),
+            login,
+            version,
+        };
+        Ok(Session {
+            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
+        })
+    }
+}
+
+/// `PS-Auth key=<key>; runas=<user>; pwd=[<password>];`, marked sensitive.
+fn ps_auth_header(
+    api_key: &SecretString,
+    runas: &str,
+    password: Option<&SecretString>,
+) -> Result<HeaderValue, Error> {
+    let bad = |what: &str| {
+        Error::configuration(
+            Some(Service::PasswordSafe),
+            format!("the {what} cannot be sent in a PS-Auth header"),
+        )
+    };
+    // `;` separates the header's parts; the key and the user cannot hold one.
+    if api_key.expose_secret().contains(';')
+        || api_key.expose_secret().trim() != api_key.expose_secret()
+    {
+        return Err(bad("API key"));
+    }
+    if runas.contains(';') {
+        return Err(bad("run-as user"));
+    }
+    let mut text = format!("PS-Auth key={}; runas={runas};", api_key.expose_secret());
+    if let Some(password) = password {
+        text.push_str(&format!(" pwd=[{}];", password.expose_secret()));
+    }
+    let mut value =
+        HeaderValue::try_from(text).map_err(|_| bad("API key, run-as user or password"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A session with a Password Safe server. Cheap to clone; clones share the session.
+#[derive(Clone)]
+pub struct Session {
+    core: Arc<Core<PasswordSafe>>,
+}
+
+impl Session {
+    /// A builder for a session.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    session::common_session_methods!(Client);
+
+    /// Ends the session on the server (`POST Auth/Signout` with the session cookie) and drops
+    /// it, so that the next call signs in again. Does nothing when no session is open.
+    ///
+    /// A 401 means the server had already closed the session: it is dropped and the error
+    /// ([`ErrorKind::TokenRejected`]) returned. After any other failure the session is kept
+    /// (it may still be open; call again, or let it close after 20 idle minutes).
+    pub async fn sign_out(&self) -> Result<(), Error> {
+        let cache = &self.core.cache;
+        let Some(entry) = cache.current().filter(|e| e.is_valid(cache.clock.now())) else {
+            return Ok(());
+        };
+        let mut headers = HeaderMap::new();
+        cache.provider.attach(&entry, &mut headers);
+        let context = headers
+            .into_iter()
+            .filter_map(|(name, value)| Some((name?, value)))
+            .fold(Context::new(), |ctx, (name, value)| {
+                ctx.with_header(name, value, true)
+            });
+        let sent_wall = cache.clock.system_now();
+        let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
+        match api.sign_out(cache.provider.version).await {
+            Ok(_) => {
+                cache.invalidate(&entry.secret);
+                Ok(())
+            }
+            Err(e) => {
+                let error =
+                    map_api_error(Service::PasswordSafe, e, &probe, sent_wall, &classify_api).await;
+                if error.kind() == ErrorKind::TokenRejected {
+                    cache.invalidate(&entry.secret);
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+session::session_impls!(Session);
+
+/// How the session signs in, checked at build time.
+enum Login {
+    OAuth(types::TokenRequest),
+    PsAuth(HeaderValue),
+}
+
+struct PasswordSafe {
+    endpoint: Endpoint,
+    login: Login,
+    version: Option<types::ApiVersion>,
+}
+
+impl ErrorBody for types::OAuthError {
+    fn message(&self) -> Option<String> {
+        self.error_description
+            .clone()
+            .or_else(|| self.error.clone())
+    }
+
+    fn code(&self) -> Option<String> {
+        self.error.clone()
+    }
+}
+
+impl ErrorBody for types::ApiError {
+    /// The body is undocumented: a JSON string is the message; an object's `Message`
+    /// (ASP.NET's shape), `message`, `error_description` or `error` is.
+    fn message(&self) -> Option<String> {
+        if let Some(text) = self.0.as_str() {
+            return Some(text.to_owned()).filter(|t| !t.trim().is_empty());
+        }
+        ["Message", "message", "error_description", "error"]
+            .iter()
+            .find_map(|key| self.0.get(key).and_then(|v| v.as_str()))
+            .map(str::to_owned)
+    }
+}
+
+fn classify_token(failure: &Failure) -> ErrorKind {
+    // RFC 6749 lets a server answer `invalid_client` with 400 as well as 401.
+    let refused = matches!(
+        failure.code.as_deref(),
+        Some("invalid_client" | "unauthorized_client")
+    );
+    match failure.status {
+        400 | 401 if refused => ErrorKind::InvalidCredentials,
+        401 => ErrorKind::InvalidCredentials,
+        _ => failure.default_kind(),
+    }
+}
+
+fn classify_sign_in(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        401 => ErrorKind::InvalidCredentials,
+        _ => classify_api(failure),
+    }
+}
+
+fn classify_api(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        403 => ErrorKind::LicenceInvalid,
+        410 => ErrorKind::ApiVersionDisabled,
+        _ => failure.default_kind(),
+    }
+}
+
+/// The `name=value` pairs of the cookies a response sets, joined as a `Cookie` header value.
+/// Cookies that are being deleted (empty value, `Max-Age` of zero or less, `Expires` in the
+/// past) are left out.
+fn session_cookie(headers: &HeaderMap, now: SystemTime) -> Option<String> {
+    let pairs: Vec<&str> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|cookie| {
+            let mut parts = cookie.split(';');
+            let pair = parts.next()?.trim();
+            let (name, value) = pair.split_once('=')?;
+            if name.trim().is_empty() || value.trim().is_empty() {
+                return None;
+            }
+            let deleted = parts.any(|attribute| {
+                let (key, value) = attribute.split_once('=').unwrap_or((attribute, ""));
+                let value = value.trim();
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "max-age" => value.parse::<i64>().is_ok_and(|age| age <= 0),
+                    "expires" => httpdate::parse_http_date(value).is_ok_and(|at| at <= now),
+                    _ => false,
+                }
+            });
+            (!deleted).then_some(pair)
+        })
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join("; "))
+}
+
+impl PasswordSafe {
+    async fn sign_in(
+        &self,
+        authorization: HeaderValue,
+        sent_wall: SystemTime,
+    ) -> Result<SecretString, Error> {
+        let context = Context::new().with_header(AUTHORIZATION, authorization, true);
+        let (api, probe) = self.endpoint.client(Client::new_with_client, context);
+        match api.sign_app_in(self.version).await {
+            Ok(response) => session_cookie(response.headers(), sent_wall)
+                .map(SecretString::from)
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::UnexpectedResponse)
+                        .with_service(Self::SERVICE)
+                        .with_status(response.status().as_u16())
+                        .with_message("Auth/SignAppin succeeded but set no session cookie")
+                }),
+            Err(e) => {
+                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_sign_in).await)
+            }
+        }
+    }
+}
+
+impl Provider for PasswordSafe {
+    const SERVICE: Service = Service::PasswordSafe;
+    const SLIDING: Option<Duration> = Some(SESSION_IDLE_TIMEOUT);
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+        match &self.login {
+            Login::PsAuth(header) => Ok(Grant {
+                access: self.sign_in(header.clone(), sent_wall).await?,
+                refresh: None,
+                lifetime: SESSION_IDLE_TIMEOUT,
+                max_lifetime: None,
+                refresh_lifetime: None,
+                extra: Extra::default(),
+            }),
+            Login::OAuth(form) => {
+                let (api, probe) = self
+                    .endpoint
+                    .client(Client::new_with_client, Context::new());
+                let token = match api.create_access_token(self.version, form).await {
+                    Ok(response) => response.into_inner(),
+                    Err(e) => {
+                        return Err(map_api_error(
+                            Self::SERVICE,
+                            e,
+                            &probe,
+                            sent_wall,
+                            &classify_token,
+                        )
+                        .await)
+                    }
+                };
+                // The session cannot outlive the token that opened it.
+                let token_lifetime = expiry::lifetime(
+                    u64::try_from(token.expires_in)
+                        .ok()
+                        .map(Duration::from_secs),
+                    Some(token.access_token.expose_secret()),
+                    sent_wall,
+                    SESSION_IDLE_TIMEOUT,
+                    None,
+                );
+                let bearer = token.access_token;
+                let cookie = self.sign_in(session::bearer(&bearer), sent_wall).await?;
+                Ok(Grant {
+                    access: cookie,
+                    refresh: None,
+                    lifetime: SESSION_IDLE_TIMEOUT.min(token_lifetime),
+                    max_lifetime: Some(token_lifetime),
+                    refresh_lifetime: None,
+                    extra: Extra {
+                        bearer: Some(bearer),
+                        ..Extra::default()
+                    },
+                })
+            }
+        }
+    }
+}
+
+impl Attach for PasswordSafe {
+    fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
+        if let Ok(mut cookie) = HeaderValue::try_from(entry.secret.expose_secret()) {
+            cookie.set_sensitive(true);
+            headers.insert(COOKIE, cookie);
+        }
+        if let Some(bearer) = &entry.extra.bearer {
+            headers.insert(AUTHORIZATION, session::bearer(bearer));
+        }
+    }
+
+    fn carries(&self, entry: &Entry, headers: &HeaderMap) -> bool {
+        let sent: Vec<&str> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .collect();
+        entry
+            .secret
+            .expose_secret()
+            .split(';')
+            .map(str::trim)
+            .all(|pair| sent.contains(&pair))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(set_cookies: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for cookie in set_cookies {
+            headers.append(SET_COOKIE, HeaderValue::from_str(cookie).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_session_cookie_is_every_live_cookie_set() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let set = headers(&[
+            "ASP.NET_SessionId=abc123; path=/; secure; HttpOnly; SameSite=Lax",
+            "lb=node-2; Path=/",
+            "old=; expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "gone=x; Max-Age=0",
+            "past=y; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "malformed",
+        ]);
+        assert_eq!(
+            session_cookie(&set, now).as_deref(),
+            Some("ASP.NET_SessionId=abc123; lb=node-2")
+        );
+        assert_eq!(session_cookie(&headers(&[]), now), None);
+        assert_eq!(session_cookie(&headers(&["gone=x; Max-Age=0"]), now), None);
+    }
+
+    #[test]
+    fn the_ps_auth_header_has_pwd_only_with_a_password() {
+        let key = SecretString::from("k3y");
+        let with = ps_auth_header(&key, r"doe-main\johndoe", Some(&"pw".into())).unwrap();
+        assert_eq!(with, r"PS-Auth key=k3y; runas=doe-main\johndoe; pwd=[pw];");
+        assert!(with.is_sensitive());
+        let without = ps_auth_header(&key, "svc", None).unwrap();
+        assert_eq!(without, "PS-Auth key=k3y; runas=svc;");
+        for (key, runas) in [("a;b", "svc"), ("k3y", "a;b"), ("k3y\n", "svc")] {
+            let err = ps_auth_header(&key.into(), runas, None).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Configuration);
+            assert!(!err.to_string().contains(key), "{err}");
+        }
+    }
+}
