@@ -345,6 +345,7 @@ impl<P: Provider> Cache<P> {
                 extra: Extra {
                     id_token: stored.id_token,
                     cookie: stored.cookie,
+                    bearer: stored.bearer,
                 },
                 origin: TokenOrigin::Store,
                 expires_at,
@@ -374,6 +375,7 @@ impl<P: Provider> Cache<P> {
             refresh: entry.refresh.clone(),
             id_token: entry.extra.id_token.clone(),
             cookie: entry.extra.cookie.clone(),
+            bearer: entry.extra.bearer.clone(),
             expires_at_ms: ms(entry.expires_at()),
             renew_after_ms: entry.expires_at().checked_sub(entry.lead()).map(ms),
             expires_at_most_ms: entry.expires_at_most().map(ms),
@@ -427,6 +429,7 @@ impl<P: Provider> Cache<P> {
         if let Some(prev) = previous {
             extra.id_token = extra.id_token.or_else(|| prev.extra.id_token.clone());
             extra.cookie = extra.cookie.or_else(|| prev.extra.cookie.clone());
+            extra.bearer = extra.bearer.or_else(|| prev.extra.bearer.clone());
         }
         let entry = Arc::new(Entry::new(
             self.clock.clone(),

@@ -47,6 +47,7 @@ use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
 use crate::token::{Entry, Extra, Grant};
@@ -159,16 +160,21 @@ impl SessionBuilder {
                 )
             })?),
         };
+        let identity;
         let login = match self.credentials {
             None => return Err(Error::configuration(Some(S), "credentials are required")),
             Some(Credentials::OAuth {
                 client_id,
                 client_secret,
-            }) => Login::OAuth(types::TokenRequest {
-                grant_type: types::TokenRequestGrantType::ClientCredentials,
-                client_id: session::require_plain(S, "client id", Some(client_id))?,
-                client_secret: session::require(S, "client secret", Some(client_secret))?,
-            }),
+            }) => {
+                let client_id = session::require_plain(S, "client id", Some(client_id))?;
+                identity = format!("oauth:{client_id}");
+                Login::OAuth(types::TokenRequest {
+                    grant_type: types::TokenRequestGrantType::ClientCredentials,
+                    client_id,
+                    client_secret: session::require(S, "client secret", Some(client_secret))?,
+                })
+            }
             Some(Credentials::PsAuth {
                 api_key,
                 runas,
@@ -176,6 +182,7 @@ impl SessionBuilder {
             }) => {
                 let api_key = session::require(S, "API key", Some(api_key))?;
                 let runas = session::require_plain(S, "run-as user", Some(runas))?;
+                identity = format!("ps-auth:{runas}");
                 let password = password
                     .map(|p| session::require(S, "password", Some(p)))
                     .transpose()?;
@@ -187,6 +194,7 @@ impl SessionBuilder {
             endpoint: endpoint.clone(),
             login,
             version,
+            identity,
         };
         Ok(Session {
             core: Arc::new(Core::new(provider, endpoint, clock, policy)),
@@ -247,7 +255,8 @@ impl Session {
     /// (it may still be open; call again, or let it close after 20 idle minutes).
     pub async fn sign_out(&self) -> Result<(), Error> {
         let cache = &self.core.cache;
-        let Some(entry) = cache.current().filter(|e| e.is_valid(cache.clock.now())) else {
+        let Some(entry) = cache.current_or_stored().await else {
+            self.core.forget().await;
             return Ok(());
         };
         let mut headers = HeaderMap::new();
@@ -262,18 +271,24 @@ impl Session {
         let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
         match api.sign_out(cache.provider.version).await {
             Ok(_) => {
-                cache.invalidate(&entry.secret);
+                self.core.forget().await;
                 Ok(())
             }
             Err(e) => {
                 let error =
                     map_api_error(Service::PasswordSafe, e, &probe, sent_wall, &classify_api).await;
                 if error.kind() == ErrorKind::TokenRejected {
-                    cache.invalidate(&entry.secret);
+                    self.core.forget().await;
                 }
                 Err(error)
             }
         }
+    }
+
+    /// Ends the session: the same as [`Self::sign_out`], under the name every service's
+    /// session uses.
+    pub async fn logout(&self) -> Result<(), Error> {
+        self.sign_out().await
     }
 }
 
@@ -289,6 +304,8 @@ struct PasswordSafe {
     endpoint: Endpoint,
     login: Login,
     version: Option<types::ApiVersion>,
+    /// Who signs in (the OAuth client or the run-as user), to key a shared token store.
+    identity: String,
 }
 
 impl ErrorBody for types::OAuthError {
@@ -381,7 +398,9 @@ impl PasswordSafe {
         authorization: HeaderValue,
         sent_wall: SystemTime,
     ) -> Result<SecretString, Error> {
-        let context = Context::new().with_header(AUTHORIZATION, authorization, true);
+        let context = Context::new()
+            .with_header(AUTHORIZATION, authorization, true)
+            .with_replay(Replay::Gateway);
         let (api, probe) = self.endpoint.client(Client::new_with_client, context);
         match api.sign_app_in(self.version).await {
             Ok(response) => session_cookie(response.headers(), sent_wall)
@@ -403,6 +422,10 @@ impl Provider for PasswordSafe {
     const SERVICE: Service = Service::PasswordSafe;
     const SLIDING: Option<Duration> = Some(SESSION_IDLE_TIMEOUT);
 
+    fn store_identity(&self) -> String {
+        self.identity.clone()
+    }
+
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         match &self.login {
             Login::PsAuth(header) => Ok(Grant {
@@ -414,9 +437,10 @@ impl Provider for PasswordSafe {
                 extra: Extra::default(),
             }),
             Login::OAuth(form) => {
-                let (api, probe) = self
-                    .endpoint
-                    .client(Client::new_with_client, Context::new());
+                let (api, probe) = self.endpoint.client(
+                    Client::new_with_client,
+                    Context::new().with_replay(Replay::Gateway),
+                );
                 let token = match api.create_access_token(self.version, form).await {
                     Ok(response) => response.into_inner(),
                     Err(e) => {

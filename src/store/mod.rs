@@ -64,8 +64,10 @@ pub struct StoredTokens {
     pub refresh: Option<SecretString>,
     /// The OpenID id token (accounts).
     pub id_token: Option<SecretString>,
-    /// A session cookie kept beside a bearer token (passwordsafe).
+    /// A session cookie kept beside a bearer token.
     pub cookie: Option<SecretString>,
+    /// A bearer token kept beside a session cookie (passwordsafe OAuth sessions).
+    pub bearer: Option<SecretString>,
     /// When the access token expires.
     pub expires_at_ms: u64,
     /// From when the access token is due for renewal (its expiry minus the refresh margin of
