@@ -26,9 +26,18 @@ fn refresh(tag: &str) -> String {
     jwt(START_EPOCH + 86_400, &format!("refresh-{tag}"))
 }
 
+const PS_API_KEY: &str = "ps-ApiKey-Staple-3";
+const PS_CLIENT_SECRET: &str = "ps-Client-Secret-4";
+const PS_COOKIE: &str = "ps-Session-Cookie-5";
+const PS_BEARER: &str = "ps-Bearer-Token-6";
+
 /// Every secret the flows below use or receive.
 fn secrets() -> Vec<String> {
     let mut all = vec![
+        PS_API_KEY.to_owned(),
+        PS_CLIENT_SECRET.to_owned(),
+        PS_COOKIE.to_owned(),
+        PS_BEARER.to_owned(),
         PASSWORD.to_owned(),
         APP_SECRET.to_owned(),
         FIB_PRIVATE.to_owned(),
@@ -191,6 +200,69 @@ async fn fib_flows(shown: &mut Shown) {
     );
 }
 
+async fn passwordsafe_flows(shown: &mut Shown) {
+    use tokensmith::passwordsafe::{Credentials, Session};
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path("/Auth/connect/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": PS_BEARER, "expires_in": 3600, "token_type": "Bearer", "scope": "publicapi"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/Auth/SignAppin"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            format!("Bearer {PS_BEARER}").as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "set-cookie",
+                    format!("ASP.NET_SessionId={PS_COOKIE}; path=/").as_str(),
+                )
+                .set_body_json(json!({"UserId": 1})),
+        )
+        .mount(&server)
+        .await;
+    // PS-Auth with a password is refused.
+    Mock::given(method("POST"))
+        .and(path("/Auth/SignAppin"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!("Unauthorized")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/Auth/Signout"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let oauth = Credentials::oauth("client-1", PS_CLIENT_SECRET);
+    shown.show(&oauth);
+    let session = Session::builder()
+        .base_url(server.uri())
+        .credentials(oauth)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    shown.show_result(&session.access_token().await);
+    shown.show(&session);
+    shown.show_result(&session.logout().await);
+
+    let key = Credentials::ps_auth(PS_API_KEY, "svc-reader", Some(PASSWORD.into()));
+    shown.show(&key);
+    let builder = Session::builder()
+        .base_url(server.uri())
+        .credentials(key)
+        .clock(clock.clone());
+    shown.show(&builder);
+    let session = builder.build().unwrap();
+    shown.show_result(&session.access_token().await);
+    shown.show_result(&session.access_token().await);
+    shown.show(&session);
+}
+
 #[tokio::test]
 async fn no_flow_shows_a_secret_in_logs_values_or_errors() {
     let logs = Buffer::default();
@@ -203,11 +275,13 @@ async fn no_flow_shows_a_secret_in_logs_values_or_errors() {
     let mut shown = Shown::default();
     s7risk_flows(&mut shown).await;
     fib_flows(&mut shown).await;
+    passwordsafe_flows(&mut shown).await;
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("logged in"), "the logs were captured: {logs}");
     assert!(logs.contains("token refreshed"), "{logs}");
     assert!(logs.contains("login failed"), "{logs}");
+    assert!(logs.contains("session ended"), "{logs}");
     let shown = shown.0.join("\n");
     assert!(shown.contains("[redacted]"), "{shown}");
     for secret in secrets() {
