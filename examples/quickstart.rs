@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokensmith::clock::ManualClock;
 use tokensmith::sandbox::{demo, Sandbox};
-use tokensmith::{fib, s7risk, Service, TokenSource};
+use tokensmith::{fib, passwordsafe, s7risk, Service, TokenSource};
 
 /// Many tasks asking at once: all get the same token.
 async fn storm<S: TokenSource + Clone + 'static>(session: &S, callers: usize) -> usize {
@@ -72,6 +72,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     session.logout().await?;
     println!("logged out (s7risk has no endpoint: the cached token is wiped)\n");
+
+    println!(
+        "== passwordsafe (BeyondTrust): OAuth bearer, then a session cookie that closes when idle"
+    );
+    let session = passwordsafe::Session::builder()
+        .base_url(sandbox.base_url(Service::PasswordSafe))
+        .credentials(passwordsafe::Credentials::oauth(
+            demo::PASSWORDSAFE_CLIENT_ID,
+            demo::PASSWORDSAFE_CLIENT_SECRET,
+        ))
+        .clock(clock.clone())
+        .build()?;
+    let token = session.access_token().await?;
+    println!("signed in (client credentials, then SignAppin): {token:?}");
+    let accounts: serde_json::Value = session
+        .authorize(reqwest::Client::new().get(format!(
+            "{}/ManagedAccounts",
+            sandbox.base_url(Service::PasswordSafe)
+        )))
+        .await?
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("the session cookie opens the rest of the API: {accounts}");
+    session.logout().await?;
+    println!(
+        "signed out: {} sign-out\n",
+        sandbox.counters(Service::PasswordSafe).logouts
+    );
 
     println!("== fib: Ed25519-signed login, 5-minute tokens renewed by refresh token");
     let session = fib::Session::builder()

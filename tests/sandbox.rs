@@ -127,3 +127,100 @@ async fn fib_checks_the_signature_and_renews_by_refresh_token() {
         Some("User signature could not be verified.")
     );
 }
+
+fn passwordsafe(
+    sandbox: &Sandbox,
+    clock: &ManualClock,
+    credentials: tokensmith::passwordsafe::Credentials,
+) -> tokensmith::passwordsafe::SessionBuilder {
+    tokensmith::passwordsafe::Session::builder()
+        .base_url(sandbox.base_url(Service::PasswordSafe))
+        .credentials(credentials)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+}
+
+#[tokio::test]
+async fn passwordsafe_sessions_open_by_oauth_or_key_and_close() {
+    use tokensmith::passwordsafe::Credentials;
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let oauth = passwordsafe(
+        &sandbox,
+        &clock,
+        Credentials::oauth(
+            demo::PASSWORDSAFE_CLIENT_ID,
+            demo::PASSWORDSAFE_CLIENT_SECRET,
+        ),
+    )
+    .build()
+    .unwrap();
+    let token = oauth.access_token().await.unwrap();
+    assert!(token
+        .secret()
+        .expose_secret()
+        .starts_with("ASP.NET_SessionId="));
+    assert_eq!(token.expires_in(), Duration::from_secs(20 * 60));
+    let accounts: serde_json::Value = oauth
+        .authorize(reqwest::Client::new().get(format!(
+            "{}/ManagedAccounts",
+            sandbox.base_url(Service::PasswordSafe)
+        )))
+        .await
+        .unwrap()
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accounts[0]["AccountName"], "sa", "the cookie opens the API");
+    oauth.logout().await.unwrap();
+    assert_eq!(sandbox.counters(Service::PasswordSafe).logouts, 1);
+
+    let key = passwordsafe(
+        &sandbox,
+        &clock,
+        Credentials::ps_auth(
+            demo::PASSWORDSAFE_API_KEY,
+            demo::PASSWORDSAFE_RUNAS,
+            Some(demo::PASSWORDSAFE_PASSWORD.into()),
+        ),
+    )
+    .api_version("3.2")
+    .build()
+    .unwrap();
+    key.access_token().await.unwrap();
+    assert_eq!(sandbox.counters(Service::PasswordSafe).logins, 2);
+
+    let wrong = passwordsafe(
+        &sandbox,
+        &clock,
+        Credentials::ps_auth(
+            demo::PASSWORDSAFE_API_KEY,
+            demo::PASSWORDSAFE_RUNAS,
+            Some("x".into()),
+        ),
+    )
+    .build()
+    .unwrap();
+    assert_eq!(
+        wrong.access_token().await.unwrap_err().kind(),
+        ErrorKind::InvalidCredentials
+    );
+    let old = passwordsafe(
+        &sandbox,
+        &clock,
+        Credentials::oauth(
+            demo::PASSWORDSAFE_CLIENT_ID,
+            demo::PASSWORDSAFE_CLIENT_SECRET,
+        ),
+    )
+    .api_version("3.0")
+    .build()
+    .unwrap();
+    assert_eq!(
+        old.access_token().await.unwrap_err().kind(),
+        ErrorKind::ApiVersionDisabled
+    );
+}

@@ -21,17 +21,20 @@ use tokensmith::{AccessToken, Error, ErrorKind, SecretString, Service, TokenOrig
 const USAGE: &str = "\
 usage: tokensmith [--base-url URL] [--cache FILE] [--sandbox] <PROVIDER> <COMMAND>
 
-PROVIDER  s7risk-user | s7risk-app | fib
-COMMAND   token   print the access token alone
-          header  print `Authorization: Bearer <token>`
+PROVIDER  s7risk-user | s7risk-app | passwordsafe-oauth | passwordsafe-key | fib
+COMMAND   token   print the access token alone (passwordsafe: the session cookie)
+          header  print `Authorization: Bearer <token>` (passwordsafe: `Cookie: <cookie>`)
           info    print JSON: provider, expires_at, seconds_left, source (never the token)
           logout  end the session and forget the cached token
 
 Credentials are read from the environment only:
   s7risk-user  S7RISK_ORIGIN S7RISK_EMAIL S7RISK_PASSWORD
   s7risk-app   S7RISK_ORIGIN S7RISK_CLIENT_ID S7RISK_SECRET
+  passwordsafe-oauth  PASSWORDSAFE_CLIENT_ID PASSWORDSAFE_CLIENT_SECRET
+  passwordsafe-key    PASSWORDSAFE_API_KEY PASSWORDSAFE_RUNAS [PASSWORDSAFE_PASSWORD]
   fib          FIB_EMAIL FIB_PRIVATE_KEY
---base-url falls back to TOKENSMITH_BASE_URL, then to the service's production URL.
+--base-url falls back to TOKENSMITH_BASE_URL, then to the service's production URL
+(Password Safe has none: every installation has its own, so one of them is required).
 --cache FILE keeps the token set between runs (mode 0600), sealed with the key in
 TOKENSMITH_CACHE_KEY (64 hex characters), or else with one generated into FILE.key.
 --sandbox starts the built-in sandbox and uses its demo accounts.";
@@ -70,6 +73,8 @@ impl From<Error> for Failure {
 enum Provider {
     S7riskUser,
     S7riskApp,
+    PasswordSafeOauth,
+    PasswordSafeKey,
     Fib,
 }
 
@@ -78,6 +83,8 @@ impl Provider {
         Some(match name {
             "s7risk-user" => Self::S7riskUser,
             "s7risk-app" => Self::S7riskApp,
+            "passwordsafe-oauth" => Self::PasswordSafeOauth,
+            "passwordsafe-key" => Self::PasswordSafeKey,
             "fib" => Self::Fib,
             _ => return None,
         })
@@ -87,6 +94,8 @@ impl Provider {
         match self {
             Self::S7riskUser => "s7risk-user",
             Self::S7riskApp => "s7risk-app",
+            Self::PasswordSafeOauth => "passwordsafe-oauth",
+            Self::PasswordSafeKey => "passwordsafe-key",
             Self::Fib => "fib",
         }
     }
@@ -94,6 +103,7 @@ impl Provider {
     fn service(self) -> Service {
         match self {
             Self::S7riskUser | Self::S7riskApp => Service::S7risk,
+            Self::PasswordSafeOauth | Self::PasswordSafeKey => Service::PasswordSafe,
             Self::Fib => Service::Fib,
         }
     }
@@ -179,6 +189,10 @@ impl Env {
     fn secret(&self, name: &str, demo: &str) -> Result<SecretString, Failure> {
         self.plain(name, demo).map(SecretString::new)
     }
+
+    fn optional_secret(&self, name: &str, demo: &str) -> Option<SecretString> {
+        self.secret(name, demo).ok()
+    }
 }
 
 fn store(path: &PathBuf) -> Result<FileStore, Failure> {
@@ -213,6 +227,7 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
 
 enum Session {
     S7risk(tokensmith::s7risk::Session),
+    PasswordSafe(tokensmith::passwordsafe::Session),
     Fib(tokensmith::fib::Session),
 }
 
@@ -220,6 +235,7 @@ impl Session {
     async fn access_token(&self) -> Result<AccessToken, Error> {
         match self {
             Self::S7risk(s) => s.access_token().await,
+            Self::PasswordSafe(s) => s.access_token().await,
             Self::Fib(s) => s.access_token().await,
         }
     }
@@ -227,6 +243,7 @@ impl Session {
     async fn logout(&self) -> Result<(), Error> {
         match self {
             Self::S7risk(s) => s.logout().await,
+            Self::PasswordSafe(s) => s.logout().await,
             Self::Fib(s) => s.logout().await,
         }
     }
@@ -251,7 +268,7 @@ fn session(
     base_url: Option<String>,
     store: Option<FileStore>,
 ) -> Result<Session, Failure> {
-    use tokensmith::{fib, s7risk};
+    use tokensmith::{fib, passwordsafe, s7risk};
     Ok(match provider {
         Provider::S7riskUser | Provider::S7riskApp => {
             let credentials = if provider == Provider::S7riskUser {
@@ -269,6 +286,31 @@ fn session(
                 .origin(env.plain("S7RISK_ORIGIN", demo::S7RISK_ORIGIN)?)
                 .credentials(credentials);
             Session::S7risk(configure!(builder, base_url, store))
+        }
+        Provider::PasswordSafeOauth | Provider::PasswordSafeKey => {
+            let credentials = if provider == Provider::PasswordSafeOauth {
+                passwordsafe::Credentials::oauth(
+                    env.plain("PASSWORDSAFE_CLIENT_ID", demo::PASSWORDSAFE_CLIENT_ID)?,
+                    env.secret(
+                        "PASSWORDSAFE_CLIENT_SECRET",
+                        demo::PASSWORDSAFE_CLIENT_SECRET,
+                    )?,
+                )
+            } else {
+                passwordsafe::Credentials::ps_auth(
+                    env.secret("PASSWORDSAFE_API_KEY", demo::PASSWORDSAFE_API_KEY)?,
+                    env.plain("PASSWORDSAFE_RUNAS", demo::PASSWORDSAFE_RUNAS)?,
+                    env.optional_secret("PASSWORDSAFE_PASSWORD", demo::PASSWORDSAFE_PASSWORD),
+                )
+            };
+            if base_url.is_none() {
+                return Err(Failure::usage(
+                    "passwordsafe needs --base-url or TOKENSMITH_BASE_URL \
+                     (https://<host>/BeyondTrust/api/public/v3)",
+                ));
+            }
+            let builder = passwordsafe::Session::builder().credentials(credentials);
+            Session::PasswordSafe(configure!(builder, base_url, store))
         }
         Provider::Fib => {
             let builder = fib::Session::builder()
@@ -303,6 +345,9 @@ async fn run(args: Args) -> Result<String, Failure> {
     let token = session.access_token().await?;
     Ok(match args.command {
         Command::Token => token.secret().expose_secret().to_owned(),
+        Command::Header if args.provider.service() == Service::PasswordSafe => {
+            format!("Cookie: {}", token.secret().expose_secret())
+        }
         Command::Header => format!("Authorization: Bearer {}", token.secret().expose_secret()),
         Command::Info => {
             let source = match token.origin() {

@@ -28,6 +28,7 @@
 //! ```
 
 mod fib;
+mod passwordsafe;
 mod s7risk;
 mod state;
 
@@ -64,6 +65,16 @@ pub mod demo {
     /// That user's Authorization public key.
     pub const FIB_PUBLIC_KEY: &str =
         "7fbedb314a9b0c00caef967ac5cabb982ec45da828a0c58a9aafc854f32422ac";
+    /// A Password Safe OAuth client (API registration of the client-credentials kind).
+    pub const PASSWORDSAFE_CLIENT_ID: &str = "demo-oauth-client";
+    /// That client's secret.
+    pub const PASSWORDSAFE_CLIENT_SECRET: &str = "demo-oauth-secret";
+    /// A Password Safe API key (API registration of the key kind).
+    pub const PASSWORDSAFE_API_KEY: &str = "demo-api-key-0123456789abcdef";
+    /// The user that key runs as.
+    pub const PASSWORDSAFE_RUNAS: &str = "demo-user";
+    /// That user's password (the registration requires one).
+    pub const PASSWORDSAFE_PASSWORD: &str = "demo-user-password";
 }
 
 /// Lifetimes and limits of a sandbox. The defaults are the real services' own.
@@ -80,6 +91,8 @@ pub(crate) struct Config {
     pub(crate) fib_refresh_lifetime: Duration,
     pub(crate) max_failed_logins: u32,
     pub(crate) lockout: Duration,
+    pub(crate) passwordsafe_token_lifetime: Duration,
+    pub(crate) passwordsafe_idle: Duration,
 }
 
 impl Default for SandboxBuilder {
@@ -92,6 +105,8 @@ impl Default for SandboxBuilder {
                 fib_refresh_lifetime: Duration::from_secs(24 * 3600),
                 max_failed_logins: 5,
                 lockout: Duration::from_secs(300),
+                passwordsafe_token_lifetime: Duration::from_secs(3600),
+                passwordsafe_idle: Duration::from_secs(20 * 60),
             },
         }
     }
@@ -134,6 +149,7 @@ impl SandboxBuilder {
         let shared = Arc::new(Shared::new(self.clock, self.config));
         s7risk::mount(&server, &shared).await;
         fib::mount(&server, &shared).await;
+        passwordsafe::mount(&server, &shared).await;
         Sandbox {
             inner: Arc::new(Inner { server, shared }),
         }

@@ -35,6 +35,8 @@ pub struct Counters {
 pub(crate) enum Kind {
     Access,
     Refresh,
+    /// A server-side session named by a cookie, alive while in use.
+    Session,
 }
 
 #[derive(Clone, Debug)]
@@ -101,7 +103,11 @@ impl Shared {
         let payload = json!({
             "sub": subject,
             "exp": exp,
-            "typ": match kind { Kind::Access => "access", Kind::Refresh => "refresh" },
+            "typ": match kind {
+                Kind::Access => "access",
+                Kind::Refresh => "refresh",
+                Kind::Session => "session",
+            },
             "jti": format!("{:016x}", fastrand::u64(..)),
         });
         let token = format!(
@@ -127,6 +133,46 @@ impl Shared {
         let issued = lock(&self.tokens).get(token).cloned()?;
         (issued.service == service && issued.kind == kind && self.clock.now() < issued.expires_at)
             .then_some(issued)
+    }
+
+    /// An opaque random value registered as `kind` (session cookies, temporary tokens).
+    pub(crate) fn issue_opaque(
+        &self,
+        service: Service,
+        kind: Kind,
+        subject: &str,
+        lifetime: Duration,
+    ) -> String {
+        let value = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        lock(&self.tokens).insert(
+            value.clone(),
+            Issued {
+                service,
+                kind,
+                subject: subject.to_owned(),
+                expires_at: self.clock.now() + lifetime,
+            },
+        );
+        value
+    }
+
+    /// Uses a live token: its life starts again (`window` from now), as sessions that close
+    /// when idle do. Returns it when it was live.
+    pub(crate) fn touch(
+        &self,
+        service: Service,
+        kind: Kind,
+        token: &str,
+        window: Duration,
+    ) -> Option<Issued> {
+        let now = self.clock.now();
+        let mut tokens = lock(&self.tokens);
+        let issued = tokens.get_mut(token)?;
+        if issued.service != service || issued.kind != kind || now >= issued.expires_at {
+            return None;
+        }
+        issued.expires_at = now + window;
+        Some(issued.clone())
     }
 
     /// Forgets a token (logout, revoke).

@@ -1,0 +1,198 @@
+//! The BeyondTrust Password Safe stand-in: OAuth client credentials (form body) for a bearer,
+//! SignAppin with that bearer or a PS-Auth header for a session cookie that closes after 20
+//! idle minutes, Signout, and `GET ManagedAccounts` as an authenticated call to try sessions
+//! on. API version 3.0 is disabled, as an administrator can do: SignAppin answers 410.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::demo;
+use super::state::{bearer, reply, Kind, Shared};
+use crate::error::Service;
+
+const S: Service = Service::PasswordSafe;
+const COOKIE: &str = "ASP.NET_SessionId";
+
+/// 410 for a disabled or unknown `version`, as the service answers.
+fn version_refused(request: &Request) -> Option<ResponseTemplate> {
+    let version = request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "version")
+        .map(|(_, v)| v.into_owned())?;
+    match version.as_str() {
+        "3.1" | "3.2" => None,
+        other => Some(reply(
+            410,
+            json!(format!("API version {other} is disabled")),
+        )),
+    }
+}
+
+struct Token(Arc<Shared>);
+
+impl Respond for Token {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        let is_form = request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let form: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(&request.body)
+                .into_owned()
+                .collect();
+        let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+        if !is_form || field("grant_type") != "client_credentials" {
+            return reply(400, json!({"error": "unsupported_grant_type"}));
+        }
+        if field("client_id") != demo::PASSWORDSAFE_CLIENT_ID
+            || field("client_secret") != demo::PASSWORDSAFE_CLIENT_SECRET
+        {
+            shared.count(S, |c| c.failed_logins += 1);
+            return reply(401, json!({"error": "invalid_client"}));
+        }
+        let lifetime = shared.config.passwordsafe_token_lifetime;
+        let token = shared.issue(S, Kind::Access, field("client_id"), lifetime);
+        reply(
+            200,
+            json!({
+                "access_token": token,
+                "expires_in": lifetime.as_secs(),
+                "token_type": "Bearer",
+                "scope": "publicapi",
+            }),
+        )
+    }
+}
+
+/// `PS-Auth key=…; runas=…; pwd=[…];` → (key, runas, password).
+fn ps_auth(value: &str) -> Option<(String, String, Option<String>)> {
+    let rest = value.strip_prefix("PS-Auth ")?;
+    let (mut key, mut runas, mut pwd) = (None, None, None);
+    for part in rest.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=')?;
+        match name.trim() {
+            "key" => key = Some(value.to_owned()),
+            "runas" => runas = Some(value.to_owned()),
+            "pwd" => pwd = Some(value.strip_prefix('[')?.strip_suffix(']')?.to_owned()),
+            _ => return None,
+        }
+    }
+    Some((key?, runas?, pwd))
+}
+
+struct SignAppin(Arc<Shared>);
+
+impl Respond for SignAppin {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        if let Some(refused) = version_refused(request) {
+            return refused;
+        }
+        let authorization = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let user = if let Some(token) = bearer(request) {
+            shared
+                .check(S, Kind::Access, token)
+                .map(|_| "demo-oauth-user".to_owned())
+        } else {
+            ps_auth(authorization).and_then(|(key, runas, pwd)| {
+                (key == demo::PASSWORDSAFE_API_KEY
+                    && runas == demo::PASSWORDSAFE_RUNAS
+                    && pwd.as_deref() == Some(demo::PASSWORDSAFE_PASSWORD))
+                .then_some(runas)
+            })
+        };
+        let Some(user) = user else {
+            shared.count(S, |c| c.failed_logins += 1);
+            return reply(401, json!("Unauthorized"));
+        };
+        shared.logged_in(S, &user);
+        let session = shared.issue_opaque(S, Kind::Session, &user, shared.config.passwordsafe_idle);
+        ResponseTemplate::new(200)
+            .insert_header(
+                "set-cookie",
+                format!("{COOKIE}={session}; path=/; secure; HttpOnly; SameSite=Lax").as_str(),
+            )
+            .set_body_json(json!({
+                "UserId": 7,
+                "SID": "S-1-5-21-1004336348-1177238915-682003330-1107",
+                "EmailAddress": format!("{user}@example.com"),
+                "UserName": user,
+                "Name": "Demo User",
+            }))
+    }
+}
+
+/// The session a request's cookie names, kept alive by this use.
+fn session(shared: &Shared, request: &Request) -> Option<String> {
+    let cookies = request.headers.get("cookie")?.to_str().ok()?;
+    let value = cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)?
+        .1;
+    shared
+        .touch(S, Kind::Session, value, shared.config.passwordsafe_idle)
+        .map(|_| value.to_owned())
+}
+
+struct Signout(Arc<Shared>);
+
+impl Respond for Signout {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        let Some(session) = session(shared, request) else {
+            return reply(401, json!("Unauthorized"));
+        };
+        shared.revoke(&session);
+        shared.count(S, |c| c.logouts += 1);
+        ResponseTemplate::new(200)
+    }
+}
+
+struct ManagedAccounts(Arc<Shared>);
+
+impl Respond for ManagedAccounts {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if session(&self.0, request).is_none() {
+            return reply(401, json!("Unauthorized"));
+        }
+        reply(
+            200,
+            json!([{"SystemId": 1, "SystemName": "db01", "AccountId": 10, "AccountName": "sa"}]),
+        )
+    }
+}
+
+pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
+    let base = format!("/{}", super::prefix(S));
+    Mock::given(method("POST"))
+        .and(path(format!("{base}/Auth/connect/token")))
+        .respond_with(Token(shared.clone()))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{base}/Auth/SignAppin")))
+        .respond_with(SignAppin(shared.clone()))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{base}/Auth/Signout")))
+        .respond_with(Signout(shared.clone()))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/ManagedAccounts")))
+        .respond_with(ManagedAccounts(shared.clone()))
+        .mount(server)
+        .await;
+}
