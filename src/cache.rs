@@ -387,6 +387,17 @@ impl<P: Provider> Cache<P> {
         }
     }
 
+    /// Takes a token set obtained outside a renewal (a completed login challenge, a password
+    /// update): it replaces whatever was cached, lifts a blocked login, and is stored.
+    pub(crate) async fn install(&self, grant: Grant, sent_at: Instant) -> AccessToken {
+        self.clear_failure();
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        let token = self.store(grant, sent_at, TokenOrigin::Login, None);
+        self.save_stored(token.entry()).await;
+        tracing::info!(service = %P::SERVICE, "logged in by a completed challenge");
+        token
+    }
+
     /// The current entry, or the stored one when this session has none that is valid (a
     /// logout in a new process ends the session a previous one started).
     pub(crate) async fn current_or_stored(&self) -> Option<Arc<Entry>> {

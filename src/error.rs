@@ -226,7 +226,6 @@ impl Error {
         self.inner_mut().temporary_token = Some(token);
         self
     }
-    #[allow(dead_code)] // the accounts session sets it
     pub(crate) fn with_challenge_session(mut self, session: SecretString) -> Self {
         self.inner_mut().challenge_session = Some(session);
         self

@@ -24,10 +24,7 @@ pub mod weavr {
     pub use crate::generated::weavr::{types, Client};
 }
 
-/// Wikimedia Enterprise authentication v1.
-pub mod accounts {
-    pub use crate::generated::accounts::{types, Client};
-}
+pub mod accounts;
 
 pub mod passwordsafe;
 

@@ -1,0 +1,474 @@
+//! Wikimedia Enterprise authentication (`https://auth.enterprise.wikimedia.com`).
+//!
+//! A username and password log in for an access token, an id token and a refresh token. Access
+//! and id tokens live 24 hours and are renewed with the refresh token (`/v1/token-refresh`),
+//! which lives 90 days and serves at most 90 refreshes; after that, or when it is refused, the
+//! session logs in again. An account that must set a new password first answers the login
+//! with a `NEW_PASSWORD_REQUIRED` challenge: the error carries the challenge's session, which
+//! [`Session::complete_new_password`] answers.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tokensmith::Error> {
+//! use tokensmith::accounts::Session;
+//!
+//! let session = Session::builder()
+//!     .username("my-account")
+//!     .password("correct horse battery staple")
+//!     .build()?;
+//! let token = session.access_token().await?;
+//! # let _ = token;
+//! # Ok(()) }
+//! ```
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+pub use crate::generated::accounts::{types, Client};
+
+use crate::cache::Provider;
+use crate::error::{Error, ErrorKind, Service};
+use crate::expiry;
+use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::retry::Replay;
+use crate::secret::SecretString;
+use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::token::{Extra, Grant};
+use crate::transport::Context;
+
+/// The production server.
+pub const DEFAULT_BASE_URL: &str = "https://auth.enterprise.wikimedia.com";
+/// The documented access and id token lifetime, used when a response gives none.
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// The documented refresh token lifetime.
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// How many refreshes one refresh token serves.
+pub const MAX_REFRESHES: u32 = 90;
+
+const S: Service = Service::Accounts;
+
+/// Builds a [`Session`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct SessionBuilder {
+    common: Common,
+    username: Option<String>,
+    password: Option<SecretString>,
+}
+
+impl SessionBuilder {
+    session::common_builder_methods!();
+
+    /// The account's username (required). The service's usernames are lowercase: one with
+    /// capitals is lowercased, and [`Session::username_was_lowercased`] says so.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// The account's password (required).
+    pub fn password(mut self, password: impl Into<SecretString>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Checks the configuration and builds the session. Makes no request.
+    pub fn build(self) -> Result<Session, Error> {
+        let given = session::require_plain(S, "username", self.username)?;
+        let username = given.to_lowercase();
+        let lowercased = username != given;
+        if lowercased {
+            // Logins with capitals fail with the same 401 as a wrong password.
+            tracing::warn!(service = %S, "the username was lowercased, as the service requires");
+        }
+        let password = session::require(S, "password", self.password)?;
+        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
+        let provider = Accounts {
+            endpoint: endpoint.clone(),
+            username,
+            password: RwLock::new(password),
+        };
+        Ok(Session {
+            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
+            lowercased,
+        })
+    }
+}
+
+/// A session with the Wikimedia Enterprise auth API. Cheap to clone; clones share the tokens.
+#[derive(Clone)]
+pub struct Session {
+    core: Arc<Core<Accounts>>,
+    lowercased: bool,
+}
+
+impl Session {
+    /// A builder for a session.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    session::common_session_methods!(Client);
+
+    /// The username the session logs in with (lowercase).
+    pub fn username(&self) -> &str {
+        &self.core.cache.provider.username
+    }
+
+    /// Whether the configured username had capitals and was lowercased.
+    pub fn username_was_lowercased(&self) -> bool {
+        self.lowercased
+    }
+
+    /// A valid id token (OpenID Connect, describing the user), renewed with the access token.
+    pub async fn id_token(&self) -> Result<SecretString, Error> {
+        let token = self.access_token().await?;
+        token.entry().extra.id_token.clone().ok_or_else(|| {
+            Error::new(ErrorKind::UnexpectedResponse)
+                .with_service(S)
+                .with_message("the service issued no id token")
+        })
+    }
+
+    /// Answers a `NEW_PASSWORD_REQUIRED` challenge: `challenge_session` is the one the login's
+    /// [`ErrorKind::NewPasswordRequired`] error carried ([`Error::challenge_session`]). On
+    /// success the session holds the new token set, logs in with the new password from then
+    /// on, and returns the access token.
+    pub async fn complete_new_password(
+        &self,
+        challenge_session: &SecretString,
+        new_password: impl Into<SecretString>,
+    ) -> Result<crate::AccessToken, Error> {
+        let new_password = new_password.into();
+        let provider = &self.core.cache.provider;
+        let clock = &self.core.cache.clock;
+        let (sent_at, sent_wall) = (clock.now(), clock.system_now());
+        let (api, probe) = self
+            .core
+            .endpoint
+            .client(Client::new_with_client, Context::new());
+        let body = types::NewPasswordRequest {
+            session: challenge_session.clone(),
+            username: provider.username.clone(),
+            new_password: new_password.clone(),
+        };
+        match api.complete_new_password(&body).await {
+            Ok(response) => {
+                let tokens = response.into_inner();
+                let grant = grant(
+                    tokens.access_token,
+                    tokens.refresh_token,
+                    tokens.id_token,
+                    tokens.expires_in,
+                    sent_wall,
+                );
+                provider.set_password(new_password);
+                Ok(self.core.cache.install(grant, sent_at).await)
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
+        }
+    }
+
+    /// Changes the account's password (`/v1/change-password`, with a valid access token); the
+    /// session logs in with the new one from then on.
+    pub async fn change_password(
+        &self,
+        previous: impl Into<SecretString>,
+        proposed: impl Into<SecretString>,
+    ) -> Result<(), Error> {
+        let proposed = proposed.into();
+        let token = self.access_token().await?;
+        let sent_wall = self.core.cache.clock.system_now();
+        let (api, probe) = self
+            .core
+            .endpoint
+            .client(Client::new_with_client, Context::new());
+        let body = types::ChangePasswordRequest {
+            access_token: token.secret().clone(),
+            previous_password: previous.into(),
+            proposed_password: proposed.clone(),
+        };
+        match api.change_password(&body).await {
+            Ok(_) => {
+                self.core.cache.provider.set_password(proposed);
+                Ok(())
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
+        }
+    }
+
+    /// Asks the service to send the user a confirmation code for a new password
+    /// ([`Self::confirm_forgot_password`] uses it).
+    pub async fn forgot_password(&self) -> Result<(), Error> {
+        let sent_wall = self.core.cache.clock.system_now();
+        let (api, probe) = self
+            .core
+            .endpoint
+            .client(Client::new_with_client, Context::new());
+        let body = types::ForgotPasswordRequest {
+            username: self.username().to_owned(),
+        };
+        match api.forgot_password(&body).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
+        }
+    }
+
+    /// Sets a new password with the confirmation code [`Self::forgot_password`] had sent; the
+    /// session logs in with it from then on (a refused login is forgotten).
+    pub async fn confirm_forgot_password(
+        &self,
+        confirmation_code: impl Into<SecretString>,
+        new_password: impl Into<SecretString>,
+    ) -> Result<(), Error> {
+        let new_password = new_password.into();
+        let sent_wall = self.core.cache.clock.system_now();
+        let (api, probe) = self
+            .core
+            .endpoint
+            .client(Client::new_with_client, Context::new());
+        let body = types::ForgotPasswordConfirmRequest {
+            username: self.username().to_owned(),
+            password: new_password.clone(),
+            confirmation_code: confirmation_code.into(),
+        };
+        match api.confirm_forgot_password(&body).await {
+            Ok(_) => {
+                self.core.cache.provider.set_password(new_password);
+                self.core.cache.clear_failure();
+                Ok(())
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
+        }
+    }
+
+    /// Ends the session: revokes the refresh token (`/v1/token-revoke`, which also ends every
+    /// access token issued from it) and wipes the cached tokens, so that the next call logs
+    /// in afresh. The cache is wiped whatever the service answers.
+    pub async fn logout(&self) -> Result<(), Error> {
+        let refresh = self
+            .core
+            .cache
+            .current_or_stored()
+            .await
+            .and_then(|entry| entry.refresh.clone())
+            .or_else(|| self.core.cache.current().and_then(|e| e.refresh.clone()));
+        self.core.forget().await;
+        let Some(refresh_token) = refresh else {
+            return Ok(());
+        };
+        let sent_wall = self.core.cache.clock.system_now();
+        let (api, probe) = self
+            .core
+            .endpoint
+            .client(Client::new_with_client, Context::new());
+        match api
+            .revoke_token(&types::TokenRevokeRequest { refresh_token })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
+        }
+    }
+}
+
+session::session_impls!(Session);
+
+struct Accounts {
+    endpoint: Endpoint,
+    username: String,
+    // Replaced when the password changes through the session.
+    password: RwLock<SecretString>,
+}
+
+impl Accounts {
+    fn password(&self) -> SecretString {
+        self.password
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_password(&self, password: SecretString) {
+        *self.password.write().unwrap_or_else(|p| p.into_inner()) = password;
+    }
+}
+
+impl ErrorBody for types::Error {
+    fn message(&self) -> Option<String> {
+        self.message.clone()
+    }
+}
+
+fn classify_login(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        401 => ErrorKind::InvalidCredentials,
+        _ => failure.default_kind(),
+    }
+}
+
+fn classify_refresh(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        // 90 refreshes spent (the vendor's own description says 403 for the same message).
+        429 | 403 if failure.message_has("limit") => ErrorKind::RefreshLimitExceeded,
+        _ => failure.default_kind(),
+    }
+}
+
+fn grant(
+    access: SecretString,
+    refresh: Option<SecretString>,
+    id_token: Option<SecretString>,
+    expires_in: Option<i64>,
+    sent_wall: SystemTime,
+) -> Grant {
+    let expires_in = expires_in
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs);
+    let lifetime = expiry::lifetime(
+        expires_in,
+        Some(access.expose_secret()),
+        sent_wall,
+        ACCESS_TOKEN_LIFETIME,
+        None,
+    );
+    let refresh_lifetime = refresh.as_ref().map(|_| REFRESH_TOKEN_LIFETIME);
+    Grant {
+        access,
+        refresh,
+        lifetime,
+        max_lifetime: None,
+        refresh_lifetime,
+        extra: Extra {
+            id_token,
+            ..Extra::default()
+        },
+    }
+}
+
+impl Provider for Accounts {
+    const SERVICE: Service = S;
+    const MAX_REFRESH_USES: Option<u32> = Some(MAX_REFRESHES);
+
+    fn store_identity(&self) -> String {
+        self.username.clone()
+    }
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+        let (api, probe) = self.endpoint.client(
+            Client::new_with_client,
+            Context::new().with_replay(Replay::Gateway),
+        );
+        let body = types::LoginRequest {
+            username: self.username.clone(),
+            password: self.password(),
+        };
+        let response = match api.log_in(&body).await {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await);
+            }
+        };
+        let status = response.status().as_u16();
+        let tokens = response.into_inner();
+        if let Some(challenge) = tokens.challenge_name {
+            let error = Error::new(ErrorKind::NewPasswordRequired)
+                .with_service(S)
+                .with_status(status)
+                .with_code(Some(challenge.to_string()))
+                .with_message(
+                    "the account must set a new password first (Session::complete_new_password)",
+                );
+            return Err(match tokens.session {
+                Some(session) => error.with_challenge_session(session),
+                None => error,
+            });
+        }
+        match tokens.access_token {
+            Some(access) => Ok(grant(
+                access,
+                tokens.refresh_token,
+                tokens.id_token,
+                tokens.expires_in,
+                sent_wall,
+            )),
+            None => Err(Error::new(ErrorKind::Decode)
+                .with_service(S)
+                .with_status(status)
+                .with_message("the login answered neither tokens nor a challenge")),
+        }
+    }
+
+    async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        sent_wall: SystemTime,
+    ) -> Result<Grant, Error> {
+        // Not after a 429: here it means the refresh token is spent, which no wait cures.
+        let (api, probe) = self.endpoint.client(
+            Client::new_with_client,
+            Context::new().with_replay(Replay::Gateway),
+        );
+        let body = types::TokenRefreshRequest {
+            username: self.username.clone(),
+            refresh_token: refresh_token.clone(),
+        };
+        match api.refresh_token(&body).await {
+            // No new refresh token: the cache keeps the old one and counts its use.
+            Ok(response) => {
+                let tokens = response.into_inner();
+                Ok(grant(
+                    tokens.access_token,
+                    None,
+                    tokens.id_token,
+                    tokens.expires_in,
+                    sent_wall,
+                ))
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_refresh).await),
+        }
+    }
+}
+
+impl Attach for Accounts {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: u16, message: &str) -> Failure {
+        Failure {
+            status,
+            message: Some(message.into()),
+            code: None,
+            headers: Default::default(),
+            documented: true,
+            now: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn refresh_failures_are_told_apart() {
+        let spent = "Refresh tokens limit has been exceeded.";
+        assert_eq!(
+            classify_refresh(&failure(429, spent)),
+            ErrorKind::RefreshLimitExceeded
+        );
+        assert_eq!(
+            classify_refresh(&failure(403, spent)),
+            ErrorKind::RefreshLimitExceeded,
+            "the vendor's own description says 403"
+        );
+        assert_eq!(
+            classify_refresh(&failure(401, "Invalid Refresh Token")),
+            ErrorKind::TokenRejected
+        );
+        assert_eq!(
+            classify_refresh(&failure(429, "Too many requests")),
+            ErrorKind::RateLimited { retry_after: None }
+        );
+        assert_eq!(
+            classify_login(&failure(401, "Incorrect username or password.")),
+            ErrorKind::InvalidCredentials
+        );
+    }
+}

@@ -1,0 +1,576 @@
+//! The accounts session: login, renewal by refresh token (kept, 90 uses at most), a new login
+//! when it is refused or spent, the NEW_PASSWORD_REQUIRED challenge, the password flows,
+//! logout by revocation, and typed errors. Time is driven by a test clock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_request, count_requests, jwt, test_clock, Body, Expected, START_EPOCH};
+use serde_json::json;
+use tokensmith::accounts::Session;
+use tokensmith::clock::ManualClock;
+use tokensmith::{ErrorKind, RefreshPolicy, Service, TokenOrigin};
+use wiremock::matchers::{body_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const DAY: u64 = 24 * 60 * 60;
+const PASSWORD: &str = "pw-Horse-Battery";
+const LOGIN: &str = "/v1/login";
+const REFRESH: &str = "/v1/token-refresh";
+
+fn session(server: &MockServer, clock: &ManualClock) -> Session {
+    Session::builder()
+        .base_url(server.uri())
+        .username("Admin")
+        .password(PASSWORD)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap()
+}
+
+fn access(tag: &str, at: u64) -> String {
+    jwt(START_EPOCH + at + DAY, &format!("access-{tag}"))
+}
+
+fn refresh_token(tag: &str) -> String {
+    format!("refresh-{tag}-opaque")
+}
+
+fn tokens(tag: &str, at: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id_token": format!("id-{tag}"),
+        "access_token": access(tag, at),
+        "refresh_token": refresh_token(tag),
+        "expires_in": DAY,
+    }))
+}
+
+fn refreshed(tag: &str, at: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id_token": format!("id-{tag}"),
+        "access_token": access(tag, at),
+        "expires_in": DAY,
+    }))
+}
+
+fn error(status: u16, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({"status": status, "message": message}))
+}
+
+async fn mount(server: &MockServer, route: &str, response: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path(route))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+async fn mount_once(server: &MockServer, route: &str, response: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path(route))
+        .respond_with(response)
+        .up_to_n_times(1)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn first_call_logs_in_with_the_lowercased_username_and_then_serves_the_cache() {
+    let server = MockServer::start().await;
+    mount(&server, LOGIN, tokens("one", 0)).await;
+    let session = session(&server, &test_clock());
+    assert!(session.username_was_lowercased());
+    assert_eq!(session.username(), "admin");
+
+    let token = session.access_token().await.unwrap();
+    session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("one", 0));
+    assert_eq!(token.expires_in(), Duration::from_secs(DAY));
+    assert_eq!(token.origin(), TokenOrigin::Login);
+    assert_eq!(session.id_token().await.unwrap().expose_secret(), "id-one");
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_request(
+        &requests[0],
+        &Expected {
+            method: "POST",
+            path: LOGIN,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "password": PASSWORD})),
+        },
+    );
+}
+
+#[tokio::test]
+async fn renewal_uses_the_refresh_token_and_keeps_it() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount(&server, LOGIN, tokens("one", 0)).await;
+    Mock::given(method("POST"))
+        .and(path(REFRESH))
+        .and(body_json(
+            json!({"username": "admin", "refresh_token": refresh_token("one")}),
+        ))
+        .respond_with(refreshed("two", DAY - 60))
+        .mount(&server)
+        .await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+
+    clock.advance(Duration::from_secs(DAY - 60));
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("two", DAY - 60));
+    assert_eq!(token.origin(), TokenOrigin::Refresh);
+    assert_eq!(session.id_token().await.unwrap().expose_secret(), "id-two");
+    clock.advance(Duration::from_secs(DAY - 60));
+    session.access_token().await.unwrap();
+    assert_eq!(
+        count_requests(&server, REFRESH).await,
+        2,
+        "the same refresh token again"
+    );
+    assert_eq!(count_requests(&server, LOGIN).await, 1);
+    let refresh = &server.received_requests().await.unwrap()[1];
+    assert_request(
+        refresh,
+        &Expected {
+            method: "POST",
+            path: REFRESH,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "refresh_token": refresh_token("one")})),
+        },
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_serves_90_refreshes_then_the_session_logs_in() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount(&server, LOGIN, tokens("one", 0)).await;
+    mount(&server, REFRESH, refreshed("r", 0)).await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+    for _ in 0..91 {
+        clock.advance(Duration::from_secs(DAY));
+        session.access_token().await.unwrap();
+    }
+    assert_eq!(count_requests(&server, REFRESH).await, 90);
+    assert_eq!(count_requests(&server, LOGIN).await, 2);
+}
+
+#[tokio::test]
+async fn a_spent_or_refused_refresh_token_leads_to_a_new_login() {
+    for (status, message) in [
+        (429, "Refresh tokens limit has been exceeded."),
+        (401, "Invalid Refresh Token"),
+    ] {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        mount_once(&server, LOGIN, tokens("one", 0)).await;
+        mount(&server, LOGIN, tokens("two", DAY)).await;
+        mount(&server, REFRESH, error(status, message)).await;
+        let session = session(&server, &clock);
+        session.access_token().await.unwrap();
+        clock.advance(Duration::from_secs(DAY));
+
+        let token = session.access_token().await.unwrap();
+
+        assert_eq!(
+            token.secret().expose_secret(),
+            access("two", DAY),
+            "{status}"
+        );
+        assert_eq!(count_requests(&server, REFRESH).await, 1, "{status}");
+        assert_eq!(count_requests(&server, LOGIN).await, 2, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn refresh_errors_map_to_their_kinds() {
+    for (status, message, kind) in [
+        (
+            429,
+            "Refresh tokens limit has been exceeded.",
+            ErrorKind::RefreshLimitExceeded,
+        ),
+        (401, "Invalid Refresh Token", ErrorKind::TokenRejected),
+        (
+            422,
+            "Key: 'Model.RefreshToken' Error",
+            ErrorKind::InvalidRequest,
+        ),
+        (500, "Internal server error.", ErrorKind::ServerError),
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, REFRESH, error(status, message)).await;
+        // The kinds as the session sees them: through a session whose login succeeds and
+        // whose refresh fails, with the old token expired so nothing can be served.
+        let clock = test_clock();
+        mount_once(&server, LOGIN, tokens("one", 0)).await;
+        mount(
+            &server,
+            LOGIN,
+            error(401, "Incorrect username or password."),
+        )
+        .await;
+        let session = session(&server, &clock);
+        session.access_token().await.unwrap();
+        clock.advance(Duration::from_secs(DAY + 1));
+        let error = session.access_token().await.unwrap_err();
+        if matches!(
+            kind,
+            ErrorKind::RefreshLimitExceeded | ErrorKind::TokenRejected
+        ) {
+            // Refused refresh tokens lead to a login, refused here.
+            assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{status}");
+        } else {
+            assert_eq!(error.kind(), kind, "{status}");
+            assert_eq!(error.status(), Some(status));
+            assert_eq!(error.message(), Some(message));
+            assert_eq!(error.service(), Some(Service::Accounts));
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_errors_map_to_their_kinds_and_refused_credentials_are_sent_once() {
+    for (status, message, kind) in [
+        (
+            401,
+            "Incorrect username or password.",
+            ErrorKind::InvalidCredentials,
+        ),
+        (
+            422,
+            "Key: 'Model.Password' Error:Field validation",
+            ErrorKind::InvalidRequest,
+        ),
+        (500, "Internal server error.", ErrorKind::ServerError),
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, LOGIN, error(status, message)).await;
+        let session = session(&server, &test_clock());
+        let first = session.access_token().await.unwrap_err();
+        assert_eq!(first.kind(), kind);
+        assert_eq!(first.status(), Some(status));
+        assert_eq!(first.message(), Some(message));
+        assert_eq!(first.service(), Some(Service::Accounts));
+        let second = session.access_token().await.unwrap_err();
+        let expected_logins = if kind == ErrorKind::ServerError { 2 } else { 1 };
+        assert_eq!(second.kind(), kind);
+        assert_eq!(
+            count_requests(&server, LOGIN).await,
+            expected_logins,
+            "{status}"
+        );
+    }
+    let server = MockServer::start().await;
+    mount(&server, LOGIN, common::bad_gateway_html()).await;
+    let session = Session::builder()
+        .base_url(server.uri())
+        .username("admin")
+        .password(PASSWORD)
+        .retry_policy(tokensmith::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ServerError);
+    assert_eq!(error.status(), Some(502));
+}
+
+#[tokio::test]
+async fn a_new_password_challenge_is_an_error_carrying_its_session_and_can_be_completed() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        LOGIN,
+        ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "NEW_PASSWORD_REQUIRED", "session": "challenge-session-1"}),
+        ),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/new-password-required"))
+        .and(body_json(json!({
+            "session": "challenge-session-1", "username": "admin", "new_password": "new-Pw-2"
+        })))
+        .respond_with(tokens("new", 0))
+        .mount(&server)
+        .await;
+    let session = session(&server, &test_clock());
+
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NewPasswordRequired);
+    assert_eq!(error.code(), Some("NEW_PASSWORD_REQUIRED"));
+    let challenge = error.challenge_session().unwrap().clone();
+    assert_eq!(challenge.expose_secret(), "challenge-session-1");
+    assert!(!format!("{error} {error:?}").contains("challenge-session-1"));
+    assert_eq!(
+        session.access_token().await.unwrap_err().kind(),
+        ErrorKind::NewPasswordRequired,
+        "not sent again"
+    );
+    assert_eq!(count_requests(&server, LOGIN).await, 1);
+
+    let token = session
+        .complete_new_password(&challenge, "new-Pw-2")
+        .await
+        .unwrap();
+    assert_eq!(token.secret().expose_secret(), access("new", 0));
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        access("new", 0)
+    );
+    assert_eq!(
+        count_requests(&server, LOGIN).await,
+        1,
+        "the completion logged in"
+    );
+}
+
+#[tokio::test]
+async fn password_flows_send_what_the_service_documents_and_later_logins_use_the_new_one() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"username": "admin", "password": PASSWORD}),
+        ))
+        .respond_with(tokens("one", 0))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"username": "admin", "password": "changed-Pw-3"}),
+        ))
+        .respond_with(tokens("two", DAY))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"username": "admin", "password": "reset-Pw-4"}),
+        ))
+        .respond_with(tokens("three", 2 * DAY))
+        .mount(&server)
+        .await;
+    mount(&server, "/v1/change-password", ResponseTemplate::new(204)).await;
+    mount(&server, "/v1/forgot-password", ResponseTemplate::new(204)).await;
+    mount(
+        &server,
+        "/v1/forgot-password-confirm",
+        ResponseTemplate::new(204),
+    )
+    .await;
+    mount(&server, REFRESH, error(401, "Invalid Refresh Token")).await;
+    let session = session(&server, &clock);
+
+    session
+        .change_password(PASSWORD, "changed-Pw-3")
+        .await
+        .unwrap();
+    let change = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.url.path() == "/v1/change-password")
+        .unwrap();
+    assert_request(
+        &change,
+        &Expected {
+            method: "POST",
+            path: "/v1/change-password",
+            query: None,
+            headers: &[],
+            body: Body::Json(json!({
+                "access_token": access("one", 0),
+                "previous_password": PASSWORD,
+                "proposed_password": "changed-Pw-3",
+            })),
+        },
+    );
+    clock.advance(Duration::from_secs(DAY));
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        access("two", DAY),
+        "the next login used the changed password"
+    );
+
+    session.forgot_password().await.unwrap();
+    session
+        .confirm_forgot_password("6MadrbRF", "reset-Pw-4")
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let find = |p: &str| requests.iter().find(|r| r.url.path() == p).unwrap().clone();
+    assert_request(
+        &find("/v1/forgot-password"),
+        &Expected {
+            method: "POST",
+            path: "/v1/forgot-password",
+            query: None,
+            headers: &[],
+            body: Body::Json(json!({"username": "admin"})),
+        },
+    );
+    assert_request(
+        &find("/v1/forgot-password-confirm"),
+        &Expected {
+            method: "POST",
+            path: "/v1/forgot-password-confirm",
+            query: None,
+            headers: &[],
+            body: Body::Json(json!({
+                "username": "admin", "password": "reset-Pw-4", "confirmation_code": "6MadrbRF"
+            })),
+        },
+    );
+    clock.advance(Duration::from_secs(DAY));
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        access("three", 2 * DAY)
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_the_refresh_token_and_wipes_the_session() {
+    let server = MockServer::start().await;
+    mount(&server, LOGIN, tokens("one", 0)).await;
+    mount(&server, "/v1/token-revoke", ResponseTemplate::new(204)).await;
+    let session = session(&server, &test_clock());
+    session.access_token().await.unwrap();
+
+    session.logout().await.unwrap();
+
+    let revoke = server.received_requests().await.unwrap()[1].clone();
+    assert_request(
+        &revoke,
+        &Expected {
+            method: "POST",
+            path: "/v1/token-revoke",
+            query: None,
+            headers: &[],
+            body: Body::Json(json!({"refresh_token": refresh_token("one")})),
+        },
+    );
+    session.access_token().await.unwrap();
+    assert_eq!(count_requests(&server, LOGIN).await, 2, "logged in afresh");
+    let server = MockServer::start().await;
+    session_without_token_logs_out_quietly(&server).await;
+}
+
+async fn session_without_token_logs_out_quietly(server: &MockServer) {
+    let session = session(server, &test_clock());
+    session.logout().await.unwrap();
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn many_concurrent_callers_share_one_login_and_a_cancelled_one_stalls_none() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        LOGIN,
+        tokens("one", 0).set_delay(Duration::from_millis(200)),
+    )
+    .await;
+    let session = session(&server, &test_clock());
+    common::assert_all_callers_share_one_token(&session, 1000).await;
+    assert_eq!(count_requests(&server, LOGIN).await, 1);
+
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        LOGIN,
+        tokens("two", 0).set_delay(Duration::from_millis(300)),
+    )
+    .await;
+    let session = self::session(&server, &test_clock());
+    common::assert_cancelled_waiter_does_not_stall(&session).await;
+}
+
+#[tokio::test]
+async fn a_401_on_an_api_call_renews_once_and_retries_once() {
+    let server = MockServer::start().await;
+    mount_once(&server, LOGIN, tokens("one", 0)).await;
+    mount(&server, LOGIN, tokens("two", 0)).await;
+    mount(&server, REFRESH, error(401, "Invalid Refresh Token")).await;
+    mount_once(&server, "/v1/forgot-password", error(401, "expired")).await;
+    mount(&server, "/v1/forgot-password", ResponseTemplate::new(204)).await;
+    let session = session(&server, &test_clock());
+    session.access_token().await.unwrap();
+
+    let response = session
+        .api()
+        .forgot_password(&tokensmith::accounts::types::ForgotPasswordRequest {
+            username: "admin".into(),
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 204);
+    let calls: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v1/forgot-password")
+        .collect();
+    assert_eq!(calls.len(), 2, "retried once");
+    assert_eq!(
+        common::header(&calls[1], "authorization"),
+        format!("Bearer {}", access("two", 0)),
+        "with the renewed token"
+    );
+}
+
+#[tokio::test]
+async fn nothing_prints_a_secret() {
+    let server = MockServer::start().await;
+    mount(&server, LOGIN, tokens("one", 0)).await;
+    let builder = Session::builder()
+        .base_url(server.uri())
+        .username("admin")
+        .password(PASSWORD);
+    let builder_printed = format!("{builder:?}");
+    let session = builder.build().unwrap();
+    let token = session.access_token().await.unwrap();
+    let printed = format!("{builder_printed} {session:?} {token:?}");
+    for secret in [
+        PASSWORD.to_owned(),
+        access("one", 0),
+        refresh_token("one"),
+        "id-one".into(),
+    ] {
+        assert!(!printed.contains(&secret), "{secret} in {printed}");
+    }
+    assert!(
+        Session::builder().username("a").build().is_err(),
+        "a password is required"
+    );
+    assert!(Session::builder().password("p").build().is_err());
+}
