@@ -19,10 +19,7 @@ pub mod transport;
 
 pub mod s7risk;
 
-/// Weavr Multi API authentication.
-pub mod weavr {
-    pub use crate::generated::weavr::{types, Client};
-}
+pub mod weavr;
 
 pub mod accounts;
 

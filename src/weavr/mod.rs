@@ -1,0 +1,430 @@
+//! Weavr Multi API authentication (`https://api.weavr.io/multi`, sandbox
+//! `https://sandbox.weavr.io/multi`).
+//!
+//! Every call carries the embedder's `api-key`; the session signs in with the user's email and
+//! password and, when an identity is configured (or the sign-in token may only be exchanged and
+//! the user has exactly one identity), exchanges the sign-in token for that identity's access
+//! token. Tokens live 5 minutes **from last activity**: each successful call through
+//! [`Session::api`] moves the expiry forward, and an idle session signs in again. A login whose
+//! password has expired fails with [`crate::ErrorKind::PasswordExpired`] carrying the temporary
+//! token that [`Session::update_password`] takes.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tokensmith::Error> {
+//! use tokensmith::weavr::Session;
+//!
+//! let session = Session::builder()
+//!     .base_url(tokensmith::weavr::SANDBOX_BASE_URL)
+//!     .api_key("my-api-key")
+//!     .email("user@example.com")
+//!     .password("Pa$$w0rd")
+//!     .build()?;
+//! let identities = session.api().list_identities(None, None).await;
+//! # let _ = identities;
+//! # Ok(()) }
+//! ```
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+
+pub use crate::generated::weavr::{types, Client};
+
+use crate::cache::Provider;
+use crate::error::{Error, ErrorKind, FieldError, Service};
+use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::retry::Replay;
+use crate::secret::SecretString;
+use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::token::{Entry, Extra, Grant};
+use crate::transport::Context;
+
+/// The production server.
+pub const DEFAULT_BASE_URL: &str = "https://api.weavr.io/multi";
+/// The sandbox (no text messages; the one-time password is always `123456`).
+pub const SANDBOX_BASE_URL: &str = "https://sandbox.weavr.io/multi";
+/// Tokens stay valid this long after their last use.
+pub const TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+/// How long an account stays locked after repeated failed logins, when the answer does not say.
+pub const LOCKOUT: Duration = Duration::from_secs(30 * 60);
+
+const S: Service = Service::Weavr;
+const API_KEY: HeaderName = HeaderName::from_static("api-key");
+
+/// Which identity the session's token acts for.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum IdentityChoice {
+    /// The sign-in token as it is; when it may only be exchanged (`tokenType` AUTH) and the user
+    /// has exactly one identity, that identity's access token.
+    #[default]
+    Automatic,
+    /// Always the sign-in token.
+    SignInToken,
+    /// This identity's access token.
+    Identity(types::IdentityId),
+}
+
+/// Builds a [`Session`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct SessionBuilder {
+    common: Common,
+    api_key: Option<SecretString>,
+    email: Option<String>,
+    password: Option<SecretString>,
+    identity: IdentityChoice,
+}
+
+impl SessionBuilder {
+    session::common_builder_methods!();
+
+    /// The API key of the embedder's API client, sent as `api-key` on every call (required).
+    pub fn api_key(mut self, api_key: impl Into<SecretString>) -> Self {
+        self.api_key = Some(api_key.into());
+        self
+    }
+
+    /// The user's email (required).
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// The user's password (required).
+    pub fn password(mut self, password: impl Into<SecretString>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Act for this identity: the session exchanges its sign-in token for the identity's
+    /// access token (`/access_token`).
+    pub fn identity(mut self, kind: types::IdentityType, id: impl Into<String>) -> Self {
+        self.identity = IdentityChoice::Identity(types::IdentityId {
+            id: id.into(),
+            type_: kind,
+        });
+        self
+    }
+
+    /// Which identity to act for (default [`IdentityChoice::Automatic`]).
+    pub fn identity_choice(mut self, choice: IdentityChoice) -> Self {
+        self.identity = choice;
+        self
+    }
+
+    /// Checks the configuration and builds the session. Makes no request.
+    pub fn build(self) -> Result<Session, Error> {
+        let api_key = session::require(S, "API key", self.api_key)?;
+        let mut api_key = HeaderValue::try_from(api_key.expose_secret()).map_err(|_| {
+            Error::configuration(Some(S), "the API key is not a valid header value")
+        })?;
+        api_key.set_sensitive(true);
+        let email = session::require_plain(S, "email", self.email)?;
+        let password = session::require(S, "password", self.password)?;
+        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
+        let provider = Weavr {
+            endpoint: endpoint.clone(),
+            api_key,
+            email,
+            password: RwLock::new(password),
+            identity: self.identity,
+        };
+        Ok(Session {
+            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
+        })
+    }
+}
+
+/// A session with the Weavr Multi API. Cheap to clone; clones share the token.
+#[derive(Clone)]
+pub struct Session {
+    core: Arc<Core<Weavr>>,
+}
+
+impl Session {
+    /// A builder for a session.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder::default()
+    }
+
+    session::common_session_methods!(Client);
+
+    /// A generated client with only the `api-key` (for calls made with a token of your own).
+    fn client_with(&self, token: Option<&SecretString>) -> (Client, Arc<crate::response::Probe>) {
+        let provider = &self.core.cache.provider;
+        let mut context = Context::new().with_header(API_KEY, provider.api_key.clone(), true);
+        if let Some(token) = token {
+            context = context.with_header(AUTHORIZATION, session::bearer(token), true);
+        }
+        self.core.endpoint.client(Client::new_with_client, context)
+    }
+
+    /// Updates an expired password with the temporary token the failed login carried
+    /// ([`Error::temporary_token`] of an [`ErrorKind::PasswordExpired`] error). On success the
+    /// session holds the token the service answers and logs in with the new password from then
+    /// on.
+    pub async fn update_password(
+        &self,
+        temporary_token: &SecretString,
+        old_password: impl Into<SecretString>,
+        new_password: impl Into<SecretString>,
+    ) -> Result<(), Error> {
+        let new_password = new_password.into();
+        let clock = &self.core.cache.clock;
+        let (sent_at, sent_wall) = (clock.now(), clock.system_now());
+        let (api, probe) = self.client_with(Some(temporary_token));
+        let body = types::PasswordUpdateRequest {
+            old_password: types::Password {
+                value: old_password.into(),
+            },
+            new_password: types::Password {
+                value: new_password.clone(),
+            },
+        };
+        match api.update_password(&body).await {
+            Ok(response) => {
+                self.core.cache.provider.set_password(new_password);
+                match response.into_inner().token {
+                    Some(token) => {
+                        let grant = self.core.cache.provider.grant(token).await?;
+                        self.core.cache.install(grant, sent_at).await;
+                    }
+                    None => self.core.cache.clear_failure(),
+                }
+                Ok(())
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
+        }
+    }
+
+    /// Ends the session (`POST /logout`, which answers 200 or 204) and wipes the cached token,
+    /// so that the next call signs in afresh. The cache is wiped whatever the service answers.
+    pub async fn logout(&self) -> Result<(), Error> {
+        let current = self.core.cache.current_or_stored().await;
+        self.core.forget().await;
+        let Some(entry) = current else {
+            return Ok(());
+        };
+        let sent_wall = self.core.cache.clock.system_now();
+        let (api, probe) = self.client_with(Some(&entry.secret));
+        match api.log_out().await {
+            Ok(_) => Ok(()),
+            Err(progenitor_client::Error::UnexpectedResponse(response))
+                if response.status() == reqwest::StatusCode::NO_CONTENT =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
+        }
+    }
+}
+
+session::session_impls!(Session);
+
+pub(crate) struct Weavr {
+    endpoint: Endpoint,
+    api_key: HeaderValue,
+    email: String,
+    // Replaced when the password is updated through the session.
+    password: RwLock<SecretString>,
+    identity: IdentityChoice,
+}
+
+impl ErrorBody for types::ErrorResponse {
+    fn message(&self) -> Option<String> {
+        self.message.clone()
+    }
+
+    fn code(&self) -> Option<String> {
+        self.error_code.clone().or_else(|| self.code.clone())
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        self.syntax_errors
+            .iter()
+            .flat_map(|s| &s.invalid_fields)
+            .map(|f| {
+                FieldError::new(
+                    f.field_name.clone().unwrap_or_default(),
+                    f.error.map(|e| e.to_string()).unwrap_or_default(),
+                    f.params.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn temporary_token(&self) -> Option<SecretString> {
+        self.token.clone()
+    }
+}
+
+/// What a 403 means, by its `errorCode`.
+fn forbidden(failure: &Failure) -> ErrorKind {
+    match failure.code.as_deref() {
+        Some("STEP_UP_REQUIRED") => ErrorKind::StepUpRequired,
+        Some("ACCESS_TOKEN_REQUIRED") => ErrorKind::AccessTokenRequired,
+        _ => ErrorKind::Forbidden,
+    }
+}
+
+fn locked(failure: &Failure) -> ErrorKind {
+    ErrorKind::AccountLocked {
+        retry_after: failure.retry_after().or(Some(LOCKOUT)),
+    }
+}
+
+fn classify_login(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        // 403 on sign-in: "the authentication credentials are not found or are incorrect".
+        401 | 403 => ErrorKind::InvalidCredentials,
+        409 => ErrorKind::PasswordExpired,
+        410 => ErrorKind::TokenRejected,
+        423 => locked(failure),
+        _ => failure.default_kind(),
+    }
+}
+
+pub(crate) fn classify_api(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        403 => forbidden(failure),
+        // TOKEN_EXPIRED
+        410 => ErrorKind::TokenRejected,
+        423 => locked(failure),
+        _ => failure.default_kind(),
+    }
+}
+
+impl Weavr {
+    fn password(&self) -> SecretString {
+        self.password
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_password(&self, password: SecretString) {
+        *self.password.write().unwrap_or_else(|p| p.into_inner()) = password;
+    }
+
+    fn client(
+        &self,
+        token: Option<&SecretString>,
+        replay: Replay,
+    ) -> (Client, Arc<crate::response::Probe>) {
+        let mut context = Context::new()
+            .with_header(API_KEY, self.api_key.clone(), true)
+            .with_replay(replay);
+        if let Some(token) = token {
+            context = context.with_header(AUTHORIZATION, session::bearer(token), true);
+        }
+        self.endpoint.client(Client::new_with_client, context)
+    }
+
+    /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's
+    /// access token where one is chosen.
+    async fn grant(&self, token: SecretString) -> Result<Grant, Error> {
+        self.grant_typed(token, None).await
+    }
+
+    async fn grant_typed(
+        &self,
+        token: SecretString,
+        token_type: Option<types::TokenType>,
+    ) -> Result<Grant, Error> {
+        let identity = match &self.identity {
+            IdentityChoice::SignInToken => None,
+            IdentityChoice::Identity(identity) => Some(identity.clone()),
+            IdentityChoice::Automatic if token_type == Some(types::TokenType::Auth) => {
+                self.only_identity(&token).await?
+            }
+            IdentityChoice::Automatic => None,
+        };
+        let access = match identity {
+            Some(identity) => self.exchange(&token, identity).await?,
+            None => token,
+        };
+        Ok(Grant {
+            access,
+            refresh: None,
+            lifetime: TOKEN_IDLE_LIFETIME,
+            max_lifetime: None,
+            refresh_lifetime: None,
+            extra: Extra::default(),
+        })
+    }
+
+    /// The user's identity when there is exactly one.
+    async fn only_identity(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<types::IdentityId>, Error> {
+        let sent_wall = SystemTime::now();
+        let (api, probe) = self.client(Some(token), Replay::Transient);
+        match api
+            .list_identities(std::num::NonZeroU32::new(2), None)
+            .await
+        {
+            Ok(response) => {
+                let mut identities = response.into_inner().identities;
+                Ok((identities.len() == 1).then(|| identities.remove(0).id))
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        token: &SecretString,
+        identity: types::IdentityId,
+    ) -> Result<SecretString, Error> {
+        let sent_wall = SystemTime::now();
+        let (api, probe) = self.client(Some(token), Replay::Gateway);
+        match api
+            .create_access_token(&types::AccessTokenRequest { identity })
+            .await
+        {
+            Ok(response) => Ok(response.into_inner().token),
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
+        }
+    }
+}
+
+impl Provider for Weavr {
+    const SERVICE: Service = S;
+    const SLIDING: Option<Duration> = Some(TOKEN_IDLE_LIFETIME);
+
+    fn store_identity(&self) -> String {
+        match &self.identity {
+            IdentityChoice::Identity(identity) => {
+                format!("{}|{}:{}", self.email, identity.type_, identity.id)
+            }
+            _ => self.email.clone(),
+        }
+    }
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+        let (api, probe) = self.client(None, Replay::Gateway);
+        let body = types::LoginRequest {
+            email: self.email.clone(),
+            password: types::Password {
+                value: self.password(),
+            },
+        };
+        match api.login_with_password(&body).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                self.grant_typed(response.token, response.token_type).await
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
+        }
+    }
+}
+
+impl Attach for Weavr {
+    fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
+        headers.insert(AUTHORIZATION, session::bearer(&entry.secret));
+        headers.insert(API_KEY, self.api_key.clone());
+    }
+}

@@ -1,0 +1,566 @@
+//! The weavr session: sign-in with the api-key, the identity exchange, the 5-minute sliding
+//! window, password expiry and update, lock-out, step-up and access-token errors, logout, and
+//! single flight. Time is driven by a test clock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_request, count_requests, header, test_clock, Body, Expected};
+use serde_json::json;
+use tokensmith::clock::ManualClock;
+use tokensmith::weavr::{types, IdentityChoice, Session};
+use tokensmith::{ErrorKind, RefreshPolicy, Service};
+use wiremock::matchers::{body_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const API_KEY: &str = "weavr-api-key-123";
+const EMAIL: &str = "user@example.com";
+const PASSWORD: &str = "Pa$$w0rd-Secret";
+const LOGIN: &str = "/login_with_password";
+const REQUEST_REF: &str = "ref-42";
+
+fn builder(server: &MockServer, clock: &ManualClock) -> tokensmith::weavr::SessionBuilder {
+    Session::builder()
+        .base_url(server.uri())
+        .api_key(API_KEY)
+        .email(EMAIL)
+        .password(PASSWORD)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+}
+
+fn session(server: &MockServer, clock: &ManualClock) -> Session {
+    builder(server, clock).build().unwrap()
+}
+
+fn signed_in(token: &str, token_type: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("request-ref", REQUEST_REF)
+        .set_body_json(json!({
+            "token": token, "tokenType": token_type,
+            "identity": {"type": "CORPORATE", "id": "110"},
+            "credentials": {"type": "ROOT", "id": "111"}
+        }))
+}
+
+fn error(status: u16, body: serde_json::Value) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header("request-ref", REQUEST_REF)
+        .set_body_json(body)
+}
+
+async fn mount(server: &MockServer, verb: &str, route: &str, response: ResponseTemplate) {
+    Mock::given(method(verb))
+        .and(path(route))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+async fn mount_once(server: &MockServer, verb: &str, route: &str, response: ResponseTemplate) {
+    Mock::given(method(verb))
+        .and(path(route))
+        .respond_with(response)
+        .up_to_n_times(1)
+        .mount(server)
+        .await;
+}
+
+fn identities(n: usize) -> ResponseTemplate {
+    let list: Vec<_> = (0..n)
+        .map(|i| json!({"id": {"type": "CONSUMER", "id": format!("90{i}")}, "name": format!("n{i}")}))
+        .collect();
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"identities": list, "count": n, "responseCount": n}))
+}
+
+#[tokio::test]
+async fn first_call_signs_in_with_the_api_key_and_later_calls_use_the_cache() {
+    let server = MockServer::start().await;
+    mount(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+    let session = session(&server, &test_clock());
+
+    let token = session.access_token().await.unwrap();
+    session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), "tok-1");
+    assert_eq!(token.expires_in(), Duration::from_secs(300));
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        requests.len(),
+        1,
+        "a token whose type is not AUTH is used as it is"
+    );
+    assert!(requests[0].headers.get("authorization").is_none());
+    assert_request(
+        &requests[0],
+        &Expected {
+            method: "POST",
+            path: LOGIN,
+            query: None,
+            headers: &[("api-key", API_KEY), ("accept", "application/json")],
+            body: Body::Json(json!({"email": EMAIL, "password": {"value": PASSWORD}})),
+        },
+    );
+}
+
+#[tokio::test]
+async fn a_configured_identity_gets_its_access_token() {
+    let server = MockServer::start().await;
+    mount(&server, "POST", LOGIN, signed_in("auth-1", "AUTH")).await;
+    mount(
+        &server,
+        "POST",
+        "/access_token",
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"token": "access-1", "status": "STANDARD"})),
+    )
+    .await;
+    let session = builder(&server, &test_clock())
+        .identity(types::IdentityType::Corporate, "110")
+        .build()
+        .unwrap();
+
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), "access-1");
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_request(
+        &requests[1],
+        &Expected {
+            method: "POST",
+            path: "/access_token",
+            query: None,
+            headers: &[("api-key", API_KEY), ("authorization", "Bearer auth-1")],
+            body: Body::Json(json!({"identity": {"type": "CORPORATE", "id": "110"}})),
+        },
+    );
+}
+
+#[tokio::test]
+async fn an_auth_token_is_exchanged_for_the_only_identity_and_kept_when_there_are_several() {
+    for (count, expected, requests) in [(1, "access-1", 3), (2, "auth-1", 2)] {
+        let server = MockServer::start().await;
+        mount(&server, "POST", LOGIN, signed_in("auth-1", "AUTH")).await;
+        mount(&server, "GET", "/identities", identities(count)).await;
+        Mock::given(method("POST"))
+            .and(path("/access_token"))
+            .and(body_json(
+                json!({"identity": {"type": "CONSUMER", "id": "900"}}),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "access-1"})))
+            .mount(&server)
+            .await;
+        let session = session(&server, &test_clock());
+        let token = session.access_token().await.unwrap();
+        assert_eq!(
+            token.secret().expose_secret(),
+            expected,
+            "{count} identities"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), requests);
+        let identities_call = &server.received_requests().await.unwrap()[1];
+        assert_eq!(identities_call.url.query(), Some("limit=2"));
+        assert_eq!(header(identities_call, "authorization"), "Bearer auth-1");
+    }
+    let server = MockServer::start().await;
+    mount(&server, "POST", LOGIN, signed_in("auth-1", "AUTH")).await;
+    let session = builder(&server, &test_clock())
+        .identity_choice(IdentityChoice::SignInToken)
+        .build()
+        .unwrap();
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "auth-1"
+    );
+}
+
+#[tokio::test]
+async fn use_slides_the_five_minute_window_and_idleness_ends_it() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_once(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+    mount(&server, "POST", LOGIN, signed_in("tok-2", "ACCESS")).await;
+    mount(&server, "GET", "/identities", identities(1)).await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+
+    // Used every 4 minutes for 20 minutes: the same token throughout.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(240));
+        session.api().list_identities(None, None).await.unwrap();
+    }
+    assert_eq!(count_requests(&server, LOGIN).await, 1);
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "tok-1");
+    assert_eq!(
+        token.expires_in(),
+        Duration::from_secs(300),
+        "slid from the last use"
+    );
+
+    // Idle past the window: a new sign-in.
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "tok-2"
+    );
+    assert_eq!(count_requests(&server, LOGIN).await, 2);
+    let last = server.received_requests().await.unwrap().pop().unwrap();
+    assert_eq!(header(&last, "api-key"), API_KEY);
+}
+
+#[tokio::test]
+async fn a_401_on_an_api_call_signs_in_again_and_retries_once() {
+    let server = MockServer::start().await;
+    mount_once(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+    mount(&server, "POST", LOGIN, signed_in("tok-2", "ACCESS")).await;
+    mount_once(&server, "GET", "/identities", error(401, json!({}))).await;
+    mount(&server, "GET", "/identities", identities(1)).await;
+    let session = session(&server, &test_clock());
+    session.access_token().await.unwrap();
+
+    let page = session
+        .api()
+        .list_identities(None, None)
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(page.count, 1);
+    let calls: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/identities")
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(header(&calls[0], "authorization"), "Bearer tok-1");
+    assert_eq!(header(&calls[1], "authorization"), "Bearer tok-2");
+    assert_eq!(header(&calls[1], "api-key"), API_KEY);
+}
+
+#[tokio::test]
+async fn login_errors_map_to_their_kinds_and_carry_the_request_ref() {
+    let cases = [
+        (
+            400,
+            json!({"message": "Request is invalid", "syntaxErrors": {"invalidFields": [{"params": [], "fieldName": "email", "error": "REQUIRED"}]}}),
+            ErrorKind::InvalidRequest,
+        ),
+        (401, json!({}), ErrorKind::InvalidCredentials),
+        (403, json!({}), ErrorKind::InvalidCredentials),
+        (
+            404,
+            json!({"errorCode": "TOKEN_NOT_FOUND"}),
+            ErrorKind::NotFound,
+        ),
+        (
+            410,
+            json!({"errorCode": "TOKEN_EXPIRED"}),
+            ErrorKind::TokenRejected,
+        ),
+        (
+            423,
+            json!({}),
+            ErrorKind::AccountLocked {
+                retry_after: Some(Duration::from_secs(1800)),
+            },
+        ),
+        (
+            500,
+            json!({"message": "Internal Server Error"}),
+            ErrorKind::ServerError,
+        ),
+        (503, json!({}), ErrorKind::ServiceUnavailable),
+    ];
+    for (status, body, kind) in cases {
+        let server = MockServer::start().await;
+        mount(&server, "POST", LOGIN, error(status, body.clone())).await;
+        let session = builder(&server, &test_clock())
+            .retry_policy(tokensmith::RetryPolicy::none())
+            .build()
+            .unwrap();
+        let error = session.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), kind, "{status}");
+        assert_eq!(error.status(), Some(status));
+        assert_eq!(error.service(), Some(Service::Weavr));
+        assert_eq!(error.request_ref(), Some(REQUEST_REF), "{status}");
+        assert_eq!(error.message(), body["message"].as_str());
+        assert_eq!(error.code(), body["errorCode"].as_str());
+        if status == 400 {
+            assert_eq!(error.field_errors()[0].field, "email");
+            assert_eq!(error.field_errors()[0].error, "REQUIRED");
+        }
+    }
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "POST",
+        LOGIN,
+        error(429, json!({})).insert_header("x-ratelimit-reset", "30"),
+    )
+    .await;
+    let error = session(&server, &test_clock())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(30))
+        }
+    );
+    assert_eq!(
+        count_requests(&server, LOGIN).await,
+        1,
+        "a rate-limited login is not replayed"
+    );
+}
+
+#[tokio::test]
+async fn refused_and_locked_logins_are_not_sent_again_until_allowed() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_once(&server, "POST", LOGIN, error(401, json!({}))).await;
+    mount_once(&server, "POST", LOGIN, error(423, json!({}))).await;
+    mount(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+    let session = session(&server, &clock);
+
+    assert_eq!(
+        session.access_token().await.unwrap_err().kind(),
+        ErrorKind::InvalidCredentials
+    );
+    assert_eq!(
+        session.access_token().await.unwrap_err().kind(),
+        ErrorKind::InvalidCredentials
+    );
+    assert_eq!(
+        count_requests(&server, LOGIN).await,
+        1,
+        "refused credentials are sent once"
+    );
+
+    session.clear_failure();
+    let locked = session.access_token().await.unwrap_err();
+    assert!(matches!(locked.kind(), ErrorKind::AccountLocked { .. }));
+    clock.advance(Duration::from_secs(29 * 60));
+    assert!(matches!(
+        session.access_token().await.unwrap_err().kind(),
+        ErrorKind::AccountLocked { .. }
+    ));
+    assert_eq!(
+        count_requests(&server, LOGIN).await,
+        2,
+        "not during the lock"
+    );
+    clock.advance(Duration::from_secs(61));
+    session.access_token().await.unwrap();
+    assert_eq!(count_requests(&server, LOGIN).await, 3);
+}
+
+#[tokio::test]
+async fn an_expired_password_is_updated_with_the_temporary_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"email": EMAIL, "password": {"value": PASSWORD}}),
+        ))
+        .respond_with(error(409, json!({"token": "temp-token-1"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"email": EMAIL, "password": {"value": "New-Pw-2"}}),
+        ))
+        .respond_with(signed_in("tok-new-login", "ACCESS"))
+        .mount(&server)
+        .await;
+    mount(
+        &server,
+        "POST",
+        "/passwords/update",
+        ResponseTemplate::new(200).set_body_json(json!({"token": "tok-after-update"})),
+    )
+    .await;
+    let clock = test_clock();
+    let session = session(&server, &clock);
+
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::PasswordExpired);
+    let temporary = error.temporary_token().unwrap().clone();
+    assert_eq!(temporary.expose_secret(), "temp-token-1");
+    assert!(!format!("{error} {error:?}").contains("temp-token-1"));
+    assert_eq!(
+        session.access_token().await.unwrap_err().kind(),
+        ErrorKind::PasswordExpired
+    );
+    assert_eq!(count_requests(&server, LOGIN).await, 1);
+
+    session
+        .update_password(&temporary, PASSWORD, "New-Pw-2")
+        .await
+        .unwrap();
+
+    let update = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.url.path() == "/passwords/update")
+        .unwrap();
+    assert_request(
+        &update,
+        &Expected {
+            method: "POST",
+            path: "/passwords/update",
+            query: None,
+            headers: &[
+                ("api-key", API_KEY),
+                ("authorization", "Bearer temp-token-1"),
+            ],
+            body: Body::Json(
+                json!({"oldPassword": {"value": PASSWORD}, "newPassword": {"value": "New-Pw-2"}}),
+            ),
+        },
+    );
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "tok-after-update"
+    );
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "tok-new-login",
+        "later sign-ins use the new password"
+    );
+}
+
+#[tokio::test]
+async fn api_call_errors_name_step_up_and_access_token_needs() {
+    for (code, kind) in [
+        ("STEP_UP_REQUIRED", ErrorKind::StepUpRequired),
+        ("ACCESS_TOKEN_REQUIRED", ErrorKind::AccessTokenRequired),
+        ("INSUFFICIENT_PERMISSIONS", ErrorKind::Forbidden),
+    ] {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            "POST",
+            "/passwords/update",
+            error(403, json!({"errorCode": code})),
+        )
+        .await;
+        let session = session(&server, &test_clock());
+        let error = session
+            .update_password(&"temp".into(), "a", "b")
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), kind);
+        assert_eq!(error.code(), Some(code));
+        assert_eq!(error.request_ref(), Some(REQUEST_REF));
+    }
+}
+
+#[tokio::test]
+async fn logout_accepts_200_and_204_and_wipes_the_session() {
+    for response in [
+        ResponseTemplate::new(200).set_body_json(json!({"url": "https://idp.example.com/out"})),
+        ResponseTemplate::new(204),
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+        mount(&server, "POST", "/logout", response).await;
+        let session = session(&server, &test_clock());
+        session.access_token().await.unwrap();
+
+        session.logout().await.unwrap();
+
+        let logout = server.received_requests().await.unwrap()[1].clone();
+        assert_request(
+            &logout,
+            &Expected {
+                method: "POST",
+                path: "/logout",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+                body: Body::None,
+            },
+        );
+        session.access_token().await.unwrap();
+        assert_eq!(count_requests(&server, LOGIN).await, 2, "signed in afresh");
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_callers_share_one_sign_in_and_a_cancelled_one_stalls_none() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "POST",
+        LOGIN,
+        signed_in("tok-1", "ACCESS").set_delay(Duration::from_millis(200)),
+    )
+    .await;
+    let session = session(&server, &test_clock());
+    common::assert_all_callers_share_one_token(&session, 1000).await;
+    assert_eq!(count_requests(&server, LOGIN).await, 1);
+
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "POST",
+        LOGIN,
+        signed_in("tok-2", "ACCESS").set_delay(Duration::from_millis(300)),
+    )
+    .await;
+    let session = self::session(&server, &test_clock());
+    common::assert_cancelled_waiter_does_not_stall(&session).await;
+}
+
+#[tokio::test]
+async fn nothing_prints_a_secret() {
+    let server = MockServer::start().await;
+    mount(&server, "POST", LOGIN, signed_in("tok-secret-1", "ACCESS")).await;
+    let builder = builder(&server, &test_clock());
+    let printed_builder = format!("{builder:?}");
+    let session = builder.build().unwrap();
+    let token = session.access_token().await.unwrap();
+    let printed = format!("{printed_builder} {session:?} {token:?}");
+    for secret in [API_KEY, PASSWORD, "tok-secret-1"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(
+        Session::builder()
+            .email(EMAIL)
+            .password("p")
+            .build()
+            .is_err(),
+        "api key required"
+    );
+}
