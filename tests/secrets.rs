@@ -26,6 +26,11 @@ fn refresh(tag: &str) -> String {
     jwt(START_EPOCH + 86_400, &format!("refresh-{tag}"))
 }
 
+const WEAVR_API_KEY: &str = "weavr-Api-Key-7";
+const WEAVR_TEMP: &str = "weavr-Temporary-Token-8";
+const ACCOUNTS_SESSION: &str = "accounts-Challenge-Session-9";
+const ACCOUNTS_ID: &str = "accounts-Id-Token-10";
+const NEW_PASSWORD: &str = "pw-New-Secret-11";
 const PS_API_KEY: &str = "ps-ApiKey-Staple-3";
 const PS_CLIENT_SECRET: &str = "ps-Client-Secret-4";
 const PS_COOKIE: &str = "ps-Session-Cookie-5";
@@ -34,6 +39,11 @@ const PS_BEARER: &str = "ps-Bearer-Token-6";
 /// Every secret the flows below use or receive.
 fn secrets() -> Vec<String> {
     let mut all = vec![
+        WEAVR_API_KEY.to_owned(),
+        WEAVR_TEMP.to_owned(),
+        ACCOUNTS_SESSION.to_owned(),
+        ACCOUNTS_ID.to_owned(),
+        NEW_PASSWORD.to_owned(),
         PS_API_KEY.to_owned(),
         PS_CLIENT_SECRET.to_owned(),
         PS_COOKIE.to_owned(),
@@ -200,6 +210,134 @@ async fn fib_flows(shown: &mut Shown) {
     );
 }
 
+async fn weavr_flows(shown: &mut Shown) {
+    use tokensmith::weavr::{types, Session};
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    // First sign-in: password expired; after the update, sign-ins succeed (AUTH token,
+    // exchanged for the identity's access token).
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({"token": WEAVR_TEMP})))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": access("one"), "tokenType": "AUTH"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/passwords/update"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": access("two")})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": access("three")})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_json(json!({"errorCode": "STEP_UP_REQUIRED"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/logout"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let builder = Session::builder()
+        .base_url(server.uri())
+        .api_key(WEAVR_API_KEY)
+        .email("user@example.com")
+        .password(PASSWORD)
+        .identity(types::IdentityType::Corporate, "110")
+        .clock(clock.clone());
+    shown.show(&builder);
+    let session = builder.build().unwrap();
+    let expired = session.access_token().await;
+    shown.show_result(&expired);
+    let temporary = expired.unwrap_err().temporary_token().unwrap().clone();
+    shown.show_result(
+        &session
+            .update_password(&temporary, PASSWORD, NEW_PASSWORD)
+            .await,
+    );
+    shown.show(&session);
+    let call = session.api().list_identities(None, None).await;
+    shown.0.push(format!("{call:?}"));
+    clock.advance(Duration::from_secs(301));
+    shown.show_result(&session.access_token().await);
+    shown.show_result(&session.logout().await);
+}
+
+async fn accounts_flows(shown: &mut Shown) {
+    use tokensmith::accounts::Session;
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path("/v1/login"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "NEW_PASSWORD_REQUIRED", "session": ACCOUNTS_SESSION}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/new-password-required"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": access("one"), "id_token": ACCOUNTS_ID,
+            "refresh_token": refresh("one"), "expires_in": 300
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/token-refresh"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(
+            json!({"status": 429, "message": "Refresh tokens limit has been exceeded."}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/change-password"))
+        .respond_with(
+            ResponseTemplate::new(422).set_body_json(json!({"status": 422, "message": "bad"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/token-revoke"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let builder = Session::builder()
+        .base_url(server.uri())
+        .username("admin")
+        .password(PASSWORD)
+        .clock(clock.clone());
+    shown.show(&builder);
+    let session = builder.build().unwrap();
+    let challenged = session.access_token().await;
+    shown.show_result(&challenged);
+    let challenge = challenged.unwrap_err().challenge_session().unwrap().clone();
+    shown.show_result(
+        &session
+            .complete_new_password(&challenge, NEW_PASSWORD)
+            .await,
+    );
+    shown.show_result(&session.id_token().await);
+    shown.show_result(&session.change_password(NEW_PASSWORD, PASSWORD).await);
+    clock.advance(Duration::from_secs(290));
+    shown.show_result(&session.access_token().await);
+    shown.show(&session);
+    shown.show_result(&session.logout().await);
+}
+
 async fn passwordsafe_flows(shown: &mut Shown) {
     use tokensmith::passwordsafe::{Credentials, Session};
     let server = MockServer::start().await;
@@ -276,6 +414,8 @@ async fn no_flow_shows_a_secret_in_logs_values_or_errors() {
     s7risk_flows(&mut shown).await;
     fib_flows(&mut shown).await;
     passwordsafe_flows(&mut shown).await;
+    weavr_flows(&mut shown).await;
+    accounts_flows(&mut shown).await;
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("logged in"), "the logs were captured: {logs}");

@@ -20,21 +20,29 @@ pub const PS_OAUTH_SESSION: &str = "oauth-session-7";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
     S7risk,
+    Weavr,
+    Accounts,
     Fib,
     PasswordSafeOauth,
     PasswordSafeKey,
 }
 
-pub const SERVICES: [Service; 4] = [
+pub const SERVICES: [Service; 6] = [
     Service::S7risk,
+    Service::Weavr,
+    Service::Accounts,
     Service::Fib,
     Service::PasswordSafeOauth,
     Service::PasswordSafeKey,
 ];
 
+pub const WEAVR_API_KEY: &str = "weavr-api-key-77";
+
 /// Any service's session.
 pub enum AnySession {
     S7risk(tokensmith::s7risk::Session),
+    Weavr(tokensmith::weavr::Session),
+    Accounts(tokensmith::accounts::Session),
     Fib(tokensmith::fib::Session),
     PasswordSafe(tokensmith::passwordsafe::Session),
 }
@@ -43,6 +51,8 @@ impl AnySession {
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
         match self {
             Self::S7risk(s) => s.access_token().await,
+            Self::Weavr(s) => s.access_token().await,
+            Self::Accounts(s) => s.access_token().await,
             Self::Fib(s) => s.access_token().await,
             Self::PasswordSafe(s) => s.access_token().await,
         }
@@ -51,6 +61,8 @@ impl AnySession {
     pub fn request_counts(&self) -> RequestCounts {
         match self {
             Self::S7risk(s) => s.request_counts(),
+            Self::Weavr(s) => s.request_counts(),
+            Self::Accounts(s) => s.request_counts(),
             Self::Fib(s) => s.request_counts(),
             Self::PasswordSafe(s) => s.request_counts(),
         }
@@ -88,6 +100,29 @@ impl Service {
                         "analyst@example.com",
                         PASSWORD,
                     ))
+                    .http_client(http)
+                    .retry_policy(retry)
+                    .clock(clock.clone())
+                    .build()
+                    .unwrap(),
+            ),
+            Self::Weavr => AnySession::Weavr(
+                tokensmith::weavr::Session::builder()
+                    .base_url(base_url)
+                    .api_key(WEAVR_API_KEY)
+                    .email("user@example.com")
+                    .password(PASSWORD)
+                    .http_client(http)
+                    .retry_policy(retry)
+                    .clock(clock.clone())
+                    .build()
+                    .unwrap(),
+            ),
+            Self::Accounts => AnySession::Accounts(
+                tokensmith::accounts::Session::builder()
+                    .base_url(base_url)
+                    .username("admin")
+                    .password(PASSWORD)
                     .http_client(http)
                     .retry_policy(retry)
                     .clock(clock.clone())
@@ -133,6 +168,8 @@ impl Service {
     pub fn login_path(self) -> &'static str {
         match self {
             Self::S7risk => "/user/token",
+            Self::Weavr => "/login_with_password",
+            Self::Accounts => "/v1/login",
             Self::Fib => "/auth/api/v1/authentication-management/session",
             Self::PasswordSafeOauth => "/Auth/connect/token",
             Self::PasswordSafeKey => "/Auth/SignAppin",
@@ -152,7 +189,7 @@ impl Service {
     /// What the session caches after a login whose first answer was `answer(token)`.
     pub fn cached_secret(self, token: &str) -> String {
         match self {
-            Self::S7risk | Self::Fib => token.to_owned(),
+            Self::S7risk | Self::Weavr | Self::Accounts | Self::Fib => token.to_owned(),
             Self::PasswordSafeOauth => ps_cookie(PS_OAUTH_SESSION),
             Self::PasswordSafeKey => ps_cookie(token),
         }
@@ -163,6 +200,8 @@ impl Service {
     pub fn token_in(self, body: &Value) -> Option<String> {
         match self {
             Self::S7risk | Self::Fib => body["data"]["accessToken"].as_str().map(str::to_owned),
+            Self::Weavr => body["token"].as_str().map(str::to_owned),
+            Self::Accounts => body["access_token"].as_str().map(str::to_owned),
             Self::PasswordSafeOauth => body["access_token"].as_str().map(str::to_owned),
             Self::PasswordSafeKey => None,
         }
@@ -173,6 +212,13 @@ impl Service {
     /// the cookie [`Self::answer`] sets.
     pub fn success(self, token: Value) -> Value {
         match self {
+            Self::Weavr => json!({"token": token, "tokenType": "ACCESS"}),
+            Self::Accounts => json!({
+                "access_token": token,
+                "id_token": "id-token",
+                "refresh_token": "tok-refresh",
+                "expires_in": 86400,
+            }),
             Self::PasswordSafeOauth => json!({
                 "access_token": token,
                 "expires_in": 3600,
@@ -199,8 +245,11 @@ impl Service {
             Self::S7risk | Self::Fib => {
                 body["data"].as_object_mut().unwrap().remove("accessToken");
             }
-            Self::PasswordSafeOauth => {
+            Self::PasswordSafeOauth | Self::Accounts => {
                 body.as_object_mut().unwrap().remove("access_token");
+            }
+            Self::Weavr => {
+                body.as_object_mut().unwrap().remove("token");
             }
             Self::PasswordSafeKey => {
                 body.as_object_mut().unwrap().remove("Name");
