@@ -224,3 +224,160 @@ async fn passwordsafe_sessions_open_by_oauth_or_key_and_close() {
         ErrorKind::ApiVersionDisabled
     );
 }
+
+fn weavr(sandbox: &Sandbox, clock: &ManualClock, email: &str) -> tokensmith::weavr::Session {
+    tokensmith::weavr::Session::builder()
+        .base_url(sandbox.base_url(Service::Weavr))
+        .api_key(demo::WEAVR_API_KEY)
+        .email(email)
+        .password(demo::WEAVR_PASSWORD)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn weavr_signs_in_exchanges_steps_up_and_updates_expired_passwords() {
+    use tokensmith::weavr::types;
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = weavr(&sandbox, &clock, demo::WEAVR_EMAIL);
+    session.access_token().await.unwrap();
+    let accounts_url = format!("{}/managed_accounts", sandbox.base_url(Service::Weavr));
+    let get = || async {
+        session
+            .authorize(reqwest::Client::new().get(&accounts_url))
+            .await
+            .unwrap()
+            .send()
+            .await
+            .unwrap()
+    };
+    let refused = get().await;
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["errorCode"], "STEP_UP_REQUIRED",
+        "the exchanged token is an access token"
+    );
+
+    session
+        .api()
+        .start_otp_challenge(types::OtpChannel::Sms, None)
+        .await
+        .unwrap();
+    let wrong = session
+        .api()
+        .verify_otp_challenge(
+            types::OtpChannel::Sms,
+            None,
+            &types::VerifyRequest {
+                verification_code: "000000".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.status(), Some(reqwest::StatusCode::CONFLICT));
+    session
+        .api()
+        .verify_otp_challenge(
+            types::OtpChannel::Sms,
+            None,
+            &types::VerifyRequest {
+                verification_code: demo::WEAVR_OTP.into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(get().await.status(), 200);
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!(
+        (counters.logins, counters.challenges, counters.verifications),
+        (1, 1, 1)
+    );
+
+    let expired = weavr(&sandbox, &clock, demo::WEAVR_EXPIRED_EMAIL);
+    let error = expired.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::PasswordExpired);
+    let temporary = error.temporary_token().unwrap().clone();
+    expired
+        .update_password(&temporary, demo::WEAVR_PASSWORD, "Brand-New-Pa55!")
+        .await
+        .unwrap();
+    expired.access_token().await.unwrap();
+
+    for _ in 0..5 {
+        let wrong = tokensmith::weavr::Session::builder()
+            .base_url(sandbox.base_url(Service::Weavr))
+            .api_key(demo::WEAVR_API_KEY)
+            .email(demo::WEAVR_EMAIL)
+            .password("Wrong-Pa55word")
+            .build()
+            .unwrap();
+        assert_eq!(
+            wrong.access_token().await.unwrap_err().kind(),
+            ErrorKind::InvalidCredentials
+        );
+    }
+    let locked = weavr(&sandbox, &clock, demo::WEAVR_EMAIL);
+    assert_eq!(
+        locked.access_token().await.unwrap_err().kind(),
+        ErrorKind::AccountLocked {
+            retry_after: Some(Duration::from_secs(30 * 60))
+        }
+    );
+    session.logout().await.unwrap();
+    assert_eq!(sandbox.counters(Service::Weavr).logouts, 1);
+}
+
+#[tokio::test]
+async fn accounts_refresh_until_spent_then_log_in_and_complete_new_passwords() {
+    let clock = common::test_clock();
+    let sandbox = Sandbox::builder()
+        .clock(clock.clone())
+        .accounts_max_refreshes(2)
+        .start()
+        .await;
+    let session = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(24 * 3600));
+        session.access_token().await.unwrap();
+    }
+    let counters = sandbox.counters(Service::Accounts);
+    assert_eq!(
+        (counters.logins, counters.refreshes),
+        (2, 2),
+        "two refreshes, then 429, then a new login"
+    );
+    session.logout().await.unwrap();
+    assert_eq!(sandbox.counters(Service::Accounts).logouts, 1);
+
+    let newcomer = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_NEW_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let error = newcomer.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NewPasswordRequired);
+    newcomer
+        .complete_new_password(error.challenge_session().unwrap(), "Chosen-Passw0rd")
+        .await
+        .unwrap();
+    newcomer.id_token().await.unwrap();
+    newcomer.forgot_password().await.unwrap();
+    newcomer
+        .confirm_forgot_password(demo::ACCOUNTS_CONFIRMATION_CODE, "Reset-Passw0rd")
+        .await
+        .unwrap();
+}

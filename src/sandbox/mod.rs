@@ -27,10 +27,12 @@
 //! # Ok(()) }
 //! ```
 
+mod accounts;
 mod fib;
 mod passwordsafe;
 mod s7risk;
 mod state;
+mod weavr;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,27 @@ pub mod demo {
     /// That user's Authorization public key.
     pub const FIB_PUBLIC_KEY: &str =
         "7fbedb314a9b0c00caef967ac5cabb982ec45da828a0c58a9aafc854f32422ac";
+    /// The weavr API key the sandbox accepts.
+    pub const WEAVR_API_KEY: &str = "demo-weavr-api-key";
+    /// A weavr user with one corporate identity.
+    pub const WEAVR_EMAIL: &str = "demo@weavr.example";
+    /// A weavr user whose password has expired (same password).
+    pub const WEAVR_EXPIRED_EMAIL: &str = "expired@weavr.example";
+    /// The weavr users' password.
+    pub const WEAVR_PASSWORD: &str = "Demo-Pa55word!";
+    /// The one-time password that verifies every weavr step-up challenge, as on Weavr's own
+    /// sandbox.
+    pub const WEAVR_OTP: &str = "123456";
+    /// The weavr user's identity.
+    pub const WEAVR_IDENTITY_ID: &str = "110000000000000001";
+    /// A Wikimedia Enterprise account.
+    pub const ACCOUNTS_USERNAME: &str = "demo";
+    /// That account's password.
+    pub const ACCOUNTS_PASSWORD: &str = "Demo-Passw0rd";
+    /// An account that must set a new password at its first login (same password).
+    pub const ACCOUNTS_NEW_USERNAME: &str = "newcomer";
+    /// The confirmation code every forgot-password request "sends".
+    pub const ACCOUNTS_CONFIRMATION_CODE: &str = "654321";
     /// A Password Safe OAuth client (API registration of the client-credentials kind).
     pub const PASSWORDSAFE_CLIENT_ID: &str = "demo-oauth-client";
     /// That client's secret.
@@ -92,6 +115,12 @@ pub(crate) struct Config {
     pub(crate) max_failed_logins: u32,
     pub(crate) lockout: Duration,
     pub(crate) passwordsafe_token_lifetime: Duration,
+    pub(crate) weavr_idle: Duration,
+    pub(crate) weavr_lockout: Duration,
+    pub(crate) weavr_challenge_lifetime: Duration,
+    pub(crate) accounts_access_lifetime: Duration,
+    pub(crate) accounts_refresh_lifetime: Duration,
+    pub(crate) accounts_max_refreshes: u32,
     pub(crate) passwordsafe_idle: Duration,
 }
 
@@ -106,6 +135,12 @@ impl Default for SandboxBuilder {
                 max_failed_logins: 5,
                 lockout: Duration::from_secs(300),
                 passwordsafe_token_lifetime: Duration::from_secs(3600),
+                weavr_idle: Duration::from_secs(300),
+                weavr_lockout: Duration::from_secs(30 * 60),
+                weavr_challenge_lifetime: Duration::from_secs(300),
+                accounts_access_lifetime: Duration::from_secs(24 * 3600),
+                accounts_refresh_lifetime: Duration::from_secs(90 * 24 * 3600),
+                accounts_max_refreshes: 90,
                 passwordsafe_idle: Duration::from_secs(20 * 60),
             },
         }
@@ -131,6 +166,18 @@ impl SandboxBuilder {
         self
     }
 
+    /// How long accounts access tokens live (default 24 h).
+    pub fn accounts_access_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.accounts_access_lifetime = lifetime;
+        self
+    }
+
+    /// How many refreshes one accounts refresh token serves (default 90).
+    pub fn accounts_max_refreshes(mut self, refreshes: u32) -> Self {
+        self.config.accounts_max_refreshes = refreshes;
+        self
+    }
+
     /// After this many failed logins in a row an account is locked out (default 5).
     pub fn max_failed_logins(mut self, failures: u32) -> Self {
         self.config.max_failed_logins = failures.max(1);
@@ -150,6 +197,8 @@ impl SandboxBuilder {
         s7risk::mount(&server, &shared).await;
         fib::mount(&server, &shared).await;
         passwordsafe::mount(&server, &shared).await;
+        weavr::mount(&server, &shared).await;
+        accounts::mount(&server, &shared).await;
         Sandbox {
             inner: Arc::new(Inner { server, shared }),
         }

@@ -67,7 +67,7 @@ impl Respond for UserToken {
         }
         let known = [demo::S7RISK_EMAIL, demo::S7RISK_EXPIRED_EMAIL].contains(&email.as_str());
         if !known || password != demo::S7RISK_PASSWORD {
-            shared.failed_login(S, &email);
+            shared.failed_login(S, &email, shared.config.lockout);
             return error(401, "Email and password do not match");
         }
         if email == demo::S7RISK_EXPIRED_EMAIL {

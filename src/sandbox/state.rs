@@ -188,16 +188,22 @@ impl Shared {
         (now < until).then(|| until - now)
     }
 
-    /// Records a refused login; returns how long the account is now locked, if it is.
-    pub(crate) fn failed_login(&self, service: Service, account: &str) -> Option<Duration> {
+    /// Records a refused login; after too many in a row the account is locked for `lockout`.
+    /// Returns how long the account is now locked, if it is.
+    pub(crate) fn failed_login(
+        &self,
+        service: Service,
+        account: &str,
+        lockout: Duration,
+    ) -> Option<Duration> {
         self.count(service, |c| c.failed_logins += 1);
         let mut failures = lock(&self.failures);
         let entry = failures.entry((service, account.to_owned())).or_default();
         entry.count += 1;
         if entry.count >= self.config.max_failed_logins {
             entry.count = 0;
-            entry.locked_until = Some(self.clock.now() + self.config.lockout);
-            return Some(self.config.lockout);
+            entry.locked_until = Some(self.clock.now() + lockout);
+            return Some(lockout);
         }
         None
     }

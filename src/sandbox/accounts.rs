@@ -1,0 +1,251 @@
+//! The Wikimedia Enterprise auth stand-in: lowercase usernames, access/id/refresh tokens,
+//! refresh tokens that serve 90 refreshes (then 429), a user who must set a new password at
+//! the first login, revocation, and the password flows (the confirmation code is always the
+//! demo one).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::demo;
+use super::state::{json_body, reply, Kind, Shared};
+use crate::error::Service;
+
+const S: Service = Service::Accounts;
+
+#[derive(Default)]
+struct Accounts {
+    passwords: HashMap<String, String>,
+    must_change: HashSet<String>,
+    /// Challenge sessions, by session value, naming the user.
+    challenges: HashMap<String, String>,
+    /// Refreshes made with each refresh token.
+    refresh_uses: HashMap<String, u32>,
+}
+
+struct State {
+    shared: Arc<Shared>,
+    accounts: Mutex<Accounts>,
+}
+
+fn error(status: u16, message: &str) -> ResponseTemplate {
+    reply(status, json!({"status": status, "message": message}))
+}
+
+/// The named string fields of a JSON body, or the 422 for the missing ones.
+fn fields<const N: usize>(
+    request: &Request,
+    names: [&str; N],
+) -> Result<[String; N], ResponseTemplate> {
+    let body: Value = json_body(request).unwrap_or_default();
+    let mut missing = Vec::new();
+    let values = names.map(|name| match body.get(name).and_then(Value::as_str) {
+        Some(v) if !v.is_empty() => v.to_owned(),
+        _ => {
+            missing.push(format!(
+                "Key: 'Model.{name}' Error:Field validation for '{name}' failed on the 'required' tag"
+            ));
+            String::new()
+        }
+    });
+    if missing.is_empty() {
+        Ok(values)
+    } else {
+        Err(error(422, &missing.join("; ")))
+    }
+}
+
+impl State {
+    fn accounts(&self) -> std::sync::MutexGuard<'_, Accounts> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tokens(&self, user: &str, with_refresh: bool) -> Value {
+        let shared = &self.shared;
+        let lifetime = shared.config.accounts_access_lifetime;
+        let mut body = json!({
+            "id_token": shared.issue(S, Kind::Session, user, lifetime),
+            "access_token": shared.issue(S, Kind::Access, user, lifetime),
+            "expires_in": lifetime.as_secs(),
+        });
+        if with_refresh {
+            body["refresh_token"] = json!(shared.issue(
+                S,
+                Kind::Refresh,
+                user,
+                shared.config.accounts_refresh_lifetime
+            ));
+        }
+        body
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Login,
+    Refresh,
+    Revoke,
+    NewPassword,
+    ChangePassword,
+    Forgot,
+    ForgotConfirm,
+}
+
+struct Handler {
+    state: Arc<State>,
+    route: Route,
+}
+
+impl Respond for Handler {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match handle(&self.state, self.route, request) {
+            Ok(response) | Err(response) => response,
+        }
+    }
+}
+
+fn handle(
+    state: &State,
+    route: Route,
+    request: &Request,
+) -> Result<ResponseTemplate, ResponseTemplate> {
+    let shared = &state.shared;
+    let refused = || error(401, "Incorrect username or password.");
+    Ok(match route {
+        Route::Login => {
+            let [username, password] = fields(request, ["username", "password"])?;
+            let mut accounts = state.accounts();
+            if accounts.passwords.get(&username) != Some(&password) {
+                drop(accounts);
+                shared.count(S, |c| c.failed_logins += 1);
+                return Err(refused());
+            }
+            if accounts.must_change.contains(&username) {
+                let session = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                accounts.challenges.insert(session.clone(), username);
+                return Ok(reply(
+                    200,
+                    json!({"challenge_name": "NEW_PASSWORD_REQUIRED", "session": session}),
+                ));
+            }
+            drop(accounts);
+            shared.logged_in(S, &username);
+            reply(200, state.tokens(&username, true))
+        }
+        Route::Refresh => {
+            let [username, token] = fields(request, ["username", "refresh_token"])?;
+            let issued = shared
+                .check(S, Kind::Refresh, &token)
+                .filter(|issued| issued.subject == username)
+                .ok_or_else(|| error(401, "Invalid Refresh Token"))?;
+            let mut accounts = state.accounts();
+            let uses = accounts.refresh_uses.entry(token).or_default();
+            if *uses >= shared.config.accounts_max_refreshes {
+                return Err(error(429, "Refresh tokens limit has been exceeded."));
+            }
+            *uses += 1;
+            drop(accounts);
+            shared.count(S, |c| c.refreshes += 1);
+            reply(200, state.tokens(&issued.subject, false))
+        }
+        Route::Revoke => {
+            let [token] = fields(request, ["refresh_token"])?;
+            shared
+                .check(S, Kind::Refresh, &token)
+                .ok_or_else(|| error(401, "Invalid Refresh Token"))?;
+            shared.revoke(&token);
+            shared.count(S, |c| c.logouts += 1);
+            ResponseTemplate::new(204)
+        }
+        Route::NewPassword => {
+            let [session, username, new_password] =
+                fields(request, ["session", "username", "new_password"])?;
+            let mut accounts = state.accounts();
+            if accounts.challenges.get(&session) != Some(&username) {
+                return Err(error(
+                    401,
+                    "Invalid session for the user, session is expired.",
+                ));
+            }
+            accounts.challenges.remove(&session);
+            accounts.must_change.remove(&username);
+            accounts.passwords.insert(username.clone(), new_password);
+            drop(accounts);
+            shared.logged_in(S, &username);
+            reply(200, state.tokens(&username, true))
+        }
+        Route::ChangePassword => {
+            let [access, previous, proposed] = fields(
+                request,
+                ["access_token", "previous_password", "proposed_password"],
+            )?;
+            let user = shared
+                .check(S, Kind::Access, &access)
+                .ok_or_else(|| error(401, "Access Token has expired"))?
+                .subject;
+            let mut accounts = state.accounts();
+            if accounts.passwords.get(&user) != Some(&previous) {
+                return Err(refused());
+            }
+            accounts.passwords.insert(user, proposed);
+            ResponseTemplate::new(204)
+        }
+        Route::Forgot => {
+            let [_username] = fields(request, ["username"])?;
+            ResponseTemplate::new(204)
+        }
+        Route::ForgotConfirm => {
+            let [username, password, code] =
+                fields(request, ["username", "password", "confirmation_code"])?;
+            let mut accounts = state.accounts();
+            if code != demo::ACCOUNTS_CONFIRMATION_CODE
+                || !accounts.passwords.contains_key(&username)
+            {
+                return Err(error(
+                    401,
+                    "Invalid verification code provided, please try again.",
+                ));
+            }
+            accounts.passwords.insert(username, password);
+            ResponseTemplate::new(204)
+        }
+    })
+}
+
+pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
+    let mut accounts = Accounts::default();
+    for user in [demo::ACCOUNTS_USERNAME, demo::ACCOUNTS_NEW_USERNAME] {
+        accounts
+            .passwords
+            .insert(user.to_owned(), demo::ACCOUNTS_PASSWORD.to_owned());
+    }
+    accounts
+        .must_change
+        .insert(demo::ACCOUNTS_NEW_USERNAME.to_owned());
+    let state = Arc::new(State {
+        shared: shared.clone(),
+        accounts: Mutex::new(accounts),
+    });
+    let base = format!("/{}/v1", super::prefix(S));
+    for (route, handler) in [
+        ("login", Route::Login),
+        ("token-refresh", Route::Refresh),
+        ("token-revoke", Route::Revoke),
+        ("new-password-required", Route::NewPassword),
+        ("change-password", Route::ChangePassword),
+        ("forgot-password", Route::Forgot),
+        ("forgot-password-confirm", Route::ForgotConfirm),
+    ] {
+        Mock::given(method("POST"))
+            .and(path(format!("{base}/{route}")))
+            .respond_with(Handler {
+                state: state.clone(),
+                route: handler,
+            })
+            .mount(server)
+            .await;
+    }
+}

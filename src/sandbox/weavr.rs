@@ -1,0 +1,342 @@
+//! The Weavr Multi auth stand-in: api-key on every call, password sign-in (AUTH tokens) with
+//! a 30-minute lock after repeated failures and an expired-password user, one identity and
+//! its access tokens, tokens that live 5 minutes from last use, step-up by SMS one-time
+//! password (always 123456, as on Weavr's sandbox) or push (approved at once), logout, and
+//! password update. `GET /managed_accounts` stands for the calls that need a stepped-up
+//! identity token.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::json;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::demo;
+use super::state::{bearer, json_body, reply, Kind, Shared};
+use crate::error::Service;
+
+const S: Service = Service::Weavr;
+
+#[derive(Default)]
+struct Users {
+    passwords: HashMap<String, String>,
+    expired: HashSet<String>,
+    /// Temporary tokens of expired-password sign-ins, by user.
+    temporary: HashMap<String, String>,
+    /// Access tokens (`tokenType` ACCESS) as opposed to sign-in tokens.
+    access: HashSet<String>,
+    stepped_up: HashSet<String>,
+    /// OTP challenges in flight, by token, with when they were issued.
+    challenges: HashMap<String, Instant>,
+}
+
+struct State {
+    shared: Arc<Shared>,
+    users: Mutex<Users>,
+}
+
+impl State {
+    fn users(&self) -> std::sync::MutexGuard<'_, Users> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn with_ref(response: ResponseTemplate) -> ResponseTemplate {
+    response.insert_header(
+        "request-ref",
+        format!("sandbox-{:016x}", fastrand::u64(..)).as_str(),
+    )
+}
+
+fn error_code(status: u16, code: &str) -> ResponseTemplate {
+    with_ref(reply(status, json!({"errorCode": code})))
+}
+
+fn api_key_ok(request: &Request) -> bool {
+    request
+        .headers
+        .get("api-key")
+        .is_some_and(|v| v.as_bytes() == demo::WEAVR_API_KEY.as_bytes())
+}
+
+/// The live token of a request (its life starts again), as (token, user).
+fn token(state: &State, request: &Request) -> Option<(String, String)> {
+    let token = bearer(request)?;
+    let issued = state
+        .shared
+        .touch(S, Kind::Access, token, state.shared.config.weavr_idle)?;
+    Some((token.to_owned(), issued.subject))
+}
+
+fn identity() -> serde_json::Value {
+    json!({"type": "CORPORATE", "id": demo::WEAVR_IDENTITY_ID})
+}
+
+struct Handler {
+    state: Arc<State>,
+    route: Route,
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Login,
+    Identities,
+    AccessToken,
+    OtpStart,
+    OtpVerify,
+    Push,
+    Logout,
+    PasswordUpdate,
+    ManagedAccounts,
+}
+
+impl Respond for Handler {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if !api_key_ok(request) {
+            return with_ref(ResponseTemplate::new(401));
+        }
+        let state = &self.state;
+        match self.route {
+            Route::Login => login(state, request),
+            Route::PasswordUpdate => password_update(state, request),
+            route => {
+                let Some((token, user)) = token(state, request) else {
+                    return with_ref(ResponseTemplate::new(401));
+                };
+                authenticated(state, route, request, &token, &user)
+            }
+        }
+    }
+}
+
+fn login(state: &State, request: &Request) -> ResponseTemplate {
+    let shared = &state.shared;
+    let body = json_body(request).unwrap_or_default();
+    let email = body["email"].as_str().unwrap_or_default().to_owned();
+    let password = body["password"]["value"].as_str().unwrap_or_default();
+    if email.is_empty() || password.is_empty() {
+        let field = if email.is_empty() {
+            "email"
+        } else {
+            "password.value"
+        };
+        return with_ref(reply(
+            400,
+            json!({"message": "Request is invalid", "syntaxErrors": {"invalidFields": [
+                {"params": [], "fieldName": field, "error": "REQUIRED"}
+            ]}}),
+        ));
+    }
+    if shared.locked_for(S, &email).is_some() {
+        shared.count(S, |c| c.failed_logins += 1);
+        return with_ref(ResponseTemplate::new(423));
+    }
+    let mut users = state.users();
+    if users.passwords.get(&email).map(String::as_str) != Some(password) {
+        drop(users);
+        shared.failed_login(S, &email, shared.config.weavr_lockout);
+        return with_ref(ResponseTemplate::new(401));
+    }
+    if users.expired.contains(&email) {
+        let temporary = shared.issue_opaque(S, Kind::Session, &email, shared.config.weavr_idle);
+        users.temporary.insert(email.clone(), temporary.clone());
+        shared.count(S, |c| c.failed_logins += 1);
+        return with_ref(reply(409, json!({"token": temporary})));
+    }
+    drop(users);
+    shared.logged_in(S, &email);
+    let token = shared.issue(S, Kind::Access, &email, shared.config.weavr_idle);
+    with_ref(reply(
+        200,
+        json!({
+            "token": token, "tokenType": "AUTH", "identity": identity(),
+            "credentials": {"type": "ROOT", "id": "110000000000000002"}
+        }),
+    ))
+}
+
+fn password_update(state: &State, request: &Request) -> ResponseTemplate {
+    let shared = &state.shared;
+    let Some(token) = bearer(request) else {
+        return with_ref(ResponseTemplate::new(401));
+    };
+    let user = shared
+        .check(S, Kind::Session, token)
+        .or_else(|| shared.check(S, Kind::Access, token))
+        .map(|issued| issued.subject);
+    let Some(user) = user else {
+        return error_code(410, "TOKEN_EXPIRED");
+    };
+    let body = json_body(request).unwrap_or_default();
+    let old = body["oldPassword"]["value"].as_str().unwrap_or_default();
+    let new = body["newPassword"]["value"].as_str().unwrap_or_default();
+    let mut users = state.users();
+    if users.passwords.get(&user).map(String::as_str) != Some(old) {
+        return error_code(409, "PASSWORD_INCORRECT");
+    }
+    if new.len() < 8 {
+        return error_code(409, "PASSWORD_TOO_SHORT");
+    }
+    if new == old {
+        return error_code(409, "PASSWORD_ALREADY_USED");
+    }
+    users.passwords.insert(user.clone(), new.to_owned());
+    users.expired.remove(&user);
+    if let Some(temporary) = users.temporary.remove(&user) {
+        shared.revoke(&temporary);
+    }
+    drop(users);
+    shared.logged_in(S, &user);
+    let token = shared.issue(S, Kind::Access, &user, shared.config.weavr_idle);
+    with_ref(reply(
+        200,
+        json!({"passwordInfo": {"identityId": identity(), "expiryDate": 0}, "token": token}),
+    ))
+}
+
+fn authenticated(
+    state: &State,
+    route: Route,
+    request: &Request,
+    token: &str,
+    user: &str,
+) -> ResponseTemplate {
+    let shared = &state.shared;
+    match route {
+        Route::Identities => with_ref(reply(
+            200,
+            json!({"identities": [{"id": identity(), "name": "Demo Ltd"}], "count": 1, "responseCount": 1}),
+        )),
+        Route::AccessToken => {
+            let body = json_body(request).unwrap_or_default();
+            if body["identity"]["id"].as_str() != Some(demo::WEAVR_IDENTITY_ID) {
+                return error_code(403, "INSUFFICIENT_PERMISSIONS");
+            }
+            let access = shared.issue(S, Kind::Access, user, shared.config.weavr_idle);
+            let mut users = state.users();
+            users.access.insert(access.clone());
+            // A stepped-up sign-in token gives a stepped-up access token.
+            let stepped_up = users.stepped_up.contains(token);
+            if stepped_up {
+                users.stepped_up.insert(access.clone());
+            }
+            with_ref(reply(
+                200,
+                json!({
+                    "token": access, "identity": identity(),
+                    "credentials": {"type": "ROOT", "id": "110000000000000002"},
+                    "status": if stepped_up { "STEPPED_UP" } else { "STANDARD" },
+                }),
+            ))
+        }
+        Route::OtpStart => {
+            state
+                .users()
+                .challenges
+                .insert(token.to_owned(), shared.clock.now());
+            shared.count(S, |c| c.challenges += 1);
+            with_ref(ResponseTemplate::new(204))
+        }
+        Route::OtpVerify => {
+            let code = json_body(request)
+                .and_then(|b| b["verificationCode"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let mut users = state.users();
+            let Some(issued) = users.challenges.get(token).copied() else {
+                return error_code(409, "STATE_INVALID");
+            };
+            if shared.clock.now() >= issued + shared.config.weavr_challenge_lifetime {
+                users.challenges.remove(token);
+                return error_code(409, "VERIFICATION_CODE_EXPIRED");
+            }
+            if code != demo::WEAVR_OTP {
+                return error_code(409, "VERIFICATION_CODE_INVALID");
+            }
+            users.challenges.remove(token);
+            users.stepped_up.insert(token.to_owned());
+            drop(users);
+            shared.count(S, |c| c.verifications += 1);
+            with_ref(ResponseTemplate::new(204))
+        }
+        Route::Push => {
+            // The user approves on their device at once.
+            state.users().stepped_up.insert(token.to_owned());
+            shared.count(S, |c| {
+                c.challenges += 1;
+                c.verifications += 1;
+            });
+            with_ref(reply(200, json!({"id": format!("{}", fastrand::u32(..))})))
+        }
+        Route::Logout => {
+            shared.revoke(token);
+            shared.count(S, |c| c.logouts += 1);
+            with_ref(ResponseTemplate::new(204))
+        }
+        Route::ManagedAccounts => {
+            let users = state.users();
+            if !users.access.contains(token) {
+                return error_code(403, "ACCESS_TOKEN_REQUIRED");
+            }
+            if !users.stepped_up.contains(token) {
+                return error_code(403, "STEP_UP_REQUIRED");
+            }
+            with_ref(reply(
+                200,
+                json!({"accounts": [{"id": "1001", "friendlyName": "Operating account",
+                    "balances": {"availableBalance": 125000, "currency": "EUR"}}], "count": 1}),
+            ))
+        }
+        Route::Login | Route::PasswordUpdate => unreachable!("handled before"),
+    }
+}
+
+pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
+    let mut users = Users::default();
+    for email in [demo::WEAVR_EMAIL, demo::WEAVR_EXPIRED_EMAIL] {
+        users
+            .passwords
+            .insert(email.to_owned(), demo::WEAVR_PASSWORD.to_owned());
+    }
+    users.expired.insert(demo::WEAVR_EXPIRED_EMAIL.to_owned());
+    let state = Arc::new(State {
+        shared: shared.clone(),
+        users: Mutex::new(users),
+    });
+    let base = format!("/{}", super::prefix(S));
+    let routes = [
+        ("POST", "/login_with_password", Route::Login),
+        ("GET", "/identities", Route::Identities),
+        ("POST", "/access_token", Route::AccessToken),
+        ("POST", "/stepup/challenges/otp/SMS", Route::OtpStart),
+        (
+            "POST",
+            "/stepup/challenges/otp/SMS/verify",
+            Route::OtpVerify,
+        ),
+        ("POST", "/logout", Route::Logout),
+        ("POST", "/passwords/update", Route::PasswordUpdate),
+        ("GET", "/managed_accounts", Route::ManagedAccounts),
+    ];
+    for (verb, route, handler) in routes {
+        Mock::given(method(verb))
+            .and(path(format!("{base}{route}")))
+            .respond_with(Handler {
+                state: state.clone(),
+                route: handler,
+            })
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path_regex(format!(
+            "^{base}/stepup/challenges/push/(AUTHY|BIOMETRIC)$"
+        )))
+        .respond_with(Handler {
+            state,
+            route: Route::Push,
+        })
+        .mount(server)
+        .await;
+}
