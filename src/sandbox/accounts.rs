@@ -39,7 +39,7 @@ fn error(status: u16, message: &str) -> ResponseTemplate {
 fn fields<const N: usize>(
     request: &Request,
     names: [&str; N],
-) -> Result<[String; N], ResponseTemplate> {
+) -> Result<[String; N], Box<ResponseTemplate>> {
     let body: Value = json_body(request).unwrap_or_default();
     let mut missing = Vec::new();
     let values = names.map(|name| match body.get(name).and_then(Value::as_str) {
@@ -54,7 +54,7 @@ fn fields<const N: usize>(
     if missing.is_empty() {
         Ok(values)
     } else {
-        Err(error(422, &missing.join("; ")))
+        Err(Box::new(error(422, &missing.join("; "))))
     }
 }
 
@@ -101,9 +101,7 @@ struct Handler {
 
 impl Respond for Handler {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        match handle(&self.state, self.route, request) {
-            Ok(response) | Err(response) => response,
-        }
+        handle(&self.state, self.route, request).unwrap_or_else(|refused| *refused)
     }
 }
 
@@ -111,9 +109,9 @@ fn handle(
     state: &State,
     route: Route,
     request: &Request,
-) -> Result<ResponseTemplate, ResponseTemplate> {
+) -> Result<ResponseTemplate, Box<ResponseTemplate>> {
     let shared = &state.shared;
-    let refused = || error(401, "Incorrect username or password.");
+    let refused = || Box::new(error(401, "Incorrect username or password."));
     Ok(match route {
         Route::Login => {
             let [username, password] = fields(request, ["username", "password"])?;
@@ -140,11 +138,14 @@ fn handle(
             let issued = shared
                 .check(S, Kind::Refresh, &token)
                 .filter(|issued| issued.subject == username)
-                .ok_or_else(|| error(401, "Invalid Refresh Token"))?;
+                .ok_or_else(|| Box::new(error(401, "Invalid Refresh Token")))?;
             let mut accounts = state.accounts();
             let uses = accounts.refresh_uses.entry(token).or_default();
             if *uses >= shared.config.accounts_max_refreshes {
-                return Err(error(429, "Refresh tokens limit has been exceeded."));
+                return Err(Box::new(error(
+                    429,
+                    "Refresh tokens limit has been exceeded.",
+                )));
             }
             *uses += 1;
             drop(accounts);
@@ -155,7 +156,7 @@ fn handle(
             let [token] = fields(request, ["refresh_token"])?;
             shared
                 .check(S, Kind::Refresh, &token)
-                .ok_or_else(|| error(401, "Invalid Refresh Token"))?;
+                .ok_or_else(|| Box::new(error(401, "Invalid Refresh Token")))?;
             shared.revoke(&token);
             shared.count(S, |c| c.logouts += 1);
             ResponseTemplate::new(204)
@@ -165,10 +166,10 @@ fn handle(
                 fields(request, ["session", "username", "new_password"])?;
             let mut accounts = state.accounts();
             if accounts.challenges.get(&session) != Some(&username) {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "Invalid session for the user, session is expired.",
-                ));
+                )));
             }
             accounts.challenges.remove(&session);
             accounts.must_change.remove(&username);
@@ -184,7 +185,7 @@ fn handle(
             )?;
             let user = shared
                 .check(S, Kind::Access, &access)
-                .ok_or_else(|| error(401, "Access Token has expired"))?
+                .ok_or_else(|| Box::new(error(401, "Access Token has expired")))?
                 .subject;
             let mut accounts = state.accounts();
             if accounts.passwords.get(&user) != Some(&previous) {
@@ -204,10 +205,10 @@ fn handle(
             if code != demo::ACCOUNTS_CONFIRMATION_CODE
                 || !accounts.passwords.contains_key(&username)
             {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "Invalid verification code provided, please try again.",
-                ));
+                )));
             }
             accounts.passwords.insert(username, password);
             ResponseTemplate::new(204)
