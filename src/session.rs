@@ -208,10 +208,20 @@ pub(crate) trait Attach: Provider {
     }
 }
 
+/// Cures a 403 where the service says how (weavr: step up, or exchange for an access token).
+pub(crate) trait Forbidden: Send + Sync + 'static {
+    /// Cures the refusal described by `body`; true when the request is worth sending again.
+    fn cure<'a>(
+        &'a self,
+        body: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+}
+
 /// A session's shared state: the cache and the endpoint its `api()` clients use.
 pub(crate) struct Core<P> {
     pub(crate) cache: Cache<P>,
     pub(crate) endpoint: Endpoint,
+    pub(crate) forbidden: Option<Arc<dyn Forbidden>>,
 }
 
 impl<P: Attach> Core<P> {
@@ -226,7 +236,11 @@ impl<P: Attach> Core<P> {
         if let Some(store) = endpoint.store.clone() {
             cache = cache.with_store(store, key);
         }
-        Self { cache, endpoint }
+        Self {
+            cache,
+            endpoint,
+            forbidden: None,
+        }
     }
 
     /// Ends the session locally: the cached and stored token sets are gone.
@@ -279,6 +293,20 @@ impl<P: Attach> Authorizer for Core<P> {
 
     fn now(&self) -> Instant {
         self.cache.clock.now()
+    }
+
+    fn handles_forbidden(&self) -> bool {
+        self.forbidden.is_some()
+    }
+
+    fn forbidden<'a>(
+        &'a self,
+        body: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        match &self.forbidden {
+            Some(forbidden) => forbidden.cure(body),
+            None => Box::pin(async { false }),
+        }
     }
 }
 

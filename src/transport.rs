@@ -27,6 +27,15 @@ pub(crate) trait Authorizer: Send + Sync {
     fn refused(&self, headers: &HeaderMap);
     /// The session clock's now.
     fn now(&self) -> Instant;
+    /// Whether [`Self::forbidden`] may cure a 403 (only then is its body read here).
+    fn handles_forbidden(&self) -> bool {
+        false
+    }
+    /// The service answered 403 with `body`: cures it when it can (a step-up, an access-token
+    /// exchange) and says whether the request is worth sending again.
+    fn forbidden<'a>(&'a self, _body: &'a [u8]) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
 }
 
 /// Per-client context that the generated clients' hooks consult on every request.
@@ -126,8 +135,9 @@ impl Context {
         }
     }
 
-    /// The `exec` hook: sends, records, slides the session's expiry on success, and on a 401
-    /// renews the credentials and retries exactly once.
+    /// The `exec` hook: sends, records, slides the session's expiry on success; on a 401
+    /// renews the credentials, and on a 403 the session can cure (step-up, access-token
+    /// exchange) cures it, then retries exactly once.
     pub(crate) async fn execute(
         &self,
         client: &reqwest::Client,
@@ -140,24 +150,38 @@ impl Context {
         let used = request.headers().clone();
         let sent_at = auth.now();
         let response = self.send(client, request).await?;
-        match response.status().as_u16() {
-            200..=299 => auth.accepted(&used, sent_at),
+        let cured = match response.status().as_u16() {
+            200..=299 => {
+                auth.accepted(&used, sent_at);
+                return Ok(response);
+            }
             401 => {
                 auth.refused(&used);
-                if let Some(mut retry) = retry {
-                    if auth.authorize(retry.headers_mut()).await.is_ok() {
-                        let used = retry.headers().clone();
-                        let sent_at = auth.now();
-                        let response = self.send(client, retry).await?;
-                        match response.status().as_u16() {
-                            200..=299 => auth.accepted(&used, sent_at),
-                            401 => auth.refused(&used),
-                            _ => {}
-                        }
-                        return Ok(response);
-                    }
-                }
+                (response, true)
             }
+            403 if auth.handles_forbidden() && retry.is_some() => {
+                let (response, body) = buffer(response, self.max_body).await?;
+                let cured = match body {
+                    Some(body) => auth.forbidden(&body).await,
+                    None => false,
+                };
+                (response, cured)
+            }
+            _ => return Ok(response),
+        };
+        let (response, cured) = cured;
+        let Some(mut retry) = retry.filter(|_| cured) else {
+            return Ok(response);
+        };
+        if auth.authorize(retry.headers_mut()).await.is_err() {
+            return Ok(response);
+        }
+        let used = retry.headers().clone();
+        let sent_at = auth.now();
+        let response = self.send(client, retry).await?;
+        match response.status().as_u16() {
+            200..=299 => auth.accepted(&used, sent_at),
+            401 => auth.refused(&used),
             _ => {}
         }
         Ok(response)
@@ -236,34 +260,42 @@ impl Context {
         let Some(cap) = self.max_body else {
             return Ok(response);
         };
-        let status = response.status();
-        let version = response.version();
-        let headers = response.headers().clone();
-        let body = match read_at_most(response, cap).await? {
-            Some(body) => body,
-            None => {
-                if let Some(probe) = &self.probe {
-                    probe.record_oversized(cap);
-                }
-                tracing::warn!(
-                    status = status.as_u16(),
-                    cap,
-                    "response body over the cap; not read"
-                );
-                Vec::new()
+        let status = response.status().as_u16();
+        let (response, body) = buffer(response, Some(cap)).await?;
+        if body.is_none() {
+            if let Some(probe) = &self.probe {
+                probe.record_oversized(cap);
             }
-        };
-        let mut rebuilt = http::Response::new(body);
-        *rebuilt.status_mut() = status;
-        *rebuilt.version_mut() = version;
-        *rebuilt.headers_mut() = headers;
-        // The body is now whole and in memory.
-        let len = rebuilt.body().len();
-        let headers = rebuilt.headers_mut();
-        headers.remove(reqwest::header::TRANSFER_ENCODING);
-        headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
-        Ok(reqwest::Response::from(rebuilt))
+            tracing::warn!(status, cap, "response body over the cap; not read");
+        }
+        Ok(response)
     }
+}
+
+/// Reads a response's body (up to `cap`) and gives back an equivalent response with it, plus
+/// the bytes (`None` when the body was over the cap and dropped).
+async fn buffer(
+    response: reqwest::Response,
+    cap: Option<usize>,
+) -> reqwest::Result<(reqwest::Response, Option<bytes::Bytes>)> {
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let body = read_at_most(response, cap.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES))
+        .await?
+        .map(bytes::Bytes::from);
+    let mut rebuilt = http::Response::new(body.clone().unwrap_or_default());
+    *rebuilt.status_mut() = status;
+    *rebuilt.version_mut() = version;
+    *rebuilt.headers_mut() = headers;
+    let len = rebuilt.body().len();
+    rebuilt
+        .headers_mut()
+        .remove(reqwest::header::TRANSFER_ENCODING);
+    rebuilt
+        .headers_mut()
+        .insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok((reqwest::Response::from(rebuilt), body))
 }
 
 /// What went wrong, in words that cannot carry a URL or a header value.

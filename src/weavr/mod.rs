@@ -24,12 +24,15 @@
 //! # Ok(()) }
 //! ```
 
+mod step_up;
+
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 pub use crate::generated::weavr::{types, Client};
+pub use step_up::{Answer, Challenge, StepUp, StepUpMethod, CHALLENGE_LIFETIME};
 
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, FieldError, Service};
@@ -67,7 +70,7 @@ pub enum IdentityChoice {
 }
 
 /// Builds a [`Session`].
-#[derive(Debug, Default)]
+#[derive(Default, Debug)]
 #[must_use]
 pub struct SessionBuilder {
     common: Common,
@@ -75,6 +78,14 @@ pub struct SessionBuilder {
     email: Option<String>,
     password: Option<SecretString>,
     identity: IdentityChoice,
+    step_up: Option<(StepUpMethod, Arc<dyn StepUp>)>,
+    max_otp_attempts: Option<u32>,
+}
+
+impl std::fmt::Debug for dyn StepUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepUp")
+    }
 }
 
 impl SessionBuilder {
@@ -114,6 +125,21 @@ impl SessionBuilder {
         self
     }
 
+    /// Steps tokens up with `method`, asking `handler` for the one-time password or the
+    /// push approval, whenever a call answers `STEP_UP_REQUIRED` or [`Session::step_up`] is
+    /// called. Without a handler a step-up fails with [`ErrorKind::StepUpRequired`].
+    pub fn step_up(mut self, method: StepUpMethod, handler: impl StepUp) -> Self {
+        self.step_up = Some((method, Arc::new(handler)));
+        self
+    }
+
+    /// How many codes the handler may give for one SMS challenge before it fails (default 3;
+    /// the service also limits wrong codes).
+    pub fn max_otp_attempts(mut self, attempts: u32) -> Self {
+        self.max_otp_attempts = Some(attempts);
+        self
+    }
+
     /// Checks the configuration and builds the session. Makes no request.
     pub fn build(self) -> Result<Session, Error> {
         let api_key = session::require(S, "API key", self.api_key)?;
@@ -131,8 +157,27 @@ impl SessionBuilder {
             password: RwLock::new(password),
             identity: self.identity,
         };
+        let (method, handler) = match self.step_up {
+            Some((method, handler)) => (method, Some(handler)),
+            None => (StepUpMethod::Sms, None),
+        };
+        let attempts = self.max_otp_attempts.unwrap_or(3);
+        let mut coordinator = None;
+        let core = Arc::new_cyclic(|weak| {
+            let step_up = Arc::new(step_up::Coordinator::new(
+                weak.clone(),
+                handler,
+                method,
+                attempts,
+            ));
+            coordinator = Some(step_up.clone());
+            let mut core = Core::new(provider, endpoint, clock, policy);
+            core.forbidden = Some(step_up);
+            core
+        });
         Ok(Session {
-            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
+            core,
+            step_up: coordinator.expect("set by new_cyclic"),
         })
     }
 }
@@ -141,6 +186,7 @@ impl SessionBuilder {
 #[derive(Clone)]
 pub struct Session {
     core: Arc<Core<Weavr>>,
+    step_up: Arc<step_up::Coordinator>,
 }
 
 impl Session {
@@ -150,6 +196,13 @@ impl Session {
     }
 
     session::common_session_methods!(Client);
+
+    /// Steps the current token up now (one challenge, shared with every call that needs the
+    /// same), with the method and handler given to the builder. Returns at once when the
+    /// token is already stepped up.
+    pub async fn step_up(&self) -> Result<(), Error> {
+        self.step_up.step_up().await
+    }
 
     /// A generated client with only the `api-key` (for calls made with a token of your own).
     fn client_with(&self, token: Option<&SecretString>) -> (Client, Arc<crate::response::Probe>) {
@@ -353,6 +406,28 @@ impl Weavr {
             refresh_lifetime: None,
             extra: Extra::default(),
         })
+    }
+
+    /// The identity's access token for `token`, when the session knows the identity (chosen,
+    /// or the user's only one).
+    async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Grant>, Error> {
+        let identity = match &self.identity {
+            IdentityChoice::Identity(identity) => Some(identity.clone()),
+            IdentityChoice::Automatic => self.only_identity(token).await?,
+            IdentityChoice::SignInToken => None,
+        };
+        let Some(identity) = identity else {
+            return Ok(None);
+        };
+        let access = self.exchange(token, identity).await?;
+        Ok(Some(Grant {
+            access,
+            refresh: None,
+            lifetime: TOKEN_IDLE_LIFETIME,
+            max_lifetime: None,
+            refresh_lifetime: None,
+            extra: Extra::default(),
+        }))
     }
 
     /// The user's identity when there is exactly one.

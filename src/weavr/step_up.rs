@@ -1,0 +1,299 @@
+//! Step-up (strong customer authentication): one challenge for however many calls need it.
+//!
+//! When a call answers 403 `STEP_UP_REQUIRED` (or [`super::Session::step_up`] is called), the
+//! session starts the challenge the application chose (an SMS one-time password, or a push to
+//! Authy or the embedder's biometric app), asks the application's [`StepUp`] handler, verifies,
+//! and the call is sent again once. Every call that needs the step-up meanwhile waits for that
+//! same challenge and shares its outcome. `ACCESS_TOKEN_REQUIRED` is cured by exchanging the
+//! token for the identity's access token, when the session knows the identity.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use super::{classify_api, types, Weavr};
+use crate::error::{Error, ErrorKind, Service};
+use crate::response::map_api_error;
+use crate::secret::SecretString;
+use crate::session::{Core, Forbidden};
+
+/// A challenge lives this long: an answer that comes later is not sent.
+pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// How the session steps a token up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepUpMethod {
+    /// A one-time password by text message (`/stepup/challenges/otp/SMS`).
+    Sms,
+    /// A push notification the user approves (`/stepup/challenges/push/{channel}`).
+    Push(types::PushChannel),
+}
+
+/// A challenge the session started, as the [`StepUp`] handler is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Challenge {
+    /// An SMS was sent; answer with its code. `attempt` counts from 1 (a wrong code is asked
+    /// again, up to the session's limit).
+    Sms {
+        /// Which attempt at the code this is.
+        attempt: u32,
+    },
+    /// A push notification was sent; answer once the user approved (or declined) it.
+    Push {
+        /// Where it was sent.
+        channel: types::PushChannel,
+        /// The challenge id the service gave.
+        id: Option<String>,
+    },
+}
+
+/// What the application answers to a [`Challenge`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Answer {
+    /// The one-time password the user received.
+    Code(SecretString),
+    /// The user approved the push notification.
+    Approved,
+    /// The user declined, or gave up.
+    Declined,
+}
+
+/// The application's part of a step-up: told which challenge started, it answers.
+///
+/// Any `Fn(Challenge) -> impl Future<Output = Answer>` is one:
+///
+/// ```
+/// use tokensmith::weavr::{Answer, Challenge};
+///
+/// let handler = |challenge: Challenge| async move {
+///     match challenge {
+///         Challenge::Sms { .. } => Answer::Code("123456".into()),
+///         _ => Answer::Declined,
+///     }
+/// };
+/// # fn takes<H: tokensmith::weavr::StepUp>(_: H) {}
+/// # takes(handler);
+/// ```
+pub trait StepUp: Send + Sync + 'static {
+    /// The answer to `challenge`.
+    fn answer(&self, challenge: Challenge) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>>;
+}
+
+impl<F, Fut> StepUp for F
+where
+    F: Fn(Challenge) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    fn answer(&self, challenge: Challenge) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
+        Box::pin(self(challenge))
+    }
+}
+
+type Flight = Arc<OnceCell<Result<(), Error>>>;
+
+/// The session's step-up state: one flight at a time, and which token it raised.
+pub(crate) struct Coordinator {
+    pub(crate) core: Weak<Core<Weavr>>,
+    pub(crate) handler: Option<Arc<dyn StepUp>>,
+    pub(crate) method: StepUpMethod,
+    pub(crate) max_attempts: u32,
+    flight: Mutex<Option<(String, Flight)>>,
+    stepped_up: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn failed(message: &str) -> Error {
+    Error::new(ErrorKind::StepUpRequired)
+        .with_service(Service::Weavr)
+        .with_message(message)
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        core: Weak<Core<Weavr>>,
+        handler: Option<Arc<dyn StepUp>>,
+        method: StepUpMethod,
+        max_attempts: u32,
+    ) -> Self {
+        Self {
+            core,
+            handler,
+            method,
+            max_attempts: max_attempts.max(1),
+            flight: Mutex::new(None),
+            stepped_up: Mutex::new(None),
+        }
+    }
+
+    /// Steps the current token up, or joins the step-up in flight for it.
+    pub(crate) async fn step_up(&self) -> Result<(), Error> {
+        let core = self
+            .core
+            .upgrade()
+            .ok_or_else(|| failed("the session is gone"))?;
+        let token = core.cache.access_token().await?;
+        let secret = token.secret().expose_secret().to_owned();
+        if lock(&self.stepped_up).as_deref() == Some(secret.as_str()) {
+            return Ok(());
+        }
+        let flight = {
+            let mut slot = lock(&self.flight);
+            match &*slot {
+                Some((for_token, flight)) if *for_token == secret => flight.clone(),
+                _ => {
+                    let flight = Flight::default();
+                    *slot = Some((secret.clone(), flight.clone()));
+                    flight
+                }
+            }
+        };
+        let outcome = flight
+            .get_or_init(|| async {
+                let outcome = self.run(&core, token.secret()).await;
+                if outcome.is_ok() {
+                    *lock(&self.stepped_up) = Some(secret.clone());
+                }
+                outcome
+            })
+            .await
+            .clone();
+        // The next step-up (after a failure, or for another token) starts afresh.
+        let mut slot = lock(&self.flight);
+        if slot.as_ref().is_some_and(|(_, f)| Arc::ptr_eq(f, &flight)) {
+            *slot = None;
+        }
+        outcome
+    }
+
+    async fn run(&self, core: &Core<Weavr>, token: &SecretString) -> Result<(), Error> {
+        let handler = self
+            .handler
+            .as_ref()
+            .ok_or_else(|| failed("a step-up is required and the session has no StepUp handler"))?;
+        let provider = &core.cache.provider;
+        let clock = &core.cache.clock;
+        let sent_wall = clock.system_now();
+        let (api, probe) = provider.client(Some(token), crate::retry::Replay::Unsent);
+        tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
+        let started = clock.now();
+        match self.method {
+            StepUpMethod::Push(channel) => {
+                let id = match api.start_push_challenge(channel, None).await {
+                    Ok(response) => response.into_inner().id,
+                    Err(e) => {
+                        return Err(map_api_error(
+                            Service::Weavr,
+                            e,
+                            &probe,
+                            sent_wall,
+                            &classify_api,
+                        )
+                        .await)
+                    }
+                };
+                match handler.answer(Challenge::Push { channel, id }).await {
+                    Answer::Approved if clock.now() < started + CHALLENGE_LIFETIME => Ok(()),
+                    Answer::Approved => {
+                        Err(failed("the push challenge expired before it was approved"))
+                    }
+                    _ => Err(failed("the step-up was declined")),
+                }
+            }
+            StepUpMethod::Sms => {
+                if let Err(e) = api.start_otp_challenge(types::OtpChannel::Sms, None).await {
+                    return Err(
+                        map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api).await,
+                    );
+                }
+                for attempt in 1..=self.max_attempts {
+                    let code = match handler.answer(Challenge::Sms { attempt }).await {
+                        Answer::Code(code) => code,
+                        _ => return Err(failed("the step-up was declined")),
+                    };
+                    if clock.now() >= started + CHALLENGE_LIFETIME {
+                        return Err(failed("the one-time password came after the challenge expired; it was not sent"));
+                    }
+                    let body = types::VerifyRequest {
+                        verification_code: code,
+                    };
+                    let (api, probe) = provider.client(Some(token), crate::retry::Replay::Unsent);
+                    match api
+                        .verify_otp_challenge(types::OtpChannel::Sms, None, &body)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(service = %Service::Weavr, "token stepped up");
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            let error =
+                                map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api)
+                                    .await;
+                            let wrong = error.code() == Some("VERIFICATION_CODE_INVALID")
+                                || error.code() == Some("ONE_CHALLENGE_LIMIT_REMAINING");
+                            if !wrong || attempt == self.max_attempts {
+                                return Err(error);
+                            }
+                            tracing::info!(service = %Service::Weavr, attempt, "wrong one-time password; asking again");
+                        }
+                    }
+                }
+                Err(failed("no attempts left"))
+            }
+        }
+    }
+
+    /// Exchanges the current token for the identity's access token, when the session knows
+    /// the identity.
+    async fn exchange(&self) -> bool {
+        let Some(core) = self.core.upgrade() else {
+            return false;
+        };
+        let Ok(token) = core.cache.access_token().await else {
+            return false;
+        };
+        let provider = &core.cache.provider;
+        let sent_at = core.cache.clock.now();
+        match provider.exchange_for_identity(token.secret()).await {
+            Ok(Some(grant)) => {
+                core.cache.install(grant, sent_at).await;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Forbidden for Coordinator {
+    fn cure<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let code = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v.get("errorCode")
+                        .and_then(|c| c.as_str())
+                        .map(str::to_owned)
+                });
+            match code.as_deref() {
+                Some("STEP_UP_REQUIRED") => match self.step_up().await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(service = %Service::Weavr, %error, "step-up failed");
+                        false
+                    }
+                },
+                Some("ACCESS_TOKEN_REQUIRED") => self.exchange().await,
+                _ => false,
+            }
+        })
+    }
+}

@@ -1,0 +1,393 @@
+//! weavr step-up: one challenge and one verification however many calls need them, a wrong
+//! code asked again, an expired challenge never verified, a declined step-up failing every
+//! waiter alike, push approval, and ACCESS_TOKEN_REQUIRED cured by the identity exchange.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_request, count_requests, test_clock, Body, Expected};
+use serde_json::json;
+use tokensmith::clock::ManualClock;
+use tokensmith::weavr::{types, Answer, Challenge, Session, StepUpMethod};
+use tokensmith::ErrorKind;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const API_KEY: &str = "weavr-api-key-123";
+const OTP_START: &str = "/stepup/challenges/otp/SMS";
+const OTP_VERIFY: &str = "/stepup/challenges/otp/SMS/verify";
+
+/// A protected endpoint: STEP_UP_REQUIRED until the verification (or push) went through.
+#[derive(Clone, Default)]
+struct Protected {
+    stepped_up: Arc<AtomicBool>,
+}
+
+impl Respond for Protected {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if self.stepped_up.load(Ordering::SeqCst) {
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"identities": [], "count": 0, "responseCount": 0}))
+        } else {
+            ResponseTemplate::new(403).set_body_json(json!({"errorCode": "STEP_UP_REQUIRED"}))
+        }
+    }
+}
+
+/// Verifies `123456` only; remembers success in the protected endpoint.
+struct Verify(Protected);
+
+impl Respond for Verify {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        if body["verificationCode"] == "123456" {
+            self.0.stepped_up.store(true, Ordering::SeqCst);
+            ResponseTemplate::new(204)
+        } else {
+            ResponseTemplate::new(409)
+                .set_body_json(json!({"errorCode": "VERIFICATION_CODE_INVALID"}))
+        }
+    }
+}
+
+async fn server_with_step_up() -> (MockServer, Protected) {
+    let server = MockServer::start().await;
+    let protected = Protected::default();
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "tok-1", "tokenType": "ACCESS"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(protected.clone())
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_millis(100)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(Verify(protected.clone()))
+        .mount(&server)
+        .await;
+    (server, protected)
+}
+
+fn builder(server: &MockServer, clock: &ManualClock) -> tokensmith::weavr::SessionBuilder {
+    Session::builder()
+        .base_url(server.uri())
+        .api_key(API_KEY)
+        .email("user@example.com")
+        .password("Pa$$w0rd")
+        .clock(clock.clone())
+}
+
+#[tokio::test]
+async fn fifty_calls_needing_step_up_share_one_challenge_and_one_verification() {
+    let (server, _) = server_with_step_up().await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |challenge: Challenge| {
+                let asked = asked.clone();
+                async move {
+                    assert_eq!(challenge, Challenge::Sms { attempt: 1 });
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.api().list_identities(None, None).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+
+    assert_eq!(count_requests(&server, OTP_START).await, 1, "one SMS");
+    assert_eq!(
+        count_requests(&server, OTP_VERIFY).await,
+        1,
+        "one verification"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the user was asked once");
+    assert_eq!(
+        count_requests(&server, "/identities").await,
+        100,
+        "each call retried once"
+    );
+    let requests = server.received_requests().await.unwrap();
+    let start = requests.iter().find(|r| r.url.path() == OTP_START).unwrap();
+    assert_request(
+        start,
+        &Expected {
+            method: "POST",
+            path: OTP_START,
+            query: None,
+            headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+            body: Body::None,
+        },
+    );
+    let verify = requests
+        .iter()
+        .find(|r| r.url.path() == OTP_VERIFY)
+        .unwrap();
+    assert_request(
+        verify,
+        &Expected {
+            method: "POST",
+            path: OTP_VERIFY,
+            query: None,
+            headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+            body: Body::Json(json!({"verificationCode": "123456"})),
+        },
+    );
+
+    // Already stepped up: an explicit step-up sends nothing.
+    session.step_up().await.unwrap();
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+}
+
+#[tokio::test]
+async fn a_wrong_code_is_asked_again_then_the_right_one_verifies() {
+    let (server, _) = server_with_step_up().await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |challenge: Challenge| async move {
+            match challenge {
+                Challenge::Sms { attempt: 1 } => Answer::Code("000000".into()),
+                _ => Answer::Code("123456".into()),
+            }
+        })
+        .build()
+        .unwrap();
+    session.step_up().await.unwrap();
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 2);
+
+    let (server, _) = server_with_step_up().await;
+    let session = builder(&server, &test_clock())
+        .max_otp_attempts(2)
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("000000".into())
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(error.code(), Some("VERIFICATION_CODE_INVALID"));
+    assert_eq!(
+        count_requests(&server, OTP_VERIFY).await,
+        2,
+        "bounded attempts"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_after_the_challenge_expired_is_never_sent() {
+    let (server, _) = server_with_step_up().await;
+    let clock = test_clock();
+    let session = builder(&server, &clock)
+        .step_up(StepUpMethod::Sms, {
+            let clock = clock.clone();
+            move |_| {
+                let clock = clock.clone();
+                async move {
+                    clock.advance(Duration::from_secs(5 * 60));
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StepUpRequired);
+    assert!(error.to_string().contains("expired"), "{error}");
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+}
+
+#[tokio::test]
+async fn a_declined_step_up_fails_every_waiter_alike_and_the_next_one_starts_afresh() {
+    let (server, protected) = server_with_step_up().await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Answer::Declined
+        })
+        .build()
+        .unwrap();
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.step_up().await })
+        })
+        .collect();
+    for waiter in waiters {
+        let error = waiter.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::StepUpRequired);
+        assert!(error.to_string().contains("declined"));
+    }
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    // An api() call that needs the step-up gets the service's refusal back.
+    let refused = session.api().list_identities(None, None).await.unwrap_err();
+    assert_eq!(refused.status(), Some(reqwest::StatusCode::FORBIDDEN));
+    assert_eq!(
+        count_requests(&server, OTP_START).await,
+        2,
+        "a new challenge"
+    );
+    assert!(!protected.stepped_up.load(Ordering::SeqCst));
+
+    // Without a handler there is nothing to ask.
+    let no_handler = builder(&server, &test_clock()).build().unwrap();
+    assert_eq!(
+        no_handler.step_up().await.unwrap_err().kind(),
+        ErrorKind::StepUpRequired
+    );
+}
+
+#[tokio::test]
+async fn a_push_challenge_is_approved_on_the_device() {
+    let (server, protected) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path("/stepup/challenges/push/BIOMETRIC"))
+        .respond_with({
+            let protected = protected.clone();
+            move |_: &Request| {
+                protected.stepped_up.store(true, Ordering::SeqCst);
+                ResponseTemplate::new(200).set_body_json(json!({"id": "777"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(
+            StepUpMethod::Push(types::PushChannel::Biometric),
+            |challenge: Challenge| async move {
+                assert_eq!(
+                    challenge,
+                    Challenge::Push {
+                        channel: types::PushChannel::Biometric,
+                        id: Some("777".into())
+                    }
+                );
+                Answer::Approved
+            },
+        )
+        .build()
+        .unwrap();
+    let response = session.api().list_identities(None, None).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        count_requests(&server, "/stepup/challenges/push/BIOMETRIC").await,
+        1
+    );
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+}
+
+#[tokio::test]
+async fn access_token_required_is_cured_by_the_identity_exchange() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "sign-in", "tokenType": "NO_TYPE"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "identities": [{"id": {"type": "CORPORATE", "id": "110"}}], "count": 1, "responseCount": 1
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "identity-token"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/passwords/update"))
+        .respond_with(|request: &Request| {
+            if request.headers["authorization"] == "Bearer identity-token" {
+                ResponseTemplate::new(200).set_body_json(json!({"token": "after-update"}))
+            } else {
+                ResponseTemplate::new(403)
+                    .set_body_json(json!({"errorCode": "ACCESS_TOKEN_REQUIRED"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    let body = types::PasswordUpdateRequest {
+        old_password: types::Password {
+            value: "Old-Pa$$1".into(),
+        },
+        new_password: types::Password {
+            value: "New-Pa$$2".into(),
+        },
+    };
+
+    // The session keeps the sign-in token (not an AUTH one); the call needs the identity's.
+    let session = builder(&server, &test_clock()).build().unwrap();
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "sign-in"
+    );
+    let response = session.api().update_password(&body).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        count_requests(&server, "/access_token").await,
+        1,
+        "exchanged once"
+    );
+    let updates: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/passwords/update")
+        .collect();
+    assert_eq!(updates.len(), 2, "retried once");
+    assert_eq!(updates[1].headers["authorization"], "Bearer identity-token");
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "identity-token",
+        "the session keeps the identity's token"
+    );
+
+    // A session told to keep the sign-in token does not exchange it.
+    let keeps = builder(&server, &test_clock())
+        .identity_choice(tokensmith::weavr::IdentityChoice::SignInToken)
+        .build()
+        .unwrap();
+    let refused = keeps.api().update_password(&body).await.unwrap_err();
+    assert_eq!(refused.status(), Some(reqwest::StatusCode::FORBIDDEN));
+    assert_eq!(count_requests(&server, "/access_token").await, 1);
+}
