@@ -223,3 +223,31 @@ async fn exit_codes_tell_usage_refusal_rate_limit_and_failure_apart() {
     let output = tokensmith(&["fib", "token"], &borrow(&env));
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weavr_tokens_are_stepped_up_with_the_otp_from_the_environment() {
+    let sandbox = Sandbox::start().await;
+    let base = sandbox.base_url(Service::Weavr);
+    let mut env = vec![
+        ("TOKENSMITH_BASE_URL", base.clone()),
+        ("WEAVR_API_KEY", demo::WEAVR_API_KEY.to_owned()),
+        ("WEAVR_EMAIL", demo::WEAVR_EMAIL.to_owned()),
+        ("WEAVR_PASSWORD", demo::WEAVR_PASSWORD.to_owned()),
+    ];
+    // No code and no terminal: the step-up is declined, a service error (5).
+    let output = tokensmith(&["weavr", "token"], &borrow(&env));
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("declined"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    env.push(("WEAVR_OTP", demo::WEAVR_OTP.to_owned()));
+    let output = tokensmith(&["weavr", "header"], &borrow(&env));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("Authorization: Bearer "));
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!((counters.challenges, counters.verifications), (2, 1));
+    assert!(!text(&output.stderr).contains(demo::WEAVR_OTP));
+}

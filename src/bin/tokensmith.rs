@@ -21,7 +21,8 @@ use tokensmith::{AccessToken, Error, ErrorKind, SecretString, Service, TokenOrig
 const USAGE: &str = "\
 usage: tokensmith [--base-url URL] [--cache FILE] [--sandbox] <PROVIDER> <COMMAND>
 
-PROVIDER  s7risk-user | s7risk-app | passwordsafe-oauth | passwordsafe-key | fib
+PROVIDER  s7risk-user | s7risk-app | weavr | accounts | passwordsafe-oauth |
+          passwordsafe-key | fib
 COMMAND   token   print the access token alone (passwordsafe: the session cookie)
           header  print `Authorization: Bearer <token>` (passwordsafe: `Cookie: <cookie>`)
           info    print JSON: provider, expires_at, seconds_left, source (never the token)
@@ -30,6 +31,10 @@ COMMAND   token   print the access token alone (passwordsafe: the session cookie
 Credentials are read from the environment only:
   s7risk-user  S7RISK_ORIGIN S7RISK_EMAIL S7RISK_PASSWORD
   s7risk-app   S7RISK_ORIGIN S7RISK_CLIENT_ID S7RISK_SECRET
+  weavr        WEAVR_API_KEY WEAVR_EMAIL WEAVR_PASSWORD [WEAVR_OTP]
+               (the token is stepped up with WEAVR_OTP, or a code typed at the prompt
+               when run on a terminal)
+  accounts     ACCOUNTS_USERNAME ACCOUNTS_PASSWORD
   passwordsafe-oauth  PASSWORDSAFE_CLIENT_ID PASSWORDSAFE_CLIENT_SECRET
   passwordsafe-key    PASSWORDSAFE_API_KEY PASSWORDSAFE_RUNAS [PASSWORDSAFE_PASSWORD]
   fib          FIB_EMAIL FIB_PRIVATE_KEY
@@ -73,6 +78,8 @@ impl From<Error> for Failure {
 enum Provider {
     S7riskUser,
     S7riskApp,
+    Weavr,
+    Accounts,
     PasswordSafeOauth,
     PasswordSafeKey,
     Fib,
@@ -83,6 +90,8 @@ impl Provider {
         Some(match name {
             "s7risk-user" => Self::S7riskUser,
             "s7risk-app" => Self::S7riskApp,
+            "weavr" => Self::Weavr,
+            "accounts" => Self::Accounts,
             "passwordsafe-oauth" => Self::PasswordSafeOauth,
             "passwordsafe-key" => Self::PasswordSafeKey,
             "fib" => Self::Fib,
@@ -94,6 +103,8 @@ impl Provider {
         match self {
             Self::S7riskUser => "s7risk-user",
             Self::S7riskApp => "s7risk-app",
+            Self::Weavr => "weavr",
+            Self::Accounts => "accounts",
             Self::PasswordSafeOauth => "passwordsafe-oauth",
             Self::PasswordSafeKey => "passwordsafe-key",
             Self::Fib => "fib",
@@ -103,6 +114,8 @@ impl Provider {
     fn service(self) -> Service {
         match self {
             Self::S7riskUser | Self::S7riskApp => Service::S7risk,
+            Self::Weavr => Service::Weavr,
+            Self::Accounts => Service::Accounts,
             Self::PasswordSafeOauth | Self::PasswordSafeKey => Service::PasswordSafe,
             Self::Fib => Service::Fib,
         }
@@ -227,6 +240,8 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
 
 enum Session {
     S7risk(tokensmith::s7risk::Session),
+    Weavr(tokensmith::weavr::Session),
+    Accounts(tokensmith::accounts::Session),
     PasswordSafe(tokensmith::passwordsafe::Session),
     Fib(tokensmith::fib::Session),
 }
@@ -235,6 +250,12 @@ impl Session {
     async fn access_token(&self) -> Result<AccessToken, Error> {
         match self {
             Self::S7risk(s) => s.access_token().await,
+            Self::Weavr(s) => {
+                s.access_token().await?;
+                s.step_up().await?;
+                s.access_token().await
+            }
+            Self::Accounts(s) => s.access_token().await,
             Self::PasswordSafe(s) => s.access_token().await,
             Self::Fib(s) => s.access_token().await,
         }
@@ -243,6 +264,8 @@ impl Session {
     async fn logout(&self) -> Result<(), Error> {
         match self {
             Self::S7risk(s) => s.logout().await,
+            Self::Weavr(s) => s.logout().await,
+            Self::Accounts(s) => s.logout().await,
             Self::PasswordSafe(s) => s.logout().await,
             Self::Fib(s) => s.logout().await,
         }
@@ -268,7 +291,7 @@ fn session(
     base_url: Option<String>,
     store: Option<FileStore>,
 ) -> Result<Session, Failure> {
-    use tokensmith::{fib, passwordsafe, s7risk};
+    use tokensmith::{accounts, fib, passwordsafe, s7risk, weavr};
     Ok(match provider {
         Provider::S7riskUser | Provider::S7riskApp => {
             let credentials = if provider == Provider::S7riskUser {
@@ -286,6 +309,30 @@ fn session(
                 .origin(env.plain("S7RISK_ORIGIN", demo::S7RISK_ORIGIN)?)
                 .credentials(credentials);
             Session::S7risk(configure!(builder, base_url, store))
+        }
+        Provider::Weavr => {
+            let otp = env.optional_secret("WEAVR_OTP", demo::WEAVR_OTP);
+            let builder = weavr::Session::builder()
+                .api_key(env.secret("WEAVR_API_KEY", demo::WEAVR_API_KEY)?)
+                .email(env.plain("WEAVR_EMAIL", demo::WEAVR_EMAIL)?)
+                .password(env.secret("WEAVR_PASSWORD", demo::WEAVR_PASSWORD)?)
+                .max_otp_attempts(if otp.is_some() { 1 } else { 3 })
+                .step_up(weavr::StepUpMethod::Sms, move |challenge| {
+                    let otp = otp.clone();
+                    async move {
+                        match otp {
+                            Some(code) => weavr::Answer::Code(code),
+                            None => prompt_otp(challenge).await,
+                        }
+                    }
+                });
+            Session::Weavr(configure!(builder, base_url, store))
+        }
+        Provider::Accounts => {
+            let builder = accounts::Session::builder()
+                .username(env.plain("ACCOUNTS_USERNAME", demo::ACCOUNTS_USERNAME)?)
+                .password(env.secret("ACCOUNTS_PASSWORD", demo::ACCOUNTS_PASSWORD)?);
+            Session::Accounts(configure!(builder, base_url, store))
         }
         Provider::PasswordSafeOauth | Provider::PasswordSafeKey => {
             let credentials = if provider == Provider::PasswordSafeOauth {
@@ -319,6 +366,30 @@ fn session(
             Session::Fib(configure!(builder, base_url, store))
         }
     })
+}
+
+/// Asks for the one-time password on the terminal; declines when there is none.
+async fn prompt_otp(challenge: tokensmith::weavr::Challenge) -> tokensmith::weavr::Answer {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return tokensmith::weavr::Answer::Declined;
+    }
+    let attempt = match challenge {
+        tokensmith::weavr::Challenge::Sms { attempt } => attempt,
+        _ => 1,
+    };
+    let line = tokio::task::spawn_blocking(move || {
+        eprint!("weavr one-time password (attempt {attempt}): ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    match line {
+        Ok(Ok(line)) if !line.trim().is_empty() => {
+            tokensmith::weavr::Answer::Code(SecretString::new(line.trim()))
+        }
+        _ => tokensmith::weavr::Answer::Declined,
+    }
 }
 
 async fn run(args: Args) -> Result<String, Failure> {
