@@ -1,4 +1,4 @@
-//! The SDK at work with no network and no account: the built-in sandbox stands in for the
+//! The SDK at work with no network and no account: the built-in sandbox stands in for all five
 //! services on a loopback port, and sessions log in, serve their cached token, renew it
 //! before expiry (by refresh token where the service has one), share one renewal among many
 //! concurrent callers, refuse to resend refused credentials, and log out.
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokensmith::clock::ManualClock;
 use tokensmith::sandbox::{demo, Sandbox};
-use tokensmith::{fib, passwordsafe, s7risk, Service, TokenSource};
+use tokensmith::{accounts, fib, passwordsafe, s7risk, weavr, Service, TokenSource};
 
 /// Many tasks asking at once: all get the same token.
 async fn storm<S: TokenSource + Clone + 'static>(session: &S, callers: usize) -> usize {
@@ -72,6 +72,65 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     session.logout().await?;
     println!("logged out (s7risk has no endpoint: the cached token is wiped)\n");
+
+    println!("== weavr: api-key sign-in, identity exchange, 5-minute sliding tokens, step-up");
+    let session = weavr::Session::builder()
+        .base_url(sandbox.base_url(Service::Weavr))
+        .api_key(demo::WEAVR_API_KEY)
+        .email(demo::WEAVR_EMAIL)
+        .password(demo::WEAVR_PASSWORD)
+        .clock(clock.clone())
+        // The sandbox's one-time password; a real application asks the user (examples/step_up.rs).
+        .step_up(weavr::StepUpMethod::Sms, |challenge| async move {
+            println!("   the user is asked for the SMS code ({challenge:?}) and types 123456");
+            weavr::Answer::Code(demo::WEAVR_OTP.into())
+        })
+        .build()?;
+    let token = session.access_token().await?;
+    println!("signed in and exchanged for the identity's access token: {token:?}");
+    let needing_step_up: Vec<_> = (0..50)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.step_up().await })
+        })
+        .collect();
+    for call in needing_step_up {
+        call.await??;
+    }
+    let c = sandbox.counters(Service::Weavr);
+    println!(
+        "50 calls needing a step-up shared {} SMS challenge and {} verification",
+        c.challenges, c.verifications
+    );
+    session.logout().await?;
+    println!("logged out\n");
+
+    println!("== accounts (Wikimedia Enterprise): refresh tokens, the new-password challenge");
+    let session = accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_NEW_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .build()?;
+    let error = session.access_token().await.unwrap_err();
+    println!("first login: {error}");
+    let challenge = error
+        .challenge_session()
+        .expect("the challenge's session")
+        .clone();
+    session
+        .complete_new_password(&challenge, "A-New-Passw0rd")
+        .await?;
+    println!("new password set; the session holds the token set");
+    clock.advance(Duration::from_secs(24 * 3600));
+    session.access_token().await?;
+    let c = sandbox.counters(Service::Accounts);
+    println!(
+        "a day later the session renewed by refresh token: {} login, {} refresh",
+        c.logins, c.refreshes
+    );
+    session.logout().await?;
+    println!("logged out (refresh token revoked)\n");
 
     println!(
         "== passwordsafe (BeyondTrust): OAuth bearer, then a session cookie that closes when idle"
