@@ -74,6 +74,86 @@ async fn bare_round_trip(http: &reqwest::Client, base: &str) -> Duration {
     percentile(&samples, 0.5)
 }
 
+/// 1,000 concurrent weavr calls answered STEP_UP_REQUIRED until one challenge is verified.
+async fn step_up_storm() {
+    use std::sync::atomic::AtomicBool;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let stepped_up = Arc::new(AtomicBool::new(false));
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"token": "t", "tokenType": "ACCESS"})),
+        )
+        .mount(&server)
+        .await;
+    let flag = stepped_up.clone();
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(move |_: &Request| {
+            if flag.load(Ordering::SeqCst) {
+                ResponseTemplate::new(200).set_body_json(
+                    serde_json::json!({"identities": [], "count": 0, "responseCount": 0}),
+                )
+            } else {
+                ResponseTemplate::new(403)
+                    .set_body_json(serde_json::json!({"errorCode": "STEP_UP_REQUIRED"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/stepup/challenges/otp/SMS"))
+        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_millis(20)))
+        .mount(&server)
+        .await;
+    let flag = stepped_up.clone();
+    Mock::given(method("POST"))
+        .and(path("/stepup/challenges/otp/SMS/verify"))
+        .respond_with(move |_: &Request| {
+            flag.store(true, Ordering::SeqCst);
+            ResponseTemplate::new(204)
+        })
+        .mount(&server)
+        .await;
+    let session = tokensmith::weavr::Session::builder()
+        .base_url(server.uri())
+        .api_key("bench-key")
+        .email("bench@example.com")
+        .password("pw")
+        .step_up(tokensmith::weavr::StepUpMethod::Sms, |_| async {
+            tokensmith::weavr::Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    let start = Instant::now();
+    let calls: Vec<_> = (0..1000)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.api().list_identities(None, None).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for call in calls {
+        if call.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    let requests = server.received_requests().await.unwrap();
+    let count = |p: &str| requests.iter().filter(|r| r.url.path() == p).count();
+    println!(
+        "step-up storm: 1000 calls, {ok} succeeded, {} challenge request(s), {} verification(s), {:?} in all",
+        count("/stepup/challenges/otp/SMS"),
+        count("/stepup/challenges/otp/SMS/verify"),
+        start.elapsed()
+    );
+    assert_eq!(count("/stepup/challenges/otp/SMS"), 1, "one challenge");
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -147,5 +227,7 @@ fn main() {
             (with_tokens - idle) / 1000
         );
         drop(sessions);
+
+        step_up_storm().await;
     });
 }
