@@ -251,3 +251,101 @@ async fn weavr_tokens_are_stepped_up_with_the_otp_from_the_environment() {
     assert_eq!((counters.challenges, counters.verifications), (2, 1));
     assert!(!text(&output.stderr).contains(demo::WEAVR_OTP));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_reuses_its_cache_on_the_second_run() {
+    let sandbox = Sandbox::start().await;
+    let providers: [(&str, Service, Vec<(&str, &str)>); 7] = [
+        (
+            "s7risk-user",
+            Service::S7risk,
+            vec![
+                ("S7RISK_ORIGIN", demo::S7RISK_ORIGIN),
+                ("S7RISK_EMAIL", demo::S7RISK_EMAIL),
+                ("S7RISK_PASSWORD", demo::S7RISK_PASSWORD),
+            ],
+        ),
+        (
+            "s7risk-app",
+            Service::S7risk,
+            vec![
+                ("S7RISK_ORIGIN", demo::S7RISK_ORIGIN),
+                ("S7RISK_CLIENT_ID", demo::S7RISK_CLIENT_ID),
+                ("S7RISK_SECRET", demo::S7RISK_SECRET),
+            ],
+        ),
+        (
+            "weavr",
+            Service::Weavr,
+            vec![
+                ("WEAVR_API_KEY", demo::WEAVR_API_KEY),
+                ("WEAVR_EMAIL", demo::WEAVR_EMAIL),
+                ("WEAVR_PASSWORD", demo::WEAVR_PASSWORD),
+                ("WEAVR_OTP", demo::WEAVR_OTP),
+            ],
+        ),
+        (
+            "accounts",
+            Service::Accounts,
+            vec![
+                ("ACCOUNTS_USERNAME", demo::ACCOUNTS_USERNAME),
+                ("ACCOUNTS_PASSWORD", demo::ACCOUNTS_PASSWORD),
+            ],
+        ),
+        (
+            "passwordsafe-oauth",
+            Service::PasswordSafe,
+            vec![
+                ("PASSWORDSAFE_CLIENT_ID", demo::PASSWORDSAFE_CLIENT_ID),
+                (
+                    "PASSWORDSAFE_CLIENT_SECRET",
+                    demo::PASSWORDSAFE_CLIENT_SECRET,
+                ),
+            ],
+        ),
+        (
+            "passwordsafe-key",
+            Service::PasswordSafe,
+            vec![
+                ("PASSWORDSAFE_API_KEY", demo::PASSWORDSAFE_API_KEY),
+                ("PASSWORDSAFE_RUNAS", demo::PASSWORDSAFE_RUNAS),
+                ("PASSWORDSAFE_PASSWORD", demo::PASSWORDSAFE_PASSWORD),
+            ],
+        ),
+        (
+            "fib",
+            Service::Fib,
+            vec![
+                ("FIB_EMAIL", demo::FIB_EMAIL),
+                ("FIB_PRIVATE_KEY", demo::FIB_PRIVATE_KEY),
+            ],
+        ),
+    ];
+    for (provider, service, credentials) in providers {
+        let base = sandbox.base_url(service);
+        let cache = cache_file(provider);
+        let mut env = credentials;
+        env.push(("TOKENSMITH_BASE_URL", &base));
+        env.push(("TOKENSMITH_CACHE_KEY", CACHE_KEY));
+        let run = || {
+            tokensmith(
+                &["--cache", cache.to_str().unwrap(), provider, "info"],
+                &env,
+            )
+        };
+        let logins = sandbox.counters(service).logins;
+        assert_eq!(info(&run())["source"], "login", "{provider}");
+        let challenges = sandbox.counters(service).challenges;
+        assert_eq!(info(&run())["source"], "cache", "{provider}");
+        assert_eq!(
+            sandbox.counters(service).logins,
+            logins + 1,
+            "{provider}: one login in two runs"
+        );
+        assert_eq!(
+            sandbox.counters(service).challenges,
+            challenges,
+            "{provider}: no new step-up"
+        );
+    }
+}

@@ -251,7 +251,12 @@ impl Session {
         match self {
             Self::S7risk(s) => s.access_token().await,
             Self::Weavr(s) => {
-                s.access_token().await?;
+                // A token from --cache was stepped up by the run that signed in; stepping up
+                // again would send another text message every run.
+                let token = s.access_token().await?;
+                if token.origin() == TokenOrigin::Store {
+                    return Ok(token);
+                }
                 s.step_up().await?;
                 s.access_token().await
             }
