@@ -255,7 +255,8 @@ async fn weavr_tokens_are_stepped_up_with_the_otp_from_the_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_provider_reuses_its_cache_on_the_second_run() {
     let sandbox = Sandbox::start().await;
-    let providers: [(&str, Service, Vec<(&str, &str)>); 7] = [
+    type Provider = (&'static str, Service, Vec<(&'static str, &'static str)>);
+    let providers: [Provider; 7] = [
         (
             "s7risk-user",
             Service::S7risk,
