@@ -47,6 +47,19 @@ pub(crate) trait Provider: Send + Sync + 'static {
     }
 }
 
+/// The longest a session waits for another replica's renewal before renewing itself.
+const LEASE_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// What waiting for the fleet's renewal lease gave.
+enum Leased {
+    /// This session renews, and releases the lease after.
+    Granted(crate::store::Lease),
+    /// Another session renewed: its fresh token.
+    Token(AccessToken),
+    /// No fleet coordination (no store, or it failed): renew alone.
+    Alone,
+}
+
 /// A login failure that must not be repeated with the same credentials (until `until`).
 struct Blocked {
     error: Error,
@@ -241,6 +254,51 @@ impl<P: Provider> Cache<P> {
         if let Some(token) = self.adopt_stored().await {
             return Ok(token);
         }
+        // In a shared store, one session renews for all: the others wait for its token set.
+        let lease = match self.take_lease().await {
+            Leased::Token(token) => return Ok(token),
+            Leased::Granted(lease) => Some(lease),
+            Leased::Alone => None,
+        };
+        let outcome = self.renew_now().await;
+        if let (Some(lease), Some((store, key))) = (lease, &self.store) {
+            if let Err(error) = store.release(key, &lease).await {
+                tracing::warn!(service = %P::SERVICE, %error, "could not release the renewal lease; it will expire");
+            }
+        }
+        outcome
+    }
+
+    /// Waits for the right to renew: granted, or another holder's fresh token set, or (the
+    /// store failing, or a holder taking far too long) the go-ahead to renew alone.
+    async fn take_lease(&self) -> Leased {
+        let Some((store, key)) = &self.store else {
+            return Leased::Alone;
+        };
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(25);
+        loop {
+            match store.lease(key).await {
+                Ok(Some(lease)) => return Leased::Granted(lease),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(service = %P::SERVICE, %error, "token store unavailable; renewing without the fleet lease");
+                    return Leased::Alone;
+                }
+            }
+            if started.elapsed() > LEASE_WAIT_LIMIT {
+                tracing::warn!(service = %P::SERVICE, "the renewal lease is held too long; renewing alone");
+                return Leased::Alone;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
+            if let Some(token) = self.adopt_stored().await {
+                return Leased::Token(token);
+            }
+        }
+    }
+
+    async fn renew_now(&self) -> Result<AccessToken, Error> {
         let current = self
             .current
             .read()

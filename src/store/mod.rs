@@ -10,8 +10,12 @@
 //! - [`MemoryStore`]: shared by the sessions of one process.
 //! - [`FileStore`]: a file (mode 0600, replaced atomically), secrets sealed with
 //!   XChaCha20-Poly1305 under a key the application supplies.
+//! - `RedisStore` (cargo feature `redis`): shared by a fleet, sealed the same way, with a
+//!   lease so that one replica renews while the others wait for its token set.
 
 mod file;
+#[cfg(feature = "redis")]
+mod redis;
 mod seal;
 
 use std::collections::HashMap;
@@ -26,6 +30,8 @@ use crate::error::{Error, Service};
 use crate::secret::SecretString;
 
 pub use file::FileStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, DEFAULT_LEASE_TTL};
 pub use seal::SealingKey;
 
 /// A boxed future, as the store methods return.
@@ -90,11 +96,44 @@ pub(crate) fn from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// The right to renew one token set for the fleet, until it is released or expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    token: String,
+}
+
+impl Lease {
+    /// A lease identified by `token` (unique to its holder: only the holder releases it).
+    pub fn new(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+        }
+    }
+
+    /// The holder's token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 /// Where sessions keep their token sets.
 ///
 /// Implementations must be safe to call from many tasks at once. A failing call is reported
 /// as an error; the session logs it and carries on without the store.
 pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Asks for the right to renew the token set under `key`. `Some` when granted; `None`
+    /// when another holder has it (the session then waits for that holder's token set, and
+    /// asks again, since an abandoned lease expires). Stores that are not shared grant it
+    /// always (the default).
+    fn lease<'a>(&'a self, _key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {
+        Box::pin(async { Ok(Some(Lease::new("local"))) })
+    }
+
+    /// Gives a lease back once its holder stored the new token set (or failed).
+    fn release<'a>(&'a self, _key: &'a StoreKey, _lease: &'a Lease) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The token set stored under `key`, if any.
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>>;
     /// Stores `tokens` under `key`, replacing what was there.
