@@ -408,6 +408,7 @@ impl<P: Provider> Cache<P> {
                 origin: TokenOrigin::Store,
                 expires_at,
                 expires_at_most: stored.expires_at_most_ms.map(at),
+                stepped_up: stored.stepped_up,
                 lead: stored.renew_after_ms.map_or_else(
                     || self.policy.lead(expires_at.saturating_duration_since(now)),
                     |renew| expires_at.saturating_duration_since(at(renew)),
@@ -439,6 +440,7 @@ impl<P: Provider> Cache<P> {
             expires_at_most_ms: entry.expires_at_most().map(ms),
             refresh_expires_at_ms: entry.refresh_expires_at().map(ms),
             refresh_uses: entry.refresh_uses,
+            stepped_up: entry.stepped_up.load(Ordering::Acquire),
         };
         if let Err(error) = store.save(key, &stored).await {
             tracing::warn!(service = %P::SERVICE, %error, "token store unavailable; the token stays in this session only");
@@ -465,6 +467,16 @@ impl<P: Provider> Cache<P> {
         }
         self.adopt_stored().await;
         self.current().filter(|e| e.is_valid(now))
+    }
+
+    /// Records that the token `secret` was stepped up, here and in the store.
+    pub(crate) async fn mark_stepped_up(&self, secret: &str) {
+        if let Some(entry) = self.current() {
+            if entry.secret.expose_secret() == secret {
+                entry.stepped_up.store(true, Ordering::Release);
+                self.save_stored(&entry).await;
+            }
+        }
     }
 
     /// Forgets the stored token set too (logout).
@@ -514,6 +526,7 @@ impl<P: Provider> Cache<P> {
                 expires_at_most: grant.max_lifetime.map(|max| sent_at + max),
                 lead: self.policy.lead(grant.lifetime),
                 sliding: P::SLIDING,
+                stepped_up: false,
             },
         ));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
@@ -860,6 +873,7 @@ mod tests {
                 expires_at_most: Some(clock.now() + Duration::from_secs(500)),
                 lead: Duration::from_secs(30),
                 sliding: Some(Duration::from_secs(300)),
+                stepped_up: false,
             },
         );
         let start = clock.now();

@@ -125,6 +125,8 @@ pub(crate) struct Entry {
     sliding: Option<Duration>,
     /// Sliding never moves the expiry past this (nanoseconds after `base`).
     expires_at_most_nanos: u64,
+    /// weavr: the token was stepped up (strong customer authentication).
+    pub(crate) stepped_up: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn nanos_since(base: Instant, at: Instant) -> u64 {
@@ -142,6 +144,7 @@ pub(crate) struct EntryParts {
     pub(crate) expires_at_most: Option<Instant>,
     pub(crate) lead: Duration,
     pub(crate) sliding: Option<Duration>,
+    pub(crate) stepped_up: bool,
 }
 
 impl Entry {
@@ -162,6 +165,7 @@ impl Entry {
             expires_at_most_nanos: parts
                 .expires_at_most
                 .map_or(u64::MAX, |at| nanos_since(base, at)),
+            stepped_up: std::sync::atomic::AtomicBool::new(parts.stepped_up),
         }
     }
 

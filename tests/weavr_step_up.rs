@@ -391,3 +391,30 @@ async fn access_token_required_is_cured_by_the_identity_exchange() {
     assert_eq!(refused.status(), Some(reqwest::StatusCode::FORBIDDEN));
     assert_eq!(count_requests(&server, "/access_token").await, 1);
 }
+
+#[tokio::test]
+async fn a_shared_store_carries_the_step_up_to_other_sessions() {
+    let (server, _) = server_with_step_up().await;
+    let store = tokensmith::store::MemoryStore::new();
+    let clock = test_clock();
+    let first = builder(&server, &clock)
+        .token_store(store.clone())
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    first.step_up().await.unwrap();
+    let second = builder(&server, &clock)
+        .token_store(store)
+        .step_up(StepUpMethod::Sms, |_| async { Answer::Declined })
+        .build()
+        .unwrap();
+    second.step_up().await.unwrap();
+    assert_eq!(
+        count_requests(&server, OTP_START).await,
+        1,
+        "the stored token was stepped up"
+    );
+    assert_eq!(count_requests(&server, "/login_with_password").await, 1);
+}

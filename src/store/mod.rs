@@ -85,6 +85,9 @@ pub struct StoredTokens {
     pub refresh_expires_at_ms: Option<u64>,
     /// How many times the refresh token has been used.
     pub refresh_uses: u32,
+    /// weavr: the access token was stepped up.
+    #[serde(default)]
+    pub stepped_up: bool,
 }
 
 pub(crate) fn to_ms(time: SystemTime) -> u64 {

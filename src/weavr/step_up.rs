@@ -104,7 +104,6 @@ pub(crate) struct Coordinator {
     pub(crate) method: StepUpMethod,
     pub(crate) max_attempts: u32,
     flight: Mutex<Option<(String, Flight)>>,
-    stepped_up: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -130,7 +129,6 @@ impl Coordinator {
             method,
             max_attempts: max_attempts.max(1),
             flight: Mutex::new(None),
-            stepped_up: Mutex::new(None),
         }
     }
 
@@ -142,7 +140,11 @@ impl Coordinator {
             .ok_or_else(|| failed("the session is gone"))?;
         let token = core.cache.access_token().await?;
         let secret = token.secret().expose_secret().to_owned();
-        if lock(&self.stepped_up).as_deref() == Some(secret.as_str()) {
+        if token
+            .entry()
+            .stepped_up
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             return Ok(());
         }
         let flight = {
@@ -160,7 +162,7 @@ impl Coordinator {
             .get_or_init(|| async {
                 let outcome = self.run(&core, token.secret()).await;
                 if outcome.is_ok() {
-                    *lock(&self.stepped_up) = Some(secret.clone());
+                    core.cache.mark_stepped_up(&secret).await;
                 }
                 outcome
             })
