@@ -2,8 +2,10 @@
 //! and one refresh at expiry; a holder killed mid-renewal is taken over after its lease; Redis
 //! stopped mid-run leaves the sessions serving; nothing in Redis is a usable token.
 //!
-//! These tests start their own `redis-server` (Debian package `redis-server`). Without one
-//! they say so and pass, unless `TOKENSMITH_REQUIRE_REDIS=1` (CI sets it) makes that a failure.
+//! They use the `redis-server` CI started (`TOKENSMITH_TEST_REDIS_PORT`) or start their own
+//! (Debian package `redis-server`); the test that stops Redis always starts its own. Without
+//! a server they say so and pass, unless `TOKENSMITH_REQUIRE_REDIS=1` (CI sets it) makes that
+//! a failure.
 
 mod common;
 
@@ -24,6 +26,18 @@ struct Redis {
 }
 
 impl Redis {
+    /// The server CI started (`TOKENSMITH_TEST_REDIS_PORT`), or one of our own.
+    fn shared() -> Option<Self> {
+        match std::env::var("TOKENSMITH_TEST_REDIS_PORT") {
+            Ok(port) => Some(Self {
+                child: None,
+                port: port.parse().expect("a port number"),
+            }),
+            Err(_) => Self::start(),
+        }
+    }
+
+    /// A server of our own, which the test may stop.
     fn start() -> Option<Self> {
         let port = TcpListener::bind("127.0.0.1:0")
             .ok()?
@@ -193,7 +207,7 @@ async fn fleet_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::shared() else { return };
     let sandbox = Sandbox::builder()
         // Long enough for all eight processes to start within the first lifetime.
         .fib_access_lifetime(Duration::from_secs(8))
@@ -248,7 +262,7 @@ async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
 async fn a_holder_killed_mid_renewal_is_taken_over_after_its_lease() {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::shared() else { return };
     let server = MockServer::start().await;
     let tokens = serde_json::json!({
         "status": {"code": 200, "name": "OK"},
