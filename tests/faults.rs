@@ -376,3 +376,45 @@ async fn a_refresh_is_replayed_after_a_rate_limit_that_asks_for_no_wait() {
     let counts = session.request_counts();
     assert_eq!((counts.logins, counts.refreshes), (1, 1));
 }
+
+#[tokio::test]
+async fn a_redirect_is_an_error_and_the_credentials_go_nowhere_else() {
+    let elsewhere = MockServer::start().await;
+    for service in SERVICES {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(307)
+                    .insert_header("location", format!("{}/steal", elsewhere.uri()).as_str()),
+            )
+            .mount(&server)
+            .await;
+        let session = service.session(
+            &server.uri(),
+            &test_clock(),
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            RetryPolicy::none(),
+        );
+        let error = session.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnexpectedResponse, "{service:?}");
+        assert_eq!(error.status(), Some(307), "{service:?}");
+        if service == Service::S7risk {
+            // And with the session's own default HTTP client.
+            let default_client = tokensmith::s7risk::Session::builder()
+                .base_url(server.uri())
+                .origin("https://api.example.com")
+                .credentials(tokensmith::s7risk::Credentials::user("a@b.c", PASSWORD))
+                .build()
+                .unwrap();
+            let error = default_client.access_token().await.unwrap_err();
+            assert_eq!(error.status(), Some(307));
+        }
+    }
+    assert!(
+        elsewhere.received_requests().await.unwrap().is_empty(),
+        "no credentials were re-sent to the redirect target"
+    );
+}

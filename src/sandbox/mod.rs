@@ -166,6 +166,18 @@ impl SandboxBuilder {
         self
     }
 
+    /// How long weavr tokens live after their last use (default 5 minutes).
+    pub fn weavr_token_idle(mut self, idle: Duration) -> Self {
+        self.config.weavr_idle = idle;
+        self
+    }
+
+    /// How long a Password Safe session lives after its last use (default 20 minutes).
+    pub fn passwordsafe_session_idle(mut self, idle: Duration) -> Self {
+        self.config.passwordsafe_idle = idle;
+        self
+    }
+
     /// How long accounts access tokens live (default 24 h).
     pub fn accounts_access_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.accounts_access_lifetime = lifetime;
