@@ -199,6 +199,7 @@ async fn refused_credentials_are_sent_once_and_never_again() {
         let err = result.unwrap().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
     }
+    common::settle().await;
     clock.advance(Duration::from_secs(3600));
     let later = session.access_token().await.unwrap_err();
     assert_eq!(later.kind(), ErrorKind::InvalidCredentials);

@@ -119,6 +119,7 @@ async fn fifty_calls_needing_step_up_share_one_challenge_and_one_verification() 
     for call in calls {
         assert_eq!(call.await.unwrap().unwrap().status(), 200);
     }
+    common::settle().await;
 
     assert_eq!(count_requests(&server, OTP_START).await, 1, "one SMS");
     assert_eq!(
@@ -242,6 +243,7 @@ async fn a_declined_step_up_fails_every_waiter_alike_and_the_next_one_starts_afr
         assert_eq!(error.kind(), ErrorKind::StepUpRequired);
         assert!(error.to_string().contains("declined"));
     }
+    common::settle().await;
     assert_eq!(count_requests(&server, OTP_START).await, 1);
     // An api() call that needs the step-up gets the service's refusal back.
     let refused = session.api().list_identities(None, None).await.unwrap_err();

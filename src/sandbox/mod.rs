@@ -212,7 +212,10 @@ impl SandboxBuilder {
         weavr::mount(&server, &shared).await;
         accounts::mount(&server, &shared).await;
         Sandbox {
-            inner: Arc::new(Inner { server, shared }),
+            inner: Arc::new(Inner {
+                server: Some(server),
+                shared,
+            }),
         }
     }
 }
@@ -224,14 +227,30 @@ pub struct Sandbox {
 }
 
 struct Inner {
-    server: MockServer,
+    server: Option<MockServer>,
     shared: Arc<Shared>,
+}
+
+impl Inner {
+    fn server(&self) -> &MockServer {
+        self.server.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // wiremock's MockServer blocks on a tokio lock when dropped; inside a tokio task whose
+        // cooperative budget is spent that spins forever, so it is dropped on a plain thread.
+        if let Some(server) = self.server.take() {
+            let _ = std::thread::spawn(move || drop(server)).join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
-            .field("uri", &self.inner.server.uri())
+            .field("uri", &self.inner.server().uri())
             .finish_non_exhaustive()
     }
 }
@@ -249,7 +268,7 @@ impl Sandbox {
 
     /// The base URL to give a session of `service`.
     pub fn base_url(&self, service: Service) -> String {
-        format!("{}/{}", self.inner.server.uri(), prefix(service))
+        format!("{}/{}", self.inner.server().uri(), prefix(service))
     }
 
     /// What the stand-in for `service` has done so far.

@@ -145,7 +145,15 @@ where
         secrets.insert(token.secret().expose_secret().to_owned());
     }
     assert_eq!(secrets.len(), 1, "every caller got the same token");
+    settle().await;
     secrets.into_iter().next().unwrap()
+}
+
+/// Yields once, so the test task starts its next steps with a fresh tokio budget. Joining a
+/// thousand tasks can spend it all; wiremock's `MockServer` then blocks on a tokio lock when
+/// dropped, and a spent budget makes that spin forever.
+pub async fn settle() {
+    tokio::task::yield_now().await;
 }
 
 /// Starts a renewal, cancels the caller that started it while ten others wait, and checks
@@ -176,5 +184,6 @@ where
         secrets.insert(token.secret().expose_secret().to_owned());
     }
     assert_eq!(secrets.len(), 1);
+    settle().await;
     secrets.into_iter().next().unwrap()
 }
