@@ -341,3 +341,30 @@ async fn sessions_keep_serving_when_redis_stops() {
         "per-process behaviour"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_starts_and_serves_while_redis_is_down() {
+    // Nothing listens on this port: a lazy store connects on first use, and fails then.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/"), key()).unwrap();
+    let sandbox = Sandbox::start().await;
+    let session = tokensmith::fib::Session::builder()
+        .base_url(sandbox.base_url(Service::Fib))
+        .email(demo::FIB_EMAIL)
+        .private_key(demo::FIB_PRIVATE_KEY)
+        .token_store(store)
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    session.access_token().await.unwrap();
+    assert_eq!(
+        sandbox.counters(Service::Fib).logins,
+        1,
+        "per-process caching still works"
+    );
+    assert!(RedisStore::lazy("not a url", key()).is_err());
+}

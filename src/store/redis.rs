@@ -45,11 +45,7 @@ impl RedisStore {
         let client = redis::Client::open(url).map_err(|_| {
             Error::configuration(None, "Redis token store: the URL is not a Redis URL")
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client, Self::config())
             .await
             .map_err(|e| failed("cannot connect", e.kind()))?;
         Ok(Self {
@@ -57,6 +53,29 @@ impl RedisStore {
             key,
             lease_ttl: DEFAULT_LEASE_TTL,
         })
+    }
+
+    /// Like [`Self::connect`], but connects on first use, so that an application can start
+    /// while Redis is down: until it is reachable, sessions renew on their own (with a
+    /// warning). Fails only for a URL that is not a Redis URL. Call it inside a Tokio runtime.
+    pub fn lazy(url: &str, key: SealingKey) -> Result<Self, Error> {
+        let client = redis::Client::open(url).map_err(|_| {
+            Error::configuration(None, "Redis token store: the URL is not a Redis URL")
+        })?;
+        let connection = ConnectionManager::new_lazy_with_config(client, Self::config())
+            .map_err(|e| failed("cannot set up the connection", e.kind()))?;
+        Ok(Self {
+            connection,
+            key,
+            lease_ttl: DEFAULT_LEASE_TTL,
+        })
+    }
+
+    fn config() -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
     }
 
     /// How long a lease lasts at most (default [`DEFAULT_LEASE_TTL`]): longer than a login
