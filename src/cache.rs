@@ -68,6 +68,29 @@ struct Blocked {
 
 type Flight = Arc<OnceCell<Result<AccessToken, Error>>>;
 
+/// What `access_token()` returns: the cached token at once, or the shared renewal.
+pub(crate) enum TokenFuture<'a> {
+    Ready(Option<AccessToken>),
+    Renew(std::pin::Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>),
+}
+
+impl Future for TokenFuture<'_> {
+    type Output = Result<AccessToken, Error>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(token) => {
+                std::task::Poll::Ready(Ok(token.take().expect("polled after completion")))
+            }
+            Self::Renew(renewal) => renewal.as_mut().poll(cx),
+        }
+    }
+}
+
 /// Counters of the requests a cache has made, for tests and diagnostics.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -205,13 +228,13 @@ impl<P: Provider> Cache<P> {
     }
 
     /// A valid token: the cached one, or one shared renewal.
-    pub(crate) async fn access_token(&self) -> Result<AccessToken, Error> {
-        if let Some(token) = self.fresh() {
-            return Ok(token);
+    pub(crate) fn access_token(&self) -> TokenFuture<'_> {
+        // The fast path is answered before any future is built; the renewal is boxed so that
+        // the future stays two words instead of a whole HTTP exchange's state.
+        match self.fresh() {
+            Some(token) => TokenFuture::Ready(Some(token)),
+            None => TokenFuture::Renew(Box::pin(self.join_flight())),
         }
-        // Boxed so that this future stays a few words: the renewal's state (a whole HTTP
-        // exchange) would otherwise be copied every time a caller creates or moves it.
-        Box::pin(self.join_flight()).await
     }
 
     async fn join_flight(&self) -> Result<AccessToken, Error> {

@@ -376,8 +376,11 @@ macro_rules! common_session_methods {
     ($client:ty) => {
         /// A valid access token: the cached one, or one obtained by a single shared login or
         /// refresh however many tasks ask at once.
-        pub async fn access_token(&self) -> Result<crate::AccessToken, crate::Error> {
-            self.core.cache.access_token().await
+        pub fn access_token(
+            &self,
+        ) -> impl std::future::Future<Output = Result<crate::AccessToken, crate::Error>> + Send + '_
+        {
+            self.core.cache.access_token()
         }
 
         /// Adds the current credentials (renewed first when due) to a request for one of the
@@ -424,8 +427,11 @@ macro_rules! common_session_methods {
 macro_rules! session_impls {
     ($session:ty) => {
         impl crate::TokenSource for $session {
-            async fn access_token(&self) -> Result<crate::AccessToken, crate::Error> {
-                self.core.cache.access_token().await
+            fn access_token(
+                &self,
+            ) -> impl std::future::Future<Output = Result<crate::AccessToken, crate::Error>> + Send
+            {
+                self.core.cache.access_token()
             }
         }
 
