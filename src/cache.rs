@@ -68,13 +68,15 @@ struct Blocked {
 
 type Flight = Arc<OnceCell<Result<AccessToken, Error>>>;
 
-/// What `access_token()` returns: the cached token at once, or the shared renewal.
-pub(crate) enum TokenFuture<'a> {
-    Ready(Option<AccessToken>),
+/// What `access_token()` returns: at its first poll the cached token if it is fresh (no
+/// future state beyond a reference), else the shared renewal, boxed so that the future stays
+/// two words instead of a whole HTTP exchange's state.
+pub(crate) enum TokenFuture<'a, P> {
+    Start(&'a Cache<P>),
     Renew(std::pin::Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>),
 }
 
-impl Future for TokenFuture<'_> {
+impl<P: Provider> Future for TokenFuture<'_, P> {
     type Output = Result<AccessToken, Error>;
 
     #[inline]
@@ -82,11 +84,16 @@ impl Future for TokenFuture<'_> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        match self.get_mut() {
-            Self::Ready(token) => {
-                std::task::Poll::Ready(Ok(token.take().expect("polled after completion")))
+        let this = self.get_mut();
+        if let Self::Start(cache) = *this {
+            if let Some(token) = cache.fresh() {
+                return std::task::Poll::Ready(Ok(token));
             }
+            *this = Self::Renew(Box::pin(cache.join_flight()));
+        }
+        match this {
             Self::Renew(renewal) => renewal.as_mut().poll(cx),
+            Self::Start(_) => unreachable!("replaced above"),
         }
     }
 }
@@ -228,13 +235,8 @@ impl<P: Provider> Cache<P> {
     }
 
     /// A valid token: the cached one, or one shared renewal.
-    pub(crate) fn access_token(&self) -> TokenFuture<'_> {
-        // The fast path is answered before any future is built; the renewal is boxed so that
-        // the future stays two words instead of a whole HTTP exchange's state.
-        match self.fresh() {
-            Some(token) => TokenFuture::Ready(Some(token)),
-            None => TokenFuture::Renew(Box::pin(self.join_flight())),
-        }
+    pub(crate) fn access_token(&self) -> TokenFuture<'_, P> {
+        TokenFuture::Start(self)
     }
 
     async fn join_flight(&self) -> Result<AccessToken, Error> {
