@@ -304,7 +304,17 @@ impl<P: Provider> Cache<P> {
         let mut pause = Duration::from_millis(25);
         loop {
             match store.lease(key).await {
-                Ok(Some(lease)) => return Leased::Granted(lease),
+                Ok(Some(lease)) => {
+                    // The previous holder may have stored its token set and released the
+                    // lease since this session last looked: look again before renewing.
+                    if let Some(token) = self.adopt_stored().await {
+                        if let Err(error) = store.release(key, &lease).await {
+                            tracing::warn!(service = %P::SERVICE, %error, "could not release the renewal lease; it will expire");
+                        }
+                        return Leased::Token(token);
+                    }
+                    return Leased::Granted(lease);
+                }
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(service = %P::SERVICE, %error, "token store unavailable; renewing without the fleet lease");
