@@ -574,3 +574,28 @@ async fn nothing_prints_a_secret() {
     );
     assert!(Session::builder().password("p").build().is_err());
 }
+
+#[tokio::test]
+async fn a_200_with_neither_tokens_nor_a_challenge_is_a_decode_error_quoting_nothing() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        LOGIN,
+        ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": null, "id_token": "id-secret-xyz", "refresh_token": "refresh-secret-xyz"
+        })),
+    )
+    .await;
+    let error = session(&server, &test_clock())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Decode);
+    assert_eq!(error.status(), Some(200));
+    assert_eq!(
+        error.message(),
+        Some("the login answered neither tokens nor a challenge")
+    );
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("secret-xyz"), "{shown}");
+}
