@@ -23,6 +23,12 @@ pub(crate) trait Provider: Send + Sync + 'static {
     const SLIDING: Option<Duration> = None;
     /// A refresh token may be used at most this many times (accounts: 90).
     const MAX_REFRESH_USES: Option<u32> = None;
+    /// How long logins are held back after a 429 that does not say how long to wait: another
+    /// attempt inside the service's window only extends it.
+    const LOGIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+    /// How long a login challenge (a new password required, a password expired) stays usable:
+    /// until then every call is answered with it, after that a new login starts a new one.
+    const CHALLENGE_LIFETIME: Duration = Duration::from_secs(3 * 60);
 
     /// Who logs in (an email, a client id; never a secret), to key a shared token store.
     fn store_identity(&self) -> String {
@@ -591,16 +597,22 @@ impl<P: Provider> Cache<P> {
             ErrorKind::InvalidCredentials
             | ErrorKind::AccessWindowExpired
             | ErrorKind::InvalidRequest
-            | ErrorKind::PasswordExpired
-            | ErrorKind::NewPasswordRequired
             // A lock of unknown length: another attempt could only extend it.
             | ErrorKind::AccountLocked { retry_after: None } => None,
+            // The challenge's session or temporary token is what the caller needs, as long as
+            // it lasts; a login after that gets a new one.
+            ErrorKind::PasswordExpired | ErrorKind::NewPasswordRequired => {
+                Some(self.clock.now() + P::CHALLENGE_LIFETIME)
+            }
             ErrorKind::AccountLocked {
                 retry_after: Some(d),
             }
             | ErrorKind::RateLimited {
                 retry_after: Some(d),
             } => Some(self.clock.now() + d),
+            ErrorKind::RateLimited { retry_after: None } => {
+                Some(self.clock.now() + P::LOGIN_RATE_LIMIT_WAIT)
+            }
             _ => return,
         };
         *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Blocked {
@@ -871,6 +883,36 @@ mod tests {
         let err = cache.access_token().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ServerError);
         assert_eq!(secret(&cache).await, "a2", "the next call tries again");
+    }
+
+    #[tokio::test]
+    async fn a_login_challenge_is_answered_while_it_lasts_then_a_new_login_starts_another() {
+        let challenge = Err(Error::new(ErrorKind::NewPasswordRequired).with_status(200));
+        let (cache, clock) = cache(vec![challenge, grant("a1", None, 300)], vec![]);
+        for _ in 0..2 {
+            let err = cache.access_token().await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
+            assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+        }
+        clock.advance(Scripted::CHALLENGE_LIFETIME);
+        assert_eq!(
+            secret(&cache).await,
+            "a1",
+            "its session is spent: log in again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_of_unknown_length_holds_logins_back_for_the_provider_s_wait() {
+        let limited =
+            Err(Error::new(ErrorKind::RateLimited { retry_after: None }).with_status(429));
+        let (cache, clock) = cache(vec![limited, grant("a1", None, 300)], vec![]);
+        cache.access_token().await.unwrap_err();
+        clock.advance(Scripted::LOGIN_RATE_LIMIT_WAIT - Duration::from_secs(1));
+        cache.access_token().await.unwrap_err();
+        assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(secret(&cache).await, "a1");
     }
 
     #[tokio::test]

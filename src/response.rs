@@ -22,12 +22,27 @@ const EXCERPT_CHARS: usize = 200;
 pub(crate) struct Probe {
     last: Mutex<Option<(u16, HeaderMap)>>,
     oversized: Mutex<Option<usize>>,
+    error_body: Mutex<Option<bytes::Bytes>>,
 }
 
 impl Probe {
     pub(crate) fn record(&self, status: u16, headers: &HeaderMap) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((status, headers.clone()));
         *self.oversized.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.error_body.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The body of the last response, an error, as read under the cap. Kept because a
+    /// documented error schema may not name the member the service put its message in.
+    pub(crate) fn record_error_body(&self, body: bytes::Bytes) {
+        *self.error_body.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+    }
+
+    fn error_body(&self) -> Option<bytes::Bytes> {
+        self.error_body
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last response's body was longer than `cap` and was dropped unread.
@@ -167,6 +182,18 @@ pub(crate) fn parse_try_again_in(message: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+/// The members a JSON error body most often carries its message in, in order of preference.
+const MESSAGE_KEYS: [&str; 5] = ["message", "error_description", "error", "Message", "detail"];
+
+/// The message of a JSON error object, from the first of [`MESSAGE_KEYS`] that holds a string.
+/// Nothing else of the body is taken: another member may be a token (weavr's 409 `token`).
+fn message_from_json_keys(json: &serde_json::Value) -> Option<String> {
+    MESSAGE_KEYS
+        .iter()
+        .find_map(|key| json.get(key).and_then(|v| v.as_str()))
+        .map(excerpt)
+}
+
 /// A message from a body whose shape is not the documented one: a JSON `message` (or
 /// `error`, `error_description`, `Message`), a JSON string, or the start of the text.
 pub(crate) fn message_from_bytes(bytes: &[u8]) -> Option<String> {
@@ -174,10 +201,8 @@ pub(crate) fn message_from_bytes(bytes: &[u8]) -> Option<String> {
         if let Some(s) = json.as_str() {
             return Some(excerpt(s));
         }
-        for key in ["message", "error_description", "error", "Message", "detail"] {
-            if let Some(s) = json.get(key).and_then(|v| v.as_str()) {
-                return Some(excerpt(s));
-            }
+        if let Some(message) = message_from_json_keys(&json) {
+            return Some(message);
         }
     }
     let text = String::from_utf8_lossy(bytes);
@@ -278,9 +303,15 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let body = response.into_inner();
+            // The documented schema may not name the member this body used (s7risk does not
+            // document its error body at all): look for the usual ones in the raw body.
+            let message = body.message().or_else(|| {
+                let raw = probe.error_body()?;
+                message_from_json_keys(&serde_json::from_slice(&raw).ok()?)
+            });
             let failure = Failure {
                 status,
-                message: body.message(),
+                message,
                 code: body.code(),
                 headers,
                 documented: true,

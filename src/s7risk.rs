@@ -193,6 +193,9 @@ fn classify(failure: &Failure) -> ErrorKind {
 
 impl Provider for S7risk {
     const SERVICE: Service = Service::S7risk;
+    /// "Too many authentication attempts. Try again in 5 minutes": the documented window,
+    /// kept even when a 429's body does not say it.
+    const LOGIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5 * 60);
 
     fn store_identity(&self) -> String {
         let who = match &self.credentials {

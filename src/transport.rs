@@ -262,11 +262,15 @@ impl Context {
         };
         let status = response.status().as_u16();
         let (response, body) = buffer(response, Some(cap)).await?;
-        if body.is_none() {
-            if let Some(probe) = &self.probe {
-                probe.record_oversized(cap);
+        match (body, &self.probe) {
+            (None, probe) => {
+                if let Some(probe) = probe {
+                    probe.record_oversized(cap);
+                }
+                tracing::warn!(status, cap, "response body over the cap; not read");
             }
-            tracing::warn!(status, cap, "response body over the cap; not read");
+            (Some(body), Some(probe)) if status >= 400 => probe.record_error_body(body),
+            _ => {}
         }
         Ok(response)
     }

@@ -350,6 +350,61 @@ async fn rate_limit_honours_retry_after_and_is_waited_out() {
 }
 
 #[tokio::test]
+async fn an_error_body_of_another_json_shape_still_gives_its_message() {
+    // The error body is undocumented: a message under `error` is the provider's message too.
+    for (status, message, kind) in [
+        (
+            401,
+            "User access window has expired",
+            ErrorKind::AccessWindowExpired,
+        ),
+        (
+            429,
+            "Too many authentication attempts. Try again in 5 minutes",
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(300)),
+            },
+        ),
+    ] {
+        let body = ResponseTemplate::new(status).set_body_json(json!({"error": message}));
+        let err = login_error(status, body).await;
+        assert_eq!(
+            (err.kind(), err.status(), err.message()),
+            (kind, Some(status), Some(message))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_429_that_says_nothing_holds_logins_back_for_the_documented_five_minutes() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path("/user/token"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({"status": "error"})))
+        .mount(&server)
+        .await;
+    let session = session(&server, &clock, user());
+    let err = session.access_token().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited { retry_after: None });
+    clock.advance(Duration::from_secs(299));
+    let held = session.access_token().await.unwrap_err();
+    assert_eq!(held.kind(), ErrorKind::RateLimited { retry_after: None });
+    assert_eq!(
+        count_requests(&server, "/user/token").await,
+        1,
+        "no login inside the documented window"
+    );
+    clock.advance(Duration::from_secs(2));
+    session.access_token().await.unwrap_err();
+    assert_eq!(
+        count_requests(&server, "/user/token").await,
+        2,
+        "one login after it"
+    );
+}
+
+#[tokio::test]
 async fn undocumented_502_html_is_a_server_error_with_an_excerpt() {
     let err = login_error(502, common::bad_gateway_html()).await;
     assert_eq!(err.kind(), ErrorKind::ServerError);
