@@ -57,18 +57,46 @@ impl RefreshPolicy {
     }
 }
 
-/// The `exp` claim of a JWT, unverified: the session only uses it to time renewals.
-pub(crate) fn jwt_exp(token: &str) -> Option<SystemTime> {
+/// How far the local wall clock is trusted to agree with a token issuer's.
+const CLOCK_TOLERANCE: Duration = Duration::from_secs(60);
+
+/// The `exp` and (if present) `iat` claims of a JWT, unverified: the session only uses them
+/// to time renewals.
+fn jwt_times(token: &str) -> Option<(SystemTime, Option<SystemTime>)> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims
-        .get("exp")?
-        .as_f64()
-        .filter(|e| e.is_finite() && *e >= 0.0)?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(exp))
+    let time = |name: &str| {
+        let secs = claims
+            .get(name)?
+            .as_f64()
+            .filter(|e| e.is_finite() && *e >= 0.0)?;
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
+    };
+    Some((time("exp")?, time("iat")))
+}
+
+/// The `exp` claim of a JWT, unverified.
+#[cfg(test)]
+pub(crate) fn jwt_exp(token: &str) -> Option<SystemTime> {
+    jwt_times(token).map(|(exp, _)| exp)
+}
+
+/// How long a JWT received now has left, counted from `sent_wall` on the local clock.
+///
+/// `exp` alone is read against the local clock. With `iat` too, `exp - iat` is the lifetime on
+/// the issuer's own clock: a local clock that runs behind cannot stretch the token past it,
+/// and one that runs ahead cannot shrink it by more than [`CLOCK_TOLERANCE`] (else a clock
+/// ahead by a token's lifetime would make every call log in again).
+fn jwt_lifetime(token: &str, sent_wall: SystemTime) -> Option<Duration> {
+    let (exp, iat) = jwt_times(token)?;
+    let local = exp.duration_since(sent_wall).unwrap_or(Duration::ZERO);
+    Some(match iat.and_then(|iat| exp.duration_since(iat).ok()) {
+        Some(issued_for) => issued_for.min(local.max(issued_for.saturating_sub(CLOCK_TOLERANCE))),
+        None => local,
+    })
 }
 
 /// A lifetime given as a number that is either seconds from now or, when it is clearly one, an
@@ -94,9 +122,7 @@ pub(crate) fn lifetime(
     documented: Duration,
     cap: Option<Duration>,
 ) -> Duration {
-    let from_jwt = jwt
-        .and_then(jwt_exp)
-        .map(|exp| exp.duration_since(sent_wall).unwrap_or(Duration::ZERO));
+    let from_jwt = jwt.and_then(|token| jwt_lifetime(token, sent_wall));
     let lifetime = match (expires_in, from_jwt) {
         (Some(a), Some(b)) => a.min(b),
         (Some(a), None) | (None, Some(a)) => a,
@@ -150,6 +176,32 @@ mod tests {
         assert_eq!(
             lifetime(None, Some(&past), sent, day, Some(day)),
             Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn an_iat_claim_keeps_a_skewed_local_clock_from_stretching_or_emptying_a_lifetime() {
+        let day = Duration::from_secs(86_400);
+        let issued = 1_700_000_000;
+        let t = jwt(&format!(r#"{{"iat":{issued},"exp":{}}}"#, issued + 86_400));
+        let at = |offset: i64| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs((issued as i64 + offset) as u64)
+        };
+        assert_eq!(lifetime(None, Some(&t), at(0), day, None), day);
+        assert_eq!(
+            lifetime(None, Some(&t), at(-600), day, None),
+            day,
+            "a clock 10 minutes behind does not add 10 minutes"
+        );
+        assert_eq!(
+            lifetime(None, Some(&t), at(30), day, None),
+            day - Duration::from_secs(30),
+            "within the tolerance the local clock counts"
+        );
+        assert_eq!(
+            lifetime(None, Some(&t), at(2 * 86_400), day, None),
+            day - CLOCK_TOLERANCE,
+            "a clock two days ahead does not make the token look spent"
         );
     }
 
