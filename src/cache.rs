@@ -634,8 +634,9 @@ impl<P: Provider> Cache<P> {
             .clone()
     }
 
-    /// The service refused `used`: stop serving it (if it is still the cached one).
-    /// Forgets the cached token set and any refused login: the next call logs in afresh.
+    /// Forgets the cached token set: the next call logs in afresh. A refused login stays
+    /// refused: ending a session is no reason to send credentials the service turned down
+    /// (only `clear_failure()` or a completed flow is).
     pub(crate) fn wipe(&self) {
         let old = self
             .current
@@ -646,10 +647,10 @@ impl<P: Provider> Cache<P> {
         if let Some(entry) = &old {
             entry.expire();
         }
-        self.clear_failure();
         tracing::info!(service = %P::SERVICE, "session ended; cached tokens wiped");
     }
 
+    /// The service refused `used`: stop serving it (if it is still the cached one).
     pub(crate) fn invalidate(&self, used: &crate::secret::SecretString) {
         if let Some(entry) = self.current() {
             if entry.secret.expose_secret() == used.expose_secret() {

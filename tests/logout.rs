@@ -148,3 +148,37 @@ async fn s7risk_logout_is_local_and_the_next_call_logs_in_again() {
     session.access_token().await.unwrap();
     assert_eq!(count_requests(&server, "/user/token").await, 2);
 }
+
+#[tokio::test]
+async fn a_logout_after_refused_credentials_does_not_send_them_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/user/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"status": "error", "message": "Email and password do not match"}),
+        ))
+        .mount(&server)
+        .await;
+    let session = tokensmith::s7risk::Session::builder()
+        .base_url(server.uri())
+        .origin("https://api.example.com")
+        .credentials(tokensmith::s7risk::Credentials::user(
+            "a@example.com",
+            "wrong-pw",
+        ))
+        .clock(test_clock())
+        .build()
+        .unwrap();
+    let refused = session.access_token().await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::InvalidCredentials);
+
+    session.logout().await.unwrap();
+    let again = session.access_token().await.unwrap_err();
+
+    assert_eq!(again.kind(), ErrorKind::InvalidCredentials);
+    assert_eq!(
+        count_requests(&server, "/user/token").await,
+        1,
+        "ending the session is no reason to send refused credentials again"
+    );
+}
