@@ -310,6 +310,9 @@ fn classify_refresh(failure: &Failure) -> ErrorKind {
     match failure.status {
         // 90 refreshes spent (the vendor's own description says 403 for the same message).
         429 | 403 if failure.message_has("limit") => ErrorKind::RefreshLimitExceeded,
+        // The request carries nothing but the username and the refresh token: a refusal can
+        // only be the token's, and a new login is the cure (never the same token again).
+        403 => ErrorKind::TokenRejected,
         _ => failure.default_kind(),
     }
 }
@@ -461,6 +464,11 @@ mod tests {
         assert_eq!(
             classify_refresh(&failure(401, "Invalid Refresh Token")),
             ErrorKind::TokenRejected
+        );
+        assert_eq!(
+            classify_refresh(&failure(403, "Forbidden")),
+            ErrorKind::TokenRejected,
+            "a refused refresh token, whatever the wording"
         );
         assert_eq!(
             classify_refresh(&failure(429, "Too many requests")),

@@ -381,6 +381,17 @@ async fn token_refresh_429_limit_exceeded() {
 }
 
 #[tokio::test]
+async fn token_refresh_403_forbidden() {
+    // The status the vendor's own description gives for a spent refresh token.
+    documented_error(
+        "/v1/token-refresh",
+        403,
+        "Refresh tokens limit has been exceeded.",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_429_elsewhere_is_undocumented() {
     let server = MockServer::start().await;
     mock(

@@ -168,6 +168,8 @@ async fn a_refresh_token_serves_90_refreshes_then_the_session_logs_in() {
 async fn a_spent_or_refused_refresh_token_leads_to_a_new_login() {
     for (status, message) in [
         (429, "Refresh tokens limit has been exceeded."),
+        (403, "Refresh tokens limit has been exceeded."),
+        (403, "Forbidden"),
         (401, "Invalid Refresh Token"),
     ] {
         let server = MockServer::start().await;
@@ -192,10 +194,87 @@ async fn a_spent_or_refused_refresh_token_leads_to_a_new_login() {
 }
 
 #[tokio::test]
+async fn a_403_on_refresh_leads_to_a_fresh_login_and_the_spent_token_is_not_sent_again() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_once(&server, LOGIN, tokens("one", 0)).await;
+    mount(&server, LOGIN, tokens("two", DAY)).await;
+    Mock::given(method("POST"))
+        .and(path(REFRESH))
+        .and(body_json(
+            json!({"username": "admin", "refresh_token": refresh_token("one")}),
+        ))
+        .respond_with(error(403, "Refresh tokens limit has been exceeded."))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(REFRESH))
+        .and(body_json(
+            json!({"username": "admin", "refresh_token": refresh_token("two")}),
+        ))
+        .respond_with(refreshed("three", 2 * DAY))
+        .mount(&server)
+        .await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+
+    clock.advance(Duration::from_secs(DAY));
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("two", DAY));
+    assert_eq!(token.origin(), TokenOrigin::Login);
+    let requests = server.received_requests().await.unwrap();
+    let paths: Vec<_> = requests.iter().map(|r| r.url.path()).collect();
+    assert_eq!(paths, [LOGIN, REFRESH, LOGIN]);
+    assert_request(
+        &requests[1],
+        &Expected {
+            method: "POST",
+            path: REFRESH,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "refresh_token": refresh_token("one")})),
+        },
+    );
+    assert_request(
+        &requests[2],
+        &Expected {
+            method: "POST",
+            path: LOGIN,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "password": PASSWORD})),
+        },
+    );
+
+    clock.advance(Duration::from_secs(DAY));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("three", 2 * DAY));
+    assert_eq!(token.origin(), TokenOrigin::Refresh);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 4);
+    assert_request(
+        &requests[3],
+        &Expected {
+            method: "POST",
+            path: REFRESH,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "refresh_token": refresh_token("two")})),
+        },
+    );
+}
+
+#[tokio::test]
 async fn refresh_errors_map_to_their_kinds() {
     for (status, message, kind) in [
         (
             429,
+            "Refresh tokens limit has been exceeded.",
+            ErrorKind::RefreshLimitExceeded,
+        ),
+        (
+            403,
             "Refresh tokens limit has been exceeded.",
             ErrorKind::RefreshLimitExceeded,
         ),
