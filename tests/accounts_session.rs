@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_request, count_requests, jwt, test_clock, Body, Expected, START_EPOCH};
+use common::{
+    assert_request, count_requests, jwt, single_request, test_clock, Body, Expected, START_EPOCH,
+};
 use serde_json::json;
 use tokensmith::accounts::Session;
 use tokensmith::clock::ManualClock;
@@ -677,4 +679,146 @@ async fn a_200_with_neither_tokens_nor_a_challenge_is_a_decode_error_quoting_not
     );
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("secret-xyz"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_login_answering_another_challenge_is_a_typed_error_naming_it() {
+    for name in ["SMS_MFA", "SOFTWARE_TOKEN_MFA"] {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            LOGIN,
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"challenge_name": name, "session": "mfa-session-secret-1"})),
+        )
+        .await;
+        let session = session(&server, &test_clock());
+
+        let error = session.access_token().await.unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::UnexpectedResponse, "{name}");
+        assert_eq!(error.service(), Some(Service::Accounts));
+        assert_eq!(error.status(), Some(200));
+        assert_eq!(error.code(), Some(name));
+        let expected =
+            format!("login answered with challenge {name}, which this SDK does not support");
+        assert_eq!(error.message(), Some(expected.as_str()));
+        assert!(
+            error.challenge_session().is_none(),
+            "nothing could answer it"
+        );
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains("mfa-session-secret-1"), "{shown}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert_request(
+            &single_request(&server).await,
+            &Expected {
+                method: "POST",
+                path: LOGIN,
+                query: None,
+                headers: &[("accept", "application/json")],
+                body: Body::Json(json!({"username": "admin", "password": PASSWORD})),
+            },
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_challenge_name_that_is_not_a_name_is_not_quoted() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        LOGIN,
+        ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "eyJhbGciOi.secret-looking", "session": "s-1"}),
+        ),
+    )
+    .await;
+    let error = session(&server, &test_clock())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnexpectedResponse);
+    assert_eq!(error.status(), Some(200));
+    assert_eq!(error.code(), None);
+    assert_eq!(
+        error.message(),
+        Some("login answered with a challenge this SDK does not support")
+    );
+    assert!(!format!("{error} {error:?}").contains("secret-looking"));
+}
+
+#[tokio::test]
+async fn a_further_challenge_after_the_new_password_is_a_typed_error_and_the_password_is_kept() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"username": "admin", "password": PASSWORD}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "NEW_PASSWORD_REQUIRED", "session": "challenge-session-1"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"username": "admin", "password": "new-Pw-2"}),
+        ))
+        .respond_with(tokens("new", 0))
+        .mount(&server)
+        .await;
+    mount(
+        &server,
+        "/v1/new-password-required",
+        ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "MFA_SETUP", "session": "mfa-session-secret-2"}),
+        ),
+    )
+    .await;
+    let session = session(&server, &test_clock());
+    let challenge = session
+        .access_token()
+        .await
+        .unwrap_err()
+        .challenge_session()
+        .unwrap()
+        .clone();
+
+    let error = session
+        .complete_new_password(&challenge, "new-Pw-2")
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.kind(), ErrorKind::UnexpectedResponse);
+    assert_eq!(error.service(), Some(Service::Accounts));
+    assert_eq!(error.status(), Some(200));
+    assert_eq!(error.code(), Some("MFA_SETUP"));
+    assert_eq!(
+        error.message(),
+        Some("completing the new password answered with challenge MFA_SETUP, which this SDK does not support")
+    );
+    assert!(error.challenge_session().is_none());
+    let shown = format!("{error} {error:?}");
+    for secret in ["mfa-session-secret-2", "challenge-session-1", "new-Pw-2"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    let requests = server.received_requests().await.unwrap();
+    assert_request(
+        &requests[1],
+        &Expected {
+            method: "POST",
+            path: "/v1/new-password-required",
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({
+                "session": "challenge-session-1", "username": "admin", "new_password": "new-Pw-2"
+            })),
+        },
+    );
+    // The service took the new password: the next call logs in with it.
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("new", 0));
+    assert_eq!(count_requests(&server, LOGIN).await, 2);
 }
