@@ -152,18 +152,88 @@ async fn renewal_uses_the_refresh_token_and_keeps_it() {
 
 #[tokio::test]
 async fn a_refresh_token_serves_90_refreshes_then_the_session_logs_in() {
+    // Ten-minute access tokens: 90 refreshes take 15 hours, far inside the refresh token's 90
+    // days, so only the use limit can end it.
+    const LIFETIME: u64 = 600;
+    const { assert!(91 * LIFETIME < 90 * DAY) };
+    let opaque = |access: &str, refresh: Option<&str>| {
+        let mut body = json!({"id_token": "id-x", "access_token": access, "expires_in": LIFETIME});
+        if let Some(refresh) = refresh {
+            body["refresh_token"] = json!(refresh);
+        }
+        ResponseTemplate::new(200).set_body_json(body)
+    };
     let server = MockServer::start().await;
     let clock = test_clock();
-    mount(&server, LOGIN, tokens("one", 0)).await;
-    mount(&server, REFRESH, refreshed("r", 0)).await;
+    mount_once(&server, LOGIN, opaque("access-login-1", Some("refresh-1"))).await;
+    mount_once(&server, LOGIN, opaque("access-login-2", Some("refresh-2"))).await;
+    let refreshes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Mock::given(method("POST"))
+        .and(path(REFRESH))
+        .respond_with({
+            let refreshes = refreshes.clone();
+            move |_: &wiremock::Request| {
+                let n = refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                opaque(&format!("access-refresh-{n}"), None)
+            }
+        })
+        .mount(&server)
+        .await;
     let session = session(&server, &clock);
     session.access_token().await.unwrap();
-    for _ in 0..91 {
-        clock.advance(Duration::from_secs(DAY));
-        session.access_token().await.unwrap();
+
+    for n in 1..=90 {
+        clock.advance(Duration::from_secs(LIFETIME));
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.origin(), TokenOrigin::Refresh, "renewal {n}");
+        assert_eq!(
+            token.secret().expose_secret(),
+            format!("access-refresh-{n}")
+        );
     }
-    assert_eq!(count_requests(&server, REFRESH).await, 90);
+    clock.advance(Duration::from_secs(LIFETIME));
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(
+        token.origin(),
+        TokenOrigin::Login,
+        "the 91st renewal logs in"
+    );
+    assert_eq!(token.secret().expose_secret(), "access-login-2");
+    assert_eq!(
+        count_requests(&server, REFRESH).await,
+        90,
+        "no 91st refresh"
+    );
     assert_eq!(count_requests(&server, LOGIN).await, 2);
+    let requests = server.received_requests().await.unwrap();
+    for refresh in requests.iter().filter(|r| r.url.path() == REFRESH) {
+        assert_request(
+            refresh,
+            &Expected {
+                method: "POST",
+                path: REFRESH,
+                query: None,
+                headers: &[("accept", "application/json")],
+                body: Body::Json(json!({"username": "admin", "refresh_token": "refresh-1"})),
+            },
+        );
+    }
+    // The new refresh token starts afresh.
+    clock.advance(Duration::from_secs(LIFETIME));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "access-refresh-91");
+    let last = server.received_requests().await.unwrap().pop().unwrap();
+    assert_request(
+        &last,
+        &Expected {
+            method: "POST",
+            path: REFRESH,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "refresh_token": "refresh-2"})),
+        },
+    );
 }
 
 #[tokio::test]
