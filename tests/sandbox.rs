@@ -381,3 +381,99 @@ async fn accounts_refresh_until_spent_then_log_in_and_complete_new_passwords() {
         .await
         .unwrap();
 }
+
+fn accounts_client(sandbox: &Sandbox) -> tokensmith::accounts::Client {
+    tokensmith::accounts::Client::new_with_client(
+        &sandbox.base_url(Service::Accounts),
+        reqwest::Client::new(),
+        tokensmith::transport::Context::new(),
+    )
+}
+
+/// `/v1/change-password` with `access_token`: the one sandbox call that checks an access token.
+async fn change_password_status(sandbox: &Sandbox, access_token: &str) -> u16 {
+    let body = tokensmith::accounts::types::ChangePasswordRequest {
+        access_token: access_token.into(),
+        previous_password: demo::ACCOUNTS_PASSWORD.into(),
+        proposed_password: demo::ACCOUNTS_PASSWORD.into(),
+    };
+    match accounts_client(sandbox).change_password(&body).await {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.status().expect("an answer").as_u16(),
+    }
+}
+
+#[tokio::test]
+async fn accounts_revocation_also_ends_the_access_tokens_the_refresh_token_issued() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap();
+    let from_login = session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(24 * 3600 - 30));
+    let from_refresh = session.access_token().await.unwrap();
+    assert_eq!(sandbox.counters(Service::Accounts).refreshes, 1);
+    let older = from_login.secret().expose_secret();
+    let newer = from_refresh.secret().expose_secret();
+    assert_ne!(older, newer);
+    // Both live (the login's for 30 s more).
+    assert_eq!(change_password_status(&sandbox, older).await, 204);
+    assert_eq!(change_password_status(&sandbox, newer).await, 204);
+    let other = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let unrelated = other.access_token().await.unwrap();
+
+    session.logout().await.unwrap();
+
+    assert_eq!(sandbox.counters(Service::Accounts).logouts, 1);
+    assert_eq!(
+        change_password_status(&sandbox, older).await,
+        401,
+        "the login's access token died with its refresh token"
+    );
+    assert_eq!(
+        change_password_status(&sandbox, newer).await,
+        401,
+        "so did the one a refresh issued"
+    );
+    assert_eq!(
+        change_password_status(&sandbox, unrelated.secret().expose_secret()).await,
+        204,
+        "another login's tokens live on"
+    );
+}
+
+#[tokio::test]
+async fn accounts_422_names_the_missing_fields_as_the_service_does() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/token-refresh",
+            sandbox.base_url(Service::Accounts)
+        ))
+        .json(&serde_json::json!({"username": demo::ACCOUNTS_USERNAME}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "status": 422,
+            "message": "Key: 'Model.RefreshToken' Error:Field validation for 'RefreshToken' failed on the 'required' tag",
+        })
+    );
+}
