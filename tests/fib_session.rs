@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count_requests, jwt, test_clock, START_EPOCH};
+use common::{
+    assert_request, count_requests, jwt, single_request, test_clock, Body, Expected, START_EPOCH,
+};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
 use tokensmith::fib::Session;
@@ -98,6 +100,43 @@ async fn login_signs_the_email_and_the_token_is_cached_for_its_lifetime() {
     assert!(
         logins[0].headers.get("authorization").is_none(),
         "the login takes no token"
+    );
+}
+
+#[tokio::test]
+async fn the_signed_digest_has_the_lowest_bit_of_its_last_byte_set() {
+    // BLAKE2b-256 of this email ends in an even byte: without `d[31] |= 1` the signature would
+    // be 61cb00a8…, which the service refuses.
+    const BOB: &str = "bob@wonderland.space";
+    const BOB_SIGNATURE: &str = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(tokens("1", 0, 300))
+        .mount(&server)
+        .await;
+    let session = Session::builder()
+        .base_url(server.uri())
+        .email(BOB)
+        .private_key(PRIVATE)
+        .clock(test_clock())
+        .build()
+        .unwrap();
+
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("1", 0));
+    assert_request(
+        &single_request(&server).await,
+        &Expected {
+            method: "POST",
+            path: SESSION,
+            query: None,
+            headers: &[("content-type", "application/json")],
+            body: Body::Json(
+                json!({"email": BOB, "signature": BOB_SIGNATURE, "authPublicKeyHex": PUBLIC}),
+            ),
+        },
     );
 }
 
