@@ -301,10 +301,9 @@ async fn every_documented_login_error_maps_to_its_kind() {
 
 #[tokio::test]
 async fn refresh_errors_map_to_their_kinds_once_the_token_has_expired() {
+    // 400 and 422 refuse the refresh token itself: a new login follows (below).
     for (status, name, kind) in [
-        (400, "BAD_REQUEST", ErrorKind::InvalidRequest),
         (404, "NOT_FOUND", ErrorKind::NotFound),
-        (422, "UNPROCESSABLE_ENTITY", ErrorKind::InvalidRequest),
         (500, "INTERNAL_SERVER_ERROR", ErrorKind::ServerError),
     ] {
         let server = MockServer::start().await;
@@ -332,6 +331,71 @@ async fn refresh_errors_map_to_their_kinds_once_the_token_has_expired() {
         clock.advance(Duration::from_secs(20));
         let err = session.access_token().await.unwrap_err();
         assert_eq!((err.kind(), err.status()), (kind, Some(status)), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_400_or_422_on_refresh_leads_to_a_new_signed_login() {
+    for (status, name) in [(400, "BAD_REQUEST"), (422, "UNPROCESSABLE_ENTITY")] {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        Mock::given(method("POST"))
+            .and(path(SESSION))
+            .respond_with(tokens("1", 0, 300))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        mount_login(&server, tokens("3", 270, 300)).await;
+        mount_refresh(
+            &server,
+            &refresh("1", 0),
+            fib_error(status, name, "Unprocessable content."),
+        )
+        .await;
+        let session = session(&server, &clock);
+        session.access_token().await.unwrap();
+
+        clock.advance(Duration::from_secs(270));
+        let token = session.access_token().await.unwrap();
+
+        assert_eq!(token.secret().expose_secret(), access("3", 270), "{status}");
+        assert_eq!(token.origin(), TokenOrigin::Login, "{status}");
+        let requests = server.received_requests().await.unwrap();
+        let verbs: Vec<_> = requests.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(
+            verbs,
+            ["POST", "PATCH", "POST"],
+            "{status}: one PATCH, then a login"
+        );
+        let bearer = format!("Bearer {}", refresh("1", 0));
+        assert_request(
+            &requests[1],
+            &Expected {
+                method: "PATCH",
+                path: SESSION,
+                query: None,
+                headers: &[("authorization", bearer.as_str())],
+                body: Body::None,
+            },
+        );
+        assert_request(
+            &requests[2],
+            &Expected {
+                method: "POST",
+                path: SESSION,
+                query: None,
+                headers: &[("content-type", "application/json")],
+                body: Body::Json(
+                    json!({"email": EMAIL, "signature": SIGNATURE, "authPublicKeyHex": PUBLIC}),
+                ),
+            },
+        );
+        // The new login's refresh token is the one used next.
+        mount_refresh(&server, &refresh("3", 270), tokens("4", 540, 300)).await;
+        clock.advance(Duration::from_secs(270));
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.secret().expose_secret(), access("4", 540), "{status}");
+        assert_eq!(token.origin(), TokenOrigin::Refresh, "{status}");
     }
 }
 

@@ -200,6 +200,15 @@ fn classify_login(failure: &Failure) -> ErrorKind {
     }
 }
 
+fn classify_refresh(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        // The PATCH has no body: only the refresh token (its Authorization header) can be at
+        // fault. Sending it again cannot help; a new login can.
+        400 | 422 => ErrorKind::TokenRejected,
+        _ => failure.default_kind(),
+    }
+}
+
 impl Fib {
     fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
         let tokens = response.data;
@@ -266,10 +275,7 @@ impl Provider for Fib {
         match api.refresh_tokens().await {
             Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
             Err(e) => {
-                Err(
-                    map_api_error(Self::SERVICE, e, &probe, sent_wall, &Failure::default_kind)
-                        .await,
-                )
+                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_refresh).await)
             }
         }
     }
