@@ -482,6 +482,32 @@ fn bad_keys_and_signatures_are_refused_at_build_time() {
     assert!(with_signature(&SIGNATURE[..64], PUBLIC).is_err());
     assert!(with_signature(SIGNATURE, "00").is_err());
     assert!(
+        with_signature(&format!("  {}\n", SIGNATURE.to_uppercase()), PUBLIC).is_ok(),
+        "whitespace and capitals are accepted"
+    );
+    // Well-formed signatures that do not verify: another email's, and one checked against
+    // another (valid) public key.
+    let bob = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
+    let other_public = "d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c9778737";
+    let mut flipped = SIGNATURE.to_owned();
+    flipped.replace_range(..2, "58");
+    for (sig, public) in [(bob, PUBLIC), (SIGNATURE, other_public), (&flipped, PUBLIC)] {
+        let err = with_signature(sig, public).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration);
+        assert_eq!(err.service(), Some(Service::Fib));
+        assert_eq!(
+            err.message(),
+            Some(
+                "signature does not verify for this email under this public key (it must sign \
+                 exactly this email with the Authorization key pair's private key)"
+            )
+        );
+        assert!(
+            !format!("{err} {err:?}").contains(&sig[..16]),
+            "never echoed"
+        );
+    }
+    assert!(
         Session::builder().email(EMAIL).build().is_err(),
         "a key or signature is required"
     );
@@ -494,6 +520,38 @@ fn bad_keys_and_signatures_are_refused_at_build_time() {
         .private_key(PRIVATE)
         .signature(SIGNATURE, PUBLIC);
     assert!(both.build().is_err());
+}
+
+#[tokio::test]
+async fn a_given_signature_is_sent_trimmed_and_lowercase() {
+    let server = MockServer::start().await;
+    mount_login(&server, tokens("1", 0, 300)).await;
+    let session = Session::builder()
+        .base_url(server.uri())
+        .email(EMAIL)
+        .signature(
+            format!(" {}\t", SIGNATURE.to_uppercase()),
+            PUBLIC.to_uppercase(),
+        )
+        .clock(test_clock())
+        .build()
+        .unwrap();
+
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("1", 0));
+    assert_request(
+        &single_request(&server).await,
+        &Expected {
+            method: "POST",
+            path: SESSION,
+            query: None,
+            headers: &[("content-type", "application/json")],
+            body: Body::Json(
+                json!({"email": EMAIL, "signature": SIGNATURE, "authPublicKeyHex": PUBLIC}),
+            ),
+        },
+    );
 }
 
 #[tokio::test]
