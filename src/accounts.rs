@@ -5,7 +5,9 @@
 //! which lives 90 days and serves at most 90 refreshes; after that, or when it is refused, the
 //! session logs in again. An account that must set a new password first answers the login
 //! with a `NEW_PASSWORD_REQUIRED` challenge: the error carries the challenge's session, which
-//! [`Session::complete_new_password`] answers.
+//! [`Session::complete_new_password`] answers. Any other challenge Amazon Cognito may ask for
+//! (`SMS_MFA`, `SOFTWARE_TOKEN_MFA`, …) has no endpoint to answer it: the login fails with
+//! [`ErrorKind::UnexpectedResponse`] naming the challenge ([`Error::code`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -132,7 +134,9 @@ impl Session {
     /// Answers a `NEW_PASSWORD_REQUIRED` challenge: `challenge_session` is the one the login's
     /// [`ErrorKind::NewPasswordRequired`] error carried ([`Error::challenge_session`]). On
     /// success the session holds the new token set, logs in with the new password from then
-    /// on, and returns the access token.
+    /// on, and returns the access token. Should the service answer a further challenge instead
+    /// of tokens, the error is [`ErrorKind::UnexpectedResponse`] naming it ([`Error::code`]);
+    /// the new password is kept for later logins all the same.
     pub async fn complete_new_password(
         &self,
         challenge_session: &SecretString,
@@ -151,21 +155,40 @@ impl Session {
             username: provider.username.clone(),
             new_password: new_password.clone(),
         };
-        match api.complete_new_password(&body).await {
-            Ok(response) => {
-                let tokens = response.into_inner();
-                let grant = grant(
-                    tokens.access_token,
-                    tokens.refresh_token,
-                    tokens.id_token,
-                    tokens.expires_in,
-                    sent_wall,
-                );
-                provider.set_password(new_password);
-                Ok(self.core.cache.install(grant, sent_at).await)
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
+        let response = match api.complete_new_password(&body).await {
+            Ok(response) => response,
+            Err(e) => return Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
+        };
+        let status = response.status().as_u16();
+        let tokens = response.into_inner();
+        // The service took the new password even when Cognito asks for a further challenge:
+        // later logins use it (and report that challenge).
+        provider.set_password(new_password);
+        if let Some(challenge) = challenge(tokens.challenge_name.as_ref()) {
+            self.core.cache.clear_failure();
+            return Err(unsupported_challenge(
+                "completing the new password",
+                challenge,
+                status,
+            ));
         }
+        let Some(access) = tokens.access_token else {
+            self.core.cache.clear_failure();
+            return Err(Error::new(ErrorKind::Decode)
+                .with_service(S)
+                .with_status(status)
+                .with_message(
+                    "completing the new password answered neither tokens nor a challenge",
+                ));
+        };
+        let grant = grant(
+            access,
+            tokens.refresh_token,
+            tokens.id_token,
+            tokens.expires_in,
+            sent_wall,
+        );
+        Ok(self.core.cache.install(grant, sent_at).await)
     }
 
     /// Changes the account's password (`/v1/change-password`, with a valid access token); the
@@ -310,7 +333,40 @@ fn classify_refresh(failure: &Failure) -> ErrorKind {
     match failure.status {
         // 90 refreshes spent (the vendor's own description says 403 for the same message).
         429 | 403 if failure.message_has("limit") => ErrorKind::RefreshLimitExceeded,
+        // The request carries nothing but the username and the refresh token: a refusal can
+        // only be the token's, and a new login is the cure (never the same token again).
+        403 => ErrorKind::TokenRejected,
         _ => failure.default_kind(),
+    }
+}
+
+/// The one challenge this SDK answers ([`Session::complete_new_password`]).
+const NEW_PASSWORD_REQUIRED: &str = "NEW_PASSWORD_REQUIRED";
+
+/// The challenge a 200 names, if it names one.
+fn challenge(name: Option<&types::ChallengeName>) -> Option<&str> {
+    name.map(|n| n.as_str()).filter(|n| !n.is_empty())
+}
+
+/// A challenge this SDK cannot answer (`SMS_MFA`, `SOFTWARE_TOKEN_MFA`, …), as a typed error.
+/// The name comes from a success body, which may hold anything: it is quoted only when it looks
+/// like a Cognito challenge name. The challenge's session is never kept.
+fn unsupported_challenge(during: &str, name: &str, status: u16) -> Error {
+    let is_a_name = name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let error = Error::new(ErrorKind::UnexpectedResponse)
+        .with_service(S)
+        .with_status(status);
+    if is_a_name {
+        error.with_code(Some(name.to_owned())).with_message(format!(
+            "{during} answered with challenge {name}, which this SDK does not support"
+        ))
+    } else {
+        error.with_message(format!(
+            "{during} answered with a challenge this SDK does not support"
+        ))
     }
 }
 
@@ -370,11 +426,15 @@ impl Provider for Accounts {
         };
         let status = response.status().as_u16();
         let tokens = response.into_inner();
-        if let Some(challenge) = tokens.challenge_name {
+        if let Some(challenge) = challenge(tokens.challenge_name.as_ref()) {
+            if challenge != NEW_PASSWORD_REQUIRED {
+                // Its session is dropped: nothing in this SDK could answer it.
+                return Err(unsupported_challenge("login", challenge, status));
+            }
             let error = Error::new(ErrorKind::NewPasswordRequired)
                 .with_service(S)
                 .with_status(status)
-                .with_code(Some(challenge.to_string()))
+                .with_code(Some(challenge.to_owned()))
                 .with_message(
                     "the account must set a new password first (Session::complete_new_password)",
                 );
@@ -461,6 +521,11 @@ mod tests {
         assert_eq!(
             classify_refresh(&failure(401, "Invalid Refresh Token")),
             ErrorKind::TokenRejected
+        );
+        assert_eq!(
+            classify_refresh(&failure(403, "Forbidden")),
+            ErrorKind::TokenRejected,
+            "a refused refresh token, whatever the wording"
         );
         assert_eq!(
             classify_refresh(&failure(429, "Too many requests")),

@@ -144,10 +144,37 @@ async fn log_in_answers_a_new_password_challenge_with_200() {
 
     assert_eq!(
         body.challenge_name,
-        Some(types::ChallengeName::NewPasswordRequired)
+        Some(types::ChallengeName("NEW_PASSWORD_REQUIRED".into()))
     );
     assert_eq!(body.session.unwrap().expose_secret(), SESSION);
     assert!(body.access_token.is_none() && body.refresh_token.is_none());
+}
+
+#[tokio::test]
+async fn log_in_decodes_any_cognito_challenge() {
+    for name in ["SMS_MFA", "SOFTWARE_TOKEN_MFA", "MFA_SETUP"] {
+        let server = MockServer::start().await;
+        let reply = json!({"challenge_name": name, "session": SESSION});
+        mock(
+            &server,
+            "/v1/login",
+            ResponseTemplate::new(200).set_body_json(reply),
+        )
+        .await;
+
+        let body = client(&server)
+            .log_in(&login_body())
+            .await
+            .unwrap()
+            .into_inner();
+
+        assert_eq!(
+            body.challenge_name.as_deref().map(String::as_str),
+            Some(name)
+        );
+        assert_eq!(body.session.unwrap().expose_secret(), SESSION);
+        assert!(body.access_token.is_none() && body.refresh_token.is_none());
+    }
 }
 
 #[tokio::test]
@@ -211,10 +238,11 @@ async fn complete_new_password_request_and_token_set() {
         .unwrap()
         .into_inner();
 
-    assert_eq!(body.access_token.expose_secret(), ACCESS);
+    assert_eq!(body.access_token.unwrap().expose_secret(), ACCESS);
     assert_eq!(body.id_token.unwrap().expose_secret(), ID);
     assert_eq!(body.refresh_token.unwrap().expose_secret(), REFRESH);
     assert!(body.session.is_none());
+    assert!(body.challenge_name.is_none());
     assert_eq!(body.expires_in, Some(86400));
     assert_request(
         &single_request(&server).await,
@@ -224,6 +252,31 @@ async fn complete_new_password_request_and_token_set() {
             true,
         ),
     );
+}
+
+#[tokio::test]
+async fn complete_new_password_decodes_a_further_challenge() {
+    let server = MockServer::start().await;
+    let reply = json!({"challenge_name": "MFA_SETUP", "session": SESSION});
+    mock(
+        &server,
+        "/v1/new-password-required",
+        ResponseTemplate::new(200).set_body_json(reply),
+    )
+    .await;
+
+    let body = client(&server)
+        .complete_new_password(&new_password_body())
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(
+        body.challenge_name,
+        Some(types::ChallengeName("MFA_SETUP".into()))
+    );
+    assert_eq!(body.session.unwrap().expose_secret(), SESSION);
+    assert!(body.access_token.is_none() && body.refresh_token.is_none());
 }
 
 #[tokio::test]
@@ -381,6 +434,17 @@ async fn token_refresh_429_limit_exceeded() {
 }
 
 #[tokio::test]
+async fn token_refresh_403_forbidden() {
+    // The status the vendor's own description gives for a spent refresh token.
+    documented_error(
+        "/v1/token-refresh",
+        403,
+        "Refresh tokens limit has been exceeded.",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_429_elsewhere_is_undocumented() {
     let server = MockServer::start().await;
     mock(
@@ -427,7 +491,8 @@ fn debug_of_secret_bearing_types_prints_no_secret() {
             id_token: Some(ID.into()),
         },
         types::NewPasswordResponse {
-            access_token: ACCESS.into(),
+            access_token: Some(ACCESS.into()),
+            challenge_name: None,
             expires_in: None,
             id_token: None,
             refresh_token: Some(REFRESH.into()),

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_request, count_requests, jwt, test_clock, Body, Expected, START_EPOCH};
+use common::{
+    assert_request, count_requests, jwt, single_request, test_clock, Body, Expected, START_EPOCH,
+};
 use serde_json::json;
 use tokensmith::accounts::Session;
 use tokensmith::clock::ManualClock;
@@ -150,24 +152,96 @@ async fn renewal_uses_the_refresh_token_and_keeps_it() {
 
 #[tokio::test]
 async fn a_refresh_token_serves_90_refreshes_then_the_session_logs_in() {
+    // Ten-minute access tokens: 90 refreshes take 15 hours, far inside the refresh token's 90
+    // days, so only the use limit can end it.
+    const LIFETIME: u64 = 600;
+    const { assert!(91 * LIFETIME < 90 * DAY) };
+    let opaque = |access: &str, refresh: Option<&str>| {
+        let mut body = json!({"id_token": "id-x", "access_token": access, "expires_in": LIFETIME});
+        if let Some(refresh) = refresh {
+            body["refresh_token"] = json!(refresh);
+        }
+        ResponseTemplate::new(200).set_body_json(body)
+    };
     let server = MockServer::start().await;
     let clock = test_clock();
-    mount(&server, LOGIN, tokens("one", 0)).await;
-    mount(&server, REFRESH, refreshed("r", 0)).await;
+    mount_once(&server, LOGIN, opaque("access-login-1", Some("refresh-1"))).await;
+    mount_once(&server, LOGIN, opaque("access-login-2", Some("refresh-2"))).await;
+    let refreshes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Mock::given(method("POST"))
+        .and(path(REFRESH))
+        .respond_with({
+            let refreshes = refreshes.clone();
+            move |_: &wiremock::Request| {
+                let n = refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                opaque(&format!("access-refresh-{n}"), None)
+            }
+        })
+        .mount(&server)
+        .await;
     let session = session(&server, &clock);
     session.access_token().await.unwrap();
-    for _ in 0..91 {
-        clock.advance(Duration::from_secs(DAY));
-        session.access_token().await.unwrap();
+
+    for n in 1..=90 {
+        clock.advance(Duration::from_secs(LIFETIME));
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.origin(), TokenOrigin::Refresh, "renewal {n}");
+        assert_eq!(
+            token.secret().expose_secret(),
+            format!("access-refresh-{n}")
+        );
     }
-    assert_eq!(count_requests(&server, REFRESH).await, 90);
+    clock.advance(Duration::from_secs(LIFETIME));
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(
+        token.origin(),
+        TokenOrigin::Login,
+        "the 91st renewal logs in"
+    );
+    assert_eq!(token.secret().expose_secret(), "access-login-2");
+    assert_eq!(
+        count_requests(&server, REFRESH).await,
+        90,
+        "no 91st refresh"
+    );
     assert_eq!(count_requests(&server, LOGIN).await, 2);
+    let requests = server.received_requests().await.unwrap();
+    for refresh in requests.iter().filter(|r| r.url.path() == REFRESH) {
+        assert_request(
+            refresh,
+            &Expected {
+                method: "POST",
+                path: REFRESH,
+                query: None,
+                headers: &[("accept", "application/json")],
+                body: Body::Json(json!({"username": "admin", "refresh_token": "refresh-1"})),
+            },
+        );
+    }
+    // The new refresh token starts afresh.
+    clock.advance(Duration::from_secs(LIFETIME));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "access-refresh-91");
+    let last = server.received_requests().await.unwrap().pop().unwrap();
+    assert_request(
+        &last,
+        &Expected {
+            method: "POST",
+            path: REFRESH,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "refresh_token": "refresh-2"})),
+        },
+    );
 }
 
 #[tokio::test]
 async fn a_spent_or_refused_refresh_token_leads_to_a_new_login() {
     for (status, message) in [
         (429, "Refresh tokens limit has been exceeded."),
+        (403, "Refresh tokens limit has been exceeded."),
+        (403, "Forbidden"),
         (401, "Invalid Refresh Token"),
     ] {
         let server = MockServer::start().await;
@@ -192,10 +266,87 @@ async fn a_spent_or_refused_refresh_token_leads_to_a_new_login() {
 }
 
 #[tokio::test]
+async fn a_403_on_refresh_leads_to_a_fresh_login_and_the_spent_token_is_not_sent_again() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_once(&server, LOGIN, tokens("one", 0)).await;
+    mount(&server, LOGIN, tokens("two", DAY)).await;
+    Mock::given(method("POST"))
+        .and(path(REFRESH))
+        .and(body_json(
+            json!({"username": "admin", "refresh_token": refresh_token("one")}),
+        ))
+        .respond_with(error(403, "Refresh tokens limit has been exceeded."))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(REFRESH))
+        .and(body_json(
+            json!({"username": "admin", "refresh_token": refresh_token("two")}),
+        ))
+        .respond_with(refreshed("three", 2 * DAY))
+        .mount(&server)
+        .await;
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+
+    clock.advance(Duration::from_secs(DAY));
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("two", DAY));
+    assert_eq!(token.origin(), TokenOrigin::Login);
+    let requests = server.received_requests().await.unwrap();
+    let paths: Vec<_> = requests.iter().map(|r| r.url.path()).collect();
+    assert_eq!(paths, [LOGIN, REFRESH, LOGIN]);
+    assert_request(
+        &requests[1],
+        &Expected {
+            method: "POST",
+            path: REFRESH,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "refresh_token": refresh_token("one")})),
+        },
+    );
+    assert_request(
+        &requests[2],
+        &Expected {
+            method: "POST",
+            path: LOGIN,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "password": PASSWORD})),
+        },
+    );
+
+    clock.advance(Duration::from_secs(DAY));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("three", 2 * DAY));
+    assert_eq!(token.origin(), TokenOrigin::Refresh);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 4);
+    assert_request(
+        &requests[3],
+        &Expected {
+            method: "POST",
+            path: REFRESH,
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({"username": "admin", "refresh_token": refresh_token("two")})),
+        },
+    );
+}
+
+#[tokio::test]
 async fn refresh_errors_map_to_their_kinds() {
     for (status, message, kind) in [
         (
             429,
+            "Refresh tokens limit has been exceeded.",
+            ErrorKind::RefreshLimitExceeded,
+        ),
+        (
+            403,
             "Refresh tokens limit has been exceeded.",
             ErrorKind::RefreshLimitExceeded,
         ),
@@ -598,4 +749,146 @@ async fn a_200_with_neither_tokens_nor_a_challenge_is_a_decode_error_quoting_not
     );
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains("secret-xyz"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_login_answering_another_challenge_is_a_typed_error_naming_it() {
+    for name in ["SMS_MFA", "SOFTWARE_TOKEN_MFA"] {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            LOGIN,
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"challenge_name": name, "session": "mfa-session-secret-1"})),
+        )
+        .await;
+        let session = session(&server, &test_clock());
+
+        let error = session.access_token().await.unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::UnexpectedResponse, "{name}");
+        assert_eq!(error.service(), Some(Service::Accounts));
+        assert_eq!(error.status(), Some(200));
+        assert_eq!(error.code(), Some(name));
+        let expected =
+            format!("login answered with challenge {name}, which this SDK does not support");
+        assert_eq!(error.message(), Some(expected.as_str()));
+        assert!(
+            error.challenge_session().is_none(),
+            "nothing could answer it"
+        );
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains("mfa-session-secret-1"), "{shown}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert_request(
+            &single_request(&server).await,
+            &Expected {
+                method: "POST",
+                path: LOGIN,
+                query: None,
+                headers: &[("accept", "application/json")],
+                body: Body::Json(json!({"username": "admin", "password": PASSWORD})),
+            },
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_challenge_name_that_is_not_a_name_is_not_quoted() {
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        LOGIN,
+        ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "eyJhbGciOi.secret-looking", "session": "s-1"}),
+        ),
+    )
+    .await;
+    let error = session(&server, &test_clock())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnexpectedResponse);
+    assert_eq!(error.status(), Some(200));
+    assert_eq!(error.code(), None);
+    assert_eq!(
+        error.message(),
+        Some("login answered with a challenge this SDK does not support")
+    );
+    assert!(!format!("{error} {error:?}").contains("secret-looking"));
+}
+
+#[tokio::test]
+async fn a_further_challenge_after_the_new_password_is_a_typed_error_and_the_password_is_kept() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"username": "admin", "password": PASSWORD}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "NEW_PASSWORD_REQUIRED", "session": "challenge-session-1"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(LOGIN))
+        .and(body_json(
+            json!({"username": "admin", "password": "new-Pw-2"}),
+        ))
+        .respond_with(tokens("new", 0))
+        .mount(&server)
+        .await;
+    mount(
+        &server,
+        "/v1/new-password-required",
+        ResponseTemplate::new(200).set_body_json(
+            json!({"challenge_name": "MFA_SETUP", "session": "mfa-session-secret-2"}),
+        ),
+    )
+    .await;
+    let session = session(&server, &test_clock());
+    let challenge = session
+        .access_token()
+        .await
+        .unwrap_err()
+        .challenge_session()
+        .unwrap()
+        .clone();
+
+    let error = session
+        .complete_new_password(&challenge, "new-Pw-2")
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.kind(), ErrorKind::UnexpectedResponse);
+    assert_eq!(error.service(), Some(Service::Accounts));
+    assert_eq!(error.status(), Some(200));
+    assert_eq!(error.code(), Some("MFA_SETUP"));
+    assert_eq!(
+        error.message(),
+        Some("completing the new password answered with challenge MFA_SETUP, which this SDK does not support")
+    );
+    assert!(error.challenge_session().is_none());
+    let shown = format!("{error} {error:?}");
+    for secret in ["mfa-session-secret-2", "challenge-session-1", "new-Pw-2"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    let requests = server.received_requests().await.unwrap();
+    assert_request(
+        &requests[1],
+        &Expected {
+            method: "POST",
+            path: "/v1/new-password-required",
+            query: None,
+            headers: &[("accept", "application/json")],
+            body: Body::Json(json!({
+                "session": "challenge-session-1", "username": "admin", "new_password": "new-Pw-2"
+            })),
+        },
+    );
+    // The service took the new password: the next call logs in with it.
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("new", 0));
+    assert_eq!(count_requests(&server, LOGIN).await, 2);
 }

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count_requests, jwt, test_clock, START_EPOCH};
+use common::{
+    assert_request, count_requests, jwt, single_request, test_clock, Body, Expected, START_EPOCH,
+};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
 use tokensmith::fib::Session;
@@ -98,6 +100,43 @@ async fn login_signs_the_email_and_the_token_is_cached_for_its_lifetime() {
     assert!(
         logins[0].headers.get("authorization").is_none(),
         "the login takes no token"
+    );
+}
+
+#[tokio::test]
+async fn the_signed_digest_has_the_lowest_bit_of_its_last_byte_set() {
+    // BLAKE2b-256 of this email ends in an even byte: without `d[31] |= 1` the signature would
+    // be 61cb00a8…, which the service refuses.
+    const BOB: &str = "bob@wonderland.space";
+    const BOB_SIGNATURE: &str = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(tokens("1", 0, 300))
+        .mount(&server)
+        .await;
+    let session = Session::builder()
+        .base_url(server.uri())
+        .email(BOB)
+        .private_key(PRIVATE)
+        .clock(test_clock())
+        .build()
+        .unwrap();
+
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("1", 0));
+    assert_request(
+        &single_request(&server).await,
+        &Expected {
+            method: "POST",
+            path: SESSION,
+            query: None,
+            headers: &[("content-type", "application/json")],
+            body: Body::Json(
+                json!({"email": BOB, "signature": BOB_SIGNATURE, "authPublicKeyHex": PUBLIC}),
+            ),
+        },
     );
 }
 
@@ -262,10 +301,9 @@ async fn every_documented_login_error_maps_to_its_kind() {
 
 #[tokio::test]
 async fn refresh_errors_map_to_their_kinds_once_the_token_has_expired() {
+    // 400 and 422 refuse the refresh token itself: a new login follows (below).
     for (status, name, kind) in [
-        (400, "BAD_REQUEST", ErrorKind::InvalidRequest),
         (404, "NOT_FOUND", ErrorKind::NotFound),
-        (422, "UNPROCESSABLE_ENTITY", ErrorKind::InvalidRequest),
         (500, "INTERNAL_SERVER_ERROR", ErrorKind::ServerError),
     ] {
         let server = MockServer::start().await;
@@ -293,6 +331,71 @@ async fn refresh_errors_map_to_their_kinds_once_the_token_has_expired() {
         clock.advance(Duration::from_secs(20));
         let err = session.access_token().await.unwrap_err();
         assert_eq!((err.kind(), err.status()), (kind, Some(status)), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_400_or_422_on_refresh_leads_to_a_new_signed_login() {
+    for (status, name) in [(400, "BAD_REQUEST"), (422, "UNPROCESSABLE_ENTITY")] {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        Mock::given(method("POST"))
+            .and(path(SESSION))
+            .respond_with(tokens("1", 0, 300))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        mount_login(&server, tokens("3", 270, 300)).await;
+        mount_refresh(
+            &server,
+            &refresh("1", 0),
+            fib_error(status, name, "Unprocessable content."),
+        )
+        .await;
+        let session = session(&server, &clock);
+        session.access_token().await.unwrap();
+
+        clock.advance(Duration::from_secs(270));
+        let token = session.access_token().await.unwrap();
+
+        assert_eq!(token.secret().expose_secret(), access("3", 270), "{status}");
+        assert_eq!(token.origin(), TokenOrigin::Login, "{status}");
+        let requests = server.received_requests().await.unwrap();
+        let verbs: Vec<_> = requests.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(
+            verbs,
+            ["POST", "PATCH", "POST"],
+            "{status}: one PATCH, then a login"
+        );
+        let bearer = format!("Bearer {}", refresh("1", 0));
+        assert_request(
+            &requests[1],
+            &Expected {
+                method: "PATCH",
+                path: SESSION,
+                query: None,
+                headers: &[("authorization", bearer.as_str())],
+                body: Body::None,
+            },
+        );
+        assert_request(
+            &requests[2],
+            &Expected {
+                method: "POST",
+                path: SESSION,
+                query: None,
+                headers: &[("content-type", "application/json")],
+                body: Body::Json(
+                    json!({"email": EMAIL, "signature": SIGNATURE, "authPublicKeyHex": PUBLIC}),
+                ),
+            },
+        );
+        // The new login's refresh token is the one used next.
+        mount_refresh(&server, &refresh("3", 270), tokens("4", 540, 300)).await;
+        clock.advance(Duration::from_secs(270));
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.secret().expose_secret(), access("4", 540), "{status}");
+        assert_eq!(token.origin(), TokenOrigin::Refresh, "{status}");
     }
 }
 
@@ -379,6 +482,32 @@ fn bad_keys_and_signatures_are_refused_at_build_time() {
     assert!(with_signature(&SIGNATURE[..64], PUBLIC).is_err());
     assert!(with_signature(SIGNATURE, "00").is_err());
     assert!(
+        with_signature(&format!("  {}\n", SIGNATURE.to_uppercase()), PUBLIC).is_ok(),
+        "whitespace and capitals are accepted"
+    );
+    // Well-formed signatures that do not verify: another email's, and one checked against
+    // another (valid) public key.
+    let bob = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
+    let other_public = "d04ab232742bb4ab3a1368bd4615e4e6d0224ab71a016baf8520a332c9778737";
+    let mut flipped = SIGNATURE.to_owned();
+    flipped.replace_range(..2, "58");
+    for (sig, public) in [(bob, PUBLIC), (SIGNATURE, other_public), (&flipped, PUBLIC)] {
+        let err = with_signature(sig, public).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration);
+        assert_eq!(err.service(), Some(Service::Fib));
+        assert_eq!(
+            err.message(),
+            Some(
+                "signature does not verify for this email under this public key (it must sign \
+                 exactly this email with the Authorization key pair's private key)"
+            )
+        );
+        assert!(
+            !format!("{err} {err:?}").contains(&sig[..16]),
+            "never echoed"
+        );
+    }
+    assert!(
         Session::builder().email(EMAIL).build().is_err(),
         "a key or signature is required"
     );
@@ -391,6 +520,38 @@ fn bad_keys_and_signatures_are_refused_at_build_time() {
         .private_key(PRIVATE)
         .signature(SIGNATURE, PUBLIC);
     assert!(both.build().is_err());
+}
+
+#[tokio::test]
+async fn a_given_signature_is_sent_trimmed_and_lowercase() {
+    let server = MockServer::start().await;
+    mount_login(&server, tokens("1", 0, 300)).await;
+    let session = Session::builder()
+        .base_url(server.uri())
+        .email(EMAIL)
+        .signature(
+            format!(" {}\t", SIGNATURE.to_uppercase()),
+            PUBLIC.to_uppercase(),
+        )
+        .clock(test_clock())
+        .build()
+        .unwrap();
+
+    let token = session.access_token().await.unwrap();
+
+    assert_eq!(token.secret().expose_secret(), access("1", 0));
+    assert_request(
+        &single_request(&server).await,
+        &Expected {
+            method: "POST",
+            path: SESSION,
+            query: None,
+            headers: &[("content-type", "application/json")],
+            body: Body::Json(
+                json!({"email": EMAIL, "signature": SIGNATURE, "authPublicKeyHex": PUBLIC}),
+            ),
+        },
+    );
 }
 
 #[tokio::test]

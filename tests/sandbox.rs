@@ -381,3 +381,193 @@ async fn accounts_refresh_until_spent_then_log_in_and_complete_new_passwords() {
         .await
         .unwrap();
 }
+
+fn accounts_client(sandbox: &Sandbox) -> tokensmith::accounts::Client {
+    tokensmith::accounts::Client::new_with_client(
+        &sandbox.base_url(Service::Accounts),
+        reqwest::Client::new(),
+        tokensmith::transport::Context::new(),
+    )
+}
+
+/// `/v1/change-password` with `access_token`: the one sandbox call that checks an access token.
+async fn change_password_status(sandbox: &Sandbox, access_token: &str) -> u16 {
+    let body = tokensmith::accounts::types::ChangePasswordRequest {
+        access_token: access_token.into(),
+        previous_password: demo::ACCOUNTS_PASSWORD.into(),
+        proposed_password: demo::ACCOUNTS_PASSWORD.into(),
+    };
+    match accounts_client(sandbox).change_password(&body).await {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.status().expect("an answer").as_u16(),
+    }
+}
+
+#[tokio::test]
+async fn accounts_revocation_also_ends_the_access_tokens_the_refresh_token_issued() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .build()
+        .unwrap();
+    let from_login = session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(24 * 3600 - 30));
+    let from_refresh = session.access_token().await.unwrap();
+    assert_eq!(sandbox.counters(Service::Accounts).refreshes, 1);
+    let older = from_login.secret().expose_secret();
+    let newer = from_refresh.secret().expose_secret();
+    assert_ne!(older, newer);
+    // Both live (the login's for 30 s more).
+    assert_eq!(change_password_status(&sandbox, older).await, 204);
+    assert_eq!(change_password_status(&sandbox, newer).await, 204);
+    let other = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let unrelated = other.access_token().await.unwrap();
+
+    session.logout().await.unwrap();
+
+    assert_eq!(sandbox.counters(Service::Accounts).logouts, 1);
+    assert_eq!(
+        change_password_status(&sandbox, older).await,
+        401,
+        "the login's access token died with its refresh token"
+    );
+    assert_eq!(
+        change_password_status(&sandbox, newer).await,
+        401,
+        "so did the one a refresh issued"
+    );
+    assert_eq!(
+        change_password_status(&sandbox, unrelated.secret().expose_secret()).await,
+        204,
+        "another login's tokens live on"
+    );
+}
+
+#[tokio::test]
+async fn accounts_422_names_the_missing_fields_as_the_service_does() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/token-refresh",
+            sandbox.base_url(Service::Accounts)
+        ))
+        .json(&serde_json::json!({"username": demo::ACCOUNTS_USERNAME}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "status": 422,
+            "message": "Key: 'Model.RefreshToken' Error:Field validation for 'RefreshToken' failed on the 'required' tag",
+        })
+    );
+}
+
+fn fib_client(sandbox: &Sandbox, bearer: Option<&str>) -> tokensmith::fib::Client {
+    let mut context = tokensmith::transport::Context::new();
+    if let Some(token) = bearer {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        context = context.with_header(reqwest::header::AUTHORIZATION, value, true);
+    }
+    tokensmith::fib::Client::new_with_client(
+        &sandbox.base_url(Service::Fib),
+        reqwest::Client::new(),
+        context,
+    )
+}
+
+/// The demo user's signature (the vendor's test vector: alice's email, the demo key).
+const FIB_SIGNATURE: &str = "57e7115dfb9faa9add2d2ceb321c20db8c1e7f468d2ffc122793fa61e8ed61581580faaeae83a07fe857894bb33defd61c4ba099b981020146fe8d2be00e630a";
+
+fn fib_login(signature: &str) -> tokensmith::fib::types::LoginRequest {
+    tokensmith::fib::types::LoginRequest {
+        email: demo::FIB_EMAIL.into(),
+        signature: signature.into(),
+        auth_public_key_hex: demo::FIB_PUBLIC_KEY.into(),
+    }
+}
+
+#[tokio::test]
+async fn fib_refuses_a_wrong_signature_with_the_user_s_own_public_key() {
+    // Sent without a session: the builder itself refuses a signature that does not verify.
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    // Well-formed, made with the user's own key, but over another email; and the right one
+    // with a byte changed.
+    let another_email = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
+    let mut flipped = FIB_SIGNATURE.to_owned();
+    flipped.replace_range(126.., "0b");
+    for (n, wrong) in [another_email, flipped.as_str()].into_iter().enumerate() {
+        let error = fib_client(&sandbox, None)
+            .log_in(&fib_login(wrong))
+            .await
+            .unwrap_err();
+        match error {
+            progenitor_client::Error::ErrorResponse(response) => {
+                assert_eq!(response.status(), 422);
+                let status = response.into_inner().status.unwrap();
+                assert_eq!(status.code, 422);
+                assert_eq!(status.name, "UNPROCESSABLE_ENTITY");
+                assert_eq!(
+                    status.message.as_deref(),
+                    Some("User signature could not be verified.")
+                );
+            }
+            other => panic!("expected the documented 422, got {other:?}"),
+        }
+        assert_eq!(sandbox.counters(Service::Fib).failed_logins, n as u64 + 1);
+    }
+    assert_eq!(sandbox.counters(Service::Fib).logins, 0);
+    fib_client(&sandbox, None)
+        .log_in(&fib_login(FIB_SIGNATURE))
+        .await
+        .expect("the right signature signs in");
+}
+
+#[tokio::test]
+async fn fib_logout_also_revokes_the_refresh_token_issued_with_the_access_token() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let sign_in = || async {
+        fib_client(&sandbox, None)
+            .log_in(&fib_login(FIB_SIGNATURE))
+            .await
+            .unwrap()
+            .into_inner()
+            .data
+    };
+    let ours = sign_in().await;
+    let others = sign_in().await;
+
+    fib_client(&sandbox, Some(ours.access_token.expose_secret()))
+        .log_out()
+        .await
+        .unwrap();
+
+    assert_eq!(sandbox.counters(Service::Fib).logouts, 1);
+    let refused = fib_client(&sandbox, Some(ours.refresh_token.expose_secret()))
+        .refresh_tokens()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(reqwest::StatusCode::UNAUTHORIZED));
+    fib_client(&sandbox, Some(others.refresh_token.expose_secret()))
+        .refresh_tokens()
+        .await
+        .expect("another session's refresh token still works");
+    assert_eq!(sandbox.counters(Service::Fib).refreshes, 1);
+}

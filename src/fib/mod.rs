@@ -71,8 +71,10 @@ impl SessionBuilder {
         self
     }
 
-    /// Instead of a private key: a signature of the email computed elsewhere (hex) and the
-    /// Authorization public key (64 hex characters).
+    /// Instead of a private key: a signature of the email computed elsewhere (128 hex
+    /// characters; surrounding whitespace and capitals are accepted) and the Authorization
+    /// public key (64 hex characters). [`Self::build`] checks that the signature verifies
+    /// for the email under that key, as the service would.
     pub fn signature(
         mut self,
         signature_hex: impl Into<SecretString>,
@@ -82,8 +84,9 @@ impl SessionBuilder {
         self
     }
 
-    /// Checks the configuration (the key's size, alphabet and consistency) and builds the
-    /// session. Makes no request.
+    /// Checks the configuration (the key's size, alphabet and consistency; a given signature
+    /// must verify for the email under the given public key) and builds the session. Makes no
+    /// request.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::Fib;
         let email = session::require_plain(S, "email", self.email)?;
@@ -93,7 +96,10 @@ impl SessionBuilder {
                 (key.sign_email(&email), key.public_key_hex())
             }
             (None, Some((signature, public_key))) => {
-                let signature = session::require(S, "signature", Some(signature))?;
+                let given = session::require(S, "signature", Some(signature))?;
+                // Sent as the service's examples show it: lowercase, nothing around it.
+                let signature =
+                    SecretString::new(given.expose_secret().trim().to_ascii_lowercase());
                 let is_hex_128 = signature.expose_secret().len() == 128
                     && signature
                         .expose_secret()
@@ -105,7 +111,17 @@ impl SessionBuilder {
                         "signature must be 128 hex characters (an Ed25519 signature)",
                     ));
                 }
-                (signature, sign::check_public_key(&public_key)?)
+                let public_key = sign::check_public_key(&public_key)?;
+                // The service would refuse it with 422 at every login; say so now.
+                if !sign::verify_email(&public_key, &email, signature.expose_secret()) {
+                    return Err(Error::configuration(
+                        Some(S),
+                        "signature does not verify for this email under this public key (it \
+                         must sign exactly this email with the Authorization key pair's private \
+                         key)",
+                    ));
+                }
+                (signature, public_key)
             }
             (Some(_), Some(_)) => {
                 return Err(Error::configuration(
@@ -200,6 +216,15 @@ fn classify_login(failure: &Failure) -> ErrorKind {
     }
 }
 
+fn classify_refresh(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        // The PATCH has no body: only the refresh token (its Authorization header) can be at
+        // fault. Sending it again cannot help; a new login can.
+        400 | 422 => ErrorKind::TokenRejected,
+        _ => failure.default_kind(),
+    }
+}
+
 impl Fib {
     fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
         let tokens = response.data;
@@ -266,10 +291,7 @@ impl Provider for Fib {
         match api.refresh_tokens().await {
             Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
             Err(e) => {
-                Err(
-                    map_api_error(Self::SERVICE, e, &probe, sent_wall, &Failure::default_kind)
-                        .await,
-                )
+                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_refresh).await)
             }
         }
     }

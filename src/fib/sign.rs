@@ -63,8 +63,8 @@ pub(crate) fn check_public_key(public_key_hex: &str) -> Result<String, Error> {
 }
 
 /// Whether `signature_hex` is the signature of `email` under `public_key_hex`: how the
-/// service checks a login, and how the sandbox does.
-#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+/// service checks a login, how the sandbox does, and how the builder checks a signature
+/// computed elsewhere.
 pub(crate) fn verify_email(public_key_hex: &str, email: &str, signature_hex: &str) -> bool {
     use ed25519_dalek::{Signature, Verifier};
     let key = hex::decode(public_key_hex)
@@ -102,6 +102,26 @@ mod tests {
             key.sign_email("alice@wonderland.space").expose_secret(),
             SIGNATURE
         );
+    }
+
+    /// BLAKE2b-256 of this email ends in an even byte (0x82), so the `d[31] |= 1` rule changes
+    /// the signed digest; the vendor's emails both end in odd bytes and cannot tell.
+    const BOB: &str = "bob@wonderland.space";
+    const BOB_SIGNATURE: &str = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
+    /// The signature of the plain digest, without the rule: what a signer that skips it sends.
+    const BOB_WITHOUT_RULE: &str = "61cb00a8d98b6e0727fe945849649ae909809b87fed826bddad208fd67837af27aefca5d120a92157cd8ccec119aaa9c76735f155e3cac1f5331e972ec475502";
+
+    #[test]
+    fn sets_the_lowest_bit_of_the_digest_s_last_byte() {
+        let plain: [u8; 32] = Blake2b::<U32>::digest(BOB.as_bytes()).into();
+        assert_eq!(plain[31] & 1, 0, "the vector must exercise the rule");
+        let d = prehash(BOB);
+        assert_eq!(d[31], plain[31] | 1);
+        assert_eq!(d[..31], plain[..31]);
+        let key = AuthKey::from_hex(&PRIVATE.into()).unwrap();
+        assert_eq!(key.sign_email(BOB).expose_secret(), BOB_SIGNATURE);
+        assert!(verify_email(PUBLIC, BOB, BOB_SIGNATURE));
+        assert!(!verify_email(PUBLIC, BOB, BOB_WITHOUT_RULE));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The Wikimedia Enterprise auth stand-in: lowercase usernames, access/id/refresh tokens,
 //! refresh tokens that serve 90 refreshes (then 429), a user who must set a new password at
-//! the first login, revocation, and the password flows (the confirmation code is always the
-//! demo one).
+//! the first login, revocation (which, as Cognito's, also ends the access and id tokens the
+//! refresh token issued), and the password flows (the confirmation code is always the demo
+//! one). Malformed bodies answer 422 naming the fields as the service's Go validator does
+//! (`Key: 'Model.Username' Error:Field validation for 'Username' failed on the 'required' tag`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,19 @@ fn error(status: u16, message: &str) -> ResponseTemplate {
     reply(status, json!({"status": status, "message": message}))
 }
 
+/// A JSON field's name as the service's Go model names it: `refresh_token` → `RefreshToken`.
+fn go_field(json_name: &str) -> String {
+    json_name
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect()
+}
+
 /// The named string fields of a JSON body, or the 422 for the missing ones.
 fn fields<const N: usize>(
     request: &Request,
@@ -45,8 +60,9 @@ fn fields<const N: usize>(
     let values = names.map(|name| match body.get(name).and_then(Value::as_str) {
         Some(v) if !v.is_empty() => v.to_owned(),
         _ => {
+            let field = go_field(name);
             missing.push(format!(
-                "Key: 'Model.{name}' Error:Field validation for '{name}' failed on the 'required' tag"
+                "Key: 'Model.{field}' Error:Field validation for '{field}' failed on the 'required' tag"
             ));
             String::new()
         }
@@ -63,22 +79,33 @@ impl State {
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn tokens(&self, user: &str, with_refresh: bool) -> Value {
+    /// Access and id tokens issued from `refresh_token`, or (`None`) with a new refresh token.
+    /// Either way they die with the refresh token when it is revoked.
+    fn tokens(&self, user: &str, refresh_token: Option<&str>) -> Value {
         let shared = &self.shared;
         let lifetime = shared.config.accounts_access_lifetime;
+        let id = shared.issue(S, Kind::Session, user, lifetime);
+        let access = shared.issue(S, Kind::Access, user, lifetime);
         let mut body = json!({
-            "id_token": shared.issue(S, Kind::Session, user, lifetime),
-            "access_token": shared.issue(S, Kind::Access, user, lifetime),
+            "id_token": id,
+            "access_token": access,
             "expires_in": lifetime.as_secs(),
         });
-        if with_refresh {
-            body["refresh_token"] = json!(shared.issue(
-                S,
-                Kind::Refresh,
-                user,
-                shared.config.accounts_refresh_lifetime
-            ));
-        }
+        let refresh = match refresh_token {
+            Some(refresh) => refresh.to_owned(),
+            None => {
+                let refresh = shared.issue(
+                    S,
+                    Kind::Refresh,
+                    user,
+                    shared.config.accounts_refresh_lifetime,
+                );
+                body["refresh_token"] = json!(refresh);
+                refresh
+            }
+        };
+        shared.link(&refresh, &access);
+        shared.link(&refresh, &id);
         body
     }
 }
@@ -131,7 +158,7 @@ fn handle(
             }
             drop(accounts);
             shared.logged_in(S, &username);
-            reply(200, state.tokens(&username, true))
+            reply(200, state.tokens(&username, None))
         }
         Route::Refresh => {
             let [username, token] = fields(request, ["username", "refresh_token"])?;
@@ -140,7 +167,7 @@ fn handle(
                 .filter(|issued| issued.subject == username)
                 .ok_or_else(|| Box::new(error(401, "Invalid Refresh Token")))?;
             let mut accounts = state.accounts();
-            let uses = accounts.refresh_uses.entry(token).or_default();
+            let uses = accounts.refresh_uses.entry(token.clone()).or_default();
             if *uses >= shared.config.accounts_max_refreshes {
                 return Err(Box::new(error(
                     429,
@@ -150,14 +177,15 @@ fn handle(
             *uses += 1;
             drop(accounts);
             shared.count(S, |c| c.refreshes += 1);
-            reply(200, state.tokens(&issued.subject, false))
+            reply(200, state.tokens(&issued.subject, Some(&token)))
         }
         Route::Revoke => {
             let [token] = fields(request, ["refresh_token"])?;
             shared
                 .check(S, Kind::Refresh, &token)
                 .ok_or_else(|| Box::new(error(401, "Invalid Refresh Token")))?;
-            shared.revoke(&token);
+            // Cognito's revocation also ends the access and id tokens it issued.
+            shared.revoke_linked(&token);
             shared.count(S, |c| c.logouts += 1);
             ResponseTemplate::new(204)
         }
@@ -176,7 +204,7 @@ fn handle(
             accounts.passwords.insert(username.clone(), new_password);
             drop(accounts);
             shared.logged_in(S, &username);
-            reply(200, state.tokens(&username, true))
+            reply(200, state.tokens(&username, None))
         }
         Route::ChangePassword => {
             let [access, previous, proposed] = fields(

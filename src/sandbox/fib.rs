@@ -1,6 +1,8 @@
 //! The FIB auth stand-in: a login proven by the Ed25519 signature of the hashed email, checked
 //! against the user's registered public key; 5-minute access tokens renewed by PATCH with the
-//! 24-hour refresh token; logout with the access token.
+//! 24-hour refresh token; logout with the access token, which signs the user out: the refresh
+//! token issued with that access token is revoked too (as the vendor's refresh tokens name
+//! their access token in an `acjti` claim, each pair belongs together).
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ fn tokens(shared: &Shared, subject: &str, message: &str) -> ResponseTemplate {
         subject,
         shared.config.fib_refresh_lifetime,
     );
+    shared.link(&access, &refresh);
     reply(
         200,
         json!({
@@ -99,7 +102,8 @@ impl Respond for Logout {
         if shared.check(S, Kind::Access, token).is_none() {
             return status(401, "UNAUTHORIZED", "Access token is not valid.");
         }
-        shared.revoke(token);
+        // Signing out ends the session: the pair's refresh token can renew it no more.
+        shared.revoke_linked(token);
         shared.count(S, |c| c.logouts += 1);
         reply(
             200,

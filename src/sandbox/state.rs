@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     counters: Mutex<HashMap<Service, Counters>>,
     tokens: Mutex<HashMap<String, Issued>>,
     failures: Mutex<HashMap<(Service, String), Failures>>,
+    /// Tokens that die with another one, by that token ([`Shared::link`]).
+    links: Mutex<HashMap<String, Vec<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -73,6 +75,7 @@ impl Shared {
             counters: Mutex::default(),
             tokens: Mutex::default(),
             failures: Mutex::default(),
+            links: Mutex::default(),
         }
     }
 
@@ -180,6 +183,31 @@ impl Shared {
         lock(&self.tokens).remove(token)
     }
 
+    /// Records that `dependent` dies with `token`: [`Shared::revoke_linked`] on `token` also
+    /// forgets it (the access tokens a refresh token issued, the refresh token issued with an
+    /// access token).
+    pub(crate) fn link(&self, token: &str, dependent: &str) {
+        lock(&self.links)
+            .entry(token.to_owned())
+            .or_default()
+            .push(dependent.to_owned());
+    }
+
+    /// Forgets a token and every token linked to it ([`Shared::link`]), transitively. Returns
+    /// the token itself, when it was known.
+    pub(crate) fn revoke_linked(&self, token: &str) -> Option<Issued> {
+        let revoked = self.revoke(token);
+        let mut pending = vec![token.to_owned()];
+        while let Some(next) = pending.pop() {
+            let dependents = lock(&self.links).remove(&next).unwrap_or_default();
+            for dependent in dependents {
+                self.revoke(&dependent);
+                pending.push(dependent);
+            }
+        }
+        revoked
+    }
+
     /// How long `account` is still locked out, if it is.
     pub(crate) fn locked_for(&self, service: Service, account: &str) -> Option<Duration> {
         let now = self.clock.now();
@@ -240,4 +268,41 @@ pub(crate) fn json_body(request: &wiremock::Request) -> Option<serde_json::Value
 /// A JSON answer.
 pub(crate) fn reply(status: u16, body: serde_json::Value) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn revoking_a_token_revokes_what_was_linked_to_it() {
+        let shared = Shared::new(
+            Arc::new(ManualClock::new()),
+            super::super::Sandbox::builder().config,
+        );
+        let hour = Duration::from_secs(3600);
+        let s = Service::Accounts;
+        let refresh = shared.issue(s, Kind::Refresh, "u", hour);
+        let access = shared.issue(s, Kind::Access, "u", hour);
+        let id = shared.issue(s, Kind::Session, "u", hour);
+        let later = shared.issue(s, Kind::Access, "u", hour);
+        let unrelated = shared.issue(s, Kind::Access, "u", hour);
+        for dependent in [&access, &id, &later] {
+            shared.link(&refresh, dependent);
+        }
+        // A chain is followed too.
+        let chained = shared.issue(s, Kind::Refresh, "u", hour);
+        shared.link(&later, &chained);
+
+        assert!(shared.revoke_linked(&refresh).is_some());
+
+        assert!(shared.check(s, Kind::Refresh, &refresh).is_none());
+        assert!(shared.check(s, Kind::Access, &access).is_none());
+        assert!(shared.check(s, Kind::Session, &id).is_none());
+        assert!(shared.check(s, Kind::Access, &later).is_none());
+        assert!(shared.check(s, Kind::Refresh, &chained).is_none());
+        assert!(shared.check(s, Kind::Access, &unrelated).is_some());
+        assert!(shared.revoke_linked(&refresh).is_none(), "already gone");
+    }
 }
