@@ -7,7 +7,8 @@
 //! with a `NEW_PASSWORD_REQUIRED` challenge: the error carries the challenge's session, which
 //! [`Session::complete_new_password`] answers. Any other challenge Amazon Cognito may ask for
 //! (`SMS_MFA`, `SOFTWARE_TOKEN_MFA`, …) has no endpoint to answer it: the login fails with
-//! [`ErrorKind::UnexpectedResponse`] naming the challenge ([`Error::code`]).
+//! [`ErrorKind::UnsupportedChallenge`] naming the challenge ([`Error::code`]), and is not
+//! tried again until `clear_failure()`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -135,7 +136,7 @@ impl Session {
     /// [`ErrorKind::NewPasswordRequired`] error carried ([`Error::challenge_session`]). On
     /// success the session holds the new token set, logs in with the new password from then
     /// on, and returns the access token. Should the service answer a further challenge instead
-    /// of tokens, the error is [`ErrorKind::UnexpectedResponse`] naming it ([`Error::code`]);
+    /// of tokens, the error is [`ErrorKind::UnsupportedChallenge`] naming it ([`Error::code`]);
     /// the new password is kept for later logins all the same.
     pub async fn complete_new_password(
         &self,
@@ -356,7 +357,7 @@ fn unsupported_challenge(during: &str, name: &str, status: u16) -> Error {
         && name
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    let error = Error::new(ErrorKind::UnexpectedResponse)
+    let error = Error::new(ErrorKind::UnsupportedChallenge)
         .with_service(S)
         .with_status(status);
     if is_a_name {

@@ -597,6 +597,8 @@ impl<P: Provider> Cache<P> {
             ErrorKind::InvalidCredentials
             | ErrorKind::AccessWindowExpired
             | ErrorKind::InvalidRequest
+            // The same login would start the same challenge again (an MFA one sends an SMS).
+            | ErrorKind::UnsupportedChallenge
             // A lock of unknown length: another attempt could only extend it.
             | ErrorKind::AccountLocked { retry_after: None } => None,
             // The challenge's session or temporary token is what the caller needs, as long as

@@ -106,6 +106,11 @@ pub enum ErrorKind {
     /// The service failed (5xx).
     #[error("server error")]
     ServerError,
+    /// accounts: the login answered with a challenge this SDK cannot answer (an MFA challenge
+    /// of Amazon Cognito's); [`Error::code`] names it. Not retried: every login would start
+    /// the same challenge again (and perhaps send another SMS) until `clear_failure()`.
+    #[error("a login challenge this SDK does not support")]
+    UnsupportedChallenge,
     /// A status or body the service does not document.
     #[error("unexpected response")]
     UnexpectedResponse,

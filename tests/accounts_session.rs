@@ -766,7 +766,7 @@ async fn a_login_answering_another_challenge_is_a_typed_error_naming_it() {
 
         let error = session.access_token().await.unwrap_err();
 
-        assert_eq!(error.kind(), ErrorKind::UnexpectedResponse, "{name}");
+        assert_eq!(error.kind(), ErrorKind::UnsupportedChallenge, "{name}");
         assert_eq!(error.service(), Some(Service::Accounts));
         assert_eq!(error.status(), Some(200));
         assert_eq!(error.code(), Some(name));
@@ -790,6 +790,13 @@ async fn a_login_answering_another_challenge_is_a_typed_error_naming_it() {
                 body: Body::Json(json!({"username": "admin", "password": PASSWORD})),
             },
         );
+        let again = session.access_token().await.unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::UnsupportedChallenge);
+        assert_eq!(
+            count_requests(&server, LOGIN).await,
+            1,
+            "the login is not sent again: it would start the same challenge (another SMS)"
+        );
     }
 }
 
@@ -808,7 +815,7 @@ async fn a_challenge_name_that_is_not_a_name_is_not_quoted() {
         .access_token()
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::UnexpectedResponse);
+    assert_eq!(error.kind(), ErrorKind::UnsupportedChallenge);
     assert_eq!(error.status(), Some(200));
     assert_eq!(error.code(), None);
     assert_eq!(
@@ -861,7 +868,7 @@ async fn a_further_challenge_after_the_new_password_is_a_typed_error_and_the_pas
         .await
         .unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::UnexpectedResponse);
+    assert_eq!(error.kind(), ErrorKind::UnsupportedChallenge);
     assert_eq!(error.service(), Some(Service::Accounts));
     assert_eq!(error.status(), Some(200));
     assert_eq!(error.code(), Some("MFA_SETUP"));
