@@ -564,3 +564,56 @@ async fn nothing_prints_a_secret() {
         "api key required"
     );
 }
+
+#[tokio::test]
+async fn every_answer_the_service_gave_the_token_slides_the_window_but_a_refusal_or_outage() {
+    // status, body, whether the answer shows the service took the token
+    let cases = [
+        (400, json!({"message": "Request is invalid"}), true),
+        (403, json!({"errorCode": "INSUFFICIENT_PERMISSIONS"}), true),
+        (403, json!({"errorCode": "STEP_UP_REQUIRED"}), true),
+        (404, json!({}), true),
+        (
+            409,
+            json!({"errorCode": "IDENTITY_TYPE_NOT_SUPPORTED"}),
+            true,
+        ),
+        (503, json!({}), false),
+    ];
+    for (status, body, slides) in cases {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        mount(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+        mount(&server, "GET", "/identities", error(status, body.clone())).await;
+        let session = builder(&server, &clock)
+            .retry_policy(tokensmith::RetryPolicy::none())
+            .build()
+            .unwrap();
+        session.access_token().await.unwrap();
+        clock.advance(Duration::from_secs(240));
+
+        let answer = session.api().list_identities(None, None).await.unwrap_err();
+
+        assert_eq!(answer.status().map(|s| s.as_u16()), Some(status));
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), 2, "{status} {body}: sent once, not retried");
+        assert_request(
+            &requests[1],
+            &Expected {
+                method: "GET",
+                path: "/identities",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+                body: Body::None,
+            },
+        );
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.secret().expose_secret(), "tok-1");
+        let left = if slides { 300 } else { 60 };
+        assert_eq!(
+            token.expires_in(),
+            Duration::from_secs(left),
+            "{status} {body}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use common::{assert_request, count_requests, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
 use tokensmith::weavr::{types, Answer, Challenge, Session, StepUpMethod};
-use tokensmith::ErrorKind;
+use tokensmith::{ErrorKind, RefreshPolicy};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -419,4 +419,117 @@ async fn a_shared_store_carries_the_step_up_to_other_sessions() {
         "the stored token was stepped up"
     );
     assert_eq!(count_requests(&server, "/login_with_password").await, 1);
+}
+
+/// The requests the server received on `route`, in order.
+async fn requests_to(server: &MockServer, route: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == route)
+        .collect()
+}
+
+fn otp_request(code: &str) -> Expected<'static> {
+    Expected {
+        method: "POST",
+        path: OTP_VERIFY,
+        query: None,
+        headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+        body: Body::Json(json!({ "verificationCode": code })),
+    }
+}
+
+#[tokio::test]
+async fn a_step_up_the_user_takes_four_and_a_half_minutes_to_answer_needs_no_new_sign_in() {
+    let server = MockServer::start().await;
+    let protected = Protected::default();
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "tok-1", "tokenType": "ACCESS"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "tok-2", "tokenType": "ACCESS"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(protected.clone())
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(Verify(protected.clone()))
+        .mount(&server)
+        .await;
+    let clock = test_clock();
+    let session = builder(&server, &clock)
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .step_up(StepUpMethod::Sms, {
+            let clock = clock.clone();
+            move |_| {
+                let clock = clock.clone();
+                async move {
+                    // The user reads the SMS and types the code 4.5 minutes later.
+                    clock.advance(Duration::from_secs(270));
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(240));
+
+    let page = session
+        .api()
+        .list_identities(None, None)
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(page.count, 0);
+    assert_eq!(
+        count_requests(&server, "/login_with_password").await,
+        1,
+        "the 403, the challenge and the verification kept the token alive"
+    );
+    let calls = requests_to(&server, "/identities").await;
+    assert_eq!(calls.len(), 2, "sent, then retried once");
+    for call in &calls {
+        assert_request(
+            call,
+            &Expected {
+                method: "GET",
+                path: "/identities",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+                body: Body::None,
+            },
+        );
+    }
+    assert_request(
+        &requests_to(&server, OTP_VERIFY).await[0],
+        &otp_request("123456"),
+    );
+    // 8.5 minutes after sign-in the token has its full window ahead: the retry slid it.
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "tok-1");
+    assert_eq!(token.expires_in(), Duration::from_secs(300));
 }

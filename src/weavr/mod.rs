@@ -4,10 +4,12 @@
 //! Every call carries the embedder's `api-key`; the session signs in with the user's email and
 //! password and, when an identity is configured (or the sign-in token may only be exchanged and
 //! the user has exactly one identity), exchanges the sign-in token for that identity's access
-//! token. Tokens live 5 minutes **from last activity**: each successful call through
-//! [`Session::api`] moves the expiry forward, and an idle session signs in again. A login whose
-//! password has expired fails with [`crate::ErrorKind::PasswordExpired`] carrying the temporary
-//! token that [`Session::update_password`] takes.
+//! token. Tokens live 5 minutes **from last activity**: every call the service answered with the
+//! session's token (through [`Session::api`], or a step-up challenge and its verification) moves
+//! the expiry forward, refusals such as a 403 `STEP_UP_REQUIRED` included (a 401 or a 5xx does
+//! not), and an idle session signs in again. A login whose password has expired fails with
+//! [`crate::ErrorKind::PasswordExpired`] carrying the temporary token that
+//! [`Session::update_password`] takes.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -41,7 +43,7 @@ use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
 use crate::token::{Entry, Extra, Grant};
-use crate::transport::Context;
+use crate::transport::{Authorizer, Context};
 
 /// The production server.
 pub const DEFAULT_BASE_URL: &str = "https://api.weavr.io/multi";
@@ -366,13 +368,31 @@ impl Weavr {
         token: Option<&SecretString>,
         replay: Replay,
     ) -> (Client, Arc<crate::response::Probe>) {
+        self.endpoint
+            .client(Client::new_with_client, self.context(token, replay))
+    }
+
+    /// A client for calls made with the session's own token outside [`Session::api`] (the
+    /// step-up's): `session` hears of every answer, so that they slide the token's lifetime
+    /// and a 401 retires it.
+    fn observed_client(
+        &self,
+        token: &SecretString,
+        replay: Replay,
+        session: Arc<dyn Authorizer>,
+    ) -> (Client, Arc<crate::response::Probe>) {
+        let context = self.context(Some(token), replay).with_observer(session);
+        self.endpoint.client(Client::new_with_client, context)
+    }
+
+    fn context(&self, token: Option<&SecretString>, replay: Replay) -> Context {
         let mut context = Context::new()
             .with_header(API_KEY, self.api_key.clone(), true)
             .with_replay(replay);
         if let Some(token) = token {
             context = context.with_header(AUTHORIZATION, session::bearer(token), true);
         }
-        self.endpoint.client(Client::new_with_client, context)
+        context
     }
 
     /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's

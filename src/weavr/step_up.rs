@@ -6,6 +6,10 @@
 //! and the call is sent again once. Every call that needs the step-up meanwhile waits for that
 //! same challenge and shares its outcome. `ACCESS_TOKEN_REQUIRED` is cured by exchanging the
 //! token for the identity's access token, when the session knows the identity.
+//!
+//! The challenge and its verification carry the session's token, so the service's answers to
+//! them slide its 5-minute window like any call's: a user who takes minutes to answer does not
+//! cost a new sign-in (whose token would not be stepped up).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,8 +21,10 @@ use tokio::sync::OnceCell;
 use super::{classify_api, types, Weavr};
 use crate::error::{Error, ErrorKind, Service};
 use crate::response::map_api_error;
+use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{Core, Forbidden};
+use crate::transport::Authorizer;
 
 /// A challenge lives this long: an answer that comes later is not sent.
 pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -176,15 +182,18 @@ impl Coordinator {
         outcome
     }
 
-    async fn run(&self, core: &Core<Weavr>, token: &SecretString) -> Result<(), Error> {
+    async fn run(&self, core: &Arc<Core<Weavr>>, token: &SecretString) -> Result<(), Error> {
         let handler = self
             .handler
             .as_ref()
             .ok_or_else(|| failed("a step-up is required and the session has no StepUp handler"))?;
         let provider = &core.cache.provider;
         let clock = &core.cache.clock;
+        // The session hears of every answer: they slide the token's window, and a 401 retires it.
+        let session: Arc<dyn Authorizer> = core.clone();
+        let client = || provider.observed_client(token, Replay::Unsent, session.clone());
         let sent_wall = clock.system_now();
-        let (api, probe) = provider.client(Some(token), crate::retry::Replay::Unsent);
+        let (api, probe) = client();
         tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
         let started = clock.now();
         match self.method {
@@ -227,7 +236,7 @@ impl Coordinator {
                     let body = types::VerifyRequest {
                         verification_code: code,
                     };
-                    let (api, probe) = provider.client(Some(token), crate::retry::Replay::Unsent);
+                    let (api, probe) = client();
                     match api
                         .verify_otp_challenge(types::OtpChannel::Sms, None, &body)
                         .await
