@@ -617,3 +617,56 @@ async fn every_answer_the_service_gave_the_token_slides_the_window_but_a_refusal
         );
     }
 }
+
+#[tokio::test]
+async fn a_refused_identity_exchange_calls_for_a_new_sign_in_not_new_credentials() {
+    let cases = [
+        (401, None, ErrorKind::TokenRejected),
+        (403, None, ErrorKind::Forbidden),
+        (
+            403,
+            Some(json!({"errorCode": "INSUFFICIENT_PERMISSIONS"})),
+            ErrorKind::Forbidden,
+        ),
+    ];
+    for (status, body, kind) in cases {
+        let server = MockServer::start().await;
+        mount(&server, "POST", LOGIN, signed_in("auth-1", "AUTH")).await;
+        let refusal = match &body {
+            Some(body) => error(status, body.clone()),
+            // The vendor documents no body for these.
+            None => ResponseTemplate::new(status).insert_header("request-ref", REQUEST_REF),
+        };
+        mount(&server, "POST", "/access_token", refusal).await;
+        let session = builder(&server, &test_clock())
+            .identity(types::IdentityType::Corporate, "110")
+            .build()
+            .unwrap();
+
+        let error = session.access_token().await.unwrap_err();
+
+        assert_eq!(error.kind(), kind, "{status} {body:?}");
+        assert!(!error.is_credentials_refused());
+        assert_eq!(error.status(), Some(status));
+        assert_eq!(error.request_ref(), Some(REQUEST_REF));
+        assert_eq!(
+            error.code(),
+            body.as_ref().and_then(|b| b["errorCode"].as_str())
+        );
+        let exchange = server.received_requests().await.unwrap()[1].clone();
+        assert_request(
+            &exchange,
+            &Expected {
+                method: "POST",
+                path: "/access_token",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer auth-1")],
+                body: Body::Json(json!({"identity": {"type": "CORPORATE", "id": "110"}})),
+            },
+        );
+        // The password was right: the next call signs in again.
+        assert_eq!(session.access_token().await.unwrap_err().kind(), kind);
+        assert_eq!(count_requests(&server, LOGIN).await, 2, "{status}");
+        assert_eq!(count_requests(&server, "/access_token").await, 2);
+    }
+}

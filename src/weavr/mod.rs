@@ -341,6 +341,17 @@ fn classify_login(failure: &Failure) -> ErrorKind {
     }
 }
 
+/// The identity exchange (`/access_token`) says nothing of the password, which the sign-in
+/// before it just accepted: a 401 refuses the sign-in token (a fresh sign-in is the cure), a
+/// 403 ("the auth token is not specified or is incorrect", or not allowed to act for that
+/// identity) forbids the exchange. Neither may block the credentials.
+fn classify_exchange(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        401 => ErrorKind::TokenRejected,
+        _ => classify_api(failure),
+    }
+}
+
 pub(crate) fn classify_api(failure: &Failure) -> ErrorKind {
     match failure.status {
         403 => forbidden(failure),
@@ -481,7 +492,7 @@ impl Weavr {
             .await
         {
             Ok(response) => Ok(response.into_inner().token),
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_exchange).await),
         }
     }
 }
