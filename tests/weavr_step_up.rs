@@ -533,3 +533,47 @@ async fn a_step_up_the_user_takes_four_and_a_half_minutes_to_answer_needs_no_new
     assert_eq!(token.secret().expose_secret(), "tok-1");
     assert_eq!(token.expires_in(), Duration::from_secs(300));
 }
+
+#[tokio::test]
+async fn an_access_token_the_service_says_is_stepped_up_needs_no_challenge() {
+    for (status, challenges) in [("STEPPED_UP", 0), ("STANDARD", 1)] {
+        let (server, _) = server_with_step_up().await;
+        Mock::given(method("POST"))
+            .and(path("/login_with_password"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"token": "auth-1", "tokenType": "AUTH"})),
+            )
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/access_token"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"token": "access-1", "status": status})),
+            )
+            .mount(&server)
+            .await;
+        let session = builder(&server, &test_clock())
+            .identity(types::IdentityType::Corporate, "110")
+            .step_up(StepUpMethod::Sms, |_| async {
+                Answer::Code("123456".into())
+            })
+            .build()
+            .unwrap();
+
+        session.step_up().await.unwrap();
+
+        assert_eq!(
+            count_requests(&server, OTP_START).await,
+            challenges,
+            "{status}"
+        );
+        assert_eq!(count_requests(&server, OTP_VERIFY).await, challenges);
+        // Either way the token is stepped up now: asking again sends nothing.
+        session.step_up().await.unwrap();
+        assert_eq!(count_requests(&server, OTP_START).await, challenges);
+        assert_eq!(count_requests(&server, "/access_token").await, 1);
+    }
+}

@@ -28,7 +28,7 @@
 
 mod step_up;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
@@ -158,6 +158,7 @@ impl SessionBuilder {
             email,
             password: RwLock::new(password),
             identity: self.identity,
+            stepped_up: Mutex::new(None),
         };
         let (method, handler) = match self.step_up {
             Some((method, handler)) => (method, Some(handler)),
@@ -285,6 +286,10 @@ pub(crate) struct Weavr {
     // Replaced when the password is updated through the session.
     password: RwLock<SecretString>,
     identity: IdentityChoice,
+    /// The last access token `/access_token` answered as `STEPPED_UP`. The exchange runs
+    /// inside a sign-in, before the cache holds the token; the step-up coordinator marks the
+    /// cached token from this before it would start a challenge.
+    stepped_up: Mutex<Option<SecretString>>,
 }
 
 impl ErrorBody for types::ErrorResponse {
@@ -406,6 +411,17 @@ impl Weavr {
         context
     }
 
+    /// Whether the newest `/access_token` answer said `secret` is stepped up; forgotten once
+    /// told (the coordinator then keeps the mark on the cached token).
+    fn take_stepped_up(&self, secret: &str) -> bool {
+        let mut slot = self.stepped_up.lock().unwrap_or_else(|p| p.into_inner());
+        let matches = slot.as_ref().is_some_and(|s| s.expose_secret() == secret);
+        if matches {
+            *slot = None;
+        }
+        matches
+    }
+
     /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's
     /// access token where one is chosen.
     async fn grant(&self, token: SecretString) -> Result<Grant, Error> {
@@ -491,7 +507,13 @@ impl Weavr {
             .create_access_token(&types::AccessTokenRequest { identity })
             .await
         {
-            Ok(response) => Ok(response.into_inner().token),
+            Ok(response) => {
+                let response = response.into_inner();
+                let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
+                *self.stepped_up.lock().unwrap_or_else(|p| p.into_inner()) =
+                    stepped_up.then(|| response.token.clone());
+                Ok(response.token)
+            }
             Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_exchange).await),
         }
     }

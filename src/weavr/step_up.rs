@@ -9,7 +9,8 @@
 //!
 //! The challenge and its verification carry the session's token, so the service's answers to
 //! them slide its 5-minute window like any call's: a user who takes minutes to answer does not
-//! cost a new sign-in (whose token would not be stepped up).
+//! cost a new sign-in (whose token would not be stepped up). A token the identity exchange
+//! answered `STEPPED_UP` needs no challenge.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -146,6 +147,10 @@ impl Coordinator {
             .ok_or_else(|| failed("the session is gone"))?;
         let token = core.cache.access_token().await?;
         let secret = token.secret().expose_secret().to_owned();
+        if core.cache.provider.take_stepped_up(&secret) {
+            // The identity exchange answered this token as stepped up already.
+            core.cache.mark_stepped_up(&secret).await;
+        }
         if token
             .entry()
             .stepped_up
@@ -276,7 +281,11 @@ impl Coordinator {
         let sent_at = core.cache.clock.now();
         match provider.exchange_for_identity(token.secret()).await {
             Ok(Some(grant)) => {
-                core.cache.install(grant, sent_at).await;
+                let token = core.cache.install(grant, sent_at).await;
+                let secret = token.secret().expose_secret();
+                if provider.take_stepped_up(secret) {
+                    core.cache.mark_stepped_up(secret).await;
+                }
                 true
             }
             _ => false,
