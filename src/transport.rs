@@ -33,9 +33,26 @@ pub(crate) trait Authorizer: Send + Sync {
     }
     /// The service answered 403 with `body`: cures it when it can (a step-up, an access-token
     /// exchange) and says whether the request is worth sending again.
+    ///
+    /// It is also told of the 403 that answers the one retry after a cure, with
+    /// [`refused_after_cure`] then giving the headers that retry carried: the cure did not
+    /// take (its answer is ignored; there is no second retry).
     fn forbidden<'a>(&'a self, _body: &'a [u8]) -> BoxFuture<'a, bool> {
         Box::pin(async { false })
     }
+}
+
+tokio::task_local! {
+    /// Set while [`Authorizer::forbidden`] hears of the 403 that answered a cured request's
+    /// retry: the headers the retry carried.
+    static REFUSED_AFTER_CURE: HeaderMap;
+}
+
+/// Inside [`Authorizer::forbidden`]: `Some(headers of the retry)` when the 403 it is told of
+/// answered the retry of a request it had cured, which means the cure did not take (a step-up
+/// the service does not honour). `None` for a first refusal, which the session may cure.
+pub(crate) fn refused_after_cure() -> Option<HeaderMap> {
+    REFUSED_AFTER_CURE.try_with(HeaderMap::clone).ok()
 }
 
 /// Whether an answer shows that the service took the credentials the request carried, which
@@ -197,16 +214,16 @@ impl Context {
         // Before any cure: a step-up can keep the user for minutes, and the token must not
         // look idle meanwhile.
         report(auth.as_ref(), status, &used, sent_at);
-        let (response, cured) = match status {
+        let (response, cured, after_cure) = match status {
             200..=299 => return Ok(response),
-            401 => (response, true),
+            401 => (response, true, false),
             403 if auth.handles_forbidden() && retry.is_some() => {
                 let (response, body) = buffer(response, self.max_body).await?;
                 let cured = match body {
                     Some(body) => auth.forbidden(&body).await,
                     None => false,
                 };
-                (response, cured)
+                (response, cured, true)
             }
             _ => return Ok(response),
         };
@@ -219,7 +236,17 @@ impl Context {
         let used = retry.headers().clone();
         let sent_at = auth.now();
         let response = self.send(client, retry).await?;
-        report(auth.as_ref(), response.status().as_u16(), &used, sent_at);
+        let status = response.status().as_u16();
+        report(auth.as_ref(), status, &used, sent_at);
+        if status != 403 || !after_cure {
+            return Ok(response);
+        }
+        // Cured, sent again, refused again: the session hears of it (a step-up it trusted
+        // is forgotten), and the answer goes back as it is.
+        let (response, body) = buffer(response, self.max_body).await?;
+        if let Some(body) = body {
+            REFUSED_AFTER_CURE.scope(used, auth.forbidden(&body)).await;
+        }
         Ok(response)
     }
 

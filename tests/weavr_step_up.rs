@@ -577,3 +577,57 @@ async fn an_access_token_the_service_says_is_stepped_up_needs_no_challenge() {
         assert_eq!(count_requests(&server, "/access_token").await, 1);
     }
 }
+
+#[tokio::test]
+async fn a_push_approval_the_service_does_not_honour_is_forgotten_after_the_one_retry() {
+    let (server, protected) = server_with_step_up().await;
+    let honoured = Arc::new(AtomicBool::new(false));
+    Mock::given(method("POST"))
+        .and(path("/stepup/challenges/push/AUTHY"))
+        .respond_with({
+            let (protected, honoured) = (protected.clone(), honoured.clone());
+            move |_: &Request| {
+                if honoured.load(Ordering::SeqCst) {
+                    protected.stepped_up.store(true, Ordering::SeqCst);
+                }
+                ResponseTemplate::new(200).set_body_json(json!({"id": "42"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    let approvals = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Push(types::PushChannel::Authy), {
+            let approvals = approvals.clone();
+            move |_| {
+                approvals.fetch_add(1, Ordering::SeqCst);
+                async { Answer::Approved }
+            }
+        })
+        .build()
+        .unwrap();
+    const PUSH: &str = "/stepup/challenges/push/AUTHY";
+
+    // The user approves, but the service still wants a step-up: the call fails after one
+    // retry, and the next call starts a new challenge instead of trusting the approval.
+    for round in 1..=2 {
+        let refused = session.api().list_identities(None, None).await.unwrap_err();
+        assert_eq!(refused.status(), Some(reqwest::StatusCode::FORBIDDEN));
+        assert_eq!(count_requests(&server, PUSH).await, round, "round {round}");
+        assert_eq!(
+            count_requests(&server, "/identities").await,
+            2 * round,
+            "each call is retried once, never more"
+        );
+    }
+    assert_eq!(approvals.load(Ordering::SeqCst), 2);
+
+    // An approval the service honours is kept: later calls and step_up() send no challenge.
+    honoured.store(true, Ordering::SeqCst);
+    session.api().list_identities(None, None).await.unwrap();
+    session.api().list_identities(None, None).await.unwrap();
+    session.step_up().await.unwrap();
+    assert_eq!(count_requests(&server, PUSH).await, 3);
+    assert_eq!(count_requests(&server, "/identities").await, 7);
+    assert_eq!(count_requests(&server, "/login_with_password").await, 1);
+}

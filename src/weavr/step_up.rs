@@ -10,13 +10,16 @@
 //! The challenge and its verification carry the session's token, so the service's answers to
 //! them slide its 5-minute window like any call's: a user who takes minutes to answer does not
 //! cost a new sign-in (whose token would not be stepped up). A token the identity exchange
-//! answered `STEPPED_UP` needs no challenge.
+//! answered `STEPPED_UP` needs no challenge. A stepped-up mark is forgotten when a call sent
+//! again after the step-up is still refused with `STEP_UP_REQUIRED` (a push approval the
+//! service did not honour), so that the next call starts a new challenge.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use tokio::sync::OnceCell;
 
 use super::{classify_api, types, Weavr};
@@ -24,7 +27,7 @@ use crate::error::{Error, ErrorKind, Service};
 use crate::response::map_api_error;
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{Core, Forbidden};
+use crate::session::{Attach, Core, Forbidden};
 use crate::transport::Authorizer;
 
 /// A challenge lives this long: an answer that comes later is not sent.
@@ -65,7 +68,9 @@ pub enum Challenge {
 pub enum Answer {
     /// The one-time password the user received.
     Code(SecretString),
-    /// The user approved the push notification.
+    /// The user approved the push notification. The service gives no confirmation of its
+    /// own: the token counts as stepped up until a call sent again after the step-up is still
+    /// refused with `STEP_UP_REQUIRED`.
     Approved,
     /// The user declined, or gave up.
     Declined,
@@ -268,6 +273,25 @@ impl Coordinator {
         }
     }
 
+    /// A call sent again after a step-up was still refused with `STEP_UP_REQUIRED`: the
+    /// token it carried (`used`) is not stepped up whatever the session believed, and the
+    /// next call that needs it starts a new challenge.
+    fn forget_step_up(&self, used: &HeaderMap) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let Some(entry) = core.cache.current() else {
+            return;
+        };
+        if core.cache.provider.carries(&entry, used)
+            && entry
+                .stepped_up
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::warn!(service = %Service::Weavr, "the service still asks for a step-up after one; the next call starts a new challenge");
+        }
+    }
+
     /// Exchanges the current token for the identity's access token, when the session knows
     /// the identity.
     async fn exchange(&self) -> bool {
@@ -303,6 +327,13 @@ impl Forbidden for Coordinator {
                         .and_then(|c| c.as_str())
                         .map(str::to_owned)
                 });
+            if let Some(used) = crate::transport::refused_after_cure() {
+                // Told of the retry's refusal: nothing is cured now (there is no second retry).
+                if code.as_deref() == Some("STEP_UP_REQUIRED") {
+                    self.forget_step_up(&used);
+                }
+                return false;
+            }
             match code.as_deref() {
                 Some("STEP_UP_REQUIRED") => match self.step_up().await {
                     Ok(()) => true,
