@@ -535,6 +535,110 @@ async fn a_step_up_the_user_takes_four_and_a_half_minutes_to_answer_needs_no_new
 }
 
 #[tokio::test]
+async fn a_code_that_is_not_six_digits_is_asked_again_without_being_sent() {
+    let (server, _) = server_with_step_up().await;
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |challenge: Challenge| {
+                asked.lock().unwrap().push(challenge.clone());
+                async move {
+                    let code = match challenge {
+                        Challenge::Sms { attempt: 1 } => " 12345 ",
+                        Challenge::Sms { attempt: 2 } => "12a456",
+                        _ => " 123456\n",
+                    };
+                    Answer::Code(code.into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+
+    session.step_up().await.unwrap();
+
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [1, 2, 3].map(|attempt| Challenge::Sms { attempt })
+    );
+    let verifications = requests_to(&server, OTP_VERIFY).await;
+    assert_eq!(verifications.len(), 1, "only the well-formed code was sent");
+    assert_request(&verifications[0], &otp_request("123456"));
+
+    // When every attempt is malformed, nothing is sent and the step-up fails as invalid.
+    let (server, _) = server_with_step_up().await;
+    let session = builder(&server, &test_clock())
+        .max_otp_attempts(2)
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("1234567".into())
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(error.status(), None);
+    assert!(error.to_string().contains("six digits"), "{error}");
+    assert!(!error.to_string().contains("1234567"), "{error}");
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+}
+
+#[tokio::test]
+async fn a_verification_the_service_finds_malformed_is_a_wrong_code() {
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "message": "Request is invalid",
+            "syntaxErrors": {"invalidFields": [
+                {"params": ["^[0-9]{6}$"], "fieldName": "verificationCode", "error": "REGEX"}
+            ]}
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |challenge: Challenge| async move {
+            match challenge {
+                Challenge::Sms { attempt: 1 } => Answer::Code("999999".into()),
+                _ => Answer::Code("123456".into()),
+            }
+        })
+        .build()
+        .unwrap();
+
+    session.step_up().await.unwrap();
+
+    let verifications = requests_to(&server, OTP_VERIFY).await;
+    assert_eq!(verifications.len(), 2);
+    assert_request(&verifications[0], &otp_request("999999"));
+    assert_request(&verifications[1], &otp_request("123456"));
+
+    // Bounded like any wrong code: the last 400 is the step-up's error.
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"message": "Request is invalid"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .max_otp_attempts(2)
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(error.status(), Some(400));
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 2);
+}
+
+#[tokio::test]
 async fn an_access_token_the_service_says_is_stepped_up_needs_no_challenge() {
     for (status, challenges) in [("STEPPED_UP", 0), ("STANDARD", 1)] {
         let (server, _) = server_with_step_up().await;

@@ -135,8 +135,9 @@ impl SessionBuilder {
         self
     }
 
-    /// How many codes the handler may give for one SMS challenge before it fails (default 3;
-    /// the service also limits wrong codes).
+    /// How many codes the handler may give for one SMS challenge before it fails (default 3).
+    /// A code that is not six digits counts but is not sent. The service limits wrong codes
+    /// too: its `CHALLENGE_LIMIT_EXCEEDED` ends the step-up whatever is left of this.
     pub fn max_otp_attempts(mut self, attempts: u32) -> Self {
         self.max_otp_attempts = Some(attempts);
         self

@@ -9,7 +9,10 @@
 //!
 //! The challenge and its verification carry the session's token, so the service's answers to
 //! them slide its 5-minute window like any call's: a user who takes minutes to answer does not
-//! cost a new sign-in (whose token would not be stepped up). A token the identity exchange
+//! cost a new sign-in (whose token would not be stepped up). A code is sent only when it is six
+//! digits (surrounding whitespace aside); one that is not, or that the service refuses as wrong
+//! (409 `VERIFICATION_CODE_INVALID`, `ONE_CHALLENGE_LIMIT_REMAINING`, or a 400), is asked for
+//! again, up to the session's limit. A token the identity exchange
 //! answered `STEPPED_UP` needs no challenge. A stepped-up mark is forgotten when a call sent
 //! again after the step-up is still refused with `STEP_UP_REQUIRED` (a push approval the
 //! service did not honour), so that the next call starts a new challenge.
@@ -66,7 +69,8 @@ pub enum Challenge {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Answer {
-    /// The one-time password the user received.
+    /// The one-time password the user received: six digits (surrounding whitespace is
+    /// trimmed; anything else is not sent, and the handler is asked again).
     Code(SecretString),
     /// The user approved the push notification. The service gives no confirmation of its
     /// own: the token counts as stepped up until a call sent again after the step-up is still
@@ -126,6 +130,21 @@ fn failed(message: &str) -> Error {
     Error::new(ErrorKind::StepUpRequired)
         .with_service(Service::Weavr)
         .with_message(message)
+}
+
+/// The code as the service takes it (`^[0-9]{6}$`), surrounding whitespace trimmed.
+fn six_digits(code: &SecretString) -> Option<SecretString> {
+    let code = code.expose_secret().trim();
+    (code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())).then(|| SecretString::from(code))
+}
+
+/// A code the service refused as wrong (or malformed): the handler may give another.
+fn wrong_code(error: &Error) -> bool {
+    error.status() == Some(400)
+        || matches!(
+            error.code(),
+            Some("VERIFICATION_CODE_INVALID" | "ONE_CHALLENGE_LIMIT_REMAINING")
+        )
 }
 
 impl Coordinator {
@@ -235,6 +254,7 @@ impl Coordinator {
                         map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api).await,
                     );
                 }
+                let mut last = None;
                 for attempt in 1..=self.max_attempts {
                     let code = match handler.answer(Challenge::Sms { attempt }).await {
                         Answer::Code(code) => code,
@@ -243,9 +263,21 @@ impl Coordinator {
                     if clock.now() >= started + CHALLENGE_LIFETIME {
                         return Err(failed("the one-time password came after the challenge expired; it was not sent"));
                     }
+                    let Some(code) = six_digits(&code) else {
+                        tracing::info!(service = %Service::Weavr, attempt, "the one-time password is not six digits; not sent, asking again");
+                        last = Some(
+                            Error::new(ErrorKind::InvalidRequest)
+                                .with_service(Service::Weavr)
+                                .with_message(
+                                    "the one-time password must be six digits; it was not sent",
+                                ),
+                        );
+                        continue;
+                    };
                     let body = types::VerifyRequest {
                         verification_code: code,
                     };
+                    let sent_wall = clock.system_now();
                     let (api, probe) = client();
                     match api
                         .verify_otp_challenge(types::OtpChannel::Sms, None, &body)
@@ -259,16 +291,15 @@ impl Coordinator {
                             let error =
                                 map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api)
                                     .await;
-                            let wrong = error.code() == Some("VERIFICATION_CODE_INVALID")
-                                || error.code() == Some("ONE_CHALLENGE_LIMIT_REMAINING");
-                            if !wrong || attempt == self.max_attempts {
+                            if !wrong_code(&error) {
                                 return Err(error);
                             }
                             tracing::info!(service = %Service::Weavr, attempt, "wrong one-time password; asking again");
+                            last = Some(error);
                         }
                     }
                 }
-                Err(failed("no attempts left"))
+                Err(last.unwrap_or_else(|| failed("no attempts left")))
             }
         }
     }
