@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_request, count_requests, header, test_clock, Body, Expected};
+use common::{assert_request, count_requests, header, single_request, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
 use tokensmith::weavr::{types, IdentityChoice, Session};
@@ -668,5 +668,41 @@ async fn a_refused_identity_exchange_calls_for_a_new_sign_in_not_new_credentials
         assert_eq!(session.access_token().await.unwrap_err().kind(), kind);
         assert_eq!(count_requests(&server, LOGIN).await, 2, "{status}");
         assert_eq!(count_requests(&server, "/access_token").await, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_refused_with_403_is_wrong_credentials_and_never_sent_again() {
+    // The vendor documents the 403 without a body; a JSON one is read the same way.
+    for body in [None, Some(json!({}))] {
+        let server = MockServer::start().await;
+        let refusal = match &body {
+            Some(body) => error(403, body.clone()),
+            None => ResponseTemplate::new(403).insert_header("request-ref", REQUEST_REF),
+        };
+        mount(&server, "POST", LOGIN, refusal).await;
+        let session = session(&server, &test_clock());
+
+        let error = session.access_token().await.unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{body:?}");
+        assert!(error.is_credentials_refused());
+        assert_eq!(error.status(), Some(403));
+        assert_eq!(error.request_ref(), Some(REQUEST_REF));
+        assert_request(
+            &single_request(&server).await,
+            &Expected {
+                method: "POST",
+                path: LOGIN,
+                query: None,
+                headers: &[("api-key", API_KEY)],
+                body: Body::Json(json!({"email": EMAIL, "password": {"value": PASSWORD}})),
+            },
+        );
+        assert_eq!(
+            session.access_token().await.unwrap_err().kind(),
+            ErrorKind::InvalidCredentials
+        );
+        assert_eq!(count_requests(&server, LOGIN).await, 1, "never sent again");
     }
 }

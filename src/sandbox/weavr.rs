@@ -1,9 +1,9 @@
-//! The Weavr Multi auth stand-in: api-key on every call, password sign-in (AUTH tokens) with
-//! a 30-minute lock after repeated failures and an expired-password user, one identity and
-//! its access tokens, tokens that live 5 minutes from last use, step-up by SMS one-time
-//! password (always 123456, as on Weavr's sandbox) or push (approved at once), logout, and
-//! password update. `GET /managed_accounts` stands for the calls that need a stepped-up
-//! identity token.
+//! The Weavr Multi auth stand-in: api-key on every call, password sign-in (AUTH tokens; wrong
+//! credentials answer 403 without a body, as the vendor documents) with a 30-minute lock after
+//! repeated failures and an expired-password user, one identity and its access tokens, tokens
+//! that live 5 minutes from last use, step-up by SMS one-time password (always 123456, as on
+//! Weavr's sandbox) or push (approved at once), logout, and password update.
+//! `GET /managed_accounts` stands for the calls that need a stepped-up identity token.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -137,7 +137,8 @@ fn login(state: &State, request: &Request) -> ResponseTemplate {
     if users.passwords.get(&email).map(String::as_str) != Some(password) {
         drop(users);
         shared.failed_login(S, &email, shared.config.weavr_lockout);
-        return with_ref(ResponseTemplate::new(401));
+        // "The authentication credentials are not found or are incorrect": 403, no body.
+        return with_ref(ResponseTemplate::new(403));
     }
     if users.expired.contains(&email) {
         let temporary = shared.issue_opaque(S, Kind::Session, &email, shared.config.weavr_idle);

@@ -9,7 +9,8 @@
 //! the expiry forward, refusals such as a 403 `STEP_UP_REQUIRED` included (a 401 or a 5xx does
 //! not), and an idle session signs in again. A login whose password has expired fails with
 //! [`crate::ErrorKind::PasswordExpired`] carrying the temporary token that
-//! [`Session::update_password`] takes.
+//! [`Session::update_password`] takes. Wrong credentials (a 401, or the 403 the vendor documents
+//! for them) fail with [`crate::ErrorKind::InvalidCredentials`] and are never sent again.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -338,7 +339,8 @@ fn locked(failure: &Failure) -> ErrorKind {
 
 fn classify_login(failure: &Failure) -> ErrorKind {
     match failure.status {
-        // 403 on sign-in: "the authentication credentials are not found or are incorrect".
+        // 403 on sign-in: "the authentication credentials are not found or are incorrect"
+        // (documented without a body); 401: "your credentials are invalid".
         401 | 403 => ErrorKind::InvalidCredentials,
         409 => ErrorKind::PasswordExpired,
         410 => ErrorKind::TokenRejected,
