@@ -735,3 +735,128 @@ async fn a_push_approval_the_service_does_not_honour_is_forgotten_after_the_one_
     assert_eq!(count_requests(&server, "/identities").await, 7);
     assert_eq!(count_requests(&server, "/login_with_password").await, 1);
 }
+
+#[tokio::test]
+async fn a_challenge_already_in_flight_is_answered_instead_of_restarted() {
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(
+            ResponseTemplate::new(409).set_body_json(json!({"errorCode": "RETRY_IN_15SEC"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |challenge: Challenge| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert_eq!(challenge, Challenge::Sms { attempt: 1 });
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+
+    session.step_up().await.unwrap();
+
+    assert_eq!(
+        count_requests(&server, OTP_START).await,
+        1,
+        "not sent again"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "asked for the SMS in flight"
+    );
+    assert_request(
+        &requests_to(&server, OTP_VERIFY).await[0],
+        &otp_request("123456"),
+    );
+}
+
+#[tokio::test]
+async fn the_services_challenge_limits_end_the_step_up_with_their_code() {
+    // One wrong code left, then the limit: the handler is asked twice, not five times.
+    let (server, _) = server_with_step_up().await;
+    for code in ["ONE_CHALLENGE_LIMIT_REMAINING", "CHALLENGE_LIMIT_EXCEEDED"] {
+        Mock::given(method("POST"))
+            .and(path(OTP_VERIFY))
+            .respond_with(
+                ResponseTemplate::new(409)
+                    .insert_header("request-ref", "ref-limit")
+                    .set_body_json(json!({ "errorCode": code })),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    let asked = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .max_otp_attempts(5)
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |_| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async { Answer::Code("000000".into()) }
+            }
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(error.status(), Some(409));
+    assert_eq!(error.code(), Some("CHALLENGE_LIMIT_EXCEEDED"));
+    assert_eq!(error.request_ref(), Some("ref-limit"));
+    assert!(error.to_string().contains("new challenge"), "{error}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 2);
+
+    // No more SMS for this token: the start's own limit fails the step-up the same way.
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(
+            ResponseTemplate::new(409)
+                .set_body_json(json!({"errorCode": "CHALLENGE_LIMIT_EXCEEDED"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(error.code(), Some("CHALLENGE_LIMIT_EXCEEDED"));
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+
+    // A verification the service already holds is a success.
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(
+            ResponseTemplate::new(409).set_body_json(json!({"errorCode": "ALREADY_VERIFIED"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    session.step_up().await.unwrap();
+    session.step_up().await.unwrap();
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+}

@@ -12,10 +12,12 @@
 //! cost a new sign-in (whose token would not be stepped up). A code is sent only when it is six
 //! digits (surrounding whitespace aside); one that is not, or that the service refuses as wrong
 //! (409 `VERIFICATION_CODE_INVALID`, `ONE_CHALLENGE_LIMIT_REMAINING`, or a 400), is asked for
-//! again, up to the session's limit. A token the identity exchange
-//! answered `STEPPED_UP` needs no challenge. A stepped-up mark is forgotten when a call sent
-//! again after the step-up is still refused with `STEP_UP_REQUIRED` (a push approval the
-//! service did not honour), so that the next call starts a new challenge.
+//! again, up to the session's limit. The service's own limit (`CHALLENGE_LIMIT_EXCEEDED`) ends
+//! the step-up at once. A start answered `RETRY_IN_15SEC` means an SMS of an open challenge went
+//! out moments ago: its code is asked for instead of sending another. A token the identity
+//! exchange answered `STEPPED_UP` needs no challenge. A stepped-up mark is forgotten when a
+//! call sent again after the step-up is still refused with `STEP_UP_REQUIRED` (a push approval
+//! the service did not honour), so that the next call starts a new challenge.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,7 +29,7 @@ use tokio::sync::OnceCell;
 
 use super::{classify_api, types, Weavr};
 use crate::error::{Error, ErrorKind, Service};
-use crate::response::map_api_error;
+use crate::response::{map_api_error, Probe};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{Attach, Core, Forbidden};
@@ -35,6 +37,9 @@ use crate::transport::Authorizer;
 
 /// A challenge lives this long: an answer that comes later is not sent.
 pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// How soon the service sends another SMS for an open challenge (`RETRY_IN_15SEC` before).
+const RESEND_AFTER: Duration = Duration::from_secs(15);
 
 /// How the session steps a token up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +152,23 @@ fn wrong_code(error: &Error) -> bool {
         )
 }
 
+/// A step-up call's failure, told in the crate's terms.
+async fn step_up_error(
+    error: progenitor_client::Error<types::ErrorResponse>,
+    probe: &Probe,
+    sent_wall: std::time::SystemTime,
+) -> Error {
+    let error = map_api_error(Service::Weavr, error, probe, sent_wall, &classify_api).await;
+    if error.code() == Some("CHALLENGE_LIMIT_EXCEEDED") {
+        error.with_message(
+            "the service's limit for this challenge is reached (wrong codes, or SMS sent); \
+             the step-up must start again with a new challenge",
+        )
+    } else {
+        error
+    }
+}
+
 impl Coordinator {
     pub(crate) fn new(
         core: Weak<Core<Weavr>>,
@@ -221,24 +243,15 @@ impl Coordinator {
         // The session hears of every answer: they slide the token's window, and a 401 retires it.
         let session: Arc<dyn Authorizer> = core.clone();
         let client = || provider.observed_client(token, Replay::Unsent, session.clone());
+        tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
+        let mut started = clock.now();
         let sent_wall = clock.system_now();
         let (api, probe) = client();
-        tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
-        let started = clock.now();
         match self.method {
             StepUpMethod::Push(channel) => {
                 let id = match api.start_push_challenge(channel, None).await {
                     Ok(response) => response.into_inner().id,
-                    Err(e) => {
-                        return Err(map_api_error(
-                            Service::Weavr,
-                            e,
-                            &probe,
-                            sent_wall,
-                            &classify_api,
-                        )
-                        .await)
-                    }
+                    Err(e) => return Err(step_up_error(e, &probe, sent_wall).await),
                 };
                 match handler.answer(Challenge::Push { channel, id }).await {
                     Answer::Approved if clock.now() < started + CHALLENGE_LIFETIME => Ok(()),
@@ -250,9 +263,14 @@ impl Coordinator {
             }
             StepUpMethod::Sms => {
                 if let Err(e) = api.start_otp_challenge(types::OtpChannel::Sms, None).await {
-                    return Err(
-                        map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api).await,
-                    );
+                    let error = step_up_error(e, &probe, sent_wall).await;
+                    if error.code() != Some("RETRY_IN_15SEC") {
+                        return Err(error);
+                    }
+                    // An SMS of an open challenge went out less than 15 s ago (another
+                    // session's, or a step-up that just failed): its code is asked for.
+                    tracing::info!(service = %Service::Weavr, "a challenge is already in flight; asking for its code");
+                    started = started.checked_sub(RESEND_AFTER).unwrap_or(started);
                 }
                 let mut last = None;
                 for attempt in 1..=self.max_attempts {
@@ -279,25 +297,25 @@ impl Coordinator {
                     };
                     let sent_wall = clock.system_now();
                     let (api, probe) = client();
-                    match api
+                    let error = match api
                         .verify_otp_challenge(types::OtpChannel::Sms, None, &body)
                         .await
                     {
-                        Ok(_) => {
-                            tracing::info!(service = %Service::Weavr, "token stepped up");
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            let error =
-                                map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api)
-                                    .await;
-                            if !wrong_code(&error) {
-                                return Err(error);
-                            }
+                        Ok(_) => None,
+                        Err(e) => Some(step_up_error(e, &probe, sent_wall).await),
+                    };
+                    match error {
+                        None => {}
+                        Some(error) if error.code() == Some("ALREADY_VERIFIED") => {}
+                        Some(error) if wrong_code(&error) => {
                             tracing::info!(service = %Service::Weavr, attempt, "wrong one-time password; asking again");
                             last = Some(error);
+                            continue;
                         }
+                        Some(error) => return Err(error),
                     }
+                    tracing::info!(service = %Service::Weavr, "token stepped up");
+                    return Ok(());
                 }
                 Err(last.unwrap_or_else(|| failed("no attempts left")))
             }
