@@ -14,7 +14,9 @@ use tokensmith::Service;
 async fn ask(challenge: Challenge) -> Answer {
     let prompt = match challenge {
         Challenge::Sms { attempt: 1 } => "one-time password from the SMS: ".to_owned(),
-        Challenge::Sms { attempt } => format!("wrong code; try again (attempt {attempt}): "),
+        Challenge::Sms { attempt } => {
+            format!("wrong code, or not six digits; try again (attempt {attempt}): ")
+        }
         _ => return Answer::Declined,
     };
     let line = tokio::task::spawn_blocking(move || {

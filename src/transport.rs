@@ -33,8 +33,43 @@ pub(crate) trait Authorizer: Send + Sync {
     }
     /// The service answered 403 with `body`: cures it when it can (a step-up, an access-token
     /// exchange) and says whether the request is worth sending again.
+    ///
+    /// It is also told of the 403 that answers the one retry after a cure, with
+    /// [`refused_after_cure`] then giving the headers that retry carried: the cure did not
+    /// take (its answer is ignored; there is no second retry).
     fn forbidden<'a>(&'a self, _body: &'a [u8]) -> BoxFuture<'a, bool> {
         Box::pin(async { false })
+    }
+}
+
+tokio::task_local! {
+    /// Set while [`Authorizer::forbidden`] hears of the 403 that answered a cured request's
+    /// retry: the headers the retry carried.
+    static REFUSED_AFTER_CURE: HeaderMap;
+}
+
+/// Inside [`Authorizer::forbidden`]: `Some(headers of the retry)` when the 403 it is told of
+/// answered the retry of a request it had cured, which means the cure did not take (a step-up
+/// the service does not honour). `None` for a first refusal, which the session may cure.
+pub(crate) fn refused_after_cure() -> Option<HeaderMap> {
+    REFUSED_AFTER_CURE.try_with(HeaderMap::clone).ok()
+}
+
+/// Whether an answer shows that the service took the credentials the request carried, which
+/// restarts a sliding lifetime (weavr: 5 minutes from last activity). Every answer does,
+/// refusals of the request itself (a 403 `STEP_UP_REQUIRED`, a 409) included, except a 401
+/// (the token was refused), a 410 (weavr `TOKEN_EXPIRED`) and a 5xx (a gateway's or
+/// maintenance answer: the request may never have reached the service).
+fn took_credentials(status: u16) -> bool {
+    !matches!(status, 401 | 410 | 500..=599)
+}
+
+/// Tells `auth` what the service made of the credentials in `used`, sent at `sent_at`.
+fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
+    if status == 401 {
+        auth.refused(used);
+    } else if took_credentials(status) {
+        auth.accepted(used, sent_at);
     }
 }
 
@@ -48,6 +83,9 @@ pub(crate) trait Authorizer: Send + Sync {
 pub struct Context {
     headers: HeaderMap,
     auth: Option<Arc<dyn Authorizer>>,
+    /// A session told what the service made of the requests' credentials, for a client that
+    /// carries one of its tokens without managing it.
+    observer: Option<Arc<dyn Authorizer>>,
     probe: Option<Arc<Probe>>,
     retry: Option<RetryPolicy>,
     replay: Option<Replay>,
@@ -60,6 +98,7 @@ impl std::fmt::Debug for Context {
         f.debug_struct("Context")
             .field("headers", &self.headers)
             .field("session", &self.auth.is_some())
+            .field("observed", &self.observer.is_some())
             .field("retry", &self.retry)
             .field("max_body", &self.max_body)
             .finish()
@@ -92,6 +131,14 @@ impl Context {
 
     pub(crate) fn with_authorizer(mut self, auth: Arc<dyn Authorizer>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Reports every answer to `session` (a 401 refuses the token, other answers slide its
+    /// lifetime) without letting it authorize, renew or retry: for requests that carry one of
+    /// the session's tokens put there by hand (weavr's step-up challenge and verification).
+    pub(crate) fn with_observer(mut self, session: Arc<dyn Authorizer>) -> Self {
+        self.observer = Some(session);
         self
     }
 
@@ -135,41 +182,51 @@ impl Context {
         }
     }
 
-    /// The `exec` hook: sends, records, slides the session's expiry on success; on a 401
-    /// renews the credentials, and on a 403 the session can cure (step-up, access-token
-    /// exchange) cures it, then retries exactly once.
+    /// The `exec` hook: sends, records, and tells the session what the service made of its
+    /// token (any answer but a 401 or a 5xx slides a sliding lifetime, measured from when the
+    /// request was sent); on a 401 renews the credentials, and on a 403 the session can cure
+    /// (step-up, access-token exchange) cures it, then retries exactly once.
     pub(crate) async fn execute(
         &self,
         client: &reqwest::Client,
         request: reqwest::Request,
     ) -> reqwest::Result<reqwest::Response> {
         let Some(auth) = &self.auth else {
-            return self.send(client, request).await;
+            let Some(observer) = &self.observer else {
+                return self.send(client, request).await;
+            };
+            let used = request.headers().clone();
+            let sent_at = observer.now();
+            let response = self.send(client, request).await?;
+            report(
+                observer.as_ref(),
+                response.status().as_u16(),
+                &used,
+                sent_at,
+            );
+            return Ok(response);
         };
         let retry = request.try_clone();
         let used = request.headers().clone();
         let sent_at = auth.now();
         let response = self.send(client, request).await?;
-        let cured = match response.status().as_u16() {
-            200..=299 => {
-                auth.accepted(&used, sent_at);
-                return Ok(response);
-            }
-            401 => {
-                auth.refused(&used);
-                (response, true)
-            }
+        let status = response.status().as_u16();
+        // Before any cure: a step-up can keep the user for minutes, and the token must not
+        // look idle meanwhile.
+        report(auth.as_ref(), status, &used, sent_at);
+        let (response, cured, after_cure) = match status {
+            200..=299 => return Ok(response),
+            401 => (response, true, false),
             403 if auth.handles_forbidden() && retry.is_some() => {
                 let (response, body) = buffer(response, self.max_body).await?;
                 let cured = match body {
                     Some(body) => auth.forbidden(&body).await,
                     None => false,
                 };
-                (response, cured)
+                (response, cured, true)
             }
             _ => return Ok(response),
         };
-        let (response, cured) = cured;
         let Some(mut retry) = retry.filter(|_| cured) else {
             return Ok(response);
         };
@@ -179,10 +236,16 @@ impl Context {
         let used = retry.headers().clone();
         let sent_at = auth.now();
         let response = self.send(client, retry).await?;
-        match response.status().as_u16() {
-            200..=299 => auth.accepted(&used, sent_at),
-            401 => auth.refused(&used),
-            _ => {}
+        let status = response.status().as_u16();
+        report(auth.as_ref(), status, &used, sent_at);
+        if status != 403 || !after_cure {
+            return Ok(response);
+        }
+        // Cured, sent again, refused again: the session hears of it (a step-up it trusted
+        // is forgotten), and the answer goes back as it is.
+        let (response, body) = buffer(response, self.max_body).await?;
+        if let Some(body) = body {
+            REFUSED_AFTER_CURE.scope(used, auth.forbidden(&body)).await;
         }
         Ok(response)
     }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_request, count_requests, header, test_clock, Body, Expected};
+use common::{assert_request, count_requests, header, single_request, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
 use tokensmith::weavr::{types, IdentityChoice, Session};
@@ -563,4 +563,146 @@ async fn nothing_prints_a_secret() {
             .is_err(),
         "api key required"
     );
+}
+
+#[tokio::test]
+async fn every_answer_the_service_gave_the_token_slides_the_window_but_a_refusal_or_outage() {
+    // status, body, whether the answer shows the service took the token
+    let cases = [
+        (400, json!({"message": "Request is invalid"}), true),
+        (403, json!({"errorCode": "INSUFFICIENT_PERMISSIONS"}), true),
+        (403, json!({"errorCode": "STEP_UP_REQUIRED"}), true),
+        (404, json!({}), true),
+        (
+            409,
+            json!({"errorCode": "IDENTITY_TYPE_NOT_SUPPORTED"}),
+            true,
+        ),
+        (503, json!({}), false),
+    ];
+    for (status, body, slides) in cases {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        mount(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+        mount(&server, "GET", "/identities", error(status, body.clone())).await;
+        let session = builder(&server, &clock)
+            .retry_policy(tokensmith::RetryPolicy::none())
+            .build()
+            .unwrap();
+        session.access_token().await.unwrap();
+        clock.advance(Duration::from_secs(240));
+
+        let answer = session.api().list_identities(None, None).await.unwrap_err();
+
+        assert_eq!(answer.status().map(|s| s.as_u16()), Some(status));
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), 2, "{status} {body}: sent once, not retried");
+        assert_request(
+            &requests[1],
+            &Expected {
+                method: "GET",
+                path: "/identities",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+                body: Body::None,
+            },
+        );
+        let token = session.access_token().await.unwrap();
+        assert_eq!(token.secret().expose_secret(), "tok-1");
+        let left = if slides { 300 } else { 60 };
+        assert_eq!(
+            token.expires_in(),
+            Duration::from_secs(left),
+            "{status} {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_identity_exchange_calls_for_a_new_sign_in_not_new_credentials() {
+    let cases = [
+        (401, None, ErrorKind::TokenRejected),
+        (403, None, ErrorKind::Forbidden),
+        (
+            403,
+            Some(json!({"errorCode": "INSUFFICIENT_PERMISSIONS"})),
+            ErrorKind::Forbidden,
+        ),
+    ];
+    for (status, body, kind) in cases {
+        let server = MockServer::start().await;
+        mount(&server, "POST", LOGIN, signed_in("auth-1", "AUTH")).await;
+        let refusal = match &body {
+            Some(body) => error(status, body.clone()),
+            // The vendor documents no body for these.
+            None => ResponseTemplate::new(status).insert_header("request-ref", REQUEST_REF),
+        };
+        mount(&server, "POST", "/access_token", refusal).await;
+        let session = builder(&server, &test_clock())
+            .identity(types::IdentityType::Corporate, "110")
+            .build()
+            .unwrap();
+
+        let error = session.access_token().await.unwrap_err();
+
+        assert_eq!(error.kind(), kind, "{status} {body:?}");
+        assert!(!error.is_credentials_refused());
+        assert_eq!(error.status(), Some(status));
+        assert_eq!(error.request_ref(), Some(REQUEST_REF));
+        assert_eq!(
+            error.code(),
+            body.as_ref().and_then(|b| b["errorCode"].as_str())
+        );
+        let exchange = server.received_requests().await.unwrap()[1].clone();
+        assert_request(
+            &exchange,
+            &Expected {
+                method: "POST",
+                path: "/access_token",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer auth-1")],
+                body: Body::Json(json!({"identity": {"type": "CORPORATE", "id": "110"}})),
+            },
+        );
+        // The password was right: the next call signs in again.
+        assert_eq!(session.access_token().await.unwrap_err().kind(), kind);
+        assert_eq!(count_requests(&server, LOGIN).await, 2, "{status}");
+        assert_eq!(count_requests(&server, "/access_token").await, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_refused_with_403_is_wrong_credentials_and_never_sent_again() {
+    // The vendor documents the 403 without a body; a JSON one is read the same way.
+    for body in [None, Some(json!({}))] {
+        let server = MockServer::start().await;
+        let refusal = match &body {
+            Some(body) => error(403, body.clone()),
+            None => ResponseTemplate::new(403).insert_header("request-ref", REQUEST_REF),
+        };
+        mount(&server, "POST", LOGIN, refusal).await;
+        let session = session(&server, &test_clock());
+
+        let error = session.access_token().await.unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{body:?}");
+        assert!(error.is_credentials_refused());
+        assert_eq!(error.status(), Some(403));
+        assert_eq!(error.request_ref(), Some(REQUEST_REF));
+        assert_request(
+            &single_request(&server).await,
+            &Expected {
+                method: "POST",
+                path: LOGIN,
+                query: None,
+                headers: &[("api-key", API_KEY)],
+                body: Body::Json(json!({"email": EMAIL, "password": {"value": PASSWORD}})),
+            },
+        );
+        assert_eq!(
+            session.access_token().await.unwrap_err().kind(),
+            ErrorKind::InvalidCredentials
+        );
+        assert_eq!(count_requests(&server, LOGIN).await, 1, "never sent again");
+    }
 }

@@ -12,7 +12,7 @@ use common::{assert_request, count_requests, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
 use tokensmith::weavr::{types, Answer, Challenge, Session, StepUpMethod};
-use tokensmith::ErrorKind;
+use tokensmith::{ErrorKind, RefreshPolicy};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -419,4 +419,444 @@ async fn a_shared_store_carries_the_step_up_to_other_sessions() {
         "the stored token was stepped up"
     );
     assert_eq!(count_requests(&server, "/login_with_password").await, 1);
+}
+
+/// The requests the server received on `route`, in order.
+async fn requests_to(server: &MockServer, route: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == route)
+        .collect()
+}
+
+fn otp_request(code: &str) -> Expected<'static> {
+    Expected {
+        method: "POST",
+        path: OTP_VERIFY,
+        query: None,
+        headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+        body: Body::Json(json!({ "verificationCode": code })),
+    }
+}
+
+#[tokio::test]
+async fn a_step_up_the_user_takes_four_and_a_half_minutes_to_answer_needs_no_new_sign_in() {
+    let server = MockServer::start().await;
+    let protected = Protected::default();
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "tok-1", "tokenType": "ACCESS"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "tok-2", "tokenType": "ACCESS"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(protected.clone())
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(Verify(protected.clone()))
+        .mount(&server)
+        .await;
+    let clock = test_clock();
+    let session = builder(&server, &clock)
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .step_up(StepUpMethod::Sms, {
+            let clock = clock.clone();
+            move |_| {
+                let clock = clock.clone();
+                async move {
+                    // The user reads the SMS and types the code 4.5 minutes later.
+                    clock.advance(Duration::from_secs(270));
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(240));
+
+    let page = session
+        .api()
+        .list_identities(None, None)
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(page.count, 0);
+    assert_eq!(
+        count_requests(&server, "/login_with_password").await,
+        1,
+        "the 403, the challenge and the verification kept the token alive"
+    );
+    let calls = requests_to(&server, "/identities").await;
+    assert_eq!(calls.len(), 2, "sent, then retried once");
+    for call in &calls {
+        assert_request(
+            call,
+            &Expected {
+                method: "GET",
+                path: "/identities",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+                body: Body::None,
+            },
+        );
+    }
+    assert_request(
+        &requests_to(&server, OTP_VERIFY).await[0],
+        &otp_request("123456"),
+    );
+    // 8.5 minutes after sign-in the token has its full window ahead: the retry slid it.
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "tok-1");
+    assert_eq!(token.expires_in(), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn a_code_that_is_not_six_digits_is_asked_again_without_being_sent() {
+    let (server, _) = server_with_step_up().await;
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |challenge: Challenge| {
+                asked.lock().unwrap().push(challenge.clone());
+                async move {
+                    let code = match challenge {
+                        Challenge::Sms { attempt: 1 } => " 12345 ",
+                        Challenge::Sms { attempt: 2 } => "12a456",
+                        _ => " 123456\n",
+                    };
+                    Answer::Code(code.into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+
+    session.step_up().await.unwrap();
+
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [1, 2, 3].map(|attempt| Challenge::Sms { attempt })
+    );
+    let verifications = requests_to(&server, OTP_VERIFY).await;
+    assert_eq!(verifications.len(), 1, "only the well-formed code was sent");
+    assert_request(&verifications[0], &otp_request("123456"));
+
+    // When every attempt is malformed, nothing is sent and the step-up fails as invalid.
+    let (server, _) = server_with_step_up().await;
+    let session = builder(&server, &test_clock())
+        .max_otp_attempts(2)
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("1234567".into())
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(error.status(), None);
+    assert!(error.to_string().contains("six digits"), "{error}");
+    assert!(!error.to_string().contains("1234567"), "{error}");
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+}
+
+#[tokio::test]
+async fn a_verification_the_service_finds_malformed_is_a_wrong_code() {
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "message": "Request is invalid",
+            "syntaxErrors": {"invalidFields": [
+                {"params": ["^[0-9]{6}$"], "fieldName": "verificationCode", "error": "REGEX"}
+            ]}
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |challenge: Challenge| async move {
+            match challenge {
+                Challenge::Sms { attempt: 1 } => Answer::Code("999999".into()),
+                _ => Answer::Code("123456".into()),
+            }
+        })
+        .build()
+        .unwrap();
+
+    session.step_up().await.unwrap();
+
+    let verifications = requests_to(&server, OTP_VERIFY).await;
+    assert_eq!(verifications.len(), 2);
+    assert_request(&verifications[0], &otp_request("999999"));
+    assert_request(&verifications[1], &otp_request("123456"));
+
+    // Bounded like any wrong code: the last 400 is the step-up's error.
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"message": "Request is invalid"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .max_otp_attempts(2)
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(error.status(), Some(400));
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 2);
+}
+
+#[tokio::test]
+async fn an_access_token_the_service_says_is_stepped_up_needs_no_challenge() {
+    for (status, challenges) in [("STEPPED_UP", 0), ("STANDARD", 1)] {
+        let (server, _) = server_with_step_up().await;
+        Mock::given(method("POST"))
+            .and(path("/login_with_password"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"token": "auth-1", "tokenType": "AUTH"})),
+            )
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/access_token"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"token": "access-1", "status": status})),
+            )
+            .mount(&server)
+            .await;
+        let session = builder(&server, &test_clock())
+            .identity(types::IdentityType::Corporate, "110")
+            .step_up(StepUpMethod::Sms, |_| async {
+                Answer::Code("123456".into())
+            })
+            .build()
+            .unwrap();
+
+        session.step_up().await.unwrap();
+
+        assert_eq!(
+            count_requests(&server, OTP_START).await,
+            challenges,
+            "{status}"
+        );
+        assert_eq!(count_requests(&server, OTP_VERIFY).await, challenges);
+        // Either way the token is stepped up now: asking again sends nothing.
+        session.step_up().await.unwrap();
+        assert_eq!(count_requests(&server, OTP_START).await, challenges);
+        assert_eq!(count_requests(&server, "/access_token").await, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_push_approval_the_service_does_not_honour_is_forgotten_after_the_one_retry() {
+    let (server, protected) = server_with_step_up().await;
+    let honoured = Arc::new(AtomicBool::new(false));
+    Mock::given(method("POST"))
+        .and(path("/stepup/challenges/push/AUTHY"))
+        .respond_with({
+            let (protected, honoured) = (protected.clone(), honoured.clone());
+            move |_: &Request| {
+                if honoured.load(Ordering::SeqCst) {
+                    protected.stepped_up.store(true, Ordering::SeqCst);
+                }
+                ResponseTemplate::new(200).set_body_json(json!({"id": "42"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    let approvals = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Push(types::PushChannel::Authy), {
+            let approvals = approvals.clone();
+            move |_| {
+                approvals.fetch_add(1, Ordering::SeqCst);
+                async { Answer::Approved }
+            }
+        })
+        .build()
+        .unwrap();
+    const PUSH: &str = "/stepup/challenges/push/AUTHY";
+
+    // The user approves, but the service still wants a step-up: the call fails after one
+    // retry, and the next call starts a new challenge instead of trusting the approval.
+    for round in 1..=2 {
+        let refused = session.api().list_identities(None, None).await.unwrap_err();
+        assert_eq!(refused.status(), Some(reqwest::StatusCode::FORBIDDEN));
+        assert_eq!(count_requests(&server, PUSH).await, round, "round {round}");
+        assert_eq!(
+            count_requests(&server, "/identities").await,
+            2 * round,
+            "each call is retried once, never more"
+        );
+    }
+    assert_eq!(approvals.load(Ordering::SeqCst), 2);
+
+    // An approval the service honours is kept: later calls and step_up() send no challenge.
+    honoured.store(true, Ordering::SeqCst);
+    session.api().list_identities(None, None).await.unwrap();
+    session.api().list_identities(None, None).await.unwrap();
+    session.step_up().await.unwrap();
+    assert_eq!(count_requests(&server, PUSH).await, 3);
+    assert_eq!(count_requests(&server, "/identities").await, 7);
+    assert_eq!(count_requests(&server, "/login_with_password").await, 1);
+}
+
+#[tokio::test]
+async fn a_challenge_already_in_flight_is_answered_instead_of_restarted() {
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(
+            ResponseTemplate::new(409).set_body_json(json!({"errorCode": "RETRY_IN_15SEC"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |challenge: Challenge| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert_eq!(challenge, Challenge::Sms { attempt: 1 });
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+
+    session.step_up().await.unwrap();
+
+    assert_eq!(
+        count_requests(&server, OTP_START).await,
+        1,
+        "not sent again"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "asked for the SMS in flight"
+    );
+    assert_request(
+        &requests_to(&server, OTP_VERIFY).await[0],
+        &otp_request("123456"),
+    );
+}
+
+#[tokio::test]
+async fn the_services_challenge_limits_end_the_step_up_with_their_code() {
+    // One wrong code left, then the limit: the handler is asked twice, not five times.
+    let (server, _) = server_with_step_up().await;
+    for code in ["ONE_CHALLENGE_LIMIT_REMAINING", "CHALLENGE_LIMIT_EXCEEDED"] {
+        Mock::given(method("POST"))
+            .and(path(OTP_VERIFY))
+            .respond_with(
+                ResponseTemplate::new(409)
+                    .insert_header("request-ref", "ref-limit")
+                    .set_body_json(json!({ "errorCode": code })),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    let asked = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .max_otp_attempts(5)
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |_| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async { Answer::Code("000000".into()) }
+            }
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(error.status(), Some(409));
+    assert_eq!(error.code(), Some("CHALLENGE_LIMIT_EXCEEDED"));
+    assert_eq!(error.request_ref(), Some("ref-limit"));
+    assert!(error.to_string().contains("new challenge"), "{error}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 2);
+
+    // No more SMS for this token: the start's own limit fails the step-up the same way.
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(
+            ResponseTemplate::new(409)
+                .set_body_json(json!({"errorCode": "CHALLENGE_LIMIT_EXCEEDED"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    let error = session.step_up().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(error.code(), Some("CHALLENGE_LIMIT_EXCEEDED"));
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+
+    // A verification the service already holds is a success.
+    let (server, _) = server_with_step_up().await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(
+            ResponseTemplate::new(409).set_body_json(json!({"errorCode": "ALREADY_VERIFIED"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    session.step_up().await.unwrap();
+    session.step_up().await.unwrap();
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
 }

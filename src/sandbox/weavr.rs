@@ -1,13 +1,20 @@
-//! The Weavr Multi auth stand-in: api-key on every call, password sign-in (AUTH tokens) with
-//! a 30-minute lock after repeated failures and an expired-password user, one identity and
-//! its access tokens, tokens that live 5 minutes from last use, step-up by SMS one-time
-//! password (always 123456, as on Weavr's sandbox) or push (approved at once), logout, and
-//! password update. `GET /managed_accounts` stands for the calls that need a stepped-up
-//! identity token.
+//! The Weavr Multi auth stand-in: api-key on every call, password sign-in (AUTH tokens; wrong
+//! credentials answer 403 without a body, as the vendor documents) with a 30-minute lock after
+//! repeated failures and an expired-password user, one identity and its access tokens, tokens
+//! that live 5 minutes from last use, step-up by SMS one-time password (always 123456, as on
+//! Weavr's sandbox) or push (approved at once), logout, and password update.
+//! `GET /managed_accounts` stands for the calls that need a stepped-up identity token.
+//!
+//! SMS challenges follow the vendor's rules: starting one while one is open sends another SMS
+//! only 15 s after the last (409 `RETRY_IN_15SEC` before; the open challenge stays as it is),
+//! at most 3 per challenge (then 409 `CHALLENGE_LIMIT_EXCEEDED`); a code that is
+//! not six digits answers 400; wrong codes answer 409 `VERIFICATION_CODE_INVALID`, then
+//! `ONE_CHALLENGE_LIMIT_REMAINING` when one try is left, then `CHALLENGE_LIMIT_EXCEEDED`,
+//! which closes the challenge (3 wrong codes in all).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wiremock::matchers::{method, path, path_regex};
@@ -19,6 +26,21 @@ use crate::error::Service;
 
 const S: Service = Service::Weavr;
 
+/// Wrong codes one SMS challenge takes; the last answers `CHALLENGE_LIMIT_EXCEEDED`.
+const WRONG_CODE_LIMIT: u32 = 3;
+/// SMS one challenge sends at most.
+const SMS_LIMIT: u32 = 3;
+/// How soon another SMS may be sent for an open challenge.
+const RESEND_AFTER: Duration = Duration::from_secs(15);
+
+/// An open SMS challenge.
+struct Otp {
+    /// When the last SMS went out; the challenge lives from then.
+    sent_at: Instant,
+    sms: u32,
+    wrong: u32,
+}
+
 #[derive(Default)]
 struct Users {
     passwords: HashMap<String, String>,
@@ -28,8 +50,8 @@ struct Users {
     /// Access tokens (`tokenType` ACCESS) as opposed to sign-in tokens.
     access: HashSet<String>,
     stepped_up: HashSet<String>,
-    /// OTP challenges in flight, by token, with when they were issued.
-    challenges: HashMap<String, Instant>,
+    /// OTP challenges in flight, by token.
+    challenges: HashMap<String, Otp>,
 }
 
 struct State {
@@ -137,7 +159,8 @@ fn login(state: &State, request: &Request) -> ResponseTemplate {
     if users.passwords.get(&email).map(String::as_str) != Some(password) {
         drop(users);
         shared.failed_login(S, &email, shared.config.weavr_lockout);
-        return with_ref(ResponseTemplate::new(401));
+        // "The authentication credentials are not found or are incorrect": 403, no body.
+        return with_ref(ResponseTemplate::new(403));
     }
     if users.expired.contains(&email) {
         let temporary = shared.issue_opaque(S, Kind::Session, &email, shared.config.weavr_idle);
@@ -232,10 +255,31 @@ fn authenticated(
             ))
         }
         Route::OtpStart => {
-            state
-                .users()
-                .challenges
-                .insert(token.to_owned(), shared.clock.now());
+            let now = shared.clock.now();
+            let lifetime = shared.config.weavr_challenge_lifetime;
+            let mut users = state.users();
+            match users.challenges.get_mut(token) {
+                Some(otp) if now < otp.sent_at + lifetime => {
+                    if now < otp.sent_at + RESEND_AFTER {
+                        return error_code(409, "RETRY_IN_15SEC");
+                    }
+                    if otp.sms >= SMS_LIMIT {
+                        return error_code(409, "CHALLENGE_LIMIT_EXCEEDED");
+                    }
+                    // Another SMS for the same challenge: its wrong codes still count.
+                    otp.sent_at = now;
+                    otp.sms += 1;
+                }
+                _ => {
+                    let otp = Otp {
+                        sent_at: now,
+                        sms: 1,
+                        wrong: 0,
+                    };
+                    users.challenges.insert(token.to_owned(), otp);
+                }
+            }
+            drop(users);
             shared.count(S, |c| c.challenges += 1);
             with_ref(ResponseTemplate::new(204))
         }
@@ -243,15 +287,31 @@ fn authenticated(
             let code = json_body(request)
                 .and_then(|b| b["verificationCode"].as_str().map(str::to_owned))
                 .unwrap_or_default();
+            if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+                return with_ref(reply(
+                    400,
+                    json!({"message": "Request is invalid", "syntaxErrors": {"invalidFields": [
+                        {"params": ["^[0-9]{6}$"], "fieldName": "verificationCode", "error": "REGEX"}
+                    ]}}),
+                ));
+            }
             let mut users = state.users();
-            let Some(issued) = users.challenges.get(token).copied() else {
+            let Some(otp) = users.challenges.get_mut(token) else {
                 return error_code(409, "STATE_INVALID");
             };
-            if shared.clock.now() >= issued + shared.config.weavr_challenge_lifetime {
+            if shared.clock.now() >= otp.sent_at + shared.config.weavr_challenge_lifetime {
                 users.challenges.remove(token);
                 return error_code(409, "VERIFICATION_CODE_EXPIRED");
             }
             if code != demo::WEAVR_OTP {
+                otp.wrong += 1;
+                if otp.wrong >= WRONG_CODE_LIMIT {
+                    users.challenges.remove(token);
+                    return error_code(409, "CHALLENGE_LIMIT_EXCEEDED");
+                }
+                if otp.wrong + 1 == WRONG_CODE_LIMIT {
+                    return error_code(409, "ONE_CHALLENGE_LIMIT_REMAINING");
+                }
                 return error_code(409, "VERIFICATION_CODE_INVALID");
             }
             users.challenges.remove(token);

@@ -4,10 +4,13 @@
 //! Every call carries the embedder's `api-key`; the session signs in with the user's email and
 //! password and, when an identity is configured (or the sign-in token may only be exchanged and
 //! the user has exactly one identity), exchanges the sign-in token for that identity's access
-//! token. Tokens live 5 minutes **from last activity**: each successful call through
-//! [`Session::api`] moves the expiry forward, and an idle session signs in again. A login whose
-//! password has expired fails with [`crate::ErrorKind::PasswordExpired`] carrying the temporary
-//! token that [`Session::update_password`] takes.
+//! token. Tokens live 5 minutes **from last activity**: every call the service answered with the
+//! session's token (through [`Session::api`], or a step-up challenge and its verification) moves
+//! the expiry forward, refusals such as a 403 `STEP_UP_REQUIRED` included (a 401 or a 5xx does
+//! not), and an idle session signs in again. A login whose password has expired fails with
+//! [`crate::ErrorKind::PasswordExpired`] carrying the temporary token that
+//! [`Session::update_password`] takes. Wrong credentials (a 401, or the 403 the vendor documents
+//! for them) fail with [`crate::ErrorKind::InvalidCredentials`] and are never sent again.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -26,7 +29,7 @@
 
 mod step_up;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
@@ -41,7 +44,7 @@ use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
 use crate::token::{Entry, Extra, Grant};
-use crate::transport::Context;
+use crate::transport::{Authorizer, Context};
 
 /// The production server.
 pub const DEFAULT_BASE_URL: &str = "https://api.weavr.io/multi";
@@ -133,8 +136,9 @@ impl SessionBuilder {
         self
     }
 
-    /// How many codes the handler may give for one SMS challenge before it fails (default 3;
-    /// the service also limits wrong codes).
+    /// How many codes the handler may give for one SMS challenge before it fails (default 3).
+    /// A code that is not six digits counts but is not sent. The service limits wrong codes
+    /// too: its `CHALLENGE_LIMIT_EXCEEDED` ends the step-up whatever is left of this.
     pub fn max_otp_attempts(mut self, attempts: u32) -> Self {
         self.max_otp_attempts = Some(attempts);
         self
@@ -156,6 +160,7 @@ impl SessionBuilder {
             email,
             password: RwLock::new(password),
             identity: self.identity,
+            stepped_up: Mutex::new(None),
         };
         let (method, handler) = match self.step_up {
             Some((method, handler)) => (method, Some(handler)),
@@ -283,6 +288,10 @@ pub(crate) struct Weavr {
     // Replaced when the password is updated through the session.
     password: RwLock<SecretString>,
     identity: IdentityChoice,
+    /// The last access token `/access_token` answered as `STEPPED_UP`. The exchange runs
+    /// inside a sign-in, before the cache holds the token; the step-up coordinator marks the
+    /// cached token from this before it would start a challenge.
+    stepped_up: Mutex<Option<SecretString>>,
 }
 
 impl ErrorBody for types::ErrorResponse {
@@ -330,12 +339,24 @@ fn locked(failure: &Failure) -> ErrorKind {
 
 fn classify_login(failure: &Failure) -> ErrorKind {
     match failure.status {
-        // 403 on sign-in: "the authentication credentials are not found or are incorrect".
+        // 403 on sign-in: "the authentication credentials are not found or are incorrect"
+        // (documented without a body); 401: "your credentials are invalid".
         401 | 403 => ErrorKind::InvalidCredentials,
         409 => ErrorKind::PasswordExpired,
         410 => ErrorKind::TokenRejected,
         423 => locked(failure),
         _ => failure.default_kind(),
+    }
+}
+
+/// The identity exchange (`/access_token`) says nothing of the password, which the sign-in
+/// before it just accepted: a 401 refuses the sign-in token (a fresh sign-in is the cure), a
+/// 403 ("the auth token is not specified or is incorrect", or not allowed to act for that
+/// identity) forbids the exchange. Neither may block the credentials.
+fn classify_exchange(failure: &Failure) -> ErrorKind {
+    match failure.status {
+        401 => ErrorKind::TokenRejected,
+        _ => classify_api(failure),
     }
 }
 
@@ -366,13 +387,42 @@ impl Weavr {
         token: Option<&SecretString>,
         replay: Replay,
     ) -> (Client, Arc<crate::response::Probe>) {
+        self.endpoint
+            .client(Client::new_with_client, self.context(token, replay))
+    }
+
+    /// A client for calls made with the session's own token outside [`Session::api`] (the
+    /// step-up's): `session` hears of every answer, so that they slide the token's lifetime
+    /// and a 401 retires it.
+    fn observed_client(
+        &self,
+        token: &SecretString,
+        replay: Replay,
+        session: Arc<dyn Authorizer>,
+    ) -> (Client, Arc<crate::response::Probe>) {
+        let context = self.context(Some(token), replay).with_observer(session);
+        self.endpoint.client(Client::new_with_client, context)
+    }
+
+    fn context(&self, token: Option<&SecretString>, replay: Replay) -> Context {
         let mut context = Context::new()
             .with_header(API_KEY, self.api_key.clone(), true)
             .with_replay(replay);
         if let Some(token) = token {
             context = context.with_header(AUTHORIZATION, session::bearer(token), true);
         }
-        self.endpoint.client(Client::new_with_client, context)
+        context
+    }
+
+    /// Whether the newest `/access_token` answer said `secret` is stepped up; forgotten once
+    /// told (the coordinator then keeps the mark on the cached token).
+    fn take_stepped_up(&self, secret: &str) -> bool {
+        let mut slot = self.stepped_up.lock().unwrap_or_else(|p| p.into_inner());
+        let matches = slot.as_ref().is_some_and(|s| s.expose_secret() == secret);
+        if matches {
+            *slot = None;
+        }
+        matches
     }
 
     /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's
@@ -460,8 +510,14 @@ impl Weavr {
             .create_access_token(&types::AccessTokenRequest { identity })
             .await
         {
-            Ok(response) => Ok(response.into_inner().token),
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
+            Ok(response) => {
+                let response = response.into_inner();
+                let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
+                *self.stepped_up.lock().unwrap_or_else(|p| p.into_inner()) =
+                    stepped_up.then(|| response.token.clone());
+                Ok(response.token)
+            }
+            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_exchange).await),
         }
     }
 }

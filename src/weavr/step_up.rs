@@ -6,22 +6,40 @@
 //! and the call is sent again once. Every call that needs the step-up meanwhile waits for that
 //! same challenge and shares its outcome. `ACCESS_TOKEN_REQUIRED` is cured by exchanging the
 //! token for the identity's access token, when the session knows the identity.
+//!
+//! The challenge and its verification carry the session's token, so the service's answers to
+//! them slide its 5-minute window like any call's: a user who takes minutes to answer does not
+//! cost a new sign-in (whose token would not be stepped up). A code is sent only when it is six
+//! digits (surrounding whitespace aside); one that is not, or that the service refuses as wrong
+//! (409 `VERIFICATION_CODE_INVALID`, `ONE_CHALLENGE_LIMIT_REMAINING`, or a 400), is asked for
+//! again, up to the session's limit. The service's own limit (`CHALLENGE_LIMIT_EXCEEDED`) ends
+//! the step-up at once. A start answered `RETRY_IN_15SEC` means an SMS of an open challenge went
+//! out moments ago: its code is asked for instead of sending another. A token the identity
+//! exchange answered `STEPPED_UP` needs no challenge. A stepped-up mark is forgotten when a
+//! call sent again after the step-up is still refused with `STEP_UP_REQUIRED` (a push approval
+//! the service did not honour), so that the next call starts a new challenge.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use tokio::sync::OnceCell;
 
 use super::{classify_api, types, Weavr};
 use crate::error::{Error, ErrorKind, Service};
-use crate::response::map_api_error;
+use crate::response::{map_api_error, Probe};
+use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{Core, Forbidden};
+use crate::session::{Attach, Core, Forbidden};
+use crate::transport::Authorizer;
 
 /// A challenge lives this long: an answer that comes later is not sent.
 pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// How soon the service sends another SMS for an open challenge (`RETRY_IN_15SEC` before).
+const RESEND_AFTER: Duration = Duration::from_secs(15);
 
 /// How the session steps a token up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +74,12 @@ pub enum Challenge {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Answer {
-    /// The one-time password the user received.
+    /// The one-time password the user received: six digits (surrounding whitespace is
+    /// trimmed; anything else is not sent, and the handler is asked again).
     Code(SecretString),
-    /// The user approved the push notification.
+    /// The user approved the push notification. The service gives no confirmation of its
+    /// own: the token counts as stepped up until a call sent again after the step-up is still
+    /// refused with `STEP_UP_REQUIRED`.
     Approved,
     /// The user declined, or gave up.
     Declined,
@@ -116,6 +137,38 @@ fn failed(message: &str) -> Error {
         .with_message(message)
 }
 
+/// The code as the service takes it (`^[0-9]{6}$`), surrounding whitespace trimmed.
+fn six_digits(code: &SecretString) -> Option<SecretString> {
+    let code = code.expose_secret().trim();
+    (code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())).then(|| SecretString::from(code))
+}
+
+/// A code the service refused as wrong (or malformed): the handler may give another.
+fn wrong_code(error: &Error) -> bool {
+    error.status() == Some(400)
+        || matches!(
+            error.code(),
+            Some("VERIFICATION_CODE_INVALID" | "ONE_CHALLENGE_LIMIT_REMAINING")
+        )
+}
+
+/// A step-up call's failure, told in the crate's terms.
+async fn step_up_error(
+    error: progenitor_client::Error<types::ErrorResponse>,
+    probe: &Probe,
+    sent_wall: std::time::SystemTime,
+) -> Error {
+    let error = map_api_error(Service::Weavr, error, probe, sent_wall, &classify_api).await;
+    if error.code() == Some("CHALLENGE_LIMIT_EXCEEDED") {
+        error.with_message(
+            "the service's limit for this challenge is reached (wrong codes, or SMS sent); \
+             the step-up must start again with a new challenge",
+        )
+    } else {
+        error
+    }
+}
+
 impl Coordinator {
     pub(crate) fn new(
         core: Weak<Core<Weavr>>,
@@ -140,6 +193,10 @@ impl Coordinator {
             .ok_or_else(|| failed("the session is gone"))?;
         let token = core.cache.access_token().await?;
         let secret = token.secret().expose_secret().to_owned();
+        if core.cache.provider.take_stepped_up(&secret) {
+            // The identity exchange answered this token as stepped up already.
+            core.cache.mark_stepped_up(&secret).await;
+        }
         if token
             .entry()
             .stepped_up
@@ -176,31 +233,25 @@ impl Coordinator {
         outcome
     }
 
-    async fn run(&self, core: &Core<Weavr>, token: &SecretString) -> Result<(), Error> {
+    async fn run(&self, core: &Arc<Core<Weavr>>, token: &SecretString) -> Result<(), Error> {
         let handler = self
             .handler
             .as_ref()
             .ok_or_else(|| failed("a step-up is required and the session has no StepUp handler"))?;
         let provider = &core.cache.provider;
         let clock = &core.cache.clock;
-        let sent_wall = clock.system_now();
-        let (api, probe) = provider.client(Some(token), crate::retry::Replay::Unsent);
+        // The session hears of every answer: they slide the token's window, and a 401 retires it.
+        let session: Arc<dyn Authorizer> = core.clone();
+        let client = || provider.observed_client(token, Replay::Unsent, session.clone());
         tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
-        let started = clock.now();
+        let mut started = clock.now();
+        let sent_wall = clock.system_now();
+        let (api, probe) = client();
         match self.method {
             StepUpMethod::Push(channel) => {
                 let id = match api.start_push_challenge(channel, None).await {
                     Ok(response) => response.into_inner().id,
-                    Err(e) => {
-                        return Err(map_api_error(
-                            Service::Weavr,
-                            e,
-                            &probe,
-                            sent_wall,
-                            &classify_api,
-                        )
-                        .await)
-                    }
+                    Err(e) => return Err(step_up_error(e, &probe, sent_wall).await),
                 };
                 match handler.answer(Challenge::Push { channel, id }).await {
                     Answer::Approved if clock.now() < started + CHALLENGE_LIFETIME => Ok(()),
@@ -212,10 +263,16 @@ impl Coordinator {
             }
             StepUpMethod::Sms => {
                 if let Err(e) = api.start_otp_challenge(types::OtpChannel::Sms, None).await {
-                    return Err(
-                        map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api).await,
-                    );
+                    let error = step_up_error(e, &probe, sent_wall).await;
+                    if error.code() != Some("RETRY_IN_15SEC") {
+                        return Err(error);
+                    }
+                    // An SMS of an open challenge went out less than 15 s ago (another
+                    // session's, or a step-up that just failed): its code is asked for.
+                    tracing::info!(service = %Service::Weavr, "a challenge is already in flight; asking for its code");
+                    started = started.checked_sub(RESEND_AFTER).unwrap_or(started);
                 }
+                let mut last = None;
                 for attempt in 1..=self.max_attempts {
                     let code = match handler.answer(Challenge::Sms { attempt }).await {
                         Answer::Code(code) => code,
@@ -224,33 +281,63 @@ impl Coordinator {
                     if clock.now() >= started + CHALLENGE_LIFETIME {
                         return Err(failed("the one-time password came after the challenge expired; it was not sent"));
                     }
+                    let Some(code) = six_digits(&code) else {
+                        tracing::info!(service = %Service::Weavr, attempt, "the one-time password is not six digits; not sent, asking again");
+                        last = Some(
+                            Error::new(ErrorKind::InvalidRequest)
+                                .with_service(Service::Weavr)
+                                .with_message(
+                                    "the one-time password must be six digits; it was not sent",
+                                ),
+                        );
+                        continue;
+                    };
                     let body = types::VerifyRequest {
                         verification_code: code,
                     };
-                    let (api, probe) = provider.client(Some(token), crate::retry::Replay::Unsent);
-                    match api
+                    let sent_wall = clock.system_now();
+                    let (api, probe) = client();
+                    let error = match api
                         .verify_otp_challenge(types::OtpChannel::Sms, None, &body)
                         .await
                     {
-                        Ok(_) => {
-                            tracing::info!(service = %Service::Weavr, "token stepped up");
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            let error =
-                                map_api_error(Service::Weavr, e, &probe, sent_wall, &classify_api)
-                                    .await;
-                            let wrong = error.code() == Some("VERIFICATION_CODE_INVALID")
-                                || error.code() == Some("ONE_CHALLENGE_LIMIT_REMAINING");
-                            if !wrong || attempt == self.max_attempts {
-                                return Err(error);
-                            }
+                        Ok(_) => None,
+                        Err(e) => Some(step_up_error(e, &probe, sent_wall).await),
+                    };
+                    match error {
+                        None => {}
+                        Some(error) if error.code() == Some("ALREADY_VERIFIED") => {}
+                        Some(error) if wrong_code(&error) => {
                             tracing::info!(service = %Service::Weavr, attempt, "wrong one-time password; asking again");
+                            last = Some(error);
+                            continue;
                         }
+                        Some(error) => return Err(error),
                     }
+                    tracing::info!(service = %Service::Weavr, "token stepped up");
+                    return Ok(());
                 }
-                Err(failed("no attempts left"))
+                Err(last.unwrap_or_else(|| failed("no attempts left")))
             }
+        }
+    }
+
+    /// A call sent again after a step-up was still refused with `STEP_UP_REQUIRED`: the
+    /// token it carried (`used`) is not stepped up whatever the session believed, and the
+    /// next call that needs it starts a new challenge.
+    fn forget_step_up(&self, used: &HeaderMap) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let Some(entry) = core.cache.current() else {
+            return;
+        };
+        if core.cache.provider.carries(&entry, used)
+            && entry
+                .stepped_up
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::warn!(service = %Service::Weavr, "the service still asks for a step-up after one; the next call starts a new challenge");
         }
     }
 
@@ -267,7 +354,11 @@ impl Coordinator {
         let sent_at = core.cache.clock.now();
         match provider.exchange_for_identity(token.secret()).await {
             Ok(Some(grant)) => {
-                core.cache.install(grant, sent_at).await;
+                let token = core.cache.install(grant, sent_at).await;
+                let secret = token.secret().expose_secret();
+                if provider.take_stepped_up(secret) {
+                    core.cache.mark_stepped_up(secret).await;
+                }
                 true
             }
             _ => false,
@@ -285,6 +376,13 @@ impl Forbidden for Coordinator {
                         .and_then(|c| c.as_str())
                         .map(str::to_owned)
                 });
+            if let Some(used) = crate::transport::refused_after_cure() {
+                // Told of the retry's refusal: nothing is cured now (there is no second retry).
+                if code.as_deref() == Some("STEP_UP_REQUIRED") {
+                    self.forget_step_up(&used);
+                }
+                return false;
+            }
             match code.as_deref() {
                 Some("STEP_UP_REQUIRED") => match self.step_up().await {
                     Ok(()) => true,
