@@ -215,6 +215,10 @@ pub(crate) trait Forbidden: Send + Sync + 'static {
         &'a self,
         body: &'a [u8],
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+
+    /// The retry after a cure, sent with the credentials in `used`, was refused again with
+    /// `body`: the cure did not take.
+    fn uncured(&self, _body: &[u8], _used: &HeaderMap) {}
 }
 
 /// A session's shared state: the cache and the endpoint its `api()` clients use.
@@ -306,6 +310,12 @@ impl<P: Attach> Authorizer for Core<P> {
         match &self.forbidden {
             Some(forbidden) => forbidden.cure(body),
             None => Box::pin(async { false }),
+        }
+    }
+
+    fn uncured(&self, body: &[u8], used: &HeaderMap) {
+        if let Some(forbidden) = &self.forbidden {
+            forbidden.uncured(body, used);
         }
     }
 }

@@ -33,26 +33,13 @@ pub(crate) trait Authorizer: Send + Sync {
     }
     /// The service answered 403 with `body`: cures it when it can (a step-up, an access-token
     /// exchange) and says whether the request is worth sending again.
-    ///
-    /// It is also told of the 403 that answers the one retry after a cure, with
-    /// [`refused_after_cure`] then giving the headers that retry carried: the cure did not
-    /// take (its answer is ignored; there is no second retry).
     fn forbidden<'a>(&'a self, _body: &'a [u8]) -> BoxFuture<'a, bool> {
         Box::pin(async { false })
     }
-}
-
-tokio::task_local! {
-    /// Set while [`Authorizer::forbidden`] hears of the 403 that answered a cured request's
-    /// retry: the headers the retry carried.
-    static REFUSED_AFTER_CURE: HeaderMap;
-}
-
-/// Inside [`Authorizer::forbidden`]: `Some(headers of the retry)` when the 403 it is told of
-/// answered the retry of a request it had cured, which means the cure did not take (a step-up
-/// the service does not honour). `None` for a first refusal, which the session may cure.
-pub(crate) fn refused_after_cure() -> Option<HeaderMap> {
-    REFUSED_AFTER_CURE.try_with(HeaderMap::clone).ok()
+    /// The one retry after a cure, sent with the credentials in `used`, was refused with 403
+    /// and `body` again: the cure did not take (a step-up the service does not honour), and
+    /// there is no second retry.
+    fn uncured(&self, _body: &[u8], _used: &HeaderMap) {}
 }
 
 /// Whether an answer shows that the service took the credentials the request carried, which
@@ -245,7 +232,7 @@ impl Context {
         // is forgotten), and the answer goes back as it is.
         let (response, body) = buffer(response, self.max_body).await?;
         if let Some(body) = body {
-            REFUSED_AFTER_CURE.scope(used, auth.forbidden(&body)).await;
+            auth.uncured(&body, &used);
         }
         Ok(response)
     }

@@ -366,24 +366,16 @@ impl Coordinator {
     }
 }
 
+/// The `errorCode` of a weavr error body.
+fn error_code(body: &[u8]) -> Option<String> {
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    value.get("errorCode")?.as_str().map(str::to_owned)
+}
+
 impl Forbidden for Coordinator {
     fn cure<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
         Box::pin(async move {
-            let code = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| {
-                    v.get("errorCode")
-                        .and_then(|c| c.as_str())
-                        .map(str::to_owned)
-                });
-            if let Some(used) = crate::transport::refused_after_cure() {
-                // Told of the retry's refusal: nothing is cured now (there is no second retry).
-                if code.as_deref() == Some("STEP_UP_REQUIRED") {
-                    self.forget_step_up(&used);
-                }
-                return false;
-            }
-            match code.as_deref() {
+            match error_code(body).as_deref() {
                 Some("STEP_UP_REQUIRED") => match self.step_up().await {
                     Ok(()) => true,
                     Err(error) => {
@@ -395,5 +387,11 @@ impl Forbidden for Coordinator {
                 _ => false,
             }
         })
+    }
+
+    fn uncured(&self, body: &[u8], used: &HeaderMap) {
+        if error_code(body).as_deref() == Some("STEP_UP_REQUIRED") {
+            self.forget_step_up(used);
+        }
     }
 }
