@@ -23,6 +23,9 @@ pub(crate) trait Provider: Send + Sync + 'static {
     const SLIDING: Option<Duration> = None;
     /// A refresh token may be used at most this many times (accounts: 90).
     const MAX_REFRESH_USES: Option<u32> = None;
+    /// The `operationId`s that end the session whose token they carry (a sign-out): called
+    /// through `api()`, their success wipes the cached token instead of counting as activity.
+    const ENDS_SESSION: &'static [&'static str] = &[];
     /// How long logins are held back after a 429 that does not say how long to wait: another
     /// attempt inside the service's window only extends it.
     const LOGIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);

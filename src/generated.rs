@@ -33,9 +33,11 @@ macro_rules! generated_client {
                 async fn exec(
                     &self,
                     request: reqwest::Request,
-                    _info: &OperationInfo,
+                    info: &OperationInfo,
                 ) -> reqwest::Result<reqwest::Response> {
-                    self.inner().execute(self.client(), request).await
+                    self.inner()
+                        .execute(self.client(), request, info.operation_id)
+                        .await
                 }
             }
         }

@@ -421,6 +421,7 @@ impl PasswordSafe {
 impl Provider for PasswordSafe {
     const SERVICE: Service = Service::PasswordSafe;
     const SLIDING: Option<Duration> = Some(SESSION_IDLE_TIMEOUT);
+    const ENDS_SESSION: &'static [&'static str] = &["sign_out"];
 
     fn store_identity(&self) -> String {
         self.identity.clone()

@@ -253,6 +253,36 @@ impl<P: Attach> Core<P> {
         self.cache.forget_stored().await;
     }
 
+    /// Sends a request of the caller's through the same path as `api()`'s own: credentials
+    /// attached (renewed when due), the answer reported (a sliding lifetime slides, a 401
+    /// renews once and the request goes once more, a curable 403 is cured), and the caller's
+    /// retry policy. The body is not capped: it is the caller's API's answer, not ours.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(|e| {
+            Error::configuration(Some(P::SERVICE), "the request could not be built")
+                .with_source(e.without_url())
+        })?;
+        let context = Context::new()
+            .with_authorizer(self.clone())
+            .with_retry(self.endpoint.retry.clone());
+        // Not `prepare`: that strips progenitor's `api-version`, which the caller's API may use.
+        Authorizer::authorize(self.as_ref(), request.headers_mut()).await?;
+        context.execute(&client, request, "").await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                crate::error::ErrorKind::Timeout
+            } else {
+                crate::error::ErrorKind::Transport
+            };
+            Error::new(kind)
+                .with_service(P::SERVICE)
+                .with_source(e.without_url())
+        })
+    }
+
     pub(crate) async fn authorize_request(
         &self,
         request: reqwest::RequestBuilder,
@@ -311,6 +341,25 @@ impl<P: Attach> Authorizer for Core<P> {
             Some(forbidden) => forbidden.cure(body),
             None => Box::pin(async { false }),
         }
+    }
+
+    fn ends_session(&self, operation_id: &str) -> bool {
+        P::ENDS_SESSION.contains(&operation_id)
+    }
+
+    fn ended<'a>(
+        &'a self,
+        used: &'a HeaderMap,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let ours = self
+                .cache
+                .current()
+                .is_some_and(|entry| self.cache.provider.carries(&entry, used));
+            if ours {
+                self.forget().await;
+            }
+        })
     }
 
     fn uncured(&self, body: &[u8], used: &HeaderMap) {
@@ -400,6 +449,20 @@ macro_rules! common_session_methods {
             request: reqwest::RequestBuilder,
         ) -> Result<reqwest::RequestBuilder, crate::Error> {
             self.core.authorize_request(request).await
+        }
+
+        /// Sends `request`, for one of the vendor's other APIs, with this session's credentials,
+        /// the way [`Self::api`] sends its own: renewed when due; on a 401 renewed once and
+        /// sent once more (when the request can be cloned); counted as activity where sessions
+        /// expire when idle; and, for weavr, a `STEP_UP_REQUIRED` or `ACCESS_TOKEN_REQUIRED`
+        /// answered before the one retry. Unlike [`Self::authorize`], the session sees the
+        /// answer. The response is the service's, whatever its status; the error is for a
+        /// request that could not be sent or credentials that could not be had.
+        pub async fn send(
+            &self,
+            request: reqwest::RequestBuilder,
+        ) -> Result<reqwest::Response, crate::Error> {
+            self.core.send(request).await
         }
 
         /// The generated client, with this session's credentials put on every request (renewed

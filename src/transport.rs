@@ -40,6 +40,15 @@ pub(crate) trait Authorizer: Send + Sync {
     /// and `body` again: the cure did not take (a step-up the service does not honour), and
     /// there is no second retry.
     fn uncured(&self, _body: &[u8], _used: &HeaderMap) {}
+    /// Whether the operation `operation_id` ends the session whose credentials it carries (a
+    /// sign-out or logout called through `api()`).
+    fn ends_session(&self, _operation_id: &str) -> bool {
+        false
+    }
+    /// The service ended the session whose credentials `used` carried: forget them.
+    fn ended<'a>(&'a self, _used: &'a HeaderMap) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Whether an answer shows that the service took the credentials the request carried, which
@@ -173,10 +182,14 @@ impl Context {
     /// token (any answer but a 401 or a 5xx slides a sliding lifetime, measured from when the
     /// request was sent); on a 401 renews the credentials, and on a 403 the session can cure
     /// (step-up, access-token exchange) cures it, then retries exactly once.
+    ///
+    /// The success of an operation that ends the session (a sign-out) makes the session forget
+    /// the credentials it ended, instead of counting as activity.
     pub(crate) async fn execute(
         &self,
         client: &reqwest::Client,
         request: reqwest::Request,
+        operation_id: &str,
     ) -> reqwest::Result<reqwest::Response> {
         let Some(auth) = &self.auth else {
             let Some(observer) = &self.observer else {
@@ -198,6 +211,10 @@ impl Context {
         let sent_at = auth.now();
         let response = self.send(client, request).await?;
         let status = response.status().as_u16();
+        if (200..=299).contains(&status) && auth.ends_session(operation_id) {
+            auth.ended(&used).await;
+            return Ok(response);
+        }
         // Before any cure: a step-up can keep the user for minutes, and the token must not
         // look idle meanwhile.
         report(auth.as_ref(), status, &used, sent_at);
@@ -224,6 +241,10 @@ impl Context {
         let sent_at = auth.now();
         let response = self.send(client, retry).await?;
         let status = response.status().as_u16();
+        if (200..=299).contains(&status) && auth.ends_session(operation_id) {
+            auth.ended(&used).await;
+            return Ok(response);
+        }
         report(auth.as_ref(), status, &used, sent_at);
         if status != 403 || !after_cure {
             return Ok(response);

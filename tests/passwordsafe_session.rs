@@ -114,15 +114,33 @@ async fn mount_bearer_sign_in(server: &MockServer, bearer: &str, response: Respo
         .await;
 }
 
-/// Stands in for any authenticated call made through `api()`: answers `status` to requests
-/// carrying session `tag`'s cookie.
-async fn mount_call(server: &MockServer, tag: &str, status: u16) {
+/// Answers `status` to a sign-out carrying session `tag`'s cookie.
+async fn mount_sign_out(server: &MockServer, tag: &str, status: u16) {
     Mock::given(method("POST"))
         .and(path(SIGN_OUT))
         .and(header("cookie", cookie(tag).as_str()))
         .respond_with(ResponseTemplate::new(status).set_body_json(json!("Unauthorized")))
         .mount(server)
         .await;
+}
+
+/// One of the Password Safe API's other endpoints, as a session's `send` calls it.
+const ACCOUNTS: &str = "/ManagedAccounts";
+
+/// Answers `status` to `GET ManagedAccounts` carrying session `tag`'s cookie.
+async fn mount_call(server: &MockServer, tag: &str, status: u16) {
+    Mock::given(method("GET"))
+        .and(path(ACCOUNTS))
+        .and(header("cookie", cookie(tag).as_str()))
+        .respond_with(ResponseTemplate::new(status).set_body_json(json!([])))
+        .mount(server)
+        .await;
+}
+
+/// `GET ManagedAccounts` through the session: its answer's status.
+async fn call(server: &MockServer, session: &Session) -> u16 {
+    let request = reqwest::Client::new().get(format!("{}{ACCOUNTS}", server.uri()));
+    session.send(request).await.unwrap().status().as_u16()
 }
 
 async fn requests_to(server: &MockServer, route: &str) -> Vec<Request> {
@@ -271,7 +289,7 @@ async fn accepted_calls_slide_the_idle_expiry() {
     session.access_token().await.unwrap();
 
     clock.advance(Duration::from_secs(10 * MINUTE));
-    session.api().sign_out(None).await.unwrap();
+    assert_eq!(call(&server, &session).await, 200);
     // Idle since minute 10: the session lives until minute 30.
     clock.advance(Duration::from_secs(RENEW_AT - 1));
     let token = session.access_token().await.unwrap();
@@ -298,7 +316,7 @@ async fn an_oauth_session_never_slides_past_its_token() {
     session.access_token().await.unwrap();
 
     clock.advance(Duration::from_secs(10 * MINUTE));
-    session.api().sign_out(None).await.unwrap();
+    assert_eq!(call(&server, &session).await, 200);
     let slid = session.access_token().await.unwrap();
     assert_eq!(
         slid.expires_in(),
@@ -317,7 +335,7 @@ async fn api_calls_carry_the_cookie_and_the_bearer_of_an_oauth_session() {
     let clock = test_clock();
     mount_token(&server, token(BEARER_ONE, 3600)).await;
     mount_bearer_sign_in(&server, BEARER_ONE, signed_in("oauth")).await;
-    mount_call(&server, "oauth", 200).await;
+    mount_sign_out(&server, "oauth", 200).await;
     let session = session(&server, &clock, oauth());
 
     session.api().sign_out(None).await.unwrap();
@@ -335,11 +353,34 @@ async fn api_calls_carry_the_cookie_and_the_bearer_of_an_oauth_session() {
 }
 
 #[tokio::test]
+async fn a_sign_out_through_api_ends_the_session_instead_of_sliding_it() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path(SIGN_IN))
+        .respond_with(signed_in("one"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    mount_ps_auth_sign_in(&server, signed_in("two")).await;
+    mount_sign_out(&server, "one", 200).await;
+    let session = session(&server, &clock, ps_auth());
+    session.access_token().await.unwrap();
+
+    session.api().sign_out(None).await.unwrap();
+
+    let next = session.access_token().await.unwrap();
+    assert_eq!(next.secret().expose_secret(), cookie("two"));
+    assert_eq!(next.origin(), TokenOrigin::Login);
+    assert_eq!(count_requests(&server, SIGN_IN).await, 2);
+}
+
+#[tokio::test]
 async fn api_calls_of_an_api_key_session_carry_only_the_cookie() {
     let server = MockServer::start().await;
     let clock = test_clock();
     mount_ps_auth_sign_in(&server, signed_in("one")).await;
-    mount_call(&server, "one", 200).await;
+    mount_sign_out(&server, "one", 200).await;
     let session = session(&server, &clock, ps_auth());
 
     session.api().sign_out(None).await.unwrap();
@@ -352,7 +393,7 @@ async fn api_calls_of_an_api_key_session_carry_only_the_cookie() {
 }
 
 #[tokio::test]
-async fn a_401_from_an_api_call_signs_in_again_and_retries_once() {
+async fn a_401_from_a_sent_call_signs_in_again_and_retries_once() {
     let server = MockServer::start().await;
     let clock = test_clock();
     Mock::given(method("POST"))
@@ -366,9 +407,9 @@ async fn a_401_from_an_api_call_signs_in_again_and_retries_once() {
     mount_call(&server, "two", 200).await;
     let session = session(&server, &clock, ps_auth());
 
-    session.api().sign_out(None).await.unwrap();
+    assert_eq!(call(&server, &session).await, 200);
     assert_eq!(count_requests(&server, SIGN_IN).await, 2);
-    assert_eq!(count_requests(&server, SIGN_OUT).await, 2);
+    assert_eq!(count_requests(&server, ACCOUNTS).await, 2);
     assert_eq!(
         session
             .access_token()
@@ -384,9 +425,8 @@ async fn a_401_from_an_api_call_signs_in_again_and_retries_once() {
     mount_ps_auth_sign_in(&server, signed_in("three")).await;
     mount_call(&server, "two", 401).await;
     mount_call(&server, "three", 401).await;
-    let err = session.api().sign_out(None).await.unwrap_err();
-    assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
-    assert_eq!(count_requests(&server, SIGN_OUT).await, 2);
+    assert_eq!(call(&server, &session).await, 401);
+    assert_eq!(count_requests(&server, ACCOUNTS).await, 2);
     assert_eq!(count_requests(&server, SIGN_IN).await, 1);
 }
 
@@ -627,7 +667,7 @@ async fn sign_out_ends_the_session_and_the_next_call_signs_in_again() {
     let clock = test_clock();
     mount_token(&server, token(BEARER_ONE, 3600)).await;
     mount_bearer_sign_in(&server, BEARER_ONE, signed_in("one")).await;
-    mount_call(&server, "one", 200).await;
+    mount_sign_out(&server, "one", 200).await;
     let session = session(&server, &clock, oauth());
 
     session.sign_out().await.unwrap();
@@ -668,7 +708,7 @@ async fn sign_out_of_a_session_the_server_closed_is_token_rejected_and_drops_it(
     let server = MockServer::start().await;
     let clock = test_clock();
     mount_ps_auth_sign_in(&server, signed_in("one")).await;
-    mount_call(&server, "one", 401).await;
+    mount_sign_out(&server, "one", 401).await;
     let session = session(&server, &clock, ps_auth());
     session.access_token().await.unwrap();
 

@@ -860,3 +860,62 @@ async fn the_services_challenge_limits_end_the_step_up_with_their_code() {
     session.step_up().await.unwrap();
     assert_eq!(count_requests(&server, OTP_START).await, 1);
 }
+
+#[tokio::test]
+async fn a_call_to_another_multi_api_endpoint_through_send_is_stepped_up_and_slides_the_window() {
+    let (server, protected) = server_with_step_up().await;
+    Mock::given(method("GET"))
+        .and(path("/consumers"))
+        .respond_with(protected.clone())
+        .mount(&server)
+        .await;
+    let clock = test_clock();
+    let session = builder(&server, &clock)
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(200));
+
+    let request = reqwest::Client::new()
+        .get(format!("{}/consumers", server.uri()))
+        .header("idempotency-ref", "caller-ref-1");
+    let response = session.send(request).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    let calls: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/consumers")
+        .collect();
+    assert_eq!(calls.len(), 2, "refused for a step-up, then sent once more");
+    for call in &calls {
+        assert_request(
+            call,
+            &Expected {
+                method: "GET",
+                path: "/consumers",
+                query: None,
+                headers: &[
+                    ("api-key", API_KEY),
+                    ("authorization", "Bearer tok-1"),
+                    ("idempotency-ref", "caller-ref-1"),
+                ],
+                body: Body::None,
+            },
+        );
+    }
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+    let token = session.access_token().await.unwrap();
+    assert_eq!(
+        token.expires_in(),
+        Duration::from_secs(300),
+        "the window slid from the call, 200 s after sign-in"
+    );
+    assert_eq!(count_requests(&server, "/login_with_password").await, 1);
+}

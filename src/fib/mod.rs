@@ -256,6 +256,7 @@ impl Fib {
 
 impl Provider for Fib {
     const SERVICE: Service = Service::Fib;
+    const ENDS_SESSION: &'static [&'static str] = &["log_out"];
 
     fn store_identity(&self) -> String {
         self.email.clone()
