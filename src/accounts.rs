@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 pub use crate::generated::accounts::{types, Client};
 
 use crate::cache::Provider;
-use crate::error::{Error, ErrorKind, Service};
+use crate::error::{Error, ErrorKind, FieldError, Service};
 use crate::expiry;
 use crate::response::{map_api_error, ErrorBody, Failure};
 use crate::retry::Replay;
@@ -321,6 +321,23 @@ impl ErrorBody for types::Error {
     fn message(&self) -> Option<String> {
         self.message.clone()
     }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        self.message
+            .as_deref()
+            .map(|m| m.split("; ").filter_map(validation_failure).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// One of the service's 422 validation messages (Go's validator, one per field, joined with
+/// "; "): `Key: 'Model.Username' Error:Field validation for 'Username' failed on the 'required'
+/// tag` is the field `Username` failing `required`. Other text is no field error.
+fn validation_failure(part: &str) -> Option<FieldError> {
+    let rest = part.trim().split_once("Error:Field validation for '")?.1;
+    let (field, rest) = rest.split_once("' failed on the '")?;
+    let (tag, _) = rest.split_once("' tag")?;
+    Some(FieldError::new(field, tag, Vec::new()))
 }
 
 fn classify_login(failure: &Failure) -> ErrorKind {

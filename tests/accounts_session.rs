@@ -899,3 +899,28 @@ async fn a_further_challenge_after_the_new_password_is_a_typed_error_and_the_pas
     assert_eq!(token.secret().expose_secret(), access("new", 0));
     assert_eq!(count_requests(&server, LOGIN).await, 2);
 }
+
+#[tokio::test]
+async fn a_422_lists_each_field_the_service_names() {
+    let server = MockServer::start().await;
+    let message = "Key: 'Model.Username' Error:Field validation for 'Username' failed on the \
+                   'required' tag; Key: 'Model.Password' Error:Field validation for 'Password' \
+                   failed on the 'min' tag";
+    mount(&server, LOGIN, error(422, message)).await;
+
+    let error = session(&server, &test_clock())
+        .access_token()
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(error.status(), Some(422));
+    assert_eq!(error.message(), Some(message));
+    assert_eq!(
+        error.field_errors(),
+        [
+            tokensmith::FieldError::new("Username", "required", Vec::new()),
+            tokensmith::FieldError::new("Password", "min", Vec::new()),
+        ]
+    );
+}
