@@ -448,6 +448,7 @@ impl<P: Provider> Cache<P> {
                     id_token: stored.id_token,
                     cookie: stored.cookie,
                     bearer: stored.bearer,
+                    stepped_up: false,
                 },
                 origin: TokenOrigin::Store,
                 expires_at,
@@ -551,6 +552,7 @@ impl<P: Provider> Cache<P> {
             (None, None) => (None, None, 0),
         };
         let mut extra = grant.extra;
+        let stepped_up = extra.stepped_up;
         if let Some(prev) = previous {
             extra.id_token = extra.id_token.or_else(|| prev.extra.id_token.clone());
             extra.cookie = extra.cookie.or_else(|| prev.extra.cookie.clone());
@@ -570,7 +572,7 @@ impl<P: Provider> Cache<P> {
                 expires_at_most: grant.max_lifetime.map(|max| sent_at + max),
                 lead: self.policy.lead(grant.lifetime),
                 sliding: P::SLIDING,
-                stepped_up: false,
+                stepped_up,
             },
         ));
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());

@@ -103,6 +103,9 @@ pub(crate) struct Extra {
     pub(crate) cookie: Option<SecretString>,
     /// A bearer token sent beside the secret (passwordsafe: the OAuth token of a session).
     pub(crate) bearer: Option<SecretString>,
+    /// The service issued the token stepped up already (weavr: an access token whose
+    /// exchange answered `STEPPED_UP`).
+    pub(crate) stepped_up: bool,
 }
 
 /// A cached token: shared by the cache and every [`AccessToken`] handed out.

@@ -29,7 +29,7 @@
 
 mod step_up;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
@@ -160,7 +160,6 @@ impl SessionBuilder {
             email,
             password: RwLock::new(password),
             identity: self.identity,
-            stepped_up: Mutex::new(None),
         };
         let (method, handler) = match self.step_up {
             Some((method, handler)) => (method, Some(handler)),
@@ -288,10 +287,6 @@ pub(crate) struct Weavr {
     // Replaced when the password is updated through the session.
     password: RwLock<SecretString>,
     identity: IdentityChoice,
-    /// The last access token `/access_token` answered as `STEPPED_UP`. The exchange runs
-    /// inside a sign-in, before the cache holds the token; the step-up coordinator marks the
-    /// cached token from this before it would start a challenge.
-    stepped_up: Mutex<Option<SecretString>>,
 }
 
 impl ErrorBody for types::ErrorResponse {
@@ -414,17 +409,6 @@ impl Weavr {
         context
     }
 
-    /// Whether the newest `/access_token` answer said `secret` is stepped up; forgotten once
-    /// told (the coordinator then keeps the mark on the cached token).
-    fn take_stepped_up(&self, secret: &str) -> bool {
-        let mut slot = self.stepped_up.lock().unwrap_or_else(|p| p.into_inner());
-        let matches = slot.as_ref().is_some_and(|s| s.expose_secret() == secret);
-        if matches {
-            *slot = None;
-        }
-        matches
-    }
-
     /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's
     /// access token where one is chosen.
     async fn grant(&self, token: SecretString) -> Result<Grant, Error> {
@@ -444,9 +428,9 @@ impl Weavr {
             }
             IdentityChoice::Automatic => None,
         };
-        let access = match identity {
+        let (access, stepped_up) = match identity {
             Some(identity) => self.exchange(&token, identity).await?,
-            None => token,
+            None => (token, false),
         };
         Ok(Grant {
             access,
@@ -454,7 +438,10 @@ impl Weavr {
             lifetime: TOKEN_IDLE_LIFETIME,
             max_lifetime: None,
             refresh_lifetime: None,
-            extra: Extra::default(),
+            extra: Extra {
+                stepped_up,
+                ..Extra::default()
+            },
         })
     }
 
@@ -469,14 +456,17 @@ impl Weavr {
         let Some(identity) = identity else {
             return Ok(None);
         };
-        let access = self.exchange(token, identity).await?;
+        let (access, stepped_up) = self.exchange(token, identity).await?;
         Ok(Some(Grant {
             access,
             refresh: None,
             lifetime: TOKEN_IDLE_LIFETIME,
             max_lifetime: None,
             refresh_lifetime: None,
-            extra: Extra::default(),
+            extra: Extra {
+                stepped_up,
+                ..Extra::default()
+            },
         }))
     }
 
@@ -503,7 +493,7 @@ impl Weavr {
         &self,
         token: &SecretString,
         identity: types::IdentityId,
-    ) -> Result<SecretString, Error> {
+    ) -> Result<(SecretString, bool), Error> {
         let sent_wall = SystemTime::now();
         let (api, probe) = self.client(Some(token), Replay::Gateway);
         match api
@@ -513,9 +503,7 @@ impl Weavr {
             Ok(response) => {
                 let response = response.into_inner();
                 let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
-                *self.stepped_up.lock().unwrap_or_else(|p| p.into_inner()) =
-                    stepped_up.then(|| response.token.clone());
-                Ok(response.token)
+                Ok((response.token, stepped_up))
             }
             Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_exchange).await),
         }

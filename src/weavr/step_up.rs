@@ -193,10 +193,6 @@ impl Coordinator {
             .ok_or_else(|| failed("the session is gone"))?;
         let token = core.cache.access_token().await?;
         let secret = token.secret().expose_secret().to_owned();
-        if core.cache.provider.take_stepped_up(&secret) {
-            // The identity exchange answered this token as stepped up already.
-            core.cache.mark_stepped_up(&secret).await;
-        }
         if token
             .entry()
             .stepped_up
@@ -354,11 +350,7 @@ impl Coordinator {
         let sent_at = core.cache.clock.now();
         match provider.exchange_for_identity(token.secret()).await {
             Ok(Some(grant)) => {
-                let token = core.cache.install(grant, sent_at).await;
-                let secret = token.secret().expose_secret();
-                if provider.take_stepped_up(secret) {
-                    core.cache.mark_stepped_up(secret).await;
-                }
+                core.cache.install(grant, sent_at).await;
                 true
             }
             _ => false,
