@@ -13,6 +13,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> Instant;
     /// The wall-clock now, used only to read JWT `exp` claims and to print expiry times.
     fn system_now(&self) -> SystemTime;
+
+    /// Whether [`Self::now`] is exactly [`Instant::now`], so that the hot path may call it
+    /// directly instead of through the trait object. Only [`SystemClock`] says so.
+    #[doc(hidden)]
+    fn is_system_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The real clocks: [`Instant::now`] and [`SystemTime::now`]. The default.
@@ -26,6 +33,10 @@ impl Clock for SystemClock {
 
     fn system_now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    fn is_system_clock(&self) -> bool {
+        true
     }
 }
 

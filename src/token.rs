@@ -196,6 +196,19 @@ impl Entry {
             || (now < expires && now < self.retry_not_before_nanos.load(Ordering::Acquire))
     }
 
+    /// Until when [`Self::is_fresh`] holds, as things stand: renewal is due `lead` before
+    /// expiry, unless a failed early renewal asked to wait (never past expiry). Sliding can
+    /// only move it later; [`Self::expire`] and [`Self::postpone_renewal`] are the only changes
+    /// that could move it earlier, and the cache marks those by moving its generation.
+    pub(crate) fn fresh_until(&self) -> Instant {
+        let expires = self.expires_nanos.load(Ordering::Acquire);
+        let retry = self.retry_not_before_nanos.load(Ordering::Acquire);
+        let until = expires
+            .saturating_sub(self.lead_nanos)
+            .max(expires.min(retry));
+        self.base + Duration::from_nanos(until)
+    }
+
     pub(crate) fn is_valid(&self, now: Instant) -> bool {
         nanos_since(self.base, now) < self.expires_nanos.load(Ordering::Acquire)
     }
