@@ -253,7 +253,7 @@ impl Provider for S7risk {
 
 impl Attach for S7risk {
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
-        headers.insert(AUTHORIZATION, session::bearer(&entry.secret));
+        headers.insert(AUTHORIZATION, entry.bearer());
         headers.insert(ORIGIN, self.origin.clone());
     }
 }

@@ -183,9 +183,23 @@ pub(crate) fn require_plain(
     }
 }
 
-/// A bearer `Authorization` value, marked sensitive.
+/// Bytes that are zeroized when the last [`bytes::Bytes`] sharing them is dropped.
+struct ZeroizingBytes(zeroize::Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroizingBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A bearer `Authorization` value, marked sensitive. Its bytes are shared by every clone (a
+/// clone costs a reference count) and zeroized when the last one is dropped.
 pub(crate) fn bearer(token: &SecretString) -> HeaderValue {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+    let secret = token.expose_secret();
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(7 + secret.len()));
+    text.extend_from_slice(b"Bearer ");
+    text.extend_from_slice(secret.as_bytes());
+    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(ZeroizingBytes(text)))
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
     value.set_sensitive(true);
     value
@@ -195,7 +209,7 @@ pub(crate) fn bearer(token: &SecretString) -> HeaderValue {
 pub(crate) trait Attach: Provider {
     /// Adds the token (and whatever else the service needs, like `api-key`) to `headers`.
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
-        headers.insert(AUTHORIZATION, bearer(&entry.secret));
+        headers.insert(AUTHORIZATION, entry.bearer());
     }
 
     /// Whether `headers` carry `entry`'s token.
@@ -287,10 +301,17 @@ impl<P: Attach> Core<P> {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        let mut headers = HeaderMap::new();
         let token = self.cache.access_token().await?;
-        self.cache.provider.attach(token.entry(), &mut headers);
-        Ok(request.headers(headers))
+        // Into the request's own headers: a map of ours merged in would cost an allocation.
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(|e| {
+            Error::configuration(Some(P::SERVICE), "the request could not be built")
+                .with_source(e.without_url())
+        })?;
+        self.cache
+            .provider
+            .attach(token.entry(), request.headers_mut());
+        Ok(reqwest::RequestBuilder::from_parts(client, request))
     }
 }
 

@@ -130,6 +130,8 @@ pub(crate) struct Entry {
     expires_at_most_nanos: u64,
     /// weavr: the token was stepped up (strong customer authentication).
     pub(crate) stepped_up: std::sync::atomic::AtomicBool,
+    /// `Bearer <secret>`, made at the first request that needs it and shared from then on.
+    bearer: std::sync::OnceLock<reqwest::header::HeaderValue>,
 }
 
 pub(crate) fn nanos_since(base: Instant, at: Instant) -> u64 {
@@ -169,7 +171,15 @@ impl Entry {
                 .expires_at_most
                 .map_or(u64::MAX, |at| nanos_since(base, at)),
             stepped_up: std::sync::atomic::AtomicBool::new(parts.stepped_up),
+            bearer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The `Authorization: Bearer` value of this token (sensitive, zeroized when dropped).
+    pub(crate) fn bearer(&self) -> reqwest::header::HeaderValue {
+        self.bearer
+            .get_or_init(|| crate::session::bearer(&self.secret))
+            .clone()
     }
 
     /// How long before expiry renewal is due.

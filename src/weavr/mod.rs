@@ -546,7 +546,7 @@ impl Provider for Weavr {
 
 impl Attach for Weavr {
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
-        headers.insert(AUTHORIZATION, session::bearer(&entry.secret));
+        headers.insert(AUTHORIZATION, entry.bearer());
         headers.insert(API_KEY, self.api_key.clone());
     }
 }
