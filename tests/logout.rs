@@ -182,3 +182,67 @@ async fn a_logout_after_refused_credentials_does_not_send_them_again() {
         "ending the session is no reason to send refused credentials again"
     );
 }
+
+#[tokio::test]
+async fn fib_logout_after_the_access_token_expired_renews_once_to_end_the_session() {
+    let server = MockServer::start().await;
+    let (_, refresh) = mount_fib_login(&server).await;
+    let renewed = jwt(START_EPOCH + 700, "renewed");
+    Mock::given(method("PATCH"))
+        .and(path(FIB_SESSION))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": {"code": 200, "name": "OK"},
+            "data": {"accessToken": renewed, "refreshToken": refresh, "expirationTime": 300}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(FIB_LOGOUT))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": {"code": 200, "name": "OK"}, "data": {}})),
+        )
+        .mount(&server)
+        .await;
+    let clock = test_clock();
+    let session = tokensmith::fib::Session::builder()
+        .base_url(server.uri())
+        .email("alice@wonderland.space")
+        .private_key(common::services::FIB_PRIVATE)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    clock.advance(std::time::Duration::from_secs(400));
+
+    session.logout().await.unwrap();
+
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 3, "login, the one renewal, logout");
+    assert_request(
+        &requests[1],
+        &Expected {
+            method: "PATCH",
+            path: FIB_SESSION,
+            query: None,
+            headers: &[("authorization", &format!("Bearer {refresh}"))],
+            body: Body::None,
+        },
+    );
+    assert_request(
+        &requests[2],
+        &Expected {
+            method: "POST",
+            path: FIB_LOGOUT,
+            query: None,
+            headers: &[("authorization", &format!("Bearer {renewed}"))],
+            body: Body::None,
+        },
+    );
+    session.access_token().await.unwrap();
+    assert_eq!(
+        count_requests(&server, FIB_SESSION).await,
+        3,
+        "the renewed token was not kept: the next call logs in afresh"
+    );
+}

@@ -165,16 +165,35 @@ impl Session {
 
     /// Ends the session: `POST …/logout` with the current access token, then wipes the cached
     /// tokens so that the next call logs in afresh. The cache is wiped whatever the service
-    /// answers; with no valid token there is nothing to end at the service and no request.
+    /// answers. When the access token has expired but its refresh token (24 h) has not, the
+    /// session is still open at the service: it is renewed once (`PATCH`) to be ended. With
+    /// neither, there is nothing to end at the service and no request.
     pub async fn logout(&self) -> Result<(), Error> {
-        let current = self.core.cache.current_or_stored().await;
+        let cache = &self.core.cache;
+        let current = cache.current_or_stored().await;
+        let renewable = cache
+            .current()
+            .filter(|entry| entry.refresh_usable(cache.clock.now(), None));
         self.core.forget().await;
-        let Some(entry) = current else {
-            return Ok(());
+        let access = match (current, renewable) {
+            (Some(entry), _) => entry.secret.clone(),
+            (None, Some(expired)) => {
+                let refresh = expired.refresh.as_ref().expect("refresh_usable checked it");
+                match cache
+                    .provider
+                    .refresh(refresh, cache.clock.system_now())
+                    .await
+                {
+                    Ok(grant) => grant.access,
+                    // Refused: the service holds no session for it any more.
+                    Err(error) if error.kind() == ErrorKind::TokenRejected => return Ok(()),
+                    Err(error) => return Err(error),
+                }
+            }
+            (None, None) => return Ok(()),
         };
-        let sent_wall = self.core.cache.clock.system_now();
-        let context =
-            Context::new().with_header(AUTHORIZATION, session::bearer(&entry.secret), true);
+        let sent_wall = cache.clock.system_now();
+        let context = Context::new().with_header(AUTHORIZATION, session::bearer(&access), true);
         let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
         match api.log_out().await {
             Ok(_) => Ok(()),
