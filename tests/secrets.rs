@@ -138,6 +138,16 @@ async fn s7risk_flows(shown: &mut Shown) {
         .authorize(reqwest::Client::new().get(format!("{}/anything", server.uri())))
         .await;
     shown.show_result(&request);
+    // The session's own sending: a 401 from the vendor's other API renews once and resends.
+    Mock::given(method("GET"))
+        .and(path("/alerts"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"message": "expired"})))
+        .mount(&server)
+        .await;
+    let sent = session
+        .send(reqwest::Client::new().get(format!("{}/alerts", server.uri())))
+        .await;
+    shown.show_result(&sent);
     clock.advance(Duration::from_secs(86_400));
     shown.show_result(&session.access_token().await);
 
@@ -386,6 +396,12 @@ async fn passwordsafe_flows(shown: &mut Shown) {
         .unwrap();
     shown.show_result(&session.access_token().await);
     shown.show(&session);
+    let sent = session
+        .send(reqwest::Client::new().get(format!("{}/ManagedAccounts", server.uri())))
+        .await;
+    shown.show_result(&sent);
+    let signed_out = session.api().sign_out(None).await;
+    shown.0.push(format!("{signed_out:?}"));
     shown.show_result(&session.logout().await);
 
     let key = Credentials::ps_auth(PS_API_KEY, "svc-reader", Some(PASSWORD.into()));
