@@ -2,7 +2,9 @@
 //!
 //! Each document becomes `$OUT_DIR/<api>.rs`, `include!`d by `src/generated.rs`. Schemas marked
 //! `x-secret: true` in a document are replaced by `crate::secret::SecretString`, so no generated
-//! type can print a password or token through `Debug`.
+//! type can print a password or token through `Debug`. A schema with `x-tokensmith-type: <path>`
+//! is replaced by that hand-written type (where the wire format needs what typify cannot give,
+//! such as a form's documented field order).
 
 use std::path::{Path, PathBuf};
 
@@ -42,8 +44,17 @@ fn generate(spec_path: &Path, out_file: &Path) -> Result<(), String> {
         .with_interface(progenitor::InterfaceStyle::Positional)
         .with_hooks(progenitor::HooksMode::Expected)
         .with_inner_type(quote_path("crate::transport::Context"));
-    for name in secret_schemas(&raw) {
-        settings.with_replacement(&name, "crate::secret::SecretString", std::iter::empty());
+    for name in schemas_with(&raw, "x-secret")
+        .into_iter()
+        .filter(|(_, v)| v.as_bool() == Some(true))
+    {
+        settings.with_replacement(&name.0, "crate::secret::SecretString", std::iter::empty());
+    }
+    for (name, path) in schemas_with(&raw, "x-tokensmith-type") {
+        let path = path
+            .as_str()
+            .ok_or_else(|| format!("schema {name}: x-tokensmith-type must be a Rust path"))?;
+        settings.with_replacement(&name, path, std::iter::empty());
     }
 
     let mut generator = progenitor::Generator::new(&settings);
@@ -70,8 +81,8 @@ fn quote_path(path: &str) -> proc_macro2::TokenStream {
     path.parse().expect("a valid Rust path")
 }
 
-/// Names of component schemas marked `x-secret: true`.
-fn secret_schemas(raw: &serde_yaml::Value) -> Vec<String> {
+/// The component schemas that carry the extension `key`, with its value.
+fn schemas_with(raw: &serde_yaml::Value, key: &str) -> Vec<(String, serde_yaml::Value)> {
     let Some(schemas) = raw
         .get("components")
         .and_then(|c| c.get("schemas"))
@@ -81,8 +92,7 @@ fn secret_schemas(raw: &serde_yaml::Value) -> Vec<String> {
     };
     schemas
         .iter()
-        .filter(|(_, schema)| schema.get("x-secret").and_then(|v| v.as_bool()) == Some(true))
-        .filter_map(|(name, _)| name.as_str().map(str::to_owned))
+        .filter_map(|(name, schema)| Some((name.as_str()?.to_owned(), schema.get(key)?.clone())))
         .collect()
 }
 

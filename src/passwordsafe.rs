@@ -169,11 +169,10 @@ impl SessionBuilder {
             }) => {
                 let client_id = session::require_plain(S, "client id", Some(client_id))?;
                 identity = format!("oauth:{client_id}");
-                Login::OAuth(types::TokenRequest {
-                    grant_type: types::TokenRequestGrantType::ClientCredentials,
+                Login::OAuth(TokenRequest::new(
                     client_id,
-                    client_secret: session::require(S, "client secret", Some(client_secret))?,
-                })
+                    session::require(S, "client secret", Some(client_secret))?,
+                ))
             }
             Some(Credentials::PsAuth {
                 api_key,
@@ -294,9 +293,38 @@ impl Session {
 
 session::session_impls!(Session);
 
+/// The client-credentials request of `POST Auth/connect/token`, serialized as the form the
+/// service documents, in its order: `grant_type=client_credentials&client_id=…&client_secret=…`.
+/// (The OpenAPI document describes it; the generated type would have put the fields in
+/// alphabetical order.)
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenRequest {
+    grant_type: GrantType,
+    client_id: String,
+    client_secret: SecretString,
+}
+
+/// The only grant the token endpoint takes.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum GrantType {
+    ClientCredentials,
+}
+
+impl TokenRequest {
+    /// A client-credentials request for `client_id` and `client_secret`.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<SecretString>) -> Self {
+        Self {
+            grant_type: GrantType::ClientCredentials,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+}
+
 /// How the session signs in, checked at build time.
 enum Login {
-    OAuth(types::TokenRequest),
+    OAuth(TokenRequest),
     PsAuth(HeaderValue),
 }
 

@@ -42,12 +42,8 @@ fn cookie_client(server: &MockServer) -> Client {
     client_with(server, &[(COOKIE, SESSION_COOKIE)])
 }
 
-fn token_body() -> types::TokenRequest {
-    types::TokenRequest {
-        grant_type: types::TokenRequestGrantType::ClientCredentials,
-        client_id: CLIENT_ID.into(),
-        client_secret: CLIENT_SECRET.into(),
-    }
+fn token_body() -> tokensmith::passwordsafe::TokenRequest {
+    tokensmith::passwordsafe::TokenRequest::new(CLIENT_ID, CLIENT_SECRET)
 }
 
 async fn mock(server: &MockServer, route: &str, response: ResponseTemplate) {
@@ -103,11 +99,11 @@ async fn create_access_token_request_and_response() {
             path: TOKEN,
             query: None,
             headers: &[("accept", "application/json")],
-            // The form is percent-encoded; the generated type orders its fields by name.
+            // Percent-encoded, in the documented order.
             body: Body::Form(
-                "client_id=6a8f3c0e-1d2b-4c5a-9e7f-0b1c2d3e4f5a\
-                 &client_secret=s3cr3t%2Fclient%2Bsecret%3D\
-                 &grant_type=client_credentials",
+                "grant_type=client_credentials\
+                 &client_id=6a8f3c0e-1d2b-4c5a-9e7f-0b1c2d3e4f5a\
+                 &client_secret=s3cr3t%2Fclient%2Bsecret%3D",
             ),
         },
     );

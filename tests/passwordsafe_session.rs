@@ -26,9 +26,9 @@ const PS_AUTH: &str =
     r"PS-Auth key=c479a66f0c9484d-api-key; runas=doe-main\johndoe; pwd=[un1qu3-pw];";
 const CLIENT_ID: &str = "6a8f3c0e-1d2b-4c5a-9e7f-0b1c2d3e4f5a";
 const CLIENT_SECRET: &str = "client/secret+value";
-const FORM: &str = "client_id=6a8f3c0e-1d2b-4c5a-9e7f-0b1c2d3e4f5a\
-                    &client_secret=client%2Fsecret%2Bvalue\
-                    &grant_type=client_credentials";
+const FORM: &str = "grant_type=client_credentials\
+                    &client_id=6a8f3c0e-1d2b-4c5a-9e7f-0b1c2d3e4f5a\
+                    &client_secret=client%2Fsecret%2Bvalue";
 const BEARER_ONE: &str = "oauth-access-token-one";
 const BEARER_TWO: &str = "oauth-access-token-two";
 
