@@ -444,40 +444,8 @@ fn otp_request(code: &str) -> Expected<'static> {
 
 #[tokio::test]
 async fn a_step_up_the_user_takes_four_and_a_half_minutes_to_answer_needs_no_new_sign_in() {
-    let server = MockServer::start().await;
-    let protected = Protected::default();
-    Mock::given(method("POST"))
-        .and(path("/login_with_password"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"token": "tok-1", "tokenType": "ACCESS"})),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/login_with_password"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"token": "tok-2", "tokenType": "ACCESS"})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/identities"))
-        .respond_with(protected.clone())
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(OTP_START))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(OTP_VERIFY))
-        .respond_with(Verify(protected.clone()))
-        .mount(&server)
-        .await;
+    // A second sign-in would show in the count of logins below.
+    let (server, _) = server_with_step_up().await;
     let clock = test_clock();
     let session = builder(&server, &clock)
         .refresh_policy(RefreshPolicy::new().with_jitter(false))
