@@ -222,6 +222,18 @@ pub(crate) trait Attach: Provider {
     }
 }
 
+/// A caller's request builder as its client and the request, or the reason it cannot be built.
+fn split<P: Provider>(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::Client, reqwest::Request), Error> {
+    let (client, request) = request.build_split();
+    let request = request.map_err(|e| {
+        Error::configuration(Some(P::SERVICE), "the request could not be built")
+            .with_source(e.without_url())
+    })?;
+    Ok((client, request))
+}
+
 /// Cures a 403 where the service says how (weavr: step up, or exchange for an access token).
 pub(crate) trait Forbidden: Send + Sync + 'static {
     /// Cures the refusal described by `body`; true when the request is worth sending again.
@@ -275,11 +287,7 @@ impl<P: Attach> Core<P> {
         self: &Arc<Self>,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        let (client, request) = request.build_split();
-        let mut request = request.map_err(|e| {
-            Error::configuration(Some(P::SERVICE), "the request could not be built")
-                .with_source(e.without_url())
-        })?;
+        let (client, mut request) = split::<P>(request)?;
         let context = Context::new()
             .with_authorizer(self.clone())
             .with_retry(self.endpoint.retry.clone());
@@ -303,11 +311,7 @@ impl<P: Attach> Core<P> {
     ) -> Result<reqwest::RequestBuilder, Error> {
         let token = self.cache.access_token().await?;
         // Into the request's own headers: a map of ours merged in would cost an allocation.
-        let (client, request) = request.build_split();
-        let mut request = request.map_err(|e| {
-            Error::configuration(Some(P::SERVICE), "the request could not be built")
-                .with_source(e.without_url())
-        })?;
+        let (client, mut request) = split::<P>(request)?;
         self.cache
             .provider
             .attach(token.entry(), request.headers_mut());

@@ -60,6 +60,24 @@ fn took_credentials(status: u16) -> bool {
     !matches!(status, 401 | 410 | 500..=599)
 }
 
+/// Tells `auth` what the service answered, with `status`, to the operation `operation_id`
+/// sent with the credentials in `used` at `sent_at`. True when that ended the session (a
+/// successful sign-out): there is nothing left to cure or retry.
+async fn answered(
+    auth: &dyn Authorizer,
+    status: u16,
+    used: &HeaderMap,
+    sent_at: Instant,
+    operation_id: &str,
+) -> bool {
+    if (200..=299).contains(&status) && auth.ends_session(operation_id) {
+        auth.ended(used).await;
+        return true;
+    }
+    report(auth, status, used, sent_at);
+    false
+}
+
 /// Tells `auth` what the service made of the credentials in `used`, sent at `sent_at`.
 fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
     if status == 401 {
@@ -211,13 +229,11 @@ impl Context {
         let sent_at = auth.now();
         let response = self.send(client, request).await?;
         let status = response.status().as_u16();
-        if (200..=299).contains(&status) && auth.ends_session(operation_id) {
-            auth.ended(&used).await;
-            return Ok(response);
-        }
         // Before any cure: a step-up can keep the user for minutes, and the token must not
         // look idle meanwhile.
-        report(auth.as_ref(), status, &used, sent_at);
+        if answered(auth.as_ref(), status, &used, sent_at, operation_id).await {
+            return Ok(response);
+        }
         let (response, cured, after_cure) = match status {
             200..=299 => return Ok(response),
             401 => (response, true, false),
@@ -241,11 +257,9 @@ impl Context {
         let sent_at = auth.now();
         let response = self.send(client, retry).await?;
         let status = response.status().as_u16();
-        if (200..=299).contains(&status) && auth.ends_session(operation_id) {
-            auth.ended(&used).await;
+        if answered(auth.as_ref(), status, &used, sent_at, operation_id).await {
             return Ok(response);
         }
-        report(auth.as_ref(), status, &used, sent_at);
         if status != 403 || !after_cure {
             return Ok(response);
         }
