@@ -128,6 +128,82 @@ async fn fib_checks_the_signature_and_renews_by_refresh_token() {
     );
 }
 
+fn fib_even(
+    sandbox: &Sandbox,
+    clock: &ManualClock,
+    digest: Option<tokensmith::fib::Digest>,
+) -> tokensmith::fib::Session {
+    let builder = tokensmith::fib::Session::builder()
+        .base_url(sandbox.base_url(Service::Fib))
+        .email(demo::FIB_EVEN_DIGEST_EMAIL)
+        .private_key(demo::FIB_PRIVATE_KEY)
+        .clock(clock.clone());
+    match digest {
+        Some(digest) => builder.digest(digest),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn fib_verifies_the_one_digest_rule_chosen_on_the_builder() {
+    use tokensmith::fib::Digest;
+    for (verified, other) in [
+        (None, Digest::Iroha),
+        (Some(Digest::Plain), Digest::Iroha),
+        (Some(Digest::Iroha), Digest::Plain),
+    ] {
+        let clock = common::test_clock();
+        let mut builder = Sandbox::builder().clock(clock.clone());
+        if let Some(digest) = verified {
+            builder = builder.fib_digest(digest);
+        }
+        let sandbox = builder.start().await;
+        let verified = verified.unwrap_or(Digest::Plain);
+
+        // Pinned to the other rule: refused, one request.
+        let error = fib_even(&sandbox, &clock, Some(other))
+            .access_token()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{verified:?}");
+        assert_eq!(
+            error.message(),
+            Some("User signature could not be verified.")
+        );
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!((counters.logins, counters.failed_logins), (0, 1));
+
+        // Pinned to the verified rule: one request.
+        fib_even(&sandbox, &clock, Some(verified))
+            .access_token()
+            .await
+            .unwrap();
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!((counters.logins, counters.failed_logins), (1, 1));
+
+        // Not pinned: the plain digest first, Iroha's after a 422, then only the learned one.
+        let session = fib_even(&sandbox, &clock, None);
+        session.access_token().await.unwrap();
+        let refused_first = u64::from(verified == Digest::Iroha);
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!(
+            (counters.logins, counters.failed_logins),
+            (2, 1 + refused_first),
+            "{verified:?}"
+        );
+        clock.advance(Duration::from_secs(24 * 3600));
+        session.access_token().await.unwrap();
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!(
+            (counters.logins, counters.failed_logins),
+            (3, 1 + refused_first),
+            "{verified:?}: one request once learned"
+        );
+    }
+}
+
 fn passwordsafe(
     sandbox: &Sandbox,
     clock: &ManualClock,
