@@ -88,6 +88,8 @@ pub mod demo {
     pub const ACCOUNTS_USERNAME: &str = "demo";
     /// That account's password.
     pub const ACCOUNTS_PASSWORD: &str = "Demo-Passw0rd";
+    /// That account's email address (forgot-password takes it in place of the username).
+    pub const ACCOUNTS_EMAIL: &str = "demo@accounts.example";
     /// An account that must set a new password at its first login (same password).
     pub const ACCOUNTS_NEW_USERNAME: &str = "newcomer";
     /// The confirmation code every forgot-password request "sends".
