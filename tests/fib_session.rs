@@ -820,3 +820,34 @@ async fn nothing_prints_a_secret() {
         assert!(!printed.contains(secret), "leaked in {printed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_login_of_at_most_two_requests() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .and(body_json(
+            json!({"email": BOB, "signature": BOB_IROHA, "authPublicKeyHex": PUBLIC}),
+        ))
+        .respond_with(tokens("1", 0, 300).set_delay(Duration::from_millis(50)))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    // The refusal is held, so that every caller arrives while the login is in flight.
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(
+            fib_error(422, "UNPROCESSABLE_ENTITY", REFUSED).set_delay(Duration::from_millis(200)),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let session = bob(&server, &clock, None);
+
+    let shared = common::assert_all_callers_share_one_token(&session, 500).await;
+
+    assert_eq!(shared, access("1", 0));
+    assert_eq!(sent_signatures(&server).await, [BOB_PLAIN, BOB_IROHA]);
+    assert_eq!(session.request_counts().logins, 1);
+}
