@@ -99,7 +99,8 @@ impl Failure {
     }
 
     /// The delay the service asks for: `Retry-After` (seconds or HTTP date),
-    /// `x-ratelimit-reset` (seconds, or an epoch timestamp), or "try again in N minutes".
+    /// `x-ratelimit-reset` (seconds, or an epoch timestamp), or "try again in N minutes";
+    /// never more than [`MAX_RETRY_AFTER`].
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         retry_after_from_headers(&self.headers, self.now)
             .or_else(|| self.message.as_deref().and_then(parse_try_again_in))
@@ -126,11 +127,19 @@ impl Failure {
     }
 }
 
-/// The delay a response's headers ask for (`Retry-After`, then `x-ratelimit-reset`).
+/// The longest wait taken from what a service asks for (`Retry-After`, `x-ratelimit-reset`,
+/// "try again in N minutes"): a longer one is cut to this. It bounds how long a session
+/// refuses to log in again after a rate limit or lock-out, and no `Instant` arithmetic on it
+/// can overflow.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The delay a response's headers ask for (`Retry-After`, then `x-ratelimit-reset`), never
+/// more than [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     header_str(headers, "retry-after")
         .and_then(|v| parse_retry_after(v, now))
         .or_else(|| header_str(headers, "x-ratelimit-reset").and_then(|v| parse_reset(v, now)))
+        .map(|wait| wait.min(MAX_RETRY_AFTER))
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -140,8 +149,17 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(str::trim)
 }
 
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    if let Ok(secs) = value.parse::<u64>() {
+/// A count written in decimal digits, [`u64::MAX`] when it has more than a `u64` holds.
+fn count(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
+/// `Retry-After`: a count of seconds (RFC 9110 `delay-seconds`) or an HTTP date.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Some(secs) = count(value) {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
@@ -150,36 +168,25 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 
 /// `x-ratelimit-reset` is documented only by name: small values are seconds to wait, large
 /// ones an epoch timestamp in seconds or milliseconds.
-pub(crate) fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
-    let n = value
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && *n >= 0.0)?;
-    let epoch_secs = if n >= 1e12 {
-        n / 1000.0
-    } else if n >= 1e9 {
-        n
-    } else {
-        return Some(Duration::from_secs_f64(n));
-    };
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch_secs);
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
+    crate::expiry::seconds_or_epoch(value.parse::<f64>().ok()?, now)
 }
 
-/// "Too many authentication attempts. Try again in 5 minutes" → 300 s.
+/// "Too many authentication attempts. Try again in 5 minutes" → 300 s; never more than
+/// [`MAX_RETRY_AFTER`].
 pub(crate) fn parse_try_again_in(message: &str) -> Option<Duration> {
     let lower = message.to_lowercase();
     let rest = &lower[lower.find("try again in ")? + "try again in ".len()..];
     let mut words = rest.split_whitespace();
-    let n: u64 = words.next()?.parse().ok()?;
+    let n = count(words.next()?)?;
     let unit = words.next()?.trim_end_matches(|c: char| !c.is_alphabetic());
     let secs = match unit {
         "second" | "seconds" | "sec" | "secs" | "s" => n,
-        "minute" | "minutes" | "min" | "mins" => n * 60,
-        "hour" | "hours" => n * 3600,
+        "minute" | "minutes" | "min" | "mins" => n.saturating_mul(60),
+        "hour" | "hours" => n.saturating_mul(3600),
         _ => return None,
     };
-    Some(Duration::from_secs(secs))
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// The members a JSON error body most often carries its message in, in order of preference.
@@ -431,6 +438,63 @@ mod tests {
             Some(Duration::from_secs(300))
         );
         assert_eq!(parse_try_again_in("Try again later"), None);
+    }
+
+    #[test]
+    fn retry_delays_are_capped_at_a_day_and_never_panic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let headers = |name: &'static str, value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, value.parse().unwrap());
+            h
+        };
+        let day = Some(MAX_RETRY_AFTER);
+        for (name, value, expected) in [
+            ("retry-after", "18446744073709551615", day),
+            ("retry-after", "99999999999999999999999999", day),
+            ("retry-after", "86401", day),
+            ("retry-after", "86399", Some(Duration::from_secs(86_399))),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT", day),
+            ("retry-after", "Mon, 01 Jan 1900 00:00:00 GMT", None),
+            (
+                "retry-after",
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+                Some(Duration::ZERO),
+            ),
+            ("retry-after", "-5", None),
+            ("retry-after", "1.5", None),
+            ("retry-after", "soon", None),
+            ("x-ratelimit-reset", "1e25", day),
+            ("x-ratelimit-reset", "1e300", day),
+            ("x-ratelimit-reset", "18446744073709551615", day),
+            ("x-ratelimit-reset", "253402300799", day),
+            (
+                "x-ratelimit-reset",
+                "1.5",
+                Some(Duration::from_millis(1500)),
+            ),
+            ("x-ratelimit-reset", "-1", None),
+            ("x-ratelimit-reset", "-2208988800", None),
+            ("x-ratelimit-reset", "NaN", None),
+            ("x-ratelimit-reset", "inf", None),
+            ("x-ratelimit-reset", "soon", None),
+        ] {
+            assert_eq!(
+                retry_after_from_headers(&headers(name, value), now),
+                expected,
+                "{name}: {value}"
+            );
+        }
+        assert_eq!(
+            parse_try_again_in("Try again in 18446744073709551615 hours"),
+            day
+        );
+        assert_eq!(
+            parse_try_again_in("Try again in 999999999999999999999999 minutes"),
+            day
+        );
+        assert_eq!(parse_try_again_in("Try again in -5 minutes"), None);
+        assert_eq!(parse_try_again_in("Try again in 1e9 minutes"), None);
     }
 
     #[test]

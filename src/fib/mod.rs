@@ -247,7 +247,7 @@ fn classify_refresh(failure: &Failure) -> ErrorKind {
 impl Fib {
     fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
         let tokens = response.data;
-        let expires_in = expiry::seconds_or_epoch(tokens.expiration_time, sent_wall);
+        let expires_in = expiry::seconds_or_epoch(tokens.expiration_time as f64, sent_wall);
         let lifetime = expiry::lifetime(
             expires_in,
             Some(tokens.access_token.expose_secret()),
