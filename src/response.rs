@@ -189,28 +189,28 @@ pub(crate) fn parse_try_again_in(message: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// The members a JSON error body most often carries its message in, in order of preference.
+/// The members a JSON error body most often carries its message in, in order of preference
+/// (`Message` is ASP.NET's, Password Safe's). The one list for every service.
 const MESSAGE_KEYS: [&str; 5] = ["message", "error_description", "error", "Message", "detail"];
 
-/// The message of a JSON error object, from the first of [`MESSAGE_KEYS`] that holds a string.
-/// Nothing else of the body is taken: another member may be a token (weavr's 409 `token`).
-fn message_from_json_keys(json: &serde_json::Value) -> Option<String> {
+/// The message of a JSON error body: the body itself when it is a non-empty string, else an
+/// object's first of [`MESSAGE_KEYS`] that holds a string; an excerpt, never more. Nothing
+/// else of the body is taken: another member may be a token (weavr's 409 `token`).
+pub(crate) fn message_from_json(json: &serde_json::Value) -> Option<String> {
+    if let Some(text) = json.as_str() {
+        return (!text.trim().is_empty()).then(|| excerpt(text));
+    }
     MESSAGE_KEYS
         .iter()
         .find_map(|key| json.get(key).and_then(|v| v.as_str()))
         .map(excerpt)
 }
 
-/// A message from a body whose shape is not the documented one: a JSON `message` (or
-/// `error`, `error_description`, `Message`), a JSON string, or the start of the text.
+/// A message from a body whose shape is not the documented one: [`message_from_json`] for a
+/// body that parses as JSON (and nothing else of it), or the start of a body that does not.
 pub(crate) fn message_from_bytes(bytes: &[u8]) -> Option<String> {
     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        if let Some(s) = json.as_str() {
-            return Some(excerpt(s));
-        }
-        if let Some(message) = message_from_json_keys(&json) {
-            return Some(message);
-        }
+        return message_from_json(&json);
     }
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
@@ -314,7 +314,7 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
             // document its error body at all): look for the usual ones in the raw body.
             let message = body.message().or_else(|| {
                 let raw = probe.error_body()?;
-                message_from_json_keys(&serde_json::from_slice(&raw).ok()?)
+                message_from_json(&serde_json::from_slice(&raw).ok()?)
             });
             let failure = Failure {
                 status,
@@ -402,6 +402,57 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
         error = error.with_temporary_token(token);
     }
     error
+}
+
+/// An error from a call through a session's `api()` client, so that `?` works in a function
+/// returning [`crate::Error`]. What it keeps: the HTTP status, the kind the status usually
+/// means (with the retry delay of a 429 or 423), a decoding failure's position, a transport
+/// failure's cause. What it never keeps: the body (parsed or not) or any header's text, which
+/// may carry a token. The service is not known here; match on the progenitor error yourself
+/// for the provider's documented error body.
+impl<E> From<progenitor_client::Error<E>> for Error {
+    fn from(err: progenitor_client::Error<E>) -> Self {
+        use progenitor_client::Error as G;
+        let by_status = |status: reqwest::StatusCode, headers: &HeaderMap, documented: bool| {
+            let status = status.as_u16();
+            let kind = if (200..300).contains(&status) {
+                ErrorKind::UnexpectedResponse
+            } else {
+                Failure {
+                    status,
+                    message: None,
+                    code: None,
+                    headers: headers.clone(),
+                    documented,
+                    now: SystemTime::now(),
+                }
+                .default_kind()
+            };
+            Error::new(kind).with_status(status)
+        };
+        match err {
+            G::ErrorResponse(response) => by_status(response.status(), response.headers(), true),
+            G::UnexpectedResponse(response) => {
+                by_status(response.status(), response.headers(), false)
+            }
+            G::InvalidResponsePayload(_, json_err) => {
+                Error::new(ErrorKind::Decode).with_source(DecodeError::from(&json_err))
+            }
+            G::CommunicationError(e) | G::ResponseBodyError(e) | G::InvalidUpgrade(e) => {
+                let kind = if e.is_timeout() {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Transport
+                };
+                Error::new(kind).with_source(e.without_url())
+            }
+            G::InvalidRequest(message) => {
+                Error::new(ErrorKind::Configuration).with_message(message)
+            }
+            // The session's own failure to authorize the request, already told in its words.
+            G::Custom(message) => Error::new(ErrorKind::Transport).with_message(message),
+        }
+    }
 }
 
 /// weavr's `request-ref` header, kept on every error for vendor support.
