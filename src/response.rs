@@ -13,8 +13,7 @@ use reqwest::header::HeaderMap;
 use crate::error::{Error, ErrorKind, FieldError, Service};
 use crate::secret::SecretString;
 
-/// At most this much of an unexpected body is read, and a shorter excerpt is kept.
-const BODY_READ_CAP: usize = 64 * 1024;
+/// At most this much of an error message is kept.
 const EXCERPT_CHARS: usize = 200;
 
 /// The status and headers of the last response a client received.
@@ -225,19 +224,6 @@ fn excerpt(text: &str) -> String {
     out
 }
 
-/// Reads at most [`BODY_READ_CAP`] bytes of a response body.
-async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = BODY_READ_CAP - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= BODY_READ_CAP {
-            break;
-        }
-    }
-    body
-}
-
 /// A JSON decoding failure, described without the input: serde_json's own messages can quote
 /// the value that failed to decode, which may be a token.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -353,7 +339,15 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
             let message = if (200..300).contains(&status) {
                 None
             } else {
-                message_from_bytes(&read_capped(response).await)
+                // A body over the cap (or broken off) is not quoted at all.
+                let body = crate::transport::read_at_most(
+                    response,
+                    crate::transport::DEFAULT_MAX_RESPONSE_BYTES,
+                )
+                .await;
+                body.ok()
+                    .flatten()
+                    .and_then(|body| message_from_bytes(&body))
             };
             let failure = Failure {
                 status,
