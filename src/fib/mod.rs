@@ -304,9 +304,12 @@ impl Provider for Fib {
         refresh_token: &SecretString,
         sent_wall: SystemTime,
     ) -> Result<Grant, Error> {
+        // The refresh token rotates: a PATCH the service may have taken (any answer, a
+        // timeout, a broken connection) may have spent it, and a replay would send a spent
+        // token. Only one that never left is sent again; otherwise a new login follows.
         let context = Context::new()
             .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
-            .with_replay(Replay::Transient);
+            .with_replay(Replay::Unsent);
         let (api, probe) = self.endpoint.client(Client::new_with_client, context);
         match api.refresh_tokens().await {
             Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
