@@ -47,8 +47,8 @@ pub(crate) struct Endpoint {
     pub(crate) store: Option<Arc<dyn TokenStore>>,
     /// Plain `http` to a host that is not loopback was allowed (`danger_accept_plain_http`).
     pub(crate) allow_plain_http: bool,
-    /// The client `send()` uses: one that follows no redirects, whatever client built the
-    /// caller's request (see [`Core::send`]).
+    /// The client `send()` and `authorize()` requests go out through: one that follows no
+    /// redirects, whatever client built the caller's request (see [`Core::send`]).
     pub(crate) direct: reqwest::Client,
 }
 
@@ -196,8 +196,9 @@ impl Endpoint {
 }
 
 /// A client that follows no redirects, shared by every session in the process that was given
-/// its own `http_client(…)`: `send()` cannot know whether that one (or the client that built
-/// the caller's request) would follow a redirect with the session's headers on.
+/// its own `http_client(…)`: `send()` and `authorize()` cannot know whether that one (or the
+/// client that built the caller's request) would follow a redirect with the session's headers
+/// on.
 fn no_redirect_client(service: Service) -> Result<reqwest::Client, Error> {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     if let Some(client) = CLIENT.get() {
@@ -392,13 +393,18 @@ impl<P: Attach> Core<P> {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Error> {
         // Into the request's own headers: a map of ours merged in would cost an allocation.
-        let (client, mut request) = split::<P>(request)?;
+        let (_, mut request) = split::<P>(request)?;
         self.endpoint.check_request_url(P::SERVICE, request.url())?;
         let token = self.cache.access_token().await?;
         self.cache
             .provider
             .attach(token.entry(), request.headers_mut());
-        Ok(reqwest::RequestBuilder::from_parts(client, request))
+        // With the session's headers on, the request goes out through a client that follows
+        // no redirects, for the same reason as in `send`.
+        Ok(reqwest::RequestBuilder::from_parts(
+            self.endpoint.direct.clone(),
+            request,
+        ))
     }
 }
 
@@ -492,7 +498,7 @@ macro_rules! common_builder_methods {
         /// follows no redirects, and names this crate in its `User-Agent`. Give one that
         /// follows no redirects either: the session's own requests (logins, `api()`) would
         /// otherwise carry its headers (weavr's `api-key`) wherever a redirect points.
-        /// `send()` never uses this one unless it is the default.
+        /// `send()` and `authorize()` never use this one unless it is the default.
         pub fn http_client(mut self, client: reqwest::Client) -> Self {
             self.common.http = Some(client);
             self
@@ -559,8 +565,10 @@ macro_rules! common_session_methods {
         ///
         /// A request to a plain `http` URL whose host is not loopback is refused with
         /// [`crate::ErrorKind::Configuration`] (unless the session was built with
-        /// `danger_accept_plain_http`), before any login. The request goes out through your
-        /// client: if that one follows redirects, prefer [`Self::send`], which never does.
+        /// `danger_accept_plain_http`), before any login. The builder given back sends
+        /// through a client that follows no redirects, like [`Self::send`], not the one that
+        /// built the request: a redirect comes back as the response, and the session's
+        /// credentials never reach the host it points to.
         pub async fn authorize(
             &self,
             request: reqwest::RequestBuilder,

@@ -140,7 +140,7 @@ fn credential_headers(service: Service) -> &'static [&'static str] {
 }
 
 #[tokio::test]
-async fn a_redirect_to_another_host_through_send_carries_no_credential() {
+async fn a_redirect_to_another_host_through_send_or_authorize_carries_no_credential() {
     for service in ALL {
         let first = login_server(service, "tok-redirected").await;
         let second = MockServer::start().await;
@@ -170,6 +170,15 @@ async fn a_redirect_to_another_host_through_send_carries_no_credential() {
             "{service:?}: the redirect comes back"
         );
         assert_eq!(response.headers()["location"], elsewhere.as_str());
+        // The same through authorize(), sent by the caller.
+        let request = reqwest::Client::new().get(format!("{}/resource", first.uri()));
+        let response = authorize(&session, request)
+            .await
+            .unwrap()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 307, "{service:?}: authorize()");
         assert_eq!(
             second.received_requests().await.unwrap().len(),
             0,
@@ -180,8 +189,14 @@ async fn a_redirect_to_another_host_through_send_carries_no_credential() {
             .await
             .unwrap()
             .into_iter()
-            .find(|r| r.url.path() == "/resource")
-            .expect("the request reached the first server");
+            .filter(|r| r.url.path() == "/resource")
+            .collect::<Vec<_>>();
+        assert_eq!(
+            sent.len(),
+            2,
+            "{service:?}: send() and authorize() reached it"
+        );
+        let sent = &sent[0];
         for name in credential_headers(service) {
             assert!(
                 sent.headers.contains_key(*name),
