@@ -486,9 +486,7 @@ impl Provider for PasswordSafe {
                 };
                 // The session cannot outlive the token that opened it.
                 let token_lifetime = expiry::lifetime(
-                    u64::try_from(token.expires_in)
-                        .ok()
-                        .map(Duration::from_secs),
+                    token.expires_in.as_f64().and_then(expiry::seconds),
                     Some(token.access_token.expose_secret()),
                     sent_wall,
                     SESSION_IDLE_TIMEOUT,

@@ -127,7 +127,9 @@ async fn accounts_login_with_expires_in(expires_in: &str) -> Result<Duration, to
 #[tokio::test]
 async fn an_expires_in_out_of_range_counts_as_absent() {
     for value in [
-        "9223372036854775807", // i64::MAX
+        "9223372036854775807",  // i64::MAX
+        "18446744073709551615", // u64::MAX
+        "1e300",
         "-1",
         "-9223372036854775808",
         "31622400000", // a thousand years
@@ -149,8 +151,13 @@ async fn an_expires_in_out_of_range_counts_as_absent() {
         Duration::from_secs(365 * 24 * 60 * 60),
         "365 days is still in range"
     );
-    // The document says int64: a number that is not one is a malformed answer, a typed error.
-    for value in ["18446744073709551615", "1e300", "3600.5", "\"3600\""] {
+    assert_eq!(
+        accounts_login_with_expires_in("3600.5").await.unwrap(),
+        Duration::from_millis(3_600_500),
+        "a fraction of a second counts"
+    );
+    // Not a number at all: a malformed answer, a typed error.
+    for value in ["\"3600\"", "true", "{}", "1e400"] {
         let err = accounts_login_with_expires_in(value).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode, "expires_in {value}");
         assert_eq!(err.status(), Some(200));
@@ -159,7 +166,13 @@ async fn an_expires_in_out_of_range_counts_as_absent() {
 
 #[tokio::test]
 async fn a_fib_expiration_time_out_of_range_counts_as_absent() {
-    for value in ["9223372036854775807", "-5", "253402300799000"] {
+    for value in [
+        "9223372036854775807",
+        "18446744073709551615",
+        "1e300",
+        "-5",
+        "253402300799000",
+    ] {
         let server = MockServer::start().await;
         let clock = test_clock();
         let mut body = Service::Fib.success(json!("tok-fib"));
@@ -259,5 +272,34 @@ async fn a_try_again_in_text_beyond_a_day_is_capped_at_a_day() {
         "Too many authentication attempts. Try again in 100000 seconds",
     ] {
         rate_limited_with(Service::S7risk, "x-unrelated", "1", text).await;
+    }
+}
+
+#[tokio::test]
+async fn a_password_safe_expires_in_out_of_range_counts_as_absent() {
+    for value in ["18446744073709551615", "1e300", "-1"] {
+        let server = MockServer::start().await;
+        let service = Service::PasswordSafeOauth;
+        service.mount_rest(&server).await;
+        let body = service
+            .success(json!("tok-ps"))
+            .to_string()
+            .replace(r#""expires_in":3600"#, &format!(r#""expires_in":{value}"#));
+        Mock::given(path(service.login_path()))
+            .respond_with(raw(200, body))
+            .mount(&server)
+            .await;
+        let session = service.session(
+            &server.uri(),
+            &test_clock(),
+            reqwest::Client::new(),
+            RetryPolicy::none(),
+        );
+        let token = session.access_token().await.expect("a session");
+        assert_eq!(
+            token.expires_in(),
+            tokensmith::passwordsafe::SESSION_IDLE_TIMEOUT,
+            "expires_in {value}: the session's documented 20 minutes"
+        );
     }
 }

@@ -247,7 +247,10 @@ fn classify_refresh(failure: &Failure) -> ErrorKind {
 impl Fib {
     fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
         let tokens = response.data;
-        let expires_in = expiry::seconds_or_epoch(tokens.expiration_time as f64, sent_wall);
+        let expires_in = tokens
+            .expiration_time
+            .as_f64()
+            .and_then(|value| expiry::seconds_or_epoch(value, sent_wall));
         let lifetime = expiry::lifetime(
             expires_in,
             Some(tokens.access_token.expose_secret()),
