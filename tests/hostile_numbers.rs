@@ -156,6 +156,11 @@ async fn an_expires_in_out_of_range_counts_as_absent() {
         Duration::from_millis(3_600_500),
         "a fraction of a second counts"
     );
+    assert_eq!(
+        accounts_login_with_expires_in("null").await.unwrap(),
+        DAY,
+        "null in an optional field is absent"
+    );
     // Not a number at all: a malformed answer, a typed error.
     for value in ["\"3600\"", "true", "{}", "1e400"] {
         let err = accounts_login_with_expires_in(value).await.unwrap_err();
