@@ -407,12 +407,12 @@ fn grant(
     access: SecretString,
     refresh: Option<SecretString>,
     id_token: Option<SecretString>,
-    expires_in: Option<i64>,
+    expires_in: Option<crate::clock::Seconds>,
     sent_wall: SystemTime,
 ) -> Grant {
     let expires_in = expires_in
-        .and_then(|s| u64::try_from(s).ok())
-        .map(Duration::from_secs);
+        .and_then(|s| s.as_f64())
+        .and_then(expiry::seconds);
     let lifetime = expiry::lifetime(
         expires_in,
         Some(access.expose_secret()),

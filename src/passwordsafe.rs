@@ -224,6 +224,13 @@ fn ps_auth_header(
     }
     let mut text = format!("PS-Auth key={}; runas={runas};", api_key.expose_secret());
     if let Some(password) = password {
+        // `]` ends the `pwd=[…]` part: the server would read a shorter password and the rest
+        // as more of the header.
+        if password.expose_secret().contains(']') {
+            return Err(bad(
+                "password (it holds a `]`, which would end its `pwd=[…]` part)",
+            ));
+        }
         text.push_str(&format!(" pwd=[{}];", password.expose_secret()));
     }
     let mut value =
@@ -349,16 +356,10 @@ impl ErrorBody for types::OAuthError {
 }
 
 impl ErrorBody for types::ApiError {
-    /// The body is undocumented: a JSON string is the message; an object's `Message`
-    /// (ASP.NET's shape), `message`, `error_description` or `error` is.
+    /// The body is undocumented: a JSON string is the message, or an object's member under
+    /// one of the usual names (ASP.NET's `Message` among them).
     fn message(&self) -> Option<String> {
-        if let Some(text) = self.0.as_str() {
-            return Some(text.to_owned()).filter(|t| !t.trim().is_empty());
-        }
-        ["Message", "message", "error_description", "error"]
-            .iter()
-            .find_map(|key| self.0.get(key).and_then(|v| v.as_str()))
-            .map(str::to_owned)
+        crate::response::message_from_json(&self.0)
     }
 }
 
@@ -485,9 +486,7 @@ impl Provider for PasswordSafe {
                 };
                 // The session cannot outlive the token that opened it.
                 let token_lifetime = expiry::lifetime(
-                    u64::try_from(token.expires_in)
-                        .ok()
-                        .map(Duration::from_secs),
+                    token.expires_in.as_f64().and_then(expiry::seconds),
                     Some(token.access_token.expose_secret()),
                     sent_wall,
                     SESSION_IDLE_TIMEOUT,

@@ -401,7 +401,8 @@ fn transport_failure(error: &reqwest::Error) -> &'static str {
 }
 
 /// The whole body, or `None` when it is longer than `cap` (by its `Content-Length` or as read).
-async fn read_at_most(
+/// The one capped read of the crate: every body read goes through it.
+pub(crate) async fn read_at_most(
     mut response: reqwest::Response,
     cap: usize,
 ) -> reqwest::Result<Option<Vec<u8>>> {

@@ -335,7 +335,10 @@ impl Fib {
 
     fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
         let tokens = response.data;
-        let expires_in = expiry::seconds_or_epoch(tokens.expiration_time, sent_wall);
+        let expires_in = tokens
+            .expiration_time
+            .as_f64()
+            .and_then(|value| expiry::seconds_or_epoch(value, sent_wall));
         let lifetime = expiry::lifetime(
             expires_in,
             Some(tokens.access_token.expose_secret()),
@@ -399,9 +402,12 @@ impl Provider for Fib {
         refresh_token: &SecretString,
         sent_wall: SystemTime,
     ) -> Result<Grant, Error> {
+        // The refresh token rotates: a PATCH the service may have taken (any answer, a
+        // timeout, a broken connection) may have spent it, and a replay would send a spent
+        // token. Only one that never left is sent again; otherwise a new login follows.
         let context = Context::new()
             .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
-            .with_replay(Replay::Transient);
+            .with_replay(Replay::Unsent);
         let (api, probe) = self.endpoint.client(Client::new_with_client, context);
         match api.refresh_tokens().await {
             Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
