@@ -2,10 +2,13 @@
 //! store key as associated data (an entry copied under another key does not open).
 
 use base64::Engine as _;
+use blake2::digest::consts::U16;
+use blake2::digest::Mac;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
+use super::StoreKey;
 use crate::error::Error;
 use crate::secret::SecretString;
 
@@ -46,6 +49,26 @@ impl SealingKey {
         let bytes: [u8; 32] = key.into();
         let hex = SecretString::new(hex::encode(bytes));
         (Self::from_bytes(bytes), hex)
+    }
+
+    /// What a store calls the entry of `key`: the service and a keyed hash (BLAKE2b-MAC under
+    /// this key) of the rest, so that no email, username or client id is readable in a file
+    /// or in Redis, and nobody without the key can tell whose entry it is.
+    pub(crate) fn name(&self, key: &StoreKey) -> String {
+        format!("tokensmith:{}:{}", key.service(), self.file_tag(key))
+    }
+
+    /// The keyed hash of `key`, as 32 hex characters (fit for a file name).
+    pub(crate) fn file_tag(&self, key: &StoreKey) -> String {
+        // BLAKE2b takes keys of up to 64 bytes: 32 always fits.
+        let mut mac = blake2::Blake2bMac::<U16>::new_with_salt_and_personal(
+            &self.0[..],
+            b"",
+            b"tokensmith-name",
+        )
+        .expect("a 32-byte BLAKE2b key");
+        mac.update(key.as_str().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
