@@ -4,16 +4,15 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::held::{wait_until, HeldServer};
+use common::probe::{sample_tokens, Counts, Probe};
 use tokensmith::clock::ManualClock;
 use tokensmith::sandbox::{demo, Sandbox};
-use tokensmith::store::{
-    FileStore, Lease, MemoryStore, SealingKey, StoreFuture, StoreKey, StoredTokens, TokenStore,
-};
+use tokensmith::store::{FileStore, MemoryStore, SealingKey, StoreKey, TokenStore};
 use tokensmith::{RefreshPolicy, SecretString, Service, TokenOrigin};
 
 fn s7risk(
@@ -233,63 +232,6 @@ fn assert_one_fib_login(server: &HeldServer) {
     assert_eq!(body["email"], demo::FIB_EMAIL);
 }
 
-#[derive(Clone, Debug, Default)]
-struct Counts {
-    granted: Arc<AtomicUsize>,
-    refused: Arc<AtomicUsize>,
-}
-
-/// A store that counts the leases it grants and refuses (and, in a worker process, says so
-/// on stdout for the parent).
-#[derive(Debug)]
-struct Probe<S> {
-    store: S,
-    counts: Counts,
-    announce: bool,
-}
-
-impl<S: TokenStore> TokenStore for Probe<S> {
-    fn lease<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {
-        Box::pin(async move {
-            let lease = self.store.lease(key).await?;
-            let (count, word) = match lease {
-                Some(_) => (&self.counts.granted, "granted"),
-                None => (&self.counts.refused, "refused"),
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            if self.announce {
-                println!("LEASE {word}");
-            }
-            Ok(lease)
-        })
-    }
-
-    fn release<'a>(&'a self, key: &'a StoreKey, lease: &'a Lease) -> StoreFuture<'a, ()> {
-        self.store.release(key, lease)
-    }
-
-    fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>> {
-        self.store.load(key)
-    }
-
-    fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
-        self.store.save(key, tokens)
-    }
-
-    fn save_leased<'a>(
-        &'a self,
-        key: &'a StoreKey,
-        tokens: &'a StoredTokens,
-        lease: &'a Lease,
-    ) -> StoreFuture<'a, ()> {
-        self.store.save_leased(key, tokens, lease)
-    }
-
-    fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        self.store.remove(key)
-    }
-}
-
 /// Two sessions of one account, each given one of `stores`, are released together while the
 /// token endpoint holds its answer: the answer is let go only once one login is in flight and
 /// the other session was refused the lease (or, with a store that does not coordinate, once
@@ -430,21 +372,12 @@ async fn file_stores_in_two_processes_log_in_once() {
     }
 }
 
-fn sample_tokens() -> StoredTokens {
-    serde_json::from_value(serde_json::json!({
-        "access": "access-token", "refresh": null, "id_token": null, "cookie": null,
-        "bearer": null, "expires_at_ms": 4_000_000_000_000u64, "renew_after_ms": null,
-        "expires_at_most_ms": null, "refresh_expires_at_ms": null, "refresh_uses": 0
-    }))
-    .unwrap()
-}
-
 /// `remover` removes one account's entry while `saver` saves another's, released together,
 /// round after round: the removed entry never comes back.
 async fn a_logout_racing_a_save_stays_a_logout<S: TokenStore + Clone>(remover: S, saver: S) {
     let gone = StoreKey::new(Service::Fib, "https://fib.example", "gone@example.com");
     let kept = StoreKey::new(Service::Fib, "https://fib.example", "kept@example.com");
-    let tokens = sample_tokens();
+    let tokens = sample_tokens("access-token");
     for round in 0..40 {
         remover.save(&gone, &tokens).await.unwrap();
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
