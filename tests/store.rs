@@ -421,3 +421,57 @@ async fn a_logout_racing_another_key_s_save_stays_a_logout() {
     let memory = MemoryStore::new();
     a_logout_racing_a_save_stays_a_logout(memory.clone(), memory).await;
 }
+
+#[tokio::test]
+async fn two_weavr_programmes_whose_users_share_an_email_never_share_a_token_set() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    for (api_key, token) in [("programme-a-key", "tok-a"), ("programme-b-key", "tok-b")] {
+        Mock::given(method("POST"))
+            .and(path("/login_with_password"))
+            .and(header("api-key", api_key))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "token": token, "tokenType": "ACCESS",
+                "identity": {"type": "CORPORATE", "id": "110"},
+                "credentials": {"type": "ROOT", "id": "111"}
+            })))
+            .mount(&server)
+            .await;
+    }
+    let path = temp_path("weavr-programmes");
+    let (key, _) = SealingKey::generate();
+    let store = Arc::new(FileStore::new(&path, key));
+    let session = |api_key: &str| {
+        tokensmith::weavr::Session::builder()
+            .base_url(server.uri())
+            .api_key(api_key)
+            .email("shared@example.com")
+            .password("pw")
+            .token_store(store.clone())
+            .build()
+            .unwrap()
+    };
+    let a = session("programme-a-key").access_token().await.unwrap();
+    let b = session("programme-b-key").access_token().await.unwrap();
+    assert_eq!(a.secret().expose_secret(), "tok-a");
+    assert_eq!(b.secret().expose_secret(), "tok-b");
+    assert_eq!(b.origin(), TokenOrigin::Login, "not programme a's token");
+    let requests = server.received_requests().await.unwrap();
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|r| r.headers.get("api-key").unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["programme-a-key", "programme-b-key"]);
+
+    // Each programme's session finds its own set again.
+    let again = session("programme-a-key").access_token().await.unwrap();
+    assert_eq!(again.secret().expose_secret(), "tok-a");
+    assert_eq!(again.origin(), TokenOrigin::Store);
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    for clear in ["shared@example.com", "programme-a-key", "programme-b-key"] {
+        assert!(!text.contains(clear), "{clear} in {text}");
+    }
+}

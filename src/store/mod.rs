@@ -32,6 +32,7 @@ use crate::secret::SecretString;
 pub use file::FileStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, DEFAULT_LEASE_TTL};
+pub(crate) use seal::fingerprint;
 pub use seal::SealingKey;
 
 /// A boxed future, as the store methods return.
