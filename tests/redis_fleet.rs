@@ -448,6 +448,7 @@ async fn a_holder_whose_login_outlasts_the_lease_keeps_it_and_the_fleet_logs_in_
     let held_since = Instant::now();
     let mut extended = 0;
     let mut last_ttl = i64::MAX;
+    let mut lowest = i64::MAX;
     while held_since.elapsed() < ttl * 2 {
         assert_eq!(server.requests().len(), 1, "the waiting replica logged in");
         let (_, now_holding) = lease_in(&redis, 3);
@@ -457,10 +458,14 @@ async fn a_holder_whose_login_outlasts_the_lease_keeps_it_and_the_fleet_logs_in_
         if left > last_ttl {
             extended += 1;
         }
+        lowest = lowest.min(left);
         last_ttl = left;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(extended >= 2, "kept alive: extended {extended} times");
+    // Extended every third of its lifetime: it never came near expiring.
+    let third = i64::try_from((ttl / 3).as_millis()).unwrap();
+    assert!(lowest >= third, "{lowest} ms left at the lowest");
     server.release_all();
     let mut tokens = Vec::new();
     for replica in replicas {
@@ -490,9 +495,14 @@ async fn a_holder_that_lost_its_lease_stores_nothing() {
 
     let lost = stalled.lease(&account).await.unwrap().expect("granted");
     assert!(taker.lease(&account).await.unwrap().is_none(), "held");
+    let (lease_key, _) = lease_in(&redis, 4);
+    let left: u64 = redis.cli(4, &["PTTL", &lease_key]).trim().parse().unwrap();
+    assert!(
+        (9_000..=10_000).contains(&left),
+        "the default lease lives 10 s: {left} ms left"
+    );
     // The holder stalls past its lease (a pause, a partition): the lease is gone, as its
     // expiry would remove it, and the next replica takes it and stores a newer set.
-    let (lease_key, _) = lease_in(&redis, 4);
     redis.cli(4, &["DEL", &lease_key]);
     let taken = taker.lease(&account).await.unwrap().expect("free again");
     taker

@@ -475,3 +475,49 @@ async fn two_weavr_programmes_whose_users_share_an_email_never_share_a_token_set
         assert!(!text.contains(clear), "{clear} in {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_store_lease_is_free_as_soon_as_its_holder_is_killed() {
+    let server = HeldServer::start(fib_login).await;
+    let path = temp_path("killed-holder");
+    let (mut holder, holder_lines) = spawn_file_worker(&server.uri(), &path);
+    wait_until("the holder holds the lease and logs in", || {
+        printed(&holder_lines, "LEASE granted") && server.requests().len() == 1
+    })
+    .await;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // No expiry to wait out: the OS dropped the dead holder's lock.
+    let (next, next_lines) = spawn_file_worker(&server.uri(), &path);
+    wait_until("the next process asks for the lease", || {
+        next_lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("LEASE "))
+    })
+    .await;
+    let first = next_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("LEASE "))
+        .cloned()
+        .unwrap();
+    assert!(first.ends_with("LEASE granted"), "{first}");
+    server.release_all();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut next = next;
+        next.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    assert_eq!(server.requests().len(), 2, "the next process logged in");
+    let token = format!("TOKEN {}", common::jwt(EXP, "access-1"));
+    wait_until("the worker's output is read", || {
+        printed(&next_lines, &token)
+    })
+    .await;
+}

@@ -7,11 +7,16 @@
 //! left there, and writes back every token it obtains. A store that fails is logged and
 //! bypassed: the session then behaves as if it had none, never as an outage.
 //!
-//! - [`MemoryStore`]: shared by the sessions of one process.
+//! - [`MemoryStore`]: shared by the sessions of one process, with an in-process lease.
 //! - [`FileStore`]: a file (mode 0600, replaced atomically), secrets sealed with
-//!   XChaCha20-Poly1305 under a key the application supplies.
+//!   XChaCha20-Poly1305 under a key the application supplies; shared by the processes of one
+//!   machine through OS file locks (the lease, and every write).
 //! - `RedisStore` (cargo feature `redis`): shared by a fleet, sealed the same way, with a
-//!   lease so that one replica renews while the others wait for its token set.
+//!   lease kept alive while its holder renews, and writes fenced by it.
+//!
+//! Sessions of one account renew once for all: the one granted the lease renews, the others
+//! wait for its token set. Stores name entries by a keyed hash of the [`StoreKey`] under the
+//! sealing key, so no email, username or client id is readable in a file or in Redis.
 
 mod file;
 #[cfg(feature = "redis")]
@@ -39,7 +44,8 @@ pub use seal::SealingKey;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
 /// Which session a token set belongs to: the service, its base URL and the identity that
-/// logged in (an email, a client id, a username; never a secret).
+/// logged in (an email, a client id, a username; never a secret, at most a fingerprint of one
+/// where it picks the account, as weavr's api key picks the programme).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreKey(String);
 
