@@ -134,6 +134,7 @@ fn spawn_worker(base_url: &str, redis_url: Option<&str>, extra: &[(&str, &str)])
             "1",
         ])
         .env("FLEET_BASE_URL", base_url)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(url) = redis_url {
@@ -156,7 +157,10 @@ fn wait_ok(child: Child) -> String {
     stdout
 }
 
-/// One replica: 200 tasks ask for a token; then, just before it expires, 200 ask again.
+/// One replica: 200 tasks ask for a token at once, once (prints `TOKEN <token>`); or, with
+/// `FLEET_EPOCH_MS`, on a manual clock standing at that time, in steps the parent sends on
+/// stdin: `ROUND` (200 tasks ask; prints `DONE <token>`) and `ADVANCE <seconds>` (the clock
+/// moves; prints `DONE`), until stdin closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by the fleet tests in their own processes"]
 async fn fleet_worker() {
@@ -165,6 +169,14 @@ async fn fleet_worker() {
         .base_url(base)
         .email(demo::FIB_EMAIL)
         .private_key(demo::FIB_PRIVATE_KEY);
+    let clock = std::env::var("FLEET_EPOCH_MS").ok().map(|ms| {
+        tokensmith::clock::ManualClock::starting_at(
+            std::time::UNIX_EPOCH + Duration::from_millis(ms.parse().unwrap()),
+        )
+    });
+    if let Some(clock) = &clock {
+        builder = builder.clock(clock.clone());
+    }
     if let Ok(url) = std::env::var("FLEET_REDIS_URL") {
         let ttl = std::env::var("FLEET_LEASE_MS").map_or(Duration::from_secs(10), |ms| {
             Duration::from_millis(ms.parse().unwrap())
@@ -197,45 +209,127 @@ async fn fleet_worker() {
                     .to_owned(),
             );
         }
-        tokens
+        assert_eq!(tokens.len(), 1, "one token for all 200 tasks");
+        tokens.pop_first().unwrap()
     };
-    let first = ask(session.clone()).await;
-    assert_eq!(first.len(), 1);
-    if std::env::var("FLEET_ONE_ROUND").is_ok() {
-        println!("TOKEN {}", first.first().unwrap());
+    let Some(clock) = clock else {
+        println!("TOKEN {}", ask(session.clone()).await);
         return;
+    };
+    println!("READY");
+    loop {
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        match line.trim().split_once(' ') {
+            None if line.trim() == "ROUND" => println!("DONE {}", ask(session.clone()).await),
+            Some(("ADVANCE", secs)) => {
+                clock.advance(Duration::from_secs(secs.parse().unwrap()));
+                println!("DONE");
+            }
+            _ if line.is_empty() => return,
+            _ => panic!("unknown step {line:?}"),
+        }
     }
-    let token = session.access_token().await.unwrap();
-    tokio::time::sleep(
-        token
-            .expires_in()
-            .saturating_sub(Duration::from_millis(150)),
-    )
-    .await;
-    let second = ask(session.clone()).await;
-    assert_eq!(second.len(), 1);
-    println!("FLEET first={} second={}", first.len(), second.len());
+}
+
+/// The fleet's replicas, driven step by step.
+struct Fleet {
+    workers: Vec<(Child, Arc<Mutex<Vec<String>>>)>,
+    steps: usize,
+}
+
+impl Fleet {
+    /// Sends `step` to every replica at once and waits until each has done it; returns what
+    /// each printed after `DONE`.
+    async fn step(&mut self, step: &str) -> Vec<String> {
+        use std::io::Write;
+        for (child, _) in &mut self.workers {
+            let stdin = child.stdin.as_mut().unwrap();
+            writeln!(stdin, "{step}").unwrap();
+            stdin.flush().unwrap();
+        }
+        self.steps += 1;
+        let done = |lines: &Mutex<Vec<String>>| {
+            let lines = lines.lock().unwrap();
+            let done: Vec<_> = lines.iter().filter(|l| l.starts_with("DONE")).collect();
+            done.get(self.steps - 1)
+                .map(|l| l.trim_start_matches("DONE").trim().to_owned())
+        };
+        wait_until(&format!("every replica did {step}"), || {
+            self.workers.iter().all(|(_, lines)| done(lines).is_some())
+        })
+        .await;
+        self.workers
+            .iter()
+            .map(|(_, lines)| done(lines).unwrap())
+            .collect()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
     let Some(redis) = Redis::shared() else { return };
-    let sandbox = Sandbox::builder()
-        // Long enough for all eight processes to start within the first lifetime.
-        .fib_access_lifetime(Duration::from_secs(8))
-        .start()
-        .await;
+    // The sandbox and the replicas share one time, moved by the test: no replica can be
+    // late for a lifetime, however loaded the machine.
+    let epoch_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let clock = tokensmith::clock::ManualClock::starting_at(
+        std::time::UNIX_EPOCH + Duration::from_millis(epoch_ms.parse().unwrap()),
+    );
+    let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
     let base = sandbox.base_url(Service::Fib);
 
     let url = redis.url(1);
-    let workers: Vec<_> = (0..8)
-        .map(|_| spawn_worker(&base, Some(&url), &[]))
-        .collect();
-    let outputs: Vec<_> =
-        tokio::task::spawn_blocking(move || workers.into_iter().map(wait_ok).collect())
-            .await
-            .unwrap();
-    assert_eq!(outputs.len(), 8);
+    let mut fleet = Fleet {
+        workers: (0..8)
+            .map(|_| {
+                let mut child = spawn_worker(&base, Some(&url), &[("FLEET_EPOCH_MS", &epoch_ms)]);
+                let lines = read_lines(&mut child);
+                (child, lines)
+            })
+            .collect(),
+        steps: 0,
+    };
+    wait_until("every replica is up", || {
+        fleet
+            .workers
+            .iter()
+            .all(|(_, lines)| printed(lines, "READY"))
+    })
+    .await;
+    let first = fleet.step("ROUND").await;
+    let counters = sandbox.counters(Service::Fib);
+    assert_eq!((counters.logins, counters.refreshes), (1, 0));
+    assert!(first.iter().all(|t| t == &first[0]), "one token: {first:?}");
+
+    // Past the renewal margin of fib's 300-second token, still before its expiry.
+    clock.advance(Duration::from_secs(290));
+    fleet.step("ADVANCE 290").await;
+    let second = fleet.step("ROUND").await;
+    assert!(
+        second.iter().all(|t| t == &second[0]),
+        "one token: {second:?}"
+    );
+    assert_ne!(second[0], first[0], "renewed");
+    for (child, _) in &mut fleet.workers {
+        drop(child.stdin.take());
+    }
+    let workers: Vec<_> = fleet.workers.drain(..).map(|(child, _)| child).collect();
+    tokio::task::spawn_blocking(move || {
+        for mut child in workers {
+            assert!(child.wait().unwrap().success());
+        }
+    })
+    .await
+    .unwrap();
     let shared = sandbox.counters(Service::Fib);
     println!(
         "with the shared store: 8 processes x 200 tasks, {} login(s), {} refresh(es) over one expiry",
@@ -272,9 +366,7 @@ async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
     // The same fleet without the store: every replica logs in for itself.
     let sandbox = Sandbox::builder().start().await;
     let base = sandbox.base_url(Service::Fib);
-    let workers: Vec<_> = (0..8)
-        .map(|_| spawn_worker(&base, None, &[("FLEET_ONE_ROUND", "1")]))
-        .collect();
+    let workers: Vec<_> = (0..8).map(|_| spawn_worker(&base, None, &[])).collect();
     tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(wait_ok(w))))
         .await
         .unwrap();
@@ -334,18 +426,29 @@ fn spawn_worker_lines(
     redis_url: &str,
     extra: &[(&str, &str)],
 ) -> (Child, Arc<Mutex<Vec<String>>>) {
-    use std::io::BufRead;
     let mut child = spawn_worker(base_url, Some(redis_url), extra);
+    let lines = read_lines(&mut child);
+    (child, lines)
+}
+
+/// The lines `child` prints, as they come.
+fn read_lines(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    use std::io::BufRead;
     let lines = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().unwrap();
     let seen = lines.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
+            // The first line follows the test harness's "test … ".
+            let line = match line.split_once(" ... ") {
+                Some((_, printed)) => printed.to_owned(),
+                None => line,
+            };
             seen.lock().unwrap().push(line);
         }
     });
-    (child, lines)
+    lines
 }
 
 /// The worker printed `line` (after the test harness's "test … " on the first line).
@@ -358,11 +461,7 @@ async fn a_holder_killed_mid_renewal_is_taken_over_after_its_lease() {
     let Some(redis) = Redis::shared() else { return };
     let server = HeldServer::start(fib_login).await;
     let url = redis.url(2);
-    let extra = [
-        ("FLEET_ONE_ROUND", "1"),
-        ("FLEET_LEASE_MS", "1000"),
-        ("FLEET_ANNOUNCE", "1"),
-    ];
+    let extra = [("FLEET_LEASE_MS", "1000"), ("FLEET_ANNOUNCE", "1")];
     let (mut holder, _) = spawn_worker_lines(&server.uri(), &url, &extra);
     // The holder has taken the lease and its login is in flight (held): kill it.
     wait_until("the holder logs in", || server.requests().len() == 1).await;
@@ -408,7 +507,7 @@ async fn a_holder_whose_login_outlasts_the_lease_keeps_it_and_the_fleet_logs_in_
     let Some(redis) = Redis::shared() else { return };
     let server = HeldServer::start(fib_login).await;
     let url = redis.url(3);
-    let ttl = Duration::from_millis(1500);
+    let ttl = Duration::from_secs(3);
     let counts = Counts::default();
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let mut replicas = Vec::new();
@@ -443,29 +542,35 @@ async fn a_holder_whose_login_outlasts_the_lease_keeps_it_and_the_fleet_logs_in_
     .await;
     let (_, holder) = lease_in(&redis, 3);
     assert!(!holder.is_empty(), "the lease is in Redis");
-    // The login stays in flight for twice the lease's lifetime: the lease stays its holder's
-    // (kept alive) and the other replica keeps waiting.
+    // The login stays in flight for at least twice the lease's lifetime, and until the lease
+    // was seen extended twice (a loaded machine only makes this wait longer): all along the
+    // lease stays its holder's and the other replica keeps waiting.
+    let (lease_key, _) = lease_in(&redis, 3);
     let held_since = Instant::now();
     let mut extended = 0;
-    let mut last_ttl = i64::MAX;
-    let mut lowest = i64::MAX;
-    while held_since.elapsed() < ttl * 2 {
+    let mut last_left = i64::MAX;
+    wait_until("the lease outlives its lifetime, extended", || {
         assert_eq!(server.requests().len(), 1, "the waiting replica logged in");
-        let (_, now_holding) = lease_in(&redis, 3);
+        let seen = redis.cli(
+            3,
+            &[
+                "EVAL",
+                "return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}",
+                "1",
+                &lease_key,
+            ],
+        );
+        let mut seen = seen.lines();
+        let (now_holding, left) = (seen.next().unwrap_or_default(), seen.next());
         assert_eq!(now_holding, holder, "the lease changed hands");
-        let (key, _) = lease_in(&redis, 3);
-        let left: i64 = redis.cli(3, &["PTTL", &key]).trim().parse().unwrap();
-        if left > last_ttl {
+        let left: i64 = left.unwrap().trim().parse().unwrap();
+        if left > last_left {
             extended += 1;
         }
-        lowest = lowest.min(left);
-        last_ttl = left;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(extended >= 2, "kept alive: extended {extended} times");
-    // Extended every third of its lifetime: it never came near expiring.
-    let third = i64::try_from((ttl / 3).as_millis()).unwrap();
-    assert!(lowest >= third, "{lowest} ms left at the lowest");
+        last_left = left;
+        held_since.elapsed() >= ttl * 2 && extended >= 2
+    })
+    .await;
     server.release_all();
     let mut tokens = Vec::new();
     for replica in replicas {
