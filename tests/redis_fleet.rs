@@ -695,4 +695,12 @@ async fn an_application_starts_and_serves_while_redis_is_down() {
         "per-process caching still works"
     );
     assert!(RedisStore::lazy("not a url", key()).is_err());
+    // A lease that could not outlive its own keep-alive's period is raised to 30 ms.
+    let floor = RedisStore::lazy("redis://127.0.0.1:1/", key())
+        .unwrap()
+        .lease_ttl(Duration::ZERO);
+    assert!(
+        format!("{floor:?}").contains("lease_ttl: 30ms"),
+        "{floor:?}"
+    );
 }

@@ -521,3 +521,32 @@ async fn a_file_store_lease_is_free_as_soon_as_its_holder_is_killed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_file_written_by_an_earlier_version_loses_its_plaintext_names_on_the_next_write() {
+    let path = temp_path("version-1");
+    let old_name = format!("tokensmith:fib:https://fib.example:{}", demo::FIB_EMAIL);
+    std::fs::write(
+        &path,
+        serde_json::json!({"version": 1, "entries": {old_name.clone(): "c2VhbGVk"}}).to_string(),
+    )
+    .unwrap();
+    let (key, _) = SealingKey::generate();
+    let store = FileStore::new(&path, key);
+    let account = StoreKey::new(Service::Fib, "https://fib.example", demo::FIB_EMAIL);
+    assert!(
+        store.load(&account).await.unwrap().is_none(),
+        "not looked up"
+    );
+    store
+        .save(&account, &sample_tokens("access-token"))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(demo::FIB_EMAIL), "{text}");
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(file["version"], 2);
+    assert_eq!(file["entries"].as_object().unwrap().len(), 1);
+    let stored = store.load(&account).await.unwrap().unwrap();
+    assert_eq!(stored.access.expose_secret(), "access-token");
+}

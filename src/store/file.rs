@@ -139,7 +139,12 @@ impl Inner {
         // Not std's File::lock: that needs Rust 1.89, above this crate's minimum.
         fs4::FileExt::lock(&lock).map_err(|e| self.error("cannot lock", e))?;
         let mut contents = self.read()?;
-        contents.version = 1;
+        if contents.version < 2 {
+            // Version 1 named entries by service, base URL and account in the clear; those
+            // entries are no longer looked up, and the names should not stay on disk.
+            contents.entries.clear();
+        }
+        contents.version = 2;
         f(&mut contents);
         self.write(&contents)
     }
