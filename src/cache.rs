@@ -307,7 +307,8 @@ impl<P: Provider> Cache<P> {
             Leased::Granted(lease) => Some(lease),
             Leased::Alone => None,
         };
-        let outcome = self.renew_now().await;
+        // The renewal's saves are fenced by the lease: a holder that lost it writes nothing.
+        let outcome = crate::store::under_lease(lease.as_ref(), self.renew_now()).await;
         if let (Some(lease), Some((store, key))) = (lease, &self.store) {
             if let Err(error) = store.release(key, &lease).await {
                 tracing::warn!(service = %P::SERVICE, %error, "could not release the renewal lease; it will expire");
@@ -501,7 +502,7 @@ impl<P: Provider> Cache<P> {
             refresh_uses: entry.refresh_uses,
             stepped_up: entry.stepped_up.load(Ordering::Acquire),
         };
-        if let Err(error) = store.save(key, &stored).await {
+        if let Err(error) = crate::store::save_renewed(&**store, key, &stored).await {
             tracing::warn!(service = %P::SERVICE, %error, "token store unavailable; the token stays in this session only");
         }
     }

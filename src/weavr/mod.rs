@@ -528,11 +528,17 @@ impl Provider for Weavr {
     const CHALLENGE_LIFETIME: Duration = TOKEN_IDLE_LIFETIME;
 
     fn store_identity(&self) -> String {
+        // The api key names the programme, whose users may share an email with another's: its
+        // fingerprint (never the key) keeps their token sets apart.
+        let programme = crate::store::fingerprint(self.api_key.as_bytes());
         match &self.identity {
             IdentityChoice::Identity(identity) => {
-                format!("{}|{}:{}", self.email, identity.type_, identity.id)
+                format!(
+                    "{programme}|{}|{}:{}",
+                    self.email, identity.type_, identity.id
+                )
             }
-            _ => self.email.clone(),
+            _ => format!("{programme}|{}", self.email),
         }
     }
 

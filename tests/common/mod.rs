@@ -3,6 +3,8 @@
 
 use wiremock::Request;
 
+pub mod held;
+pub mod probe;
 pub mod services;
 
 /// The one request the mock server received (fails when there were none or several).
