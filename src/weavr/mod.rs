@@ -515,7 +515,7 @@ impl Provider for Weavr {
     const SLIDING: Option<Duration> = Some(TOKEN_IDLE_LIFETIME);
     const ENDS_SESSION: &'static [&'static str] = &["log_out"];
     /// A password-expired login's temporary token lives like any other: 5 minutes.
-    const CHALLENGE_LIFETIME: Duration = TOKEN_IDLE_LIFETIME;
+    const LOGIN_CHALLENGE_LIFETIME: Duration = TOKEN_IDLE_LIFETIME;
 
     fn store_identity(&self) -> String {
         match &self.identity {
