@@ -45,6 +45,8 @@ pub(crate) struct Endpoint {
     pub(crate) retry: RetryPolicy,
     pub(crate) max_body: usize,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
+    /// The session's clock: the retry loop and the error mapping read the time from it.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Endpoint {
@@ -63,9 +65,11 @@ impl Endpoint {
         (client, probe)
     }
 
-    /// `context` with this endpoint's retry policy and body cap.
+    /// `context` with this endpoint's retry policy, body cap and clock.
     pub(crate) fn context(&self, context: Context) -> Context {
-        context.with_limits(&self.retry, self.max_body)
+        context
+            .with_limits(&self.retry, self.max_body)
+            .with_clock(self.clock.clone())
     }
 }
 
@@ -127,6 +131,7 @@ impl Common {
                 .max_body
                 .unwrap_or(crate::transport::DEFAULT_MAX_RESPONSE_BYTES),
             store: self.store,
+            clock: clock.clone(),
         };
         Ok((endpoint, clock, self.refresh))
     }
@@ -290,7 +295,8 @@ impl<P: Attach> Core<P> {
         let (client, mut request) = split::<P>(request)?;
         let context = Context::new()
             .with_authorizer(self.clone())
-            .with_retry(self.endpoint.retry.clone());
+            .with_retry(self.endpoint.retry.clone())
+            .with_clock(self.endpoint.clock.clone());
         // Not `prepare`: that strips progenitor's `api-version`, which the caller's API may use.
         Authorizer::authorize(self.as_ref(), request.headers_mut()).await?;
         context.execute(&client, request, "").await.map_err(|e| {

@@ -76,7 +76,7 @@ pub(crate) struct RequestCounters {
 pub(crate) struct Cache<P> {
     pub(crate) provider: P,
     pub(crate) clock: Arc<dyn Clock>,
-    /// `clock` is the system clock: the hot path reads `Instant::now()` inline.
+    /// `clock` is the system clock (see `fresh`).
     system_clock: bool,
     /// The origin of the entries' instants.
     base: Instant,

@@ -475,7 +475,7 @@ impl Weavr {
         &self,
         token: &SecretString,
     ) -> Result<Option<types::IdentityId>, Error> {
-        let sent_wall = SystemTime::now();
+        let sent_wall = self.endpoint.clock.system_now();
         let (api, probe) = self.client(Some(token), Replay::Transient);
         match api
             .list_identities(std::num::NonZeroU32::new(2), None)
@@ -494,7 +494,7 @@ impl Weavr {
         token: &SecretString,
         identity: types::IdentityId,
     ) -> Result<(SecretString, bool), Error> {
-        let sent_wall = SystemTime::now();
+        let sent_wall = self.endpoint.clock.system_now();
         let (api, probe) = self.client(Some(token), Replay::Gateway);
         match api
             .create_access_token(&types::AccessTokenRequest { identity })
