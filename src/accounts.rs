@@ -61,8 +61,9 @@ pub struct SessionBuilder {
 impl SessionBuilder {
     session::common_builder_methods!();
 
-    /// The account's username (required). The service's usernames are lowercase: one with
-    /// capitals is lowercased, and [`Session::username_was_lowercased`] says so.
+    /// The account's username (required; the service's own word, where the other services
+    /// log in with an email). The service's usernames are lowercase: one with capitals is
+    /// lowercased, and [`Session::username_was_lowercased`] says so.
     pub fn username(mut self, username: impl Into<String>) -> Self {
         self.username = Some(username.into());
         self

@@ -88,6 +88,9 @@ fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant
     }
 }
 
+// Public only because the generated clients take it (`Client::new_with_client`) and the
+// contract tests drive them by hand; not part of the documented API.
+#[doc(hidden)]
 /// Per-client context that the generated clients' hooks consult on every request.
 ///
 /// [`Context::new`] with [`Context::with_header`] drives a generated client by hand (the

@@ -19,7 +19,7 @@
 //! let session = s7risk::Session::builder()
 //!     .base_url(sandbox.base_url(Service::S7risk))
 //!     .origin(demo::S7RISK_ORIGIN)
-//!     .credentials(s7risk::Credentials::user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD))
+//!     .user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD)
 //!     .build()?;
 //! session.access_token().await?;
 //! session.access_token().await?;

@@ -9,7 +9,7 @@
 //! the expiry forward, refusals such as a 403 `STEP_UP_REQUIRED` included (a 401 or a 5xx does
 //! not), and an idle session signs in again. A login whose password has expired fails with
 //! [`crate::ErrorKind::PasswordExpired`] carrying the temporary token that
-//! [`Session::update_password`] takes. Wrong credentials (a 401, or the 403 the vendor documents
+//! [`Session::change_password`] takes. Wrong credentials (a 401, or the 403 the vendor documents
 //! for them) fail with [`crate::ErrorKind::InvalidCredentials`] and are never sent again.
 //!
 //! ```no_run
@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 pub use crate::generated::weavr::{types, Client};
-pub use step_up::{Answer, Challenge, StepUp, StepUpMethod, CHALLENGE_LIFETIME};
+pub use step_up::{Answer, Challenge, PushChannel, StepUp, StepUpMethod, CHALLENGE_LIFETIME};
 
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, FieldError, Service};
@@ -51,7 +51,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.weavr.io/multi";
 /// The sandbox (no text messages; the one-time password is always `123456`).
 pub const SANDBOX_BASE_URL: &str = "https://sandbox.weavr.io/multi";
 /// Tokens stay valid this long after their last use.
-pub const TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+pub const ACCESS_TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// How long an account stays locked after repeated failed logins, when the answer does not say.
 pub const LOCKOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -69,7 +69,58 @@ pub enum IdentityChoice {
     /// Always the sign-in token.
     SignInToken,
     /// This identity's access token.
-    Identity(types::IdentityId),
+    Identity(IdentityId),
+}
+
+/// The kind of an identity (weavr's `IdentityType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdentityType {
+    /// A consumer (a person).
+    Consumer,
+    /// A corporate (a business).
+    Corporate,
+}
+
+impl IdentityType {
+    /// The service's name for it (`CONSUMER`, `CORPORATE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consumer => "CONSUMER",
+            Self::Corporate => "CORPORATE",
+        }
+    }
+}
+
+/// An identity the session acts for: its kind and its id (weavr's `IdentityId`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct IdentityId {
+    /// The kind of identity.
+    pub kind: IdentityType,
+    /// The identity's identifier (digits).
+    pub id: String,
+}
+
+impl IdentityId {
+    /// The identity of kind `kind` with identifier `id`.
+    pub fn new(kind: IdentityType, id: impl Into<String>) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// As the generated client sends it.
+    fn to_api(&self) -> types::IdentityId {
+        types::IdentityId {
+            id: self.id.clone(),
+            type_: match self.kind {
+                IdentityType::Consumer => types::IdentityType::Consumer,
+                IdentityType::Corporate => types::IdentityType::Corporate,
+            },
+        }
+    }
 }
 
 /// Builds a [`Session`].
@@ -114,11 +165,8 @@ impl SessionBuilder {
 
     /// Act for this identity: the session exchanges its sign-in token for the identity's
     /// access token (`/access_token`).
-    pub fn identity(mut self, kind: types::IdentityType, id: impl Into<String>) -> Self {
-        self.identity = IdentityChoice::Identity(types::IdentityId {
-            id: id.into(),
-            type_: kind,
-        });
+    pub fn identity(mut self, kind: IdentityType, id: impl Into<String>) -> Self {
+        self.identity = IdentityChoice::Identity(IdentityId::new(kind, id));
         self
     }
 
@@ -218,11 +266,12 @@ impl Session {
         self.core.endpoint.client(Client::new_with_client, context)
     }
 
-    /// Updates an expired password with the temporary token the failed login carried
+    /// Changes an expired password (`POST /passwords/update`; the vendor calls it updating),
+    /// with the temporary token the failed login carried
     /// ([`Error::temporary_token`] of an [`ErrorKind::PasswordExpired`] error). On success the
     /// session holds the token the service answers and logs in with the new password from then
     /// on.
-    pub async fn update_password(
+    pub async fn change_password(
         &self,
         temporary_token: &SecretString,
         old_password: impl Into<SecretString>,
@@ -422,7 +471,7 @@ impl Weavr {
     ) -> Result<Grant, Error> {
         let identity = match &self.identity {
             IdentityChoice::SignInToken => None,
-            IdentityChoice::Identity(identity) => Some(identity.clone()),
+            IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic if token_type == Some(types::TokenType::Auth) => {
                 self.only_identity(&token).await?
             }
@@ -435,7 +484,7 @@ impl Weavr {
         Ok(Grant {
             access,
             refresh: None,
-            lifetime: TOKEN_IDLE_LIFETIME,
+            lifetime: ACCESS_TOKEN_IDLE_LIFETIME,
             max_lifetime: None,
             refresh_lifetime: None,
             extra: Extra {
@@ -449,7 +498,7 @@ impl Weavr {
     /// or the user's only one).
     async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Grant>, Error> {
         let identity = match &self.identity {
-            IdentityChoice::Identity(identity) => Some(identity.clone()),
+            IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic => self.only_identity(token).await?,
             IdentityChoice::SignInToken => None,
         };
@@ -460,7 +509,7 @@ impl Weavr {
         Ok(Some(Grant {
             access,
             refresh: None,
-            lifetime: TOKEN_IDLE_LIFETIME,
+            lifetime: ACCESS_TOKEN_IDLE_LIFETIME,
             max_lifetime: None,
             refresh_lifetime: None,
             extra: Extra {
@@ -512,15 +561,15 @@ impl Weavr {
 
 impl Provider for Weavr {
     const SERVICE: Service = S;
-    const SLIDING: Option<Duration> = Some(TOKEN_IDLE_LIFETIME);
+    const SLIDING: Option<Duration> = Some(ACCESS_TOKEN_IDLE_LIFETIME);
     const ENDS_SESSION: &'static [&'static str] = &["log_out"];
     /// A password-expired login's temporary token lives like any other: 5 minutes.
-    const LOGIN_CHALLENGE_LIFETIME: Duration = TOKEN_IDLE_LIFETIME;
+    const LOGIN_CHALLENGE_LIFETIME: Duration = ACCESS_TOKEN_IDLE_LIFETIME;
 
     fn store_identity(&self) -> String {
         match &self.identity {
             IdentityChoice::Identity(identity) => {
-                format!("{}|{}:{}", self.email, identity.type_, identity.id)
+                format!("{}|{}:{}", self.email, identity.kind.as_str(), identity.id)
             }
             _ => self.email.clone(),
         }

@@ -48,7 +48,27 @@ pub enum StepUpMethod {
     /// A one-time password by text message (`/stepup/challenges/otp/SMS`).
     Sms,
     /// A push notification the user approves (`/stepup/challenges/push/{channel}`).
-    Push(types::PushChannel),
+    Push(PushChannel),
+}
+
+/// Where a push notification is sent (weavr's `PushChannel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PushChannel {
+    /// The Authy app.
+    Authy,
+    /// The embedder's biometric app.
+    Biometric,
+}
+
+impl PushChannel {
+    /// As the generated client sends it.
+    fn to_api(self) -> types::PushChannel {
+        match self {
+            Self::Authy => types::PushChannel::Authy,
+            Self::Biometric => types::PushChannel::Biometric,
+        }
+    }
 }
 
 /// A challenge the session started, as the [`StepUp`] handler is told of it.
@@ -64,7 +84,7 @@ pub enum Challenge {
     /// A push notification was sent; answer once the user approved (or declined) it.
     Push {
         /// Where it was sent.
-        channel: types::PushChannel,
+        channel: PushChannel,
         /// The challenge id the service gave.
         id: Option<String>,
     },
@@ -245,7 +265,7 @@ impl Coordinator {
         let (api, probe) = client();
         match self.method {
             StepUpMethod::Push(channel) => {
-                let id = match api.start_push_challenge(channel, None).await {
+                let id = match api.start_push_challenge(channel.to_api(), None).await {
                     Ok(response) => response.into_inner().id,
                     Err(e) => return Err(step_up_error(e, &probe, sent_wall).await),
                 };
