@@ -10,6 +10,8 @@
 //! [`ErrorKind::UnsupportedChallenge`] naming the challenge ([`Error::code`]), and is not
 //! tried again until `clear_failure()`.
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
 //! use tokensmith::accounts::Session;
@@ -76,6 +78,11 @@ impl SessionBuilder {
     }
 
     /// Checks the configuration and builds the session. Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the username, the password or the base URL is missing
+    /// or malformed.
     pub fn build(self) -> Result<Session, Error> {
         let given = session::require_plain(S, "username", self.username)?;
         let username = given.to_lowercase();
@@ -124,6 +131,11 @@ impl Session {
     }
 
     /// A valid id token (OpenID Connect, describing the user), renewed with the access token.
+    ///
+    /// # Errors
+    ///
+    /// Whatever renewing the tokens fails with; [`ErrorKind::UnexpectedResponse`] when the
+    /// service issued no id token.
     pub async fn id_token(&self) -> Result<SecretString, Error> {
         let token = self.access_token().await?;
         token.entry().extra.id_token.clone().ok_or_else(|| {
@@ -139,6 +151,12 @@ impl Session {
     /// on, and returns the access token. Should the service answer a further challenge instead
     /// of tokens, the error is [`ErrorKind::UnsupportedChallenge`] naming it ([`Error::code`]);
     /// the new password is kept for later logins all the same.
+    ///
+    /// # Errors
+    ///
+    /// The service's refusal (an expired challenge session, a password the policy refuses, …);
+    /// [`ErrorKind::UnsupportedChallenge`] for a further challenge; [`ErrorKind::Decode`] when
+    /// the answer holds neither tokens nor a challenge.
     pub async fn complete_new_password(
         &self,
         challenge_session: &SecretString,
@@ -195,6 +213,12 @@ impl Session {
 
     /// Changes the account's password (`/v1/change-password`, with a valid access token); the
     /// session logs in with the new one from then on.
+    ///
+    /// # Errors
+    ///
+    /// Whatever getting a valid access token fails with; the service's refusal of the change (a
+    /// wrong previous password, a new one the policy refuses, …), after which the session keeps
+    /// the old password.
     pub async fn change_password(
         &self,
         previous: impl Into<SecretString>,
@@ -223,6 +247,10 @@ impl Session {
 
     /// Asks the service to send the user a confirmation code for a new password
     /// ([`Self::confirm_forgot_password`] uses it).
+    ///
+    /// # Errors
+    ///
+    /// The service's refusal, or a transport failure.
     pub async fn forgot_password(&self) -> Result<(), Error> {
         let sent_wall = self.core.cache.clock.system_now();
         let (api, probe) = self
@@ -240,6 +268,11 @@ impl Session {
 
     /// Sets a new password with the confirmation code [`Self::forgot_password`] had sent; the
     /// session logs in with it from then on (a refused login is forgotten).
+    ///
+    /// # Errors
+    ///
+    /// The service's refusal (a wrong or expired code, a password the policy refuses, …), after
+    /// which the session keeps the old password.
     pub async fn confirm_forgot_password(
         &self,
         confirmation_code: impl Into<SecretString>,
@@ -269,6 +302,10 @@ impl Session {
     /// Ends the session: revokes the refresh token (`/v1/token-revoke`, which also ends every
     /// access token issued from it) and wipes the cached tokens, so that the next call logs
     /// in afresh. The cache is wiped whatever the service answers.
+    ///
+    /// # Errors
+    ///
+    /// The revocation's failure; the cached tokens are wiped all the same.
     pub async fn logout(&self) -> Result<(), Error> {
         let refresh = self
             .core

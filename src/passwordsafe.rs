@@ -15,6 +15,8 @@
 //! The token that [`Session::access_token`] returns is the session cookie, as the value of a
 //! `Cookie` header (`name=value`).
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
 //! use tokensmith::passwordsafe::Session;
@@ -138,6 +140,11 @@ impl SessionBuilder {
     }
 
     /// Checks the configuration and builds the session. Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the base URL or the credentials are missing or
+    /// malformed, or the API version is not one of 3.0, 3.1, 3.2.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::PasswordSafe;
         if self.common.base_url.is_none() {
@@ -248,6 +255,11 @@ impl Session {
     /// A 401 means the server had already closed the session: it is dropped and the error
     /// ([`ErrorKind::TokenRejected`]) returned. After any other failure the session is kept
     /// (it may still be open; call again, or let it close after 20 idle minutes).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TokenRejected`] when the server had already closed the session (it is
+    /// dropped all the same); any other failure of the sign-out (the session is kept).
     pub async fn logout(&self) -> Result<(), Error> {
         let cache = &self.core.cache;
         let Some(entry) = cache.current_or_stored().await else {

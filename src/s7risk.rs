@@ -4,6 +4,8 @@
 //! with the caller's `Origin`. Tokens are RS256 JWTs that live 24 hours; there is no refresh
 //! endpoint, so the session logs in again with the stored credentials before the JWT's `exp`.
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
 //! use tokensmith::s7risk::Session;
@@ -99,6 +101,11 @@ impl SessionBuilder {
     }
 
     /// Checks the configuration and builds the session. Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the origin, the base URL or the credentials are
+    /// missing or malformed.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::S7risk;
         let origin = session::require_plain(S, "origin", self.origin)?;
@@ -160,6 +167,10 @@ impl Session {
     /// Ends the session: the service has no logout endpoint (its tokens cannot be revoked
     /// before they expire), so this wipes the cached (and stored) token and the next call
     /// logs in afresh. Never fails; async like every other service's `logout`.
+    ///
+    /// # Errors
+    ///
+    /// None today: the result is there so that every service's `logout` reads alike.
     pub async fn logout(&self) -> Result<(), Error> {
         self.core.forget().await;
         Ok(())

@@ -466,6 +466,12 @@ macro_rules! common_session_methods {
     ($client:ty) => {
         /// A valid access token: the cached one, or one obtained by a single shared login or
         /// refresh however many tasks ask at once.
+        ///
+        /// # Errors
+        ///
+        /// When no valid token can be had: the login's or refresh's failure (refused
+        /// credentials, a rate limit, a lock-out, a transport failure, …). A refused login is
+        /// answered with its error, without a request, until [`Self::clear_failure`].
         pub fn access_token(
             &self,
         ) -> impl std::future::Future<Output = Result<crate::AccessToken, crate::Error>> + Send + '_
@@ -475,6 +481,11 @@ macro_rules! common_session_methods {
 
         /// Adds the current credentials (renewed first when due) to a request for one of the
         /// vendor's other APIs that take the same token.
+        ///
+        /// # Errors
+        ///
+        /// What [`Self::access_token`] fails with; [`crate::ErrorKind::Configuration`] when
+        /// the request cannot be built.
         pub async fn authorize(
             &self,
             request: reqwest::RequestBuilder,
@@ -489,6 +500,12 @@ macro_rules! common_session_methods {
         /// answered before the one retry. Unlike [`Self::authorize`], the session sees the
         /// answer. The response is the service's, whatever its status; the error is for a
         /// request that could not be sent or credentials that could not be had.
+        ///
+        /// # Errors
+        ///
+        /// What [`Self::access_token`] fails with; [`crate::ErrorKind::Configuration`] when
+        /// the request cannot be built; [`crate::ErrorKind::Timeout`] or
+        /// [`crate::ErrorKind::Transport`] when it cannot be sent.
         pub async fn send(
             &self,
             request: reqwest::RequestBuilder,

@@ -1,5 +1,23 @@
-//! What every generated client carries: the headers to attach, the session that authorizes
-//! its requests, and the probe that records what came back.
+//! How sessions send their requests: how much of an answer they read
+//! ([`DEFAULT_MAX_RESPONSE_BYTES`], changed with each builder's `max_response_bytes`).
+//!
+//! # Examples
+//!
+//! ```
+//! use tokensmith::transport::DEFAULT_MAX_RESPONSE_BYTES;
+//!
+//! let session = tokensmith::s7risk::Session::builder()
+//!     .origin("https://api.example.com")
+//!     .user("analyst@example.com", "correct horse")
+//!     .max_response_bytes(2 * DEFAULT_MAX_RESPONSE_BYTES)
+//!     .build()?;
+//! # let _ = session;
+//! # Ok::<(), tokensmith::Error>(())
+//! ```
+
+// Also here, outside the documented API: the context every generated client carries (the
+// headers to attach, the session that authorizes its requests, the probe that records what
+// came back).
 
 use std::future::Future;
 use std::pin::Pin;

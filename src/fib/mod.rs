@@ -5,6 +5,8 @@
 //! computed elsewhere. Access tokens live 5 minutes and are renewed with the refresh token
 //! (`PATCH` on the session), which lives 24 hours; after that the session signs in again.
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
 //! use tokensmith::fib::Session;
@@ -87,6 +89,12 @@ impl SessionBuilder {
     /// Checks the configuration (the key's size, alphabet and consistency; a given signature
     /// must verify for the email under the given public key) and builds the session. Makes no
     /// request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the email or the base URL is missing or malformed, the
+    /// key or the signature is malformed, both or neither are given, or the signature does not
+    /// verify.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::Fib;
         let email = session::require_plain(S, "email", self.email)?;
@@ -168,6 +176,10 @@ impl Session {
     /// answers. When the access token has expired but its refresh token (24 h) has not, the
     /// session is still open at the service: it is renewed once (`PATCH`) to be ended. With
     /// neither, there is nothing to end at the service and no request.
+    ///
+    /// # Errors
+    ///
+    /// The logout's (or the renewal's) failure; the cached tokens are wiped all the same.
     pub async fn logout(&self) -> Result<(), Error> {
         let cache = &self.core.cache;
         let current = cache.current_or_stored().await;

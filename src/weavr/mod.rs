@@ -12,6 +12,8 @@
 //! [`Session::change_password`] takes. Wrong credentials (a 401, or the 403 the vendor documents
 //! for them) fail with [`crate::ErrorKind::InvalidCredentials`] and are never sent again.
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
 //! use tokensmith::weavr::Session;
@@ -193,6 +195,11 @@ impl SessionBuilder {
     }
 
     /// Checks the configuration and builds the session. Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the API key, the email, the password or the base URL
+    /// is missing or malformed.
     pub fn build(self) -> Result<Session, Error> {
         let api_key = session::require(S, "API key", self.api_key)?;
         let mut api_key = HeaderValue::try_from(api_key.expose_secret()).map_err(|_| {
@@ -252,6 +259,11 @@ impl Session {
     /// Steps the current token up now (one challenge, shared with every call that needs the
     /// same), with the method and handler given to the builder. Returns at once when the
     /// token is already stepped up.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::StepUpRequired`] when there is no handler, the user declines, the codes run
+    /// out or the service ends the challenge; whatever getting a valid token fails with.
     pub async fn step_up(&self) -> Result<(), Error> {
         self.step_up.step_up().await
     }
@@ -271,6 +283,11 @@ impl Session {
     /// ([`Error::temporary_token`] of an [`ErrorKind::PasswordExpired`] error). On success the
     /// session holds the token the service answers and logs in with the new password from then
     /// on.
+    ///
+    /// # Errors
+    ///
+    /// The service's refusal (a wrong old password, a new one the policy refuses, an expired
+    /// temporary token, …); the session keeps the old password then.
     pub async fn change_password(
         &self,
         temporary_token: &SecretString,
@@ -307,6 +324,10 @@ impl Session {
 
     /// Ends the session (`POST /logout`, which answers 200 or 204) and wipes the cached token,
     /// so that the next call signs in afresh. The cache is wiped whatever the service answers.
+    ///
+    /// # Errors
+    ///
+    /// The logout's failure; the cached token is wiped all the same.
     pub async fn logout(&self) -> Result<(), Error> {
         let current = self.core.cache.current_or_stored().await;
         self.core.forget().await;
