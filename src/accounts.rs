@@ -33,7 +33,7 @@ pub use crate::generated::accounts::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, FieldError, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
@@ -166,19 +166,17 @@ impl Session {
         let provider = &self.core.cache.provider;
         let clock = &self.core.cache.clock;
         let (sent_at, sent_wall) = (clock.now(), clock.system_now());
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::NewPasswordRequest {
             session: challenge_session.clone(),
             username: provider.username.clone(),
             new_password: new_password.clone(),
         };
-        let response = match api.complete_new_password(&body).await {
-            Ok(response) => response,
-            Err(e) => return Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
-        };
+        let complete = |api: Client| async move { api.complete_new_password(&body).await };
+        let response = self
+            .core
+            .endpoint
+            .call(Context::new(), &classify_login, complete)
+            .await?;
         let status = response.status().as_u16();
         let tokens = response.into_inner();
         // The service took the new password even when Cognito asks for a further challenge:
@@ -226,23 +224,18 @@ impl Session {
     ) -> Result<(), Error> {
         let proposed = proposed.into();
         let token = self.access_token().await?;
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::ChangePasswordRequest {
             access_token: token.secret().clone(),
             previous_password: previous.into(),
             proposed_password: proposed.clone(),
         };
-        match api.change_password(&body).await {
-            Ok(_) => {
-                self.core.cache.provider.set_password(proposed);
-                Ok(())
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let change = |api: Client| async move { api.change_password(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, change)
+            .await?;
+        self.core.cache.provider.set_password(proposed);
+        Ok(())
     }
 
     /// Asks the service to send the user a confirmation code for a new password
@@ -252,18 +245,15 @@ impl Session {
     ///
     /// The service's refusal, or a transport failure.
     pub async fn forgot_password(&self) -> Result<(), Error> {
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::ForgotPasswordRequest {
             username: self.username().to_owned(),
         };
-        match api.forgot_password(&body).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let forgot = |api: Client| async move { api.forgot_password(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, forgot)
+            .await?;
+        Ok(())
     }
 
     /// Sets a new password with the confirmation code [`Self::forgot_password`] had sent; the
@@ -279,24 +269,19 @@ impl Session {
         new_password: impl Into<SecretString>,
     ) -> Result<(), Error> {
         let new_password = new_password.into();
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::ForgotPasswordConfirmRequest {
             username: self.username().to_owned(),
             password: new_password.clone(),
             confirmation_code: confirmation_code.into(),
         };
-        match api.confirm_forgot_password(&body).await {
-            Ok(_) => {
-                self.core.cache.provider.set_password(new_password);
-                self.core.cache.clear_failure();
-                Ok(())
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, confirm)
+            .await?;
+        self.core.cache.provider.set_password(new_password);
+        self.core.cache.clear_failure();
+        Ok(())
     }
 
     /// Ends the session: revokes the refresh token (`/v1/token-revoke`, which also ends every
@@ -318,18 +303,13 @@ impl Session {
         let Some(refresh_token) = refresh else {
             return Ok(());
         };
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
-        match api
-            .revoke_token(&types::TokenRevokeRequest { refresh_token })
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let body = types::TokenRevokeRequest { refresh_token };
+        let revoke = |api: Client| async move { api.revoke_token(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, revoke)
+            .await?;
+        Ok(())
     }
 }
 
@@ -444,17 +424,12 @@ fn grant(
         None,
     );
     let refresh_lifetime = refresh.as_ref().map(|_| REFRESH_TOKEN_LIFETIME);
-    Grant {
-        access,
-        refresh,
-        lifetime,
-        max_lifetime: None,
-        refresh_lifetime,
-        extra: Extra {
+    Grant::new(access, lifetime)
+        .with_refresh(refresh, refresh_lifetime)
+        .with_extra(Extra {
             id_token,
             ..Extra::default()
-        },
-    }
+        })
 }
 
 impl Provider for Accounts {
@@ -466,20 +441,13 @@ impl Provider for Accounts {
     }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
         let body = types::LoginRequest {
             username: self.username.clone(),
             password: self.password(),
         };
-        let response = match api.log_in(&body).await {
-            Ok(response) => response,
-            Err(e) => {
-                return Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await);
-            }
-        };
+        let context = Context::new().with_replay(Replay::Gateway);
+        let log_in = |api: Client| async move { api.log_in(&body).await };
+        let response = self.endpoint.call(context, &classify_login, log_in).await?;
         let status = response.status().as_u16();
         let tokens = response.into_inner();
         if let Some(challenge) = challenge(tokens.challenge_name.as_ref()) {
@@ -519,29 +487,26 @@ impl Provider for Accounts {
         refresh_token: &SecretString,
         sent_wall: SystemTime,
     ) -> Result<Grant, Error> {
-        // Not after a 429: here it means the refresh token is spent, which no wait cures.
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
         let body = types::TokenRefreshRequest {
             username: self.username.clone(),
             refresh_token: refresh_token.clone(),
         };
-        match api.refresh_token(&body).await {
-            // No new refresh token: the cache keeps the old one and counts its use.
-            Ok(response) => {
-                let tokens = response.into_inner();
-                Ok(grant(
-                    tokens.access_token,
-                    None,
-                    tokens.id_token,
-                    tokens.expires_in,
-                    sent_wall,
-                ))
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_refresh).await),
-        }
+        // Not after a 429: here it means the refresh token is spent, which no wait cures.
+        let context = Context::new().with_replay(Replay::Gateway);
+        let refresh = |api: Client| async move { api.refresh_token(&body).await };
+        let tokens = self
+            .endpoint
+            .call(context, &classify_refresh, refresh)
+            .await?
+            .into_inner();
+        // No new refresh token: the cache keeps the old one and counts its use.
+        Ok(grant(
+            tokens.access_token,
+            None,
+            tokens.id_token,
+            tokens.expires_in,
+            sent_wall,
+        ))
     }
 }
 

@@ -48,7 +48,7 @@ pub use crate::generated::passwordsafe::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
@@ -274,16 +274,19 @@ impl Session {
             .fold(Context::new(), |ctx, (name, value)| {
                 ctx.with_header(name, value, true)
             });
-        let sent_wall = cache.clock.system_now();
-        let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
-        match api.sign_out(cache.provider.version).await {
+        let version = cache.provider.version;
+        let sign_out = |api: Client| async move { api.sign_out(version).await };
+        match self
+            .core
+            .endpoint
+            .call(context, &classify_api, sign_out)
+            .await
+        {
             Ok(_) => {
                 self.core.forget().await;
                 Ok(())
             }
-            Err(e) => {
-                let error =
-                    map_api_error(Service::PasswordSafe, e, &probe, sent_wall, &classify_api).await;
+            Err(error) => {
                 if error.kind() == ErrorKind::TokenRejected {
                     self.core.forget().await;
                 }
@@ -434,20 +437,20 @@ impl PasswordSafe {
         let context = Context::new()
             .with_header(AUTHORIZATION, authorization, true)
             .with_replay(Replay::Gateway);
-        let (api, probe) = self.endpoint.client(Client::new_with_client, context);
-        match api.sign_app_in(self.version).await {
-            Ok(response) => session_cookie(response.headers(), sent_wall)
-                .map(SecretString::from)
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::UnexpectedResponse)
-                        .with_service(Self::SERVICE)
-                        .with_status(response.status().as_u16())
-                        .with_message("Auth/SignAppin succeeded but set no session cookie")
-                }),
-            Err(e) => {
-                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_sign_in).await)
-            }
-        }
+        let version = self.version;
+        let sign_in = |api: Client| async move { api.sign_app_in(version).await };
+        let response = self
+            .endpoint
+            .call(context, &classify_sign_in, sign_in)
+            .await?;
+        session_cookie(response.headers(), sent_wall)
+            .map(SecretString::from)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::UnexpectedResponse)
+                    .with_service(Self::SERVICE)
+                    .with_status(response.status().as_u16())
+                    .with_message("Auth/SignAppin succeeded but set no session cookie")
+            })
     }
 }
 
@@ -462,32 +465,20 @@ impl Provider for PasswordSafe {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         match &self.login {
-            Login::PsAuth(header) => Ok(Grant {
-                access: self.sign_in(header.clone(), sent_wall).await?,
-                refresh: None,
-                lifetime: ACCESS_TOKEN_IDLE_LIFETIME,
-                max_lifetime: None,
-                refresh_lifetime: None,
-                extra: Extra::default(),
-            }),
+            Login::PsAuth(header) => Ok(Grant::new(
+                self.sign_in(header.clone(), sent_wall).await?,
+                ACCESS_TOKEN_IDLE_LIFETIME,
+            )),
             Login::OAuth(form) => {
-                let (api, probe) = self.endpoint.client(
-                    Client::new_with_client,
-                    Context::new().with_replay(Replay::Gateway),
-                );
-                let token = match api.create_access_token(self.version, form).await {
-                    Ok(response) => response.into_inner(),
-                    Err(e) => {
-                        return Err(map_api_error(
-                            Self::SERVICE,
-                            e,
-                            &probe,
-                            sent_wall,
-                            &classify_token,
-                        )
-                        .await)
-                    }
-                };
+                let context = Context::new().with_replay(Replay::Gateway);
+                let version = self.version;
+                let token =
+                    |api: Client| async move { api.create_access_token(version, form).await };
+                let token = self
+                    .endpoint
+                    .call(context, &classify_token, token)
+                    .await?
+                    .into_inner();
                 // The session cannot outlive the token that opened it.
                 let token_lifetime = expiry::lifetime(
                     u64::try_from(token.expires_in)
@@ -500,17 +491,14 @@ impl Provider for PasswordSafe {
                 );
                 let bearer = token.access_token;
                 let cookie = self.sign_in(session::bearer(&bearer), sent_wall).await?;
-                Ok(Grant {
-                    access: cookie,
-                    refresh: None,
-                    lifetime: ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime),
-                    max_lifetime: Some(token_lifetime),
-                    refresh_lifetime: None,
-                    extra: Extra {
-                        bearer: Some(bearer),
-                        ..Extra::default()
-                    },
-                })
+                Ok(
+                    Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
+                        .with_max_lifetime(token_lifetime)
+                        .with_extra(Extra {
+                            bearer: Some(bearer),
+                            ..Extra::default()
+                        }),
+                )
             }
         }
     }

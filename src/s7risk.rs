@@ -29,11 +29,11 @@ pub use crate::generated::s7risk::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
-use crate::token::{Entry, Extra, Grant};
+use crate::token::{Entry, Grant};
 use crate::transport::Context;
 
 /// The production server.
@@ -215,47 +215,35 @@ impl Provider for S7risk {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
-        let result = match &self.login {
+        let context = Context::new().with_replay(Replay::Gateway);
+        let response = match &self.login {
             Login::User { email, password } => {
                 let body = types::UserTokenRequest {
                     email: email.clone(),
                     password: password.clone(),
                 };
-                api.create_user_token(origin, &body).await
+                let login = |api: Client| async move { api.create_user_token(origin, &body).await };
+                self.endpoint.call(context, &classify, login).await?
             }
             Login::Application { client_id, secret } => {
                 let body = types::ApplicationTokenRequest {
                     client_id: client_id.clone(),
                     secret: secret.clone(),
                 };
-                api.create_application_token(origin, &body).await
+                let login =
+                    |api: Client| async move { api.create_application_token(origin, &body).await };
+                self.endpoint.call(context, &classify, login).await?
             }
         };
-        match result {
-            Ok(response) => {
-                let token = response.into_inner().data.access_token;
-                let lifetime = expiry::lifetime(
-                    None,
-                    Some(token.expose_secret()),
-                    sent_wall,
-                    ACCESS_TOKEN_LIFETIME,
-                    Some(ACCESS_TOKEN_LIFETIME),
-                );
-                Ok(Grant {
-                    access: token,
-                    refresh: None,
-                    lifetime,
-                    max_lifetime: None,
-                    refresh_lifetime: None,
-                    extra: Extra::default(),
-                })
-            }
-            Err(e) => Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify).await),
-        }
+        let token = response.into_inner().data.access_token;
+        let lifetime = expiry::lifetime(
+            None,
+            Some(token.expose_secret()),
+            sent_wall,
+            ACCESS_TOKEN_LIFETIME,
+            Some(ACCESS_TOKEN_LIFETIME),
+        );
+        Ok(Grant::new(token, lifetime))
     }
 }
 

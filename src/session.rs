@@ -1,6 +1,7 @@
 //! What all five sessions share: configuration, the HTTP endpoint, and the core that joins the
 //! token cache to the generated clients.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::cache::{Cache, Provider};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Service};
 use crate::expiry::RefreshPolicy;
-use crate::response::Probe;
+use crate::response::{map_api_error, Classify, ErrorBody, Probe};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
 use crate::store::{StoreKey, TokenStore};
@@ -49,20 +50,44 @@ pub(crate) struct Endpoint {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
+/// A generated client, as [`Endpoint::call`] builds one.
+pub(crate) trait Api: Sized {
+    /// The service it calls.
+    const SERVICE: Service;
+    /// The client for `base_url`, sending with `http` and `context`.
+    fn with_context(base_url: &str, http: reqwest::Client, context: Context) -> Self;
+}
+
 impl Endpoint {
-    /// A generated client for one internal call, with a probe recording the response.
-    pub(crate) fn client<C>(
+    /// Calls one generated operation on the session's own behalf (a login, a refresh, a
+    /// password change): a client with `context` (plus this endpoint's limits, clock and a
+    /// probe recording the answer), `operation` on it, and a failure mapped by `classify` into
+    /// the crate's [`Error`]. Every adapter's own calls take this one path; they hold only what
+    /// their service does differently (the body, the headers, the replay class, the
+    /// classification).
+    pub(crate) async fn call<C, T, E, Op, Fut>(
         &self,
-        new: fn(&str, reqwest::Client, Context) -> C,
         context: Context,
-    ) -> (C, Arc<Probe>) {
+        classify: Classify<'_>,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        C: Api,
+        E: ErrorBody,
+        Op: FnOnce(C) -> Fut,
+        Fut: Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let sent_wall = self.clock.system_now();
         let probe = Arc::new(Probe::default());
-        let client = new(
+        let client = C::with_context(
             &self.base_url,
             self.http.clone(),
             self.context(context).with_probe(probe.clone()),
         );
-        (client, probe)
+        match operation(client).await {
+            Ok(response) => Ok(response),
+            Err(e) => Err(map_api_error(C::SERVICE, e, &probe, sent_wall, classify).await),
+        }
     }
 
     /// `context` with this endpoint's retry policy, body cap and clock.

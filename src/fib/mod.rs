@@ -32,11 +32,11 @@ pub use crate::generated::fib::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
-use crate::token::{Extra, Grant};
+use crate::token::Grant;
 use crate::transport::Context;
 
 /// The production server.
@@ -204,15 +204,13 @@ impl Session {
             }
             (None, None) => return Ok(()),
         };
-        let sent_wall = cache.clock.system_now();
         let context = Context::new().with_header(AUTHORIZATION, session::bearer(&access), true);
-        let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
-        match api.log_out().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                Err(map_api_error(Service::Fib, e, &probe, sent_wall, &Failure::default_kind).await)
-            }
-        }
+        let log_out = |api: Client| async move { api.log_out().await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(context, &Failure::default_kind, log_out)
+            .await?;
+        Ok(())
     }
 }
 
@@ -274,14 +272,8 @@ impl Fib {
             REFRESH_TOKEN_LIFETIME,
             Some(REFRESH_TOKEN_LIFETIME),
         );
-        Grant {
-            access: tokens.access_token,
-            refresh: Some(tokens.refresh_token),
-            lifetime,
-            max_lifetime: None,
-            refresh_lifetime: Some(refresh_lifetime),
-            extra: Extra::default(),
-        }
+        Grant::new(tokens.access_token, lifetime)
+            .with_refresh(Some(tokens.refresh_token), Some(refresh_lifetime))
     }
 }
 
@@ -294,21 +286,15 @@ impl Provider for Fib {
     }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
         let body = types::LoginRequest {
             email: self.email.clone(),
             signature: self.signature.clone(),
             auth_public_key_hex: self.public_key.clone(),
         };
-        match api.log_in(&body).await {
-            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
-            Err(e) => {
-                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_login).await)
-            }
-        }
+        let context = Context::new().with_replay(Replay::Gateway);
+        let log_in = |api: Client| async move { api.log_in(&body).await };
+        let response = self.endpoint.call(context, &classify_login, log_in).await?;
+        Ok(self.grant(response.into_inner(), sent_wall))
     }
 
     async fn refresh(
@@ -319,13 +305,12 @@ impl Provider for Fib {
         let context = Context::new()
             .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
             .with_replay(Replay::Transient);
-        let (api, probe) = self.endpoint.client(Client::new_with_client, context);
-        match api.refresh_tokens().await {
-            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
-            Err(e) => {
-                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_refresh).await)
-            }
-        }
+        let refresh = |api: Client| async move { api.refresh_tokens().await };
+        let response = self
+            .endpoint
+            .call(context, &classify_refresh, refresh)
+            .await?;
+        Ok(self.grant(response.into_inner(), sent_wall))
     }
 }
 

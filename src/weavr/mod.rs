@@ -41,7 +41,7 @@ pub use step_up::{Answer, Challenge, PushChannel, StepUp, StepUpMethod, CHALLENG
 
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, FieldError, Service};
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
@@ -268,14 +268,14 @@ impl Session {
         self.step_up.step_up().await
     }
 
-    /// A generated client with only the `api-key` (for calls made with a token of your own).
-    fn client_with(&self, token: Option<&SecretString>) -> (Client, Arc<crate::response::Probe>) {
+    /// A context with only the `api-key` (for calls made with a token of your own).
+    fn context_with(&self, token: Option<&SecretString>) -> Context {
         let provider = &self.core.cache.provider;
         let mut context = Context::new().with_header(API_KEY, provider.api_key.clone(), true);
         if let Some(token) = token {
             context = context.with_header(AUTHORIZATION, session::bearer(token), true);
         }
-        self.core.endpoint.client(Client::new_with_client, context)
+        context
     }
 
     /// Changes an expired password (`POST /passwords/update`; the vendor calls it updating),
@@ -296,8 +296,7 @@ impl Session {
     ) -> Result<(), Error> {
         let new_password = new_password.into();
         let clock = &self.core.cache.clock;
-        let (sent_at, sent_wall) = (clock.now(), clock.system_now());
-        let (api, probe) = self.client_with(Some(temporary_token));
+        let sent_at = clock.now();
         let body = types::PasswordUpdateRequest {
             old_password: types::Password {
                 value: old_password.into(),
@@ -306,20 +305,22 @@ impl Session {
                 value: new_password.clone(),
             },
         };
-        match api.update_password(&body).await {
-            Ok(response) => {
-                self.core.cache.provider.set_password(new_password);
-                match response.into_inner().token {
-                    Some(token) => {
-                        let grant = self.core.cache.provider.grant(token).await?;
-                        self.core.cache.install(grant, sent_at).await;
-                    }
-                    None => self.core.cache.clear_failure(),
-                }
-                Ok(())
+        let context = self.context_with(Some(temporary_token));
+        let update = |api: Client| async move { api.update_password(&body).await };
+        let response = self
+            .core
+            .endpoint
+            .call(context, &classify_api, update)
+            .await?;
+        self.core.cache.provider.set_password(new_password);
+        match response.into_inner().token {
+            Some(token) => {
+                let grant = self.core.cache.provider.grant(token).await?;
+                self.core.cache.install(grant, sent_at).await;
             }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
+            None => self.core.cache.clear_failure(),
         }
+        Ok(())
     }
 
     /// Ends the session (`POST /logout`, which answers 200 or 204) and wipes the cached token,
@@ -334,17 +335,23 @@ impl Session {
         let Some(entry) = current else {
             return Ok(());
         };
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self.client_with(Some(&entry.secret));
-        match api.log_out().await {
-            Ok(_) => Ok(()),
-            Err(progenitor_client::Error::UnexpectedResponse(response))
-                if response.status() == reqwest::StatusCode::NO_CONTENT =>
-            {
-                Ok(())
+        let log_out = |api: Client| async move {
+            match api.log_out().await {
+                Ok(_) => Ok(()),
+                // The service answers 204 as well as the documented 200.
+                Err(progenitor_client::Error::UnexpectedResponse(response))
+                    if response.status() == reqwest::StatusCode::NO_CONTENT =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
-        }
+        };
+        let context = self.context_with(Some(&entry.secret));
+        self.core
+            .endpoint
+            .call(context, &classify_api, log_out)
+            .await
     }
 }
 
@@ -447,26 +454,16 @@ impl Weavr {
         *self.password.write().unwrap_or_else(|p| p.into_inner()) = password;
     }
 
-    fn client(
-        &self,
-        token: Option<&SecretString>,
-        replay: Replay,
-    ) -> (Client, Arc<crate::response::Probe>) {
-        self.endpoint
-            .client(Client::new_with_client, self.context(token, replay))
-    }
-
-    /// A client for calls made with the session's own token outside [`Session::api`] (the
+    /// The context of calls made with the session's own token outside [`Session::api`] (the
     /// step-up's): `session` hears of every answer, so that they slide the token's lifetime
     /// and a 401 retires it.
-    fn observed_client(
+    fn observed_context(
         &self,
         token: &SecretString,
         replay: Replay,
         session: Arc<dyn Authorizer>,
-    ) -> (Client, Arc<crate::response::Probe>) {
-        let context = self.context(Some(token), replay).with_observer(session);
-        self.endpoint.client(Client::new_with_client, context)
+    ) -> Context {
+        self.context(Some(token), replay).with_observer(session)
     }
 
     fn context(&self, token: Option<&SecretString>, replay: Replay) -> Context {
@@ -502,17 +499,7 @@ impl Weavr {
             Some(identity) => self.exchange(&token, identity).await?,
             None => (token, false),
         };
-        Ok(Grant {
-            access,
-            refresh: None,
-            lifetime: ACCESS_TOKEN_IDLE_LIFETIME,
-            max_lifetime: None,
-            refresh_lifetime: None,
-            extra: Extra {
-                stepped_up,
-                ..Extra::default()
-            },
-        })
+        Ok(idle_grant(access, stepped_up))
     }
 
     /// The identity's access token for `token`, when the session knows the identity (chosen,
@@ -527,17 +514,7 @@ impl Weavr {
             return Ok(None);
         };
         let (access, stepped_up) = self.exchange(token, identity).await?;
-        Ok(Some(Grant {
-            access,
-            refresh: None,
-            lifetime: ACCESS_TOKEN_IDLE_LIFETIME,
-            max_lifetime: None,
-            refresh_lifetime: None,
-            extra: Extra {
-                stepped_up,
-                ..Extra::default()
-            },
-        }))
+        Ok(Some(idle_grant(access, stepped_up)))
     }
 
     /// The user's identity when there is exactly one.
@@ -545,18 +522,18 @@ impl Weavr {
         &self,
         token: &SecretString,
     ) -> Result<Option<types::IdentityId>, Error> {
-        let sent_wall = self.endpoint.clock.system_now();
-        let (api, probe) = self.client(Some(token), Replay::Transient);
-        match api
-            .list_identities(std::num::NonZeroU32::new(2), None)
-            .await
-        {
-            Ok(response) => {
-                let mut identities = response.into_inner().identities;
-                Ok((identities.len() == 1).then(|| identities.remove(0).id))
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
-        }
+        let context = self.context(Some(token), Replay::Transient);
+        let list = |api: Client| async move {
+            api.list_identities(std::num::NonZeroU32::new(2), None)
+                .await
+        };
+        let mut identities = self
+            .endpoint
+            .call(context, &classify_api, list)
+            .await?
+            .into_inner()
+            .identities;
+        Ok((identities.len() == 1).then(|| identities.remove(0).id))
     }
 
     async fn exchange(
@@ -564,20 +541,25 @@ impl Weavr {
         token: &SecretString,
         identity: types::IdentityId,
     ) -> Result<(SecretString, bool), Error> {
-        let sent_wall = self.endpoint.clock.system_now();
-        let (api, probe) = self.client(Some(token), Replay::Gateway);
-        match api
-            .create_access_token(&types::AccessTokenRequest { identity })
-            .await
-        {
-            Ok(response) => {
-                let response = response.into_inner();
-                let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
-                Ok((response.token, stepped_up))
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_exchange).await),
-        }
+        let context = self.context(Some(token), Replay::Gateway);
+        let body = types::AccessTokenRequest { identity };
+        let exchange = |api: Client| async move { api.create_access_token(&body).await };
+        let response = self
+            .endpoint
+            .call(context, &classify_exchange, exchange)
+            .await?
+            .into_inner();
+        let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
+        Ok((response.token, stepped_up))
     }
+}
+
+/// The token the session keeps: it lives [`ACCESS_TOKEN_IDLE_LIFETIME`] from last use.
+fn idle_grant(access: SecretString, stepped_up: bool) -> Grant {
+    Grant::new(access, ACCESS_TOKEN_IDLE_LIFETIME).with_extra(Extra {
+        stepped_up,
+        ..Extra::default()
+    })
 }
 
 impl Provider for Weavr {
@@ -596,21 +578,21 @@ impl Provider for Weavr {
         }
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self.client(None, Replay::Gateway);
+    async fn login(&self, _sent_wall: SystemTime) -> Result<Grant, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
             password: types::Password {
                 value: self.password(),
             },
         };
-        match api.login_with_password(&body).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                self.grant_typed(response.token, response.token_type).await
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
-        }
+        let context = self.context(None, Replay::Gateway);
+        let login = |api: Client| async move { api.login_with_password(&body).await };
+        let response = self
+            .endpoint
+            .call(context, &classify_login, login)
+            .await?
+            .into_inner();
+        self.grant_typed(response.token, response.token_type).await
     }
 }
 
