@@ -63,10 +63,7 @@ fn main() {
         let session = tokensmith::s7risk::Session::builder()
             .base_url(&base)
             .origin("https://api.example.com")
-            .credentials(tokensmith::s7risk::Credentials::user(
-                "bench@example.com",
-                "pw",
-            ))
+            .user("bench@example.com", "pw")
             .http_client(client.clone())
             .build()
             .unwrap();

@@ -1,7 +1,28 @@
 //! Time as the sessions see it: a monotonic clock for expiry, a wall clock for JWT claims.
 //!
 //! Sessions take their time from a [`Clock`] so that tests (the crate's and yours) can drive
-//! expiry with [`ManualClock`] instead of sleeping.
+//! expiry with [`ManualClock`] instead of sleeping: token expiry and renewal, lock-outs, the
+//! retry budget and `Retry-After` dates all read the session's clock (waiting itself is
+//! tokio's timer).
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokensmith::clock::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::new();
+//! let session = tokensmith::s7risk::Session::builder()
+//!     .origin("https://api.example.com")
+//!     .user("analyst@example.com", "correct horse")
+//!     .clock(clock.clone()) // shared: the session sees every advance
+//!     .build()?;
+//! let start = clock.now();
+//! clock.advance(Duration::from_secs(24 * 60 * 60));
+//! assert_eq!(clock.now() - start, Duration::from_secs(24 * 60 * 60));
+//! # let _ = session;
+//! # Ok::<(), tokensmith::Error>(())
+//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

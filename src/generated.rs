@@ -5,7 +5,7 @@
 //! credentials and reads responses for all five services.
 
 macro_rules! generated_client {
-    ($module:ident, $file:literal) => {
+    ($module:ident, $file:literal, $service:ident) => {
         #[allow(
             missing_docs,
             unused_imports,
@@ -40,12 +40,24 @@ macro_rules! generated_client {
                         .await
                 }
             }
+
+            impl crate::session::Api for Client {
+                const SERVICE: crate::error::Service = crate::error::Service::$service;
+
+                fn with_context(
+                    base_url: &str,
+                    http: reqwest::Client,
+                    context: crate::transport::Context,
+                ) -> Self {
+                    Self::new_with_client(base_url, http, context)
+                }
+            }
         }
     };
 }
 
-generated_client!(s7risk, "s7risk.rs");
-generated_client!(weavr, "weavr.rs");
-generated_client!(accounts, "accounts.rs");
-generated_client!(passwordsafe, "passwordsafe.rs");
-generated_client!(fib, "fib.rs");
+generated_client!(s7risk, "s7risk.rs", S7risk);
+generated_client!(weavr, "weavr.rs", Weavr);
+generated_client!(accounts, "accounts.rs", Accounts);
+generated_client!(passwordsafe, "passwordsafe.rs", PasswordSafe);
+generated_client!(fib, "fib.rs", Fib);

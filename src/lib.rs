@@ -37,6 +37,10 @@ pub use token::{AccessToken, TokenOrigin};
 /// Anything that hands out valid access tokens: every service's `Session`.
 pub trait TokenSource: Send + Sync {
     /// A valid access token, renewed first when it is due.
+    ///
+    /// # Errors
+    ///
+    /// When no valid token can be had: the login's or refresh's failure.
     fn access_token(&self) -> impl std::future::Future<Output = Result<AccessToken, Error>> + Send;
 }
 

@@ -1,6 +1,7 @@
 //! What all five sessions share: configuration, the HTTP endpoint, and the core that joins the
 //! token cache to the generated clients.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::cache::{Cache, Provider};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Service};
 use crate::expiry::RefreshPolicy;
-use crate::response::Probe;
+use crate::response::{map_api_error, Classify, ErrorBody, Probe};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
 use crate::store::{StoreKey, TokenStore};
@@ -50,27 +51,55 @@ pub(crate) struct Endpoint {
     /// The client `send()` and `authorize()` requests go out through: one that follows no
     /// redirects, whatever client built the caller's request (see [`Core::send`]).
     pub(crate) direct: reqwest::Client,
+    /// The session's clock: the retry loop and the error mapping read the time from it.
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// A generated client, as [`Endpoint::call`] builds one.
+pub(crate) trait Api: Sized {
+    /// The service it calls.
+    const SERVICE: Service;
+    /// The client for `base_url`, sending with `http` and `context`.
+    fn with_context(base_url: &str, http: reqwest::Client, context: Context) -> Self;
 }
 
 impl Endpoint {
-    /// A generated client for one internal call, with a probe recording the response.
-    pub(crate) fn client<C>(
+    /// Calls one generated operation on the session's own behalf (a login, a refresh, a
+    /// password change): a client with `context` (plus this endpoint's limits, clock and a
+    /// probe recording the answer), `operation` on it, and a failure mapped by `classify` into
+    /// the crate's [`Error`]. Every adapter's own calls take this one path; they hold only what
+    /// their service does differently (the body, the headers, the replay class, the
+    /// classification).
+    pub(crate) async fn call<C, T, E, Op, Fut>(
         &self,
-        new: fn(&str, reqwest::Client, Context) -> C,
         context: Context,
-    ) -> (C, Arc<Probe>) {
+        classify: Classify<'_>,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        C: Api,
+        E: ErrorBody,
+        Op: FnOnce(C) -> Fut,
+        Fut: Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let sent_wall = self.clock.system_now();
         let probe = Arc::new(Probe::default());
-        let client = new(
+        let client = C::with_context(
             &self.base_url,
             self.http.clone(),
             self.context(context).with_probe(probe.clone()),
         );
-        (client, probe)
+        match operation(client).await {
+            Ok(response) => Ok(response),
+            Err(e) => Err(map_api_error(C::SERVICE, e, &probe, sent_wall, classify).await),
+        }
     }
 
-    /// `context` with this endpoint's retry policy and body cap.
+    /// `context` with this endpoint's retry policy, body cap and clock.
     pub(crate) fn context(&self, context: Context) -> Context {
-        context.with_limits(&self.retry, self.max_body)
+        context
+            .with_limits(&self.retry, self.max_body)
+            .with_clock(self.clock.clone())
     }
 }
 
@@ -141,6 +170,7 @@ impl Common {
             store: self.store,
             allow_plain_http: self.allow_plain_http,
             direct,
+            clock: clock.clone(),
         };
         Ok((endpoint, clock, self.refresh))
     }
@@ -373,7 +403,8 @@ impl<P: Attach> Core<P> {
         let client = &self.endpoint.direct;
         let context = Context::new()
             .with_authorizer(self.clone())
-            .with_retry(self.endpoint.retry.clone());
+            .with_retry(self.endpoint.retry.clone())
+            .with_clock(self.endpoint.clock.clone());
         // Not `prepare`: that strips progenitor's `api-version`, which the caller's API may use.
         Authorizer::authorize(self.as_ref(), request.headers_mut()).await?;
         context.execute(client, request, "").await.map_err(|e| {
@@ -554,6 +585,12 @@ macro_rules! common_session_methods {
     ($client:ty) => {
         /// A valid access token: the cached one, or one obtained by a single shared login or
         /// refresh however many tasks ask at once.
+        ///
+        /// # Errors
+        ///
+        /// When no valid token can be had: the login's or refresh's failure (refused
+        /// credentials, a rate limit, a lock-out, a transport failure, …). A refused login is
+        /// answered with its error, without a request, until [`Self::clear_failure`].
         pub fn access_token(
             &self,
         ) -> impl std::future::Future<Output = Result<crate::AccessToken, crate::Error>> + Send + '_
@@ -570,6 +607,10 @@ macro_rules! common_session_methods {
         /// through a client that follows no redirects, like [`Self::send`], not the one that
         /// built the request: a redirect comes back as the response, and the session's
         /// credentials never reach the host it points to.
+        /// # Errors
+        ///
+        /// What [`Self::access_token`] fails with; [`crate::ErrorKind::Configuration`] when
+        /// the request cannot be built.
         pub async fn authorize(
             &self,
             request: reqwest::RequestBuilder,
@@ -592,6 +633,11 @@ macro_rules! common_session_methods {
         /// builds it; the session's own one when it is the default, else a shared default
         /// one): a redirect comes back as the response, `3xx` and `Location` included, and
         /// the session's credentials never reach the host it points to.
+        /// # Errors
+        ///
+        /// What [`Self::access_token`] fails with; [`crate::ErrorKind::Configuration`] when
+        /// the request cannot be built; [`crate::ErrorKind::Timeout`] or
+        /// [`crate::ErrorKind::Transport`] when it cannot be sent.
         pub async fn send(
             &self,
             request: reqwest::RequestBuilder,

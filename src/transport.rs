@@ -1,5 +1,23 @@
-//! What every generated client carries: the headers to attach, the session that authorizes
-//! its requests, and the probe that records what came back.
+//! How sessions send their requests: how much of an answer they read
+//! ([`DEFAULT_MAX_RESPONSE_BYTES`], changed with each builder's `max_response_bytes`).
+//!
+//! # Examples
+//!
+//! ```
+//! use tokensmith::transport::DEFAULT_MAX_RESPONSE_BYTES;
+//!
+//! let session = tokensmith::s7risk::Session::builder()
+//!     .origin("https://api.example.com")
+//!     .user("analyst@example.com", "correct horse")
+//!     .max_response_bytes(2 * DEFAULT_MAX_RESPONSE_BYTES)
+//!     .build()?;
+//! # let _ = session;
+//! # Ok::<(), tokensmith::Error>(())
+//! ```
+
+// Also here, outside the documented API: the context every generated client carries (the
+// headers to attach, the session that authorizes its requests, the probe that records what
+// came back).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +26,7 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::response::{self, Probe};
 use crate::retry::{Replay, RetryPolicy};
@@ -87,6 +106,9 @@ fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant
     }
 }
 
+// Public only because the generated clients take it (`Client::new_with_client`) and the
+// contract tests drive them by hand; not part of the documented API.
+#[doc(hidden)]
 /// Per-client context that the generated clients' hooks consult on every request.
 ///
 /// [`Context::new`] with [`Context::with_header`] drives a generated client by hand (the
@@ -104,6 +126,8 @@ pub struct Context {
     retry: Option<RetryPolicy>,
     replay: Option<Replay>,
     max_body: Option<usize>,
+    /// The session's clock (a bare context reads the system clocks).
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -173,6 +197,12 @@ impl Context {
     pub(crate) fn with_limits(mut self, retry: &RetryPolicy, max_body: usize) -> Self {
         self.retry.get_or_insert_with(|| retry.clone());
         self.max_body.get_or_insert(max_body);
+        self
+    }
+
+    /// Reads the time from `clock`, the session's.
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -282,25 +312,24 @@ impl Context {
         let replay = self
             .replay
             .unwrap_or_else(|| Replay::for_method(request.method()));
-        let started = std::time::Instant::now();
+        let clock: &dyn Clock = self.clock.as_deref().unwrap_or(&SystemClock);
+        let started = clock.now();
         let mut attempt = 1;
         let mut request = request;
         loop {
             let spare = policy.and_then(|_| request.try_clone());
             let result = client.execute(request).await;
             let asked = match &result {
-                Ok(response) if replay.status(response.status().as_u16()) => {
-                    Some(response::retry_after_from_headers(
-                        response.headers(),
-                        std::time::SystemTime::now(),
-                    ))
-                }
+                Ok(response) if replay.status(response.status().as_u16()) => Some(
+                    response::retry_after_from_headers(response.headers(), clock.system_now()),
+                ),
                 Err(error) if replay.error(error) => Some(None),
                 _ => None,
             };
             let wait = match (policy, asked, &spare) {
                 (Some(policy), Some(asked), Some(_)) => {
-                    policy.delay(attempt, started.elapsed(), asked, fastrand::f64())
+                    let elapsed = clock.now().saturating_duration_since(started);
+                    policy.delay(attempt, elapsed, asked, fastrand::f64())
                 }
                 _ => None,
             };

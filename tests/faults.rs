@@ -471,7 +471,7 @@ async fn a_redirect_is_an_error_and_the_credentials_go_nowhere_else() {
             let default_client = tokensmith::s7risk::Session::builder()
                 .base_url(server.uri())
                 .origin("https://api.example.com")
-                .credentials(tokensmith::s7risk::Credentials::user("a@b.c", PASSWORD))
+                .user("a@b.c", PASSWORD)
                 .build()
                 .unwrap();
             let error = default_client.access_token().await.unwrap_err();

@@ -23,10 +23,7 @@ fn s7risk(
     tokensmith::s7risk::Session::builder()
         .base_url(sandbox.base_url(Service::S7risk))
         .origin(demo::S7RISK_ORIGIN)
-        .credentials(tokensmith::s7risk::Credentials::user(
-            demo::S7RISK_EMAIL,
-            demo::S7RISK_PASSWORD,
-        ))
+        .user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD)
         .clock(clock.clone())
         .refresh_policy(RefreshPolicy::new().with_jitter(false))
         .token_store(store)
