@@ -212,6 +212,7 @@ async fn base_urls_with_a_username_or_password_are_refused_without_quoting_them(
         "https://user:hunter2secret@api.example.com",
         "https://user@api.example.com",
         "https://:hunter2secret@api.example.com",
+        "https://user:hunter2secret@[::1",
     ] {
         let err = tokensmith::weavr::Session::builder()
             .base_url(url)
@@ -222,7 +223,9 @@ async fn base_urls_with_a_username_or_password_are_refused_without_quoting_them(
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Configuration, "{url}");
         let shown = format!("{err} {err:?}");
-        assert!(shown.contains("username or password"), "{shown}");
+        if url.ends_with(".com") {
+            assert!(shown.contains("username or password"), "{shown}");
+        }
         assert!(!shown.contains("hunter2secret"), "{shown}");
     }
 }
