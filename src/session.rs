@@ -93,7 +93,7 @@ impl Common {
                 },
             )
         })?;
-        // Not quoted from here on: a URL with a password in it would print the password.
+        // Refused before any message below quotes the URL: it would print the password.
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(Error::configuration(
                 Some(service),
