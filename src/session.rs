@@ -114,10 +114,15 @@ impl Common {
         let parsed = url::Url::parse(&base_url).map_err(|e| {
             Error::configuration(
                 Some(service),
-                format!("base URL {base_url:?} is not a URL: {e}"),
+                // Text that does not parse may still hold a password before an `@`.
+                if base_url.contains('@') {
+                    format!("the base URL is not a URL: {e}")
+                } else {
+                    format!("base URL {base_url:?} is not a URL: {e}")
+                },
             )
         })?;
-        // Not quoted from here on: a URL with a password in it would print the password.
+        // Refused before any message below quotes the URL: it would print the password.
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(Error::configuration(
                 Some(service),

@@ -404,7 +404,7 @@ impl Provider for Fib {
     ) -> Result<Grant, Error> {
         // The refresh token rotates: a PATCH the service may have taken (any answer, a
         // timeout, a broken connection) may have spent it, and a replay would send a spent
-        // token. Only one that never left is sent again; otherwise a new login follows.
+        // token. Only one that never left is sent again.
         let context = Context::new()
             .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
             .with_replay(Replay::Unsent);
