@@ -704,3 +704,25 @@ async fn an_application_starts_and_serves_while_redis_is_down() {
         "{floor:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_dropped_without_release_is_given_back_at_once() {
+    let Some(redis) = Redis::shared() else { return };
+    let url = redis.url(5);
+    // A lifetime far beyond the wait below: only giving it back can free it in time.
+    let store = RedisStore::connect(&url, key())
+        .await
+        .unwrap()
+        .lease_ttl(Duration::from_secs(600));
+    let account = StoreKey::new(Service::Fib, "https://fib.example", "dropped@example.com");
+    let lease = store.lease(&account).await.unwrap().expect("granted");
+    let (_, holder) = lease_in(&redis, 5);
+    assert_eq!(holder, lease.token());
+    // A renewal cancelled with its lease (every caller gave up): no release() call.
+    drop(lease);
+    wait_until("the dropped lease is given back", || {
+        lease_in(&redis, 5).1.is_empty()
+    })
+    .await;
+    assert!(store.lease(&account).await.unwrap().is_some());
+}
