@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod any_session;
 mod cache;
 pub mod clock;
 mod error;
@@ -27,6 +28,7 @@ pub mod passwordsafe;
 
 pub mod fib;
 
+pub use any_session::{AnySession, DynTokenSource};
 pub use error::{Error, ErrorKind, FieldError, Service};
 pub use expiry::RefreshPolicy;
 pub use retry::RetryPolicy;
