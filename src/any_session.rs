@@ -62,7 +62,7 @@ impl AnySession {
     }
 
     /// The session as the request path sees it (what `api()` and `send()` use).
-    #[allow(dead_code)]
+    #[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
     pub(crate) fn authorizer(&self) -> Arc<dyn Authorizer> {
         self.inner.authorizer()
     }

@@ -7,6 +7,9 @@ pub mod clock;
 mod error;
 mod expiry;
 mod generated;
+#[cfg(feature = "middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
+pub mod middleware;
 mod response;
 mod retry;
 #[cfg(feature = "sandbox")]
