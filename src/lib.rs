@@ -7,6 +7,8 @@ pub mod clock;
 mod error;
 mod expiry;
 mod generated;
+#[cfg(any(feature = "middleware", feature = "tower"))]
+mod hosts;
 #[cfg(feature = "middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 pub mod middleware;
@@ -19,6 +21,9 @@ pub mod secret;
 mod session;
 pub mod store;
 mod token;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 pub mod transport;
 
 pub mod s7risk;

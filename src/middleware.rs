@@ -33,6 +33,7 @@ use reqwest_middleware::{Middleware, Next};
 
 use crate::any_session::AnySession;
 use crate::error::Error;
+use crate::hosts::{secure_enough, HostPattern};
 use crate::transport::{exchange, Authorizer, Sender};
 
 /// Middleware that authorizes requests with a session (any service's `Session`, or an
@@ -89,57 +90,6 @@ impl AuthMiddleware {
     /// The session the middleware authorizes with.
     pub fn session(&self) -> &AnySession {
         &self.session
-    }
-}
-
-/// One entry of [`AuthMiddleware::only_hosts`].
-#[derive(Debug, Clone)]
-pub(crate) struct HostPattern {
-    /// Lowercase, as `url` prints it (IPv6 in brackets); `None` for an entry that is not a host.
-    host: Option<String>,
-    port: Option<u16>,
-}
-
-impl HostPattern {
-    pub(crate) fn new(entry: &str) -> Self {
-        let parsed = url::Url::parse(&format!("http://{}/", entry.trim()))
-            .ok()
-            .filter(|url| url.username().is_empty() && url.password().is_none())
-            .filter(|url| url.path() == "/" && url.query().is_none());
-        match parsed {
-            Some(url) => Self {
-                host: url.host_str().map(str::to_owned),
-                port: url.port(),
-            },
-            None => Self {
-                host: None,
-                port: None,
-            },
-        }
-    }
-
-    /// Whether a request to `host` on `port` (its scheme's default when not given) matches.
-    pub(crate) fn matches(&self, host: &str, port: Option<u16>) -> bool {
-        let Some(own) = &self.host else {
-            return false;
-        };
-        own.eq_ignore_ascii_case(host) && (self.port.is_none() || self.port == port)
-    }
-}
-
-/// Whether credentials may go to `host` over `scheme` at all: never over plain HTTP, except to
-/// a loopback address (a local sandbox), the rule the sessions' base URLs follow.
-pub(crate) fn secure_enough(scheme: &str, host: &str) -> bool {
-    match scheme {
-        "https" => true,
-        "http" => {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            bare.eq_ignore_ascii_case("localhost")
-                || bare
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        _ => false,
     }
 }
 

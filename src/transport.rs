@@ -79,7 +79,7 @@ async fn answered(
 }
 
 /// Tells `auth` what the service made of the credentials in `used`, sent at `sent_at`.
-fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
+pub(crate) fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
     if status == 401 {
         auth.refused(used);
     } else if took_credentials(status) {

@@ -10,3 +10,13 @@ mod middleware_example;
 fn the_middleware_example_runs_against_the_sandbox() {
     middleware_example::main().unwrap();
 }
+
+#[cfg(all(feature = "tower", feature = "sandbox"))]
+#[path = "../examples/tower.rs"]
+mod tower_example;
+
+#[cfg(all(feature = "tower", feature = "sandbox"))]
+#[test]
+fn the_tower_example_runs_against_the_sandbox() {
+    tower_example::main().unwrap();
+}
