@@ -322,3 +322,34 @@ async fn token_sources_of_different_services_live_behind_one_dyn_type() {
     assert_eq!(count_requests(&fib, Service::Fib.login_path()).await, 1);
     assert_eq!(count_requests(&weavr, "/login_with_password").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_requests_refused_together_renew_once() {
+    let server = server_for(Service::S7risk).await;
+    let session = any(Service::S7risk, &server);
+    let first = session.headers().await.unwrap();
+    let callers = 16;
+    let barrier = Arc::new(tokio::sync::Barrier::new(callers));
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (session, first, barrier) = (session.clone(), first.clone(), barrier.clone());
+            tokio::spawn(async move {
+                // Every caller's request was answered 401 to the same headers.
+                barrier.wait().await;
+                session.refused(&first);
+                session.headers().await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            pairs(&task.await.unwrap()),
+            expected_headers(Service::S7risk, "tok-2")
+        );
+    }
+    assert_eq!(
+        count_requests(&server, "/user/token").await,
+        2,
+        "one renewal"
+    );
+}

@@ -398,3 +398,15 @@ async fn a_refused_login_fails_the_request_before_it_is_sent() {
     assert_eq!(error.kind(), ErrorKind::InvalidCredentials);
     assert_eq!(count_requests(&server, "/things").await, 0);
 }
+
+#[tokio::test]
+async fn its_debug_shows_no_secret() {
+    let server = weavr_server(vec![]).await;
+    let session = weavr_builder(&server).build().unwrap();
+    session.access_token().await.unwrap();
+    let middleware = AuthMiddleware::new(session).only_hosts(["api.weavr.io"]);
+    let debug = format!("{middleware:?}");
+    assert!(debug.contains("api.weavr.io"), "{debug}");
+    assert!(!debug.contains("tok-1"), "{debug}");
+    assert!(!debug.contains(WEAVR_API_KEY), "{debug}");
+}

@@ -405,3 +405,20 @@ async fn a_step_up_refusal_passes_through_unanswered() {
     let paths: Vec<_> = requests.iter().map(|r| r.url.path()).collect();
     assert_eq!(paths, ["/login_with_password"], "no step-up challenge");
 }
+
+#[tokio::test]
+async fn its_debug_shows_no_secret() {
+    let server = weavr_server(vec![]).await;
+    let session = weavr_builder(&server).build().unwrap();
+    session.access_token().await.unwrap();
+    let layer = AuthLayer::new(session).only_hosts(["api.weavr.io"]);
+    let service = layer
+        .clone()
+        .send_once()
+        .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+    for debug in [format!("{layer:?}"), format!("{service:?}")] {
+        assert!(debug.contains("api.weavr.io"), "{debug}");
+        assert!(!debug.contains("tok-1"), "{debug}");
+        assert!(!debug.contains(WEAVR_API_KEY), "{debug}");
+    }
+}
