@@ -1,11 +1,17 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod any_session;
 mod cache;
 pub mod clock;
 mod error;
 mod expiry;
 mod generated;
+#[cfg(any(feature = "middleware", feature = "tower"))]
+mod hosts;
+#[cfg(feature = "middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
+pub mod middleware;
 mod response;
 mod retry;
 #[cfg(feature = "sandbox")]
@@ -15,6 +21,9 @@ pub mod secret;
 mod session;
 pub mod store;
 mod token;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 pub mod transport;
 
 pub mod s7risk;
@@ -27,6 +36,7 @@ pub mod passwordsafe;
 
 pub mod fib;
 
+pub use any_session::{AnySession, DynTokenSource};
 pub use error::{Error, ErrorKind, FieldError, Service};
 pub use expiry::RefreshPolicy;
 pub use retry::RetryPolicy;

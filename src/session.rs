@@ -424,6 +424,24 @@ impl<P: Attach> Core<P> {
         })
     }
 
+    /// What a request to the service needs (see the sessions' `headers()`), every value marked
+    /// sensitive.
+    pub(crate) async fn headers(&self) -> Result<HeaderMap, Error> {
+        let token = self.cache.access_token().await?;
+        let mut headers = HeaderMap::new();
+        self.cache.provider.attach(token.entry(), &mut headers);
+        // An `Origin` is no secret, but the map goes to stacks that log headers: one rule for all.
+        for value in headers.values_mut() {
+            value.set_sensitive(true);
+        }
+        Ok(headers)
+    }
+
+    /// The service this session talks to.
+    pub(crate) fn service(&self) -> Service {
+        P::SERVICE
+    }
+
     pub(crate) async fn authorize_request(
         &self,
         request: reqwest::RequestBuilder,
@@ -650,6 +668,31 @@ macro_rules! common_session_methods {
             self.core.send(request).await
         }
 
+        /// Everything a request to the service's API needs, for an HTTP stack other than
+        /// reqwest (hyper, tonic, a `tower` service; see [`crate::tower`] and
+        /// [`crate::middleware`] for ready-made layers): the current token (renewed first when
+        /// due) and the headers the service wants beside it. Every value is marked sensitive,
+        /// so that `http` and hyper print it as `Sensitive` and never index it in HTTP/2
+        /// header compression.
+        ///
+        /// When the service answers 401 to a request carrying these headers, pass them to
+        /// [`Self::refused`]: the next call renews first.
+        ///
+        /// # Errors
+        /// The token could not be had (the login or refresh failed).
+        pub async fn headers(&self) -> Result<http::HeaderMap, crate::Error> {
+            self.core.headers().await
+        }
+
+        /// Reports that the service answered 401 to a request carrying `headers` (from
+        /// [`Self::headers`]): the token they carry is no longer served, and the next
+        /// [`Self::headers`] or [`Self::access_token`] renews first. Only the token still
+        /// cached counts: reporting an older one, or the same one twice, renews at most once,
+        /// as [`Self::send`] does. Resending the request, once, is the caller's choice.
+        pub fn refused(&self, headers: &http::HeaderMap) {
+            crate::transport::Authorizer::refused(self.core.as_ref(), headers);
+        }
+
         /// The generated client, with this session's credentials put on every request (renewed
         /// when due; on a 401 renewed once and the request retried once).
         pub fn api(&self) -> $client {
@@ -690,6 +733,56 @@ macro_rules! session_impls {
             ) -> impl std::future::Future<Output = Result<crate::AccessToken, crate::Error>> + Send
             {
                 self.core.cache.access_token()
+            }
+        }
+
+        impl From<$session> for crate::AnySession {
+            fn from(session: $session) -> Self {
+                crate::AnySession::new(session)
+            }
+        }
+
+        impl crate::any_session::Erased for $session {
+            fn service(&self) -> crate::Service {
+                self.core.service()
+            }
+
+            fn authorizer(&self) -> std::sync::Arc<dyn crate::transport::Authorizer> {
+                self.core.clone()
+            }
+
+            fn access_token(&self) -> crate::any_session::BoxFuture<'_, crate::AccessToken> {
+                Box::pin(self.core.cache.access_token())
+            }
+
+            fn headers(&self) -> crate::any_session::BoxFuture<'_, http::HeaderMap> {
+                Box::pin(self.core.headers())
+            }
+
+            fn refused(&self, headers: &http::HeaderMap) {
+                Self::refused(self, headers);
+            }
+
+            fn authorize(
+                &self,
+                request: reqwest::RequestBuilder,
+            ) -> crate::any_session::BoxFuture<'_, reqwest::RequestBuilder> {
+                Box::pin(self.core.authorize_request(request))
+            }
+
+            fn send(
+                &self,
+                request: reqwest::RequestBuilder,
+            ) -> crate::any_session::BoxFuture<'_, reqwest::Response> {
+                Box::pin(self.core.send(request))
+            }
+
+            fn logout(&self) -> crate::any_session::BoxFuture<'_, ()> {
+                Box::pin(Self::logout(self))
+            }
+
+            fn debug(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(self, f)
             }
         }
 

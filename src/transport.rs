@@ -98,7 +98,7 @@ async fn answered(
 }
 
 /// Tells `auth` what the service made of the credentials in `used`, sent at `sent_at`.
-fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
+pub(crate) fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
     if status == 401 {
         auth.refused(used);
     } else if took_credentials(status) {
@@ -254,52 +254,18 @@ impl Context {
             );
             return Ok(response);
         };
-        let retry = request.try_clone();
-        let used = request.headers().clone();
-        let sent_at = auth.now();
-        let response = self.send(client, request).await?;
-        let status = response.status().as_u16();
-        // Before any cure: a step-up can keep the user for minutes, and the token must not
-        // look idle meanwhile.
-        if answered(auth.as_ref(), status, &used, sent_at, operation_id).await {
-            return Ok(response);
-        }
-        let (response, cured, after_cure) = match status {
-            200..=299 => return Ok(response),
-            401 => (response, true, false),
-            403 if auth.handles_forbidden() && retry.is_some() => {
-                let (response, body) = buffer(response, self.max_body).await?;
-                let cured = match body {
-                    Some(body) => auth.forbidden(&body).await,
-                    None => false,
-                };
-                (response, cured, true)
-            }
-            _ => return Ok(response),
+        let mut own = Own {
+            context: self,
+            client,
         };
-        let Some(mut retry) = retry.filter(|_| cured) else {
-            return Ok(response);
-        };
-        if auth.authorize(retry.headers_mut()).await.is_err() {
-            return Ok(response);
-        }
-        let used = retry.headers().clone();
-        let sent_at = auth.now();
-        let response = self.send(client, retry).await?;
-        let status = response.status().as_u16();
-        if answered(auth.as_ref(), status, &used, sent_at, operation_id).await {
-            return Ok(response);
-        }
-        if status != 403 || !after_cure {
-            return Ok(response);
-        }
-        // Cured, sent again, refused again: the session hears of it (a step-up it trusted
-        // is forgotten), and the answer goes back as it is.
-        let (response, body) = buffer(response, self.max_body).await?;
-        if let Some(body) = body {
-            auth.uncured(&body, &used);
-        }
-        Ok(response)
+        exchange(
+            auth.as_ref(),
+            request,
+            operation_id,
+            self.max_body,
+            &mut own,
+        )
+        .await
     }
 
     /// Sends with retries, records every answer in the probe, and caps the body read.
@@ -388,6 +354,97 @@ impl Context {
         }
         Ok(response)
     }
+}
+
+/// Where [`exchange`] sends a request: a session's own client (with its retry policy), or the
+/// rest of a caller's middleware chain.
+pub(crate) trait Sender: Send {
+    /// What a failed send is.
+    type Error: From<reqwest::Error>;
+    /// Sends `request` once (as this sender sends: retries, if any, are its own).
+    fn send(
+        &mut self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send;
+}
+
+/// A generated client's or a session's own sending: `context`'s retries through `client`.
+struct Own<'a> {
+    context: &'a Context,
+    client: &'a reqwest::Client,
+}
+
+impl Sender for Own<'_> {
+    type Error = reqwest::Error;
+
+    fn send(
+        &mut self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send {
+        self.context.send(self.client, request)
+    }
+}
+
+/// Sends `request`, already carrying `auth`'s credentials, through `sender`, and tells `auth`
+/// what the service made of them (any answer but a 401 or a 5xx slides a sliding lifetime,
+/// measured from when the request was sent); on a 401 renews the credentials, and on a 403
+/// `auth` can cure (step-up, access-token exchange) cures it, then sends once more when the
+/// request can be cloned. `max_body` caps a 403 body read for the cure.
+///
+/// One path for `api()`, `send()` and the reqwest middleware, so that they cannot drift.
+pub(crate) async fn exchange<S: Sender>(
+    auth: &dyn Authorizer,
+    request: reqwest::Request,
+    operation_id: &str,
+    max_body: Option<usize>,
+    sender: &mut S,
+) -> Result<reqwest::Response, S::Error> {
+    let retry = request.try_clone();
+    let used = request.headers().clone();
+    let sent_at = auth.now();
+    let response = sender.send(request).await?;
+    let status = response.status().as_u16();
+    // Before any cure: a step-up can keep the user for minutes, and the token must not
+    // look idle meanwhile.
+    if answered(auth, status, &used, sent_at, operation_id).await {
+        return Ok(response);
+    }
+    let (response, cured, after_cure) = match status {
+        200..=299 => return Ok(response),
+        401 => (response, true, false),
+        403 if auth.handles_forbidden() && retry.is_some() => {
+            let (response, body) = buffer(response, max_body).await?;
+            let cured = match body {
+                Some(body) => auth.forbidden(&body).await,
+                None => false,
+            };
+            (response, cured, true)
+        }
+        _ => return Ok(response),
+    };
+    let Some(mut retry) = retry.filter(|_| cured) else {
+        return Ok(response);
+    };
+    if auth.authorize(retry.headers_mut()).await.is_err() {
+        return Ok(response);
+    }
+    let used = retry.headers().clone();
+    let sent_at = auth.now();
+    let response = sender.send(retry).await?;
+    let status = response.status().as_u16();
+    if answered(auth, status, &used, sent_at, operation_id).await {
+        return Ok(response);
+    }
+    if status != 403 || !after_cure {
+        return Ok(response);
+    }
+    // Cured, sent again, refused again: the session hears of it (a step-up it trusted
+    // is forgotten), and the answer goes back as it is.
+    let (response, body) = buffer(response, max_body).await?;
+    if let Some(body) = body {
+        auth.uncured(&body, &used);
+    }
+    Ok(response)
 }
 
 /// Reads a response's body (up to `cap`) and gives back an equivalent response with it, plus
