@@ -59,10 +59,10 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n== passwordsafe, held as an AnySession: the session cookie on every request");
     let session: AnySession = passwordsafe::Session::builder()
         .base_url(sandbox.base_url(Service::PasswordSafe))
-        .credentials(passwordsafe::Credentials::oauth(
+        .oauth(
             demo::PASSWORDSAFE_CLIENT_ID,
             demo::PASSWORDSAFE_CLIENT_SECRET,
-        ))
+        )
         .build()?
         .into();
     let base = sandbox.base_url(Service::PasswordSafe);

@@ -21,10 +21,10 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync
     println!("== passwordsafe through AuthLayer: the session cookie on every request");
     let session = passwordsafe::Session::builder()
         .base_url(sandbox.base_url(Service::PasswordSafe))
-        .credentials(passwordsafe::Credentials::oauth(
+        .oauth(
             demo::PASSWORDSAFE_CLIENT_ID,
             demo::PASSWORDSAFE_CLIENT_SECRET,
-        ))
+        )
         .build()?;
     let client = ServiceBuilder::new()
         .layer(AuthLayer::new(session.clone()))

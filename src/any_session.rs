@@ -42,7 +42,7 @@ pub(crate) trait Erased: Send + Sync + 'static {
 ///
 /// let session: AnySession = s7risk::Session::builder()
 ///     .origin("https://app.example.com")
-///     .credentials(s7risk::Credentials::user("analyst@example.com", "password"))
+///     .user("analyst@example.com", "password")
 ///     .build()?
 ///     .into();
 /// assert_eq!(session.service(), Service::S7risk);

@@ -112,10 +112,7 @@ async fn danger_accept_plain_http_lets_authorize_use_plain_http() {
     let session = tokensmith::s7risk::Session::builder()
         .base_url(server.uri())
         .origin("https://api.example.com")
-        .credentials(tokensmith::s7risk::Credentials::user(
-            "a@example.com",
-            PASSWORD,
-        ))
+        .user("a@example.com", PASSWORD)
         .clock(test_clock())
         .danger_accept_plain_http(true)
         .build()
@@ -235,11 +232,7 @@ async fn a_ps_auth_password_with_a_closing_bracket_is_refused_at_build() {
     let build = |password: &str| {
         tokensmith::passwordsafe::Session::builder()
             .base_url("https://ps.example.com/BeyondTrust/api/public/v3")
-            .credentials(tokensmith::passwordsafe::Credentials::ps_auth(
-                PS_API_KEY,
-                "svc-reader",
-                Some(password.into()),
-            ))
+            .ps_auth(PS_API_KEY, "svc-reader", Some(password.into()))
             .build()
     };
     let err = build("pass]word; runas=admin").unwrap_err();

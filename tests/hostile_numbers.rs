@@ -303,7 +303,7 @@ async fn a_password_safe_expires_in_out_of_range_counts_as_absent() {
         let token = session.access_token().await.expect("a session");
         assert_eq!(
             token.expires_in(),
-            tokensmith::passwordsafe::SESSION_IDLE_TIMEOUT,
+            tokensmith::passwordsafe::ACCESS_TOKEN_IDLE_LIFETIME,
             "expires_in {value}: the session's documented 20 minutes"
         );
     }
