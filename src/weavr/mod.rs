@@ -1,5 +1,8 @@
-//! Weavr Multi API authentication (`https://api.weavr.io/multi`, sandbox
-//! `https://sandbox.weavr.io/multi`).
+//! Weavr Multi API authentication (sandbox `https://sandbox.weavr.io/multi`).
+//!
+//! There is no public production URL: Weavr gives each customer the Live environment's URL on
+//! request, so the builder needs one ([`SessionBuilder::base_url`]; [`SANDBOX_BASE_URL`] for
+//! Weavr's sandbox) and has no default.
 //!
 //! Every call carries the embedder's `api-key`; the session signs in with the user's email and
 //! password and, when an identity is configured (or the sign-in token may only be exchanged and
@@ -48,9 +51,7 @@ use crate::session::{self, Attach, Common, Core, Endpoint};
 use crate::token::{Entry, Extra, Grant};
 use crate::transport::{Authorizer, Context};
 
-/// The production server.
-pub const DEFAULT_BASE_URL: &str = "https://api.weavr.io/multi";
-/// The sandbox (no text messages; the one-time password is always `123456`).
+/// Weavr's sandbox (no text messages; the one-time password is always `123456`).
 pub const SANDBOX_BASE_URL: &str = "https://sandbox.weavr.io/multi";
 /// Tokens stay valid this long after their last use.
 pub const ACCESS_TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -58,6 +59,10 @@ pub const ACCESS_TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub const LOCKOUT: Duration = Duration::from_secs(30 * 60);
 
 const S: Service = Service::Weavr;
+/// What `build()` says without a base URL.
+const NO_BASE_URL: &str = "the base URL is required (base_url(…)): Weavr gives each customer \
+                           the Live URL on request; for Weavr's sandbox use \
+                           weavr::SANDBOX_BASE_URL (https://sandbox.weavr.io/multi)";
 const API_KEY: HeaderName = HeaderName::from_static("api-key");
 
 /// Which identity the session's token acts for.
@@ -194,11 +199,13 @@ impl SessionBuilder {
         self
     }
 
-    /// Checks the configuration and builds the session. Makes no request.
+    /// Checks the configuration and builds the session. Makes no request. The base URL is
+    /// required: without one this is a [`ErrorKind::Configuration`] error saying that Weavr
+    /// gives each customer the Live URL on request (and naming [`SANDBOX_BASE_URL`]).
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Configuration`] when the API key, the email, the password or the base URL
+    /// [`ErrorKind::Configuration`] when the base URL, the API key, the email or the password
     /// is missing or malformed.
     pub fn build(self) -> Result<Session, Error> {
         let api_key = session::require(S, "API key", self.api_key)?;
@@ -208,7 +215,10 @@ impl SessionBuilder {
         api_key.set_sensitive(true);
         let email = session::require_plain(S, "email", self.email)?;
         let password = session::require(S, "password", self.password)?;
-        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
+        let Some(base_url) = self.common.base_url.clone() else {
+            return Err(Error::configuration(Some(S), NO_BASE_URL));
+        };
+        let (endpoint, clock, policy) = self.common.finish(S, &base_url)?;
         let provider = Weavr {
             endpoint: endpoint.clone(),
             api_key,
@@ -335,23 +345,14 @@ impl Session {
         let Some(entry) = current else {
             return Ok(());
         };
-        let log_out = |api: Client| async move {
-            match api.log_out().await {
-                Ok(_) => Ok(()),
-                // The service answers 204 as well as the documented 200.
-                Err(progenitor_client::Error::UnexpectedResponse(response))
-                    if response.status() == reqwest::StatusCode::NO_CONTENT =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
-        };
         let context = self.context_with(Some(&entry.secret));
+        // 200 {url} or 204: the generated client answers both as success.
+        let log_out = |api: Client| async move { api.log_out().await };
         self.core
             .endpoint
             .call(context, &classify_api, log_out)
-            .await
+            .await?;
+        Ok(())
     }
 }
 
@@ -542,7 +543,11 @@ impl Weavr {
         identity: types::IdentityId,
     ) -> Result<(SecretString, bool), Error> {
         let context = self.context(Some(token), Replay::Gateway);
-        let body = types::AccessTokenRequest { identity };
+        let body = types::AccessTokenRequest {
+            identity,
+            client_assertion: None,
+            token: None,
+        };
         let exchange = |api: Client| async move { api.create_access_token(&body).await };
         let response = self
             .endpoint
