@@ -252,10 +252,7 @@ impl Session {
             proposed_password: proposed.clone(),
         };
         let change = |api: Client| async move { api.change_password(&body).await };
-        let endpoint = &self.core.endpoint;
-        endpoint
-            .call(Context::new(), &Failure::default_kind, change)
-            .await?;
+        self.call(change).await?;
         self.core.cache.provider.set_password(proposed);
         Ok(())
     }
@@ -271,10 +268,7 @@ impl Session {
             username: self.username().to_owned(),
         };
         let forgot = |api: Client| async move { api.forgot_password(&body).await };
-        let endpoint = &self.core.endpoint;
-        endpoint
-            .call(Context::new(), &Failure::default_kind, forgot)
-            .await?;
+        self.call(forgot).await?;
         Ok(())
     }
 
@@ -304,10 +298,7 @@ impl Session {
             confirmation_code: confirmation_code.into(),
         };
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
-        let endpoint = &self.core.endpoint;
-        endpoint
-            .call(Context::new(), &Failure::default_kind, confirm)
-            .await?;
+        self.call(confirm).await?;
         self.core.cache.provider.set_password(new_password);
         self.core.cache.clear_failure();
         Ok(())
@@ -334,11 +325,23 @@ impl Session {
         };
         let body = types::TokenRevokeRequest { refresh_token };
         let revoke = |api: Client| async move { api.revoke_token(&body).await };
+        self.call(revoke).await?;
+        Ok(())
+    }
+}
+
+impl Session {
+    /// One of the account's own calls beside login and refresh: no headers of its own, and
+    /// its failures read the default way.
+    async fn call<T, Op, Fut>(&self, operation: Op) -> Result<T, Error>
+    where
+        Op: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, progenitor_client::Error<types::Error>>>,
+    {
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new(), &Failure::default_kind, revoke)
-            .await?;
-        Ok(())
+            .call(Context::new(), &Failure::default_kind, operation)
+            .await
     }
 }
 
