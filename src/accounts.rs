@@ -104,7 +104,7 @@ impl SessionBuilder {
     /// # Errors
     ///
     /// [`ErrorKind::Configuration`] when the username, the password or the base URL is missing
-    /// or malformed.
+    /// or malformed, or a length is outside the service's.
     pub fn build(self) -> Result<Session, Error> {
         let given = session::require_plain(S, "username", self.username)?;
         let username = given.to_lowercase();
@@ -181,8 +181,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Configuration`] for a new password out of range (nothing is sent); the
-    /// service's refusal (an expired challenge session, a password the policy refuses, …);
+    /// [`ErrorKind::Configuration`] for a new password of the wrong length (nothing is sent);
+    /// the service's refusal (an expired challenge session, a password the policy refuses, …);
     /// [`ErrorKind::ServerError`] for a further challenge.
     pub async fn complete_new_password(
         &self,
@@ -204,9 +204,8 @@ impl Session {
             new_password: new_password.clone(),
         };
         let complete = |api: Client| async move { api.complete_new_password(&body).await };
-        let response = self
-            .core
-            .endpoint
+        let endpoint = &self.core.endpoint;
+        let response = endpoint
             .call(Context::new(), &classify_login, complete)
             .await?;
         let tokens = response.into_inner();
@@ -228,9 +227,9 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// Whatever getting a valid access token fails with; the service's refusal of the change (a
-    /// wrong previous password, a new one the policy refuses, …), after which the session keeps
-    /// the old password.
+    /// [`ErrorKind::Configuration`] for a password of the wrong length; whatever getting a
+    /// valid access token fails with; the service's refusal of the change, after which the
+    /// session keeps the old password.
     pub async fn change_password(
         &self,
         previous: impl Into<SecretString>,
@@ -254,10 +253,7 @@ impl Session {
             proposed_password: proposed.clone(),
         };
         let change = |api: Client| async move { api.change_password(&body).await };
-        let endpoint = &self.core.endpoint;
-        endpoint
-            .call(Context::new(), &Failure::default_kind, change)
-            .await?;
+        self.call(change).await?;
         self.core.cache.provider.set_password(proposed);
         Ok(())
     }
@@ -273,10 +269,7 @@ impl Session {
             username: self.username().to_owned(),
         };
         let forgot = |api: Client| async move { api.forgot_password(&body).await };
-        let endpoint = &self.core.endpoint;
-        endpoint
-            .call(Context::new(), &Failure::default_kind, forgot)
-            .await?;
+        self.call(forgot).await?;
         Ok(())
     }
 
@@ -286,8 +279,9 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// The service's refusal (a wrong or expired code, a password the policy refuses, …), after
-    /// which the session keeps the old password.
+    /// [`ErrorKind::Configuration`] for a password of the wrong length; the service's refusal
+    /// (a wrong or expired code, a password the policy refuses, …), after which the session
+    /// keeps the old password.
     pub async fn confirm_forgot_password(
         &self,
         confirmation_code: impl Into<SecretString>,
@@ -305,10 +299,7 @@ impl Session {
             confirmation_code: confirmation_code.into(),
         };
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
-        let endpoint = &self.core.endpoint;
-        endpoint
-            .call(Context::new(), &Failure::default_kind, confirm)
-            .await?;
+        self.call(confirm).await?;
         self.core.cache.provider.set_password(new_password);
         self.core.cache.clear_failure();
         Ok(())
@@ -335,11 +326,23 @@ impl Session {
         };
         let body = types::TokenRevokeRequest { refresh_token };
         let revoke = |api: Client| async move { api.revoke_token(&body).await };
+        self.call(revoke).await?;
+        Ok(())
+    }
+}
+
+impl Session {
+    /// One of the account's own calls beside login and refresh: no headers of its own, and
+    /// its failures read the default way.
+    async fn call<T, Op, Fut>(&self, operation: Op) -> Result<T, Error>
+    where
+        Op: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, progenitor_client::Error<types::Error>>>,
+    {
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new(), &Failure::default_kind, revoke)
-            .await?;
-        Ok(())
+            .call(Context::new(), &Failure::default_kind, operation)
+            .await
     }
 }
 

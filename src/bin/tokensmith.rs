@@ -12,7 +12,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use tokensmith::sandbox::{demo, Sandbox};
 use tokensmith::store::{FileStore, SealingKey};
@@ -427,7 +426,7 @@ async fn run(args: Args) -> Result<String, Failure> {
                 // Taken from --cache (TokenOrigin is non-exhaustive: anything new is a cache).
                 _ => "cache",
             };
-            let expires_at = SystemTime::now() + token.expires_in();
+            let expires_at = token.expires_at_system();
             serde_json::json!({
                 "provider": args.provider.name(),
                 "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(),

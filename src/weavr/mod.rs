@@ -205,7 +205,7 @@ impl SessionBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Configuration`] when the API key, the email, the password or the base URL
+    /// [`ErrorKind::Configuration`] when the base URL, the API key, the email or the password
     /// is missing or malformed.
     pub fn build(self) -> Result<Session, Error> {
         let api_key = session::require(S, "API key", self.api_key)?;
@@ -345,14 +345,14 @@ impl Session {
         let Some(entry) = current else {
             return Ok(());
         };
+        let context = self.context_with(Some(&entry.secret));
         // 200 {url} or 204: the generated client answers both as success.
         let log_out = |api: Client| async move { api.log_out().await };
-        let context = self.context_with(Some(&entry.secret));
         self.core
             .endpoint
             .call(context, &classify_api, log_out)
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 }
 
