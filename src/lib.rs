@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml) so feature-gated items show their feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
 pub mod clock;
