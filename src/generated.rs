@@ -44,8 +44,13 @@ macro_rules! generated_client {
     };
 }
 
+#[cfg(feature = "s7risk")]
 generated_client!(s7risk, "s7risk.rs");
+#[cfg(feature = "weavr")]
 generated_client!(weavr, "weavr.rs");
+#[cfg(feature = "accounts")]
 generated_client!(accounts, "accounts.rs");
+#[cfg(feature = "passwordsafe")]
 generated_client!(passwordsafe, "passwordsafe.rs");
+#[cfg(feature = "fib")]
 generated_client!(fib, "fib.rs");

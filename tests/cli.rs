@@ -1,5 +1,13 @@
 //! The `tokensmith` command, run as a subprocess against the sandbox: every provider, every
 //! command, `--cache` reuse and refresh, and the exit codes.
+#![cfg(all(
+    feature = "cli",
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,13 @@
 //! Arbitrary statuses and bodies fed to every service's login handling: whatever comes back,
 //! the result is a token or a typed error carrying the status, never a panic, and an error
 //! never quotes more than a short excerpt of what the service sent.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

@@ -10,6 +10,18 @@
 //! codes: 0 success, 2 usage or configuration, 3 credentials refused, 4 rate limited or locked,
 //! 5 any other service or transport error.
 
+#[cfg(not(any(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+)))]
+compile_error!(
+    "the tokensmith command needs at least one service feature: \
+     s7risk, weavr, accounts, passwordsafe or fib"
+);
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -83,6 +95,7 @@ struct CommandArg {
     command: Command,
 }
 
+#[cfg(feature = "weavr")]
 #[derive(Args, Debug)]
 struct WeavrArgs {
     /// What to print.
@@ -103,21 +116,25 @@ enum ProviderArg {
         name = "s7risk-user",
         after_help = "Environment: S7RISK_ORIGIN S7RISK_EMAIL S7RISK_PASSWORD"
     )]
+    #[cfg(feature = "s7risk")]
     S7riskUser(CommandArg),
     /// Intelligence Fusion, as an application.
     #[command(
         name = "s7risk-app",
         after_help = "Environment: S7RISK_ORIGIN S7RISK_CLIENT_ID S7RISK_SECRET"
     )]
+    #[cfg(feature = "s7risk")]
     S7riskApp(CommandArg),
     /// Weavr Multi API.
     #[command(after_help = "Environment: WEAVR_API_KEY WEAVR_EMAIL WEAVR_PASSWORD \
                             [WEAVR_OTP, read only with --step-up]\n\n\
                             A base URL is required (--base-url, TOKENSMITH_BASE_URL or \
                             --sandbox): Weavr gives each customer its Live URL on request.")]
+    #[cfg(feature = "weavr")]
     Weavr(WeavrArgs),
     /// Wikimedia Enterprise.
     #[command(after_help = "Environment: ACCOUNTS_USERNAME ACCOUNTS_PASSWORD")]
+    #[cfg(feature = "accounts")]
     Accounts(CommandArg),
     /// BeyondTrust Password Safe, with an OAuth client.
     #[command(
@@ -126,6 +143,7 @@ enum ProviderArg {
                       A base URL is required (--base-url, TOKENSMITH_BASE_URL or --sandbox): \
                       https://<host>/BeyondTrust/api/public/v3"
     )]
+    #[cfg(feature = "passwordsafe")]
     PasswordsafeOauth(CommandArg),
     /// BeyondTrust Password Safe, with an API key (PS-Auth).
     #[command(
@@ -135,9 +153,11 @@ enum ProviderArg {
                       A base URL is required (--base-url, TOKENSMITH_BASE_URL or --sandbox): \
                       https://<host>/BeyondTrust/api/public/v3"
     )]
+    #[cfg(feature = "passwordsafe")]
     PasswordsafeKey(CommandArg),
     /// Fraud Intelligence Blockchain.
     #[command(after_help = "Environment: FIB_EMAIL FIB_PRIVATE_KEY")]
+    #[cfg(feature = "fib")]
     Fib(CommandArg),
     /// Print a completion script for a shell to stdout.
     Completions {
@@ -183,34 +203,53 @@ impl From<Error> for Failure {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Provider {
+    #[cfg(feature = "s7risk")]
     S7riskUser,
+    #[cfg(feature = "s7risk")]
     S7riskApp,
+    #[cfg(feature = "weavr")]
     Weavr,
+    #[cfg(feature = "accounts")]
     Accounts,
+    #[cfg(feature = "passwordsafe")]
     PasswordSafeOauth,
+    #[cfg(feature = "passwordsafe")]
     PasswordSafeKey,
+    #[cfg(feature = "fib")]
     Fib,
 }
 
 impl Provider {
     fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "s7risk")]
             Self::S7riskUser => "s7risk-user",
+            #[cfg(feature = "s7risk")]
             Self::S7riskApp => "s7risk-app",
+            #[cfg(feature = "weavr")]
             Self::Weavr => "weavr",
+            #[cfg(feature = "accounts")]
             Self::Accounts => "accounts",
+            #[cfg(feature = "passwordsafe")]
             Self::PasswordSafeOauth => "passwordsafe-oauth",
+            #[cfg(feature = "passwordsafe")]
             Self::PasswordSafeKey => "passwordsafe-key",
+            #[cfg(feature = "fib")]
             Self::Fib => "fib",
         }
     }
 
     fn service(self) -> Service {
         match self {
+            #[cfg(feature = "s7risk")]
             Self::S7riskUser | Self::S7riskApp => Service::S7risk,
+            #[cfg(feature = "weavr")]
             Self::Weavr => Service::Weavr,
+            #[cfg(feature = "accounts")]
             Self::Accounts => Service::Accounts,
+            #[cfg(feature = "passwordsafe")]
             Self::PasswordSafeOauth | Self::PasswordSafeKey => Service::PasswordSafe,
+            #[cfg(feature = "fib")]
             Self::Fib => Service::Fib,
         }
     }
@@ -223,10 +262,12 @@ struct Request {
     sandbox: bool,
     provider: Provider,
     command: Command,
+    #[cfg_attr(not(feature = "weavr"), allow(dead_code))]
     step_up: bool,
 }
 
 /// Where a weavr step-up's code comes from.
+#[cfg(feature = "weavr")]
 #[derive(Clone)]
 enum OtpSource {
     Given(SecretString),
@@ -253,6 +294,10 @@ impl Env {
         self.plain(name, demo).map(SecretString::new)
     }
 
+    #[cfg_attr(
+        not(any(feature = "weavr", feature = "passwordsafe")),
+        allow(dead_code)
+    )]
     fn optional_secret(&self, name: &str, demo: &str) -> Option<SecretString> {
         self.secret(name, demo).ok()
     }
@@ -363,20 +408,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 enum Session {
+    #[cfg(feature = "s7risk")]
     S7risk(tokensmith::s7risk::Session),
+    #[cfg(feature = "weavr")]
     Weavr {
         session: tokensmith::weavr::Session,
         step_up: bool,
     },
+    #[cfg(feature = "accounts")]
     Accounts(tokensmith::accounts::Session),
+    #[cfg(feature = "passwordsafe")]
     PasswordSafe(tokensmith::passwordsafe::Session),
+    #[cfg(feature = "fib")]
     Fib(tokensmith::fib::Session),
 }
 
 impl Session {
     async fn access_token(&self) -> Result<AccessToken, Error> {
         match self {
+            #[cfg(feature = "s7risk")]
             Self::S7risk(s) => s.access_token().await,
+            #[cfg(feature = "weavr")]
             Self::Weavr { session, step_up } => {
                 if *step_up {
                     // A stepped-up token from --cache is not stepped up again (no new SMS).
@@ -385,18 +437,26 @@ impl Session {
                 }
                 session.access_token().await
             }
+            #[cfg(feature = "accounts")]
             Self::Accounts(s) => s.access_token().await,
+            #[cfg(feature = "passwordsafe")]
             Self::PasswordSafe(s) => s.access_token().await,
+            #[cfg(feature = "fib")]
             Self::Fib(s) => s.access_token().await,
         }
     }
 
     async fn logout(&self) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "s7risk")]
             Self::S7risk(s) => s.logout().await,
+            #[cfg(feature = "weavr")]
             Self::Weavr { session, .. } => session.logout().await,
+            #[cfg(feature = "accounts")]
             Self::Accounts(s) => s.logout().await,
+            #[cfg(feature = "passwordsafe")]
             Self::PasswordSafe(s) => s.logout().await,
+            #[cfg(feature = "fib")]
             Self::Fib(s) => s.logout().await,
         }
     }
@@ -421,9 +481,19 @@ fn session(
     base_url: Option<String>,
     store: Option<FileStore>,
 ) -> Result<Session, Failure> {
-    use tokensmith::{accounts, fib, passwordsafe, s7risk, weavr};
+    #[cfg(feature = "accounts")]
+    use tokensmith::accounts;
+    #[cfg(feature = "fib")]
+    use tokensmith::fib;
+    #[cfg(feature = "passwordsafe")]
+    use tokensmith::passwordsafe;
+    #[cfg(feature = "s7risk")]
+    use tokensmith::s7risk;
+    #[cfg(feature = "weavr")]
+    use tokensmith::weavr;
     let provider = request.provider;
     Ok(match provider {
+        #[cfg(feature = "s7risk")]
         Provider::S7riskUser | Provider::S7riskApp => {
             let credentials = if provider == Provider::S7riskUser {
                 s7risk::Credentials::user(
@@ -441,6 +511,7 @@ fn session(
                 .credentials(credentials);
             Session::S7risk(configure!(builder, base_url, store))
         }
+        #[cfg(feature = "weavr")]
         Provider::Weavr => {
             if base_url.is_none() {
                 return Err(Failure::usage(format!(
@@ -492,12 +563,14 @@ fn session(
                 step_up: request.step_up,
             }
         }
+        #[cfg(feature = "accounts")]
         Provider::Accounts => {
             let builder = accounts::Session::builder()
                 .username(env.plain("ACCOUNTS_USERNAME", demo::ACCOUNTS_USERNAME)?)
                 .password(env.secret("ACCOUNTS_PASSWORD", demo::ACCOUNTS_PASSWORD)?);
             Session::Accounts(configure!(builder, base_url, store))
         }
+        #[cfg(feature = "passwordsafe")]
         Provider::PasswordSafeOauth | Provider::PasswordSafeKey => {
             let credentials = if provider == Provider::PasswordSafeOauth {
                 passwordsafe::Credentials::oauth(
@@ -523,6 +596,7 @@ fn session(
             let builder = passwordsafe::Session::builder().credentials(credentials);
             Session::PasswordSafe(configure!(builder, base_url, store))
         }
+        #[cfg(feature = "fib")]
         Provider::Fib => {
             let builder = fib::Session::builder()
                 .email(env.plain("FIB_EMAIL", demo::FIB_EMAIL)?)
@@ -533,6 +607,7 @@ fn session(
 }
 
 /// Asks for the one-time password on the terminal, without echo.
+#[cfg(feature = "weavr")]
 async fn prompt_otp(challenge: tokensmith::weavr::Challenge) -> tokensmith::weavr::Answer {
     let attempt = match challenge {
         tokensmith::weavr::Challenge::Sms { attempt } => attempt,
@@ -640,12 +715,19 @@ fn parse() -> Result<Option<Request>, Failure> {
         },
     };
     let (provider, command, step_up) = match cli.provider {
+        #[cfg(feature = "s7risk")]
         ProviderArg::S7riskUser(a) => (Provider::S7riskUser, a.command, false),
+        #[cfg(feature = "s7risk")]
         ProviderArg::S7riskApp(a) => (Provider::S7riskApp, a.command, false),
+        #[cfg(feature = "weavr")]
         ProviderArg::Weavr(a) => (Provider::Weavr, a.command, a.step_up),
+        #[cfg(feature = "accounts")]
         ProviderArg::Accounts(a) => (Provider::Accounts, a.command, false),
+        #[cfg(feature = "passwordsafe")]
         ProviderArg::PasswordsafeOauth(a) => (Provider::PasswordSafeOauth, a.command, false),
+        #[cfg(feature = "passwordsafe")]
         ProviderArg::PasswordsafeKey(a) => (Provider::PasswordSafeKey, a.command, false),
+        #[cfg(feature = "fib")]
         ProviderArg::Fib(a) => (Provider::Fib, a.command, false),
         ProviderArg::Completions { shell } => {
             clap_complete::generate(
