@@ -5,6 +5,12 @@
 //! type can print a password or token through `Debug`. A schema with `x-tokensmith-type: <path>`
 //! is replaced by that hand-written type (where the wire format needs what typify cannot give,
 //! such as a form's documented field order).
+//!
+//! progenitor 0.15 panics on an operation whose success statuses mix a JSON body and no body
+//! (weavr's logout: 200 `{url}` or 204). Such bodiless statuses are taken out of what progenitor
+//! sees and put back into the generated method as success arms that answer the body type's
+//! `Default` (every field absent), so a 204 is a success with its own status, not an
+//! unexpected response.
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +39,7 @@ fn generate(spec_path: &Path, out_file: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(spec_path).map_err(|e| format!("cannot read: {e}"))?;
     let raw: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML: {e}"))?;
-    let spec: openapiv3::OpenAPI = serde_yaml::from_value(raw.clone())
+    let mut spec: openapiv3::OpenAPI = serde_yaml::from_value(raw.clone())
         .map_err(|e| format!("not a valid OpenAPI 3.0 document: {e}"))?;
     if !spec.openapi.starts_with("3.0.") {
         return Err(format!(
@@ -41,6 +47,7 @@ fn generate(spec_path: &Path, out_file: &Path) -> Result<(), String> {
             spec.openapi
         ));
     }
+    let bodiless = take_bodiless_successes(&mut spec);
     check_one_body_type_per_outcome(&spec)?;
 
     let mut settings = progenitor::GenerationSettings::new();
@@ -75,8 +82,11 @@ fn generate(spec_path: &Path, out_file: &Path) -> Result<(), String> {
         format!("progenitor panicked: {msg}")
     })?
     .map_err(|e| format!("progenitor rejected it: {e}"))?;
-    let file = syn::parse2::<syn::File>(tokens)
+    let mut file = syn::parse2::<syn::File>(tokens)
         .map_err(|e| format!("generated code does not parse: {e}"))?;
+    for (operation_id, statuses) in &bodiless {
+        put_back_bodiless_successes(&mut file, operation_id, statuses)?;
+    }
     let code = prettyplease::unparse(&file);
     std::fs::write(out_file, code).map_err(|e| format!("cannot write {}: {e}", out_file.display()))
 }
@@ -98,6 +108,119 @@ fn schemas_with(raw: &serde_yaml::Value, key: &str) -> Vec<(String, serde_yaml::
         .iter()
         .filter_map(|(name, schema)| Some((name.as_str()?.to_owned(), schema.get(key)?.clone())))
         .collect()
+}
+
+/// Removes, from operations that also have a success status with a JSON body, the success
+/// statuses that have no body; answers which ones, per operationId.
+fn take_bodiless_successes(spec: &mut openapiv3::OpenAPI) -> Vec<(String, Vec<u16>)> {
+    let resolved_has_body = |components: &Option<openapiv3::Components>,
+                             response: &openapiv3::ReferenceOr<openapiv3::Response>|
+     -> bool {
+        match response {
+            openapiv3::ReferenceOr::Item(r) => !r.content.is_empty(),
+            openapiv3::ReferenceOr::Reference { reference } => reference
+                .strip_prefix("#/components/responses/")
+                .and_then(|name| components.as_ref()?.responses.get(name))
+                .and_then(|r| r.as_item())
+                .is_some_and(|r| !r.content.is_empty()),
+        }
+    };
+    let components = spec.components.clone();
+    let mut taken = Vec::new();
+    for item in spec.paths.paths.values_mut() {
+        let openapiv3::ReferenceOr::Item(item) = item else {
+            continue;
+        };
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            let successes: Vec<(u16, bool)> = op
+                .responses
+                .responses
+                .iter()
+                .filter_map(|(status, response)| match status {
+                    openapiv3::StatusCode::Code(c) if (200..300).contains(c) => {
+                        Some((*c, resolved_has_body(&components, response)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !successes.iter().any(|(_, body)| *body) {
+                continue;
+            }
+            let empty: Vec<u16> = successes
+                .iter()
+                .filter(|(_, body)| !body)
+                .map(|(c, _)| *c)
+                .collect();
+            if empty.is_empty() {
+                continue;
+            }
+            op.responses.responses.retain(
+                |status, _| !matches!(status, openapiv3::StatusCode::Code(c) if empty.contains(c)),
+            );
+            let id = op.operation_id.clone().unwrap_or_default();
+            taken.push((id, empty));
+        }
+    }
+    taken
+}
+
+/// Adds to the generated `operation_id` method one success arm per status in `statuses`,
+/// answering the body type's `Default` with the response's own status and headers.
+fn put_back_bodiless_successes(
+    file: &mut syn::File,
+    operation_id: &str,
+    statuses: &[u16],
+) -> Result<(), String> {
+    let not_found = || {
+        format!(
+            "operation {operation_id}: the generated method's status match was not found, so \
+             its bodiless success statuses {statuses:?} cannot be put back"
+        )
+    };
+    let method = file
+        .items
+        .iter_mut()
+        .filter_map(|item| match item {
+            syn::Item::Impl(block) => Some(block),
+            _ => None,
+        })
+        .flat_map(|block| block.items.iter_mut())
+        .find_map(|item| match item {
+            syn::ImplItem::Fn(f) if f.sig.ident == operation_id => Some(f),
+            _ => None,
+        })
+        .ok_or_else(not_found)?;
+    let matched = method
+        .block
+        .stmts
+        .iter_mut()
+        .rev()
+        .find_map(|stmt| match stmt {
+            syn::Stmt::Expr(syn::Expr::Match(m), None) => Some(m),
+            _ => None,
+        })
+        .ok_or_else(not_found)?;
+    // Before the catch-all, which is the last arm.
+    let at = matched.arms.len().checked_sub(1).ok_or_else(not_found)?;
+    for status in statuses.iter().rev() {
+        let arm: syn::Arm = syn::parse_str(&format!(
+            "{status}u16 => Ok(ResponseValue::new(::std::default::Default::default(), \
+             response.status(), response.headers().clone())),"
+        ))
+        .map_err(|e| format!("operation {operation_id}: {e}"))?;
+        matched.arms.insert(at, arm);
+    }
+    Ok(())
 }
 
 /// progenitor 0.15 asserts (and panics without naming the operation) when one operation has

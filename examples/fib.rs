@@ -1,11 +1,13 @@
 //! Fraud Intelligence Blockchain: a login signed with your Authorization key, 5-minute tokens
-//! renewed with the refresh token, logout.
+//! renewed with the refresh token, logout. The session signs the plain BLAKE2b-256 digest of
+//! the email first and Iroha's once if that is refused (see `tokensmith::fib::Digest`); set
+//! `FIB_DIGEST=plain` or `FIB_DIGEST=iroha` to pin the rule your backend verifies.
 //!
 //! With `FIB_EMAIL` and `FIB_PRIVATE_KEY` set, `cargo run --example fib` talks to
 //! `https://backend.fraudintelligencelimited.com`; otherwise to the built-in sandbox (which
 //! knows the vendor's test user).
 
-use tokensmith::fib::Session;
+use tokensmith::fib::{Digest, Session};
 use tokensmith::sandbox::{demo, Sandbox};
 use tokensmith::Service;
 
@@ -25,6 +27,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _sandbox = Some(sandbox);
             builder
         }
+    };
+    let builder = match env("FIB_DIGEST").as_deref() {
+        None => builder,
+        Some("plain") => builder.digest(Digest::Plain),
+        Some("iroha") => builder.digest(Digest::Iroha),
+        Some(other) => return Err(format!("FIB_DIGEST must be plain or iroha, not {other}").into()),
     };
     let session = builder.build()?;
     let token = session.access_token().await?;

@@ -5,10 +5,13 @@
 //! which lives 90 days and serves at most 90 refreshes; after that, or when it is refused, the
 //! session logs in again. An account that must set a new password first answers the login
 //! with a `NEW_PASSWORD_REQUIRED` challenge: the error carries the challenge's session, which
-//! [`Session::complete_new_password`] answers. Any other challenge Amazon Cognito may ask for
-//! (`SMS_MFA`, `SOFTWARE_TOKEN_MFA`, …) has no endpoint to answer it: the login fails with
+//! [`Session::complete_new_password`] answers. No source shows the login passing on another
+//! Amazon Cognito challenge; should one come, nothing could answer it: the login fails with
 //! [`ErrorKind::UnsupportedChallenge`] naming the challenge ([`Error::code`]), and is not
 //! tried again until `clear_failure()`.
+//!
+//! The service takes usernames and passwords of 1 to 255 characters and new passwords of 6 to
+//! 255; a value outside those is a configuration error before any request is sent.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -29,7 +32,7 @@ use std::time::{Duration, SystemTime};
 pub use crate::generated::accounts::{types, Client};
 
 use crate::cache::Provider;
-use crate::error::{Error, ErrorKind, FieldError, Service};
+use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::response::{map_api_error, ErrorBody, Failure};
 use crate::retry::Replay;
@@ -48,6 +51,25 @@ pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 
 pub const MAX_REFRESHES: u32 = 90;
 
 const S: Service = Service::Accounts;
+
+/// The lengths, in characters, the service's validation allows (more or fewer: a 422).
+const USERNAME_LENGTH: (usize, usize) = (1, 255);
+const PASSWORD_LENGTH: (usize, usize) = (1, 255);
+const NEW_PASSWORD_LENGTH: (usize, usize) = (6, 255);
+
+/// Refuses, before sending, a value the service would answer with a 422 (whose message names
+/// no field). The value itself is never quoted.
+fn check_length(what: &str, value: &str, (min, max): (usize, usize)) -> Result<(), Error> {
+    let length = value.chars().count();
+    if (min..=max).contains(&length) {
+        Ok(())
+    } else {
+        Err(Error::configuration(
+            Some(S),
+            format!("{what} must be {min} to {max} characters, as the service requires"),
+        ))
+    }
+}
 
 /// Builds a [`Session`].
 #[derive(Debug, Default)]
@@ -84,6 +106,8 @@ impl SessionBuilder {
             tracing::warn!(service = %S, "the username was lowercased, as the service requires");
         }
         let password = session::require(S, "password", self.password)?;
+        check_length("the username", &username, USERNAME_LENGTH)?;
+        check_length("the password", password.expose_secret(), PASSWORD_LENGTH)?;
         let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
         let provider = Accounts {
             endpoint: endpoint.clone(),
@@ -135,15 +159,23 @@ impl Session {
     /// Answers a `NEW_PASSWORD_REQUIRED` challenge: `challenge_session` is the one the login's
     /// [`ErrorKind::NewPasswordRequired`] error carried ([`Error::challenge_session`]). On
     /// success the session holds the new token set, logs in with the new password from then
-    /// on, and returns the access token. Should the service answer a further challenge instead
-    /// of tokens, the error is [`ErrorKind::UnsupportedChallenge`] naming it ([`Error::code`]);
-    /// the new password is kept for later logins all the same.
+    /// on, and returns the access token. The new password must be 6 to 255 characters (else a
+    /// [`ErrorKind::Configuration`] error, and nothing is sent).
+    ///
+    /// The service answers only a token set: should Amazon Cognito ask for a further challenge,
+    /// it answers 500 ([`ErrorKind::ServerError`]), as it does for any failure. The session's
+    /// password is then left as it was, since whether the service took the new one is unknown.
     pub async fn complete_new_password(
         &self,
         challenge_session: &SecretString,
         new_password: impl Into<SecretString>,
     ) -> Result<crate::AccessToken, Error> {
         let new_password = new_password.into();
+        check_length(
+            "the new password",
+            new_password.expose_secret(),
+            NEW_PASSWORD_LENGTH,
+        )?;
         let provider = &self.core.cache.provider;
         let clock = &self.core.cache.clock;
         let (sent_at, sent_wall) = (clock.now(), clock.system_now());
@@ -160,28 +192,9 @@ impl Session {
             Ok(response) => response,
             Err(e) => return Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
         };
-        let status = response.status().as_u16();
         let tokens = response.into_inner();
-        // The service took the new password even when Cognito asks for a further challenge:
-        // later logins use it (and report that challenge).
         provider.set_password(new_password);
-        if let Some(challenge) = challenge(tokens.challenge_name.as_ref()) {
-            self.core.cache.clear_failure();
-            return Err(unsupported_challenge(
-                "completing the new password",
-                challenge,
-                status,
-            ));
-        }
-        let Some(access) = tokens.access_token else {
-            self.core.cache.clear_failure();
-            return Err(Error::new(ErrorKind::Decode)
-                .with_service(S)
-                .with_status(status)
-                .with_message(
-                    "completing the new password answered neither tokens nor a challenge",
-                ));
-        };
+        let access = tokens.access_token;
         let grant = grant(
             access,
             tokens.refresh_token,
@@ -193,13 +206,24 @@ impl Session {
     }
 
     /// Changes the account's password (`/v1/change-password`, with a valid access token); the
-    /// session logs in with the new one from then on.
+    /// session logs in with the new one from then on. Both passwords must be 1 to 255
+    /// characters (else a [`ErrorKind::Configuration`] error, and nothing is sent).
     pub async fn change_password(
         &self,
         previous: impl Into<SecretString>,
         proposed: impl Into<SecretString>,
     ) -> Result<(), Error> {
-        let proposed = proposed.into();
+        let (previous, proposed) = (previous.into(), proposed.into());
+        check_length(
+            "the previous password",
+            previous.expose_secret(),
+            PASSWORD_LENGTH,
+        )?;
+        check_length(
+            "the proposed password",
+            proposed.expose_secret(),
+            PASSWORD_LENGTH,
+        )?;
         let token = self.access_token().await?;
         let sent_wall = self.core.cache.clock.system_now();
         let (api, probe) = self
@@ -208,7 +232,7 @@ impl Session {
             .client(Client::new_with_client, Context::new());
         let body = types::ChangePasswordRequest {
             access_token: token.secret().clone(),
-            previous_password: previous.into(),
+            previous_password: previous,
             proposed_password: proposed.clone(),
         };
         match api.change_password(&body).await {
@@ -238,13 +262,19 @@ impl Session {
     }
 
     /// Sets a new password with the confirmation code [`Self::forgot_password`] had sent; the
-    /// session logs in with it from then on (a refused login is forgotten).
+    /// session logs in with it from then on (a refused login is forgotten). The password must
+    /// be 1 to 255 characters (else a [`ErrorKind::Configuration`] error, and nothing is sent).
     pub async fn confirm_forgot_password(
         &self,
         confirmation_code: impl Into<SecretString>,
         new_password: impl Into<SecretString>,
     ) -> Result<(), Error> {
         let new_password = new_password.into();
+        check_length(
+            "the new password",
+            new_password.expose_secret(),
+            PASSWORD_LENGTH,
+        )?;
         let sent_wall = self.core.cache.clock.system_now();
         let (api, probe) = self
             .core
@@ -317,27 +347,12 @@ impl Accounts {
     }
 }
 
+// No field errors: the service answers a 422 with "Internal error, please try again later."
+// and names no field.
 impl ErrorBody for types::Error {
     fn message(&self) -> Option<String> {
         self.message.clone()
     }
-
-    fn field_errors(&self) -> Vec<FieldError> {
-        self.message
-            .as_deref()
-            .map(|m| m.split("; ").filter_map(validation_failure).collect())
-            .unwrap_or_default()
-    }
-}
-
-/// One of the service's 422 validation messages (Go's validator, one per field, joined with
-/// "; "): `Key: 'Model.Username' Error:Field validation for 'Username' failed on the 'required'
-/// tag` is the field `Username` failing `required`. Other text is no field error.
-fn validation_failure(part: &str) -> Option<FieldError> {
-    let rest = part.trim().split_once("Error:Field validation for '")?.1;
-    let (field, rest) = rest.split_once("' failed on the '")?;
-    let (tag, _) = rest.split_once("' tag")?;
-    Some(FieldError::new(field, tag, Vec::new()))
 }
 
 fn classify_login(failure: &Failure) -> ErrorKind {
@@ -537,7 +552,7 @@ mod tests {
             "the vendor's own description says 403"
         );
         assert_eq!(
-            classify_refresh(&failure(401, "Invalid Refresh Token")),
+            classify_refresh(&failure(401, "Unauthorized.")),
             ErrorKind::TokenRejected
         );
         assert_eq!(

@@ -135,8 +135,8 @@ impl SessionBuilder {
     }
 
     /// The API version to ask for (`3.0`, `3.1` or `3.2`), sent as the `version` query
-    /// parameter of the session's own calls. Without it the service uses 3.0; the vendor
-    /// recommends 3.1.
+    /// parameter of the session's own calls. Without it no `version` is sent and the
+    /// installation answers with its default version (no source says which).
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
         self.api_version = Some(version.into());
         self

@@ -397,8 +397,9 @@ impl<P: Attach> Authorizer for Core<P> {
 /// The builder setters every service shares.
 macro_rules! common_builder_methods {
     () => {
-        /// The service's base URL. Defaults to the production server. Must be `https`, or
-        /// plain `http` to a loopback address (a local sandbox).
+        /// The service's base URL. Defaults to the production server where the service has a
+        /// public one (weavr and Password Safe have none: there it is required). Must be
+        /// `https`, or plain `http` to a loopback address (a local sandbox).
         pub fn base_url(mut self, url: impl Into<String>) -> Self {
             self.common.base_url = Some(url.into());
             self

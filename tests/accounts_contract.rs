@@ -239,11 +239,9 @@ async fn complete_new_password_request_and_token_set() {
         .unwrap()
         .into_inner();
 
-    assert_eq!(body.access_token.unwrap().expose_secret(), ACCESS);
+    assert_eq!(body.access_token.expose_secret(), ACCESS);
     assert_eq!(body.id_token.unwrap().expose_secret(), ID);
     assert_eq!(body.refresh_token.unwrap().expose_secret(), REFRESH);
-    assert!(body.session.is_none());
-    assert!(body.challenge_name.is_none());
     assert_eq!(body.expires_in, Some(86400));
     assert_request(
         &single_request(&server).await,
@@ -256,7 +254,45 @@ async fn complete_new_password_request_and_token_set() {
 }
 
 #[tokio::test]
-async fn complete_new_password_decodes_a_further_challenge() {
+async fn complete_new_password_answers_a_further_challenge_with_500() {
+    // The service's code has no token set to give when Cognito asks another challenge.
+    let server = MockServer::start().await;
+    let reply = json!({"status": 500, "message": "Internal error, please try again later."});
+    mock(
+        &server,
+        "/v1/new-password-required",
+        ResponseTemplate::new(500).set_body_json(reply),
+    )
+    .await;
+
+    match client(&server)
+        .complete_new_password(&new_password_body())
+        .await
+        .unwrap_err()
+    {
+        progenitor_client::Error::ErrorResponse(response) => {
+            assert_eq!(response.status(), 500);
+            let body = response.into_inner();
+            assert_eq!(body.status, Some(500));
+            assert_eq!(
+                body.message.as_deref(),
+                Some("Internal error, please try again later.")
+            );
+        }
+        other => panic!("expected the documented 500, got {other:?}"),
+    }
+    assert_request(
+        &single_request(&server).await,
+        &expected(
+            "/v1/new-password-required",
+            json!({"session": SESSION, "username": "admin", "new_password": NEW_PASSWORD}),
+            true,
+        ),
+    );
+}
+
+#[tokio::test]
+async fn complete_new_password_without_an_access_token_is_not_a_token_set() {
     let server = MockServer::start().await;
     let reply = json!({"challenge_name": "MFA_SETUP", "session": SESSION});
     mock(
@@ -266,18 +302,39 @@ async fn complete_new_password_decodes_a_further_challenge() {
     )
     .await;
 
-    let body = client(&server)
+    match client(&server)
         .complete_new_password(&new_password_body())
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap_err()
+    {
+        progenitor_client::Error::InvalidResponsePayload(bytes, _) => {
+            assert!(String::from_utf8_lossy(&bytes).contains("MFA_SETUP"))
+        }
+        other => panic!("expected InvalidResponsePayload, got {other:?}"),
+    }
+}
 
-    assert_eq!(
-        body.challenge_name,
-        Some(types::ChallengeName("MFA_SETUP".into()))
+#[tokio::test]
+async fn forgot_password_takes_an_email_as_the_username() {
+    let server = MockServer::start().await;
+    mock(&server, "/v1/forgot-password", ResponseTemplate::new(204)).await;
+
+    let response = client(&server)
+        .forgot_password(&types::ForgotPasswordRequest {
+            username: "admin@example.org".into(),
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 204);
+    assert_request(
+        &single_request(&server).await,
+        &expected(
+            "/v1/forgot-password",
+            json!({"username": "admin@example.org"}),
+            false,
+        ),
     );
-    assert_eq!(body.session.unwrap().expose_secret(), SESSION);
-    assert!(body.access_token.is_none() && body.refresh_token.is_none());
 }
 
 #[tokio::test]
@@ -399,28 +456,28 @@ const ROUTES: [&str; 7] = [
 ];
 
 #[tokio::test]
-async fn every_operation_401_unauthorized() {
+async fn every_operation_401_with_the_service_s_message() {
     for route in ROUTES {
-        documented_error(route, 401, "Incorrect username or password.").await;
+        let message = match route {
+            "/v1/login" => "Incorrect username or password.",
+            "/v1/forgot-password" => "User not found.",
+            _ => "Unauthorized.",
+        };
+        documented_error(route, 401, message).await;
     }
 }
 
 #[tokio::test]
 async fn every_operation_422_unprocessable() {
     for route in ROUTES {
-        documented_error(
-            route,
-            422,
-            "Key: 'Model.Username' Error:Field validation for 'Username' failed on the 'required' tag; Key: 'Model.Password' Error:Field validation for 'Password' failed on the 'required' tag",
-        )
-        .await;
+        documented_error(route, 422, "Internal error, please try again later.").await;
     }
 }
 
 #[tokio::test]
 async fn every_operation_500_internal_error() {
     for route in ROUTES {
-        documented_error(route, 500, "Internal server error.").await;
+        documented_error(route, 500, "Internal error, please try again later.").await;
     }
 }
 
@@ -492,12 +549,10 @@ fn debug_of_secret_bearing_types_prints_no_secret() {
             id_token: Some(ID.into()),
         },
         types::NewPasswordResponse {
-            access_token: Some(ACCESS.into()),
-            challenge_name: None,
+            access_token: ACCESS.into(),
             expires_in: None,
             id_token: None,
             refresh_token: Some(REFRESH.into()),
-            session: None,
         },
     );
     let printed = format!(

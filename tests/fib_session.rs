@@ -11,7 +11,7 @@ use common::{
 };
 use serde_json::json;
 use tokensmith::clock::ManualClock;
-use tokensmith::fib::Session;
+use tokensmith::fib::{Digest, Session};
 use tokensmith::{ErrorKind, RefreshPolicy, Service, TokenOrigin};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -104,41 +104,294 @@ async fn login_signs_the_email_and_the_token_is_cached_for_its_lifetime() {
     );
 }
 
-#[tokio::test]
-async fn the_signed_digest_has_the_lowest_bit_of_its_last_byte_set() {
-    // BLAKE2b-256 of this email ends in an even byte: without `d[31] |= 1` the signature would
-    // be 61cb00a8…, which the service refuses.
-    const BOB: &str = "bob@wonderland.space";
-    const BOB_SIGNATURE: &str = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(SESSION))
-        .respond_with(tokens("1", 0, 300))
-        .mount(&server)
-        .await;
-    let session = Session::builder()
+/// BLAKE2b-256 of this email ends in an even byte (0x82): the two digest rules give different
+/// signatures. Both are the values of API-NOTES.md, written out, not produced by our signer.
+const BOB: &str = "bob@wonderland.space";
+const BOB_PLAIN: &str = "61cb00a8d98b6e0727fe945849649ae909809b87fed826bddad208fd67837af27aefca5d120a92157cd8ccec119aaa9c76735f155e3cac1f5331e972ec475502";
+const BOB_IROHA: &str = "c7126087ca5b91fe0466dee18cdcf9a084c03458691a77da84c5d05a869e1285af9082f915e6546f529363035329e6f9ea94c4098e92c633eb095e351ebbc30c";
+const REFUSED: &str = "User signature could not be verified.";
+const BOTH_REFUSED: &str = "User signature could not be verified. (both digests were tried: the \
+                            plain BLAKE2b-256 digest and Iroha's (d[31] |= 1); neither signature \
+                            was accepted)";
+
+fn bob(server: &MockServer, clock: &ManualClock, digest: Option<Digest>) -> Session {
+    let builder = Session::builder()
         .base_url(server.uri())
         .email(BOB)
         .private_key(PRIVATE)
-        .clock(test_clock())
-        .build()
-        .unwrap();
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false));
+    match digest {
+        Some(digest) => builder.digest(digest),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
+/// A backend that verifies one digest rule: it accepts `accepted` (bob's signature under that
+/// rule) and answers every other login 422. Each login gets tokens tagged with its order.
+async fn backend_accepting(server: &MockServer, accepted: &str) {
+    for (n, at) in [(1, 0), (2, 86_400), (3, 2 * 86_400)] {
+        Mock::given(method("POST"))
+            .and(path(SESSION))
+            .and(body_json(
+                json!({"email": BOB, "signature": accepted, "authPublicKeyHex": PUBLIC}),
+            ))
+            .respond_with(tokens(&n.to_string(), at, 300))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(fib_error(422, "UNPROCESSABLE_ENTITY", REFUSED))
+        .with_priority(2)
+        .mount(server)
+        .await;
+}
+
+/// The signatures of the logins the server received, in order; each checked to be exactly
+/// the documented request.
+async fn sent_signatures(server: &MockServer) -> Vec<String> {
+    let mut signatures = Vec::new();
+    for request in requests(server, "POST").await {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let signature = body["signature"].as_str().unwrap().to_owned();
+        assert_request(
+            &request,
+            &Expected {
+                method: "POST",
+                path: SESSION,
+                query: None,
+                headers: &[("content-type", "application/json")],
+                body: Body::Json(
+                    json!({"email": BOB, "signature": signature, "authPublicKeyHex": PUBLIC}),
+                ),
+            },
+        );
+        signatures.push(signature);
+    }
+    signatures
+}
+
+#[tokio::test]
+async fn a_backend_that_verifies_the_plain_digest_is_answered_in_one_request() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    backend_accepting(&server, BOB_PLAIN).await;
+    let session = bob(&server, &clock, None);
 
     let token = session.access_token().await.unwrap();
 
     assert_eq!(token.secret().expose_secret(), access("1", 0));
-    assert_request(
-        &single_request(&server).await,
-        &Expected {
-            method: "POST",
-            path: SESSION,
-            query: None,
-            headers: &[("content-type", "application/json")],
-            body: Body::Json(
-                json!({"email": BOB, "signature": BOB_SIGNATURE, "authPublicKeyHex": PUBLIC}),
-            ),
-        },
+    assert_eq!(sent_signatures(&server).await, [BOB_PLAIN]);
+}
+
+#[tokio::test]
+async fn a_backend_that_verifies_iroha_s_digest_is_answered_by_a_second_signature_then_learned() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    backend_accepting(&server, BOB_IROHA).await;
+    let session = bob(&server, &clock, None);
+
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("1", 0));
+    assert_eq!(token.origin(), TokenOrigin::Login);
+    assert_eq!(sent_signatures(&server).await, [BOB_PLAIN, BOB_IROHA]);
+    assert_eq!(
+        session.request_counts().logins,
+        1,
+        "one login, two requests"
     );
+
+    // The refresh token has expired: a new login, signed the learned way at once.
+    clock.advance(Duration::from_secs(86_400));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("2", 86_400));
+    assert_eq!(
+        sent_signatures(&server).await,
+        [BOB_PLAIN, BOB_IROHA, BOB_IROHA]
+    );
+
+    // A clone shares what was learned.
+    let clone = session.clone();
+    clock.advance(Duration::from_secs(86_400));
+    let token = clone.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("3", 2 * 86_400));
+    assert_eq!(
+        sent_signatures(&server).await,
+        [BOB_PLAIN, BOB_IROHA, BOB_IROHA, BOB_IROHA]
+    );
+}
+
+#[tokio::test]
+async fn a_pinned_rule_is_the_only_one_sent() {
+    for (pinned, signature, accepted) in [
+        (Digest::Iroha, BOB_IROHA, true),
+        (Digest::Plain, BOB_PLAIN, false),
+    ] {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        backend_accepting(&server, BOB_IROHA).await;
+        let session = bob(&server, &clock, Some(pinned));
+
+        let result = session.access_token().await;
+
+        assert_eq!(sent_signatures(&server).await, [signature], "{pinned:?}");
+        if accepted {
+            assert_eq!(result.unwrap().secret().expose_secret(), access("1", 0));
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
+            assert_eq!(err.status(), Some(422));
+            assert_eq!(
+                err.message(),
+                Some(REFUSED),
+                "one rule tried, none other named"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn when_both_signatures_are_refused_the_error_says_both_digests_were_tried() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(fib_error(422, "UNPROCESSABLE_ENTITY", REFUSED))
+        .mount(&server)
+        .await;
+    let session = bob(&server, &clock, None);
+
+    let err = session.access_token().await.unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
+    assert_eq!(err.status(), Some(422));
+    assert_eq!(err.code(), Some("UNPROCESSABLE_ENTITY"));
+    assert_eq!(err.message(), Some(BOTH_REFUSED));
+    assert_eq!(sent_signatures(&server).await, [BOB_PLAIN, BOB_IROHA]);
+    // A refused credential is not sent again.
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(
+        session.access_token().await.unwrap_err().message(),
+        Some(BOTH_REFUSED)
+    );
+    assert_eq!(requests(&server, "POST").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_learned_rule_refused_later_falls_back_once_to_the_other() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    // First the backend verifies Iroha's digest, then (after a redeploy) the plain one.
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .and(body_json(
+            json!({"email": BOB, "signature": BOB_IROHA, "authPublicKeyHex": PUBLIC}),
+        ))
+        .respond_with(tokens("1", 0, 300))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .and(body_json(
+            json!({"email": BOB, "signature": BOB_PLAIN, "authPublicKeyHex": PUBLIC}),
+        ))
+        .respond_with(fib_error(422, "UNPROCESSABLE_ENTITY", REFUSED))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    backend_accepting(&server, BOB_PLAIN).await;
+    let session = bob(&server, &clock, None);
+    session.access_token().await.unwrap();
+    assert_eq!(sent_signatures(&server).await, [BOB_PLAIN, BOB_IROHA]);
+
+    clock.advance(Duration::from_secs(86_400));
+    session.access_token().await.unwrap();
+    assert_eq!(
+        sent_signatures(&server).await,
+        [BOB_PLAIN, BOB_IROHA, BOB_IROHA, BOB_PLAIN],
+        "the learned rule first, the other once"
+    );
+    clock.advance(Duration::from_secs(86_400));
+    session.access_token().await.unwrap();
+    assert_eq!(requests(&server, "POST").await.len(), 5);
+    assert_eq!(sent_signatures(&server).await[4], BOB_PLAIN);
+}
+
+#[tokio::test]
+async fn only_a_422_leads_to_the_second_signature() {
+    for (status, name) in [
+        (400, "BAD_REQUEST"),
+        (404, "NOT_FOUND"),
+        (500, "INTERNAL_SERVER_ERROR"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(SESSION))
+            .respond_with(fib_error(status, name, "no"))
+            .mount(&server)
+            .await;
+        let err = bob(&server, &test_clock(), None)
+            .access_token()
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(status));
+        assert_eq!(err.message(), Some("no"));
+        let sent = sent_signatures(&server).await;
+        assert_eq!(sent[0], BOB_PLAIN, "{status}");
+        assert!(
+            sent.iter().all(|s| s == BOB_PLAIN),
+            "{status}: never signed the other way"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_given_signature_is_sent_as_given_without_fallback() {
+    for signature in [BOB_PLAIN, BOB_IROHA] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(SESSION))
+            .respond_with(fib_error(422, "UNPROCESSABLE_ENTITY", REFUSED))
+            .mount(&server)
+            .await;
+        let session = Session::builder()
+            .base_url(server.uri())
+            .email(BOB)
+            .signature(signature, PUBLIC)
+            .clock(test_clock())
+            .build()
+            .expect("a signature under either rule is accepted");
+
+        let err = session.access_token().await.unwrap_err();
+
+        assert_eq!(err.message(), Some(REFUSED));
+        assert_eq!(sent_signatures(&server).await, [signature]);
+    }
+}
+
+#[test]
+fn a_given_signature_must_verify_under_the_pinned_rule() {
+    let build = |signature: &str, digest: Digest| {
+        Session::builder()
+            .email(BOB)
+            .signature(signature, PUBLIC)
+            .digest(digest)
+            .build()
+    };
+    assert!(build(BOB_PLAIN, Digest::Plain).is_ok());
+    assert!(build(BOB_IROHA, Digest::Iroha).is_ok());
+    for (signature, digest) in [(BOB_PLAIN, Digest::Iroha), (BOB_IROHA, Digest::Plain)] {
+        let err = build(signature, digest).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration, "{digest:?}");
+    }
 }
 
 #[tokio::test]
@@ -400,6 +653,8 @@ async fn a_400_or_422_on_refresh_leads_to_a_new_signed_login() {
     }
 }
 
+/// alice's digest ends in an odd byte: both rules sign the same digest, so there is nothing
+/// else to try.
 #[tokio::test]
 async fn a_refused_signature_is_sent_once() {
     let server = MockServer::start().await;
@@ -565,4 +820,35 @@ async fn nothing_prints_a_secret() {
     for secret in [PRIVATE, SIGNATURE, &access("1", 0), &refresh("1", 0)] {
         assert!(!printed.contains(secret), "leaked in {printed}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_login_of_at_most_two_requests() {
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .and(body_json(
+            json!({"email": BOB, "signature": BOB_IROHA, "authPublicKeyHex": PUBLIC}),
+        ))
+        .respond_with(tokens("1", 0, 300).set_delay(Duration::from_millis(50)))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    // The refusal is held, so that every caller arrives while the login is in flight.
+    Mock::given(method("POST"))
+        .and(path(SESSION))
+        .respond_with(
+            fib_error(422, "UNPROCESSABLE_ENTITY", REFUSED).set_delay(Duration::from_millis(200)),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let session = bob(&server, &clock, None);
+
+    let shared = common::assert_all_callers_share_one_token(&session, 500).await;
+
+    assert_eq!(shared, access("1", 0));
+    assert_eq!(sent_signatures(&server).await, [BOB_PLAIN, BOB_IROHA]);
+    assert_eq!(session.request_counts().logins, 1);
 }

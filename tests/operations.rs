@@ -141,3 +141,77 @@ fn every_operation_has_a_unique_snake_case_id_and_documents_its_errors() {
         );
     }
 }
+
+fn document(api: &str) -> serde_yaml::Value {
+    let file = format!("{}/openapi/{api}.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+#[test]
+fn every_document_ends_its_description_with_its_sources_then_its_assumptions() {
+    for api in ["s7risk", "weavr", "accounts", "passwordsafe", "fib"] {
+        let doc = document(api);
+        let description = doc["info"]["description"].as_str().unwrap_or_default();
+        let sources = description
+            .find("**Sources.**")
+            .unwrap_or_else(|| panic!("{api}: no Sources list"));
+        let assumptions = description
+            .find("**Assumptions**")
+            .unwrap_or_else(|| panic!("{api}: no Assumptions list"));
+        assert!(sources < assumptions, "{api}: sources come first");
+        let last = &description[assumptions..];
+        assert!(
+            !last.contains("\n\n"),
+            "{api}: the assumptions are the description's last paragraph"
+        );
+        assert!(
+            last.contains("(a)"),
+            "{api}: the assumptions are listed, not summarised"
+        );
+    }
+}
+
+#[test]
+fn weavr_names_only_its_sandbox_and_logout_succeeds_with_200_or_204() {
+    let doc = document("weavr");
+    let servers = doc["servers"].as_sequence().expect("servers");
+    let urls: Vec<_> = servers.iter().map(|s| s["url"].as_str().unwrap()).collect();
+    assert_eq!(urls, ["https://sandbox.weavr.io/multi"]);
+    let text = serde_yaml::to_string(&doc).unwrap();
+    assert!(!text.contains("api.weavr.io/multi"), "no invented Live URL");
+    let logout = &doc["paths"]["/logout"]["post"];
+    assert_eq!(logout["deprecated"].as_bool(), Some(true));
+    let responses = logout["responses"].as_mapping().unwrap();
+    for status in ["200", "204"] {
+        assert!(
+            responses.contains_key(serde_yaml::Value::String(status.into())),
+            "/logout {status}"
+        );
+    }
+    for path in ["/identities", "/access_token"] {
+        let op = doc["paths"][path]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        let alternatives: Vec<Vec<&str>> = op["security"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|alt| {
+                alt.as_mapping()
+                    .unwrap()
+                    .keys()
+                    .map(|k| k.as_str().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            alternatives,
+            [vec!["auth_token", "api_key"], vec!["api_key"]],
+            "{path}: the api-key alone is enough for a delegated API client"
+        );
+    }
+}

@@ -135,6 +135,82 @@ async fn fib_checks_the_signature_and_renews_by_refresh_token() {
     );
 }
 
+fn fib_even(
+    sandbox: &Sandbox,
+    clock: &ManualClock,
+    digest: Option<tokensmith::fib::Digest>,
+) -> tokensmith::fib::Session {
+    let builder = tokensmith::fib::Session::builder()
+        .base_url(sandbox.base_url(Service::Fib))
+        .email(demo::FIB_EVEN_DIGEST_EMAIL)
+        .private_key(demo::FIB_PRIVATE_KEY)
+        .clock(clock.clone());
+    match digest {
+        Some(digest) => builder.digest(digest),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn fib_verifies_the_one_digest_rule_chosen_on_the_builder() {
+    use tokensmith::fib::Digest;
+    for (verified, other) in [
+        (None, Digest::Iroha),
+        (Some(Digest::Plain), Digest::Iroha),
+        (Some(Digest::Iroha), Digest::Plain),
+    ] {
+        let clock = common::test_clock();
+        let mut builder = Sandbox::builder().clock(clock.clone());
+        if let Some(digest) = verified {
+            builder = builder.fib_digest(digest);
+        }
+        let sandbox = builder.start().await;
+        let verified = verified.unwrap_or(Digest::Plain);
+
+        // Pinned to the other rule: refused, one request.
+        let error = fib_even(&sandbox, &clock, Some(other))
+            .access_token()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{verified:?}");
+        assert_eq!(
+            error.message(),
+            Some("User signature could not be verified.")
+        );
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!((counters.logins, counters.failed_logins), (0, 1));
+
+        // Pinned to the verified rule: one request.
+        fib_even(&sandbox, &clock, Some(verified))
+            .access_token()
+            .await
+            .unwrap();
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!((counters.logins, counters.failed_logins), (1, 1));
+
+        // Not pinned: the plain digest first, Iroha's after a 422, then only the learned one.
+        let session = fib_even(&sandbox, &clock, None);
+        session.access_token().await.unwrap();
+        let refused_first = u64::from(verified == Digest::Iroha);
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!(
+            (counters.logins, counters.failed_logins),
+            (2, 1 + refused_first),
+            "{verified:?}"
+        );
+        clock.advance(Duration::from_secs(24 * 3600));
+        session.access_token().await.unwrap();
+        let counters = sandbox.counters(Service::Fib);
+        assert_eq!(
+            (counters.logins, counters.failed_logins),
+            (3, 1 + refused_first),
+            "{verified:?}: one request once learned"
+        );
+    }
+}
+
 fn passwordsafe(
     sandbox: &Sandbox,
     clock: &ManualClock,
@@ -461,27 +537,77 @@ async fn accounts_revocation_also_ends_the_access_tokens_the_refresh_token_issue
     );
 }
 
-#[tokio::test]
-async fn accounts_422_names_the_missing_fields_as_the_service_does() {
-    let clock = common::test_clock();
-    let sandbox = sandbox(&clock).await;
+async fn accounts_post(sandbox: &Sandbox, route: &str, body: serde_json::Value) -> (u16, String) {
     let response = reqwest::Client::new()
         .post(format!(
-            "{}/v1/token-refresh",
+            "{}/v1/{route}",
             sandbox.base_url(Service::Accounts)
         ))
-        .json(&serde_json::json!({"username": demo::ACCOUNTS_USERNAME}))
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 422);
-    let body: serde_json::Value = response.json().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn accounts_answers_invalid_input_with_the_service_s_422_message() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let internal = r#"{"message":"Internal error, please try again later.","status":422}"#;
+    let long = "x".repeat(256);
+    for (route, body) in [
+        (
+            "token-refresh",
+            serde_json::json!({"username": demo::ACCOUNTS_USERNAME}),
+        ),
+        (
+            "login",
+            serde_json::json!({"username": long, "password": demo::ACCOUNTS_PASSWORD}),
+        ),
+        (
+            "login",
+            serde_json::json!({"username": demo::ACCOUNTS_USERNAME, "password": long}),
+        ),
+        (
+            "new-password-required",
+            serde_json::json!({"session": "s", "username": demo::ACCOUNTS_NEW_USERNAME, "new_password": "5char"}),
+        ),
+    ] {
+        let (status, text) = accounts_post(&sandbox, route, body.clone()).await;
+        assert_eq!(status, 422, "{route} {body}");
+        let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            got,
+            serde_json::from_str::<serde_json::Value>(internal).unwrap()
+        );
+    }
+    assert_eq!(sandbox.counters(Service::Accounts).failed_logins, 0);
+}
+
+#[tokio::test]
+async fn accounts_forgot_password_takes_the_username_or_the_email() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    for known in [demo::ACCOUNTS_USERNAME, demo::ACCOUNTS_EMAIL] {
+        let (status, text) = accounts_post(
+            &sandbox,
+            "forgot-password",
+            serde_json::json!({"username": known}),
+        )
+        .await;
+        assert_eq!((status, text.as_str()), (204, ""), "{known}");
+    }
+    let (status, text) = accounts_post(
+        &sandbox,
+        "forgot-password",
+        serde_json::json!({"username": "nobody@accounts.example"}),
+    )
+    .await;
+    assert_eq!(status, 401);
     assert_eq!(
-        body,
-        serde_json::json!({
-            "status": 422,
-            "message": "Key: 'Model.RefreshToken' Error:Field validation for 'RefreshToken' failed on the 'required' tag",
-        })
+        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        serde_json::json!({"status": 401, "message": "User not found."})
     );
 }
 

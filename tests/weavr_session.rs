@@ -519,6 +519,44 @@ async fn logout_accepts_200_and_204_and_wipes_the_session() {
 }
 
 #[tokio::test]
+async fn a_logout_through_api_answered_200_or_204_ends_the_session() {
+    for (response, url) in [
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"url": "https://idp.example.com/out"})),
+            Some("https://idp.example.com/out"),
+        ),
+        (ResponseTemplate::new(204), None),
+    ] {
+        let server = MockServer::start().await;
+        mount(&server, "POST", LOGIN, signed_in("tok-1", "ACCESS")).await;
+        mount(&server, "POST", "/logout", response).await;
+        let session = session(&server, &test_clock());
+        session.access_token().await.unwrap();
+
+        let answer = session.api().log_out().await.unwrap();
+
+        assert_eq!(answer.into_inner().url.as_deref(), url);
+        let logout = server.received_requests().await.unwrap()[1].clone();
+        assert_request(
+            &logout,
+            &Expected {
+                method: "POST",
+                path: "/logout",
+                query: None,
+                headers: &[("api-key", API_KEY), ("authorization", "Bearer tok-1")],
+                body: Body::None,
+            },
+        );
+        session.access_token().await.unwrap();
+        assert_eq!(
+            count_requests(&server, LOGIN).await,
+            2,
+            "{url:?}: the sign-out wiped the token"
+        );
+    }
+}
+
+#[tokio::test]
 async fn many_concurrent_callers_share_one_sign_in_and_a_cancelled_one_stalls_none() {
     let server = MockServer::start().await;
     mount(
@@ -706,4 +744,37 @@ async fn a_sign_in_refused_with_403_is_wrong_credentials_and_never_sent_again() 
         );
         assert_eq!(count_requests(&server, LOGIN).await, 1, "never sent again");
     }
+}
+
+#[test]
+fn there_is_no_default_base_url_the_live_one_is_given_on_request() {
+    let credentials = || {
+        Session::builder()
+            .api_key(API_KEY)
+            .email(EMAIL)
+            .password(PASSWORD)
+    };
+    let err = credentials().build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+    assert_eq!(err.service(), Some(Service::Weavr));
+    assert_eq!(
+        err.message(),
+        Some(
+            "the base URL is required (base_url(…)): Weavr gives each customer the Live URL on \
+             request; for Weavr's sandbox use weavr::SANDBOX_BASE_URL \
+             (https://sandbox.weavr.io/multi)"
+        )
+    );
+    assert_eq!(
+        tokensmith::weavr::SANDBOX_BASE_URL,
+        "https://sandbox.weavr.io/multi"
+    );
+    credentials()
+        .base_url(tokensmith::weavr::SANDBOX_BASE_URL)
+        .build()
+        .expect("the sandbox URL is enough");
+    credentials()
+        .base_url("https://live.example-customer.weavr.invalid/multi")
+        .build()
+        .expect("any https URL Weavr gives");
 }

@@ -1,9 +1,16 @@
 //! Fraud Intelligence Blockchain authentication (`https://backend.fraudintelligencelimited.com`).
 //!
 //! The login proves possession of the user's Authorization key: the session signs the email
-//! itself (Ed25519 over a BLAKE2b-256 prehash) from the private key, or sends a signature
+//! itself (Ed25519 over a BLAKE2b-256 digest) from the private key, or sends a signature
 //! computed elsewhere. Access tokens live 5 minutes and are renewed with the refresh token
 //! (`PATCH` on the session), which lives 24 hours; after that the session signs in again.
+//!
+//! The vendor's material does not settle which digest the service verifies (see [`Digest`]).
+//! A session that holds the private key signs the plain digest first; when the login is
+//! answered 422 and Iroha's digest gives a different signature, it sends the login once more
+//! signed that way. The rule that was accepted is kept by the session and all its clones and
+//! tried first at every later login, so from then on a login is one request. A login is never
+//! sent more than twice; [`SessionBuilder::digest`] pins the rule (one attempt).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -20,6 +27,7 @@
 
 pub(crate) mod sign;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -44,6 +52,25 @@ pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// The refresh-token lifetime, used when its `exp` claim cannot be read.
 pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Which digest of the email the login signature signs: `d` in
+/// `signature = hex(Ed25519-sign(authorization private key, d))`.
+///
+/// The vendor's sources disagree. The two rules give the same signature when the plain
+/// digest's last byte is odd (every example the vendor publishes) and different ones for the
+/// other half of all emails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Digest {
+    /// `d = BLAKE2b-256(UTF-8 email)`: the formula the vendor's signing page ("Signing user
+    /// email addresses", 2026-08) writes, and what its Python and Node.js examples sign.
+    /// Tried first.
+    Plain,
+    /// The same digest with the lowest bit of its last byte set (`d[31] |= 1`): Hyperledger
+    /// Iroha 2's hash, which the vendor's Kotlin example signs through (the Iroha Java SDK, in
+    /// its current releases) and which the JavaScript example the vendor removed in 2026-08
+    /// used.
+    Iroha,
+}
+
 /// Builds a [`Session`].
 #[derive(Debug, Default)]
 #[must_use]
@@ -52,6 +79,7 @@ pub struct SessionBuilder {
     email: Option<String>,
     private_key: Option<SecretString>,
     signature: Option<(SecretString, String)>,
+    digest: Option<Digest>,
 }
 
 impl SessionBuilder {
@@ -65,7 +93,8 @@ impl SessionBuilder {
 
     /// The private key of the user's Authorization key pair, in hex: 64 characters, or 128
     /// (the private key followed by the public key, which must match it). The session signs
-    /// the email with it.
+    /// the email with it: the plain digest first, Iroha's once if that is refused with 422,
+    /// unless [`Self::digest`] pins the rule.
     pub fn private_key(mut self, private_key_hex: impl Into<SecretString>) -> Self {
         self.private_key = Some(private_key_hex.into());
         self
@@ -74,7 +103,12 @@ impl SessionBuilder {
     /// Instead of a private key: a signature of the email computed elsewhere (128 hex
     /// characters; surrounding whitespace and capitals are accepted) and the Authorization
     /// public key (64 hex characters). [`Self::build`] checks that the signature verifies
-    /// for the email under that key, as the service would.
+    /// for the email under that key with either [`Digest`] (only the pinned one when
+    /// [`Self::digest`] is set), as the service would.
+    ///
+    /// A given signature cannot be re-signed: it gets no fallback. If the service verifies the
+    /// other digest, every login is refused with 422; sign with the other rule, or give the
+    /// private key instead.
     pub fn signature(
         mut self,
         signature_hex: impl Into<SecretString>,
@@ -84,16 +118,40 @@ impl SessionBuilder {
         self
     }
 
+    /// Pins the digest the login signs, for a backend known to verify that one: every login
+    /// is then exactly one request, and a 422 is final. Default: not pinned (plain first,
+    /// then Iroha's once on a 422).
+    pub fn digest(mut self, digest: Digest) -> Self {
+        self.digest = Some(digest);
+        self
+    }
+
     /// Checks the configuration (the key's size, alphabet and consistency; a given signature
     /// must verify for the email under the given public key) and builds the session. Makes no
     /// request.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::Fib;
         let email = session::require_plain(S, "email", self.email)?;
-        let (signature, public_key) = match (self.private_key, self.signature) {
+        let rules: &[Digest] = match self.digest {
+            Some(Digest::Plain) => &[Digest::Plain],
+            Some(Digest::Iroha) => &[Digest::Iroha],
+            None => &[Digest::Plain, Digest::Iroha],
+        };
+        let (signatures, public_key) = match (self.private_key, self.signature) {
             (Some(key), None) => {
                 let key = sign::AuthKey::from_hex(&key)?;
-                (key.sign_email(&email), key.public_key_hex())
+                let mut signatures: Vec<SecretString> = Vec::with_capacity(2);
+                for rule in rules {
+                    let signature = key.sign_email(&email, *rule);
+                    // Both rules sign the same digest when its last byte is odd: one attempt.
+                    if signatures
+                        .iter()
+                        .all(|s| s.expose_secret() != signature.expose_secret())
+                    {
+                        signatures.push(signature);
+                    }
+                }
+                (signatures, key.public_key_hex())
             }
             (None, Some((signature, public_key))) => {
                 let given = session::require(S, "signature", Some(signature))?;
@@ -113,7 +171,10 @@ impl SessionBuilder {
                 }
                 let public_key = sign::check_public_key(&public_key)?;
                 // The service would refuse it with 422 at every login; say so now.
-                if !sign::verify_email(&public_key, &email, signature.expose_secret()) {
+                let verifies = rules.iter().any(|rule| {
+                    sign::verify_email(&public_key, &email, signature.expose_secret(), *rule)
+                });
+                if !verifies {
                     return Err(Error::configuration(
                         Some(S),
                         "signature does not verify for this email under this public key (it \
@@ -121,7 +182,7 @@ impl SessionBuilder {
                          key)",
                     ));
                 }
-                (signature, public_key)
+                (vec![signature], public_key)
             }
             (Some(_), Some(_)) => {
                 return Err(Error::configuration(
@@ -140,7 +201,8 @@ impl SessionBuilder {
         let provider = Fib {
             endpoint: endpoint.clone(),
             email,
-            signature,
+            signatures,
+            accepted: AtomicUsize::new(0),
             public_key,
         };
         Ok(Session {
@@ -209,7 +271,12 @@ session::session_impls!(Session);
 struct Fib {
     endpoint: Endpoint,
     email: String,
-    signature: SecretString,
+    /// The signatures a login may send, the plain digest's first: two only when the session
+    /// signs itself, no rule is pinned and the two digests give different signatures.
+    signatures: Vec<SecretString>,
+    /// Which of `signatures` to send first: the one the service last accepted. The provider
+    /// sits behind the session's `Arc`, so every clone learns it at once.
+    accepted: AtomicUsize,
     public_key: String,
 }
 
@@ -244,7 +311,28 @@ fn classify_refresh(failure: &Failure) -> ErrorKind {
     }
 }
 
+/// Appended to the service's message when signatures over both digests were refused.
+const BOTH_REFUSED: &str = "both digests were tried: the plain BLAKE2b-256 digest and Iroha's \
+                            (d[31] |= 1); neither signature was accepted";
+
 impl Fib {
+    /// One login request, signed with `signatures[which]`.
+    async fn log_in(&self, which: usize, sent_wall: SystemTime) -> Result<Grant, Error> {
+        let (api, probe) = self.endpoint.client(
+            Client::new_with_client,
+            Context::new().with_replay(Replay::Gateway),
+        );
+        let body = types::LoginRequest {
+            email: self.email.clone(),
+            signature: self.signatures[which].clone(),
+            auth_public_key_hex: self.public_key.clone(),
+        };
+        match api.log_in(&body).await {
+            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
+            Err(e) => Err(map_api_error(Fib::SERVICE, e, &probe, sent_wall, &classify_login).await),
+        }
+    }
+
     fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
         let tokens = response.data;
         let expires_in = expiry::seconds_or_epoch(tokens.expiration_time, sent_wall);
@@ -282,20 +370,27 @@ impl Provider for Fib {
     }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
-        let body = types::LoginRequest {
-            email: self.email.clone(),
-            signature: self.signature.clone(),
-            auth_public_key_hex: self.public_key.clone(),
+        let first = self.accepted.load(Ordering::Relaxed);
+        let error = match self.log_in(first, sent_wall).await {
+            Err(error) if error.status() == Some(422) && self.signatures.len() == 2 => error,
+            other => return other,
         };
-        match api.log_in(&body).await {
-            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
-            Err(e) => {
-                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_login).await)
+        // Refused as unverifiable: the service may verify the other digest. Once, not more:
+        // a second 422 is a refused credential, never retried.
+        let other = 1 - first;
+        match self.log_in(other, sent_wall).await {
+            Ok(grant) => {
+                self.accepted.store(other, Ordering::Relaxed);
+                Ok(grant)
             }
+            Err(second) if second.status() == Some(422) => {
+                let said = second.message().or(error.message()).map(str::to_owned);
+                Err(second.with_message(match said {
+                    Some(said) => format!("{said} ({BOTH_REFUSED})"),
+                    None => BOTH_REFUSED.to_owned(),
+                }))
+            }
+            Err(second) => Err(second),
         }
     }
 

@@ -2,8 +2,10 @@
 //! refresh tokens that serve 90 refreshes (then 429), a user who must set a new password at
 //! the first login, revocation (which, as Cognito's, also ends the access and id tokens the
 //! refresh token issued), and the password flows (the confirmation code is always the demo
-//! one). Malformed bodies answer 422 naming the fields as the service's Go validator does
-//! (`Key: 'Model.Username' Error:Field validation for 'Username' failed on the 'required' tag`).
+//! one; forgot-password also takes the account's email). Messages are the service's own: a body
+//! that fails validation (a missing field; a username or password outside 1 to 255 characters,
+//! a new password outside 6 to 255) answers 422 "Internal error, please try again later.", a
+//! refused refresh token or session 401 "Unauthorized.".
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,9 +20,15 @@ use crate::error::Service;
 
 const S: Service = Service::Accounts;
 
+/// The service's answer to a body that fails validation (no field detail), and to failures.
+const INTERNAL_ERROR: &str = "Internal error, please try again later.";
+const UNAUTHORIZED: &str = "Unauthorized.";
+
 #[derive(Default)]
 struct Accounts {
     passwords: HashMap<String, String>,
+    /// Usernames by email address.
+    emails: HashMap<String, String>,
     must_change: HashSet<String>,
     /// Challenge sessions, by session value, naming the user.
     challenges: HashMap<String, String>,
@@ -37,41 +45,37 @@ fn error(status: u16, message: &str) -> ResponseTemplate {
     reply(status, json!({"status": status, "message": message}))
 }
 
-/// A JSON field's name as the service's Go model names it: `refresh_token` → `RefreshToken`.
-fn go_field(json_name: &str) -> String {
-    json_name
-        .split('_')
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_uppercase().chain(chars).collect::<String>()
-            })
-        })
-        .collect()
-}
-
-/// The named string fields of a JSON body, or the 422 for the missing ones.
+/// The named string fields of a JSON body, each within its (min, max) length in characters,
+/// or the service's 422.
 fn fields<const N: usize>(
     request: &Request,
-    names: [&str; N],
+    names: [(&str, usize, usize); N],
 ) -> Result<[String; N], Box<ResponseTemplate>> {
     let body: Value = json_body(request).unwrap_or_default();
-    let mut missing = Vec::new();
-    let values = names.map(|name| match body.get(name).and_then(Value::as_str) {
-        Some(v) if !v.is_empty() => v.to_owned(),
-        _ => {
-            let field = go_field(name);
-            missing.push(format!(
-                "Key: 'Model.{field}' Error:Field validation for '{field}' failed on the 'required' tag"
-            ));
-            String::new()
-        }
-    });
-    if missing.is_empty() {
+    let mut valid = true;
+    let values = names.map(
+        |(name, min, max)| match body.get(name).and_then(Value::as_str) {
+            Some(v) if (min..=max).contains(&v.chars().count()) => v.to_owned(),
+            _ => {
+                valid = false;
+                String::new()
+            }
+        },
+    );
+    if valid {
         Ok(values)
     } else {
-        Err(Box::new(error(422, &missing.join("; "))))
+        Err(Box::new(error(422, INTERNAL_ERROR)))
     }
+}
+
+/// A username, a password or a token: 1 to 255 characters (tokens: any length).
+const NAME: (usize, usize) = (1, 255);
+const TOKEN: (usize, usize) = (1, usize::MAX);
+const NEW_PASSWORD: (usize, usize) = (6, 255);
+
+fn f(name: &str, (min, max): (usize, usize)) -> (&str, usize, usize) {
+    (name, min, max)
 }
 
 impl State {
@@ -141,7 +145,7 @@ fn handle(
     let refused = || Box::new(error(401, "Incorrect username or password."));
     Ok(match route {
         Route::Login => {
-            let [username, password] = fields(request, ["username", "password"])?;
+            let [username, password] = fields(request, [f("username", NAME), f("password", NAME)])?;
             let mut accounts = state.accounts();
             if accounts.passwords.get(&username) != Some(&password) {
                 drop(accounts);
@@ -161,11 +165,12 @@ fn handle(
             reply(200, state.tokens(&username, None))
         }
         Route::Refresh => {
-            let [username, token] = fields(request, ["username", "refresh_token"])?;
+            let [username, token] =
+                fields(request, [f("username", NAME), f("refresh_token", TOKEN)])?;
             let issued = shared
                 .check(S, Kind::Refresh, &token)
                 .filter(|issued| issued.subject == username)
-                .ok_or_else(|| Box::new(error(401, "Invalid Refresh Token")))?;
+                .ok_or_else(|| Box::new(error(401, UNAUTHORIZED)))?;
             let mut accounts = state.accounts();
             let uses = accounts.refresh_uses.entry(token.clone()).or_default();
             if *uses >= shared.config.accounts_max_refreshes {
@@ -180,24 +185,27 @@ fn handle(
             reply(200, state.tokens(&issued.subject, Some(&token)))
         }
         Route::Revoke => {
-            let [token] = fields(request, ["refresh_token"])?;
+            let [token] = fields(request, [f("refresh_token", TOKEN)])?;
             shared
                 .check(S, Kind::Refresh, &token)
-                .ok_or_else(|| Box::new(error(401, "Invalid Refresh Token")))?;
+                .ok_or_else(|| Box::new(error(401, UNAUTHORIZED)))?;
             // Cognito's revocation also ends the access and id tokens it issued.
             shared.revoke_linked(&token);
             shared.count(S, |c| c.logouts += 1);
             ResponseTemplate::new(204)
         }
         Route::NewPassword => {
-            let [session, username, new_password] =
-                fields(request, ["session", "username", "new_password"])?;
+            let [session, username, new_password] = fields(
+                request,
+                [
+                    f("session", TOKEN),
+                    f("username", NAME),
+                    f("new_password", NEW_PASSWORD),
+                ],
+            )?;
             let mut accounts = state.accounts();
             if accounts.challenges.get(&session) != Some(&username) {
-                return Err(Box::new(error(
-                    401,
-                    "Invalid session for the user, session is expired.",
-                )));
+                return Err(Box::new(error(401, UNAUTHORIZED)));
             }
             accounts.challenges.remove(&session);
             accounts.must_change.remove(&username);
@@ -209,34 +217,49 @@ fn handle(
         Route::ChangePassword => {
             let [access, previous, proposed] = fields(
                 request,
-                ["access_token", "previous_password", "proposed_password"],
+                [
+                    f("access_token", TOKEN),
+                    f("previous_password", NAME),
+                    f("proposed_password", NAME),
+                ],
             )?;
+            // No source states these 401s' messages: the document's illustrative one.
             let user = shared
                 .check(S, Kind::Access, &access)
-                .ok_or_else(|| Box::new(error(401, "Access Token has expired")))?
+                .ok_or_else(|| Box::new(error(401, UNAUTHORIZED)))?
                 .subject;
             let mut accounts = state.accounts();
             if accounts.passwords.get(&user) != Some(&previous) {
-                return Err(refused());
+                return Err(Box::new(error(401, UNAUTHORIZED)));
             }
             accounts.passwords.insert(user, proposed);
             ResponseTemplate::new(204)
         }
         Route::Forgot => {
-            let [_username] = fields(request, ["username"])?;
+            // The username, or the account's email address.
+            let [name] = fields(request, [f("username", NAME)])?;
+            let accounts = state.accounts();
+            let known =
+                accounts.passwords.contains_key(&name) || accounts.emails.contains_key(&name);
+            if !known {
+                return Err(Box::new(error(401, "User not found.")));
+            }
             ResponseTemplate::new(204)
         }
         Route::ForgotConfirm => {
-            let [username, password, code] =
-                fields(request, ["username", "password", "confirmation_code"])?;
+            let [username, password, code] = fields(
+                request,
+                [
+                    f("username", NAME),
+                    f("password", NAME),
+                    f("confirmation_code", TOKEN),
+                ],
+            )?;
             let mut accounts = state.accounts();
             if code != demo::ACCOUNTS_CONFIRMATION_CODE
                 || !accounts.passwords.contains_key(&username)
             {
-                return Err(Box::new(error(
-                    401,
-                    "Invalid verification code provided, please try again.",
-                )));
+                return Err(Box::new(error(401, UNAUTHORIZED)));
             }
             accounts.passwords.insert(username, password);
             ResponseTemplate::new(204)
@@ -254,6 +277,10 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     accounts
         .must_change
         .insert(demo::ACCOUNTS_NEW_USERNAME.to_owned());
+    accounts.emails.insert(
+        demo::ACCOUNTS_EMAIL.to_owned(),
+        demo::ACCOUNTS_USERNAME.to_owned(),
+    );
     let state = Arc::new(State {
         shared: shared.clone(),
         accounts: Mutex::new(accounts),

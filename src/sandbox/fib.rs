@@ -1,5 +1,6 @@
 //! The FIB auth stand-in: a login proven by the Ed25519 signature of the hashed email, checked
-//! against the user's registered public key; 5-minute access tokens renewed by PATCH with the
+//! against the user's registered public key under the one digest rule chosen on the sandbox
+//! builder (the real service verifies one rule, and which one is not known); 5-minute access tokens renewed by PATCH with the
 //! 24-hour refresh token; logout with the access token, which signs the user out: the refresh
 //! token issued with that access token is revoked too (as the vendor's refresh tokens name
 //! their access token in an `acjti` claim, each pair belongs together).
@@ -61,12 +62,17 @@ impl Respond for Login {
         if email.is_empty() || signature.is_empty() || public_key.is_empty() {
             return status(400, "BAD_REQUEST", "Request body is not valid.");
         }
-        if email != demo::FIB_EMAIL {
+        if email != demo::FIB_EMAIL && email != demo::FIB_EVEN_DIGEST_EMAIL {
             shared.count(S, |c| c.failed_logins += 1);
             return status(404, "NOT_FOUND", "User not found.");
         }
         if !public_key.eq_ignore_ascii_case(demo::FIB_PUBLIC_KEY)
-            || !crate::fib::sign::verify_email(public_key, email, signature)
+            || !crate::fib::sign::verify_email(
+                public_key,
+                email,
+                signature,
+                shared.config.fib_digest,
+            )
         {
             shared.count(S, |c| c.failed_logins += 1);
             return status(

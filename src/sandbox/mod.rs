@@ -72,6 +72,10 @@ pub mod demo {
     /// That user's Authorization public key.
     pub const FIB_PUBLIC_KEY: &str =
         "7fbedb314a9b0c00caef967ac5cabb982ec45da828a0c58a9aafc854f32422ac";
+    /// A second fib user with the same key pair, whose email's BLAKE2b-256 digest ends in an
+    /// even byte: the two [`crate::fib::Digest`] rules give it different signatures, so only
+    /// the rule the sandbox verifies logs it in.
+    pub const FIB_EVEN_DIGEST_EMAIL: &str = "bob@wonderland.space";
     /// The weavr API key the sandbox accepts.
     pub const WEAVR_API_KEY: &str = "demo-weavr-api-key";
     /// A weavr user with one corporate identity.
@@ -89,6 +93,8 @@ pub mod demo {
     pub const ACCOUNTS_USERNAME: &str = "demo";
     /// That account's password.
     pub const ACCOUNTS_PASSWORD: &str = "Demo-Passw0rd";
+    /// That account's email address (forgot-password takes it in place of the username).
+    pub const ACCOUNTS_EMAIL: &str = "demo@accounts.example";
     /// An account that must set a new password at its first login (same password).
     pub const ACCOUNTS_NEW_USERNAME: &str = "newcomer";
     /// The confirmation code every forgot-password request "sends".
@@ -117,6 +123,7 @@ pub(crate) struct Config {
     pub(crate) s7risk_lifetime: Duration,
     pub(crate) fib_access_lifetime: Duration,
     pub(crate) fib_refresh_lifetime: Duration,
+    pub(crate) fib_digest: crate::fib::Digest,
     pub(crate) max_failed_logins: u32,
     pub(crate) lockout: Duration,
     pub(crate) passwordsafe_token_lifetime: Duration,
@@ -137,6 +144,7 @@ impl Default for SandboxBuilder {
                 s7risk_lifetime: Duration::from_secs(24 * 3600),
                 fib_access_lifetime: Duration::from_secs(300),
                 fib_refresh_lifetime: Duration::from_secs(24 * 3600),
+                fib_digest: crate::fib::Digest::Plain,
                 max_failed_logins: 5,
                 lockout: Duration::from_secs(300),
                 passwordsafe_token_lifetime: Duration::from_secs(3600),
@@ -168,6 +176,14 @@ impl SandboxBuilder {
     /// How long fib access tokens live (default 5 minutes).
     pub fn fib_access_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.fib_access_lifetime = lifetime;
+        self
+    }
+
+    /// Which digest of the email the fib stand-in verifies login signatures over (default
+    /// [`crate::fib::Digest::Plain`], the vendor's written formula): one rule only, as a real
+    /// backend would, so that an application can be tested against either.
+    pub fn fib_digest(mut self, digest: crate::fib::Digest) -> Self {
+        self.config.fib_digest = digest;
         self
     }
 

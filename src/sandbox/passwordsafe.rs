@@ -1,7 +1,9 @@
 //! The BeyondTrust Password Safe stand-in: OAuth client credentials (form body) for a bearer,
 //! SignAppin with that bearer or a PS-Auth header for a session cookie that closes after 20
 //! idle minutes, Signout, and `GET ManagedAccounts` as an authenticated call to try sessions
-//! on. API version 3.0 is disabled, as an administrator can do: SignAppin answers 410.
+//! on. API version 3.0 is disabled, as an administrator can do: SignAppin asked for it answers
+//! 410. Without a `version` the stand-in answers with its default, which is enabled (the
+//! document names no default version, and neither does the sandbox).
 
 use std::sync::Arc;
 

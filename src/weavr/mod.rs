@@ -1,5 +1,8 @@
-//! Weavr Multi API authentication (`https://api.weavr.io/multi`, sandbox
-//! `https://sandbox.weavr.io/multi`).
+//! Weavr Multi API authentication (sandbox `https://sandbox.weavr.io/multi`).
+//!
+//! There is no public production URL: Weavr gives each customer the Live environment's URL on
+//! request, so the builder needs one ([`SessionBuilder::base_url`]; [`SANDBOX_BASE_URL`] for
+//! Weavr's sandbox) and has no default.
 //!
 //! Every call carries the embedder's `api-key`; the session signs in with the user's email and
 //! password and, when an identity is configured (or the sign-in token may only be exchanged and
@@ -46,9 +49,7 @@ use crate::session::{self, Attach, Common, Core, Endpoint};
 use crate::token::{Entry, Extra, Grant};
 use crate::transport::{Authorizer, Context};
 
-/// The production server.
-pub const DEFAULT_BASE_URL: &str = "https://api.weavr.io/multi";
-/// The sandbox (no text messages; the one-time password is always `123456`).
+/// Weavr's sandbox (no text messages; the one-time password is always `123456`).
 pub const SANDBOX_BASE_URL: &str = "https://sandbox.weavr.io/multi";
 /// Tokens stay valid this long after their last use.
 pub const TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -56,6 +57,10 @@ pub const TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 pub const LOCKOUT: Duration = Duration::from_secs(30 * 60);
 
 const S: Service = Service::Weavr;
+/// What `build()` says without a base URL.
+const NO_BASE_URL: &str = "the base URL is required (base_url(…)): Weavr gives each customer \
+                           the Live URL on request; for Weavr's sandbox use \
+                           weavr::SANDBOX_BASE_URL (https://sandbox.weavr.io/multi)";
 const API_KEY: HeaderName = HeaderName::from_static("api-key");
 
 /// Which identity the session's token acts for.
@@ -144,7 +149,9 @@ impl SessionBuilder {
         self
     }
 
-    /// Checks the configuration and builds the session. Makes no request.
+    /// Checks the configuration and builds the session. Makes no request. The base URL is
+    /// required: without one this is a [`ErrorKind::Configuration`] error saying that Weavr
+    /// gives each customer the Live URL on request (and naming [`SANDBOX_BASE_URL`]).
     pub fn build(self) -> Result<Session, Error> {
         let api_key = session::require(S, "API key", self.api_key)?;
         let mut api_key = HeaderValue::try_from(api_key.expose_secret()).map_err(|_| {
@@ -153,7 +160,10 @@ impl SessionBuilder {
         api_key.set_sensitive(true);
         let email = session::require_plain(S, "email", self.email)?;
         let password = session::require(S, "password", self.password)?;
-        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
+        let Some(base_url) = self.common.base_url.clone() else {
+            return Err(Error::configuration(Some(S), NO_BASE_URL));
+        };
+        let (endpoint, clock, policy) = self.common.finish(S, &base_url)?;
         let provider = Weavr {
             endpoint: endpoint.clone(),
             api_key,
@@ -267,12 +277,8 @@ impl Session {
         let sent_wall = self.core.cache.clock.system_now();
         let (api, probe) = self.client_with(Some(&entry.secret));
         match api.log_out().await {
+            // 200 {url} or 204: the generated client answers both as success.
             Ok(_) => Ok(()),
-            Err(progenitor_client::Error::UnexpectedResponse(response))
-                if response.status() == reqwest::StatusCode::NO_CONTENT =>
-            {
-                Ok(())
-            }
             Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
         }
     }
@@ -497,7 +503,11 @@ impl Weavr {
         let sent_wall = SystemTime::now();
         let (api, probe) = self.client(Some(token), Replay::Gateway);
         match api
-            .create_access_token(&types::AccessTokenRequest { identity })
+            .create_access_token(&types::AccessTokenRequest {
+                identity,
+                client_assertion: None,
+                token: None,
+            })
             .await
         {
             Ok(response) => {
