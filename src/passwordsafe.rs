@@ -63,9 +63,11 @@ pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// What the session signs in with.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Credentials {
     /// An application user's OAuth client credentials: `POST Auth/connect/token` for an access
     /// token, then `POST Auth/SignAppin` with `Authorization: Bearer <token>`.
+    #[non_exhaustive]
     OAuth {
         /// The application user's client ID.
         client_id: String,
@@ -74,6 +76,7 @@ pub enum Credentials {
     },
     /// An API key and the user to run as: `POST Auth/SignAppin` with
     /// `Authorization: PS-Auth key=<api key>; runas=<user>; pwd=[<password>];`.
+    #[non_exhaustive]
     PsAuth {
         /// The API key of the API registration.
         api_key: SecretString,

@@ -41,8 +41,10 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What the session logs in with.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Credentials {
     /// A user token: `POST /user/token`.
+    #[non_exhaustive]
     User {
         /// The user's email address.
         email: String,
@@ -50,6 +52,7 @@ pub enum Credentials {
         password: SecretString,
     },
     /// An application token for machine-to-machine use: `POST /application/token`.
+    #[non_exhaustive]
     Application {
         /// The application's client id.
         client_id: String,
