@@ -686,3 +686,66 @@ async fn every_provider_reuses_its_cache_on_the_second_run() {
         );
     }
 }
+
+/// `--step-up` on a terminal: the code is typed at the prompt, and the terminal does not show it.
+/// `script` (util-linux) gives the command a pseudo-terminal; the code is typed only once the
+/// prompt is there, so the terminal's echo setting at that moment is what the output shows.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weavr_step_up_prompts_on_the_terminal_without_echo() {
+    use std::io::{Read, Write};
+    let sandbox = Sandbox::start().await;
+    let env = weavr_env(&sandbox.base_url(Service::Weavr));
+    let command_line = format!(
+        "{} weavr header --step-up",
+        env!("CARGO_BIN_EXE_tokensmith")
+    );
+    let mut script = Command::new("script");
+    script
+        .args([
+            "--quiet",
+            "--return",
+            "--command",
+            &command_line,
+            "/dev/null",
+        ])
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Ok(path) = std::env::var("PATH") {
+        script.env("PATH", path);
+    }
+    for (name, value) in &env {
+        script.env(name, value);
+    }
+    let mut child = script.spawn().expect("util-linux `script` is installed");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 256];
+        while !text(&seen).contains("weavr one-time password (attempt 1): ") {
+            let n = stdout.read(&mut buffer).unwrap();
+            assert!(n > 0, "no prompt: {}", text(&seen));
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        stdin
+            .write_all(format!("{}\n", demo::WEAVR_OTP).as_bytes())
+            .unwrap();
+        stdout.read_to_end(&mut seen).unwrap();
+        drop(stdin);
+        text(&seen)
+    })
+    .await
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(output.contains("Authorization: Bearer "), "{output}");
+    assert!(
+        !output.contains(demo::WEAVR_OTP),
+        "the code was echoed: {output}"
+    );
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!((counters.challenges, counters.verifications), (1, 1));
+}
