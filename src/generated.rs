@@ -56,8 +56,13 @@ macro_rules! generated_client {
     };
 }
 
+#[cfg(feature = "s7risk")]
 generated_client!(s7risk, "s7risk.rs", S7risk);
+#[cfg(feature = "weavr")]
 generated_client!(weavr, "weavr.rs", Weavr);
+#[cfg(feature = "accounts")]
 generated_client!(accounts, "accounts.rs", Accounts);
+#[cfg(feature = "passwordsafe")]
 generated_client!(passwordsafe, "passwordsafe.rs", PasswordSafe);
+#[cfg(feature = "fib")]
 generated_client!(fib, "fib.rs", Fib);

@@ -1,5 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml) so feature-gated items show their feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Shared machinery that only some services use is unused when they are off; the full build
+// (all services) still reports dead code.
+#![cfg_attr(
+    not(all(
+        feature = "s7risk",
+        feature = "weavr",
+        feature = "accounts",
+        feature = "passwordsafe",
+        feature = "fib"
+    )),
+    allow(dead_code, unused_macros, unused_imports)
+)]
 
 mod any_session;
 mod cache;
@@ -26,14 +40,24 @@ mod token;
 pub mod tower;
 pub mod transport;
 
+#[cfg(feature = "s7risk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s7risk")))]
 pub mod s7risk;
 
+#[cfg(feature = "weavr")]
+#[cfg_attr(docsrs, doc(cfg(feature = "weavr")))]
 pub mod weavr;
 
+#[cfg(feature = "accounts")]
+#[cfg_attr(docsrs, doc(cfg(feature = "accounts")))]
 pub mod accounts;
 
+#[cfg(feature = "passwordsafe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "passwordsafe")))]
 pub mod passwordsafe;
 
+#[cfg(feature = "fib")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fib")))]
 pub mod fib;
 
 pub use any_session::{AnySession, DynTokenSource};

@@ -1,5 +1,6 @@
 //! Contract tests for the generated Wikimedia Enterprise auth client: the exact requests it
 //! sends and what it makes of every documented response of the seven operations.
+#![cfg(feature = "accounts")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The accounts session: login, renewal by refresh token (kept, 90 uses at most), a new login
 //! when it is refused or spent, the NEW_PASSWORD_REQUIRED challenge, the password flows,
 //! logout by revocation, and typed errors. Time is driven by a test clock.
+#![cfg(feature = "accounts")]
 
 mod common;
 

@@ -1,5 +1,13 @@
 //! The `tokensmith` command, run as a subprocess against the sandbox: every provider, every
 //! command, `--cache` reuse and refresh, and the exit codes.
+#![cfg(all(
+    feature = "cli",
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -8,6 +16,11 @@ use serde_json::Value;
 use tokensmith::sandbox::{demo, Sandbox};
 use tokensmith::store::{FileStore, SealingKey, StoreKey, TokenStore};
 use tokensmith::{SecretString, Service};
+
+// The command's own code, for the key file's interleavings that a subprocess cannot force.
+#[allow(dead_code)]
+#[path = "../src/bin/tokensmith.rs"]
+mod command;
 
 const CACHE_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -190,7 +203,12 @@ async fn exit_codes_tell_usage_refusal_rate_limit_and_failure_apart() {
     ] {
         let output = tokensmith(args, &[]);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(text(&output.stderr).contains("usage:"), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("try '--help'") || stderr.contains("Usage: tokensmith"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
     }
     let missing = tokensmith(&["fib", "token"], &[]);
     assert_eq!(missing.status.code(), Some(2));
@@ -224,32 +242,350 @@ async fn exit_codes_tell_usage_refusal_rate_limit_and_failure_apart() {
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weavr_tokens_are_stepped_up_with_the_otp_from_the_environment() {
-    let sandbox = Sandbox::start().await;
-    let base = sandbox.base_url(Service::Weavr);
-    let mut env = vec![
-        ("TOKENSMITH_BASE_URL", base.clone()),
+fn weavr_env(base_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TOKENSMITH_BASE_URL", base_url.to_owned()),
         ("WEAVR_API_KEY", demo::WEAVR_API_KEY.to_owned()),
         ("WEAVR_EMAIL", demo::WEAVR_EMAIL.to_owned()),
         ("WEAVR_PASSWORD", demo::WEAVR_PASSWORD.to_owned()),
-    ];
-    // No code and no terminal: the step-up is declined, a service error (5).
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weavr_tokens_are_stepped_up_only_with_the_flag() {
+    let sandbox = Sandbox::start().await;
+    let mut env = weavr_env(&sandbox.base_url(Service::Weavr));
+
+    // No flag: a login and nothing else, even with a code in the environment.
+    env.push(("WEAVR_OTP", demo::WEAVR_OTP.to_owned()));
     let output = tokensmith(&["weavr", "token"], &borrow(&env));
-    assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).trim().is_empty());
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!(
+        (counters.logins, counters.challenges, counters.verifications),
+        (1, 0, 0)
+    );
+
+    // The flag: one challenge answered with WEAVR_OTP.
+    let output = tokensmith(&["weavr", "header", "--step-up"], &borrow(&env));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("Authorization: Bearer "));
+    assert!(!text(&output.stderr).contains(demo::WEAVR_OTP));
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!(
+        (counters.logins, counters.challenges, counters.verifications),
+        (2, 1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weavr_step_up_without_a_code_or_a_terminal_fails_before_any_request() {
+    let server = wiremock::MockServer::start().await;
+    let env = weavr_env(&server.uri());
+    // `output()` gives the child no terminal: stdin is /dev/null.
+    let output = tokensmith(&["weavr", "token", "--step-up"], &borrow(&env));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
     assert!(
-        text(&output.stderr).contains("declined"),
+        stderr
+            .contains("--step-up needs the one-time password: set WEAVR_OTP, or run on a terminal"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(demo::WEAVR_PASSWORD), "{stderr}");
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests.is_empty(), "no request: {requests:?}");
+}
+
+#[test]
+fn weavr_without_a_base_url_says_where_the_live_url_comes_from() {
+    let mut env = weavr_env("");
+    env.retain(|(k, _)| *k != "TOKENSMITH_BASE_URL");
+    let output = tokensmith(&["weavr", "token"], &borrow(&env));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "weavr needs --base-url or TOKENSMITH_BASE_URL (Weavr gives each customer its \
+             Live URL on request; its sandbox is https://sandbox.weavr.io/multi), or --sandbox"
+        ),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn version_help_and_completions() {
+    let version = tokensmith(&["--version"], &[]);
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(
+        text(&version.stdout),
+        format!("tokensmith {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    let help = tokensmith(&["--help"], &[]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = text(&help.stdout);
+    for provider in [
+        "s7risk-user",
+        "s7risk-app",
+        "weavr",
+        "accounts",
+        "passwordsafe-oauth",
+        "passwordsafe-key",
+        "fib",
+        "completions",
+    ] {
+        assert!(
+            help.contains(&format!("  {provider} ")),
+            "{provider}: {help}"
+        );
+    }
+    assert!(help.contains("--base-url <URL>"), "{help}");
+    assert!(help.contains("Exit codes: 0 success, 2 usage"), "{help}");
+
+    for (provider, variables) in [
+        (
+            "s7risk-user",
+            &["S7RISK_ORIGIN", "S7RISK_EMAIL", "S7RISK_PASSWORD"][..],
+        ),
+        (
+            "s7risk-app",
+            &["S7RISK_ORIGIN", "S7RISK_CLIENT_ID", "S7RISK_SECRET"],
+        ),
+        (
+            "weavr",
+            &[
+                "WEAVR_API_KEY",
+                "WEAVR_EMAIL",
+                "WEAVR_PASSWORD",
+                "WEAVR_OTP",
+            ],
+        ),
+        ("accounts", &["ACCOUNTS_USERNAME", "ACCOUNTS_PASSWORD"]),
+        (
+            "passwordsafe-oauth",
+            &["PASSWORDSAFE_CLIENT_ID", "PASSWORDSAFE_CLIENT_SECRET"],
+        ),
+        (
+            "passwordsafe-key",
+            &[
+                "PASSWORDSAFE_API_KEY",
+                "PASSWORDSAFE_RUNAS",
+                "PASSWORDSAFE_PASSWORD",
+            ],
+        ),
+        ("fib", &["FIB_EMAIL", "FIB_PRIVATE_KEY"]),
+    ] {
+        let output = tokensmith(&[provider, "--help"], &[]);
+        assert_eq!(output.status.code(), Some(0), "{provider}");
+        let help = text(&output.stdout);
+        let environment = help
+            .lines()
+            .find(|line| line.starts_with("Environment: "))
+            .unwrap_or_else(|| panic!("{provider}: no Environment line in {help}"));
+        for variable in variables {
+            assert!(environment.contains(variable), "{provider}: {environment}");
+        }
+        for command in ["token", "header", "info", "logout"] {
+            assert!(
+                help.contains(&format!("- {command}:")),
+                "{provider}: {help}"
+            );
+        }
+    }
+    let weavr = text(&tokensmith(&["weavr", "--help"], &[]).stdout);
+    assert!(weavr.contains("--step-up"), "{weavr}");
+
+    let bash = tokensmith(&["completions", "bash"], &[]);
+    assert_eq!(bash.status.code(), Some(0), "{}", text(&bash.stderr));
+    let script = text(&bash.stdout);
+    assert!(script.contains("_tokensmith()"), "{script}");
+    assert!(script.contains("complete -F _tokensmith"), "{script}");
+    assert!(script.contains("passwordsafe-oauth"), "{script}");
+    assert!(script.contains("--step-up"), "{script}");
+    let nope = tokensmith(&["completions", "cmd.exe"], &[]);
+    assert_eq!(nope.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_never_repeat_a_value_the_user_typed() {
+    let secret = "hunter2-correct-horse";
+    for args in [
+        &["fib", "token", secret][..],
+        &[secret, "token"],
+        &["fib", secret],
+        &["--password", secret, "fib", "token"],
+        &["fib", "token", "--password=hunter2-correct-horse"],
+    ] {
+        let output = tokensmith(args, &[]);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+    // An option's name alone is shown: it is how the user finds the mistake.
+    let output = tokensmith(&["fib", "token", "--password=hunter2-correct-horse"], &[]);
+    assert!(
+        text(&output.stderr).contains("unexpected argument '--password' found"),
         "{}",
         text(&output.stderr)
     );
+    let output = tokensmith(&["fib", "token", "hunter2-correct-horse"], &[]);
+    assert!(
+        text(&output.stderr).contains("unexpected argument '[not shown]' found"),
+        "{}",
+        text(&output.stderr)
+    );
+}
 
-    env.push(("WEAVR_OTP", demo::WEAVR_OTP.to_owned()));
-    let output = tokensmith(&["weavr", "header"], &borrow(&env));
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).starts_with("Authorization: Bearer "));
-    let counters = sandbox.counters(Service::Weavr);
-    assert_eq!((counters.challenges, counters.verifications), (2, 1));
-    assert!(!text(&output.stderr).contains(demo::WEAVR_OTP));
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_key_others_can_read_or_another_user_owns_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = wiremock::MockServer::start().await;
+    let cache = cache_file("key-mode");
+    let key_file = cache.with_file_name("cache.json.key");
+    std::fs::write(&key_file, CACHE_KEY).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut env = fib_env(&server.uri());
+    env.retain(|(k, _)| *k != "TOKENSMITH_CACHE_KEY");
+    let run = || {
+        tokensmith(
+            &["--cache", cache.to_str().unwrap(), "fib", "token"],
+            &borrow(&env),
+        )
+    };
+
+    let output = run();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "refusing the cache key {}: its mode 0644 lets others read it",
+            key_file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(CACHE_KEY), "{stderr}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        CACHE_KEY,
+        "left as found"
+    );
+
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Another owner: only root can give a file away, so only a root run can check this.
+    if running_as_root() {
+        std::os::unix::fs::chown(&key_file, Some(4242), None).unwrap();
+        let output = run();
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("belongs to user 4242, not to you (0)"),
+            "{}",
+            text(&output.stderr)
+        );
+        assert!(server.received_requests().await.unwrap().is_empty());
+    } else {
+        eprintln!("not root: the other-owner case is not checked here (CI runs as root)");
+    }
+}
+
+/// Whether this process is root, read from the owner of a file it just created.
+#[cfg(unix)]
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = cache_file("whoami");
+    std::fs::write(&probe, b"").unwrap();
+    std::fs::metadata(&probe).unwrap().uid() == 0
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_key_is_visible_only_once_complete_and_a_second_first_run_adopts_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cache_file("key-interleave");
+    let key_file = dir.with_file_name("cache.json.key");
+
+    // Run A is about to publish its key; run B starts now, finds none, and publishes its own.
+    let mut seen_by_a = None;
+    let (_, a_hex) = command::cache_key(&key_file, |temporary| {
+        // Nothing is visible under the key's name until the key is written in full.
+        assert!(!key_file.exists(), "published before complete");
+        let written = std::fs::read_to_string(temporary).unwrap();
+        assert_eq!(written.len(), 64);
+        let mode = std::fs::metadata(temporary).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (_, b_hex) =
+            command::cache_key(&key_file, |_| ()).unwrap_or_else(|_| panic!("run B fails"));
+        seen_by_a = Some(b_hex.expose_secret().to_owned());
+    })
+    .unwrap_or_else(|_| panic!("run A fails"));
+    let b_hex = seen_by_a.expect("the hook ran");
+    // A lost the race: it uses B's key, and B's key file is left as B wrote it.
+    assert_eq!(a_hex.expose_secret(), b_hex);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), b_hex);
+    let names: Vec<_> = std::fs::read_dir(key_file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["cache.json.key"], "no temporary file left");
+
+    // The next run reads the key, and publishes nothing.
+    let (_, again) = command::cache_key(&key_file, |_| panic!("a key exists"))
+        .unwrap_or_else(|_| panic!("reads the key"));
+    assert_eq!(again.expose_secret(), b_hex);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_runs_at_once_share_one_complete_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::start().await;
+    let base = sandbox.base_url(Service::Fib);
+    let cache = cache_file("key-race");
+    let key_file = cache.with_file_name("cache.json.key");
+    let mut env = fib_env(&base);
+    env.retain(|(k, _)| *k != "TOKENSMITH_CACHE_KEY");
+    // End to end, eight processes started together (the interleavings themselves are forced in
+    // the test above): every one succeeds and they leave one complete key.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_tokensmith"));
+            command
+                .args(["--cache", cache.to_str().unwrap(), "fib", "info"])
+                .env_clear()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            for (name, value) in &env {
+                command.env(name, value);
+            }
+            command.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.len(), 64, "{key:?}");
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(cache.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Whoever saved last sealed with the one key every run used: the next run reads it.
+    let output = tokensmith(
+        &["--cache", cache.to_str().unwrap(), "fib", "info"],
+        &borrow(&env),
+    );
+    assert_eq!(info(&output)["source"], "cache");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,4 +685,67 @@ async fn every_provider_reuses_its_cache_on_the_second_run() {
             "{provider}: no new step-up"
         );
     }
+}
+
+/// `--step-up` on a terminal: the code is typed at the prompt, and the terminal does not show it.
+/// `script` (util-linux) gives the command a pseudo-terminal; the code is typed only once the
+/// prompt is there, so the terminal's echo setting at that moment is what the output shows.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weavr_step_up_prompts_on_the_terminal_without_echo() {
+    use std::io::{Read, Write};
+    let sandbox = Sandbox::start().await;
+    let env = weavr_env(&sandbox.base_url(Service::Weavr));
+    let command_line = format!(
+        "{} weavr header --step-up",
+        env!("CARGO_BIN_EXE_tokensmith")
+    );
+    let mut script = Command::new("script");
+    script
+        .args([
+            "--quiet",
+            "--return",
+            "--command",
+            &command_line,
+            "/dev/null",
+        ])
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Ok(path) = std::env::var("PATH") {
+        script.env("PATH", path);
+    }
+    for (name, value) in &env {
+        script.env(name, value);
+    }
+    let mut child = script.spawn().expect("util-linux `script` is installed");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 256];
+        while !text(&seen).contains("weavr one-time password (attempt 1): ") {
+            let n = stdout.read(&mut buffer).unwrap();
+            assert!(n > 0, "no prompt: {}", text(&seen));
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        stdin
+            .write_all(format!("{}\n", demo::WEAVR_OTP).as_bytes())
+            .unwrap();
+        stdout.read_to_end(&mut seen).unwrap();
+        drop(stdin);
+        text(&seen)
+    })
+    .await
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(output.contains("Authorization: Bearer "), "{output}");
+    assert!(
+        !output.contains(demo::WEAVR_OTP),
+        "the code was echoed: {output}"
+    );
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!((counters.challenges, counters.verifications), (1, 1));
 }

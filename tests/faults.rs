@@ -1,6 +1,13 @@
 //! The fault matrix: every service's login meets every kind of broken answer and comes back
 //! with its typed error, within a bounded time, without a panic, and stays usable afterwards.
 //! Run with `--nocapture` to see the matrix printed.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Contract tests for the generated Fraud Intelligence Blockchain auth client: the exact requests
 //! it sends and what it makes of every documented response. Values are the vendor's examples.
+#![cfg(feature = "fib")]
 
 mod common;
 

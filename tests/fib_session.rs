@@ -1,5 +1,6 @@
 //! The fib session: a signed login, 5-minute access tokens renewed by PATCH with the refresh
 //! token, a new login when the refresh token is refused or spent, and typed errors.
+#![cfg(feature = "fib")]
 
 mod common;
 

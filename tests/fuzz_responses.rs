@@ -4,6 +4,13 @@
 //! negative, fractional, non-numeric, dates in the years 1900 and 9999) in the retry headers,
 //! the JWT claims and the lifetime fields give a lifetime of at most a year and a wait of at
 //! most a day, on the call that received them and on the next.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Ending sessions: each service's logout sends what the service documents (or nothing,
 //! where it has no endpoint), wipes the cached secrets, and the next call logs in afresh.
+#![cfg(all(feature = "s7risk", feature = "fib"))]
 
 mod common;
 

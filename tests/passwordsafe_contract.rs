@@ -1,5 +1,6 @@
 //! Contract tests for the generated BeyondTrust Password Safe authentication client: the exact
 //! requests it sends and what it makes of every documented response.
+#![cfg(feature = "passwordsafe")]
 
 mod common;
 

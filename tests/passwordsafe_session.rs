@@ -2,6 +2,7 @@
 //! cached secret, its 20-minute sliding idle expiry (capped by the OAuth token's lifetime),
 //! single flight, typed errors, no retry of refused credentials, and sign-out. Time is driven
 //! by a test clock.
+#![cfg(feature = "passwordsafe")]
 
 mod common;
 

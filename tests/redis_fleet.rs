@@ -8,6 +8,7 @@
 //! (Debian package `redis-server`); the test that stops Redis always starts its own. Without
 //! a server they say so and pass, unless `TOKENSMITH_REQUIRE_REDIS=1` (CI sets it) makes that
 //! a failure.
+#![cfg(feature = "fib")]
 
 mod common;
 

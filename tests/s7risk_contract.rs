@@ -1,5 +1,6 @@
 //! Contract tests for the generated Intelligence Fusion Auth API client: the exact requests it
 //! sends and what it makes of every documented response.
+#![cfg(feature = "s7risk")]
 
 mod common;
 

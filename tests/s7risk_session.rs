@@ -1,5 +1,6 @@
 //! The s7risk session: login, caching, re-login before the JWT expires, single flight, typed
 //! errors, and no retry of refused credentials. Time is driven by a test clock.
+#![cfg(feature = "s7risk")]
 
 mod common;
 

@@ -1,5 +1,12 @@
 //! The sandbox behaves like the services it stands in for, and its counters show what the
 //! sessions really sent.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 use std::time::Duration;
 

@@ -1,6 +1,13 @@
 //! No secret ever shows: every flow runs with `tracing` at TRACE into a buffer, and every
 //! public value and error it produces is formatted with `{:?}` and `{}`; none of the
 //! passwords, client secrets, keys or tokens may appear anywhere in the result.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

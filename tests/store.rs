@@ -1,5 +1,6 @@
 //! Token stores: sessions sharing a store share one login per expiry; a file store keeps
 //! nothing readable; a broken store degrades to per-session behaviour, never to an outage.
+#![cfg(all(feature = "s7risk", feature = "fib"))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Contract tests for the generated Weavr Multi auth client: the exact requests it sends
 //! (with `api-key`, the bearer token and `idempotency-ref`) and what it makes of every
 //! documented response of the eight operations, `request-ref` included.
+#![cfg(feature = "weavr")]
 
 mod common;
 

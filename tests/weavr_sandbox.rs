@@ -2,6 +2,7 @@
 //! SMS challenge within 15 seconds with 409 `RETRY_IN_15SEC` (the first stays valid), and
 //! wrong codes with `VERIFICATION_CODE_INVALID`, then `ONE_CHALLENGE_LIMIT_REMAINING`, then
 //! `CHALLENGE_LIMIT_EXCEEDED`; and the session copes with each.
+#![cfg(feature = "weavr")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The weavr session: sign-in with the api-key, the identity exchange, the 5-minute sliding
 //! window, password expiry and update, lock-out, step-up and access-token errors, logout, and
 //! single flight. Time is driven by a test clock.
+#![cfg(feature = "weavr")]
 
 mod common;
 

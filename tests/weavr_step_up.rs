@@ -1,6 +1,7 @@
 //! weavr step-up: one challenge and one verification however many calls need them, a wrong
 //! code asked again, an expired challenge never verified, a declined step-up failing every
 //! waiter alike, push approval, and ACCESS_TOKEN_REQUIRED cured by the identity exchange.
+#![cfg(feature = "weavr")]
 
 mod common;
 

@@ -61,6 +61,7 @@ pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// digest's last byte is odd (every example the vendor publishes) and different ones for the
 /// other half of all emails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Digest {
     /// `d = BLAKE2b-256(UTF-8 email)`: the formula the vendor's signing page ("Signing user
     /// email addresses", 2026-08) writes, and what its Python and Node.js examples sign.

@@ -29,11 +29,16 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "accounts")]
 mod accounts;
+#[cfg(feature = "fib")]
 mod fib;
+#[cfg(feature = "passwordsafe")]
 mod passwordsafe;
+#[cfg(feature = "s7risk")]
 mod s7risk;
 mod state;
+#[cfg(feature = "weavr")]
 mod weavr;
 
 use std::sync::Arc;
@@ -243,10 +248,15 @@ impl SandboxBuilder {
     pub async fn start(self) -> Sandbox {
         let server = MockServer::start().await;
         let shared = Arc::new(Shared::new(self.clock, self.config));
+        #[cfg(feature = "s7risk")]
         s7risk::mount(&server, &shared).await;
+        #[cfg(feature = "fib")]
         fib::mount(&server, &shared).await;
+        #[cfg(feature = "passwordsafe")]
         passwordsafe::mount(&server, &shared).await;
+        #[cfg(feature = "weavr")]
         weavr::mount(&server, &shared).await;
+        #[cfg(feature = "accounts")]
         accounts::mount(&server, &shared).await;
         Sandbox {
             inner: Arc::new(Inner {

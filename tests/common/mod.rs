@@ -5,6 +5,13 @@ use wiremock::Request;
 
 pub mod held;
 pub mod probe;
+#[cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 pub mod services;
 
 /// The one request the mock server received (fails when there were none or several).
