@@ -227,19 +227,36 @@ async fn an_answer_after_the_challenge_expired_is_never_sent() {
 #[tokio::test]
 async fn a_declined_step_up_fails_every_waiter_alike_and_the_next_one_starts_afresh() {
     let (server, protected) = server_with_step_up().await;
+    // The handler declines only once every waiter joined the step-up (no sleep deciding it).
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let session = builder(&server, &test_clock())
-        .step_up(StepUpMethod::Sms, |_| async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Answer::Declined
+        .step_up(StepUpMethod::Sms, {
+            let gate = gate.clone();
+            move |_| {
+                let gate = gate.clone();
+                async move {
+                    // Closed once the waiters joined: this and every later ask decline.
+                    let _closed = gate.acquire().await;
+                    Answer::Declined
+                }
+            }
         })
         .build()
         .unwrap();
+    // Logged in first, so that a waiter's first wait is inside the step-up's flight.
+    session.access_token().await.unwrap();
+    let polled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let waiters: Vec<_> = (0..10)
         .map(|_| {
-            let session = session.clone();
-            tokio::spawn(async move { session.step_up().await })
+            let (session, polled) = (session.clone(), polled.clone());
+            tokio::spawn(async move { common::counted(session.step_up(), polled).await })
         })
         .collect();
+    common::held::wait_until("every waiter joined the step-up", || {
+        polled.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    gate.close();
     for waiter in waiters {
         let error = waiter.await.unwrap().unwrap_err();
         assert_eq!(error.kind(), ErrorKind::StepUpRequired);

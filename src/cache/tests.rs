@@ -215,7 +215,20 @@ async fn an_expired_token_is_never_served_and_errors_are_not_cached() {
     clock.advance(Duration::from_secs(300));
     let err = cache.access_token().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ServerError);
-    assert_eq!(secret(&cache).await, "a2", "the next call tries again");
+    let calls = cache.provider.calls.load(Ordering::SeqCst);
+    let held = cache.access_token().await.unwrap_err();
+    assert_eq!(
+        held.kind(),
+        ErrorKind::ServerError,
+        "within the login backoff"
+    );
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), calls);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        secret(&cache).await,
+        "a2",
+        "the next call after it tries again"
+    );
 }
 
 #[tokio::test]
