@@ -121,6 +121,10 @@ async fn callers_arriving_as_the_flight_completes_get_its_token_without_another_
     // Round after round, a flight is held in the air; then its answer is let go at the very
     // moment a crowd of callers is released (the test is one more party of their barrier):
     // some join the flight, some come as it ends, some after. Whichever, one request.
+    // A flight that lets a caller start its own is caught here at once; the narrowest window
+    // (a caller that found the token due just before the flight stored the new one, and
+    // locks the flight just after it ended: `renew` re-checks the cached token for it) is
+    // only hit by chance, as nothing outside the crate can hold a caller there.
     for round in 0..8 {
         let server = HeldServer::start(fib_login).await;
         let session = session(&server, &test_clock());
