@@ -73,6 +73,11 @@ pub enum ErrorKind {
     /// weavr: the call needs a stepped-up token.
     #[error("step-up required")]
     StepUpRequired,
+    /// weavr: the application's step-up handler gave no answer within the challenge's
+    /// lifetime (5 minutes); every call waiting for that step-up gets this, and the next
+    /// step-up starts a new challenge.
+    #[error("the step-up handler did not answer in time")]
+    StepUpTimeout,
     /// weavr: the call needs an identity's access token rather than the login token.
     #[error("an identity access token is required")]
     AccessTokenRequired,

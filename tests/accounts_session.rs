@@ -415,15 +415,22 @@ async fn login_errors_map_to_their_kinds_and_refused_credentials_are_sent_once()
     ] {
         let server = MockServer::start().await;
         mount(&server, LOGIN, error(status, message)).await;
-        let session = session(&server, &test_clock());
+        let clock = test_clock();
+        let session = session(&server, &clock);
         let first = session.access_token().await.unwrap_err();
         assert_eq!(first.kind(), kind);
         assert_eq!(first.status(), Some(status));
         assert_eq!(first.message(), Some(message));
         assert_eq!(first.service(), Some(Service::Accounts));
+        // At once, nothing is sent: a refused login is never sent again, and a server
+        // error waits out its backoff (at most 1 s after the first).
         let second = session.access_token().await.unwrap_err();
-        let expected_logins = if kind == ErrorKind::ServerError { 2 } else { 1 };
         assert_eq!(second.kind(), kind);
+        assert_eq!(count_requests(&server, LOGIN).await, 1, "{status}");
+        clock.advance(Duration::from_secs(1));
+        let third = session.access_token().await.unwrap_err();
+        let expected_logins = if kind == ErrorKind::ServerError { 2 } else { 1 };
+        assert_eq!(third.kind(), kind);
         assert_eq!(
             count_requests(&server, LOGIN).await,
             expected_logins,

@@ -286,6 +286,20 @@ async fn every_service_survives_every_fault_with_its_typed_error() {
                     );
                     clock.advance(Duration::from_secs(61));
                 }
+                if error.is_transient() && !matches!(fault, Fault::RateLimited) {
+                    // A 5xx, timeout or transport failure: the login backoff (at most 1 s
+                    // after a first failure) returns the error and sends nothing.
+                    for _ in 0..3 {
+                        let held = session.access_token().await.unwrap_err();
+                        assert_eq!(held.kind(), expected.kind, "{service:?}/{fault:?}");
+                    }
+                    assert_eq!(
+                        common::count_requests(&server, service.login_path()).await,
+                        0,
+                        "{service:?}/{fault:?}: nothing sent within the backoff"
+                    );
+                    clock.advance(Duration::from_secs(1));
+                }
                 let token = session
                     .access_token()
                     .await

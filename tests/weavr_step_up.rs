@@ -228,19 +228,36 @@ async fn an_answer_after_the_challenge_expired_is_never_sent() {
 #[tokio::test]
 async fn a_declined_step_up_fails_every_waiter_alike_and_the_next_one_starts_afresh() {
     let (server, protected) = server_with_step_up().await;
+    // The handler declines only once every waiter joined the step-up (no sleep deciding it).
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let session = builder(&server, &test_clock())
-        .step_up(StepUpMethod::Sms, |_| async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Answer::Declined
+        .step_up(StepUpMethod::Sms, {
+            let gate = gate.clone();
+            move |_| {
+                let gate = gate.clone();
+                async move {
+                    // Closed once the waiters joined: this and every later ask decline.
+                    let _closed = gate.acquire().await;
+                    Answer::Declined
+                }
+            }
         })
         .build()
         .unwrap();
+    // Logged in first, so that a waiter's first wait is inside the step-up's flight.
+    session.access_token().await.unwrap();
+    let polled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let waiters: Vec<_> = (0..10)
         .map(|_| {
-            let session = session.clone();
-            tokio::spawn(async move { session.step_up().await })
+            let (session, polled) = (session.clone(), polled.clone());
+            tokio::spawn(async move { common::counted(session.step_up(), polled).await })
         })
         .collect();
+    common::held::wait_until("every waiter joined the step-up", || {
+        polled.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    gate.close();
     for waiter in waiters {
         let error = waiter.await.unwrap().unwrap_err();
         assert_eq!(error.kind(), ErrorKind::StepUpRequired);
@@ -889,4 +906,70 @@ async fn a_call_to_another_multi_api_endpoint_through_send_is_stepped_up_and_sli
         "the window slid from the call, 200 s after sign-in"
     );
     assert_eq!(count_requests(&server, "/login_with_password").await, 1);
+}
+
+/// A handler that never answers: every call waiting for the step-up fails with a typed error
+/// once the challenge's 5 minutes are over (tokio's paused clock, no real wait), and the
+/// next step-up starts a new challenge.
+#[tokio::test]
+async fn a_handler_that_never_answers_fails_every_waiter_after_the_challenges_lifetime() {
+    let (server, protected) = server_with_step_up().await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let first_ask = Arc::new(tokio::sync::Notify::new());
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let (asked, first_ask) = (asked.clone(), first_ask.clone());
+            move |_| {
+                let (asked, first_ask) = (asked.clone(), first_ask.clone());
+                async move {
+                    if asked.fetch_add(1, Ordering::SeqCst) == 0 {
+                        first_ask.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.step_up().await })
+        })
+        .collect();
+    // The SMS went out and the handler holds its answer; from now on only tokio's timer
+    // moves time (every request of this step-up has been answered).
+    first_ask.notified().await;
+    tokio::time::pause();
+    let paused_at = tokio::time::Instant::now();
+    for waiter in waiters {
+        let error = waiter.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::StepUpTimeout);
+        assert_eq!(error.service(), Some(tokensmith::Service::Weavr));
+    }
+    let waited = paused_at.elapsed();
+    assert!(
+        waited > Duration::from_secs(4 * 60 + 50) && waited < Duration::from_secs(5 * 60 + 1),
+        "bounded by the challenge's lifetime (tokio rounds timers up to the ms): {waited:?}"
+    );
+    tokio::time::resume();
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "one challenge for all waiters"
+    );
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+
+    // A later call starts a new challenge, which the handler now answers.
+    session.step_up().await.unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        count_requests(&server, OTP_START).await,
+        2,
+        "a new challenge"
+    );
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+    assert!(protected.stepped_up.load(Ordering::SeqCst));
 }

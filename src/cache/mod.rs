@@ -221,6 +221,7 @@ impl<P: Provider> Cache<P> {
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         match self.provider.login(self.clock.system_now()).await {
             Ok(grant) => {
+                self.refusals.succeeded();
                 tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "logged in");
                 Ok(self.keep(grant, sent_at, TokenOrigin::Login, None).await)
             }

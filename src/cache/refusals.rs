@@ -1,6 +1,8 @@
 //! Logins that must not be sent again: refused credentials are never resent (they count
 //! towards a lock-out), and a lock-out, a rate limit or a pending login challenge is waited
-//! out.
+//! out. A login that failed for a transient reason (5xx, timeout, transport) holds the next
+//! ones back for a short jittered backoff, so that a failing service sees one login per
+//! backoff rather than one per caller.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,15 +24,53 @@ pub(super) struct Holds {
     pub(super) rate_limit: Duration,
 }
 
+/// The first backoff after a transient login failure; it doubles with each consecutive one.
+pub(super) const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// The longest backoff.
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Consecutive transient login failures, and the last one, returned until `until`.
+struct Backoff {
+    failures: u32,
+    error: Error,
+    until: Instant,
+}
+
+/// The backoff after `failures` consecutive transient failures, `unit` in [0, 1] choosing
+/// where in its jitter range it falls: between half and all of `BACKOFF_FIRST` doubled
+/// `failures - 1` times, capped at `BACKOFF_MAX`. Jitter keeps the sessions of a fleet that
+/// failed together from coming back together.
+fn backoff(failures: u32, unit: f64) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    let full = BACKOFF_FIRST
+        .checked_mul(1 << doublings)
+        .unwrap_or(BACKOFF_MAX)
+        .min(BACKOFF_MAX);
+    full.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+}
+
+/// A login failure that a new login soon after would most likely only repeat.
+fn transient(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::ServiceUnavailable
+            | ErrorKind::ServerError
+            | ErrorKind::Timeout
+            | ErrorKind::Transport
+    )
+}
+
 /// The login failure that holds logins back, if any.
 pub(super) struct Refusals {
     blocked: Mutex<Option<Blocked>>,
+    backoff: Mutex<Option<Backoff>>,
 }
 
 impl Refusals {
     pub(super) fn new() -> Self {
         Self {
             blocked: Mutex::new(None),
+            backoff: Mutex::new(None),
         }
     }
 
@@ -45,10 +85,39 @@ impl Refusals {
             }
             None => None,
         }
+        .or_else(|| {
+            let slot = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            slot.as_ref()
+                .filter(|b| now < b.until)
+                .map(|b| b.error.clone())
+        })
+    }
+
+    /// A login succeeded: the next transient failure backs off from the start again.
+    pub(super) fn succeeded(&self) {
+        *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Records a login failure at `now`, when it is one that must not be repeated soon.
     pub(super) fn record(&self, error: &Error, now: Instant, holds: Holds) {
+        self.record_with(error, now, holds, fastrand::f64());
+    }
+
+    /// [`Self::record`], with the backoff's jitter chosen by `unit` (in [0, 1]).
+    fn record_with(&self, error: &Error, now: Instant, holds: Holds, unit: f64) {
+        if transient(error) {
+            let mut slot = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            let failures = slot.as_ref().map_or(0, |b| b.failures).saturating_add(1);
+            // An instant out of range cannot happen with these bounds; should it, no backoff.
+            *slot = now
+                .checked_add(backoff(failures, unit))
+                .map(|until| Backoff {
+                    failures,
+                    error: error.clone(),
+                    until,
+                });
+            return;
+        }
         let until = match error.kind() {
             // Sending the same login again cannot succeed, and refused ones count towards a
             // lock-out; a flow (new password, password update) or clear_failure() lifts this.
@@ -82,5 +151,58 @@ impl Refusals {
     /// Forgets the refused login, so that the next call tries the credentials again.
     pub(super) fn clear(&self) {
         *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.succeeded();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLDS: Holds = Holds {
+        challenge: Duration::from_secs(300),
+        rate_limit: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn the_backoff_doubles_from_one_second_to_thirty_within_its_jitter() {
+        assert_eq!(backoff(1, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff(1, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff(2, 1.0), Duration::from_secs(2));
+        assert_eq!(backoff(3, 0.5), Duration::from_secs(3));
+        assert_eq!(backoff(5, 1.0), Duration::from_secs(16));
+        assert_eq!(backoff(6, 1.0), Duration::from_secs(30));
+        assert_eq!(backoff(6, 0.0), Duration::from_secs(15));
+        assert_eq!(backoff(u32::MAX, 1.0), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn transient_failures_back_off_until_a_success_resets_them() {
+        let refusals = Refusals::new();
+        let t0 = Instant::now();
+        let error = Error::new(ErrorKind::ServerError).with_message("boom");
+        refusals.record_with(&error, t0, HOLDS, 1.0);
+        refusals.record_with(&error, t0, HOLDS, 1.0);
+        let blocked = refusals.blocking(t0 + Duration::from_millis(1999)).unwrap();
+        assert_eq!(blocked.kind(), ErrorKind::ServerError);
+        assert!(refusals.blocking(t0 + Duration::from_secs(2)).is_none());
+
+        refusals.succeeded();
+        assert!(refusals.blocking(t0).is_none());
+        refusals.record_with(&error, t0, HOLDS, 1.0);
+        assert!(refusals.blocking(t0 + Duration::from_millis(999)).is_some());
+        assert!(
+            refusals.blocking(t0 + Duration::from_secs(1)).is_none(),
+            "back to 1 s after a success"
+        );
+
+        // Credentials refused stay refused, backoff or not.
+        let refused = Error::new(ErrorKind::InvalidCredentials);
+        refusals.record_with(&refused, t0, HOLDS, 1.0);
+        let later = t0 + Duration::from_secs(24 * 60 * 60);
+        assert_eq!(
+            refusals.blocking(later).unwrap().kind(),
+            ErrorKind::InvalidCredentials
+        );
     }
 }

@@ -215,7 +215,52 @@ async fn an_expired_token_is_never_served_and_errors_are_not_cached() {
     clock.advance(Duration::from_secs(300));
     let err = cache.access_token().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ServerError);
-    assert_eq!(secret(&cache).await, "a2", "the next call tries again");
+    let calls = cache.provider.calls.load(Ordering::SeqCst);
+    let held = cache.access_token().await.unwrap_err();
+    assert_eq!(
+        held.kind(),
+        ErrorKind::ServerError,
+        "within the login backoff"
+    );
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), calls);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        secret(&cache).await,
+        "a2",
+        "the next call after it tries again"
+    );
+}
+
+#[tokio::test]
+async fn the_login_backoff_doubles_and_a_successful_login_resets_it() {
+    let (cache, clock) = cache(
+        vec![
+            server_error(),
+            server_error(),
+            grant("a1", None, 300),
+            server_error(),
+            grant("a2", None, 300),
+        ],
+        vec![],
+    );
+    let calls = || cache.provider.calls.load(Ordering::SeqCst);
+    cache.access_token().await.unwrap_err();
+    clock.advance(Duration::from_secs(1));
+    cache.access_token().await.unwrap_err();
+    assert_eq!(calls(), 2);
+    // The second backoff is 1 s to 2 s.
+    clock.advance(Duration::from_millis(999));
+    cache.access_token().await.unwrap_err();
+    assert_eq!(calls(), 2, "within the doubled backoff");
+    clock.advance(Duration::from_millis(1001));
+    assert_eq!(secret(&cache).await, "a1");
+    clock.advance(Duration::from_secs(300));
+    cache.access_token().await.unwrap_err();
+    assert_eq!(calls(), 4);
+    // Back to at most 1 s after the success, not the 2 s to 4 s a third failure would give.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(secret(&cache).await, "a2");
+    assert_eq!(calls(), 5);
 }
 
 #[tokio::test]

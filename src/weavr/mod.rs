@@ -273,7 +273,9 @@ impl Session {
     /// # Errors
     ///
     /// [`ErrorKind::StepUpRequired`] when there is no handler, the user declines, the codes run
-    /// out or the service ends the challenge; whatever getting a valid token fails with.
+    /// out or the service ends the challenge; [`ErrorKind::StepUpTimeout`] when the handler
+    /// gives no answer within the challenge's lifetime; whatever getting a valid token fails
+    /// with.
     pub async fn step_up(&self) -> Result<(), Error> {
         self.step_up.step_up().await
     }

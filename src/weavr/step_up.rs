@@ -14,7 +14,10 @@
 //! (409 `VERIFICATION_CODE_INVALID`, `ONE_CHALLENGE_LIMIT_REMAINING`, or a 400), is asked for
 //! again, up to the session's limit. The service's own limit (`CHALLENGE_LIMIT_EXCEEDED`) ends
 //! the step-up at once. A start answered `RETRY_IN_15SEC` means an SMS of an open challenge went
-//! out moments ago: its code is asked for instead of sending another. A token the identity
+//! out moments ago: its code is asked for instead of sending another. The handler is given
+//! what is left of the challenge's 5-minute lifetime to answer; one that does not answer by
+//! then fails every waiting call with [`ErrorKind::StepUpTimeout`](crate::ErrorKind::StepUpTimeout), and
+//! the next step-up starts a new challenge. A token the identity
 //! exchange answered `STEPPED_UP` needs no challenge. A stepped-up mark is forgotten when a
 //! call sent again after the step-up is still refused with `STEP_UP_REQUIRED` (a push approval
 //! the service did not honour), so that the next call starts a new challenge.
@@ -150,6 +153,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Asks `handler`, waiting at most until the challenge started at `started` expires (on the
+/// session's clock; the wait itself is tokio's timer): a handler that never answers must not
+/// hold every call that waits for the step-up forever.
+async fn ask(
+    handler: &dyn StepUp,
+    challenge: Challenge,
+    clock: &dyn crate::clock::Clock,
+    started: std::time::Instant,
+) -> Result<Answer, Error> {
+    let left = started
+        .checked_add(CHALLENGE_LIFETIME)
+        .map_or(Duration::ZERO, |end| {
+            end.saturating_duration_since(clock.now())
+        });
+    tokio::time::timeout(left, handler.answer(challenge))
+        .await
+        .map_err(|_| {
+            Error::new(ErrorKind::StepUpTimeout)
+                .with_service(Service::Weavr)
+                .with_message(
+                    "the step-up handler gave no answer within the challenge's lifetime; \
+                     the next step-up starts a new challenge",
+                )
+        })
+}
+
 fn failed(message: &str) -> Error {
     Error::new(ErrorKind::StepUpRequired)
         .with_service(Service::Weavr)
@@ -267,7 +296,13 @@ impl Coordinator {
                     .map_err(step_up_error)?
                     .into_inner()
                     .id;
-                match handler.answer(Challenge::Push { channel, id }).await {
+                let answer = ask(
+                    &**handler,
+                    Challenge::Push { channel, id },
+                    &**clock,
+                    started,
+                );
+                match answer.await? {
                     Answer::Approved if clock.now() < started + CHALLENGE_LIFETIME => Ok(()),
                     Answer::Approved => {
                         Err(failed("the push challenge expired before it was approved"))
@@ -291,7 +326,8 @@ impl Coordinator {
                 }
                 let mut last = None;
                 for attempt in 1..=self.max_attempts {
-                    let code = match handler.answer(Challenge::Sms { attempt }).await {
+                    let answer = ask(&**handler, Challenge::Sms { attempt }, &**clock, started);
+                    let code = match answer.await? {
                         Answer::Code(code) => code,
                         _ => return Err(failed("the step-up was declined")),
                     };

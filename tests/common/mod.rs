@@ -165,30 +165,60 @@ pub async fn settle() {
     tokio::task::yield_now().await;
 }
 
-/// Starts a renewal, cancels the caller that started it while ten others wait, and checks
-/// that the others still get a token within seconds. The renewal response must be delayed
-/// (200 ms or more) by the mock so that the cancellation lands mid-flight.
+/// Polls `inner`, counting in `polled` once its first poll is over: from then on the caller
+/// is inside the single flight (driving it, or waiting for its outcome), or already done.
+/// Tests wait on this count instead of sleeping for callers to arrive.
+pub async fn counted<F: std::future::Future>(
+    inner: F,
+    polled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> F::Output {
+    let mut inner = std::pin::pin!(inner);
+    let mut first = true;
+    std::future::poll_fn(|cx| {
+        let poll = inner.as_mut().poll(cx);
+        if std::mem::take(&mut first) {
+            polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        poll
+    })
+    .await
+}
+
+/// Starts a renewal, cancels the caller that started it once ten others joined it, and checks
+/// that the others still get one token. The renewal response must be delayed (200 ms or more)
+/// by the mock, so that the cancellation lands mid-flight; the order (driver in flight,
+/// waiters joined, driver cancelled) is waited for, not slept for.
 pub async fn assert_cancelled_waiter_does_not_stall<S>(session: &S) -> String
 where
     S: tokensmith::TokenSource + Clone + 'static,
 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
+    let polled = Arc::new(AtomicUsize::new(0));
     let leader = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
+        let (session, polled) = (session.clone(), polled.clone());
+        async move { counted(session.access_token(), polled).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    held::wait_until("the leader started the renewal", || {
+        polled.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let waiters: Vec<_> = (0..10)
         .map(|_| {
-            let session = session.clone();
-            tokio::spawn(async move { session.access_token().await })
+            let (session, polled) = (session.clone(), polled.clone());
+            tokio::spawn(async move { counted(session.access_token(), polled).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    held::wait_until("the waiters joined the renewal", || {
+        polled.load(Ordering::SeqCst) == 11
+    })
+    .await;
     leader.abort();
     let mut secrets = std::collections::BTreeSet::new();
     for waiter in waiters {
-        let got = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        // A deadlock guard, not a timing verdict: a stalled flight never ends.
+        let got = tokio::time::timeout(Duration::from_secs(60), waiter).await;
         let token = got.expect("no stall").expect("no panic").expect("a token");
         secrets.insert(token.secret().expose_secret().to_owned());
     }
