@@ -91,10 +91,7 @@ fn main() {
     let session = tokensmith::s7risk::Session::builder()
         .base_url(server.uri())
         .origin("https://api.example.com")
-        .credentials(tokensmith::s7risk::Credentials::user(
-            "bench@example.com",
-            "pw",
-        ))
+        .user("bench@example.com", "pw")
         .build()
         .unwrap();
     runtime.block_on(session.access_token()).unwrap();

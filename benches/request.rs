@@ -1,6 +1,8 @@
 //! An authenticated GET through the session against the same GET sent by raw reqwest with
 //! fixed headers (the s7risk session sends `Authorization` and `Origin`, so the raw request
-//! does too): same client, same local server, same run, interleaved request by request.
+//! does too): clients configured alike (`authorize()` hands its request to the session's own
+//! client, which follows no redirects, so the raw one is built the same way), same local
+//! server, same run, interleaved request by request.
 //!
 //! `cargo bench --bench request` prints the median and p99 of each and their ratios.
 
@@ -55,19 +57,18 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let (base, _) = support::server().await;
+        // The session's default client, rebuilt for the raw requests.
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(tokensmith::DEFAULT_CONNECT_TIMEOUT)
+            .timeout(tokensmith::DEFAULT_REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .user_agent(tokensmith::USER_AGENT)
             .build()
             .unwrap();
         let session = tokensmith::s7risk::Session::builder()
             .base_url(&base)
             .origin("https://api.example.com")
-            .credentials(tokensmith::s7risk::Credentials::user(
-                "bench@example.com",
-                "pw",
-            ))
-            .http_client(client.clone())
+            .user("bench@example.com", "pw")
             .build()
             .unwrap();
         session.access_token().await.unwrap();

@@ -41,10 +41,7 @@ fn session(base: &str, clock: &ManualClock, http: &reqwest::Client) -> tokensmit
     tokensmith::s7risk::Session::builder()
         .base_url(base)
         .origin("https://api.example.com")
-        .credentials(tokensmith::s7risk::Credentials::user(
-            "bench@example.com",
-            "pw",
-        ))
+        .user("bench@example.com", "pw")
         .http_client(http.clone())
         .clock(clock.clone())
         .build()

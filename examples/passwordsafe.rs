@@ -7,7 +7,7 @@
 //! registration requires one) set, `cargo run --example passwordsafe` talks to that server;
 //! otherwise to the built-in sandbox.
 
-use tokensmith::passwordsafe::{Credentials, Session};
+use tokensmith::passwordsafe::Session;
 use tokensmith::sandbox::{demo, Sandbox};
 use tokensmith::Service;
 
@@ -15,22 +15,21 @@ use tokensmith::Service;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut _sandbox = None;
-    let credentials = match (
+    let builder = Session::builder();
+    let builder = match (
         env("PASSWORDSAFE_CLIENT_ID"),
         env("PASSWORDSAFE_CLIENT_SECRET"),
     ) {
-        (Some(id), Some(secret)) => Some(Credentials::oauth(id, secret)),
+        (Some(id), Some(secret)) => Some(builder.oauth(id, secret)),
         _ => match (env("PASSWORDSAFE_API_KEY"), env("PASSWORDSAFE_RUNAS")) {
-            (Some(key), Some(runas)) => Some(Credentials::ps_auth(
-                key,
-                runas,
-                env("PASSWORDSAFE_PASSWORD").map(Into::into),
-            )),
+            (Some(key), Some(runas)) => {
+                Some(builder.ps_auth(key, runas, env("PASSWORDSAFE_PASSWORD").map(Into::into)))
+            }
             _ => None,
         },
     };
-    let (base, credentials) = match (env("PASSWORDSAFE_BASE_URL"), credentials) {
-        (Some(base), Some(credentials)) => (base, credentials),
+    let (base, builder) = match (env("PASSWORDSAFE_BASE_URL"), builder) {
+        (Some(base), Some(builder)) => (base, builder),
         _ => {
             println!("Password Safe variables not set: using the built-in sandbox");
             let sandbox = Sandbox::start().await;
@@ -38,17 +37,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _sandbox = Some(sandbox);
             (
                 base,
-                Credentials::oauth(
+                Session::builder().oauth(
                     demo::PASSWORDSAFE_CLIENT_ID,
                     demo::PASSWORDSAFE_CLIENT_SECRET,
                 ),
             )
         }
     };
-    let session = Session::builder()
-        .base_url(&base)
-        .credentials(credentials)
-        .build()?;
+    let session = builder.base_url(&base).build()?;
     println!("session: {:?}", session.access_token().await?);
     let accounts = session
         .authorize(reqwest::Client::new().get(format!("{base}/ManagedAccounts")))

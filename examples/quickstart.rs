@@ -39,10 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = s7risk::Session::builder()
         .base_url(sandbox.base_url(Service::S7risk))
         .origin(demo::S7RISK_ORIGIN)
-        .credentials(s7risk::Credentials::user(
-            demo::S7RISK_EMAIL,
-            demo::S7RISK_PASSWORD,
-        ))
+        .user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD)
         .clock(clock.clone())
         .build()?;
     let token = session.access_token().await?;
@@ -61,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wrong = s7risk::Session::builder()
         .base_url(sandbox.base_url(Service::S7risk))
         .origin(demo::S7RISK_ORIGIN)
-        .credentials(s7risk::Credentials::user(demo::S7RISK_EMAIL, "wrong"))
+        .user(demo::S7RISK_EMAIL, "wrong")
         .build()?;
     let error = wrong.access_token().await.unwrap_err();
     let again = wrong.access_token().await.unwrap_err();
@@ -137,10 +134,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let session = passwordsafe::Session::builder()
         .base_url(sandbox.base_url(Service::PasswordSafe))
-        .credentials(passwordsafe::Credentials::oauth(
+        .oauth(
             demo::PASSWORDSAFE_CLIENT_ID,
             demo::PASSWORDSAFE_CLIENT_SECRET,
-        ))
+        )
         .clock(clock.clone())
         .build()?;
     let token = session.access_token().await?;

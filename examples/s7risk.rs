@@ -3,7 +3,7 @@
 //! With `S7RISK_ORIGIN`, `S7RISK_EMAIL` and `S7RISK_PASSWORD` set, `cargo run --example
 //! s7risk` talks to `https://auth.s7risk.com`; otherwise to the built-in sandbox.
 
-use tokensmith::s7risk::{Credentials, Session};
+use tokensmith::s7risk::Session;
 use tokensmith::sandbox::{demo, Sandbox};
 use tokensmith::Service;
 
@@ -16,16 +16,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env("S7RISK_EMAIL"),
         env("S7RISK_PASSWORD"),
     ) {
-        (Some(origin), Some(email), Some(password)) => Session::builder()
-            .origin(origin)
-            .credentials(Credentials::user(email, password)),
+        (Some(origin), Some(email), Some(password)) => {
+            Session::builder().origin(origin).user(email, password)
+        }
         _ => {
             println!("S7RISK_ORIGIN/S7RISK_EMAIL/S7RISK_PASSWORD not set: using the sandbox");
             let sandbox = Sandbox::start().await;
             let builder = Session::builder()
                 .base_url(sandbox.base_url(Service::S7risk))
                 .origin(demo::S7RISK_ORIGIN)
-                .credentials(Credentials::user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD));
+                .user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD);
             _sandbox = Some(sandbox);
             builder
         }

@@ -13,6 +13,8 @@
 //! The service takes usernames and passwords of 1 to 255 characters and new passwords of 6 to
 //! 255; a value outside those is a configuration error before any request is sent.
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
 //! use tokensmith::accounts::Session;
@@ -34,7 +36,7 @@ pub use crate::generated::accounts::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
@@ -83,8 +85,9 @@ pub struct SessionBuilder {
 impl SessionBuilder {
     session::common_builder_methods!();
 
-    /// The account's username (required). The service's usernames are lowercase: one with
-    /// capitals is lowercased, and [`Session::username_was_lowercased`] says so.
+    /// The account's username (required; the service's own word, where the other services
+    /// log in with an email). The service's usernames are lowercase: one with capitals is
+    /// lowercased, and [`Session::username_was_lowercased`] says so.
     pub fn username(mut self, username: impl Into<String>) -> Self {
         self.username = Some(username.into());
         self
@@ -97,6 +100,11 @@ impl SessionBuilder {
     }
 
     /// Checks the configuration and builds the session. Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the username, the password or the base URL is missing
+    /// or malformed.
     pub fn build(self) -> Result<Session, Error> {
         let given = session::require_plain(S, "username", self.username)?;
         let username = given.to_lowercase();
@@ -147,6 +155,11 @@ impl Session {
     }
 
     /// A valid id token (OpenID Connect, describing the user), renewed with the access token.
+    ///
+    /// # Errors
+    ///
+    /// Whatever renewing the tokens fails with; [`ErrorKind::UnexpectedResponse`] when the
+    /// service issued no id token.
     pub async fn id_token(&self) -> Result<SecretString, Error> {
         let token = self.access_token().await?;
         token.entry().extra.id_token.clone().ok_or_else(|| {
@@ -165,6 +178,12 @@ impl Session {
     /// The service answers only a token set: should Amazon Cognito ask for a further challenge,
     /// it answers 500 ([`ErrorKind::ServerError`]), as it does for any failure. The session's
     /// password is then left as it was, since whether the service took the new one is unknown.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] for a new password out of range (nothing is sent); the
+    /// service's refusal (an expired challenge session, a password the policy refuses, …);
+    /// [`ErrorKind::ServerError`] for a further challenge.
     pub async fn complete_new_password(
         &self,
         challenge_session: &SecretString,
@@ -179,19 +198,17 @@ impl Session {
         let provider = &self.core.cache.provider;
         let clock = &self.core.cache.clock;
         let (sent_at, sent_wall) = (clock.now(), clock.system_now());
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::NewPasswordRequest {
             session: challenge_session.clone(),
             username: provider.username.clone(),
             new_password: new_password.clone(),
         };
-        let response = match api.complete_new_password(&body).await {
-            Ok(response) => response,
-            Err(e) => return Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
-        };
+        let complete = |api: Client| async move { api.complete_new_password(&body).await };
+        let response = self
+            .core
+            .endpoint
+            .call(Context::new(), &classify_login, complete)
+            .await?;
         let tokens = response.into_inner();
         provider.set_password(new_password);
         let access = tokens.access_token;
@@ -208,6 +225,12 @@ impl Session {
     /// Changes the account's password (`/v1/change-password`, with a valid access token); the
     /// session logs in with the new one from then on. Both passwords must be 1 to 255
     /// characters (else a [`ErrorKind::Configuration`] error, and nothing is sent).
+    ///
+    /// # Errors
+    ///
+    /// Whatever getting a valid access token fails with; the service's refusal of the change (a
+    /// wrong previous password, a new one the policy refuses, …), after which the session keeps
+    /// the old password.
     pub async fn change_password(
         &self,
         previous: impl Into<SecretString>,
@@ -225,45 +248,46 @@ impl Session {
             PASSWORD_LENGTH,
         )?;
         let token = self.access_token().await?;
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::ChangePasswordRequest {
             access_token: token.secret().clone(),
             previous_password: previous,
             proposed_password: proposed.clone(),
         };
-        match api.change_password(&body).await {
-            Ok(_) => {
-                self.core.cache.provider.set_password(proposed);
-                Ok(())
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let change = |api: Client| async move { api.change_password(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, change)
+            .await?;
+        self.core.cache.provider.set_password(proposed);
+        Ok(())
     }
 
     /// Asks the service to send the user a confirmation code for a new password
     /// ([`Self::confirm_forgot_password`] uses it).
+    ///
+    /// # Errors
+    ///
+    /// The service's refusal, or a transport failure.
     pub async fn forgot_password(&self) -> Result<(), Error> {
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::ForgotPasswordRequest {
             username: self.username().to_owned(),
         };
-        match api.forgot_password(&body).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let forgot = |api: Client| async move { api.forgot_password(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, forgot)
+            .await?;
+        Ok(())
     }
 
     /// Sets a new password with the confirmation code [`Self::forgot_password`] had sent; the
     /// session logs in with it from then on (a refused login is forgotten). The password must
     /// be 1 to 255 characters (else a [`ErrorKind::Configuration`] error, and nothing is sent).
+    ///
+    /// # Errors
+    ///
+    /// The service's refusal (a wrong or expired code, a password the policy refuses, …), after
+    /// which the session keeps the old password.
     pub async fn confirm_forgot_password(
         &self,
         confirmation_code: impl Into<SecretString>,
@@ -275,29 +299,28 @@ impl Session {
             new_password.expose_secret(),
             PASSWORD_LENGTH,
         )?;
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
         let body = types::ForgotPasswordConfirmRequest {
             username: self.username().to_owned(),
             password: new_password.clone(),
             confirmation_code: confirmation_code.into(),
         };
-        match api.confirm_forgot_password(&body).await {
-            Ok(_) => {
-                self.core.cache.provider.set_password(new_password);
-                self.core.cache.clear_failure();
-                Ok(())
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, confirm)
+            .await?;
+        self.core.cache.provider.set_password(new_password);
+        self.core.cache.clear_failure();
+        Ok(())
     }
 
     /// Ends the session: revokes the refresh token (`/v1/token-revoke`, which also ends every
     /// access token issued from it) and wipes the cached tokens, so that the next call logs
     /// in afresh. The cache is wiped whatever the service answers.
+    ///
+    /// # Errors
+    ///
+    /// The revocation's failure; the cached tokens are wiped all the same.
     pub async fn logout(&self) -> Result<(), Error> {
         let refresh = self
             .core
@@ -310,18 +333,13 @@ impl Session {
         let Some(refresh_token) = refresh else {
             return Ok(());
         };
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self
-            .core
-            .endpoint
-            .client(Client::new_with_client, Context::new());
-        match api
-            .revoke_token(&types::TokenRevokeRequest { refresh_token })
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &Failure::default_kind).await),
-        }
+        let body = types::TokenRevokeRequest { refresh_token };
+        let revoke = |api: Client| async move { api.revoke_token(&body).await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(Context::new(), &Failure::default_kind, revoke)
+            .await?;
+        Ok(())
     }
 }
 
@@ -407,12 +425,12 @@ fn grant(
     access: SecretString,
     refresh: Option<SecretString>,
     id_token: Option<SecretString>,
-    expires_in: Option<i64>,
+    expires_in: Option<crate::clock::Seconds>,
     sent_wall: SystemTime,
 ) -> Grant {
     let expires_in = expires_in
-        .and_then(|s| u64::try_from(s).ok())
-        .map(Duration::from_secs);
+        .and_then(|s| s.as_f64())
+        .and_then(expiry::seconds);
     let lifetime = expiry::lifetime(
         expires_in,
         Some(access.expose_secret()),
@@ -421,17 +439,12 @@ fn grant(
         None,
     );
     let refresh_lifetime = refresh.as_ref().map(|_| REFRESH_TOKEN_LIFETIME);
-    Grant {
-        access,
-        refresh,
-        lifetime,
-        max_lifetime: None,
-        refresh_lifetime,
-        extra: Extra {
+    Grant::new(access, lifetime)
+        .with_refresh(refresh, refresh_lifetime)
+        .with_extra(Extra {
             id_token,
             ..Extra::default()
-        },
-    }
+        })
 }
 
 impl Provider for Accounts {
@@ -443,20 +456,13 @@ impl Provider for Accounts {
     }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
         let body = types::LoginRequest {
             username: self.username.clone(),
             password: self.password(),
         };
-        let response = match api.log_in(&body).await {
-            Ok(response) => response,
-            Err(e) => {
-                return Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await);
-            }
-        };
+        let context = Context::new().with_replay(Replay::Gateway);
+        let log_in = |api: Client| async move { api.log_in(&body).await };
+        let response = self.endpoint.call(context, &classify_login, log_in).await?;
         let status = response.status().as_u16();
         let tokens = response.into_inner();
         if let Some(challenge) = challenge(tokens.challenge_name.as_ref()) {
@@ -496,29 +502,26 @@ impl Provider for Accounts {
         refresh_token: &SecretString,
         sent_wall: SystemTime,
     ) -> Result<Grant, Error> {
-        // Not after a 429: here it means the refresh token is spent, which no wait cures.
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
         let body = types::TokenRefreshRequest {
             username: self.username.clone(),
             refresh_token: refresh_token.clone(),
         };
-        match api.refresh_token(&body).await {
-            // No new refresh token: the cache keeps the old one and counts its use.
-            Ok(response) => {
-                let tokens = response.into_inner();
-                Ok(grant(
-                    tokens.access_token,
-                    None,
-                    tokens.id_token,
-                    tokens.expires_in,
-                    sent_wall,
-                ))
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_refresh).await),
-        }
+        // Not after a 429: here it means the refresh token is spent, which no wait cures.
+        let context = Context::new().with_replay(Replay::Gateway);
+        let refresh = |api: Client| async move { api.refresh_token(&body).await };
+        let tokens = self
+            .endpoint
+            .call(context, &classify_refresh, refresh)
+            .await?
+            .into_inner();
+        // No new refresh token: the cache keeps the old one and counts its use.
+        Ok(grant(
+            tokens.access_token,
+            None,
+            tokens.id_token,
+            tokens.expires_in,
+            sent_wall,
+        ))
     }
 }
 

@@ -1,7 +1,28 @@
 //! Time as the sessions see it: a monotonic clock for expiry, a wall clock for JWT claims.
 //!
 //! Sessions take their time from a [`Clock`] so that tests (the crate's and yours) can drive
-//! expiry with [`ManualClock`] instead of sleeping.
+//! expiry with [`ManualClock`] instead of sleeping: token expiry and renewal, lock-outs, the
+//! retry budget and `Retry-After` dates all read the session's clock (waiting itself is
+//! tokio's timer).
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokensmith::clock::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::new();
+//! let session = tokensmith::s7risk::Session::builder()
+//!     .origin("https://api.example.com")
+//!     .user("analyst@example.com", "correct horse")
+//!     .clock(clock.clone()) // shared: the session sees every advance
+//!     .build()?;
+//! let start = clock.now();
+//! clock.advance(Duration::from_secs(24 * 60 * 60));
+//! assert_eq!(clock.now() - start, Duration::from_secs(24 * 60 * 60));
+//! # let _ = session;
+//! # Ok::<(), tokensmith::Error>(())
+//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -97,6 +118,60 @@ impl Clock for ManualClock {
 
     fn system_now(&self) -> SystemTime {
         self.inner.start_system + self.elapsed()
+    }
+}
+
+/// A count of seconds as a service sent it (accounts' and Password Safe's `expires_in`, fib's
+/// `expirationTime`), kept as it came: any JSON number, even one no lifetime could be, reads
+/// without failing the whole answer. The session takes the lifetime from it only when it is a
+/// number of seconds within the bound the README states; otherwise the documented lifetime
+/// applies.
+///
+/// ```
+/// use tokensmith::clock::Seconds;
+///
+/// let sent: Seconds = serde_json::from_str("18446744073709551615").unwrap();
+/// assert_eq!(sent.as_f64(), Some(18446744073709551615.0));
+/// assert_eq!(format!("{sent:?}"), "18446744073709551615");
+/// assert_eq!(Seconds::from(300), 300);
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Seconds(serde_json::Number);
+
+impl Seconds {
+    /// The number as sent, as a float.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.0.as_f64()
+    }
+}
+
+impl From<i64> for Seconds {
+    fn from(seconds: i64) -> Self {
+        Self(seconds.into())
+    }
+}
+
+impl PartialEq<i64> for Seconds {
+    fn eq(&self, other: &i64) -> bool {
+        self.0.as_i64() == Some(*other)
+    }
+}
+
+impl std::fmt::Debug for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl serde::Serialize for Seconds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Number::deserialize(deserializer).map(Self)
     }
 }
 

@@ -60,28 +60,46 @@ impl RefreshPolicy {
 /// How far the local wall clock is trusted to agree with a token issuer's.
 const CLOCK_TOLERANCE: Duration = Duration::from_secs(60);
 
-/// The `exp` and (if present) `iat` claims of a JWT, unverified: the session only uses them
-/// to time renewals.
-fn jwt_times(token: &str) -> Option<(SystemTime, Option<SystemTime>)> {
+/// The longest lifetime taken from what a service sent (`expires_in`, `expirationTime`, a
+/// JWT's `exp`): a longer one, like one that cannot be read, counts as absent and the
+/// documented lifetime applies. No service documents a token living anywhere near a year, and
+/// an `Instant` a year ahead is far inside what any platform can represent.
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A count of seconds a service sent: `None` for a negative, NaN or infinite one,
+/// [`Duration::MAX`] for one too large for a `Duration` (callers bound what they take).
+pub(crate) fn seconds(secs: f64) -> Option<Duration> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+}
+
+/// How long from `now` until `since_epoch` after the Unix epoch: zero when that is past,
+/// [`Duration::MAX`] when it is beyond what a `SystemTime` can hold.
+fn until(since_epoch: Duration, now: SystemTime) -> Duration {
+    match SystemTime::UNIX_EPOCH.checked_add(since_epoch) {
+        Some(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
+        None => Duration::MAX,
+    }
+}
+
+/// The `exp` and (if present and readable) `iat` claims of a JWT, unverified, as times after
+/// the Unix epoch: the session only uses them to time renewals.
+fn jwt_times(token: &str) -> Option<(Duration, Option<Duration>)> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let time = |name: &str| {
-        let secs = claims
-            .get(name)?
-            .as_f64()
-            .filter(|e| e.is_finite() && *e >= 0.0)?;
-        Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
-    };
+    let time = |name: &str| seconds(claims.get(name)?.as_f64()?);
     Some((time("exp")?, time("iat")))
 }
 
 /// The `exp` claim of a JWT, unverified.
 #[cfg(test)]
 pub(crate) fn jwt_exp(token: &str) -> Option<SystemTime> {
-    jwt_times(token).map(|(exp, _)| exp)
+    jwt_times(token).and_then(|(exp, _)| SystemTime::UNIX_EPOCH.checked_add(exp))
 }
 
 /// How long a JWT received now has left, counted from `sent_wall` on the local clock.
@@ -89,32 +107,36 @@ pub(crate) fn jwt_exp(token: &str) -> Option<SystemTime> {
 /// `exp` alone is read against the local clock. With `iat` too, `exp - iat` is the lifetime on
 /// the issuer's own clock: a local clock that runs behind cannot stretch the token past it,
 /// and one that runs ahead cannot shrink it by more than [`CLOCK_TOLERANCE`] (else a clock
-/// ahead by a token's lifetime would make every call log in again).
+/// ahead by a token's lifetime would make every call log in again). An `iat` after `exp` is
+/// ignored.
 fn jwt_lifetime(token: &str, sent_wall: SystemTime) -> Option<Duration> {
     let (exp, iat) = jwt_times(token)?;
-    let local = exp.duration_since(sent_wall).unwrap_or(Duration::ZERO);
-    Some(match iat.and_then(|iat| exp.duration_since(iat).ok()) {
+    let local = until(exp, sent_wall);
+    Some(match iat.and_then(|iat| exp.checked_sub(iat)) {
         Some(issued_for) => issued_for.min(local.max(issued_for.saturating_sub(CLOCK_TOLERANCE))),
         None => local,
     })
 }
 
-/// A lifetime given as a number that is either seconds from now or, when it is clearly one, an
-/// epoch timestamp (seconds, or milliseconds past 10^12). `None` for a negative value.
-pub(crate) fn seconds_or_epoch(value: i64, sent_wall: SystemTime) -> Option<Duration> {
-    let value = u64::try_from(value).ok()?;
-    let epoch_secs = match value {
-        v if v >= 1_000_000_000_000 => v / 1000,
-        v if v >= 1_000_000_000 => v,
-        v => return Some(Duration::from_secs(v)),
+/// A number that is either seconds from now or, when it is clearly one, an epoch timestamp
+/// (seconds, or milliseconds past 10^12), as a duration from `now`: zero for a time already
+/// past, `None` for a negative or non-finite value, [`Duration::MAX`] for one beyond what the
+/// platform's clock can hold. Callers bound the result ([`MAX_LIFETIME`] for a lifetime,
+/// [`crate::response::MAX_RETRY_AFTER`] for a wait).
+pub(crate) fn seconds_or_epoch(value: f64, now: SystemTime) -> Option<Duration> {
+    let epoch_secs = if value >= 1e12 {
+        value / 1000.0
+    } else if value >= 1e9 {
+        value
+    } else {
+        return seconds(value);
     };
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(epoch_secs);
-    Some(at.duration_since(sent_wall).unwrap_or(Duration::ZERO))
+    Some(until(seconds(epoch_secs)?, now))
 }
 
 /// A token's lifetime from when its request was sent: the shortest of what the service said
 /// (`expires_in`) and what the JWT's `exp` claim says, else the documented lifetime; never
-/// longer than `cap`.
+/// longer than `cap`. A source longer than [`MAX_LIFETIME`] counts as absent.
 pub(crate) fn lifetime(
     expires_in: Option<Duration>,
     jwt: Option<&str>,
@@ -122,7 +144,11 @@ pub(crate) fn lifetime(
     documented: Duration,
     cap: Option<Duration>,
 ) -> Duration {
-    let from_jwt = jwt.and_then(|token| jwt_lifetime(token, sent_wall));
+    let in_range = |d: Duration| (d <= MAX_LIFETIME).then_some(d);
+    let expires_in = expires_in.and_then(in_range);
+    let from_jwt = jwt
+        .and_then(|token| jwt_lifetime(token, sent_wall))
+        .and_then(in_range);
     let lifetime = match (expires_in, from_jwt) {
         (Some(a), Some(b)) => a.min(b),
         (Some(a), None) | (None, Some(a)) => a,
@@ -208,17 +234,94 @@ mod tests {
     #[test]
     fn seconds_or_epoch_reads_both() {
         let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(seconds_or_epoch(300, sent), Some(Duration::from_secs(300)));
         assert_eq!(
-            seconds_or_epoch(1_700_000_300, sent),
+            seconds_or_epoch(300.0, sent),
             Some(Duration::from_secs(300))
         );
         assert_eq!(
-            seconds_or_epoch(1_700_000_300_000, sent),
+            seconds_or_epoch(1_700_000_300.0, sent),
             Some(Duration::from_secs(300))
         );
-        assert_eq!(seconds_or_epoch(1_600_000_000, sent), Some(Duration::ZERO));
-        assert_eq!(seconds_or_epoch(-1, sent), None);
+        assert_eq!(
+            seconds_or_epoch(1_700_000_300_000.0, sent),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            seconds_or_epoch(2.5, sent),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            seconds_or_epoch(1_600_000_000.0, sent),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(seconds_or_epoch(-1.0, sent), None);
+        assert_eq!(seconds_or_epoch(f64::NAN, sent), None);
+        assert_eq!(seconds_or_epoch(f64::INFINITY, sent), None);
+        // Beyond what a Duration or a SystemTime holds: the far future, never a panic.
+        assert_eq!(seconds_or_epoch(1e25, sent), Some(Duration::MAX));
+        assert_eq!(
+            seconds_or_epoch(9.2e18, sent),
+            Some(Duration::from_secs(9_200_000_000_000_000 - 1_700_000_000)),
+            "milliseconds in the year 291 million"
+        );
+        assert_eq!(seconds_or_epoch(1e300, sent), Some(Duration::MAX));
+    }
+
+    #[test]
+    fn a_lifetime_beyond_the_bound_counts_as_absent() {
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = Duration::from_secs(86_400);
+        let over = MAX_LIFETIME + Duration::from_secs(1);
+        assert_eq!(lifetime(Some(over), None, sent, day, None), day);
+        assert_eq!(
+            lifetime(Some(MAX_LIFETIME), None, sent, day, None),
+            MAX_LIFETIME
+        );
+        assert_eq!(lifetime(Some(Duration::MAX), None, sent, day, None), day);
+        for claims in [
+            r#"{"exp":1e300}"#,
+            r#"{"exp":253402300799}"#,
+            r#"{"exp":-2208988800}"#,
+            r#"{"exp":"1700000600"}"#,
+            r#"{"exp":null}"#,
+        ] {
+            assert_eq!(
+                lifetime(None, Some(&jwt(claims)), sent, day, None),
+                day,
+                "{claims}"
+            );
+        }
+        // An out-of-range JWT does not hide an in-range expires_in, nor the reverse.
+        let five = Duration::from_secs(300);
+        assert_eq!(
+            lifetime(Some(five), Some(&jwt(r#"{"exp":1e300}"#)), sent, day, None),
+            five
+        );
+        assert_eq!(
+            lifetime(
+                Some(over),
+                Some(&jwt(r#"{"exp":1700000600}"#)),
+                sent,
+                day,
+                None
+            ),
+            Duration::from_secs(600)
+        );
+        // An unreadable or impossible iat is ignored; exp still counts.
+        for iat in ["1e20", "-5", "1700000601", "\"x\""] {
+            let t = jwt(&format!(r#"{{"iat":{iat},"exp":1700000600}}"#));
+            assert_eq!(
+                lifetime(None, Some(&t), sent, day, None),
+                Duration::from_secs(600),
+                "iat {iat}"
+            );
+        }
+        // Fractional claims are read as such.
+        let t = jwt(r#"{"exp":1700000600.5}"#);
+        assert_eq!(
+            lifetime(None, Some(&t), sent, day, None),
+            Duration::from_millis(600_500)
+        );
     }
 
     #[test]

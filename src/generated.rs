@@ -5,7 +5,7 @@
 //! credentials and reads responses for all five services.
 
 macro_rules! generated_client {
-    ($module:ident, $file:literal) => {
+    ($module:ident, $file:literal, $service:ident) => {
         #[allow(
             missing_docs,
             unused_imports,
@@ -40,17 +40,29 @@ macro_rules! generated_client {
                         .await
                 }
             }
+
+            impl crate::session::Api for Client {
+                const SERVICE: crate::error::Service = crate::error::Service::$service;
+
+                fn with_context(
+                    base_url: &str,
+                    http: reqwest::Client,
+                    context: crate::transport::Context,
+                ) -> Self {
+                    Self::new_with_client(base_url, http, context)
+                }
+            }
         }
     };
 }
 
 #[cfg(feature = "s7risk")]
-generated_client!(s7risk, "s7risk.rs");
+generated_client!(s7risk, "s7risk.rs", S7risk);
 #[cfg(feature = "weavr")]
-generated_client!(weavr, "weavr.rs");
+generated_client!(weavr, "weavr.rs", Weavr);
 #[cfg(feature = "accounts")]
-generated_client!(accounts, "accounts.rs");
+generated_client!(accounts, "accounts.rs", Accounts);
 #[cfg(feature = "passwordsafe")]
-generated_client!(passwordsafe, "passwordsafe.rs");
+generated_client!(passwordsafe, "passwordsafe.rs", PasswordSafe);
 #[cfg(feature = "fib")]
-generated_client!(fib, "fib.rs");
+generated_client!(fib, "fib.rs", Fib);

@@ -15,11 +15,17 @@
     allow(dead_code, unused_macros, unused_imports)
 )]
 
+mod any_session;
 mod cache;
 pub mod clock;
 mod error;
 mod expiry;
 mod generated;
+#[cfg(any(feature = "middleware", feature = "tower"))]
+mod hosts;
+#[cfg(feature = "middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
+pub mod middleware;
 mod response;
 mod retry;
 #[cfg(feature = "sandbox")]
@@ -29,6 +35,9 @@ pub mod secret;
 mod session;
 pub mod store;
 mod token;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 pub mod transport;
 
 #[cfg(feature = "s7risk")]
@@ -51,6 +60,7 @@ pub mod passwordsafe;
 #[cfg_attr(docsrs, doc(cfg(feature = "fib")))]
 pub mod fib;
 
+pub use any_session::{AnySession, DynTokenSource};
 pub use error::{Error, ErrorKind, FieldError, Service};
 pub use expiry::RefreshPolicy;
 pub use retry::RetryPolicy;
@@ -61,6 +71,10 @@ pub use token::{AccessToken, TokenOrigin};
 /// Anything that hands out valid access tokens: every service's `Session`.
 pub trait TokenSource: Send + Sync {
     /// A valid access token, renewed first when it is due.
+    ///
+    /// # Errors
+    ///
+    /// When no valid token can be had: the login's or refresh's failure.
     fn access_token(&self) -> impl std::future::Future<Output = Result<AccessToken, Error>> + Send;
 }
 

@@ -4,10 +4,10 @@
 //! API key (`Authorization: PS-Auth key=…; runas=…; pwd=[…];`) or by an OAuth access token that
 //! `POST Auth/connect/token` issues for an application user's client ID and secret. Every later
 //! call sends the cookie back (and, for OAuth sessions, the bearer token). The server closes a
-//! session after [`SESSION_IDLE_TIMEOUT`] without activity, so the session's expiry slides
+//! session after [`ACCESS_TOKEN_IDLE_LIFETIME`] without activity, so the session's expiry slides
 //! forward with every call the service accepts through [`Session::api`]; an OAuth session also
 //! ends when its access token does (`expires_in`). When either is near, the session signs in
-//! again. [`Session::sign_out`] ends the session on the server.
+//! again. [`Session::logout`] ends the session on the server.
 //!
 //! Every installation has its own host: there is no shared production server, so the base URL
 //! (or the host) is required.
@@ -15,23 +15,25 @@
 //! The token that [`Session::access_token`] returns is the session cookie, as the value of a
 //! `Cookie` header (`name=value`).
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
-//! use tokensmith::passwordsafe::{Credentials, Session};
+//! use tokensmith::passwordsafe::Session;
 //!
 //! let session = Session::builder()
 //!     .host("pws.example.com")
-//!     .credentials(Credentials::ps_auth(
+//!     .ps_auth(
 //!         "c479a66f…c9484d",
 //!         r"doe-main\johndoe",
 //!         Some("un1qu3".into()),
-//!     ))
+//!     )
 //!     .api_version("3.1")
 //!     .build()?;
 //! let cookie = session.access_token().await?;
 //! # let _ = cookie;
 //! // … call the Password Safe API with the session …
-//! session.sign_out().await?;
+//! session.logout().await?;
 //! # Ok(()) }
 //! ```
 
@@ -46,7 +48,7 @@ pub use crate::generated::passwordsafe::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
@@ -59,56 +61,20 @@ pub const DEFAULT_BASE_URL: &str = "https://the-server/BeyondTrust/api/public/v3
 /// The path of the public API v3 on every host.
 pub const BASE_PATH: &str = "/BeyondTrust/api/public/v3";
 /// Sessions close after this long without activity.
-pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+pub const ACCESS_TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(20 * 60);
 
-/// What the session signs in with.
+/// What the session signs in with, as given.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Credentials {
-    /// An application user's OAuth client credentials: `POST Auth/connect/token` for an access
-    /// token, then `POST Auth/SignAppin` with `Authorization: Bearer <token>`.
-    #[non_exhaustive]
+enum Credentials {
     OAuth {
-        /// The application user's client ID.
         client_id: String,
-        /// The application user's client secret.
         client_secret: SecretString,
     },
-    /// An API key and the user to run as: `POST Auth/SignAppin` with
-    /// `Authorization: PS-Auth key=<api key>; runas=<user>; pwd=[<password>];`.
-    #[non_exhaustive]
     PsAuth {
-        /// The API key of the API registration.
         api_key: SecretString,
-        /// The user to run as (`domain\user` for a domain user).
         runas: String,
-        /// The user's password, sent only when given (when the API registration requires it).
         password: Option<SecretString>,
     },
-}
-
-impl Credentials {
-    /// OAuth client credentials of an application user.
-    pub fn oauth(client_id: impl Into<String>, client_secret: impl Into<SecretString>) -> Self {
-        Self::OAuth {
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-        }
-    }
-
-    /// An API key, the user to run as (`domain\user` for a domain user) and, when the API
-    /// registration requires it, the user's password.
-    pub fn ps_auth(
-        api_key: impl Into<SecretString>,
-        runas: impl Into<String>,
-        password: Option<SecretString>,
-    ) -> Self {
-        Self::PsAuth {
-            api_key: api_key.into(),
-            runas: runas.into(),
-            password,
-        }
-    }
 }
 
 /// Builds a [`Session`].
@@ -131,9 +97,37 @@ impl SessionBuilder {
         self
     }
 
-    /// The credentials to sign in with (required).
-    pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+    /// Signs in as an application user, with its OAuth client ID and secret:
+    /// `POST Auth/connect/token` for an access token, then `POST Auth/SignAppin` with
+    /// `Authorization: Bearer <token>`. Either this or [`Self::ps_auth`] is required; the later
+    /// call wins.
+    pub fn oauth(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<SecretString>,
+    ) -> Self {
+        self.credentials = Some(Credentials::OAuth {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        });
+        self
+    }
+
+    /// Signs in with an API key, the user to run as (`domain\user` for a domain user) and,
+    /// when the API registration requires it, the user's password: `POST Auth/SignAppin` with
+    /// `Authorization: PS-Auth key=<api key>; runas=<user>; pwd=[<password>];`. Either this or
+    /// [`Self::oauth`] is required; the later call wins.
+    pub fn ps_auth(
+        mut self,
+        api_key: impl Into<SecretString>,
+        runas: impl Into<String>,
+        password: Option<SecretString>,
+    ) -> Self {
+        self.credentials = Some(Credentials::PsAuth {
+            api_key: api_key.into(),
+            runas: runas.into(),
+            password,
+        });
         self
     }
 
@@ -146,6 +140,11 @@ impl SessionBuilder {
     }
 
     /// Checks the configuration and builds the session. Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the base URL or the credentials are missing or
+    /// malformed, or the API version is not one of 3.0, 3.1, 3.2.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::PasswordSafe;
         if self.common.base_url.is_none() {
@@ -227,6 +226,13 @@ fn ps_auth_header(
     }
     let mut text = format!("PS-Auth key={}; runas={runas};", api_key.expose_secret());
     if let Some(password) = password {
+        // `]` ends the `pwd=[…]` part: the server would read a shorter password and the rest
+        // as more of the header.
+        if password.expose_secret().contains(']') {
+            return Err(bad(
+                "password (it holds a `]`, which would end its `pwd=[…]` part)",
+            ));
+        }
         text.push_str(&format!(" pwd=[{}];", password.expose_secret()));
     }
     let mut value =
@@ -249,13 +255,19 @@ impl Session {
 
     session::common_session_methods!(Client);
 
-    /// Ends the session on the server (`POST Auth/Signout` with the session cookie) and drops
-    /// it, so that the next call signs in again. Does nothing when no session is open.
+    /// Ends the session on the server (`POST Auth/Signout` with the session cookie: the vendor
+    /// calls it signing out) and drops it, so that the next call signs in again. Does nothing
+    /// when no session is open.
     ///
     /// A 401 means the server had already closed the session: it is dropped and the error
     /// ([`ErrorKind::TokenRejected`]) returned. After any other failure the session is kept
     /// (it may still be open; call again, or let it close after 20 idle minutes).
-    pub async fn sign_out(&self) -> Result<(), Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TokenRejected`] when the server had already closed the session (it is
+    /// dropped all the same); any other failure of the sign-out (the session is kept).
+    pub async fn logout(&self) -> Result<(), Error> {
         let cache = &self.core.cache;
         let Some(entry) = cache.current_or_stored().await else {
             self.core.forget().await;
@@ -269,28 +281,25 @@ impl Session {
             .fold(Context::new(), |ctx, (name, value)| {
                 ctx.with_header(name, value, true)
             });
-        let sent_wall = cache.clock.system_now();
-        let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
-        match api.sign_out(cache.provider.version).await {
+        let version = cache.provider.version;
+        let sign_out = |api: Client| async move { api.sign_out(version).await };
+        match self
+            .core
+            .endpoint
+            .call(context, &classify_api, sign_out)
+            .await
+        {
             Ok(_) => {
                 self.core.forget().await;
                 Ok(())
             }
-            Err(e) => {
-                let error =
-                    map_api_error(Service::PasswordSafe, e, &probe, sent_wall, &classify_api).await;
+            Err(error) => {
                 if error.kind() == ErrorKind::TokenRejected {
                     self.core.forget().await;
                 }
                 Err(error)
             }
         }
-    }
-
-    /// Ends the session: the same as [`Self::sign_out`], under the name every service's
-    /// session uses.
-    pub async fn logout(&self) -> Result<(), Error> {
-        self.sign_out().await
     }
 }
 
@@ -300,6 +309,9 @@ session::session_impls!(Session);
 /// service documents, in its order: `grant_type=client_credentials&client_id=…&client_secret=…`.
 /// (The OpenAPI document describes it; the generated type would have put the fields in
 /// alphabetical order.)
+// Public only because the generated client's `token` operation takes it (the OpenAPI
+// document maps the form to it); not part of the documented API.
+#[doc(hidden)]
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TokenRequest {
     grant_type: GrantType,
@@ -352,16 +364,10 @@ impl ErrorBody for types::OAuthError {
 }
 
 impl ErrorBody for types::ApiError {
-    /// The body is undocumented: a JSON string is the message; an object's `Message`
-    /// (ASP.NET's shape), `message`, `error_description` or `error` is.
+    /// The body is undocumented: a JSON string is the message, or an object's member under
+    /// one of the usual names (ASP.NET's `Message` among them).
     fn message(&self) -> Option<String> {
-        if let Some(text) = self.0.as_str() {
-            return Some(text.to_owned()).filter(|t| !t.trim().is_empty());
-        }
-        ["Message", "message", "error_description", "error"]
-            .iter()
-            .find_map(|key| self.0.get(key).and_then(|v| v.as_str()))
-            .map(str::to_owned)
+        crate::response::message_from_json(&self.0)
     }
 }
 
@@ -432,26 +438,26 @@ impl PasswordSafe {
         let context = Context::new()
             .with_header(AUTHORIZATION, authorization, true)
             .with_replay(Replay::Gateway);
-        let (api, probe) = self.endpoint.client(Client::new_with_client, context);
-        match api.sign_app_in(self.version).await {
-            Ok(response) => session_cookie(response.headers(), sent_wall)
-                .map(SecretString::from)
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::UnexpectedResponse)
-                        .with_service(Self::SERVICE)
-                        .with_status(response.status().as_u16())
-                        .with_message("Auth/SignAppin succeeded but set no session cookie")
-                }),
-            Err(e) => {
-                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_sign_in).await)
-            }
-        }
+        let version = self.version;
+        let sign_in = |api: Client| async move { api.sign_app_in(version).await };
+        let response = self
+            .endpoint
+            .call(context, &classify_sign_in, sign_in)
+            .await?;
+        session_cookie(response.headers(), sent_wall)
+            .map(SecretString::from)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::UnexpectedResponse)
+                    .with_service(Self::SERVICE)
+                    .with_status(response.status().as_u16())
+                    .with_message("Auth/SignAppin succeeded but set no session cookie")
+            })
     }
 }
 
 impl Provider for PasswordSafe {
     const SERVICE: Service = Service::PasswordSafe;
-    const SLIDING: Option<Duration> = Some(SESSION_IDLE_TIMEOUT);
+    const SLIDING: Option<Duration> = Some(ACCESS_TOKEN_IDLE_LIFETIME);
     const ENDS_SESSION: &'static [&'static str] = &["sign_out"];
 
     fn store_identity(&self) -> String {
@@ -460,55 +466,38 @@ impl Provider for PasswordSafe {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         match &self.login {
-            Login::PsAuth(header) => Ok(Grant {
-                access: self.sign_in(header.clone(), sent_wall).await?,
-                refresh: None,
-                lifetime: SESSION_IDLE_TIMEOUT,
-                max_lifetime: None,
-                refresh_lifetime: None,
-                extra: Extra::default(),
-            }),
+            Login::PsAuth(header) => Ok(Grant::new(
+                self.sign_in(header.clone(), sent_wall).await?,
+                ACCESS_TOKEN_IDLE_LIFETIME,
+            )),
             Login::OAuth(form) => {
-                let (api, probe) = self.endpoint.client(
-                    Client::new_with_client,
-                    Context::new().with_replay(Replay::Gateway),
-                );
-                let token = match api.create_access_token(self.version, form).await {
-                    Ok(response) => response.into_inner(),
-                    Err(e) => {
-                        return Err(map_api_error(
-                            Self::SERVICE,
-                            e,
-                            &probe,
-                            sent_wall,
-                            &classify_token,
-                        )
-                        .await)
-                    }
-                };
+                let context = Context::new().with_replay(Replay::Gateway);
+                let version = self.version;
+                let token =
+                    |api: Client| async move { api.create_access_token(version, form).await };
+                let token = self
+                    .endpoint
+                    .call(context, &classify_token, token)
+                    .await?
+                    .into_inner();
                 // The session cannot outlive the token that opened it.
                 let token_lifetime = expiry::lifetime(
-                    u64::try_from(token.expires_in)
-                        .ok()
-                        .map(Duration::from_secs),
+                    token.expires_in.as_f64().and_then(expiry::seconds),
                     Some(token.access_token.expose_secret()),
                     sent_wall,
-                    SESSION_IDLE_TIMEOUT,
+                    ACCESS_TOKEN_IDLE_LIFETIME,
                     None,
                 );
                 let bearer = token.access_token;
                 let cookie = self.sign_in(session::bearer(&bearer), sent_wall).await?;
-                Ok(Grant {
-                    access: cookie,
-                    refresh: None,
-                    lifetime: SESSION_IDLE_TIMEOUT.min(token_lifetime),
-                    max_lifetime: Some(token_lifetime),
-                    refresh_lifetime: None,
-                    extra: Extra {
-                        bearer: Some(bearer),
-                        ..Extra::default()
-                    },
-                })
+                Ok(
+                    Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
+                        .with_max_lifetime(token_lifetime)
+                        .with_extra(Extra {
+                            bearer: Some(bearer),
+                            ..Extra::default()
+                        }),
+                )
             }
         }
     }

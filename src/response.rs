@@ -13,8 +13,7 @@ use reqwest::header::HeaderMap;
 use crate::error::{Error, ErrorKind, FieldError, Service};
 use crate::secret::SecretString;
 
-/// At most this much of an unexpected body is read, and a shorter excerpt is kept.
-const BODY_READ_CAP: usize = 64 * 1024;
+/// At most this much of an error message is kept.
 const EXCERPT_CHARS: usize = 200;
 
 /// The status and headers of the last response a client received.
@@ -99,7 +98,8 @@ impl Failure {
     }
 
     /// The delay the service asks for: `Retry-After` (seconds or HTTP date),
-    /// `x-ratelimit-reset` (seconds, or an epoch timestamp), or "try again in N minutes".
+    /// `x-ratelimit-reset` (seconds, or an epoch timestamp), or "try again in N minutes";
+    /// never more than [`MAX_RETRY_AFTER`].
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         retry_after_from_headers(&self.headers, self.now)
             .or_else(|| self.message.as_deref().and_then(parse_try_again_in))
@@ -126,11 +126,19 @@ impl Failure {
     }
 }
 
-/// The delay a response's headers ask for (`Retry-After`, then `x-ratelimit-reset`).
+/// The longest wait taken from what a service asks for (`Retry-After`, `x-ratelimit-reset`,
+/// "try again in N minutes"): a longer one is cut to this. It bounds how long a session
+/// refuses to log in again after a rate limit or lock-out, and no `Instant` arithmetic on it
+/// can overflow.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The delay a response's headers ask for (`Retry-After`, then `x-ratelimit-reset`), never
+/// more than [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     header_str(headers, "retry-after")
         .and_then(|v| parse_retry_after(v, now))
         .or_else(|| header_str(headers, "x-ratelimit-reset").and_then(|v| parse_reset(v, now)))
+        .map(|wait| wait.min(MAX_RETRY_AFTER))
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -140,8 +148,17 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(str::trim)
 }
 
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    if let Ok(secs) = value.parse::<u64>() {
+/// A count written in decimal digits, [`u64::MAX`] when it has more than a `u64` holds.
+fn count(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
+/// `Retry-After`: a count of seconds (RFC 9110 `delay-seconds`) or an HTTP date.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Some(secs) = count(value) {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
@@ -150,60 +167,49 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 
 /// `x-ratelimit-reset` is documented only by name: small values are seconds to wait, large
 /// ones an epoch timestamp in seconds or milliseconds.
-pub(crate) fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
-    let n = value
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite() && *n >= 0.0)?;
-    let epoch_secs = if n >= 1e12 {
-        n / 1000.0
-    } else if n >= 1e9 {
-        n
-    } else {
-        return Some(Duration::from_secs_f64(n));
-    };
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch_secs);
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
+    crate::expiry::seconds_or_epoch(value.parse::<f64>().ok()?, now)
 }
 
-/// "Too many authentication attempts. Try again in 5 minutes" → 300 s.
+/// "Too many authentication attempts. Try again in 5 minutes" → 300 s; never more than
+/// [`MAX_RETRY_AFTER`].
 pub(crate) fn parse_try_again_in(message: &str) -> Option<Duration> {
     let lower = message.to_lowercase();
     let rest = &lower[lower.find("try again in ")? + "try again in ".len()..];
     let mut words = rest.split_whitespace();
-    let n: u64 = words.next()?.parse().ok()?;
+    let n = count(words.next()?)?;
     let unit = words.next()?.trim_end_matches(|c: char| !c.is_alphabetic());
     let secs = match unit {
         "second" | "seconds" | "sec" | "secs" | "s" => n,
-        "minute" | "minutes" | "min" | "mins" => n * 60,
-        "hour" | "hours" => n * 3600,
+        "minute" | "minutes" | "min" | "mins" => n.saturating_mul(60),
+        "hour" | "hours" => n.saturating_mul(3600),
         _ => return None,
     };
-    Some(Duration::from_secs(secs))
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// The members a JSON error body most often carries its message in, in order of preference.
+/// The members a JSON error body most often carries its message in, in order of preference
+/// (`Message` is ASP.NET's, Password Safe's). The one list for every service.
 const MESSAGE_KEYS: [&str; 5] = ["message", "error_description", "error", "Message", "detail"];
 
-/// The message of a JSON error object, from the first of [`MESSAGE_KEYS`] that holds a string.
-/// Nothing else of the body is taken: another member may be a token (weavr's 409 `token`).
-fn message_from_json_keys(json: &serde_json::Value) -> Option<String> {
+/// The message of a JSON error body: the body itself when it is a non-empty string, else an
+/// object's first of [`MESSAGE_KEYS`] that holds a string; an excerpt, never more. Nothing
+/// else of the body is taken: another member may be a token (weavr's 409 `token`).
+pub(crate) fn message_from_json(json: &serde_json::Value) -> Option<String> {
+    if let Some(text) = json.as_str() {
+        return (!text.trim().is_empty()).then(|| excerpt(text));
+    }
     MESSAGE_KEYS
         .iter()
         .find_map(|key| json.get(key).and_then(|v| v.as_str()))
         .map(excerpt)
 }
 
-/// A message from a body whose shape is not the documented one: a JSON `message` (or
-/// `error`, `error_description`, `Message`), a JSON string, or the start of the text.
+/// A message from a body whose shape is not the documented one: [`message_from_json`] for a
+/// body that parses as JSON (and nothing else of it), or the start of a body that does not.
 pub(crate) fn message_from_bytes(bytes: &[u8]) -> Option<String> {
     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        if let Some(s) = json.as_str() {
-            return Some(excerpt(s));
-        }
-        if let Some(message) = message_from_json_keys(&json) {
-            return Some(message);
-        }
+        return message_from_json(&json);
     }
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
@@ -216,19 +222,6 @@ fn excerpt(text: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// Reads at most [`BODY_READ_CAP`] bytes of a response body.
-async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = BODY_READ_CAP - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= BODY_READ_CAP {
-            break;
-        }
-    }
-    body
 }
 
 /// A JSON decoding failure, described without the input: serde_json's own messages can quote
@@ -307,7 +300,7 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
             // document its error body at all): look for the usual ones in the raw body.
             let message = body.message().or_else(|| {
                 let raw = probe.error_body()?;
-                message_from_json_keys(&serde_json::from_slice(&raw).ok()?)
+                message_from_json(&serde_json::from_slice(&raw).ok()?)
             });
             let failure = Failure {
                 status,
@@ -346,7 +339,15 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
             let message = if (200..300).contains(&status) {
                 None
             } else {
-                message_from_bytes(&read_capped(response).await)
+                // A body over the cap (or broken off) is not quoted at all.
+                let body = crate::transport::read_at_most(
+                    response,
+                    crate::transport::DEFAULT_MAX_RESPONSE_BYTES,
+                )
+                .await;
+                body.ok()
+                    .flatten()
+                    .and_then(|body| message_from_bytes(&body))
             };
             let failure = Failure {
                 status,
@@ -397,6 +398,57 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
     error
 }
 
+/// An error from a call through a session's `api()` client, so that `?` works in a function
+/// returning [`crate::Error`]. What it keeps: the HTTP status, the kind the status usually
+/// means (with the retry delay of a 429 or 423), a decoding failure's position, a transport
+/// failure's cause. What it never keeps: the body (parsed or not) or any header's text, which
+/// may carry a token. The service is not known here; match on the progenitor error yourself
+/// for the provider's documented error body.
+impl<E> From<progenitor_client::Error<E>> for Error {
+    fn from(err: progenitor_client::Error<E>) -> Self {
+        use progenitor_client::Error as G;
+        let by_status = |status: reqwest::StatusCode, headers: &HeaderMap, documented: bool| {
+            let status = status.as_u16();
+            let kind = if (200..300).contains(&status) {
+                ErrorKind::UnexpectedResponse
+            } else {
+                Failure {
+                    status,
+                    message: None,
+                    code: None,
+                    headers: headers.clone(),
+                    documented,
+                    now: SystemTime::now(),
+                }
+                .default_kind()
+            };
+            Error::new(kind).with_status(status)
+        };
+        match err {
+            G::ErrorResponse(response) => by_status(response.status(), response.headers(), true),
+            G::UnexpectedResponse(response) => {
+                by_status(response.status(), response.headers(), false)
+            }
+            G::InvalidResponsePayload(_, json_err) => {
+                Error::new(ErrorKind::Decode).with_source(DecodeError::from(&json_err))
+            }
+            G::CommunicationError(e) | G::ResponseBodyError(e) | G::InvalidUpgrade(e) => {
+                let kind = if e.is_timeout() {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Transport
+                };
+                Error::new(kind).with_source(e.without_url())
+            }
+            G::InvalidRequest(message) => {
+                Error::new(ErrorKind::Configuration).with_message(message)
+            }
+            // The session's own failure to authorize the request, already told in its words.
+            G::Custom(message) => Error::new(ErrorKind::Transport).with_message(message),
+        }
+    }
+}
+
 /// weavr's `request-ref` header, kept on every error for vendor support.
 pub(crate) fn request_ref(service: Service, headers: &HeaderMap) -> Option<String> {
     (service == Service::Weavr).then(|| header_str(headers, "request-ref").map(str::to_owned))?
@@ -431,6 +483,63 @@ mod tests {
             Some(Duration::from_secs(300))
         );
         assert_eq!(parse_try_again_in("Try again later"), None);
+    }
+
+    #[test]
+    fn retry_delays_are_capped_at_a_day_and_never_panic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let headers = |name: &'static str, value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, value.parse().unwrap());
+            h
+        };
+        let day = Some(MAX_RETRY_AFTER);
+        for (name, value, expected) in [
+            ("retry-after", "18446744073709551615", day),
+            ("retry-after", "99999999999999999999999999", day),
+            ("retry-after", "86401", day),
+            ("retry-after", "86399", Some(Duration::from_secs(86_399))),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT", day),
+            ("retry-after", "Mon, 01 Jan 1900 00:00:00 GMT", None),
+            (
+                "retry-after",
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+                Some(Duration::ZERO),
+            ),
+            ("retry-after", "-5", None),
+            ("retry-after", "1.5", None),
+            ("retry-after", "soon", None),
+            ("x-ratelimit-reset", "1e25", day),
+            ("x-ratelimit-reset", "1e300", day),
+            ("x-ratelimit-reset", "18446744073709551615", day),
+            ("x-ratelimit-reset", "253402300799", day),
+            (
+                "x-ratelimit-reset",
+                "1.5",
+                Some(Duration::from_millis(1500)),
+            ),
+            ("x-ratelimit-reset", "-1", None),
+            ("x-ratelimit-reset", "-2208988800", None),
+            ("x-ratelimit-reset", "NaN", None),
+            ("x-ratelimit-reset", "inf", None),
+            ("x-ratelimit-reset", "soon", None),
+        ] {
+            assert_eq!(
+                retry_after_from_headers(&headers(name, value), now),
+                expected,
+                "{name}: {value}"
+            );
+        }
+        assert_eq!(
+            parse_try_again_in("Try again in 18446744073709551615 hours"),
+            day
+        );
+        assert_eq!(
+            parse_try_again_in("Try again in 999999999999999999999999 minutes"),
+            day
+        );
+        assert_eq!(parse_try_again_in("Try again in -5 minutes"), None);
+        assert_eq!(parse_try_again_in("Try again in 1e9 minutes"), None);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! A request is replayed only when replaying cannot do harm the caller did not ask for: a
 //! request that never left (connection refused) always may be; a login may also be replayed
 //! after a gateway failure, since the service answered nothing about the credentials; a token
-//! refresh or an idempotent call may be replayed after any transient failure, including 429.
+//! refresh or an idempotent call may be replayed after any transient failure, including 429,
+//! except a refresh that rotates its refresh token (fib's `PATCH`), which is replayed only when
+//! it never left: one the service may have taken may have spent the token it carried.
 //! A login the service refused (401, 422, 423) or rate limited (429) is never replayed: repeated
 //! attempts lock real accounts, and the caller gets the typed error with its retry-after.
 

@@ -4,13 +4,15 @@
 //! with the caller's `Origin`. Tokens are RS256 JWTs that live 24 hours; there is no refresh
 //! endpoint, so the session logs in again with the stored credentials before the JWT's `exp`.
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
-//! use tokensmith::s7risk::{Credentials, Session};
+//! use tokensmith::s7risk::Session;
 //!
 //! let session = Session::builder()
 //!     .origin("https://api.example.com")
-//!     .credentials(Credentials::user("analyst@example.com", "correct horse"))
+//!     .user("analyst@example.com", "correct horse")
 //!     .build()?;
 //! let token = session.access_token().await?;
 //! println!("valid for {:?}", token.expires_in());
@@ -27,56 +29,31 @@ pub use crate::generated::s7risk::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
-use crate::token::{Entry, Extra, Grant};
+use crate::token::{Entry, Grant};
 use crate::transport::Context;
 
 /// The production server.
 pub const DEFAULT_BASE_URL: &str = "https://auth.s7risk.com";
 /// The documented token lifetime, used when a token's `exp` claim cannot be read.
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What the session logs in with.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Credentials {
+enum Login {
     /// A user token: `POST /user/token`.
-    #[non_exhaustive]
     User {
-        /// The user's email address.
         email: String,
-        /// The user's password.
         password: SecretString,
     },
-    /// An application token for machine-to-machine use: `POST /application/token`.
-    #[non_exhaustive]
+    /// An application token: `POST /application/token`.
     Application {
-        /// The application's client id.
         client_id: String,
-        /// The application's secret.
         secret: SecretString,
     },
-}
-
-impl Credentials {
-    /// User credentials.
-    pub fn user(email: impl Into<String>, password: impl Into<SecretString>) -> Self {
-        Self::User {
-            email: email.into(),
-            password: password.into(),
-        }
-    }
-
-    /// Application credentials.
-    pub fn application(client_id: impl Into<String>, secret: impl Into<SecretString>) -> Self {
-        Self::Application {
-            client_id: client_id.into(),
-            secret: secret.into(),
-        }
-    }
 }
 
 /// Builds a [`Session`].
@@ -85,7 +62,7 @@ impl Credentials {
 pub struct SessionBuilder {
     common: Common,
     origin: Option<String>,
-    credentials: Option<Credentials>,
+    login: Option<Login>,
 }
 
 impl SessionBuilder {
@@ -98,24 +75,48 @@ impl SessionBuilder {
         self
     }
 
-    /// The credentials to log in with (required).
-    pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+    /// Logs in as a user (`POST /user/token`), with the user's email address and password.
+    /// Either this or [`Self::application`] is required; the later call wins.
+    pub fn user(mut self, email: impl Into<String>, password: impl Into<SecretString>) -> Self {
+        self.login = Some(Login::User {
+            email: email.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Logs in as an application, for machine-to-machine use (`POST /application/token`),
+    /// with its client id and secret. Either this or [`Self::user`] is required; the later
+    /// call wins.
+    pub fn application(
+        mut self,
+        client_id: impl Into<String>,
+        secret: impl Into<SecretString>,
+    ) -> Self {
+        self.login = Some(Login::Application {
+            client_id: client_id.into(),
+            secret: secret.into(),
+        });
         self
     }
 
     /// Checks the configuration and builds the session. Makes no request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the origin, the base URL or the credentials are
+    /// missing or malformed.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::S7risk;
         let origin = session::require_plain(S, "origin", self.origin)?;
         let origin = validate_origin(&origin)?;
-        let credentials = match self.credentials {
+        let login = match self.login {
             None => return Err(Error::configuration(Some(S), "credentials are required")),
-            Some(Credentials::User { email, password }) => Credentials::User {
+            Some(Login::User { email, password }) => Login::User {
                 email: session::require_plain(S, "email", Some(email))?,
                 password: session::require(S, "password", Some(password))?,
             },
-            Some(Credentials::Application { client_id, secret }) => Credentials::Application {
+            Some(Login::Application { client_id, secret }) => Login::Application {
                 client_id: session::require_plain(S, "client id", Some(client_id))?,
                 secret: session::require(S, "secret", Some(secret))?,
             },
@@ -124,7 +125,7 @@ impl SessionBuilder {
         let provider = S7risk {
             endpoint: endpoint.clone(),
             origin,
-            credentials,
+            login,
         };
         Ok(Session {
             core: Arc::new(Core::new(provider, endpoint, clock, policy)),
@@ -166,6 +167,10 @@ impl Session {
     /// Ends the session: the service has no logout endpoint (its tokens cannot be revoked
     /// before they expire), so this wipes the cached (and stored) token and the next call
     /// logs in afresh. Never fails; async like every other service's `logout`.
+    ///
+    /// # Errors
+    ///
+    /// None today: the result is there so that every service's `logout` reads alike.
     pub async fn logout(&self) -> Result<(), Error> {
         self.core.forget().await;
         Ok(())
@@ -177,7 +182,7 @@ session::session_impls!(Session);
 struct S7risk {
     endpoint: Endpoint,
     origin: HeaderValue,
-    credentials: Credentials,
+    login: Login,
 }
 
 impl ErrorBody for types::Error {
@@ -201,56 +206,44 @@ impl Provider for S7risk {
     const LOGIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5 * 60);
 
     fn store_identity(&self) -> String {
-        let who = match &self.credentials {
-            Credentials::User { email, .. } => format!("user:{email}"),
-            Credentials::Application { client_id, .. } => format!("application:{client_id}"),
+        let who = match &self.login {
+            Login::User { email, .. } => format!("user:{email}"),
+            Login::Application { client_id, .. } => format!("application:{client_id}"),
         };
         format!("{}|{who}", self.origin.to_str().unwrap_or_default())
     }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
-        let result = match &self.credentials {
-            Credentials::User { email, password } => {
+        let context = Context::new().with_replay(Replay::Gateway);
+        let response = match &self.login {
+            Login::User { email, password } => {
                 let body = types::UserTokenRequest {
                     email: email.clone(),
                     password: password.clone(),
                 };
-                api.create_user_token(origin, &body).await
+                let login = |api: Client| async move { api.create_user_token(origin, &body).await };
+                self.endpoint.call(context, &classify, login).await?
             }
-            Credentials::Application { client_id, secret } => {
+            Login::Application { client_id, secret } => {
                 let body = types::ApplicationTokenRequest {
                     client_id: client_id.clone(),
                     secret: secret.clone(),
                 };
-                api.create_application_token(origin, &body).await
+                let login =
+                    |api: Client| async move { api.create_application_token(origin, &body).await };
+                self.endpoint.call(context, &classify, login).await?
             }
         };
-        match result {
-            Ok(response) => {
-                let token = response.into_inner().data.access_token;
-                let lifetime = expiry::lifetime(
-                    None,
-                    Some(token.expose_secret()),
-                    sent_wall,
-                    TOKEN_LIFETIME,
-                    Some(TOKEN_LIFETIME),
-                );
-                Ok(Grant {
-                    access: token,
-                    refresh: None,
-                    lifetime,
-                    max_lifetime: None,
-                    refresh_lifetime: None,
-                    extra: Extra::default(),
-                })
-            }
-            Err(e) => Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify).await),
-        }
+        let token = response.into_inner().data.access_token;
+        let lifetime = expiry::lifetime(
+            None,
+            Some(token.expose_secret()),
+            sent_wall,
+            ACCESS_TOKEN_LIFETIME,
+            Some(ACCESS_TOKEN_LIFETIME),
+        );
+        Ok(Grant::new(token, lifetime))
     }
 }
 

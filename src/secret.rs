@@ -1,4 +1,14 @@
 //! Redacting secret strings used in generated request and response types.
+//!
+//! # Examples
+//!
+//! ```
+//! use tokensmith::SecretString;
+//!
+//! let password = SecretString::from("correct horse");
+//! assert_eq!(format!("{password:?}"), "SecretString([redacted])");
+//! assert_eq!(password.expose_secret(), "correct horse");
+//! ```
 
 use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -1,6 +1,7 @@
 //! What all five sessions share: configuration, the HTTP endpoint, and the core that joins the
 //! token cache to the generated clients.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::cache::{Cache, Provider};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Service};
 use crate::expiry::RefreshPolicy;
-use crate::response::Probe;
+use crate::response::{map_api_error, Classify, ErrorBody, Probe};
 use crate::retry::RetryPolicy;
 use crate::secret::SecretString;
 use crate::store::{StoreKey, TokenStore};
@@ -45,27 +46,60 @@ pub(crate) struct Endpoint {
     pub(crate) retry: RetryPolicy,
     pub(crate) max_body: usize,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
+    /// Plain `http` to a host that is not loopback was allowed (`danger_accept_plain_http`).
+    pub(crate) allow_plain_http: bool,
+    /// The client `send()` and `authorize()` requests go out through: one that follows no
+    /// redirects, whatever client built the caller's request (see [`Core::send`]).
+    pub(crate) direct: reqwest::Client,
+    /// The session's clock: the retry loop and the error mapping read the time from it.
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// A generated client, as [`Endpoint::call`] builds one.
+pub(crate) trait Api: Sized {
+    /// The service it calls.
+    const SERVICE: Service;
+    /// The client for `base_url`, sending with `http` and `context`.
+    fn with_context(base_url: &str, http: reqwest::Client, context: Context) -> Self;
 }
 
 impl Endpoint {
-    /// A generated client for one internal call, with a probe recording the response.
-    pub(crate) fn client<C>(
+    /// Calls one generated operation on the session's own behalf (a login, a refresh, a
+    /// password change): a client with `context` (plus this endpoint's limits, clock and a
+    /// probe recording the answer), `operation` on it, and a failure mapped by `classify` into
+    /// the crate's [`Error`]. Every adapter's own calls take this one path; they hold only what
+    /// their service does differently (the body, the headers, the replay class, the
+    /// classification).
+    pub(crate) async fn call<C, T, E, Op, Fut>(
         &self,
-        new: fn(&str, reqwest::Client, Context) -> C,
         context: Context,
-    ) -> (C, Arc<Probe>) {
+        classify: Classify<'_>,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        C: Api,
+        E: ErrorBody,
+        Op: FnOnce(C) -> Fut,
+        Fut: Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let sent_wall = self.clock.system_now();
         let probe = Arc::new(Probe::default());
-        let client = new(
+        let client = C::with_context(
             &self.base_url,
             self.http.clone(),
             self.context(context).with_probe(probe.clone()),
         );
-        (client, probe)
+        match operation(client).await {
+            Ok(response) => Ok(response),
+            Err(e) => Err(map_api_error(C::SERVICE, e, &probe, sent_wall, classify).await),
+        }
     }
 
-    /// `context` with this endpoint's retry policy and body cap.
+    /// `context` with this endpoint's retry policy, body cap and clock.
     pub(crate) fn context(&self, context: Context) -> Context {
-        context.with_limits(&self.retry, self.max_body)
+        context
+            .with_limits(&self.retry, self.max_body)
+            .with_clock(self.clock.clone())
     }
 }
 
@@ -80,19 +114,25 @@ impl Common {
         let parsed = url::Url::parse(&base_url).map_err(|e| {
             Error::configuration(
                 Some(service),
-                format!("base URL {base_url:?} is not a URL: {e}"),
+                // Text that does not parse may still hold a password before an `@`.
+                if base_url.contains('@') {
+                    format!("the base URL is not a URL: {e}")
+                } else {
+                    format!("base URL {base_url:?} is not a URL: {e}")
+                },
             )
         })?;
-        let loopback = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        match parsed.scheme() {
-            "https" => {}
-            "http" if loopback || self.allow_plain_http => {}
-            "http" => {
+        // Refused before any message below quotes the URL: it would print the password.
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(Error::configuration(
+                Some(service),
+                "the base URL carries a username or password: credentials go in the builder's \
+                 setters, never in a URL (it would be logged, and sent to whatever it points to)",
+            ));
+        }
+        match check_scheme(&parsed, self.allow_plain_http) {
+            Ok(()) => {}
+            Err(Refused::PlainHttp) => {
                 return Err(Error::configuration(
                     Some(service),
                     format!(
@@ -101,10 +141,13 @@ impl Common {
                     ),
                 ))
             }
-            other => {
+            Err(Refused::Scheme) => {
                 return Err(Error::configuration(
                     Some(service),
-                    format!("base URL {base_url:?} has scheme {other:?}; https is required"),
+                    format!(
+                        "base URL {base_url:?} has scheme {:?}; https is required",
+                        parsed.scheme()
+                    ),
                 ))
             }
         }
@@ -114,9 +157,12 @@ impl Common {
                 format!("base URL {base_url:?} must not have a query or fragment"),
             ));
         }
-        let http = match self.http {
-            Some(http) => http,
-            None => default_http_client(service)?,
+        let (http, direct) = match self.http {
+            Some(http) => (http, no_redirect_client(service)?),
+            None => {
+                let http = default_http_client(service)?;
+                (http.clone(), http)
+            }
         };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let endpoint = Endpoint {
@@ -127,9 +173,74 @@ impl Common {
                 .max_body
                 .unwrap_or(crate::transport::DEFAULT_MAX_RESPONSE_BYTES),
             store: self.store,
+            allow_plain_http: self.allow_plain_http,
+            direct,
+            clock: clock.clone(),
         };
         Ok((endpoint, clock, self.refresh))
     }
+}
+
+/// Why a URL may not carry credentials.
+enum Refused {
+    /// Plain `http` to a host that is not loopback.
+    PlainHttp,
+    /// Neither `http` nor `https`.
+    Scheme,
+}
+
+/// Whether credentials may travel to `url`: `https`, or plain `http` to a loopback address
+/// (or anywhere, when `allow_plain_http`).
+fn check_scheme(url: &url::Url, allow_plain_http: bool) -> Result<(), Refused> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_plain_http => Ok(()),
+        "http" => Err(Refused::PlainHttp),
+        _ => Err(Refused::Scheme),
+    }
+}
+
+impl Endpoint {
+    /// Refuses to put credentials on a request of the caller's to `url` that would carry them
+    /// unencrypted, by the same rule as base URLs. The URL is not quoted: its query may hold
+    /// anything.
+    pub(crate) fn check_request_url(&self, service: Service, url: &url::Url) -> Result<(), Error> {
+        match check_scheme(url, self.allow_plain_http) {
+            Ok(()) => Ok(()),
+            Err(Refused::PlainHttp) => Err(Error::configuration(
+                Some(service),
+                "the request's URL is plain HTTP to a host that is not loopback: the session \
+                 does not put its credentials on it (danger_accept_plain_http allows it)",
+            )),
+            Err(Refused::Scheme) => Err(Error::configuration(
+                Some(service),
+                format!(
+                    "the request's URL has scheme {:?}: the session puts its credentials only \
+                     on https (or loopback http) requests",
+                    url.scheme()
+                ),
+            )),
+        }
+    }
+}
+
+/// A client that follows no redirects, shared by every session in the process that was given
+/// its own `http_client(…)`: `send()` and `authorize()` cannot know whether that one (or the
+/// client that built the caller's request) would follow a redirect with the session's headers
+/// on.
+fn no_redirect_client(service: Service) -> Result<reqwest::Client, Error> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let client = default_http_client(service)?;
+    Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 fn default_http_client(service: Service) -> Result<reqwest::Client, Error> {
@@ -283,17 +394,25 @@ impl<P: Attach> Core<P> {
     /// attached (renewed when due), the answer reported (a sliding lifetime slides, a 401
     /// renews once and the request goes once more, a curable 403 is cured), and the caller's
     /// retry policy. The body is not capped: it is the caller's API's answer, not ours.
+    ///
+    /// It goes out through [`Endpoint::direct`], a client that follows no redirects, not the
+    /// one that built it: a client that follows them would carry the session's headers to
+    /// wherever a `Location` points (reqwest strips `Authorization` and `Cookie` on a change
+    /// of host, but not weavr's `api-key`). A redirect comes back as the response.
     pub(crate) async fn send(
         self: &Arc<Self>,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        let (client, mut request) = split::<P>(request)?;
+        let (_, mut request) = split::<P>(request)?;
+        self.endpoint.check_request_url(P::SERVICE, request.url())?;
+        let client = &self.endpoint.direct;
         let context = Context::new()
             .with_authorizer(self.clone())
-            .with_retry(self.endpoint.retry.clone());
+            .with_retry(self.endpoint.retry.clone())
+            .with_clock(self.endpoint.clock.clone());
         // Not `prepare`: that strips progenitor's `api-version`, which the caller's API may use.
         Authorizer::authorize(self.as_ref(), request.headers_mut()).await?;
-        context.execute(&client, request, "").await.map_err(|e| {
+        context.execute(client, request, "").await.map_err(|e| {
             let kind = if e.is_timeout() {
                 crate::error::ErrorKind::Timeout
             } else {
@@ -305,17 +424,41 @@ impl<P: Attach> Core<P> {
         })
     }
 
+    /// What a request to the service needs (see the sessions' `headers()`), every value marked
+    /// sensitive.
+    pub(crate) async fn headers(&self) -> Result<HeaderMap, Error> {
+        let token = self.cache.access_token().await?;
+        let mut headers = HeaderMap::new();
+        self.cache.provider.attach(token.entry(), &mut headers);
+        // An `Origin` is no secret, but the map goes to stacks that log headers: one rule for all.
+        for value in headers.values_mut() {
+            value.set_sensitive(true);
+        }
+        Ok(headers)
+    }
+
+    /// The service this session talks to.
+    pub(crate) fn service(&self) -> Service {
+        P::SERVICE
+    }
+
     pub(crate) async fn authorize_request(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        let token = self.cache.access_token().await?;
         // Into the request's own headers: a map of ours merged in would cost an allocation.
-        let (client, mut request) = split::<P>(request)?;
+        let (_, mut request) = split::<P>(request)?;
+        self.endpoint.check_request_url(P::SERVICE, request.url())?;
+        let token = self.cache.access_token().await?;
         self.cache
             .provider
             .attach(token.entry(), request.headers_mut());
-        Ok(reqwest::RequestBuilder::from_parts(client, request))
+        // With the session's headers on, the request goes out through a client that follows
+        // no redirects, for the same reason as in `send`.
+        Ok(reqwest::RequestBuilder::from_parts(
+            self.endpoint.direct.clone(),
+            request,
+        ))
     }
 }
 
@@ -399,14 +542,18 @@ macro_rules! common_builder_methods {
     () => {
         /// The service's base URL. Defaults to the production server where the service has a
         /// public one (weavr and Password Safe have none: there it is required). Must be
-        /// `https`, or plain `http` to a loopback address (a local sandbox).
+        /// `https`, or plain `http` to a loopback address (a local sandbox), and carry no
+        /// username or password.
         pub fn base_url(mut self, url: impl Into<String>) -> Self {
             self.common.base_url = Some(url.into());
             self
         }
 
         /// The HTTP client to use. The default has a 10 s connect and 30 s request timeout,
-        /// follows no redirects, and names this crate in its `User-Agent`.
+        /// follows no redirects, and names this crate in its `User-Agent`. Give one that
+        /// follows no redirects either: the session's own requests (logins, `api()`) would
+        /// otherwise carry its headers (weavr's `api-key`) wherever a redirect points.
+        /// `send()` and `authorize()` never use this one unless it is the default.
         pub fn http_client(mut self, client: reqwest::Client) -> Self {
             self.common.http = Some(client);
             self
@@ -461,6 +608,12 @@ macro_rules! common_session_methods {
     ($client:ty) => {
         /// A valid access token: the cached one, or one obtained by a single shared login or
         /// refresh however many tasks ask at once.
+        ///
+        /// # Errors
+        ///
+        /// When no valid token can be had: the login's or refresh's failure (refused
+        /// credentials, a rate limit, a lock-out, a transport failure, …). A refused login is
+        /// answered with its error, without a request, until [`Self::clear_failure`].
         pub fn access_token(
             &self,
         ) -> impl std::future::Future<Output = Result<crate::AccessToken, crate::Error>> + Send + '_
@@ -470,6 +623,17 @@ macro_rules! common_session_methods {
 
         /// Adds the current credentials (renewed first when due) to a request for one of the
         /// vendor's other APIs that take the same token.
+        ///
+        /// A request to a plain `http` URL whose host is not loopback is refused with
+        /// [`crate::ErrorKind::Configuration`] (unless the session was built with
+        /// `danger_accept_plain_http`), before any login. The builder given back sends
+        /// through a client that follows no redirects, like [`Self::send`], not the one that
+        /// built the request: a redirect comes back as the response, and the session's
+        /// credentials never reach the host it points to.
+        /// # Errors
+        ///
+        /// What [`Self::access_token`] fails with; [`crate::ErrorKind::Configuration`] when
+        /// the request cannot be built.
         pub async fn authorize(
             &self,
             request: reqwest::RequestBuilder,
@@ -484,11 +648,49 @@ macro_rules! common_session_methods {
         /// answered before the one retry. Unlike [`Self::authorize`], the session sees the
         /// answer. The response is the service's, whatever its status; the error is for a
         /// request that could not be sent or credentials that could not be had.
+        ///
+        /// URLs are held to the rule of base URLs: a plain `http` one whose host is not
+        /// loopback is refused with [`crate::ErrorKind::Configuration`] (unless the session
+        /// was built with `danger_accept_plain_http`). The request goes out through a client
+        /// that follows no redirects, whatever client built it (the builder's client only
+        /// builds it; the session's own one when it is the default, else a shared default
+        /// one): a redirect comes back as the response, `3xx` and `Location` included, and
+        /// the session's credentials never reach the host it points to.
+        /// # Errors
+        ///
+        /// What [`Self::access_token`] fails with; [`crate::ErrorKind::Configuration`] when
+        /// the request cannot be built; [`crate::ErrorKind::Timeout`] or
+        /// [`crate::ErrorKind::Transport`] when it cannot be sent.
         pub async fn send(
             &self,
             request: reqwest::RequestBuilder,
         ) -> Result<reqwest::Response, crate::Error> {
             self.core.send(request).await
+        }
+
+        /// Everything a request to the service's API needs, for an HTTP stack other than
+        /// reqwest (hyper, tonic, a `tower` service; see [`crate::tower`] and
+        /// [`crate::middleware`] for ready-made layers): the current token (renewed first when
+        /// due) and the headers the service wants beside it. Every value is marked sensitive,
+        /// so that `http` and hyper print it as `Sensitive` and never index it in HTTP/2
+        /// header compression.
+        ///
+        /// When the service answers 401 to a request carrying these headers, pass them to
+        /// [`Self::refused`]: the next call renews first.
+        ///
+        /// # Errors
+        /// The token could not be had (the login or refresh failed).
+        pub async fn headers(&self) -> Result<http::HeaderMap, crate::Error> {
+            self.core.headers().await
+        }
+
+        /// Reports that the service answered 401 to a request carrying `headers` (from
+        /// [`Self::headers`]): the token they carry is no longer served, and the next
+        /// [`Self::headers`] or [`Self::access_token`] renews first. Only the token still
+        /// cached counts: reporting an older one, or the same one twice, renews at most once,
+        /// as [`Self::send`] does. Resending the request, once, is the caller's choice.
+        pub fn refused(&self, headers: &http::HeaderMap) {
+            crate::transport::Authorizer::refused(self.core.as_ref(), headers);
         }
 
         /// The generated client, with this session's credentials put on every request (renewed
@@ -531,6 +733,56 @@ macro_rules! session_impls {
             ) -> impl std::future::Future<Output = Result<crate::AccessToken, crate::Error>> + Send
             {
                 self.core.cache.access_token()
+            }
+        }
+
+        impl From<$session> for crate::AnySession {
+            fn from(session: $session) -> Self {
+                crate::AnySession::new(session)
+            }
+        }
+
+        impl crate::any_session::Erased for $session {
+            fn service(&self) -> crate::Service {
+                self.core.service()
+            }
+
+            fn authorizer(&self) -> std::sync::Arc<dyn crate::transport::Authorizer> {
+                self.core.clone()
+            }
+
+            fn access_token(&self) -> crate::any_session::BoxFuture<'_, crate::AccessToken> {
+                Box::pin(self.core.cache.access_token())
+            }
+
+            fn headers(&self) -> crate::any_session::BoxFuture<'_, http::HeaderMap> {
+                Box::pin(self.core.headers())
+            }
+
+            fn refused(&self, headers: &http::HeaderMap) {
+                Self::refused(self, headers);
+            }
+
+            fn authorize(
+                &self,
+                request: reqwest::RequestBuilder,
+            ) -> crate::any_session::BoxFuture<'_, reqwest::RequestBuilder> {
+                Box::pin(self.core.authorize_request(request))
+            }
+
+            fn send(
+                &self,
+                request: reqwest::RequestBuilder,
+            ) -> crate::any_session::BoxFuture<'_, reqwest::Response> {
+                Box::pin(self.core.send(request))
+            }
+
+            fn logout(&self) -> crate::any_session::BoxFuture<'_, ()> {
+                Box::pin(Self::logout(self))
+            }
+
+            fn debug(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(self, f)
             }
         }
 

@@ -96,6 +96,43 @@ pub(crate) struct Grant {
     pub(crate) extra: Extra,
 }
 
+impl Grant {
+    /// An access token that lives `lifetime` from when its request was sent, and nothing else.
+    pub(crate) fn new(access: SecretString, lifetime: Duration) -> Self {
+        Self {
+            access,
+            refresh: None,
+            lifetime,
+            max_lifetime: None,
+            refresh_lifetime: None,
+            extra: Extra::default(),
+        }
+    }
+
+    /// With a refresh token (when the answer had one) that lives `lifetime`, when known.
+    pub(crate) fn with_refresh(
+        mut self,
+        refresh: Option<SecretString>,
+        lifetime: Option<Duration>,
+    ) -> Self {
+        self.refresh = refresh;
+        self.refresh_lifetime = lifetime;
+        self
+    }
+
+    /// However the lifetime slides, never past `max` from when the request was sent.
+    pub(crate) fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
+    }
+
+    /// With the service-specific state that travels with the token.
+    pub(crate) fn with_extra(mut self, extra: Extra) -> Self {
+        self.extra = extra;
+        self
+    }
+}
+
 /// Service-specific state kept beside the access token.
 #[derive(Default, Clone, Debug)]
 pub(crate) struct Extra {

@@ -1,5 +1,23 @@
-//! What every generated client carries: the headers to attach, the session that authorizes
-//! its requests, and the probe that records what came back.
+//! How sessions send their requests: how much of an answer they read
+//! ([`DEFAULT_MAX_RESPONSE_BYTES`], changed with each builder's `max_response_bytes`).
+//!
+//! # Examples
+//!
+//! ```
+//! use tokensmith::transport::DEFAULT_MAX_RESPONSE_BYTES;
+//!
+//! let session = tokensmith::s7risk::Session::builder()
+//!     .origin("https://api.example.com")
+//!     .user("analyst@example.com", "correct horse")
+//!     .max_response_bytes(2 * DEFAULT_MAX_RESPONSE_BYTES)
+//!     .build()?;
+//! # let _ = session;
+//! # Ok::<(), tokensmith::Error>(())
+//! ```
+
+// Also here, outside the documented API: the context every generated client carries (the
+// headers to attach, the session that authorizes its requests, the probe that records what
+// came back).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +26,7 @@ use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::response::{self, Probe};
 use crate::retry::{Replay, RetryPolicy};
@@ -79,7 +98,7 @@ async fn answered(
 }
 
 /// Tells `auth` what the service made of the credentials in `used`, sent at `sent_at`.
-fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
+pub(crate) fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
     if status == 401 {
         auth.refused(used);
     } else if took_credentials(status) {
@@ -87,6 +106,9 @@ fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant
     }
 }
 
+// Public only because the generated clients take it (`Client::new_with_client`) and the
+// contract tests drive them by hand; not part of the documented API.
+#[doc(hidden)]
 /// Per-client context that the generated clients' hooks consult on every request.
 ///
 /// [`Context::new`] with [`Context::with_header`] drives a generated client by hand (the
@@ -104,6 +126,8 @@ pub struct Context {
     retry: Option<RetryPolicy>,
     replay: Option<Replay>,
     max_body: Option<usize>,
+    /// The session's clock (a bare context reads the system clocks).
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -176,6 +200,12 @@ impl Context {
         self
     }
 
+    /// Reads the time from `clock`, the session's.
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// How far this client's requests may be replayed (default: by their method).
     pub(crate) fn with_replay(mut self, replay: Replay) -> Self {
         self.replay = Some(replay);
@@ -224,52 +254,18 @@ impl Context {
             );
             return Ok(response);
         };
-        let retry = request.try_clone();
-        let used = request.headers().clone();
-        let sent_at = auth.now();
-        let response = self.send(client, request).await?;
-        let status = response.status().as_u16();
-        // Before any cure: a step-up can keep the user for minutes, and the token must not
-        // look idle meanwhile.
-        if answered(auth.as_ref(), status, &used, sent_at, operation_id).await {
-            return Ok(response);
-        }
-        let (response, cured, after_cure) = match status {
-            200..=299 => return Ok(response),
-            401 => (response, true, false),
-            403 if auth.handles_forbidden() && retry.is_some() => {
-                let (response, body) = buffer(response, self.max_body).await?;
-                let cured = match body {
-                    Some(body) => auth.forbidden(&body).await,
-                    None => false,
-                };
-                (response, cured, true)
-            }
-            _ => return Ok(response),
+        let mut own = Own {
+            context: self,
+            client,
         };
-        let Some(mut retry) = retry.filter(|_| cured) else {
-            return Ok(response);
-        };
-        if auth.authorize(retry.headers_mut()).await.is_err() {
-            return Ok(response);
-        }
-        let used = retry.headers().clone();
-        let sent_at = auth.now();
-        let response = self.send(client, retry).await?;
-        let status = response.status().as_u16();
-        if answered(auth.as_ref(), status, &used, sent_at, operation_id).await {
-            return Ok(response);
-        }
-        if status != 403 || !after_cure {
-            return Ok(response);
-        }
-        // Cured, sent again, refused again: the session hears of it (a step-up it trusted
-        // is forgotten), and the answer goes back as it is.
-        let (response, body) = buffer(response, self.max_body).await?;
-        if let Some(body) = body {
-            auth.uncured(&body, &used);
-        }
-        Ok(response)
+        exchange(
+            auth.as_ref(),
+            request,
+            operation_id,
+            self.max_body,
+            &mut own,
+        )
+        .await
     }
 
     /// Sends with retries, records every answer in the probe, and caps the body read.
@@ -282,25 +278,24 @@ impl Context {
         let replay = self
             .replay
             .unwrap_or_else(|| Replay::for_method(request.method()));
-        let started = std::time::Instant::now();
+        let clock: &dyn Clock = self.clock.as_deref().unwrap_or(&SystemClock);
+        let started = clock.now();
         let mut attempt = 1;
         let mut request = request;
         loop {
             let spare = policy.and_then(|_| request.try_clone());
             let result = client.execute(request).await;
             let asked = match &result {
-                Ok(response) if replay.status(response.status().as_u16()) => {
-                    Some(response::retry_after_from_headers(
-                        response.headers(),
-                        std::time::SystemTime::now(),
-                    ))
-                }
+                Ok(response) if replay.status(response.status().as_u16()) => Some(
+                    response::retry_after_from_headers(response.headers(), clock.system_now()),
+                ),
                 Err(error) if replay.error(error) => Some(None),
                 _ => None,
             };
             let wait = match (policy, asked, &spare) {
                 (Some(policy), Some(asked), Some(_)) => {
-                    policy.delay(attempt, started.elapsed(), asked, fastrand::f64())
+                    let elapsed = clock.now().saturating_duration_since(started);
+                    policy.delay(attempt, elapsed, asked, fastrand::f64())
                 }
                 _ => None,
             };
@@ -361,6 +356,97 @@ impl Context {
     }
 }
 
+/// Where [`exchange`] sends a request: a session's own client (with its retry policy), or the
+/// rest of a caller's middleware chain.
+pub(crate) trait Sender: Send {
+    /// What a failed send is.
+    type Error: From<reqwest::Error>;
+    /// Sends `request` once (as this sender sends: retries, if any, are its own).
+    fn send(
+        &mut self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send;
+}
+
+/// A generated client's or a session's own sending: `context`'s retries through `client`.
+struct Own<'a> {
+    context: &'a Context,
+    client: &'a reqwest::Client,
+}
+
+impl Sender for Own<'_> {
+    type Error = reqwest::Error;
+
+    fn send(
+        &mut self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send {
+        self.context.send(self.client, request)
+    }
+}
+
+/// Sends `request`, already carrying `auth`'s credentials, through `sender`, and tells `auth`
+/// what the service made of them (any answer but a 401 or a 5xx slides a sliding lifetime,
+/// measured from when the request was sent); on a 401 renews the credentials, and on a 403
+/// `auth` can cure (step-up, access-token exchange) cures it, then sends once more when the
+/// request can be cloned. `max_body` caps a 403 body read for the cure.
+///
+/// One path for `api()`, `send()` and the reqwest middleware, so that they cannot drift.
+pub(crate) async fn exchange<S: Sender>(
+    auth: &dyn Authorizer,
+    request: reqwest::Request,
+    operation_id: &str,
+    max_body: Option<usize>,
+    sender: &mut S,
+) -> Result<reqwest::Response, S::Error> {
+    let retry = request.try_clone();
+    let used = request.headers().clone();
+    let sent_at = auth.now();
+    let response = sender.send(request).await?;
+    let status = response.status().as_u16();
+    // Before any cure: a step-up can keep the user for minutes, and the token must not
+    // look idle meanwhile.
+    if answered(auth, status, &used, sent_at, operation_id).await {
+        return Ok(response);
+    }
+    let (response, cured, after_cure) = match status {
+        200..=299 => return Ok(response),
+        401 => (response, true, false),
+        403 if auth.handles_forbidden() && retry.is_some() => {
+            let (response, body) = buffer(response, max_body).await?;
+            let cured = match body {
+                Some(body) => auth.forbidden(&body).await,
+                None => false,
+            };
+            (response, cured, true)
+        }
+        _ => return Ok(response),
+    };
+    let Some(mut retry) = retry.filter(|_| cured) else {
+        return Ok(response);
+    };
+    if auth.authorize(retry.headers_mut()).await.is_err() {
+        return Ok(response);
+    }
+    let used = retry.headers().clone();
+    let sent_at = auth.now();
+    let response = sender.send(retry).await?;
+    let status = response.status().as_u16();
+    if answered(auth, status, &used, sent_at, operation_id).await {
+        return Ok(response);
+    }
+    if status != 403 || !after_cure {
+        return Ok(response);
+    }
+    // Cured, sent again, refused again: the session hears of it (a step-up it trusted
+    // is forgotten), and the answer goes back as it is.
+    let (response, body) = buffer(response, max_body).await?;
+    if let Some(body) = body {
+        auth.uncured(&body, &used);
+    }
+    Ok(response)
+}
+
 /// Reads a response's body (up to `cap`) and gives back an equivalent response with it, plus
 /// the bytes (`None` when the body was over the cap and dropped).
 async fn buffer(
@@ -401,7 +487,8 @@ fn transport_failure(error: &reqwest::Error) -> &'static str {
 }
 
 /// The whole body, or `None` when it is longer than `cap` (by its `Content-Length` or as read).
-async fn read_at_most(
+/// The one capped read of the crate: every body read goes through it.
+pub(crate) async fn read_at_most(
     mut response: reqwest::Response,
     cap: usize,
 ) -> reqwest::Result<Option<Vec<u8>>> {

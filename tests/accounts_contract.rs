@@ -113,7 +113,7 @@ async fn log_in_request_and_token_set() {
     assert_eq!(body.access_token.unwrap().expose_secret(), ACCESS);
     assert_eq!(body.id_token.unwrap().expose_secret(), ID);
     assert_eq!(body.refresh_token.unwrap().expose_secret(), REFRESH);
-    assert_eq!(body.expires_in, Some(86400));
+    assert_eq!(body.expires_in, Some(86400.into()));
     assert_eq!(body.challenge_name, None);
     assert!(body.session.is_none());
     assert_request(
@@ -197,7 +197,7 @@ async fn refresh_token_request_and_response() {
 
     assert_eq!(body.access_token.expose_secret(), ACCESS);
     assert_eq!(body.id_token.unwrap().expose_secret(), ID);
-    assert_eq!(body.expires_in, Some(86400));
+    assert_eq!(body.expires_in, Some(86400.into()));
     assert_request(
         &single_request(&server).await,
         &expected(
@@ -242,7 +242,7 @@ async fn complete_new_password_request_and_token_set() {
     assert_eq!(body.access_token.expose_secret(), ACCESS);
     assert_eq!(body.id_token.unwrap().expose_secret(), ID);
     assert_eq!(body.refresh_token.unwrap().expose_secret(), REFRESH);
-    assert_eq!(body.expires_in, Some(86400));
+    assert_eq!(body.expires_in, Some(86400.into()));
     assert_request(
         &single_request(&server).await,
         &expected(
@@ -538,7 +538,7 @@ fn debug_of_secret_bearing_types_prints_no_secret() {
         types::LoginResponse {
             access_token: Some(ACCESS.into()),
             challenge_name: None,
-            expires_in: Some(86400),
+            expires_in: Some(86400.into()),
             id_token: Some(ID.into()),
             refresh_token: Some(REFRESH.into()),
             session: Some(SESSION.into()),

@@ -342,44 +342,109 @@ async fn a_refused_login_is_sent_once_whatever_the_retry_policy() {
 }
 
 #[tokio::test]
-async fn a_refresh_is_replayed_after_a_rate_limit_that_asks_for_no_wait() {
-    let server = MockServer::start().await;
+async fn a_rotating_refresh_that_left_is_never_replayed() {
+    // fib's PATCH spends its refresh token: once the service may have taken it (an answer, a
+    // timeout), it is not sent again, whatever the retry policy.
+    for answer in [
+        ResponseTemplate::new(429).insert_header("retry-after", "0"),
+        ResponseTemplate::new(503),
+        ResponseTemplate::new(502),
+        Service::Fib
+            .answer(&jwt(START_EPOCH + 600, "tok-late"))
+            .set_delay(TIMEOUT * 4),
+    ] {
+        let server = MockServer::start().await;
+        let clock = test_clock();
+        Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(good(Service::Fib))
+            .mount(&server)
+            .await;
+        Mock::given(wiremock::matchers::method("PATCH"))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let AnySession::Fib(session) = session(Service::Fib, &server.uri(), &clock) else {
+            unreachable!()
+        };
+        session.access_token().await.unwrap();
+        clock.advance(Duration::from_secs(299));
+        let _ = session.access_token().await;
+        let verbs: Vec<String> = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.method.to_string())
+            .collect();
+        assert_eq!(
+            verbs.iter().filter(|v| *v == "PATCH").count(),
+            1,
+            "sent once: {verbs:?}"
+        );
+        assert_eq!(session.request_counts().refreshes, 1);
+    }
+}
+
+/// Answers one request on `listener` like fib with tokens tagged `tag`, and says its method.
+async fn answer_once(listener: tokio::net::TcpListener, tag: &str) -> String {
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let mut buf = vec![0u8; 16 * 1024];
+    let read = socket.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..read]).to_string();
+    let body = Service::Fib
+        .success(json!(jwt(START_EPOCH + 600, tag)))
+        .to_string();
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(reply.as_bytes()).await.unwrap();
+    head.split(' ').next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_rotating_refresh_that_never_left_is_replayed() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let clock = test_clock();
-    Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(good(Service::Fib))
-        .mount(&server)
-        .await;
-    Mock::given(wiremock::matchers::method("PATCH"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(wiremock::matchers::method("PATCH"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                Service::Fib.success(json!(jwt(START_EPOCH + 600, "tok-refreshed"))),
-            ),
-        )
-        .mount(&server)
-        .await;
-    let AnySession::Fib(session) = session(Service::Fib, &server.uri(), &clock) else {
+    // Enough attempts that the refusals last until the listener is back, however loaded the
+    // machine: the verdict does not depend on how many there were.
+    let retry = RetryPolicy::default()
+        .max_attempts(10_000)
+        .initial_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(10))
+        .max_elapsed(Duration::from_secs(60));
+    let AnySession::Fib(session) = Service::Fib.session(
+        &format!("http://{addr}"),
+        &clock,
+        reqwest::Client::new(),
+        retry,
+    ) else {
         unreachable!()
     };
+    let login = tokio::spawn(answer_once(listener, "tok-good"));
     session.access_token().await.unwrap();
-    clock.advance(Duration::from_secs(299));
+    assert_eq!(login.await.unwrap(), "POST");
+    // The listener is gone: the refresh's connections are refused until it is back.
+    let again = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answer_once(
+            tokio::net::TcpListener::bind(addr).await.unwrap(),
+            "tok-again",
+        )
+        .await
+    });
+    clock.advance(Duration::from_secs(599));
     let token = session.access_token().await.unwrap();
     assert_eq!(
         token.secret().expose_secret(),
-        jwt(START_EPOCH + 600, "tok-refreshed")
+        jwt(START_EPOCH + 600, "tok-again")
     );
-    let patches = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == "PATCH")
-        .count();
-    assert_eq!(patches, 2, "the 429 was replayed once");
+    assert_eq!(
+        again.await.unwrap(),
+        "PATCH",
+        "the refresh, sent again once it could be"
+    );
     let counts = session.request_counts();
     assert_eq!((counts.logins, counts.refreshes), (1, 1));
 }
@@ -413,7 +478,7 @@ async fn a_redirect_is_an_error_and_the_credentials_go_nowhere_else() {
             let default_client = tokensmith::s7risk::Session::builder()
                 .base_url(server.uri())
                 .origin("https://api.example.com")
-                .credentials(tokensmith::s7risk::Credentials::user("a@b.c", PASSWORD))
+                .user("a@b.c", PASSWORD)
                 .build()
                 .unwrap();
             let error = default_client.access_token().await.unwrap_err();

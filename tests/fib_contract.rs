@@ -407,7 +407,7 @@ fn debug_of_secret_bearing_types_prints_no_secret() {
     let tokens = types::SessionTokens {
         access_token: ACCESS.into(),
         refresh_token: REFRESH.into(),
-        expiration_time: 300,
+        expiration_time: 300.into(),
     };
     let response = types::SessionResponse {
         status: types::ResponseStatus {

@@ -1,6 +1,9 @@
 //! Arbitrary statuses and bodies fed to every service's login handling: whatever comes back,
 //! the result is a token or a typed error carrying the status, never a panic, and an error
-//! never quotes more than a short excerpt of what the service sent.
+//! never quotes more than a short excerpt of what the service sent. Extreme numbers (huge,
+//! negative, fractional, non-numeric, dates in the years 1900 and 9999) in the retry headers,
+//! the JWT claims and the lifetime fields give a lifetime of at most a year and a wait of at
+//! most a day, on the call that received them and on the next.
 #![cfg(all(
     feature = "s7risk",
     feature = "weavr",
@@ -23,14 +26,31 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// What the server answers next: set by each case before it logs in.
 #[derive(Clone, Default)]
-struct Next(Arc<Mutex<(u16, Vec<u8>)>>);
+struct Next(
+    Arc<Mutex<(u16, Vec<u8>)>>,
+    Arc<Mutex<Vec<(&'static str, String)>>>,
+);
+
+impl Next {
+    fn set(&self, status: u16, body: Vec<u8>, headers: Vec<(&'static str, String)>) {
+        *self.0.lock().unwrap() = (status, body);
+        *self.1.lock().unwrap() = headers;
+    }
+}
 
 impl Respond for Next {
     fn respond(&self, _: &Request) -> ResponseTemplate {
         let (status, body) = self.0.lock().unwrap().clone();
-        ResponseTemplate::new(status).set_body_raw(body, "application/json")
+        let mut answer = ResponseTemplate::new(status).set_body_raw(body, "application/json");
+        for (name, value) in self.1.lock().unwrap().iter() {
+            answer = answer.insert_header(*name, value.as_str());
+        }
+        answer
     }
 }
+
+/// The two properties share one server: a case holds this while it sets and reads it.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -129,8 +149,9 @@ proptest! {
 
     #[test]
     fn any_answer_is_a_token_or_a_typed_error((service, status, body) in case()) {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let h = harness();
-        *h.next.0.lock().unwrap() = (status, body.clone());
+        h.next.set(status, body.clone(), Vec::new());
         let session = service.session(
             &h.server.uri(),
             &test_clock(),
@@ -163,6 +184,204 @@ proptest! {
                     prop_assert!(message.chars().count() <= 201, "{}", shown);
                 }
             }
+        }
+    }
+}
+
+/// Numbers no service should send, as JSON text: huge, negative, fractional, not numbers at
+/// all, and the years 1900 and 9999 as epoch seconds and milliseconds.
+const EXTREME_JSON: &[&str] = &[
+    "1e300",
+    "-1e300",
+    "1e25",
+    "1e20",
+    "18446744073709551615",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "-1",
+    "0",
+    "1e-300",
+    "0.5",
+    "1700000600.25",
+    "-2208988800",
+    "-2208988800000",
+    "253402300799",
+    "253402300799000",
+    "\"1700000600\"",
+    "\"soon\"",
+    "null",
+    "true",
+    "[]",
+];
+
+/// The same as header values, with HTTP dates and what only a header can carry.
+const EXTREME_HEADER: &[&str] = &[
+    "18446744073709551615",
+    "99999999999999999999999999",
+    "1e300",
+    "1e25",
+    "-1",
+    "-0",
+    "0.5",
+    "NaN",
+    "inf",
+    "-2208988800",
+    "253402300799",
+    "253402300799000",
+    "Mon, 01 Jan 1900 00:00:00 GMT",
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+    "Thu, 01 Jan 1970 00:00:00 GMT",
+    "soon",
+    "120",
+];
+
+/// An unsigned JWT whose claims are these JSON texts.
+fn jwt_claims(exp: &str, iat: Option<&str>, nbf: Option<&str>) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims = format!(r#"{{"sub":"fuzz","exp":{exp}"#);
+    if let Some(iat) = iat {
+        claims.push_str(&format!(r#","iat":{iat}"#));
+    }
+    if let Some(nbf) = nbf {
+        claims.push_str(&format!(r#","nbf":{nbf}"#));
+    }
+    claims.push('}');
+    format!(
+        "{}.{}.c2ln",
+        b64.encode(r#"{"alg":"RS256"}"#),
+        b64.encode(claims)
+    )
+}
+
+/// A documented login answer whose access (and fib refresh) token is a JWT with extreme
+/// claims, and whose lifetime field (accounts and OAuth `expires_in`, fib `expirationTime`)
+/// holds an extreme number.
+fn extreme_body(service: Service, token: &str, refresh: &str, lifetime: &str) -> Vec<u8> {
+    let mut body = service.success(json!(token));
+    let mut text = body.to_string();
+    for (field, documented) in [
+        ("expires_in", 86_400),
+        ("expires_in", 3600),
+        ("expirationTime", 300),
+    ] {
+        text = text.replace(
+            &format!(r#""{field}":{documented}"#),
+            &format!(r#""{field}":{lifetime}"#),
+        );
+    }
+    if service == Service::Fib {
+        body = serde_json::from_str(&text).unwrap_or(body);
+        if body.is_object() {
+            body["data"]["refreshToken"] = json!(refresh);
+            return body.to_string().into_bytes();
+        }
+    }
+    text.into_bytes()
+}
+
+fn pick(values: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+    prop::sample::select(values)
+}
+
+#[derive(Debug, Clone)]
+struct Extreme {
+    service: Service,
+    status: u16,
+    exp: &'static str,
+    iat: Option<&'static str>,
+    nbf: Option<&'static str>,
+    refresh_exp: &'static str,
+    lifetime: &'static str,
+    retry_after: Option<&'static str>,
+    reset: Option<&'static str>,
+}
+
+fn extreme() -> impl Strategy<Value = Extreme> {
+    (
+        (
+            0..SERVICES.len(),
+            prop::sample::select(&[200u16, 200, 200, 423, 429, 503][..]),
+            pick(EXTREME_JSON),
+            prop::option::of(pick(EXTREME_JSON)),
+            prop::option::of(pick(EXTREME_JSON)),
+        ),
+        (
+            pick(EXTREME_JSON),
+            pick(EXTREME_JSON),
+            prop::option::of(pick(EXTREME_HEADER)),
+            prop::option::of(pick(EXTREME_HEADER)),
+        ),
+    )
+        .prop_map(
+            |((i, status, exp, iat, nbf), (refresh_exp, lifetime, retry_after, reset))| Extreme {
+                service: SERVICES[i],
+                status,
+                exp,
+                iat,
+                nbf,
+                refresh_exp,
+                lifetime,
+                retry_after,
+                reset,
+            },
+        )
+}
+
+/// The longest lifetime a session takes from an answer, and the longest wait.
+const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 60 * 60);
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn extreme_numbers_in_headers_and_claims_never_panic(case in extreme()) {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let h = harness();
+        let token = jwt_claims(case.exp, case.iat, case.nbf);
+        let refresh = jwt_claims(case.refresh_exp, None, None);
+        let body = if case.status == 200 {
+            extreme_body(case.service, &token, &refresh, case.lifetime)
+        } else {
+            json!({"message": format!("Try again in {} minutes", case.lifetime)})
+                .to_string()
+                .into_bytes()
+        };
+        let mut headers = Vec::new();
+        if let Some(v) = case.retry_after {
+            headers.push(("retry-after", v.to_owned()));
+        }
+        if let Some(v) = case.reset {
+            headers.push(("x-ratelimit-reset", v.to_owned()));
+        }
+        h.next.set(case.status, body, headers);
+        let clock = test_clock();
+        let session = case.service.session(
+            &h.server.uri(),
+            &clock,
+            reqwest::Client::new(),
+            RetryPolicy::none(),
+        );
+        for call in ["first", "second"] {
+            match h.runtime.block_on(session.access_token()) {
+                Ok(token) => {
+                    prop_assert_eq!(case.status, 200);
+                    prop_assert!(token.expires_in() <= YEAR, "{} call: {:?}", call, token);
+                }
+                Err(error) => {
+                    prop_assert_ne!(error.kind(), ErrorKind::Configuration, "{}", error);
+                    if let Some(wait) = error.retry_after() {
+                        prop_assert!(wait <= DAY, "{} call: {:?}", call, error);
+                    }
+                }
+            }
+            // Whatever was cached or blocked, time moving on is no panic either.
+            clock.advance(DAY);
         }
     }
 }

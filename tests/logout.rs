@@ -128,10 +128,7 @@ async fn s7risk_logout_is_local_and_the_next_call_logs_in_again() {
     let session = tokensmith::s7risk::Session::builder()
         .base_url(server.uri())
         .origin("https://api.example.com")
-        .credentials(tokensmith::s7risk::Credentials::user(
-            "analyst@example.com",
-            "pw",
-        ))
+        .user("analyst@example.com", "pw")
         .clock(test_clock())
         .build()
         .unwrap();
@@ -163,10 +160,7 @@ async fn a_logout_after_refused_credentials_does_not_send_them_again() {
     let session = tokensmith::s7risk::Session::builder()
         .base_url(server.uri())
         .origin("https://api.example.com")
-        .credentials(tokensmith::s7risk::Credentials::user(
-            "a@example.com",
-            "wrong-pw",
-        ))
+        .user("a@example.com", "wrong-pw")
         .clock(test_clock())
         .build()
         .unwrap();

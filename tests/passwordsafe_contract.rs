@@ -387,7 +387,7 @@ async fn undocumented_502_html_is_an_unexpected_response() {
 fn debug_of_secret_bearing_types_prints_no_secret() {
     let response = types::TokenResponse {
         access_token: ACCESS.into(),
-        expires_in: 3600,
+        expires_in: 3600.into(),
         token_type: "Bearer".into(),
         scope: Some("publicapi".into()),
     };

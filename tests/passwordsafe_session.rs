@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{assert_request, count_requests, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
-use tokensmith::passwordsafe::{Credentials, Session, SESSION_IDLE_TIMEOUT};
+use tokensmith::passwordsafe::{Session, SessionBuilder, ACCESS_TOKEN_IDLE_LIFETIME};
 use tokensmith::{ErrorKind, RefreshPolicy, Service, TokenOrigin};
 use wiremock::matchers::{body_string, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -37,18 +37,19 @@ const MINUTE: u64 = 60;
 /// The default margin for a 20-minute session: renewal 60 s before the idle timeout.
 const RENEW_AT: u64 = 20 * MINUTE - 60;
 
+/// One of the builder's credential setters, with its arguments.
+type Credentials = fn(SessionBuilder) -> SessionBuilder;
+
 fn ps_auth() -> Credentials {
-    Credentials::ps_auth(API_KEY, RUNAS, Some(PASSWORD.into()))
+    |builder| builder.ps_auth(API_KEY, RUNAS, Some(PASSWORD.into()))
 }
 
 fn oauth() -> Credentials {
-    Credentials::oauth(CLIENT_ID, CLIENT_SECRET)
+    |builder| builder.oauth(CLIENT_ID, CLIENT_SECRET)
 }
 
 fn session(server: &MockServer, clock: &ManualClock, credentials: Credentials) -> Session {
-    Session::builder()
-        .base_url(server.uri())
-        .credentials(credentials)
+    credentials(Session::builder().base_url(server.uri()))
         .api_version("3.1")
         .clock(clock.clone())
         .refresh_policy(RefreshPolicy::new().with_jitter(false))
@@ -159,7 +160,7 @@ async fn ps_auth_sign_in_sends_the_key_and_caches_the_session_cookie() {
     let first = session.access_token().await.unwrap();
     assert_eq!(first.secret().expose_secret(), cookie("one"));
     assert_eq!(first.origin(), TokenOrigin::Login);
-    assert_eq!(first.expires_in(), SESSION_IDLE_TIMEOUT);
+    assert_eq!(first.expires_in(), ACCESS_TOKEN_IDLE_LIFETIME);
     assert_request(
         &requests_to(&server, SIGN_IN).await[0],
         &Expected {
@@ -188,7 +189,7 @@ async fn without_a_password_or_version_the_header_has_no_pwd_and_the_url_no_quer
         .await;
     let session = Session::builder()
         .base_url(server.uri())
-        .credentials(Credentials::ps_auth(API_KEY, "svc-account", None))
+        .ps_auth(API_KEY, "svc-account", None)
         .build()
         .unwrap();
 
@@ -218,7 +219,7 @@ async fn oauth_gets_a_token_then_signs_in_with_it() {
 
     let first = session.access_token().await.unwrap();
     assert_eq!(first.secret().expose_secret(), cookie("oauth"));
-    assert_eq!(first.expires_in(), SESSION_IDLE_TIMEOUT);
+    assert_eq!(first.expires_in(), ACCESS_TOKEN_IDLE_LIFETIME);
     assert_request(
         &requests_to(&server, TOKEN).await[0],
         &Expected {
@@ -671,14 +672,14 @@ async fn sign_out_ends_the_session_and_the_next_call_signs_in_again() {
     mount_sign_out(&server, "one", 200).await;
     let session = session(&server, &clock, oauth());
 
-    session.sign_out().await.unwrap();
+    session.logout().await.unwrap();
     assert_eq!(
         count_requests(&server, SIGN_OUT).await,
         0,
         "no session, nothing to end"
     );
     session.access_token().await.unwrap();
-    session.sign_out().await.unwrap();
+    session.logout().await.unwrap();
     let bearer = format!("Bearer {BEARER_ONE}");
     assert_request(
         &requests_to(&server, SIGN_OUT).await[0],
@@ -694,7 +695,7 @@ async fn sign_out_ends_the_session_and_the_next_call_signs_in_again() {
             body: Body::None,
         },
     );
-    session.sign_out().await.unwrap();
+    session.logout().await.unwrap();
     assert_eq!(
         count_requests(&server, SIGN_OUT).await,
         1,
@@ -713,7 +714,7 @@ async fn sign_out_of_a_session_the_server_closed_is_token_rejected_and_drops_it(
     let session = session(&server, &clock, ps_auth());
     session.access_token().await.unwrap();
 
-    let err = session.sign_out().await.unwrap_err();
+    let err = session.logout().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TokenRejected);
     assert_eq!(err.status(), Some(401));
     assert_eq!(err.message(), Some("Unauthorized"));
@@ -734,7 +735,7 @@ async fn a_failed_sign_out_keeps_the_session() {
     let session = session(&server, &clock, ps_auth());
     session.access_token().await.unwrap();
 
-    let err = session.sign_out().await.unwrap_err();
+    let err = session.logout().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ServerError);
     assert_eq!(
         session
@@ -779,7 +780,7 @@ fn bad_configuration_is_refused_at_build_time() {
             builder = builder.base_url(base);
         }
         if let Some(credentials) = credentials {
-            builder = builder.credentials(credentials);
+            builder = credentials(builder);
         }
         if let Some(version) = version {
             builder = builder.api_version(version);
@@ -794,30 +795,34 @@ fn bad_configuration_is_refused_at_build_time() {
         (Some(good), Some(ps_auth()), Some("4.0")),
         (
             Some(good),
-            Some(Credentials::ps_auth("", RUNAS, None)),
+            Some(|b: SessionBuilder| b.ps_auth("", RUNAS, None)),
             None,
         ),
         (
             Some(good),
-            Some(Credentials::ps_auth(API_KEY, " ", None)),
+            Some(|b: SessionBuilder| b.ps_auth(API_KEY, " ", None)),
             None,
         ),
         (
             Some(good),
-            Some(Credentials::ps_auth(API_KEY, RUNAS, Some("".into()))),
+            Some(|b: SessionBuilder| b.ps_auth(API_KEY, RUNAS, Some("".into()))),
             None,
         ),
         (
             Some(good),
-            Some(Credentials::ps_auth("key;runas=admin", RUNAS, None)),
+            Some(|b: SessionBuilder| b.ps_auth("key;runas=admin", RUNAS, None)),
             None,
         ),
         (
             Some(good),
-            Some(Credentials::oauth("", CLIENT_SECRET)),
+            Some(|b: SessionBuilder| b.oauth("", CLIENT_SECRET)),
             None,
         ),
-        (Some(good), Some(Credentials::oauth(CLIENT_ID, "")), None),
+        (
+            Some(good),
+            Some(|b: SessionBuilder| b.oauth(CLIENT_ID, "")),
+            None,
+        ),
     ] {
         let err = build(base, credentials, version).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Configuration, "{base:?}: {err}");
@@ -827,9 +832,7 @@ fn bad_configuration_is_refused_at_build_time() {
         build(Some("http://127.0.0.1:8080"), Some(ps_auth()), None).is_ok(),
         "loopback http is a sandbox"
     );
-    let session = Session::builder()
-        .host("pws.example.com:8443")
-        .credentials(ps_auth())
+    let session = ps_auth()(Session::builder().host("pws.example.com:8443"))
         .build()
         .unwrap();
     assert!(
@@ -846,13 +849,10 @@ async fn nothing_prints_a_secret() {
     mount_bearer_sign_in(&server, BEARER_ONE, signed_in("cookie-value-secret")).await;
     let session = session(&server, &clock, oauth());
     let access = session.access_token().await.unwrap();
-    let builder = Session::builder()
-        .base_url(server.uri())
-        .credentials(ps_auth());
+    let builder = ps_auth()(Session::builder().base_url(server.uri()));
     let printed = format!(
-        "{session:?} {access:?} {:?} {:?} {builder:?}",
-        oauth(),
-        ps_auth()
+        "{session:?} {access:?} {:?} {builder:?}",
+        oauth()(Session::builder()),
     );
     for secret in [
         API_KEY,

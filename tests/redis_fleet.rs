@@ -1,6 +1,8 @@
 //! A fleet sharing one Redis token store: eight processes of 200 tasks each make one login,
-//! and one refresh at expiry; a holder killed mid-renewal is taken over after its lease; Redis
-//! stopped mid-run leaves the sessions serving; nothing in Redis is a usable token.
+//! and one refresh at expiry; a holder whose login outlasts the lease's lifetime keeps it alive
+//! and still makes the fleet's one login; a holder that lost its lease stores nothing; a holder
+//! killed mid-renewal is taken over after its lease; Redis stopped mid-run leaves the sessions
+//! serving; nothing in Redis is a usable token or names an account.
 //!
 //! They use the `redis-server` CI started (`TOKENSMITH_TEST_REDIS_PORT`) or start their own
 //! (Debian package `redis-server`); the test that stops Redis always starts its own. Without
@@ -12,10 +14,15 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
+
+use common::held::{wait_until, HeldServer};
+use common::probe::{sample_tokens, Counts, Probe};
 use tokensmith::sandbox::{demo, Sandbox};
-use tokensmith::store::{RedisStore, SealingKey};
+use tokensmith::store::{RedisStore, SealingKey, StoreKey, TokenStore};
 use tokensmith::{SecretString, Service};
 
 const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -82,8 +89,10 @@ impl Redis {
         })
     }
 
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+    /// The URL of database `db`: each test has its own, emptied when it starts.
+    fn url(&self, db: u8) -> String {
+        self.cli(db, &["FLUSHDB"]);
+        format!("redis://127.0.0.1:{}/{db}", self.port)
     }
 
     fn stop(&mut self) {
@@ -93,9 +102,9 @@ impl Redis {
         }
     }
 
-    fn cli(&self, args: &[&str]) -> String {
+    fn cli(&self, db: u8, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .args(["-p", &self.port.to_string(), "-n", &db.to_string()])
             .args(args)
             .output()
             .expect("redis-cli runs");
@@ -126,8 +135,9 @@ fn spawn_worker(base_url: &str, redis_url: Option<&str>, extra: &[(&str, &str)])
             "1",
         ])
         .env("FLEET_BASE_URL", base_url)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::null());
     if let Some(url) = redis_url {
         command.env("FLEET_REDIS_URL", url);
     }
@@ -148,7 +158,10 @@ fn wait_ok(child: Child) -> String {
     stdout
 }
 
-/// One replica: 200 tasks ask for a token; then, just before it expires, 200 ask again.
+/// One replica: 200 tasks ask for a token at once, once (prints `TOKEN <token>`); or, with
+/// `FLEET_EPOCH_MS`, on a manual clock standing at that time, in steps the parent sends on
+/// stdin: `ROUND` (200 tasks ask; prints `DONE <token>`) and `ADVANCE <seconds>` (the clock
+/// moves; prints `DONE`), until stdin closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by the fleet tests in their own processes"]
 async fn fleet_worker() {
@@ -157,16 +170,26 @@ async fn fleet_worker() {
         .base_url(base)
         .email(demo::FIB_EMAIL)
         .private_key(demo::FIB_PRIVATE_KEY);
+    let clock = std::env::var("FLEET_EPOCH_MS").ok().map(|ms| {
+        tokensmith::clock::ManualClock::starting_at(
+            std::time::UNIX_EPOCH + Duration::from_millis(ms.parse().unwrap()),
+        )
+    });
+    if let Some(clock) = &clock {
+        builder = builder.clock(clock.clone());
+    }
     if let Ok(url) = std::env::var("FLEET_REDIS_URL") {
         let ttl = std::env::var("FLEET_LEASE_MS").map_or(Duration::from_secs(10), |ms| {
             Duration::from_millis(ms.parse().unwrap())
         });
-        builder = builder.token_store(
-            RedisStore::connect(&url, key())
+        builder = builder.token_store(Probe {
+            store: RedisStore::connect(&url, key())
                 .await
                 .unwrap()
                 .lease_ttl(ttl),
-        );
+            counts: Counts::default(),
+            announce: std::env::var("FLEET_ANNOUNCE").is_ok(),
+        });
     }
     let session = builder.build().unwrap();
     let ask = |session: tokensmith::fib::Session| async move {
@@ -187,44 +210,127 @@ async fn fleet_worker() {
                     .to_owned(),
             );
         }
-        tokens
+        assert_eq!(tokens.len(), 1, "one token for all 200 tasks");
+        tokens.pop_first().unwrap()
     };
-    let first = ask(session.clone()).await;
-    assert_eq!(first.len(), 1);
-    if std::env::var("FLEET_ONE_ROUND").is_ok() {
+    let Some(clock) = clock else {
+        println!("TOKEN {}", ask(session.clone()).await);
         return;
+    };
+    println!("READY");
+    loop {
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        match line.trim().split_once(' ') {
+            None if line.trim() == "ROUND" => println!("DONE {}", ask(session.clone()).await),
+            Some(("ADVANCE", secs)) => {
+                clock.advance(Duration::from_secs(secs.parse().unwrap()));
+                println!("DONE");
+            }
+            _ if line.is_empty() => return,
+            _ => panic!("unknown step {line:?}"),
+        }
     }
-    let token = session.access_token().await.unwrap();
-    tokio::time::sleep(
-        token
-            .expires_in()
-            .saturating_sub(Duration::from_millis(150)),
-    )
-    .await;
-    let second = ask(session.clone()).await;
-    assert_eq!(second.len(), 1);
-    println!("FLEET first={} second={}", first.len(), second.len());
+}
+
+/// The fleet's replicas, driven step by step.
+struct Fleet {
+    workers: Vec<(Child, Arc<Mutex<Vec<String>>>)>,
+    steps: usize,
+}
+
+impl Fleet {
+    /// Sends `step` to every replica at once and waits until each has done it; returns what
+    /// each printed after `DONE`.
+    async fn step(&mut self, step: &str) -> Vec<String> {
+        use std::io::Write;
+        for (child, _) in &mut self.workers {
+            let stdin = child.stdin.as_mut().unwrap();
+            writeln!(stdin, "{step}").unwrap();
+            stdin.flush().unwrap();
+        }
+        self.steps += 1;
+        let done = |lines: &Mutex<Vec<String>>| {
+            let lines = lines.lock().unwrap();
+            let done: Vec<_> = lines.iter().filter(|l| l.starts_with("DONE")).collect();
+            done.get(self.steps - 1)
+                .map(|l| l.trim_start_matches("DONE").trim().to_owned())
+        };
+        wait_until(&format!("every replica did {step}"), || {
+            self.workers.iter().all(|(_, lines)| done(lines).is_some())
+        })
+        .await;
+        self.workers
+            .iter()
+            .map(|(_, lines)| done(lines).unwrap())
+            .collect()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
     let Some(redis) = Redis::shared() else { return };
-    let sandbox = Sandbox::builder()
-        // Long enough for all eight processes to start within the first lifetime.
-        .fib_access_lifetime(Duration::from_secs(8))
-        .start()
-        .await;
+    // The sandbox and the replicas share one time, moved by the test: no replica can be
+    // late for a lifetime, however loaded the machine.
+    let epoch_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let clock = tokensmith::clock::ManualClock::starting_at(
+        std::time::UNIX_EPOCH + Duration::from_millis(epoch_ms.parse().unwrap()),
+    );
+    let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
     let base = sandbox.base_url(Service::Fib);
 
-    let url = redis.url();
-    let workers: Vec<_> = (0..8)
-        .map(|_| spawn_worker(&base, Some(&url), &[]))
-        .collect();
-    let outputs: Vec<_> =
-        tokio::task::spawn_blocking(move || workers.into_iter().map(wait_ok).collect())
-            .await
-            .unwrap();
-    assert_eq!(outputs.len(), 8);
+    let url = redis.url(1);
+    let mut fleet = Fleet {
+        workers: (0..8)
+            .map(|_| {
+                let mut child = spawn_worker(&base, Some(&url), &[("FLEET_EPOCH_MS", &epoch_ms)]);
+                let lines = read_lines(&mut child);
+                (child, lines)
+            })
+            .collect(),
+        steps: 0,
+    };
+    wait_until("every replica is up", || {
+        fleet
+            .workers
+            .iter()
+            .all(|(_, lines)| printed(lines, "READY"))
+    })
+    .await;
+    let first = fleet.step("ROUND").await;
+    let counters = sandbox.counters(Service::Fib);
+    assert_eq!((counters.logins, counters.refreshes), (1, 0));
+    assert!(first.iter().all(|t| t == &first[0]), "one token: {first:?}");
+
+    // Past the renewal margin of fib's 300-second token, still before its expiry.
+    clock.advance(Duration::from_secs(290));
+    fleet.step("ADVANCE 290").await;
+    let second = fleet.step("ROUND").await;
+    assert!(
+        second.iter().all(|t| t == &second[0]),
+        "one token: {second:?}"
+    );
+    assert_ne!(second[0], first[0], "renewed");
+    for (child, _) in &mut fleet.workers {
+        drop(child.stdin.take());
+    }
+    let workers: Vec<_> = fleet.workers.drain(..).map(|(child, _)| child).collect();
+    tokio::task::spawn_blocking(move || {
+        for mut child in workers {
+            assert!(child.wait().unwrap().success());
+        }
+    })
+    .await
+    .unwrap();
     let shared = sandbox.counters(Service::Fib);
     println!(
         "with the shared store: 8 processes x 200 tasks, {} login(s), {} refresh(es) over one expiry",
@@ -232,14 +338,27 @@ async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
     );
     assert_eq!((shared.logins, shared.refreshes), (1, 1));
 
-    // The values in Redis hold no usable token.
-    let keys = redis.cli(&["--scan"]);
+    // Redis holds no usable token, and no key names the account.
+    let keys = redis.cli(1, &["--scan"]);
+    assert!(!keys.contains(demo::FIB_EMAIL), "{keys}");
     let stored_key = keys
         .lines()
         .find(|k| !k.ends_with(":lease"))
         .expect("a stored token set");
-    let value = redis.cli(&["GET", stored_key]);
-    assert!(!value.contains("eyJ"), "no JWT in the clear: {value}");
+    let value = redis.cli(1, &["GET", stored_key]);
+    let stored = RedisStore::connect(&url, key())
+        .await
+        .unwrap()
+        .load(&StoreKey::new(Service::Fib, &base, demo::FIB_EMAIL))
+        .await
+        .unwrap()
+        .expect("the fleet's token set, under the account's key");
+    let refresh = stored.refresh.expect("fib's refresh token");
+    for secret in [&stored.access, &refresh] {
+        for part in secret.expose_secret().split('.') {
+            assert!(!value.contains(part), "{part} in the clear: {value}");
+        }
+    }
     assert!(
         !value.contains("accessToken") && !value.contains("refresh"),
         "{value}"
@@ -248,9 +367,7 @@ async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
     // The same fleet without the store: every replica logs in for itself.
     let sandbox = Sandbox::builder().start().await;
     let base = sandbox.base_url(Service::Fib);
-    let workers: Vec<_> = (0..8)
-        .map(|_| spawn_worker(&base, None, &[("FLEET_ONE_ROUND", "1")]))
-        .collect();
+    let workers: Vec<_> = (0..8).map(|_| spawn_worker(&base, None, &[])).collect();
     tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(wait_ok(w))))
         .await
         .unwrap();
@@ -259,54 +376,265 @@ async fn eight_replicas_make_one_login_and_one_refresh_per_expiry() {
     assert_eq!(alone, 8);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_killed_mid_renewal_is_taken_over_after_its_lease() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let Some(redis) = Redis::shared() else { return };
-    let server = MockServer::start().await;
-    let tokens = serde_json::json!({
+/// An expiry far in the future for the tokens the held server issues.
+const EXP: u64 = 4_000_000_000;
+
+/// fib's login answer, the `i`-th token set the held server issues.
+fn fib_login(i: usize) -> (u16, String) {
+    let body = serde_json::json!({
         "status": {"code": 200, "name": "OK"},
         "data": {
-            "accessToken": common::jwt(4_000_000_000, "a"),
-            "refreshToken": common::jwt(4_000_000_000, "r"),
+            "accessToken": common::jwt(EXP, &format!("access-{i}")),
+            "refreshToken": common::jwt(EXP, &format!("refresh-{i}")),
             "expirationTime": 300
         }
     });
-    Mock::given(method("POST"))
-        .and(path("/auth/api/v1/authentication-management/session"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(tokens)
-                .set_delay(Duration::from_millis(1500)),
-        )
-        .mount(&server)
-        .await;
-    let url = redis.url();
-    let extra = [("FLEET_ONE_ROUND", "1"), ("FLEET_LEASE_MS", "1000")];
-    let mut holder = spawn_worker(&server.uri(), Some(&url), &extra);
-    // The holder has taken the lease and is waiting for its slow login: kill it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.received_requests().await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the holder never logged in");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    (200, body.to_string())
+}
+
+/// Every request the held server received was a fib login for the demo account.
+fn assert_fib_logins(server: &HeldServer, count: usize) {
+    let requests = server.requests();
+    assert_eq!(requests.len(), count, "logins");
+    for request in requests {
+        assert_eq!(request.method, "POST");
+        assert_eq!(
+            request.path,
+            "/auth/api/v1/authentication-management/session"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["email"], demo::FIB_EMAIL);
     }
+}
+
+/// The one lease key in database `db`, and its holder's token (empty when there is none).
+fn lease_in(redis: &Redis, db: u8) -> (String, String) {
+    let keys = redis.cli(db, &["--scan", "--pattern", "*:lease"]);
+    let keys: Vec<_> = keys.lines().filter(|k| !k.is_empty()).collect();
+    match keys.as_slice() {
+        [] => (String::new(), String::new()),
+        [key] => (
+            (*key).to_owned(),
+            redis.cli(db, &["GET", key]).trim().to_owned(),
+        ),
+        more => panic!("one lease at a time: {more:?}"),
+    }
+}
+
+/// A worker process, and the lines it has printed so far.
+fn spawn_worker_lines(
+    base_url: &str,
+    redis_url: &str,
+    extra: &[(&str, &str)],
+) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = spawn_worker(base_url, Some(redis_url), extra);
+    let lines = read_lines(&mut child);
+    (child, lines)
+}
+
+/// The lines `child` prints, as they come.
+fn read_lines(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().unwrap();
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            // The first line follows the test harness's "test … ".
+            let line = match line.split_once(" ... ") {
+                Some((_, printed)) => printed.to_owned(),
+                None => line,
+            };
+            seen.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// The worker printed `line` (after the test harness's "test … " on the first line).
+fn printed(lines: &Mutex<Vec<String>>, line: &str) -> bool {
+    lines.lock().unwrap().iter().any(|l| l.ends_with(line))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_mid_renewal_is_taken_over_after_its_lease() {
+    let Some(redis) = Redis::shared() else { return };
+    let server = HeldServer::start(fib_login).await;
+    let url = redis.url(2);
+    let extra = [("FLEET_LEASE_MS", "1000"), ("FLEET_ANNOUNCE", "1")];
+    let (mut holder, _) = spawn_worker_lines(&server.uri(), &url, &extra);
+    // The holder has taken the lease and its login is in flight (held): kill it.
+    wait_until("the holder logs in", || server.requests().len() == 1).await;
+    let (lease_key, crashed) = lease_in(&redis, 2);
+    assert!(!crashed.is_empty(), "the holder's lease is in Redis");
     holder.kill().unwrap();
     holder.wait().unwrap();
-    let started = Instant::now();
-    let taker = spawn_worker(&server.uri(), Some(&url), &extra);
+
+    let (taker, taker_lines) = spawn_worker_lines(&server.uri(), &url, &extra);
+    wait_until("the next replica asks for the lease", || {
+        printed(&taker_lines, "LEASE refused") || server.requests().len() > 1
+    })
+    .await;
+    // While the crashed holder's lease lives, the next replica waits; once it is gone, it
+    // takes the lease and logs in.
+    wait_until("the crashed holder's lease is taken over", || {
+        let logins = server.requests().len();
+        let (_, holder) = lease_in(&redis, 2);
+        assert!(
+            logins == 1 || holder != crashed,
+            "a second login while the crashed holder's lease lived"
+        );
+        logins == 2 && !holder.is_empty()
+    })
+    .await;
+    let (taken, taker_holds) = lease_in(&redis, 2);
+    assert_eq!(taken, lease_key);
+    assert_ne!(taker_holds, crashed, "a new holder");
+    server.release_all();
     tokio::task::spawn_blocking(move || wait_ok(taker))
         .await
         .unwrap();
-    assert_eq!(
-        server.received_requests().await.unwrap().len(),
-        2,
-        "the second replica logged in"
-    );
+    assert!(printed(
+        &taker_lines,
+        &format!("TOKEN {}", common::jwt(EXP, "access-1"))
+    ));
+    assert_fib_logins(&server, 2);
+    assert_eq!(lease_in(&redis, 2).1, "", "released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_login_outlasts_the_lease_keeps_it_and_the_fleet_logs_in_once() {
+    let Some(redis) = Redis::shared() else { return };
+    let server = HeldServer::start(fib_login).await;
+    let url = redis.url(3);
+    let ttl = Duration::from_secs(3);
+    let counts = Counts::default();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        // Each replica with its own connection, as in its own process.
+        let store = RedisStore::connect(&url, key())
+            .await
+            .unwrap()
+            .lease_ttl(ttl);
+        let session = tokensmith::fib::Session::builder()
+            .base_url(server.uri())
+            .email(demo::FIB_EMAIL)
+            .private_key(demo::FIB_PRIVATE_KEY)
+            .token_store(Probe {
+                store,
+                counts: counts.clone(),
+                announce: false,
+            })
+            .build()
+            .unwrap();
+        let barrier = barrier.clone();
+        replicas.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let token = session.access_token().await.unwrap();
+            token.secret().expose_secret().to_owned()
+        }));
+    }
+    wait_until("one replica logs in while the other waits", || {
+        let logins = server.requests().len();
+        logins >= 2 || (logins == 1 && counts.refused.load(Ordering::SeqCst) >= 1)
+    })
+    .await;
+    let (_, holder) = lease_in(&redis, 3);
+    assert!(!holder.is_empty(), "the lease is in Redis");
+    // The login stays in flight for at least twice the lease's lifetime, and until the lease
+    // was seen extended twice (a loaded machine only makes this wait longer): all along the
+    // lease stays its holder's and the other replica keeps waiting.
+    let (lease_key, _) = lease_in(&redis, 3);
+    let held_since = Instant::now();
+    let mut extended = 0;
+    let mut last_left = i64::MAX;
+    wait_until("the lease outlives its lifetime, extended", || {
+        assert_eq!(server.requests().len(), 1, "the waiting replica logged in");
+        let seen = redis.cli(
+            3,
+            &[
+                "EVAL",
+                "return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}",
+                "1",
+                &lease_key,
+            ],
+        );
+        let mut seen = seen.lines();
+        let (now_holding, left) = (seen.next().unwrap_or_default(), seen.next());
+        assert_eq!(now_holding, holder, "the lease changed hands");
+        let left: i64 = left.unwrap().trim().parse().unwrap();
+        if left > last_left {
+            extended += 1;
+        }
+        last_left = left;
+        held_since.elapsed() >= ttl * 2 && extended >= 2
+    })
+    .await;
+    server.release_all();
+    let mut tokens = Vec::new();
+    for replica in replicas {
+        tokens.push(replica.await.unwrap());
+    }
+    let issued = common::jwt(EXP, "access-0");
+    assert_eq!(tokens, [issued.clone(), issued.clone()]);
+    assert_fib_logins(&server, 1);
+    let stored = RedisStore::connect(&url, key())
+        .await
+        .unwrap()
+        .load(&StoreKey::new(Service::Fib, &server.uri(), demo::FIB_EMAIL))
+        .await
+        .unwrap()
+        .expect("the login's token set");
+    assert_eq!(stored.access.expose_secret(), issued, "the newest set");
+    assert_eq!(lease_in(&redis, 3).1, "", "released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_lost_its_lease_stores_nothing() {
+    let Some(redis) = Redis::shared() else { return };
+    let url = redis.url(4);
+    let stalled = RedisStore::connect(&url, key()).await.unwrap();
+    let taker = RedisStore::connect(&url, key()).await.unwrap();
+    let account = StoreKey::new(Service::Fib, "https://fib.example", "fenced@example.com");
+
+    let lost = stalled.lease(&account).await.unwrap().expect("granted");
+    assert!(taker.lease(&account).await.unwrap().is_none(), "held");
+    let (lease_key, _) = lease_in(&redis, 4);
+    let left: u64 = redis.cli(4, &["PTTL", &lease_key]).trim().parse().unwrap();
     assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "it logged in itself"
+        (9_000..=10_000).contains(&left),
+        "the default lease lives 10 s: {left} ms left"
     );
+    // The holder stalls past its lease (a pause, a partition): the lease is gone, as its
+    // expiry would remove it, and the next replica takes it and stores a newer set.
+    redis.cli(4, &["DEL", &lease_key]);
+    let taken = taker.lease(&account).await.unwrap().expect("free again");
+    taker
+        .save_leased(&account, &sample_tokens("newer"), &taken)
+        .await
+        .unwrap();
+
+    let refused = stalled
+        .save_leased(&account, &sample_tokens("older"), &lost)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("not stored"), "{refused}");
+    let stored = stalled.load(&account).await.unwrap().unwrap();
+    assert_eq!(
+        stored.access.expose_secret(),
+        "newer",
+        "the newest set wins"
+    );
+
+    // Releasing a lost lease leaves the new holder's alone.
+    stalled.release(&account, &lost).await.unwrap();
+    assert_eq!(lease_in(&redis, 4).1, taken.token());
+    taker.release(&account, &taken).await.unwrap();
+    assert_eq!(lease_in(&redis, 4).1, "");
+    // Nothing names the account.
+    assert!(!redis.cli(4, &["--scan"]).contains("fenced@"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +644,7 @@ async fn sessions_keep_serving_when_redis_stops() {
     };
     let clock = common::test_clock();
     let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
-    let store = RedisStore::connect(&redis.url(), key()).await.unwrap();
+    let store = RedisStore::connect(&redis.url(0), key()).await.unwrap();
     let session = tokensmith::fib::Session::builder()
         .base_url(sandbox.base_url(Service::Fib))
         .email(demo::FIB_EMAIL)
@@ -368,4 +696,34 @@ async fn an_application_starts_and_serves_while_redis_is_down() {
         "per-process caching still works"
     );
     assert!(RedisStore::lazy("not a url", key()).is_err());
+    // A lease that could not outlive its own keep-alive's period is raised to 30 ms.
+    let floor = RedisStore::lazy("redis://127.0.0.1:1/", key())
+        .unwrap()
+        .lease_ttl(Duration::ZERO);
+    assert!(
+        format!("{floor:?}").contains("lease_ttl: 30ms"),
+        "{floor:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_dropped_without_release_is_given_back_at_once() {
+    let Some(redis) = Redis::shared() else { return };
+    let url = redis.url(5);
+    // A lifetime far beyond the wait below: only giving it back can free it in time.
+    let store = RedisStore::connect(&url, key())
+        .await
+        .unwrap()
+        .lease_ttl(Duration::from_secs(600));
+    let account = StoreKey::new(Service::Fib, "https://fib.example", "dropped@example.com");
+    let lease = store.lease(&account).await.unwrap().expect("granted");
+    let (_, holder) = lease_in(&redis, 5);
+    assert_eq!(holder, lease.token());
+    // A renewal cancelled with its lease (every caller gave up): no release() call.
+    drop(lease);
+    wait_until("the dropped lease is given back", || {
+        lease_in(&redis, 5).1.is_empty()
+    })
+    .await;
+    assert!(store.lease(&account).await.unwrap().is_some());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{count_requests, jwt, test_clock, START_EPOCH};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
-use tokensmith::s7risk::{Credentials, Session};
+use tokensmith::s7risk::{Session, SessionBuilder};
 use tokensmith::{ErrorKind, RefreshPolicy, Service, TokenOrigin};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -17,11 +17,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const ORIGIN: &str = "https://api.example.com";
 const DAY: u64 = 24 * 60 * 60;
 
+/// One of the builder's credential setters, with its arguments.
+type Credentials = fn(SessionBuilder) -> SessionBuilder;
+
 fn session(server: &MockServer, clock: &ManualClock, credentials: Credentials) -> Session {
-    Session::builder()
-        .base_url(server.uri())
-        .origin(ORIGIN)
-        .credentials(credentials)
+    credentials(Session::builder().base_url(server.uri()).origin(ORIGIN))
         .clock(clock.clone())
         .refresh_policy(RefreshPolicy::new().with_jitter(false))
         .build()
@@ -29,7 +29,7 @@ fn session(server: &MockServer, clock: &ManualClock, credentials: Credentials) -
 }
 
 fn user() -> Credentials {
-    Credentials::user("analyst@example.com", "pw-hunter2")
+    |builder| builder.user("analyst@example.com", "pw-hunter2")
 }
 
 fn token_response(token: &str) -> ResponseTemplate {
@@ -124,11 +124,9 @@ async fn application_credentials_use_the_application_endpoint() {
         .respond_with(token_response(&token))
         .mount(&server)
         .await;
-    let session = session(
-        &server,
-        &clock,
-        Credentials::application("client-1", "app-secret"),
-    );
+    let session = session(&server, &clock, |builder| {
+        builder.application("client-1", "app-secret")
+    });
     assert_eq!(
         session
             .access_token()
@@ -290,11 +288,9 @@ async fn application_errors_map_to_their_kinds() {
             .respond_with(provider_error(status, message))
             .mount(&server)
             .await;
-        let session = session(
-            &server,
-            &test_clock(),
-            Credentials::application("c", "s3cret-x"),
-        );
+        let session = session(&server, &test_clock(), |builder| {
+            builder.application("c", "s3cret-x")
+        });
         let err = session.access_token().await.unwrap_err();
         assert_eq!(
             (err.kind(), err.status(), err.message()),
@@ -520,11 +516,7 @@ async fn authorize_adds_the_bearer_and_origin_to_any_request() {
 #[test]
 fn bad_configuration_is_refused_at_build_time() {
     let build = |origin: &str, base: &str, credentials: Credentials| {
-        Session::builder()
-            .origin(origin)
-            .base_url(base)
-            .credentials(credentials)
-            .build()
+        credentials(Session::builder().origin(origin).base_url(base)).build()
     };
     let good = "https://auth.s7risk.com";
     for (origin, base, credentials) in [
@@ -532,9 +524,9 @@ fn bad_configuration_is_refused_at_build_time() {
         ("https://api.example.com/x", good, user()),
         (ORIGIN, "not a url", user()),
         (ORIGIN, "http://auth.example.com", user()),
-        (ORIGIN, good, Credentials::user("", "pw")),
-        (ORIGIN, good, Credentials::user("a@b.c", "")),
-        (ORIGIN, good, Credentials::application("id", " ")),
+        (ORIGIN, good, |b: SessionBuilder| b.user("", "pw")),
+        (ORIGIN, good, |b: SessionBuilder| b.user("a@b.c", "")),
+        (ORIGIN, good, |b: SessionBuilder| b.application("id", " ")),
     ] {
         let err = build(origin, base, credentials).unwrap_err();
         assert_eq!(

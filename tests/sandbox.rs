@@ -25,7 +25,7 @@ fn s7risk(
     tokensmith::s7risk::Session::builder()
         .base_url(sandbox.base_url(Service::S7risk))
         .origin(demo::S7RISK_ORIGIN)
-        .credentials(tokensmith::s7risk::Credentials::user(email, password))
+        .user(email, password)
         .clock(clock.clone())
         .refresh_policy(RefreshPolicy::new().with_jitter(false))
         .build()
@@ -214,30 +214,24 @@ async fn fib_verifies_the_one_digest_rule_chosen_on_the_builder() {
 fn passwordsafe(
     sandbox: &Sandbox,
     clock: &ManualClock,
-    credentials: tokensmith::passwordsafe::Credentials,
 ) -> tokensmith::passwordsafe::SessionBuilder {
     tokensmith::passwordsafe::Session::builder()
         .base_url(sandbox.base_url(Service::PasswordSafe))
-        .credentials(credentials)
         .clock(clock.clone())
         .refresh_policy(RefreshPolicy::new().with_jitter(false))
 }
 
 #[tokio::test]
 async fn passwordsafe_sessions_open_by_oauth_or_key_and_close() {
-    use tokensmith::passwordsafe::Credentials;
     let clock = common::test_clock();
     let sandbox = sandbox(&clock).await;
-    let oauth = passwordsafe(
-        &sandbox,
-        &clock,
-        Credentials::oauth(
+    let oauth = passwordsafe(&sandbox, &clock)
+        .oauth(
             demo::PASSWORDSAFE_CLIENT_ID,
             demo::PASSWORDSAFE_CLIENT_SECRET,
-        ),
-    )
-    .build()
-    .unwrap();
+        )
+        .build()
+        .unwrap();
     let token = oauth.access_token().await.unwrap();
     assert!(token
         .secret()
@@ -261,47 +255,38 @@ async fn passwordsafe_sessions_open_by_oauth_or_key_and_close() {
     oauth.logout().await.unwrap();
     assert_eq!(sandbox.counters(Service::PasswordSafe).logouts, 1);
 
-    let key = passwordsafe(
-        &sandbox,
-        &clock,
-        Credentials::ps_auth(
+    let key = passwordsafe(&sandbox, &clock)
+        .ps_auth(
             demo::PASSWORDSAFE_API_KEY,
             demo::PASSWORDSAFE_RUNAS,
             Some(demo::PASSWORDSAFE_PASSWORD.into()),
-        ),
-    )
-    .api_version("3.2")
-    .build()
-    .unwrap();
+        )
+        .api_version("3.2")
+        .build()
+        .unwrap();
     key.access_token().await.unwrap();
     assert_eq!(sandbox.counters(Service::PasswordSafe).logins, 2);
 
-    let wrong = passwordsafe(
-        &sandbox,
-        &clock,
-        Credentials::ps_auth(
+    let wrong = passwordsafe(&sandbox, &clock)
+        .ps_auth(
             demo::PASSWORDSAFE_API_KEY,
             demo::PASSWORDSAFE_RUNAS,
             Some("x".into()),
-        ),
-    )
-    .build()
-    .unwrap();
+        )
+        .build()
+        .unwrap();
     assert_eq!(
         wrong.access_token().await.unwrap_err().kind(),
         ErrorKind::InvalidCredentials
     );
-    let old = passwordsafe(
-        &sandbox,
-        &clock,
-        Credentials::oauth(
+    let old = passwordsafe(&sandbox, &clock)
+        .oauth(
             demo::PASSWORDSAFE_CLIENT_ID,
             demo::PASSWORDSAFE_CLIENT_SECRET,
-        ),
-    )
-    .api_version("3.0")
-    .build()
-    .unwrap();
+        )
+        .api_version("3.0")
+        .build()
+        .unwrap();
     assert_eq!(
         old.access_token().await.unwrap_err().kind(),
         ErrorKind::ApiVersionDisabled
@@ -385,7 +370,7 @@ async fn weavr_signs_in_exchanges_steps_up_and_updates_expired_passwords() {
     assert_eq!(error.kind(), ErrorKind::PasswordExpired);
     let temporary = error.temporary_token().unwrap().clone();
     expired
-        .update_password(&temporary, demo::WEAVR_PASSWORD, "Brand-New-Pa55!")
+        .change_password(&temporary, demo::WEAVR_PASSWORD, "Brand-New-Pa55!")
         .await
         .unwrap();
     expired.access_token().await.unwrap();

@@ -113,7 +113,7 @@ impl Shown {
 }
 
 async fn s7risk_flows(shown: &mut Shown) {
-    use tokensmith::s7risk::{Credentials, Session};
+    use tokensmith::s7risk::Session;
     let server = MockServer::start().await;
     let clock = test_clock();
     Mock::given(method("POST"))
@@ -130,12 +130,10 @@ async fn s7risk_flows(shown: &mut Shown) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [access("two")]})))
         .mount(&server)
         .await;
-    let credentials = Credentials::user("analyst@example.com", PASSWORD);
-    shown.show(&credentials);
     let builder = Session::builder()
         .base_url(server.uri())
         .origin("https://api.example.com")
-        .credentials(credentials)
+        .user("analyst@example.com", PASSWORD)
         .clock(clock.clone());
     shown.show(&builder);
     let session = builder.build().unwrap();
@@ -161,7 +159,7 @@ async fn s7risk_flows(shown: &mut Shown) {
     let app = Session::builder()
         .base_url(server.uri())
         .origin("https://api.example.com")
-        .credentials(Credentials::application("client-1", APP_SECRET))
+        .application("client-1", APP_SECRET)
         .clock(clock.clone())
         .build()
         .unwrap();
@@ -228,7 +226,7 @@ async fn fib_flows(shown: &mut Shown) {
 }
 
 async fn weavr_flows(shown: &mut Shown) {
-    use tokensmith::weavr::{types, Session};
+    use tokensmith::weavr::{IdentityType, Session};
     let server = MockServer::start().await;
     let clock = test_clock();
     // First sign-in: password expired; after the update, sign-ins succeed (AUTH token,
@@ -274,7 +272,7 @@ async fn weavr_flows(shown: &mut Shown) {
         .api_key(WEAVR_API_KEY)
         .email("user@example.com")
         .password(PASSWORD)
-        .identity(types::IdentityType::Corporate, "110")
+        .identity(IdentityType::Corporate, "110")
         .clock(clock.clone());
     shown.show(&builder);
     let session = builder.build().unwrap();
@@ -283,7 +281,7 @@ async fn weavr_flows(shown: &mut Shown) {
     let temporary = expired.unwrap_err().temporary_token().unwrap().clone();
     shown.show_result(
         &session
-            .update_password(&temporary, PASSWORD, NEW_PASSWORD)
+            .change_password(&temporary, PASSWORD, NEW_PASSWORD)
             .await,
     );
     shown.show(&session);
@@ -356,7 +354,7 @@ async fn accounts_flows(shown: &mut Shown) {
 }
 
 async fn passwordsafe_flows(shown: &mut Shown) {
-    use tokensmith::passwordsafe::{Credentials, Session};
+    use tokensmith::passwordsafe::Session;
     let server = MockServer::start().await;
     let clock = test_clock();
     Mock::given(method("POST"))
@@ -393,14 +391,12 @@ async fn passwordsafe_flows(shown: &mut Shown) {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let oauth = Credentials::oauth("client-1", PS_CLIENT_SECRET);
-    shown.show(&oauth);
-    let session = Session::builder()
+    let builder = Session::builder()
         .base_url(server.uri())
-        .credentials(oauth)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+        .oauth("client-1", PS_CLIENT_SECRET)
+        .clock(clock.clone());
+    shown.show(&builder);
+    let session = builder.build().unwrap();
     shown.show_result(&session.access_token().await);
     shown.show(&session);
     let sent = session
@@ -411,11 +407,9 @@ async fn passwordsafe_flows(shown: &mut Shown) {
     shown.0.push(format!("{signed_out:?}"));
     shown.show_result(&session.logout().await);
 
-    let key = Credentials::ps_auth(PS_API_KEY, "svc-reader", Some(PASSWORD.into()));
-    shown.show(&key);
     let builder = Session::builder()
         .base_url(server.uri())
-        .credentials(key)
+        .ps_auth(PS_API_KEY, "svc-reader", Some(PASSWORD.into()))
         .clock(clock.clone());
     shown.show(&builder);
     let session = builder.build().unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{assert_request, count_requests, header, single_request, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
-use tokensmith::weavr::{types, IdentityChoice, Session};
+use tokensmith::weavr::{IdentityChoice, IdentityType, Session};
 use tokensmith::{ErrorKind, RefreshPolicy, Service};
 use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -119,7 +119,7 @@ async fn a_configured_identity_gets_its_access_token() {
     )
     .await;
     let session = builder(&server, &test_clock())
-        .identity(types::IdentityType::Corporate, "110")
+        .identity(IdentityType::Corporate, "110")
         .build()
         .unwrap();
 
@@ -414,7 +414,7 @@ async fn an_expired_password_is_updated_with_the_temporary_token() {
     assert_eq!(count_requests(&server, LOGIN).await, 1);
 
     session
-        .update_password(&temporary, PASSWORD, "New-Pw-2")
+        .change_password(&temporary, PASSWORD, "New-Pw-2")
         .await
         .unwrap();
 
@@ -479,7 +479,7 @@ async fn api_call_errors_name_step_up_and_access_token_needs() {
         .await;
         let session = session(&server, &test_clock());
         let error = session
-            .update_password(&"temp".into(), "a", "b")
+            .change_password(&"temp".into(), "a", "b")
             .await
             .unwrap_err();
         assert_eq!(error.kind(), kind);
@@ -678,7 +678,7 @@ async fn a_refused_identity_exchange_calls_for_a_new_sign_in_not_new_credentials
         };
         mount(&server, "POST", "/access_token", refusal).await;
         let session = builder(&server, &test_clock())
-            .identity(types::IdentityType::Corporate, "110")
+            .identity(IdentityType::Corporate, "110")
             .build()
             .unwrap();
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 use common::{assert_request, count_requests, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
-use tokensmith::weavr::{types, Answer, Challenge, Session, StepUpMethod};
+use tokensmith::weavr::{
+    types, Answer, Challenge, IdentityType, PushChannel, Session, StepUpMethod,
+};
 use tokensmith::{ErrorKind, RefreshPolicy};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -280,12 +282,12 @@ async fn a_push_challenge_is_approved_on_the_device() {
         .await;
     let session = builder(&server, &test_clock())
         .step_up(
-            StepUpMethod::Push(types::PushChannel::Biometric),
+            StepUpMethod::Push(PushChannel::Biometric),
             |challenge: Challenge| async move {
                 assert_eq!(
                     challenge,
                     Challenge::Push {
-                        channel: types::PushChannel::Biometric,
+                        channel: PushChannel::Biometric,
                         id: Some("777".into())
                     }
                 );
@@ -629,7 +631,7 @@ async fn an_access_token_the_service_says_is_stepped_up_needs_no_challenge() {
             .mount(&server)
             .await;
         let session = builder(&server, &test_clock())
-            .identity(types::IdentityType::Corporate, "110")
+            .identity(IdentityType::Corporate, "110")
             .step_up(StepUpMethod::Sms, |_| async {
                 Answer::Code("123456".into())
             })
@@ -670,7 +672,7 @@ async fn a_push_approval_the_service_does_not_honour_is_forgotten_after_the_one_
         .await;
     let approvals = Arc::new(AtomicU32::new(0));
     let session = builder(&server, &test_clock())
-        .step_up(StepUpMethod::Push(types::PushChannel::Authy), {
+        .step_up(StepUpMethod::Push(PushChannel::Authy), {
             let approvals = approvals.clone();
             move |_| {
                 approvals.fetch_add(1, Ordering::SeqCst);

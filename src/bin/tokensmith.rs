@@ -495,20 +495,19 @@ fn session(
     Ok(match provider {
         #[cfg(feature = "s7risk")]
         Provider::S7riskUser | Provider::S7riskApp => {
-            let credentials = if provider == Provider::S7riskUser {
-                s7risk::Credentials::user(
+            let builder =
+                s7risk::Session::builder().origin(env.plain("S7RISK_ORIGIN", demo::S7RISK_ORIGIN)?);
+            let builder = if provider == Provider::S7riskUser {
+                builder.user(
                     env.plain("S7RISK_EMAIL", demo::S7RISK_EMAIL)?,
                     env.secret("S7RISK_PASSWORD", demo::S7RISK_PASSWORD)?,
                 )
             } else {
-                s7risk::Credentials::application(
+                builder.application(
                     env.plain("S7RISK_CLIENT_ID", demo::S7RISK_CLIENT_ID)?,
                     env.secret("S7RISK_SECRET", demo::S7RISK_SECRET)?,
                 )
             };
-            let builder = s7risk::Session::builder()
-                .origin(env.plain("S7RISK_ORIGIN", demo::S7RISK_ORIGIN)?)
-                .credentials(credentials);
             Session::S7risk(configure!(builder, base_url, store))
         }
         #[cfg(feature = "weavr")]
@@ -572,8 +571,9 @@ fn session(
         }
         #[cfg(feature = "passwordsafe")]
         Provider::PasswordSafeOauth | Provider::PasswordSafeKey => {
-            let credentials = if provider == Provider::PasswordSafeOauth {
-                passwordsafe::Credentials::oauth(
+            let builder = passwordsafe::Session::builder();
+            let builder = if provider == Provider::PasswordSafeOauth {
+                builder.oauth(
                     env.plain("PASSWORDSAFE_CLIENT_ID", demo::PASSWORDSAFE_CLIENT_ID)?,
                     env.secret(
                         "PASSWORDSAFE_CLIENT_SECRET",
@@ -581,7 +581,7 @@ fn session(
                     )?,
                 )
             } else {
-                passwordsafe::Credentials::ps_auth(
+                builder.ps_auth(
                     env.secret("PASSWORDSAFE_API_KEY", demo::PASSWORDSAFE_API_KEY)?,
                     env.plain("PASSWORDSAFE_RUNAS", demo::PASSWORDSAFE_RUNAS)?,
                     env.optional_secret("PASSWORDSAFE_PASSWORD", demo::PASSWORDSAFE_PASSWORD),
@@ -593,7 +593,6 @@ fn session(
                      (https://<host>/BeyondTrust/api/public/v3)",
                 ));
             }
-            let builder = passwordsafe::Session::builder().credentials(credentials);
             Session::PasswordSafe(configure!(builder, base_url, store))
         }
         #[cfg(feature = "fib")]

@@ -12,6 +12,8 @@
 //! tried first at every later login, so from then on a login is one request. A login is never
 //! sent more than twice; [`SessionBuilder::digest`] pins the rule (one attempt).
 //!
+//! # Examples
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
 //! use tokensmith::fib::Session;
@@ -38,11 +40,11 @@ pub use crate::generated::fib::{types, Client};
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
-use crate::token::{Extra, Grant};
+use crate::token::Grant;
 use crate::transport::Context;
 
 /// The production server.
@@ -130,6 +132,12 @@ impl SessionBuilder {
     /// Checks the configuration (the key's size, alphabet and consistency; a given signature
     /// must verify for the email under the given public key) and builds the session. Makes no
     /// request.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the email or the base URL is missing or malformed, the
+    /// key or the signature is malformed, both or neither are given, or the signature does not
+    /// verify.
     pub fn build(self) -> Result<Session, Error> {
         const S: Service = Service::Fib;
         let email = session::require_plain(S, "email", self.email)?;
@@ -231,6 +239,10 @@ impl Session {
     /// answers. When the access token has expired but its refresh token (24 h) has not, the
     /// session is still open at the service: it is renewed once (`PATCH`) to be ended. With
     /// neither, there is nothing to end at the service and no request.
+    ///
+    /// # Errors
+    ///
+    /// The logout's (or the renewal's) failure; the cached tokens are wiped all the same.
     pub async fn logout(&self) -> Result<(), Error> {
         let cache = &self.core.cache;
         let current = cache.current_or_stored().await;
@@ -255,15 +267,13 @@ impl Session {
             }
             (None, None) => return Ok(()),
         };
-        let sent_wall = cache.clock.system_now();
         let context = Context::new().with_header(AUTHORIZATION, session::bearer(&access), true);
-        let (api, probe) = self.core.endpoint.client(Client::new_with_client, context);
-        match api.log_out().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                Err(map_api_error(Service::Fib, e, &probe, sent_wall, &Failure::default_kind).await)
-            }
-        }
+        let log_out = |api: Client| async move { api.log_out().await };
+        let endpoint = &self.core.endpoint;
+        endpoint
+            .call(context, &Failure::default_kind, log_out)
+            .await?;
+        Ok(())
     }
 }
 
@@ -319,24 +329,23 @@ const BOTH_REFUSED: &str = "both digests were tried: the plain BLAKE2b-256 diges
 impl Fib {
     /// One login request, signed with `signatures[which]`.
     async fn log_in(&self, which: usize, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self.endpoint.client(
-            Client::new_with_client,
-            Context::new().with_replay(Replay::Gateway),
-        );
         let body = types::LoginRequest {
             email: self.email.clone(),
             signature: self.signatures[which].clone(),
             auth_public_key_hex: self.public_key.clone(),
         };
-        match api.log_in(&body).await {
-            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
-            Err(e) => Err(map_api_error(Fib::SERVICE, e, &probe, sent_wall, &classify_login).await),
-        }
+        let context = Context::new().with_replay(Replay::Gateway);
+        let log_in = |api: Client| async move { api.log_in(&body).await };
+        let response = self.endpoint.call(context, &classify_login, log_in).await?;
+        Ok(self.grant(response.into_inner(), sent_wall))
     }
 
     fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
         let tokens = response.data;
-        let expires_in = expiry::seconds_or_epoch(tokens.expiration_time, sent_wall);
+        let expires_in = tokens
+            .expiration_time
+            .as_f64()
+            .and_then(|value| expiry::seconds_or_epoch(value, sent_wall));
         let lifetime = expiry::lifetime(
             expires_in,
             Some(tokens.access_token.expose_secret()),
@@ -351,14 +360,8 @@ impl Fib {
             REFRESH_TOKEN_LIFETIME,
             Some(REFRESH_TOKEN_LIFETIME),
         );
-        Grant {
-            access: tokens.access_token,
-            refresh: Some(tokens.refresh_token),
-            lifetime,
-            max_lifetime: None,
-            refresh_lifetime: Some(refresh_lifetime),
-            extra: Extra::default(),
-        }
+        Grant::new(tokens.access_token, lifetime)
+            .with_refresh(Some(tokens.refresh_token), Some(refresh_lifetime))
     }
 }
 
@@ -400,16 +403,18 @@ impl Provider for Fib {
         refresh_token: &SecretString,
         sent_wall: SystemTime,
     ) -> Result<Grant, Error> {
+        // The refresh token rotates: a PATCH the service may have taken (any answer, a
+        // timeout, a broken connection) may have spent it, and a replay would send a spent
+        // token. Only one that never left is sent again.
         let context = Context::new()
             .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
-            .with_replay(Replay::Transient);
-        let (api, probe) = self.endpoint.client(Client::new_with_client, context);
-        match api.refresh_tokens().await {
-            Ok(response) => Ok(self.grant(response.into_inner(), sent_wall)),
-            Err(e) => {
-                Err(map_api_error(Self::SERVICE, e, &probe, sent_wall, &classify_refresh).await)
-            }
-        }
+            .with_replay(Replay::Unsent);
+        let refresh = |api: Client| async move { api.refresh_tokens().await };
+        let response = self
+            .endpoint
+            .call(context, &classify_refresh, refresh)
+            .await?;
+        Ok(self.grant(response.into_inner(), sent_wall))
     }
 }
 

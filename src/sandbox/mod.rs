@@ -3,11 +3,13 @@
 //!
 //! One loopback HTTP server answers for every service under its own path prefix
 //! ([`Sandbox::base_url`]). Each stand-in checks requests the way the real service does
-//! (paths, headers, bodies, signatures) and answers as `../shared/API-NOTES.md` describes:
-//! tokens with configurable lifetimes, lock-outs after repeated failed logins, refresh tokens.
+//! (paths, headers, bodies, signatures) and answers as the vendors document: tokens with
+//! configurable lifetimes, lock-outs after repeated failed logins, refresh tokens.
 //! Counters ([`Sandbox::counters`]) tell tests how many logins and refreshes really happened.
 //! Time comes from a [`Clock`], so a [`crate::clock::ManualClock`] shared with the sessions
 //! moves both sides at once.
+//!
+//! # Examples
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -19,7 +21,7 @@
 //! let session = s7risk::Session::builder()
 //!     .base_url(sandbox.base_url(Service::S7risk))
 //!     .origin(demo::S7RISK_ORIGIN)
-//!     .credentials(s7risk::Credentials::user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD))
+//!     .user(demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD)
 //!     .build()?;
 //! session.access_token().await?;
 //! session.access_token().await?;
@@ -51,6 +53,25 @@ pub use state::Counters;
 use state::Shared;
 
 /// The demo accounts every sandbox knows.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tokensmith::Error> {
+/// use tokensmith::sandbox::{demo, Sandbox};
+/// use tokensmith::{accounts, Service};
+///
+/// let sandbox = Sandbox::start().await;
+/// let session = accounts::Session::builder()
+///     .base_url(sandbox.base_url(Service::Accounts))
+///     .username(demo::ACCOUNTS_USERNAME)
+///     .password(demo::ACCOUNTS_PASSWORD)
+///     .build()?;
+/// session.id_token().await?;
+/// assert_eq!(sandbox.counters(Service::Accounts).logins, 1);
+/// # Ok(()) }
+/// ```
 pub mod demo {
     /// The `Origin` the s7risk stand-in accepts.
     pub const S7RISK_ORIGIN: &str = "https://app.example.com";

@@ -1,27 +1,39 @@
 //! A token store in one file: readable only by its owner, replaced atomically on each write,
-//! every token set sealed under the application's key.
+//! every token set sealed under the application's key, shared by the processes of one machine
+//! through OS file locks.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SealingKey, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use super::{Lease, SealingKey, StoreFuture, StoreKey, StoredTokens, TokenStore};
 use crate::error::Error;
 
 /// A file holding sealed token sets, keyed by [`StoreKey`].
 ///
 /// The file is created with mode 0600 and every write replaces it by renaming a complete new
-/// file over it, so a reader never sees half a file. Writers in one process are serialised;
-/// writers in several processes may race (the last rename wins, and the loser's session just
-/// logs in again later), which is why fleets share a Redis store instead.
-#[derive(Debug)]
+/// file over it, so a reader never sees half a file. Writers — in this process or in others —
+/// take an exclusive OS lock on a lock file beside it (`.NAME.lock`) for the whole
+/// read-modify-write, so no write undoes another's (a logout stays a logout). The renewal
+/// lease is an OS lock too, on one lock file per account (`.NAME.HASH.lease`, named by a keyed
+/// hash): the processes sharing the file renew each token set once per expiry, and a lease
+/// whose holder exits, even by a crash, is free again at once. The lock files stay (empty) in
+/// the directory: removing one while another process waits on it would break the lock.
+///
+/// File I/O runs on Tokio's blocking threads, never on the async workers.
+#[derive(Clone, Debug)]
 pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     path: PathBuf,
     key: SealingKey,
-    writing: Mutex<()>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -34,22 +46,62 @@ impl FileStore {
     /// A store in `path` (created on first write), sealed with `key`.
     pub fn new(path: impl Into<PathBuf>, key: SealingKey) -> Self {
         Self {
-            path: path.into(),
-            key,
-            writing: Mutex::new(()),
+            inner: Arc::new(Inner {
+                path: path.into(),
+                key,
+            }),
         }
     }
 
     /// Where the store lives.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
+    /// Runs `f` on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| self.inner.error("interrupted", e))?
+    }
+}
+
+impl Inner {
     fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
         Error::configuration(
             None,
             format!("token store {}: {what}: {e}", self.path.display()),
         )
+    }
+
+    fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."))
+    }
+
+    fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "tokens".into())
+    }
+
+    /// A file beside the store, created (mode 0600) if missing, to lock.
+    fn lock_file(&self, suffix: &str) -> Result<File, Error> {
+        let path = self.dir().join(format!(".{}.{suffix}", self.name()));
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&path)
+            .map_err(|e| self.error("cannot open its lock file", e))
     }
 
     fn read(&self) -> Result<Contents, Error> {
@@ -61,17 +113,9 @@ impl FileStore {
     }
 
     fn write(&self, contents: &Contents) -> Result<(), Error> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| Path::new("."));
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "tokens".into());
-        let temp = dir.join(format!(".{name}.{:016x}.tmp", fastrand::u64(..)));
+        let temp = self
+            .dir()
+            .join(format!(".{}.{:016x}.tmp", self.name(), fastrand::u64(..)));
         let bytes = serde_json::to_vec(contents).map_err(|e| self.error("cannot encode", e))?;
         let result = (|| {
             let mut options = std::fs::OpenOptions::new();
@@ -89,50 +133,75 @@ impl FileStore {
         result.map_err(|e| self.error("cannot write", e))
     }
 
-    fn update(&self, f: impl FnOnce(&mut Contents) -> Result<(), Error>) -> Result<(), Error> {
-        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+    /// Read, change, write, under the writers' lock (held until `lock` is closed).
+    fn update(&self, f: impl FnOnce(&mut Contents)) -> Result<(), Error> {
+        let lock = self.lock_file("lock")?;
+        // Not std's File::lock: that needs Rust 1.89, above this crate's minimum.
+        fs4::FileExt::lock(&lock).map_err(|e| self.error("cannot lock", e))?;
         let mut contents = self.read()?;
-        contents.version = 1;
-        f(&mut contents)?;
+        if contents.version < 2 {
+            // Version 1 named entries by service, base URL and account in the clear; those
+            // entries are no longer looked up, and the names should not stay on disk.
+            contents.entries.clear();
+        }
+        contents.version = 2;
+        f(&mut contents);
         self.write(&contents)
     }
 }
 
 impl TokenStore for FileStore {
+    fn lease<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {
+        let suffix = format!("{}.lease", self.inner.key.file_tag(key));
+        Box::pin(self.blocking(move |inner| {
+            let file = inner.lock_file(&suffix)?;
+            match fs4::FileExt::try_lock(&file) {
+                // The lock lasts as long as the file stays open: the lease keeps it.
+                Ok(()) => Ok(Some(Lease::holding("file", file))),
+                Err(fs4::TryLockError::WouldBlock) => Ok(None),
+                Err(fs4::TryLockError::Error(e)) => Err(inner.error("cannot lock", e)),
+            }
+        }))
+    }
+
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>> {
-        Box::pin(async move {
-            let contents = self.read()?;
-            let Some(sealed) = contents.entries.get(key.as_str()) else {
+        let key = key.clone();
+        Box::pin(self.blocking(move |inner| {
+            let contents = inner.read()?;
+            let Some(sealed) = contents.entries.get(&inner.key.name(&key)) else {
                 return Ok(None);
             };
-            let Some(plain) = self.key.open(key.as_str(), sealed) else {
-                return Err(self.error("entry does not open", "wrong key or tampered"));
+            let Some(plain) = inner.key.open(key.as_str(), sealed) else {
+                return Err(inner.error("entry does not open", "wrong key or tampered"));
             };
             serde_json::from_slice(&plain)
                 .map(Some)
-                .map_err(|_| self.error("entry unreadable", "not a token set"))
-        })
+                .map_err(|_| inner.error("entry unreadable", "not a token set"))
+        }))
     }
 
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let plain = zeroize::Zeroizing::new(
-                serde_json::to_vec(tokens).map_err(|e| self.error("cannot encode", e))?,
+                serde_json::to_vec(tokens).map_err(|e| self.inner.error("cannot encode", e))?,
             );
-            let sealed = self.key.seal(key.as_str(), &plain)?;
-            self.update(|contents| {
-                contents.entries.insert(key.as_str().to_owned(), sealed);
-                Ok(())
+            let sealed = self.inner.key.seal(key.as_str(), &plain)?;
+            let name = self.inner.key.name(key);
+            self.blocking(move |inner| {
+                inner.update(|contents| {
+                    contents.entries.insert(name, sealed);
+                })
             })
+            .await
         })
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.update(|contents| {
-                contents.entries.remove(key.as_str());
-                Ok(())
+        let name = self.inner.key.name(key);
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|contents| {
+                contents.entries.remove(&name);
             })
-        })
+        }))
     }
 }

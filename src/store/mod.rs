@@ -7,21 +7,26 @@
 //! left there, and writes back every token it obtains. A store that fails is logged and
 //! bypassed: the session then behaves as if it had none, never as an outage.
 //!
-//! - [`MemoryStore`]: shared by the sessions of one process.
+//! - [`MemoryStore`]: shared by the sessions of one process, with an in-process lease.
 //! - [`FileStore`]: a file (mode 0600, replaced atomically), secrets sealed with
-//!   XChaCha20-Poly1305 under a key the application supplies.
+//!   XChaCha20-Poly1305 under a key the application supplies; shared by the processes of one
+//!   machine through OS file locks (the lease, and every write).
 //! - `RedisStore` (cargo feature `redis`): shared by a fleet, sealed the same way, with a
-//!   lease so that one replica renews while the others wait for its token set.
+//!   lease kept alive while its holder renews, and writes fenced by it.
+//!
+//! Sessions of one account renew once for all: the one granted the lease renews, the others
+//! wait for its token set. Stores name entries by a keyed hash of the [`StoreKey`] under the
+//! sealing key, so no email, username or client id is readable in a file or in Redis.
 
 mod file;
 #[cfg(feature = "redis")]
 mod redis;
 mod seal;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -32,13 +37,15 @@ use crate::secret::SecretString;
 pub use file::FileStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, DEFAULT_LEASE_TTL};
+pub(crate) use seal::fingerprint;
 pub use seal::SealingKey;
 
 /// A boxed future, as the store methods return.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
 /// Which session a token set belongs to: the service, its base URL and the identity that
-/// logged in (an email, a client id, a username; never a secret).
+/// logged in (an email, a client id, a username; never a secret, at most a fingerprint of one
+/// where it picks the account, as weavr's api key picks the programme).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreKey(String);
 
@@ -56,6 +63,11 @@ impl StoreKey {
     /// The key as a string.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The service's name (the key's second part).
+    pub(crate) fn service(&self) -> &str {
+        self.0.split(':').nth(1).unwrap_or_default()
     }
 }
 
@@ -99,23 +111,59 @@ pub(crate) fn from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// The right to renew one token set for the fleet, until it is released or expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The right to renew one token set, until it is released, dropped, or (in a store whose
+/// leases expire) lost.
+///
+/// Clones share one right: what the lease holds (an in-process claim, an OS file lock, a
+/// keep-alive task) ends when [`Lease::end`] is called or the last clone is dropped.
+#[derive(Clone)]
 pub struct Lease {
+    inner: Arc<LeaseInner>,
+}
+
+struct LeaseInner {
     token: String,
+    guard: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token fences the holder's writes: not for logs.
+        f.debug_struct("Lease").finish_non_exhaustive()
+    }
 }
 
 impl Lease {
     /// A lease identified by `token` (unique to its holder: only the holder releases it).
     pub fn new(token: impl Into<String>) -> Self {
+        Self::holding(token, ())
+    }
+
+    /// A lease identified by `token` that keeps `guard` (a lock, the sender that keeps a
+    /// keep-alive task running) until it ends.
+    pub fn holding(token: impl Into<String>, guard: impl Send + 'static) -> Self {
         Self {
-            token: token.into(),
+            inner: Arc::new(LeaseInner {
+                token: token.into(),
+                guard: Mutex::new(Some(Box::new(guard))),
+            }),
         }
     }
 
     /// The holder's token.
     pub fn token(&self) -> &str {
-        &self.token
+        &self.inner.token
+    }
+
+    /// Drops what the lease holds now, for every clone (a store's `release` calls it).
+    pub fn end(&self) {
+        let guard = self
+            .inner
+            .guard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(guard);
     }
 }
 
@@ -126,14 +174,15 @@ impl Lease {
 pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
     /// Asks for the right to renew the token set under `key`. `Some` when granted; `None`
     /// when another holder has it (the session then waits for that holder's token set, and
-    /// asks again, since an abandoned lease expires). Stores that are not shared grant it
-    /// always (the default).
+    /// asks again, since an abandoned lease expires). The default grants it always: a store
+    /// that keeps it does not coordinate renewals (every store of this crate overrides it).
     fn lease<'a>(&'a self, _key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {
         Box::pin(async { Ok(Some(Lease::new("local"))) })
     }
 
     /// Gives a lease back once its holder stored the new token set (or failed).
-    fn release<'a>(&'a self, _key: &'a StoreKey, _lease: &'a Lease) -> StoreFuture<'a, ()> {
+    fn release<'a>(&'a self, _key: &'a StoreKey, lease: &'a Lease) -> StoreFuture<'a, ()> {
+        lease.end();
         Box::pin(async { Ok(()) })
     }
 
@@ -141,14 +190,107 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>>;
     /// Stores `tokens` under `key`, replacing what was there.
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()>;
+    /// Stores `tokens`, obtained by a renewal under `lease`, only while `lease` is still this
+    /// holder's: a store whose leases can expire refuses (an error) once another holder may
+    /// have stored a newer set. The default is [`Self::save`], right for stores whose leases
+    /// last as long as their holder.
+    fn save_leased<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        tokens: &'a StoredTokens,
+        _lease: &'a Lease,
+    ) -> StoreFuture<'a, ()> {
+        self.save(key, tokens)
+    }
     /// Forgets what is stored under `key` (logout).
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()>;
 }
 
-/// A store in this process's memory, shared by every session given a clone of it.
+/// A shared store is a store: give clones of one `Arc` to several sessions.
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn lease<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {
+        (**self).lease(key)
+    }
+
+    fn release<'a>(&'a self, key: &'a StoreKey, lease: &'a Lease) -> StoreFuture<'a, ()> {
+        (**self).release(key, lease)
+    }
+
+    fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>> {
+        (**self).load(key)
+    }
+
+    fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
+        (**self).save(key, tokens)
+    }
+
+    fn save_leased<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        tokens: &'a StoredTokens,
+        lease: &'a Lease,
+    ) -> StoreFuture<'a, ()> {
+        (**self).save_leased(key, tokens, lease)
+    }
+
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        (**self).remove(key)
+    }
+}
+
+tokio::task_local! {
+    /// The lease the renewal being polled holds: its saves are fenced by it.
+    static RENEWING: Lease;
+}
+
+/// Runs `renewal` under `lease`: the token sets it saves through [`save_renewed`] are written
+/// only while the lease is still held.
+pub(crate) async fn under_lease<F: Future>(lease: Option<&Lease>, renewal: F) -> F::Output {
+    match lease {
+        Some(lease) => RENEWING.scope(lease.clone(), renewal).await,
+        None => renewal.await,
+    }
+}
+
+/// Saves `tokens`, fenced by the lease of the renewal being polled, if any.
+pub(crate) fn save_renewed<'a>(
+    store: &'a dyn TokenStore,
+    key: &'a StoreKey,
+    tokens: &'a StoredTokens,
+) -> StoreFuture<'a, ()> {
+    match RENEWING.try_with(Lease::clone) {
+        Ok(lease) => Box::pin(async move { store.save_leased(key, tokens, &lease).await }),
+        Err(_) => store.save(key, tokens),
+    }
+}
+
+/// A store in this process's memory, shared by every session given a clone of it. Its lease
+/// is held in this process: of the sessions sharing it, one renews a token set while the others
+/// wait for it.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    inner: std::sync::Arc<Mutex<HashMap<StoreKey, StoredTokens>>>,
+    inner: Arc<Mutex<Shared>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    entries: HashMap<StoreKey, StoredTokens>,
+    leased: HashSet<StoreKey>,
+}
+
+/// Gives a [`MemoryStore`] lease back when the lease ends.
+struct MemoryClaim {
+    store: std::sync::Weak<Mutex<Shared>>,
+    key: StoreKey,
+}
+
+impl Drop for MemoryClaim {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.upgrade() {
+            let mut shared = store.lock().unwrap_or_else(|p| p.into_inner());
+            shared.leased.remove(&self.key);
+        }
+    }
 }
 
 impl MemoryStore {
@@ -157,24 +299,38 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StoreKey, StoredTokens>> {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl TokenStore for MemoryStore {
+    fn lease<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {
+        let granted = self.shared().leased.insert(key.clone());
+        let lease = granted.then(|| {
+            Lease::holding(
+                "memory",
+                MemoryClaim {
+                    store: Arc::downgrade(&self.inner),
+                    key: key.clone(),
+                },
+            )
+        });
+        Box::pin(async move { Ok(lease) })
+    }
+
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>> {
-        let found = self.map().get(key).cloned();
+        let found = self.shared().entries.get(key).cloned();
         Box::pin(async move { Ok(found) })
     }
 
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
-        self.map().insert(key.clone(), tokens.clone());
+        self.shared().entries.insert(key.clone(), tokens.clone());
         Box::pin(async { Ok(()) })
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        self.map().remove(key);
+        self.shared().entries.remove(key);
         Box::pin(async { Ok(()) })
     }
 }

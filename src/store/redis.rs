@@ -1,5 +1,6 @@
-//! A token store on Redis, shared by a fleet: sealed token sets, and a lease (`SET NX PX`
-//! with a holder token) so that one replica renews while the others wait for its token set.
+//! A token store on Redis, shared by a fleet: sealed token sets, and a fenced lease (`SET NX
+//! PX` with a holder token, kept alive while its holder renews, writes checked against it) so
+//! that one replica renews while the others wait for its token set.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,10 +10,19 @@ use redis::AsyncCommands;
 use super::{from_ms, Lease, SealingKey, StoreFuture, StoreKey, StoredTokens, TokenStore};
 use crate::error::Error;
 
-/// The default time a lease is held at most: a crashed holder blocks the others this long.
+/// The default lifetime of a lease in Redis: a crashed holder blocks the others this long at
+/// most. A live holder extends it every third of it for as long as its renewal runs.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
+/// Deletes the lease if it is still the caller's.
 const RELEASE: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+
+/// Extends the lease to ARGV[2] ms if it is still the caller's.
+const EXTEND: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end"#;
+
+/// Stores the sealed set (KEYS[2], ARGV[2], for ARGV[3] ms) only if the lease (KEYS[1]) is
+/// still the caller's (ARGV[1]): checked and written in one step.
+const SAVE_FENCED: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("SET", KEYS[2], ARGV[2], "PX", ARGV[3]) return 1 else return 0 end"#;
 
 /// Token sets in Redis (any URL the `redis` crate takes: `redis://`, `rediss://` for TLS,
 /// with user and password), sealed under the application's key.
@@ -78,15 +88,92 @@ impl RedisStore {
             .set_number_of_retries(1)
     }
 
-    /// How long a lease lasts at most (default [`DEFAULT_LEASE_TTL`]): longer than a login
-    /// takes, short enough that the fleet is not kept waiting by a crashed holder.
+    /// How long a lease lives in Redis unless its holder extends it (default
+    /// [`DEFAULT_LEASE_TTL`], at least 30 ms): how long a crashed holder keeps the fleet
+    /// waiting. A live holder extends it every third of it while its renewal runs, so a login
+    /// may take longer.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl;
+        self.lease_ttl = ttl.max(Duration::from_millis(30));
         self
     }
 
-    fn lease_key(key: &StoreKey) -> String {
-        format!("{}:lease", key.as_str())
+    /// The entry's name: no email, username or client id in it (see [`SealingKey`]). The
+    /// hash is a hash tag, so that the entry and its lease share a cluster slot.
+    fn entry_key(&self, key: &StoreKey) -> String {
+        format!(
+            "tokensmith:{}:{{{}}}",
+            key.service(),
+            self.key.file_tag(key)
+        )
+    }
+
+    fn lease_key(&self, key: &StoreKey) -> String {
+        format!("{}:lease", self.entry_key(key))
+    }
+
+    /// `tokens` sealed, and how long the entry lives: as long as something in it can still be
+    /// used.
+    fn sealed(&self, key: &StoreKey, tokens: &StoredTokens) -> Result<(String, u64), Error> {
+        let plain =
+            zeroize::Zeroizing::new(serde_json::to_vec(tokens).map_err(|e| failed("encode", e))?);
+        let sealed = self.key.seal(key.as_str(), &plain)?;
+        let until = tokens
+            .refresh_expires_at_ms
+            .unwrap_or(0)
+            .max(tokens.expires_at_ms);
+        let ttl = from_ms(until)
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1));
+        Ok((sealed, u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)))
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.lease_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Extends the lease `token` holds every third of its lifetime until `stop` fires (the
+    /// lease ended or was dropped: then it is released) or the lease is no longer this
+    /// holder's.
+    async fn keep_alive(
+        mut connection: ConnectionManager,
+        lease_key: String,
+        token: String,
+        ttl: Duration,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::select! {
+                _ = &mut stop => {
+                    // Dropped without a release (a cancelled renewal): give it back now
+                    // rather than after its lifetime. A no-op after a release.
+                    let _ = redis::Script::new(RELEASE)
+                        .key(&lease_key)
+                        .arg(&token)
+                        .invoke_async::<i64>(&mut connection)
+                        .await;
+                    return;
+                }
+                () = tokio::time::sleep(ttl / 3) => {
+                    let extended = redis::Script::new(EXTEND)
+                        .key(&lease_key)
+                        .arg(&token)
+                        .arg(ttl_ms)
+                        .invoke_async::<i64>(&mut connection)
+                        .await;
+                    match extended {
+                        Ok(1) => {}
+                        Ok(_) => {
+                            tracing::warn!("the renewal lease expired before its holder finished; its token set will not be stored");
+                            return;
+                        }
+                        // Redis unreachable for now: try again at the next beat.
+                        Err(e) => tracing::warn!(error = ?e.kind(), "could not extend the renewal lease"),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -95,7 +182,7 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let sealed: Option<String> = connection
-                .get(key.as_str())
+                .get(self.entry_key(key))
                 .await
                 .map_err(|e| failed("GET", e.kind()))?;
             let Some(sealed) = sealed else {
@@ -113,25 +200,41 @@ impl TokenStore for RedisStore {
 
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let plain = zeroize::Zeroizing::new(
-                serde_json::to_vec(tokens).map_err(|e| failed("encode", e))?,
-            );
-            let sealed = self.key.seal(key.as_str(), &plain)?;
-            // The entry lives as long as something in it can still be used.
-            let until = tokens
-                .refresh_expires_at_ms
-                .unwrap_or(0)
-                .max(tokens.expires_at_ms);
-            let ttl = from_ms(until)
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-                .max(Duration::from_secs(1));
+            let (sealed, ttl_ms) = self.sealed(key, tokens)?;
             let mut connection = self.connection.clone();
-            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
             connection
-                .pset_ex::<_, _, ()>(key.as_str(), sealed, ttl_ms)
+                .pset_ex::<_, _, ()>(self.entry_key(key), sealed, ttl_ms)
                 .await
                 .map_err(|e| failed("SET", e.kind()))
+        })
+    }
+
+    fn save_leased<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        tokens: &'a StoredTokens,
+        lease: &'a Lease,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (sealed, ttl_ms) = self.sealed(key, tokens)?;
+            let mut connection = self.connection.clone();
+            let stored: i64 = redis::Script::new(SAVE_FENCED)
+                .key(self.lease_key(key))
+                .key(self.entry_key(key))
+                .arg(lease.token())
+                .arg(sealed)
+                .arg(ttl_ms)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| failed("SET (fenced)", e.kind()))?;
+            if stored == 1 {
+                Ok(())
+            } else {
+                Err(failed(
+                    "not stored",
+                    "the renewal lease expired and another replica may have stored a newer set",
+                ))
+            }
         })
     }
 
@@ -139,7 +242,7 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             connection
-                .del::<_, ()>(key.as_str())
+                .del::<_, ()>(self.entry_key(key))
                 .await
                 .map_err(|e| failed("DEL", e.kind()))
         })
@@ -149,25 +252,38 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
             let mut connection = self.connection.clone();
-            let ttl_ms = u64::try_from(self.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+            let lease_key = self.lease_key(key);
             let granted: Option<String> = redis::cmd("SET")
-                .arg(Self::lease_key(key))
+                .arg(&lease_key)
                 .arg(&token)
                 .arg("NX")
                 .arg("PX")
-                .arg(ttl_ms)
+                .arg(self.ttl_ms())
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| failed("SET NX", e.kind()))?;
-            Ok(granted.map(|_| Lease::new(token)))
+            if granted.is_none() {
+                return Ok(None);
+            }
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(Self::keep_alive(
+                connection,
+                lease_key,
+                token.clone(),
+                self.lease_ttl,
+                stopped,
+            ));
+            // The sender is the lease's guard: when the lease ends, the keep-alive stops.
+            Ok(Some(Lease::holding(token, stop)))
         })
     }
 
     fn release<'a>(&'a self, key: &'a StoreKey, lease: &'a Lease) -> StoreFuture<'a, ()> {
+        lease.end();
         Box::pin(async move {
             let mut connection = self.connection.clone();
             redis::Script::new(RELEASE)
-                .key(Self::lease_key(key))
+                .key(self.lease_key(key))
                 .arg(lease.token())
                 .invoke_async::<i64>(&mut connection)
                 .await

@@ -2,10 +2,13 @@
 //! store key as associated data (an entry copied under another key does not open).
 
 use base64::Engine as _;
+use blake2::digest::consts::U16;
+use blake2::digest::Mac;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
+use super::StoreKey;
 use crate::error::Error;
 use crate::secret::SecretString;
 
@@ -46,6 +49,26 @@ impl SealingKey {
         let bytes: [u8; 32] = key.into();
         let hex = SecretString::new(hex::encode(bytes));
         (Self::from_bytes(bytes), hex)
+    }
+
+    /// What a store calls the entry of `key`: the service and a keyed hash (BLAKE2b-MAC under
+    /// this key) of the rest, so that no email, username or client id is readable in a file
+    /// or in Redis, and nobody without the key can tell whose entry it is.
+    pub(crate) fn name(&self, key: &StoreKey) -> String {
+        format!("tokensmith:{}:{}", key.service(), self.file_tag(key))
+    }
+
+    /// The keyed hash of `key`, as 32 hex characters (fit for a file name).
+    pub(crate) fn file_tag(&self, key: &StoreKey) -> String {
+        // BLAKE2b takes keys of up to 64 bytes: 32 always fits.
+        let mut mac = blake2::Blake2bMac::<U16>::new_with_salt_and_personal(
+            &self.0[..],
+            b"",
+            b"tokensmith-name",
+        )
+        .expect("a 32-byte BLAKE2b key");
+        mac.update(key.as_str().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -93,6 +116,18 @@ impl SealingKey {
     }
 }
 
+/// A fingerprint of a secret that picks an account (weavr's api key, which names the
+/// programme), for a [`StoreKey`]: BLAKE2b-128 of it, domain-separated; the secret itself is
+/// never part of a key.
+pub(crate) fn fingerprint(secret: &[u8]) -> String {
+    use blake2::digest::Digest;
+    let digest = blake2::Blake2b::<U16>::new()
+        .chain_update(b"tokensmith store identity\0")
+        .chain_update(secret)
+        .finalize();
+    hex::encode(digest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +136,7 @@ mod tests {
     fn sealed_text_opens_only_with_its_key_and_context() {
         let (key, hex) = SealingKey::generate();
         let sealed = key.seal("ctx", b"eyJ-secret-token").unwrap();
-        assert!(!sealed.contains("eyJ"));
+        assert!(!sealed.contains("eyJ-secret-token") && !sealed.contains("secret-token"));
         assert_eq!(
             key.open("ctx", &sealed).unwrap().as_slice(),
             b"eyJ-secret-token"
@@ -118,5 +153,29 @@ mod tests {
         );
         assert!(format!("{key:?}").contains("redacted"));
         assert!(SealingKey::from_hex(&"zz".into()).is_err());
+    }
+
+    #[test]
+    fn entry_names_are_keyed_hashes_of_the_whole_store_key() {
+        use crate::error::Service;
+        let (key, _) = SealingKey::generate();
+        let alice = StoreKey::new(Service::Fib, "https://fib.example", "alice@example.com");
+        let name = key.name(&alice);
+        assert_eq!(name, key.name(&alice), "stable");
+        assert!(name.starts_with("tokensmith:fib:"), "{name}");
+        assert_eq!(name.len(), "tokensmith:fib:".len() + 32);
+        assert!(
+            !name.contains("alice") && !name.contains("example"),
+            "{name}"
+        );
+        let bob = StoreKey::new(Service::Fib, "https://fib.example", "bob@example.com");
+        assert_ne!(key.name(&bob), name, "another account");
+        let elsewhere = StoreKey::new(Service::Fib, "https://other.example", "alice@example.com");
+        assert_ne!(key.name(&elsewhere), name, "another deployment");
+        let (other, _) = SealingKey::generate();
+        assert_ne!(other.name(&alice), name, "another sealing key");
+        assert_ne!(fingerprint(b"key-a"), fingerprint(b"key-b"));
+        assert_eq!(fingerprint(b"key-a").len(), 32);
+        assert!(!fingerprint(b"key-a").contains("key-a"));
     }
 }

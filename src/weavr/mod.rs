@@ -12,8 +12,10 @@
 //! the expiry forward, refusals such as a 403 `STEP_UP_REQUIRED` included (a 401 or a 5xx does
 //! not), and an idle session signs in again. A login whose password has expired fails with
 //! [`crate::ErrorKind::PasswordExpired`] carrying the temporary token that
-//! [`Session::update_password`] takes. Wrong credentials (a 401, or the 403 the vendor documents
+//! [`Session::change_password`] takes. Wrong credentials (a 401, or the 403 the vendor documents
 //! for them) fail with [`crate::ErrorKind::InvalidCredentials`] and are never sent again.
+//!
+//! # Examples
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), tokensmith::Error> {
@@ -38,11 +40,11 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 pub use crate::generated::weavr::{types, Client};
-pub use step_up::{Answer, Challenge, StepUp, StepUpMethod, CHALLENGE_LIFETIME};
+pub use step_up::{Answer, Challenge, PushChannel, StepUp, StepUpMethod, CHALLENGE_LIFETIME};
 
 use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, FieldError, Service};
-use crate::response::{map_api_error, ErrorBody, Failure};
+use crate::response::{ErrorBody, Failure};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{self, Attach, Common, Core, Endpoint};
@@ -52,7 +54,7 @@ use crate::transport::{Authorizer, Context};
 /// Weavr's sandbox (no text messages; the one-time password is always `123456`).
 pub const SANDBOX_BASE_URL: &str = "https://sandbox.weavr.io/multi";
 /// Tokens stay valid this long after their last use.
-pub const TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+pub const ACCESS_TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// How long an account stays locked after repeated failed logins, when the answer does not say.
 pub const LOCKOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -74,7 +76,58 @@ pub enum IdentityChoice {
     /// Always the sign-in token.
     SignInToken,
     /// This identity's access token.
-    Identity(types::IdentityId),
+    Identity(IdentityId),
+}
+
+/// The kind of an identity (weavr's `IdentityType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdentityType {
+    /// A consumer (a person).
+    Consumer,
+    /// A corporate (a business).
+    Corporate,
+}
+
+impl IdentityType {
+    /// The service's name for it (`CONSUMER`, `CORPORATE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consumer => "CONSUMER",
+            Self::Corporate => "CORPORATE",
+        }
+    }
+}
+
+/// An identity the session acts for: its kind and its id (weavr's `IdentityId`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct IdentityId {
+    /// The kind of identity.
+    pub kind: IdentityType,
+    /// The identity's identifier (digits).
+    pub id: String,
+}
+
+impl IdentityId {
+    /// The identity of kind `kind` with identifier `id`.
+    pub fn new(kind: IdentityType, id: impl Into<String>) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// As the generated client sends it.
+    fn to_api(&self) -> types::IdentityId {
+        types::IdentityId {
+            id: self.id.clone(),
+            type_: match self.kind {
+                IdentityType::Consumer => types::IdentityType::Consumer,
+                IdentityType::Corporate => types::IdentityType::Corporate,
+            },
+        }
+    }
 }
 
 /// Builds a [`Session`].
@@ -119,11 +172,8 @@ impl SessionBuilder {
 
     /// Act for this identity: the session exchanges its sign-in token for the identity's
     /// access token (`/access_token`).
-    pub fn identity(mut self, kind: types::IdentityType, id: impl Into<String>) -> Self {
-        self.identity = IdentityChoice::Identity(types::IdentityId {
-            id: id.into(),
-            type_: kind,
-        });
+    pub fn identity(mut self, kind: IdentityType, id: impl Into<String>) -> Self {
+        self.identity = IdentityChoice::Identity(IdentityId::new(kind, id));
         self
     }
 
@@ -152,6 +202,11 @@ impl SessionBuilder {
     /// Checks the configuration and builds the session. Makes no request. The base URL is
     /// required: without one this is a [`ErrorKind::Configuration`] error saying that Weavr
     /// gives each customer the Live URL on request (and naming [`SANDBOX_BASE_URL`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`] when the API key, the email, the password or the base URL
+    /// is missing or malformed.
     pub fn build(self) -> Result<Session, Error> {
         let api_key = session::require(S, "API key", self.api_key)?;
         let mut api_key = HeaderValue::try_from(api_key.expose_secret()).map_err(|_| {
@@ -214,25 +269,36 @@ impl Session {
     /// Steps the current token up now (one challenge, shared with every call that needs the
     /// same), with the method and handler given to the builder. Returns at once when the
     /// token is already stepped up.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::StepUpRequired`] when there is no handler, the user declines, the codes run
+    /// out or the service ends the challenge; whatever getting a valid token fails with.
     pub async fn step_up(&self) -> Result<(), Error> {
         self.step_up.step_up().await
     }
 
-    /// A generated client with only the `api-key` (for calls made with a token of your own).
-    fn client_with(&self, token: Option<&SecretString>) -> (Client, Arc<crate::response::Probe>) {
+    /// A context with only the `api-key` (for calls made with a token of your own).
+    fn context_with(&self, token: Option<&SecretString>) -> Context {
         let provider = &self.core.cache.provider;
         let mut context = Context::new().with_header(API_KEY, provider.api_key.clone(), true);
         if let Some(token) = token {
             context = context.with_header(AUTHORIZATION, session::bearer(token), true);
         }
-        self.core.endpoint.client(Client::new_with_client, context)
+        context
     }
 
-    /// Updates an expired password with the temporary token the failed login carried
+    /// Changes an expired password (`POST /passwords/update`; the vendor calls it updating),
+    /// with the temporary token the failed login carried
     /// ([`Error::temporary_token`] of an [`ErrorKind::PasswordExpired`] error). On success the
     /// session holds the token the service answers and logs in with the new password from then
     /// on.
-    pub async fn update_password(
+    ///
+    /// # Errors
+    ///
+    /// The service's refusal (a wrong old password, a new one the policy refuses, an expired
+    /// temporary token, …); the session keeps the old password then.
+    pub async fn change_password(
         &self,
         temporary_token: &SecretString,
         old_password: impl Into<SecretString>,
@@ -240,8 +306,7 @@ impl Session {
     ) -> Result<(), Error> {
         let new_password = new_password.into();
         let clock = &self.core.cache.clock;
-        let (sent_at, sent_wall) = (clock.now(), clock.system_now());
-        let (api, probe) = self.client_with(Some(temporary_token));
+        let sent_at = clock.now();
         let body = types::PasswordUpdateRequest {
             old_password: types::Password {
                 value: old_password.into(),
@@ -250,37 +315,44 @@ impl Session {
                 value: new_password.clone(),
             },
         };
-        match api.update_password(&body).await {
-            Ok(response) => {
-                self.core.cache.provider.set_password(new_password);
-                match response.into_inner().token {
-                    Some(token) => {
-                        let grant = self.core.cache.provider.grant(token).await?;
-                        self.core.cache.install(grant, sent_at).await;
-                    }
-                    None => self.core.cache.clear_failure(),
-                }
-                Ok(())
+        let context = self.context_with(Some(temporary_token));
+        let update = |api: Client| async move { api.update_password(&body).await };
+        let response = self
+            .core
+            .endpoint
+            .call(context, &classify_api, update)
+            .await?;
+        self.core.cache.provider.set_password(new_password);
+        match response.into_inner().token {
+            Some(token) => {
+                let grant = self.core.cache.provider.grant(token).await?;
+                self.core.cache.install(grant, sent_at).await;
             }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
+            None => self.core.cache.clear_failure(),
         }
+        Ok(())
     }
 
     /// Ends the session (`POST /logout`, which answers 200 or 204) and wipes the cached token,
     /// so that the next call signs in afresh. The cache is wiped whatever the service answers.
+    ///
+    /// # Errors
+    ///
+    /// The logout's failure; the cached token is wiped all the same.
     pub async fn logout(&self) -> Result<(), Error> {
         let current = self.core.cache.current_or_stored().await;
         self.core.forget().await;
         let Some(entry) = current else {
             return Ok(());
         };
-        let sent_wall = self.core.cache.clock.system_now();
-        let (api, probe) = self.client_with(Some(&entry.secret));
-        match api.log_out().await {
-            // 200 {url} or 204: the generated client answers both as success.
-            Ok(_) => Ok(()),
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
-        }
+        // 200 {url} or 204: the generated client answers both as success.
+        let log_out = |api: Client| async move { api.log_out().await };
+        let context = self.context_with(Some(&entry.secret));
+        self.core
+            .endpoint
+            .call(context, &classify_api, log_out)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -383,26 +455,16 @@ impl Weavr {
         *self.password.write().unwrap_or_else(|p| p.into_inner()) = password;
     }
 
-    fn client(
-        &self,
-        token: Option<&SecretString>,
-        replay: Replay,
-    ) -> (Client, Arc<crate::response::Probe>) {
-        self.endpoint
-            .client(Client::new_with_client, self.context(token, replay))
-    }
-
-    /// A client for calls made with the session's own token outside [`Session::api`] (the
+    /// The context of calls made with the session's own token outside [`Session::api`] (the
     /// step-up's): `session` hears of every answer, so that they slide the token's lifetime
     /// and a 401 retires it.
-    fn observed_client(
+    fn observed_context(
         &self,
         token: &SecretString,
         replay: Replay,
         session: Arc<dyn Authorizer>,
-    ) -> (Client, Arc<crate::response::Probe>) {
-        let context = self.context(Some(token), replay).with_observer(session);
-        self.endpoint.client(Client::new_with_client, context)
+    ) -> Context {
+        self.context(Some(token), replay).with_observer(session)
     }
 
     fn context(&self, token: Option<&SecretString>, replay: Replay) -> Context {
@@ -428,7 +490,7 @@ impl Weavr {
     ) -> Result<Grant, Error> {
         let identity = match &self.identity {
             IdentityChoice::SignInToken => None,
-            IdentityChoice::Identity(identity) => Some(identity.clone()),
+            IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic if token_type == Some(types::TokenType::Auth) => {
                 self.only_identity(&token).await?
             }
@@ -438,24 +500,14 @@ impl Weavr {
             Some(identity) => self.exchange(&token, identity).await?,
             None => (token, false),
         };
-        Ok(Grant {
-            access,
-            refresh: None,
-            lifetime: TOKEN_IDLE_LIFETIME,
-            max_lifetime: None,
-            refresh_lifetime: None,
-            extra: Extra {
-                stepped_up,
-                ..Extra::default()
-            },
-        })
+        Ok(idle_grant(access, stepped_up))
     }
 
     /// The identity's access token for `token`, when the session knows the identity (chosen,
     /// or the user's only one).
     async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Grant>, Error> {
         let identity = match &self.identity {
-            IdentityChoice::Identity(identity) => Some(identity.clone()),
+            IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic => self.only_identity(token).await?,
             IdentityChoice::SignInToken => None,
         };
@@ -463,17 +515,7 @@ impl Weavr {
             return Ok(None);
         };
         let (access, stepped_up) = self.exchange(token, identity).await?;
-        Ok(Some(Grant {
-            access,
-            refresh: None,
-            lifetime: TOKEN_IDLE_LIFETIME,
-            max_lifetime: None,
-            refresh_lifetime: None,
-            extra: Extra {
-                stepped_up,
-                ..Extra::default()
-            },
-        }))
+        Ok(Some(idle_grant(access, stepped_up)))
     }
 
     /// The user's identity when there is exactly one.
@@ -481,18 +523,18 @@ impl Weavr {
         &self,
         token: &SecretString,
     ) -> Result<Option<types::IdentityId>, Error> {
-        let sent_wall = SystemTime::now();
-        let (api, probe) = self.client(Some(token), Replay::Transient);
-        match api
-            .list_identities(std::num::NonZeroU32::new(2), None)
-            .await
-        {
-            Ok(response) => {
-                let mut identities = response.into_inner().identities;
-                Ok((identities.len() == 1).then(|| identities.remove(0).id))
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_api).await),
-        }
+        let context = self.context(Some(token), Replay::Transient);
+        let list = |api: Client| async move {
+            api.list_identities(std::num::NonZeroU32::new(2), None)
+                .await
+        };
+        let mut identities = self
+            .endpoint
+            .call(context, &classify_api, list)
+            .await?
+            .into_inner()
+            .identities;
+        Ok((identities.len() == 1).then(|| identities.remove(0).id))
     }
 
     async fn exchange(
@@ -500,57 +542,70 @@ impl Weavr {
         token: &SecretString,
         identity: types::IdentityId,
     ) -> Result<(SecretString, bool), Error> {
-        let sent_wall = SystemTime::now();
-        let (api, probe) = self.client(Some(token), Replay::Gateway);
-        match api
-            .create_access_token(&types::AccessTokenRequest {
-                identity,
-                client_assertion: None,
-                token: None,
-            })
-            .await
-        {
-            Ok(response) => {
-                let response = response.into_inner();
-                let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
-                Ok((response.token, stepped_up))
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_exchange).await),
-        }
+        let context = self.context(Some(token), Replay::Gateway);
+        let body = types::AccessTokenRequest {
+            identity,
+            client_assertion: None,
+            token: None,
+        };
+        let exchange = |api: Client| async move { api.create_access_token(&body).await };
+        let response = self
+            .endpoint
+            .call(context, &classify_exchange, exchange)
+            .await?
+            .into_inner();
+        let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
+        Ok((response.token, stepped_up))
     }
+}
+
+/// The token the session keeps: it lives [`ACCESS_TOKEN_IDLE_LIFETIME`] from last use.
+fn idle_grant(access: SecretString, stepped_up: bool) -> Grant {
+    Grant::new(access, ACCESS_TOKEN_IDLE_LIFETIME).with_extra(Extra {
+        stepped_up,
+        ..Extra::default()
+    })
 }
 
 impl Provider for Weavr {
     const SERVICE: Service = S;
-    const SLIDING: Option<Duration> = Some(TOKEN_IDLE_LIFETIME);
+    const SLIDING: Option<Duration> = Some(ACCESS_TOKEN_IDLE_LIFETIME);
     const ENDS_SESSION: &'static [&'static str] = &["log_out"];
     /// A password-expired login's temporary token lives like any other: 5 minutes.
-    const CHALLENGE_LIFETIME: Duration = TOKEN_IDLE_LIFETIME;
+    const LOGIN_CHALLENGE_LIFETIME: Duration = ACCESS_TOKEN_IDLE_LIFETIME;
 
     fn store_identity(&self) -> String {
+        // The api key names the programme, whose users may share an email with another's: its
+        // fingerprint (never the key) keeps their token sets apart.
+        let programme = crate::store::fingerprint(self.api_key.as_bytes());
         match &self.identity {
             IdentityChoice::Identity(identity) => {
-                format!("{}|{}:{}", self.email, identity.type_, identity.id)
+                format!(
+                    "{programme}|{}|{}:{}",
+                    self.email,
+                    identity.kind.as_str(),
+                    identity.id
+                )
             }
-            _ => self.email.clone(),
+            _ => format!("{programme}|{}", self.email),
         }
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
-        let (api, probe) = self.client(None, Replay::Gateway);
+    async fn login(&self, _sent_wall: SystemTime) -> Result<Grant, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
             password: types::Password {
                 value: self.password(),
             },
         };
-        match api.login_with_password(&body).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                self.grant_typed(response.token, response.token_type).await
-            }
-            Err(e) => Err(map_api_error(S, e, &probe, sent_wall, &classify_login).await),
-        }
+        let context = self.context(None, Replay::Gateway);
+        let login = |api: Client| async move { api.login_with_password(&body).await };
+        let response = self
+            .endpoint
+            .call(context, &classify_login, login)
+            .await?
+            .into_inner();
+        self.grant_typed(response.token, response.token_type).await
     }
 }
 

@@ -27,9 +27,8 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use tokio::sync::OnceCell;
 
-use super::{classify_api, types, Weavr};
+use super::{classify_api, types, Client, Weavr};
 use crate::error::{Error, ErrorKind, Service};
-use crate::response::{map_api_error, Probe};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{Attach, Core, Forbidden};
@@ -48,7 +47,27 @@ pub enum StepUpMethod {
     /// A one-time password by text message (`/stepup/challenges/otp/SMS`).
     Sms,
     /// A push notification the user approves (`/stepup/challenges/push/{channel}`).
-    Push(types::PushChannel),
+    Push(PushChannel),
+}
+
+/// Where a push notification is sent (weavr's `PushChannel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PushChannel {
+    /// The Authy app.
+    Authy,
+    /// The embedder's biometric app.
+    Biometric,
+}
+
+impl PushChannel {
+    /// As the generated client sends it.
+    fn to_api(self) -> types::PushChannel {
+        match self {
+            Self::Authy => types::PushChannel::Authy,
+            Self::Biometric => types::PushChannel::Biometric,
+        }
+    }
 }
 
 /// A challenge the session started, as the [`StepUp`] handler is told of it.
@@ -64,7 +83,7 @@ pub enum Challenge {
     /// A push notification was sent; answer once the user approved (or declined) it.
     Push {
         /// Where it was sent.
-        channel: types::PushChannel,
+        channel: PushChannel,
         /// The challenge id the service gave.
         id: Option<String>,
     },
@@ -152,13 +171,8 @@ fn wrong_code(error: &Error) -> bool {
         )
 }
 
-/// A step-up call's failure, told in the crate's terms.
-async fn step_up_error(
-    error: progenitor_client::Error<types::ErrorResponse>,
-    probe: &Probe,
-    sent_wall: std::time::SystemTime,
-) -> Error {
-    let error = map_api_error(Service::Weavr, error, probe, sent_wall, &classify_api).await;
+/// A step-up call's failure, with what the service's limit means for the caller.
+fn step_up_error(error: Error) -> Error {
     if error.code() == Some("CHALLENGE_LIMIT_EXCEEDED") {
         error.with_message(
             "the service's limit for this challenge is reached (wrong codes, or SMS sent); \
@@ -238,17 +252,21 @@ impl Coordinator {
         let clock = &core.cache.clock;
         // The session hears of every answer: they slide the token's window, and a 401 retires it.
         let session: Arc<dyn Authorizer> = core.clone();
-        let client = || provider.observed_client(token, Replay::Unsent, session.clone());
+        let context = || provider.observed_context(token, Replay::Unsent, session.clone());
+        let endpoint = &provider.endpoint;
         tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
         let mut started = clock.now();
-        let sent_wall = clock.system_now();
-        let (api, probe) = client();
         match self.method {
             StepUpMethod::Push(channel) => {
-                let id = match api.start_push_challenge(channel, None).await {
-                    Ok(response) => response.into_inner().id,
-                    Err(e) => return Err(step_up_error(e, &probe, sent_wall).await),
+                let push = |api: Client| async move {
+                    api.start_push_challenge(channel.to_api(), None).await
                 };
+                let id = endpoint
+                    .call(context(), &classify_api, push)
+                    .await
+                    .map_err(step_up_error)?
+                    .into_inner()
+                    .id;
                 match handler.answer(Challenge::Push { channel, id }).await {
                     Answer::Approved if clock.now() < started + CHALLENGE_LIFETIME => Ok(()),
                     Answer::Approved => {
@@ -258,8 +276,11 @@ impl Coordinator {
                 }
             }
             StepUpMethod::Sms => {
-                if let Err(e) = api.start_otp_challenge(types::OtpChannel::Sms, None).await {
-                    let error = step_up_error(e, &probe, sent_wall).await;
+                let sms = |api: Client| async move {
+                    api.start_otp_challenge(types::OtpChannel::Sms, None).await
+                };
+                if let Err(error) = endpoint.call(context(), &classify_api, sms).await {
+                    let error = step_up_error(error);
                     if error.code() != Some("RETRY_IN_15SEC") {
                         return Err(error);
                     }
@@ -291,15 +312,15 @@ impl Coordinator {
                     let body = types::VerifyRequest {
                         verification_code: code,
                     };
-                    let sent_wall = clock.system_now();
-                    let (api, probe) = client();
-                    let error = match api
-                        .verify_otp_challenge(types::OtpChannel::Sms, None, &body)
-                        .await
-                    {
-                        Ok(_) => None,
-                        Err(e) => Some(step_up_error(e, &probe, sent_wall).await),
+                    let verify = |api: Client| async move {
+                        api.verify_otp_challenge(types::OtpChannel::Sms, None, &body)
+                            .await
                     };
+                    let error = endpoint
+                        .call(context(), &classify_api, verify)
+                        .await
+                        .err()
+                        .map(step_up_error);
                     match error {
                         None => {}
                         Some(error) if error.code() == Some("ALREADY_VERIFIED") => {}

@@ -3,6 +3,8 @@
 
 use wiremock::Request;
 
+pub mod held;
+pub mod probe;
 #[cfg(all(
     feature = "s7risk",
     feature = "weavr",

@@ -96,10 +96,7 @@ impl Service {
                 tokensmith::s7risk::Session::builder()
                     .base_url(base_url)
                     .origin("https://api.example.com")
-                    .credentials(tokensmith::s7risk::Credentials::user(
-                        "analyst@example.com",
-                        PASSWORD,
-                    ))
+                    .user("analyst@example.com", PASSWORD)
                     .http_client(http)
                     .retry_policy(retry)
                     .clock(clock.clone())
@@ -141,19 +138,14 @@ impl Service {
                     .unwrap(),
             ),
             Self::PasswordSafeOauth | Self::PasswordSafeKey => {
-                let credentials = if self == Self::PasswordSafeOauth {
-                    tokensmith::passwordsafe::Credentials::oauth("client-1", PS_CLIENT_SECRET)
+                let builder = tokensmith::passwordsafe::Session::builder().base_url(base_url);
+                let builder = if self == Self::PasswordSafeOauth {
+                    builder.oauth("client-1", PS_CLIENT_SECRET)
                 } else {
-                    tokensmith::passwordsafe::Credentials::ps_auth(
-                        PS_API_KEY,
-                        "svc-reader",
-                        Some(PASSWORD.into()),
-                    )
+                    builder.ps_auth(PS_API_KEY, "svc-reader", Some(PASSWORD.into()))
                 };
                 AnySession::PasswordSafe(
-                    tokensmith::passwordsafe::Session::builder()
-                        .base_url(base_url)
-                        .credentials(credentials)
+                    builder
                         .http_client(http)
                         .retry_policy(retry)
                         .clock(clock.clone())

@@ -1,0 +1,198 @@
+//! Fleet coordination through a shared [`TokenStore`]: sessions in this process or others
+//! load, save and adopt one token set, and take a lease so that one of them renews for all.
+//!
+//! The store keeps times on the wall clock (milliseconds since the epoch); a session keeps
+//! them as `Instant`s. [`Timeline`] converts between the two at one reading of both clocks.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::clock::Clock;
+use crate::error::Service;
+use crate::expiry::RefreshPolicy;
+use crate::store::{from_ms, to_ms, Lease, StoreKey, StoredTokens, TokenStore};
+use crate::token::{AccessToken, Entry, EntryParts, Extra, TokenOrigin};
+
+/// The longest a session waits for another replica's renewal before renewing itself.
+const LEASE_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// What waiting for the fleet's renewal lease gave.
+pub(super) enum Leased {
+    /// This session renews, and releases the lease after.
+    Granted(Lease),
+    /// Another session renewed: its fresh token.
+    Token(AccessToken),
+    /// No fleet coordination (the store failed, or a holder took far too long): renew alone.
+    Alone,
+}
+
+/// One session's place in the fleet: the store, and the key its token set is kept under.
+pub(super) struct Fleet {
+    service: Service,
+    store: Arc<dyn TokenStore>,
+    key: StoreKey,
+}
+
+impl Fleet {
+    pub(super) fn new(service: Service, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
+        Self {
+            service,
+            store,
+            key,
+        }
+    }
+
+    /// The stored token set, if there is one and the store answers.
+    pub(super) async fn load(&self) -> Option<StoredTokens> {
+        match self.store.load(&self.key).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(service = %self.service, %error, "token store unavailable; carrying on without it");
+                None
+            }
+        }
+    }
+
+    /// Keeps `entry` in the store, for the fleet.
+    pub(super) async fn save(&self, entry: &Entry, clock: &dyn Clock) {
+        let stored = Timeline::read(clock).stored(entry);
+        if let Err(error) = crate::store::save_renewed(&*self.store, &self.key, &stored).await {
+            tracing::warn!(service = %self.service, %error, "token store unavailable; the token stays in this session only");
+        }
+    }
+
+    /// Forgets the stored token set (logout).
+    pub(super) async fn remove(&self) {
+        if let Err(error) = self.store.remove(&self.key).await {
+            tracing::warn!(service = %self.service, %error, "token store unavailable; the stored token set was not removed");
+        }
+    }
+
+    /// Gives the renewal lease back, for the next renewal.
+    pub(super) async fn release(&self, lease: &Lease) {
+        if let Err(error) = self.store.release(&self.key, lease).await {
+            tracing::warn!(service = %self.service, %error, "could not release the renewal lease; it will expire");
+        }
+    }
+
+    /// Waits for the right to renew: granted, or another holder's fresh token set (which
+    /// `adopt` takes from the store), or (the store failing, or a holder taking far too long)
+    /// the go-ahead to renew alone.
+    pub(super) async fn lease<F, Fut>(&self, clock: &dyn Clock, adopt: F) -> Leased
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Option<AccessToken>>,
+    {
+        let started = clock.now();
+        let mut pause = Duration::from_millis(25);
+        loop {
+            match self.store.lease(&self.key).await {
+                Ok(Some(lease)) => {
+                    // The previous holder may have stored its token set and released the
+                    // lease since this session last looked: look again before renewing.
+                    if let Some(token) = adopt().await {
+                        self.release(&lease).await;
+                        return Leased::Token(token);
+                    }
+                    return Leased::Granted(lease);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(service = %self.service, %error, "token store unavailable; renewing without the fleet lease");
+                    return Leased::Alone;
+                }
+            }
+            if clock.now().saturating_duration_since(started) > LEASE_WAIT_LIMIT {
+                tracing::warn!(service = %self.service, "the renewal lease is held too long; renewing alone");
+                return Leased::Alone;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
+            if let Some(token) = adopt().await {
+                return Leased::Token(token);
+            }
+        }
+    }
+}
+
+/// One reading of both clocks, to move times between the store's wall clock and `Instant`s.
+pub(super) struct Timeline {
+    pub(super) now: Instant,
+    wall: SystemTime,
+}
+
+impl Timeline {
+    pub(super) fn read(clock: &dyn Clock) -> Self {
+        Self {
+            now: clock.now(),
+            wall: clock.system_now(),
+        }
+    }
+
+    /// The `Instant` of a stored wall-clock time (now, if that time has passed).
+    fn instant(&self, ms: u64) -> Instant {
+        self.now
+            + from_ms(ms)
+                .duration_since(self.wall)
+                .unwrap_or(Duration::ZERO)
+    }
+
+    /// The stored wall-clock time of an `Instant`.
+    fn ms(&self, at: Instant) -> u64 {
+        to_ms(self.wall + at.saturating_duration_since(self.now))
+    }
+
+    /// `entry` as the store keeps it.
+    fn stored(&self, entry: &Entry) -> StoredTokens {
+        StoredTokens {
+            access: entry.secret.clone(),
+            refresh: entry.refresh.clone(),
+            id_token: entry.extra.id_token.clone(),
+            cookie: entry.extra.cookie.clone(),
+            bearer: entry.extra.bearer.clone(),
+            expires_at_ms: self.ms(entry.expires_at()),
+            renew_after_ms: entry
+                .expires_at()
+                .checked_sub(entry.lead())
+                .map(|at| self.ms(at)),
+            expires_at_most_ms: entry.expires_at_most().map(|at| self.ms(at)),
+            refresh_expires_at_ms: entry.refresh_expires_at().map(|at| self.ms(at)),
+            refresh_uses: entry.refresh_uses,
+            stepped_up: entry.stepped_up.load(Ordering::Acquire),
+        }
+    }
+
+    /// A stored token set as this session keeps it: renewal falls due when the storing session
+    /// said, or else by `policy`.
+    pub(super) fn entry_parts(
+        &self,
+        stored: StoredTokens,
+        policy: &RefreshPolicy,
+        sliding: Option<Duration>,
+    ) -> EntryParts {
+        let expires_at = self.instant(stored.expires_at_ms);
+        EntryParts {
+            secret: stored.access,
+            refresh: stored.refresh,
+            refresh_expires_at: stored.refresh_expires_at_ms.map(|ms| self.instant(ms)),
+            refresh_uses: stored.refresh_uses,
+            extra: Extra {
+                id_token: stored.id_token,
+                cookie: stored.cookie,
+                bearer: stored.bearer,
+                stepped_up: false,
+            },
+            origin: TokenOrigin::Store,
+            expires_at,
+            expires_at_most: stored.expires_at_most_ms.map(|ms| self.instant(ms)),
+            stepped_up: stored.stepped_up,
+            lead: stored.renew_after_ms.map_or_else(
+                || policy.lead(expires_at.saturating_duration_since(self.now)),
+                |renew| expires_at.saturating_duration_since(self.instant(renew)),
+            ),
+            sliding,
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The one mechanism behind every session: a cached token, renewed ahead of expiry by a
+//! single shared flight, with the refresh-or-login decision and failure handling in one place.
+//! Each service supplies only its differences through [`Provider`].
+//!
+//! The parts, each readable alone:
+//! - [`current`]: the in-memory slot holding the current token, and each thread's handle to
+//!   it (the hot path);
+//! - [`flight`]: the single flight that renewals share;
+//! - [`fleet`]: the shared [`TokenStore`](crate::store::TokenStore) and its renewal lease;
+//! - [`refusals`]: logins that must not be sent again (yet);
+//! - this file: the policy that joins them. Is the token fresh → join or start the flight →
+//!   renew (refresh, else log in) → keep the new token, here and in the store.
+
+mod current;
+mod fleet;
+mod flight;
+mod provider;
+mod refusals;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::error::{Error, ErrorKind};
+use crate::expiry::RefreshPolicy;
+use crate::store::{StoreKey, TokenStore};
+use crate::token::{AccessToken, Entry, EntryParts, Grant, TokenOrigin};
+
+use current::Current;
+use fleet::{Fleet, Leased, Timeline};
+use flight::SingleFlight;
+pub(crate) use provider::Provider;
+use refusals::{Holds, Refusals};
+
+/// What `access_token()` returns: at its first poll the cached token if it is fresh (no
+/// future state beyond a reference), else the shared renewal, boxed so that the future stays
+/// two words instead of a whole HTTP exchange's state.
+pub(crate) enum TokenFuture<'a, P> {
+    Start(&'a Cache<P>),
+    Renew(std::pin::Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>),
+}
+
+impl<P: Provider> Future for TokenFuture<'_, P> {
+    type Output = Result<AccessToken, Error>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Self::Start(cache) = *this {
+            if let Some(token) = cache.fresh() {
+                return std::task::Poll::Ready(Ok(token));
+            }
+            *this = Self::Renew(Box::pin(cache.renewal()));
+        }
+        match this {
+            Self::Renew(renewal) => renewal.as_mut().poll(cx),
+            Self::Start(_) => unreachable!("replaced above"),
+        }
+    }
+}
+
+/// Counts of the token requests a cache has sent, for tests and diagnostics.
+#[derive(Debug, Default)]
+pub(crate) struct RequestCounters {
+    pub(crate) logins: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
+}
+
+pub(crate) struct Cache<P> {
+    pub(crate) provider: P,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// `clock` is the system clock (see `fresh`).
+    system_clock: bool,
+    /// The origin of the entries' instants.
+    base: Instant,
+    policy: RefreshPolicy,
+    current: Current,
+    flight: SingleFlight<Result<AccessToken, Error>>,
+    refusals: Refusals,
+    pub(crate) counters: RequestCounters,
+    fleet: Option<Fleet>,
+}
+
+/// How long to wait before trying again after an early renewal failed while the token is
+/// still valid: a quarter of the time left, between 1 s and 30 s.
+fn retry_delay(time_left: Duration) -> Duration {
+    (time_left / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// A refresh that failed because of the refresh token itself: logging in again is the cure.
+fn refresh_refused(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::TokenRejected | ErrorKind::RefreshLimitExceeded | ErrorKind::InvalidCredentials
+    )
+}
+
+impl<P: Provider> Cache<P> {
+    pub(crate) fn new(provider: P, clock: Arc<dyn Clock>, policy: RefreshPolicy) -> Self {
+        let base = clock.now();
+        Self {
+            system_clock: clock.is_system_clock(),
+            provider,
+            clock,
+            base,
+            policy,
+            current: Current::new(),
+            flight: SingleFlight::new(),
+            refusals: Refusals::new(),
+            counters: RequestCounters::default(),
+            fleet: None,
+        }
+    }
+
+    /// Keeps the token set in `store` under `key` as well.
+    pub(crate) fn with_store(mut self, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
+        self.fleet = Some(Fleet::new(P::SERVICE, store, key));
+        self
+    }
+
+    /// A valid token: the cached one, or one shared renewal.
+    pub(crate) fn access_token(&self) -> TokenFuture<'_, P> {
+        TokenFuture::Start(self)
+    }
+
+    /// The cached token when it is fresh: the hot path.
+    fn fresh(&self) -> Option<AccessToken> {
+        // The one time read that does not go through `Clock`: with the system clock, the
+        // hot path calls `Instant::now()` itself, because the indirect call costs a few ns
+        // of a path that is ~30 ns in all. Any other clock (a `ManualClock`) is asked.
+        let now = if self.system_clock {
+            Instant::now()
+        } else {
+            self.clock.now()
+        };
+        self.current.fresh(now)
+    }
+
+    /// Not fresh: join the renewal in the air, or start one.
+    async fn renewal(&self) -> Result<AccessToken, Error> {
+        self.flight.join(|| self.renew()).await
+    }
+
+    /// The flight's work: a token another flight or session just left, or a renewal of ours
+    /// (under the fleet's lease, when there is a store).
+    async fn renew(&self) -> Result<AccessToken, Error> {
+        // A flight that just ended may have left a fresh token behind.
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let Some(fleet) = &self.fleet else {
+            return self.renew_now().await;
+        };
+        // So may another session, in the shared store.
+        if let Some(token) = self.adopt_stored().await {
+            return Ok(token);
+        }
+        // In a shared store, one session renews for all: the others wait for its token set.
+        match fleet.lease(&*self.clock, || self.adopt_stored()).await {
+            Leased::Token(token) => Ok(token),
+            Leased::Alone => self.renew_now().await,
+            Leased::Granted(lease) => {
+                // The renewal's saves are fenced by the lease: a holder that lost it writes
+                // nothing.
+                let outcome = crate::store::under_lease(Some(&lease), self.renew_now()).await;
+                fleet.release(&lease).await;
+                outcome
+            }
+        }
+    }
+
+    /// Renews with the refresh token when there is a usable one (logging in when the service
+    /// refuses it), else logs in. A failure while the current token is still valid keeps
+    /// serving it, and backs off before the next attempt.
+    async fn renew_now(&self) -> Result<AccessToken, Error> {
+        let current = self.current.get();
+        let now = self.clock.now();
+        let refresh = current
+            .as_ref()
+            .filter(|e| e.refresh_usable(now, P::MAX_REFRESH_USES));
+        let outcome = match refresh {
+            Some(entry) => match self.refresh_with(entry).await {
+                Ok(token) => Ok(token),
+                Err(e) if refresh_refused(&e) => {
+                    tracing::info!(service = %P::SERVICE, error = %e, "refresh token refused, logging in again");
+                    self.login().await
+                }
+                Err(e) => Err(e),
+            },
+            None => self.login().await,
+        };
+        let error = match outcome {
+            Ok(token) => return Ok(token),
+            Err(error) => error,
+        };
+        let now = self.clock.now();
+        match current.filter(|e| e.is_valid(now)) {
+            Some(entry) => {
+                let left = entry.expires_at().saturating_duration_since(now);
+                self.current
+                    .postpone_renewal(&entry, now, retry_delay(left));
+                tracing::warn!(service = %P::SERVICE, %error, "early renewal failed; still serving the valid token");
+                Ok(AccessToken::new(entry))
+            }
+            None => Err(error),
+        }
+    }
+
+    async fn login(&self) -> Result<AccessToken, Error> {
+        if let Some(error) = self.refusals.blocking(self.clock.now()) {
+            return Err(error);
+        }
+        let sent_at = self.clock.now();
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        match self.provider.login(self.clock.system_now()).await {
+            Ok(grant) => {
+                tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "logged in");
+                Ok(self.keep(grant, sent_at, TokenOrigin::Login, None).await)
+            }
+            Err(error) => {
+                tracing::warn!(service = %P::SERVICE, %error, "login failed");
+                let holds = Holds {
+                    challenge: P::LOGIN_CHALLENGE_LIFETIME,
+                    rate_limit: P::LOGIN_RATE_LIMIT_WAIT,
+                };
+                self.refusals.record(&error, self.clock.now(), holds);
+                Err(error)
+            }
+        }
+    }
+
+    async fn refresh_with(&self, entry: &Arc<Entry>) -> Result<AccessToken, Error> {
+        let refresh_token = entry.refresh.as_ref().expect("refresh_usable checked it");
+        let sent_at = self.clock.now();
+        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        let grant = self
+            .provider
+            .refresh(refresh_token, self.clock.system_now())
+            .await?;
+        tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "token refreshed");
+        Ok(self
+            .keep(grant, sent_at, TokenOrigin::Refresh, Some(entry))
+            .await)
+    }
+
+    /// Makes `grant` (sent at `sent_at`) the current token, and saves it in the store.
+    async fn keep(
+        &self,
+        grant: Grant,
+        sent_at: Instant,
+        origin: TokenOrigin,
+        previous: Option<&Arc<Entry>>,
+    ) -> AccessToken {
+        let entry = Arc::new(self.entry(grant, sent_at, origin, previous));
+        self.current.set(entry.clone());
+        self.save_stored(&entry).await;
+        AccessToken::new(entry)
+    }
+
+    /// What the cache keeps of `grant`.
+    fn entry(
+        &self,
+        grant: Grant,
+        sent_at: Instant,
+        origin: TokenOrigin,
+        previous: Option<&Arc<Entry>>,
+    ) -> Entry {
+        // A refresh that returns no new refresh token keeps the old one, its expiry and its
+        // use count.
+        let (refresh, refresh_expires_at, refresh_uses) = match (grant.refresh, previous) {
+            (Some(new), _) => (Some(new), grant.refresh_lifetime.map(|l| sent_at + l), 0),
+            (None, Some(prev)) => (
+                prev.refresh.clone(),
+                prev.refresh_expires_at(),
+                prev.refresh_uses + 1,
+            ),
+            (None, None) => (None, None, 0),
+        };
+        let mut extra = grant.extra;
+        let stepped_up = extra.stepped_up;
+        if let Some(prev) = previous {
+            extra.id_token = extra.id_token.or_else(|| prev.extra.id_token.clone());
+            extra.cookie = extra.cookie.or_else(|| prev.extra.cookie.clone());
+            extra.bearer = extra.bearer.or_else(|| prev.extra.bearer.clone());
+        }
+        Entry::new(
+            self.clock.clone(),
+            self.base,
+            EntryParts {
+                secret: grant.access,
+                refresh,
+                refresh_expires_at,
+                refresh_uses,
+                extra,
+                origin,
+                expires_at: sent_at + grant.lifetime,
+                expires_at_most: grant.max_lifetime.map(|max| sent_at + max),
+                lead: self.policy.lead(grant.lifetime),
+                sliding: P::SLIDING,
+                stepped_up,
+            },
+        )
+    }
+
+    /// Takes the stored token set when it is newer than the cached one: fresh, it is served
+    /// as is; due, its refresh token (if any) is what the renewal uses next.
+    async fn adopt_stored(&self) -> Option<AccessToken> {
+        let stored = self.fleet.as_ref()?.load().await?;
+        let timeline = Timeline::read(&*self.clock);
+        let parts = timeline.entry_parts(stored, &self.policy, P::SLIDING);
+        if self.current.get().is_some_and(|c| {
+            c.expires_at() >= parts.expires_at
+                || c.secret.expose_secret() == parts.secret.expose_secret()
+        }) {
+            return None;
+        }
+        let entry = Arc::new(Entry::new(self.clock.clone(), self.base, parts));
+        self.current.set(entry.clone());
+        tracing::info!(service = %P::SERVICE, "token set taken from the store");
+        entry
+            .is_fresh(timeline.now)
+            .then(|| AccessToken::new(entry))
+    }
+
+    async fn save_stored(&self, entry: &Entry) {
+        if let Some(fleet) = &self.fleet {
+            fleet.save(entry, &*self.clock).await;
+        }
+    }
+
+    /// Takes a token set obtained outside a renewal (a completed login challenge, a password
+    /// update): it replaces whatever was cached, lifts a blocked login, and is stored.
+    pub(crate) async fn install(&self, grant: Grant, sent_at: Instant) -> AccessToken {
+        self.clear_failure();
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        let token = self.keep(grant, sent_at, TokenOrigin::Login, None).await;
+        tracing::info!(service = %P::SERVICE, "logged in by a completed challenge");
+        token
+    }
+
+    /// The current entry, or the stored one when this session has none that is valid (a
+    /// logout in a new process ends the session a previous one started).
+    pub(crate) async fn current_or_stored(&self) -> Option<Arc<Entry>> {
+        let now = self.clock.now();
+        if let Some(entry) = self.current().filter(|e| e.is_valid(now)) {
+            return Some(entry);
+        }
+        self.adopt_stored().await;
+        self.current().filter(|e| e.is_valid(now))
+    }
+
+    /// Records that the token `secret` was stepped up, here and in the store.
+    pub(crate) async fn mark_stepped_up(&self, secret: &str) {
+        if let Some(entry) = self.current() {
+            if entry.secret.expose_secret() == secret {
+                entry.stepped_up.store(true, Ordering::Release);
+                self.save_stored(&entry).await;
+            }
+        }
+    }
+
+    /// Forgets the stored token set too (logout).
+    pub(crate) async fn forget_stored(&self) {
+        if let Some(fleet) = &self.fleet {
+            fleet.remove().await;
+        }
+    }
+
+    /// Forgets a refused login, so that the next call tries the credentials again.
+    pub(crate) fn clear_failure(&self) {
+        self.refusals.clear();
+    }
+
+    /// The entry currently cached, valid or not.
+    pub(crate) fn current(&self) -> Option<Arc<Entry>> {
+        self.current.get()
+    }
+
+    /// Forgets the cached token set: the next call logs in afresh. A refused login stays
+    /// refused: ending a session is no reason to send credentials the service turned down
+    /// (only `clear_failure()` or a completed flow is).
+    pub(crate) fn wipe(&self) {
+        self.current.clear();
+        tracing::info!(service = %P::SERVICE, "session ended; cached tokens wiped");
+    }
+
+    /// The service refused `used`: stop serving it (if it is still the cached one).
+    pub(crate) fn invalidate(&self, used: &crate::secret::SecretString) {
+        if let Some(entry) = self.current() {
+            if entry.secret.expose_secret() == used.expose_secret() {
+                self.current.expire(&entry);
+                tracing::info!(service = %P::SERVICE, "token refused by the service; it will be renewed");
+            }
+        }
+    }
+}

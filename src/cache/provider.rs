@@ -1,0 +1,49 @@
+//! What a service supplies to the cache: how to log in, how to renew, how long tokens live.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Service};
+use crate::secret::SecretString;
+use crate::token::Grant;
+
+/// What a service does differently: how to log in, how to renew, how long tokens live.
+pub(crate) trait Provider: Send + Sync + 'static {
+    /// Which service this is.
+    const SERVICE: Service;
+    /// The lifetime slides forward from each successful authenticated call (weavr).
+    const SLIDING: Option<Duration> = None;
+    /// A refresh token may be used at most this many times (accounts: 90).
+    const MAX_REFRESH_USES: Option<u32> = None;
+    /// The `operationId`s that end the session whose token they carry (a sign-out): called
+    /// through `api()`, their success wipes the cached token instead of counting as activity.
+    const ENDS_SESSION: &'static [&'static str] = &[];
+    /// How long logins are held back after a 429 that does not say how long to wait: another
+    /// attempt inside the service's window only extends it.
+    const LOGIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+    /// How long a login challenge (a new password required, a password expired) stays usable:
+    /// until then every call is answered with it, after that a new login starts a new one.
+    const LOGIN_CHALLENGE_LIFETIME: Duration = Duration::from_secs(3 * 60);
+
+    /// Who logs in (an email, a client id; never a secret), to key a shared token store.
+    fn store_identity(&self) -> String {
+        String::new()
+    }
+
+    /// Logs in with the stored credentials. `sent_wall` is the wall clock when it was sent.
+    fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Grant, Error>> + Send;
+
+    /// Renews with a refresh token. Only called when the entry holds a usable one.
+    fn refresh(
+        &self,
+        _refresh_token: &SecretString,
+        _sent_wall: SystemTime,
+    ) -> impl Future<Output = Result<Grant, Error>> + Send {
+        async {
+            Err(Error::configuration(
+                Some(Self::SERVICE),
+                "this service has no refresh",
+            ))
+        }
+    }
+}

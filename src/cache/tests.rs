@@ -1,0 +1,297 @@
+//! The policy's tests, against a provider whose answers are scripted.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::error::Service;
+use crate::secret::SecretString;
+use crate::token::Extra;
+
+/// A provider whose answers are scripted: each login or refresh pops the next one.
+#[derive(Default)]
+struct Scripted {
+    logins: Mutex<VecDeque<Result<Grant, Error>>>,
+    refreshes: Mutex<VecDeque<Result<Grant, Error>>>,
+    refresh_tokens_seen: Mutex<Vec<String>>,
+    calls: AtomicUsize,
+}
+
+impl Provider for Scripted {
+    const SERVICE: Service = Service::Accounts;
+    const MAX_REFRESH_USES: Option<u32> = Some(2);
+
+    async fn login(&self, _: SystemTime) -> Result<Grant, Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.logins
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("an unscripted login")
+    }
+
+    async fn refresh(&self, token: &SecretString, _: SystemTime) -> Result<Grant, Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.refresh_tokens_seen
+            .lock()
+            .unwrap()
+            .push(token.expose_secret().to_owned());
+        self.refreshes
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("an unscripted refresh")
+    }
+}
+
+fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Grant, Error> {
+    Ok(Grant {
+        access: access.into(),
+        refresh: refresh.map(SecretString::from),
+        lifetime: Duration::from_secs(secs),
+        max_lifetime: None,
+        refresh_lifetime: Some(Duration::from_secs(3600)),
+        extra: Extra::default(),
+    })
+}
+
+fn cache(
+    logins: Vec<Result<Grant, Error>>,
+    refreshes: Vec<Result<Grant, Error>>,
+) -> (Cache<Scripted>, ManualClock) {
+    let clock = ManualClock::new();
+    let provider = Scripted {
+        logins: Mutex::new(logins.into()),
+        refreshes: Mutex::new(refreshes.into()),
+        ..Default::default()
+    };
+    let policy = RefreshPolicy::new().with_jitter(false);
+    (Cache::new(provider, Arc::new(clock.clone()), policy), clock)
+}
+
+fn server_error() -> Result<Grant, Error> {
+    Err(Error::new(ErrorKind::ServerError).with_status(500))
+}
+
+async fn secret(cache: &Cache<Scripted>) -> String {
+    cache
+        .access_token()
+        .await
+        .unwrap()
+        .secret()
+        .expose_secret()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn each_thread_s_handle_follows_renewals_wipes_and_other_caches() {
+    let (one, clock) = cache(
+        vec![grant("a", Some("r"), 600), grant("c", None, 600)],
+        vec![grant("b", None, 600)],
+    );
+    let (two, _) = cache(vec![grant("other", None, 600)], vec![]);
+    assert_eq!(secret(&one).await, "a");
+    assert_eq!(secret(&two).await, "other", "a second cache on this thread");
+    assert_eq!(secret(&one).await, "a", "served from this thread's handle");
+    clock.advance(Duration::from_secs(570));
+    assert_eq!(secret(&one).await, "b", "the renewal replaced the handle");
+    assert_eq!(secret(&one).await, "b");
+    let elsewhere = std::thread::scope(|s| {
+        s.spawn(|| {
+            ready_now(one.access_token())
+                .unwrap()
+                .secret()
+                .expose_secret()
+                .to_owned()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(elsewhere, "b", "another thread sees the same token");
+    one.wipe();
+    assert!(one.fresh().is_none(), "a wipe reaches this thread's handle");
+    assert_eq!(secret(&one).await, "c");
+    assert_eq!(secret(&two).await, "other");
+}
+
+/// Polls a future that is ready at once (the fast path needs no runtime).
+fn ready_now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+    {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the fast path never waits"),
+    }
+}
+
+#[tokio::test]
+async fn renews_by_refresh_token_and_keeps_it_when_none_is_returned() {
+    let (cache, clock) = cache(
+        vec![grant("a1", Some("r1"), 300)],
+        vec![grant("a2", None, 300), grant("a3", None, 300)],
+    );
+    assert_eq!(secret(&cache).await, "a1");
+    clock.advance(Duration::from_secs(271)); // past the 30 s margin of a 300 s token
+    assert_eq!(secret(&cache).await, "a2");
+    assert_eq!(
+        cache.access_token().await.unwrap().origin(),
+        TokenOrigin::Refresh
+    );
+    clock.advance(Duration::from_secs(271));
+    assert_eq!(secret(&cache).await, "a3");
+    assert_eq!(
+        *cache.provider.refresh_tokens_seen.lock().unwrap(),
+        ["r1", "r1"]
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_not_used_past_its_limit() {
+    let (cache, clock) = cache(
+        vec![grant("a1", Some("r1"), 300), grant("a4", Some("r2"), 300)],
+        vec![grant("a2", None, 300), grant("a3", None, 300)],
+    );
+    secret(&cache).await;
+    for expected in ["a2", "a3", "a4"] {
+        clock.advance(Duration::from_secs(280));
+        assert_eq!(secret(&cache).await, expected);
+    }
+    assert_eq!(cache.counters.refreshes.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.counters.logins.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_falls_back_to_login() {
+    let refused = Err(Error::new(ErrorKind::RefreshLimitExceeded).with_status(429));
+    let (cache, clock) = cache(
+        vec![grant("a1", Some("r1"), 300), grant("a2", Some("r2"), 300)],
+        vec![refused],
+    );
+    secret(&cache).await;
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(secret(&cache).await, "a2");
+    assert_eq!(
+        cache.access_token().await.unwrap().origin(),
+        TokenOrigin::Login
+    );
+}
+
+#[tokio::test]
+async fn an_early_renewal_failure_keeps_serving_the_valid_token_and_backs_off() {
+    let (cache, clock) = cache(
+        vec![grant("a1", Some("r1"), 300)],
+        vec![server_error(), grant("a2", None, 300)],
+    );
+    secret(&cache).await;
+    clock.advance(Duration::from_secs(280)); // due, 20 s left
+    assert_eq!(
+        secret(&cache).await,
+        "a1",
+        "a failed early refresh serves the valid token"
+    );
+    assert_eq!(secret(&cache).await, "a1", "and does not retry at once");
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
+    clock.advance(Duration::from_secs(6)); // past the back-off of a quarter of 20 s
+    assert_eq!(secret(&cache).await, "a2");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_never_served_and_errors_are_not_cached() {
+    let (cache, clock) = cache(
+        vec![
+            grant("a1", None, 300),
+            server_error(),
+            grant("a2", None, 300),
+        ],
+        vec![],
+    );
+    secret(&cache).await;
+    clock.advance(Duration::from_secs(300));
+    let err = cache.access_token().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ServerError);
+    assert_eq!(secret(&cache).await, "a2", "the next call tries again");
+}
+
+#[tokio::test]
+async fn a_login_challenge_is_answered_while_it_lasts_then_a_new_login_starts_another() {
+    let challenge = Err(Error::new(ErrorKind::NewPasswordRequired).with_status(200));
+    let (cache, clock) = cache(vec![challenge, grant("a1", None, 300)], vec![]);
+    for _ in 0..2 {
+        let err = cache.access_token().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
+        assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    }
+    clock.advance(Scripted::LOGIN_CHALLENGE_LIFETIME);
+    assert_eq!(
+        secret(&cache).await,
+        "a1",
+        "its session is spent: log in again"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_of_unknown_length_holds_logins_back_for_the_provider_s_wait() {
+    let limited = Err(Error::new(ErrorKind::RateLimited { retry_after: None }).with_status(429));
+    let (cache, clock) = cache(vec![limited, grant("a1", None, 300)], vec![]);
+    cache.access_token().await.unwrap_err();
+    clock.advance(Scripted::LOGIN_RATE_LIMIT_WAIT - Duration::from_secs(1));
+    cache.access_token().await.unwrap_err();
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(secret(&cache).await, "a1");
+}
+
+#[tokio::test]
+async fn invalidation_forces_renewal_but_keeps_the_refresh_token() {
+    let (cache, _clock) = cache(
+        vec![grant("a1", Some("r1"), 300)],
+        vec![grant("a2", None, 300)],
+    );
+    secret(&cache).await;
+    cache.invalidate(&"someone-else".into());
+    assert_eq!(
+        secret(&cache).await,
+        "a1",
+        "only the token that was refused is dropped"
+    );
+    cache.invalidate(&"a1".into());
+    assert_eq!(secret(&cache).await, "a2");
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r1"]);
+}
+
+#[tokio::test]
+async fn sliding_never_passes_the_cap() {
+    let clock = ManualClock::new();
+    let entry = Entry::new(
+        Arc::new(clock.clone()),
+        clock.now(),
+        EntryParts {
+            secret: "t".into(),
+            refresh: None,
+            refresh_expires_at: None,
+            refresh_uses: 0,
+            extra: Extra::default(),
+            origin: TokenOrigin::Login,
+            expires_at: clock.now() + Duration::from_secs(300),
+            expires_at_most: Some(clock.now() + Duration::from_secs(500)),
+            lead: Duration::from_secs(30),
+            sliding: Some(Duration::from_secs(300)),
+            stepped_up: false,
+        },
+    );
+    let start = clock.now();
+    clock.advance(Duration::from_secs(100));
+    entry.slide(clock.now());
+    assert_eq!(entry.expires_at() - start, Duration::from_secs(400));
+    clock.advance(Duration::from_secs(100));
+    entry.slide(clock.now());
+    assert_eq!(entry.expires_at() - start, Duration::from_secs(500));
+    entry.slide(start); // an old request's success never moves it back
+    assert_eq!(entry.expires_at() - start, Duration::from_secs(500));
+}
