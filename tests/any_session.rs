@@ -1,5 +1,12 @@
 //! Headers without reqwest (`headers()` and `refused()` on every session), one type for all
 //! five services (`AnySession`), and `TokenSource` behind `dyn`.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

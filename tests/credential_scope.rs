@@ -1,6 +1,13 @@
 //! Credentials go only where they were meant to: never over plain HTTP to another machine,
 //! never through a redirect to another host, never out of a URL or a malformed header, and
 //! never quoted back in an error.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

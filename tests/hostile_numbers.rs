@@ -2,6 +2,13 @@
 //! should send, sent anyway. A lifetime out of range counts as absent (the documented lifetime
 //! applies), and a wait the service asks for is capped at 24 hours. None of them panics, on
 //! the call that received them or on any later one.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

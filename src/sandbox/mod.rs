@@ -144,6 +144,7 @@ pub(crate) struct Config {
     pub(crate) s7risk_lifetime: Duration,
     pub(crate) fib_access_lifetime: Duration,
     pub(crate) fib_refresh_lifetime: Duration,
+    #[cfg(feature = "fib")]
     pub(crate) fib_digest: crate::fib::Digest,
     pub(crate) max_failed_logins: u32,
     pub(crate) lockout: Duration,
@@ -165,6 +166,7 @@ impl Default for SandboxBuilder {
                 s7risk_lifetime: Duration::from_secs(24 * 3600),
                 fib_access_lifetime: Duration::from_secs(300),
                 fib_refresh_lifetime: Duration::from_secs(24 * 3600),
+                #[cfg(feature = "fib")]
                 fib_digest: crate::fib::Digest::Plain,
                 max_failed_logins: 5,
                 lockout: Duration::from_secs(300),
@@ -203,6 +205,8 @@ impl SandboxBuilder {
     /// Which digest of the email the fib stand-in verifies login signatures over (default
     /// [`crate::fib::Digest::Plain`], the vendor's written formula): one rule only, as a real
     /// backend would, so that an application can be tested against either.
+    #[cfg(feature = "fib")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fib")))]
     pub fn fib_digest(mut self, digest: crate::fib::Digest) -> Self {
         self.config.fib_digest = digest;
         self
