@@ -113,11 +113,16 @@ async fn callers_across_a_renewal_are_served_the_valid_token_while_the_endpoint_
     assert_eq!(first.secret().expose_secret(), token(0));
 
     clock.advance(INTO_THE_MARGIN);
-    let served = together(32, |_| {
-        let session = session.clone();
-        async move { session.access_token().await }
-    })
-    .await;
+    // A deadlock guard: a caller that waited for the held renewal would never return.
+    let served = tokio::time::timeout(
+        Duration::from_secs(60),
+        together(32, |_| {
+            let session = session.clone();
+            async move { session.access_token().await }
+        }),
+    )
+    .await
+    .expect("a caller waited for the held renewal");
     // Every caller has its answer, and the server still holds the renewal's: none waited.
     for token in served {
         assert_eq!(token.unwrap().secret().expose_secret(), self::token(0));
@@ -308,7 +313,10 @@ async fn without_a_runtime_at_build_the_task_starts_at_the_first_call() {
     server.release(1);
     session.access_token().await.unwrap();
     clock.advance(INTO_THE_MARGIN);
-    let served = session.access_token().await.unwrap();
+    let served = tokio::time::timeout(Duration::from_secs(60), session.access_token())
+        .await
+        .expect("the caller waited for the held renewal")
+        .unwrap();
     assert_eq!(served.secret().expose_secret(), token(0));
     wait_until("the background renewal is sent", || {
         server.requests().len() == 2

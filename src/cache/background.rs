@@ -89,6 +89,13 @@ impl<P: Provider> Background<P> {
         true
     }
 
+    /// Whether the task is alive, as seen from a test.
+    #[cfg(test)]
+    pub(super) fn task_running(&self) -> impl Fn() -> bool {
+        let signal = self.signal.clone();
+        move || signal.running.load(Ordering::Acquire)
+    }
+
     /// A caller was served a token that is due: the task renews now.
     #[inline]
     pub(super) fn nudge(&self) {
