@@ -370,3 +370,41 @@ async fn weavr_is_never_renewed_in_the_background() {
         .iter()
         .all(|r| r.url.path() == "/login_with_password"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_whose_token_expired_joins_the_background_renewal() {
+    let server = HeldServer::start(login_answer).await;
+    let clock = test_clock();
+    let session = session(&server.uri(), &clock, true);
+    server.release(1);
+    session.access_token().await.unwrap();
+
+    clock.advance(INTO_THE_MARGIN);
+    session.access_token().await.unwrap();
+    wait_until("the background renewal is sent", || {
+        server.requests().len() == 2
+    })
+    .await;
+    // The token expires while the task's renewal is held: callers now need the new token,
+    // and wait for that same flight instead of sending their own.
+    clock.advance(Duration::from_secs(60));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let waiting: Vec<_> = (0..8)
+        .map(|_| {
+            let session = session.clone();
+            let entered = entered.clone();
+            tokio::spawn(async move { counted(entered, session.access_token()).await })
+        })
+        .collect();
+    wait_until("the callers asked", || entered.load(Ordering::SeqCst) == 8).await;
+    server.release(2);
+    for caller in waiting {
+        let token = tokio::time::timeout(Duration::from_secs(60), caller)
+            .await
+            .expect("a caller sent a renewal of its own, which the server holds")
+            .unwrap()
+            .unwrap();
+        assert_eq!(token.secret().expose_secret(), self::token(1));
+    }
+    assert_all_logins(&server, 2);
+}
