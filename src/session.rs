@@ -36,6 +36,7 @@ pub(crate) struct Common {
     pub(crate) retry: RetryPolicy,
     pub(crate) max_body: Option<usize>,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
+    pub(crate) background_refresh: bool,
 }
 
 /// Where a session sends its requests, and with what.
@@ -53,6 +54,8 @@ pub(crate) struct Endpoint {
     pub(crate) direct: reqwest::Client,
     /// The session's clock: the retry loop and the error mapping read the time from it.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Renewals run in a task of the session's own while the token is valid.
+    pub(crate) background_refresh: bool,
 }
 
 /// A generated client, as [`Endpoint::call`] builds one.
@@ -176,6 +179,7 @@ impl Common {
             allow_plain_http: self.allow_plain_http,
             direct,
             clock: clock.clone(),
+            background_refresh: self.background_refresh,
         };
         Ok((endpoint, clock, self.refresh))
     }
@@ -360,7 +364,8 @@ pub(crate) trait Forbidden: Send + Sync + 'static {
 
 /// A session's shared state: the cache and the endpoint its `api()` clients use.
 pub(crate) struct Core<P> {
-    pub(crate) cache: Cache<P>,
+    /// Shared with the background renewal task, which holds it weakly.
+    pub(crate) cache: Arc<Cache<P>>,
     pub(crate) endpoint: Endpoint,
     pub(crate) forbidden: Option<Arc<dyn Forbidden>>,
 }
@@ -373,10 +378,16 @@ impl<P: Attach> Core<P> {
         policy: RefreshPolicy,
     ) -> Self {
         let key = StoreKey::new(P::SERVICE, &endpoint.base_url, &provider.store_identity());
-        let mut cache = Cache::new(provider, clock, policy);
-        if let Some(store) = endpoint.store.clone() {
-            cache = cache.with_store(store, key);
-        }
+        let cache = Arc::new_cyclic(|weak| {
+            let mut cache = Cache::new(provider, clock, policy);
+            if let Some(store) = endpoint.store.clone() {
+                cache = cache.with_store(store, key);
+            }
+            if endpoint.background_refresh {
+                cache = cache.with_background_refresh(weak.clone());
+            }
+            cache
+        });
         Self {
             cache,
             endpoint,
@@ -594,6 +605,21 @@ macro_rules! common_builder_methods {
             self
         }
 
+        /// Renews off the request path (default: off). While a valid token is cached, no
+        /// call waits on the network: the renewal due at the refresh margin runs in a task of
+        /// the session's own, and callers are served the still-valid token until the new one
+        /// lands. The task is spawned on the tokio runtime of the first call (`build()` needs
+        /// none; without a runtime the session renews in the caller's task, as by default),
+        /// and ends when the last clone of the session is dropped. Its renewals are the
+        /// session's one flight, taken under a token store's lease, and never resend refused
+        /// credentials. Services whose tokens slide from last use (weavr, Password Safe) are
+        /// never renewed in the background: a renewal there would be a new login that keeps
+        /// an idle session alive, so for them this option changes nothing.
+        pub fn background_refresh(mut self, enabled: bool) -> Self {
+            self.common.background_refresh = enabled;
+            self
+        }
+
         /// Allows a plain-`http` base URL to a non-loopback host. Credentials then travel
         /// unencrypted: only for test networks.
         pub fn danger_accept_plain_http(mut self, accept: bool) -> Self {
@@ -705,6 +731,19 @@ macro_rules! common_session_methods {
                 self.core.endpoint.http.clone(),
                 context,
             )
+        }
+
+        /// Renews now, whatever the cached token's expiry: for an application that learned
+        /// the token was revoked. The token cached when called is no longer served; the
+        /// renewal (a refresh where there is a refresh token, else a login) is the session's
+        /// one flight, so many callers at once send one request, and all get its token.
+        ///
+        /// # Errors
+        ///
+        /// What [`Self::access_token`] fails with. A refused login is answered with its error,
+        /// without a request, until [`Self::clear_failure`].
+        pub async fn force_refresh(&self) -> Result<crate::AccessToken, crate::Error> {
+            self.core.cache.force_refresh().await
         }
 
         /// Forgets a refused login (credentials refused, account locked, rate limited), which

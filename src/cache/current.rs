@@ -75,25 +75,43 @@ impl Current {
     /// The cached token when it is fresh at `now`.
     #[inline]
     pub(super) fn fresh(&self, now: Instant) -> Option<AccessToken> {
+        self.serve(now, Entry::is_fresh)
+    }
+
+    /// The cached token when it is valid at `now`, fresh or due (background renewal serves
+    /// it while renewing). Off the hot path: only asked when the token is not fresh.
+    pub(super) fn valid(&self, now: Instant) -> Option<AccessToken> {
+        self.serve(now, Entry::is_valid)
+    }
+
+    /// The cached token when `usable` at `now`: from this thread's handle when it has one
+    /// for the slot's generation, else from the slot (and a handle is kept for next time).
+    #[inline(always)]
+    fn serve(&self, now: Instant, usable: fn(&Entry, Instant) -> bool) -> Option<AccessToken> {
         let generation = self.generation.load(Ordering::Acquire);
         let local = LOCAL
             .try_with(|local| {
                 let local = local.try_borrow().ok()?;
-                local
+                let handle = local
                     .handles
                     .iter()
                     .flatten()
-                    .find(|h| h.cache == self.id && h.generation == generation)
-                    .filter(|h| now < h.fresh_until)
-                    .map(|h| h.token.clone())
+                    .find(|h| h.cache == self.id && h.generation == generation)?;
+                // The generation has not moved: the handle's entry is the slot's, so asking
+                // the entry answers for the slot without touching it (the time check first:
+                // it is the whole hot path; sliding can only have moved the entry later).
+                Some(
+                    (now < handle.fresh_until || usable(handle.token.entry(), now))
+                        .then(|| handle.token.clone()),
+                )
             })
             .ok()
             .flatten();
-        if local.is_some() {
-            return local;
+        if let Some(found) = local {
+            return found;
         }
         let entry = self.get()?;
-        if !entry.is_fresh(now) {
+        if !usable(&entry, now) {
             return None;
         }
         let fresh_until = entry.fresh_until();

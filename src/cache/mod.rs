@@ -8,9 +8,11 @@
 //! - [`flight`]: the single flight that renewals share;
 //! - [`fleet`]: the shared [`TokenStore`](crate::store::TokenStore) and its renewal lease;
 //! - [`refusals`]: logins that must not be sent again (yet);
+//! - [`background`]: renewal in a task of the session's own (`background_refresh`);
 //! - this file: the policy that joins them. Is the token fresh → join or start the flight →
 //!   renew (refresh, else log in) → keep the new token, here and in the store.
 
+mod background;
 mod current;
 mod fleet;
 mod flight;
@@ -21,7 +23,7 @@ mod tests;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
@@ -30,6 +32,7 @@ use crate::expiry::RefreshPolicy;
 use crate::store::{StoreKey, TokenStore};
 use crate::token::{AccessToken, Entry, EntryParts, Grant, TokenOrigin};
 
+use background::Background;
 use current::Current;
 use fleet::{Fleet, Leased, Timeline};
 use flight::SingleFlight;
@@ -55,6 +58,9 @@ impl<P: Provider> Future for TokenFuture<'_, P> {
         let this = self.get_mut();
         if let Self::Start(cache) = *this {
             if let Some(token) = cache.fresh() {
+                return std::task::Poll::Ready(Ok(token));
+            }
+            if let Some(token) = cache.served_while_due() {
                 return std::task::Poll::Ready(Ok(token));
             }
             *this = Self::Renew(Box::pin(cache.renewal()));
@@ -86,6 +92,8 @@ pub(crate) struct Cache<P> {
     refusals: Refusals,
     pub(crate) counters: RequestCounters,
     fleet: Option<Fleet>,
+    /// Renewal in a task of the session's own, when asked for (and the service allows it).
+    background: Option<Background<P>>,
 }
 
 /// How long to wait before trying again after an early renewal failed while the token is
@@ -116,7 +124,15 @@ impl<P: Provider> Cache<P> {
             refusals: Refusals::new(),
             counters: RequestCounters::default(),
             fleet: None,
+            background: None,
         }
+    }
+
+    /// Renews in a task of its own while the token is valid (see [`background`]); `cache`
+    /// is where this cache will live, which the task holds weakly.
+    pub(crate) fn with_background_refresh(mut self, cache: Weak<Self>) -> Self {
+        self.background = Background::new(cache);
+        self
     }
 
     /// Keeps the token set in `store` under `key` as well.
@@ -141,6 +157,31 @@ impl<P: Provider> Cache<P> {
             self.clock.now()
         };
         self.current.fresh(now)
+    }
+
+    /// In background mode, a token that is due but valid, served while the task renews it
+    /// (the task is started here, at the first call that is not served from the cache). `None`
+    /// otherwise: the caller renews (no valid token, no runtime to run the task on, or the
+    /// default mode).
+    fn served_while_due(&self) -> Option<AccessToken> {
+        let background = self.background.as_ref()?;
+        if !background.ensure_running() {
+            return None;
+        }
+        let token = self.current.valid(self.clock.now())?;
+        background.nudge();
+        Some(token)
+    }
+
+    /// Renews now, whatever the cached token's expiry, for an application that learned it was
+    /// revoked: the token cached when called is no longer served, and the renewal is the one
+    /// flight (joined by everyone asking meanwhile, force or not).
+    pub(crate) async fn force_refresh(&self) -> Result<AccessToken, Error> {
+        if let Some(entry) = self.current.get() {
+            self.current.expire(&entry);
+            tracing::info!(service = %P::SERVICE, "renewal forced; the cached token is no longer served");
+        }
+        self.renewal().await
     }
 
     /// Not fresh: join the renewal in the air, or start one.

@@ -340,3 +340,93 @@ async fn sliding_never_passes_the_cap() {
     entry.slide(start); // an old request's success never moves it back
     assert_eq!(entry.expires_at() - start, Duration::from_secs(500));
 }
+
+/// A cache that renews in the background, as a session holds it.
+fn background_cache(
+    logins: Vec<Result<Grant, Error>>,
+    refreshes: Vec<Result<Grant, Error>>,
+) -> (Arc<Cache<Scripted>>, ManualClock) {
+    let clock = ManualClock::new();
+    let provider = Scripted {
+        logins: Mutex::new(logins.into()),
+        refreshes: Mutex::new(refreshes.into()),
+        ..Default::default()
+    };
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
+    let cache = Arc::new_cyclic(|weak| {
+        Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
+    });
+    (cache, clock)
+}
+
+/// Lets the runtime's other tasks run until `done` holds (a deadlock guard, not a timer).
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_background_task_renews_at_the_margin_unasked_and_ends_with_the_cache() {
+    let (cache, clock) = background_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    let running = cache.background.as_ref().unwrap().task_running();
+    assert!(running(), "the first call started the task");
+
+    // Due 60 s before expiry (10 % of 600 s): the task's timer fires then, with no caller.
+    clock.advance(Duration::from_secs(541));
+    tokio::time::advance(Duration::from_secs(541)).await;
+    until("the task renewed", || {
+        cache
+            .current()
+            .is_some_and(|e| e.secret.expose_secret() == "b")
+    })
+    .await;
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
+
+    // The task holds the cache only weakly: dropping the last owner ends it.
+    let weak = Arc::downgrade(&cache);
+    drop(cache);
+    assert!(weak.upgrade().is_none(), "the task kept the cache alive");
+    until("the task ended", || !running()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_leaves_no_valid_token_is_not_repeated_by_the_task_alone() {
+    // A lifetime of 0 s is expired at once: the task must not renew in a loop, and the next
+    // caller renews itself, as without background renewal.
+    let (cache, clock) = background_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 0), grant("c", Some("r3"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    clock.advance(Duration::from_secs(541));
+    tokio::time::advance(Duration::from_secs(541)).await;
+    until("the task renewed", || {
+        cache.provider.calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        cache.provider.calls.load(Ordering::SeqCst),
+        2,
+        "the task renewed again with no caller asking"
+    );
+    assert_eq!(secret(&cache).await, "c", "the caller renewed itself");
+    assert_eq!(
+        *cache.provider.refresh_tokens_seen.lock().unwrap(),
+        ["r", "r2"]
+    );
+}

@@ -1,0 +1,167 @@
+//! Renewal off the request path (`background_refresh(true)`): while the cached token is valid,
+//! callers are served it, and the renewal due at the margin runs in a task of the session's
+//! own.
+//!
+//! The task is spawned on the tokio runtime of the first call that finds no fresh token (so
+//! `build()` needs no runtime); until one exists, the session renews in the caller's task as
+//! in the default mode. The task holds only a [`Weak`] reference to the cache: it takes a
+//! strong one while it looks at the token or renews, and ends once the last clone of the
+//! session is gone. Its renewals go through the cache's one flight, under the fleet's lease,
+//! and past the refused-login rules, like any caller's.
+//!
+//! Services whose tokens slide from last use (weavr, Password Safe) are never renewed here:
+//! they have no refresh, so a renewal would be a new login that keeps an idle session alive.
+//! For them the option changes nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{Cache, Provider};
+
+/// What the session and its task share: the session's nudges and the task's liveness. The
+/// session's side owns no reference to the task, nor the task one to the session.
+#[derive(Default)]
+struct Signal {
+    /// A caller was served a token that is due: renew now rather than at the timer.
+    wake: Notify,
+    /// Set by a caller that nudged, cleared by the task when it looks again: later callers
+    /// in the same window see it set and do not touch `wake` (a shared write per call).
+    nudged: AtomicBool,
+    /// The task is alive (a runtime dropped with it clears this, and the next call spawns
+    /// a new one).
+    running: AtomicBool,
+    /// The session is gone.
+    closed: AtomicBool,
+}
+
+/// The session's side of the background renewal.
+pub(super) struct Background<P> {
+    cache: Weak<Cache<P>>,
+    signal: Arc<Signal>,
+}
+
+impl<P> Drop for Background<P> {
+    fn drop(&mut self) {
+        // The cache is being dropped: the task wakes to find it gone.
+        self.signal.closed.store(true, Ordering::Release);
+        self.signal.wake.notify_one();
+    }
+}
+
+/// Clears [`Signal::running`] however the task ends (its runtime may drop it mid-wait).
+struct Running(Arc<Signal>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+    }
+}
+
+impl<P: Provider> Background<P> {
+    /// Background renewal for the cache behind `cache`; `None` for a service whose tokens
+    /// slide (see the module's documentation).
+    pub(super) fn new(cache: Weak<Cache<P>>) -> Option<Self> {
+        P::SLIDING.is_none().then(|| Self {
+            cache,
+            signal: Arc::new(Signal::default()),
+        })
+    }
+
+    /// Whether a task renews in the background, spawning it on the current runtime if it
+    /// is not running yet. Without a runtime, false: the caller renews itself.
+    pub(super) fn ensure_running(&self) -> bool {
+        if self.signal.running.load(Ordering::Acquire) {
+            return true;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if self.signal.running.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let running = Running(self.signal.clone());
+        let cache = self.cache.clone();
+        drop(runtime.spawn(run(cache, running)));
+        tracing::debug!(service = %P::SERVICE, "background renewal started");
+        true
+    }
+
+    /// Whether the task is alive, as seen from a test.
+    #[cfg(test)]
+    pub(super) fn task_running(&self) -> impl Fn() -> bool {
+        let signal = self.signal.clone();
+        move || signal.running.load(Ordering::Acquire)
+    }
+
+    /// A caller was served a token that is due: the task renews now.
+    #[inline]
+    pub(super) fn nudge(&self) {
+        if !self.signal.nudged.load(Ordering::Relaxed)
+            && !self.signal.nudged.swap(true, Ordering::AcqRel)
+        {
+            self.signal.wake.notify_one();
+        }
+    }
+}
+
+/// What the task does next, decided from the cached token.
+enum Next {
+    /// Renew now: the token is valid and due.
+    Renew,
+    /// Wait this long (until the token falls due), or for a nudge.
+    Sleep(Duration),
+    /// No valid token: callers renew themselves; wait for a nudge.
+    Idle,
+}
+
+/// The task: until the cache is gone, renew each token when it falls due (or when a caller
+/// finds it due first).
+async fn run<P: Provider>(cache: Weak<Cache<P>>, running: Running) {
+    let signal = running.0.clone();
+    // A renewal that left a token due at once (a lifetime shorter than the margin) is not
+    // repeated until a caller asks: the task never renews in a loop by itself.
+    let mut renewed = false;
+    loop {
+        let next = {
+            let Some(cache) = cache.upgrade() else { return };
+            cache.background_next()
+        };
+        match next {
+            Next::Renew if !renewed => {}
+            Next::Renew | Next::Idle => signal.wake.notified().await,
+            Next::Sleep(delay) => {
+                let _ = tokio::time::timeout(delay, signal.wake.notified()).await;
+            }
+        }
+        if signal.closed.load(Ordering::Acquire) {
+            return;
+        }
+        signal.nudged.store(false, Ordering::Release);
+        let Some(cache) = cache.upgrade() else { return };
+        renewed = false;
+        if matches!(cache.background_next(), Next::Renew) {
+            // The outcome is the callers' business: a failure while the token is valid was
+            // already handled (served on, renewal postponed), and one after it expired is met
+            // by the next caller's own renewal.
+            let _ = cache.renewal().await;
+            renewed = true;
+        }
+    }
+}
+
+impl<P: Provider> Cache<P> {
+    /// What the background task does next.
+    fn background_next(&self) -> Next {
+        let now = self.clock.now();
+        match self.current.get() {
+            Some(entry) if entry.is_fresh(now) => {
+                Next::Sleep(entry.fresh_until().saturating_duration_since(now))
+            }
+            Some(entry) if entry.is_valid(now) => Next::Renew,
+            _ => Next::Idle,
+        }
+    }
+}
