@@ -17,6 +17,30 @@
 //! Sessions of one account renew once for all: the one granted the lease renews, the others
 //! wait for its token set. Stores name entries by a keyed hash of the [`StoreKey`] under the
 //! sealing key, so no email, username or client id is readable in a file or in Redis.
+//!
+//! # Examples
+//!
+//! Two sessions of one account, in one process, sharing one login:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tokensmith::Error> {
+//! use tokensmith::s7risk::Session;
+//! use tokensmith::store::MemoryStore;
+//!
+//! let store = MemoryStore::new();
+//! let session = |store: MemoryStore| {
+//!     Session::builder()
+//!         .origin("https://app.example.com")
+//!         .user("analyst@example.com", "correct horse")
+//!         .token_store(store)
+//!         .build()
+//! };
+//! let (a, b) = (session(store.clone())?, session(store)?);
+//! // Asked at the same moment, the two log in once between them.
+//! let (first, second) = tokio::join!(a.access_token(), b.access_token());
+//! let (_first, _second) = (first?, second?);
+//! # Ok(()) }
+//! ```
 
 mod file;
 #[cfg(feature = "redis")]

@@ -51,6 +51,11 @@ fn failed(what: &str, e: impl std::fmt::Debug) -> Error {
 
 impl RedisStore {
     /// Connects to the Redis at `url` (a URL with a password is fine: it is not logged).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Configuration`] when `url` is not a Redis URL or Redis cannot be
+    /// reached.
     pub async fn connect(url: &str, key: SealingKey) -> Result<Self, Error> {
         let client = redis::Client::open(url).map_err(|_| {
             Error::configuration(None, "Redis token store: the URL is not a Redis URL")
@@ -68,6 +73,10 @@ impl RedisStore {
     /// Like [`Self::connect`], but connects on first use, so that an application can start
     /// while Redis is down: until it is reachable, sessions renew on their own (with a
     /// warning). Fails only for a URL that is not a Redis URL. Call it inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Configuration`] when `url` is not a Redis URL.
     pub fn lazy(url: &str, key: SealingKey) -> Result<Self, Error> {
         let client = redis::Client::open(url).map_err(|_| {
             Error::configuration(None, "Redis token store: the URL is not a Redis URL")
@@ -121,6 +130,8 @@ impl RedisStore {
             .refresh_expires_at_ms
             .unwrap_or(0)
             .max(tokens.expires_at_ms);
+        // Redis expires keys on its own wall clock, not the session's: the entry's TTL is
+        // counted from the real now.
         let ttl = from_ms(until)
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)

@@ -31,6 +31,10 @@ impl SealingKey {
     }
 
     /// A key from 64 hex characters (for example from an environment variable).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Configuration`] when `hex_key` is not 64 hex characters.
     pub fn from_hex(hex_key: &SecretString) -> Result<Self, Error> {
         let bytes = Zeroizing::new(
             hex::decode(hex_key.expose_secret().trim())
