@@ -207,7 +207,11 @@ impl Session {
         let response = self
             .core
             .endpoint
-            .call(Context::new(), &classify_login, complete)
+            .call(
+                Context::new().with_grant(crate::telemetry::Grant::NewPassword),
+                &classify_login,
+                complete,
+            )
             .await?;
         let tokens = response.into_inner();
         provider.set_password(new_password);
@@ -256,7 +260,11 @@ impl Session {
         let change = |api: Client| async move { api.change_password(&body).await };
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new(), &Failure::default_kind, change)
+            .call(
+                Context::new().with_grant(crate::telemetry::Grant::PasswordChange),
+                &Failure::default_kind,
+                change,
+            )
             .await?;
         self.core.cache.provider.set_password(proposed);
         Ok(())
@@ -275,7 +283,11 @@ impl Session {
         let forgot = |api: Client| async move { api.forgot_password(&body).await };
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new(), &Failure::default_kind, forgot)
+            .call(
+                Context::new().with_grant(crate::telemetry::Grant::PasswordReset),
+                &Failure::default_kind,
+                forgot,
+            )
             .await?;
         Ok(())
     }
@@ -307,7 +319,11 @@ impl Session {
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new(), &Failure::default_kind, confirm)
+            .call(
+                Context::new().with_grant(crate::telemetry::Grant::PasswordResetConfirm),
+                &Failure::default_kind,
+                confirm,
+            )
             .await?;
         self.core.cache.provider.set_password(new_password);
         self.core.cache.clear_failure();
@@ -337,7 +353,11 @@ impl Session {
         let revoke = |api: Client| async move { api.revoke_token(&body).await };
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new(), &Failure::default_kind, revoke)
+            .call(
+                Context::new().with_grant(crate::telemetry::Grant::Logout),
+                &Failure::default_kind,
+                revoke,
+            )
             .await?;
         Ok(())
     }
@@ -460,7 +480,9 @@ impl Provider for Accounts {
             username: self.username.clone(),
             password: self.password(),
         };
-        let context = Context::new().with_replay(Replay::Gateway);
+        let context = Context::new()
+            .with_replay(Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
         let log_in = |api: Client| async move { api.log_in(&body).await };
         let response = self.endpoint.call(context, &classify_login, log_in).await?;
         let status = response.status().as_u16();
@@ -507,7 +529,9 @@ impl Provider for Accounts {
             refresh_token: refresh_token.clone(),
         };
         // Not after a 429: here it means the refresh token is spent, which no wait cures.
-        let context = Context::new().with_replay(Replay::Gateway);
+        let context = Context::new()
+            .with_replay(Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Refresh);
         let refresh = |api: Client| async move { api.refresh_token(&body).await };
         let tokens = self
             .endpoint
