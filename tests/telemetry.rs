@@ -329,6 +329,68 @@ async fn a_cached_token_emits_no_span_and_no_event() {
     assert_eq!(capture.events(), events);
 }
 
+#[tokio::test]
+async fn a_weavr_step_up_gets_a_challenge_span_and_a_verify_span_and_api_calls_none() {
+    use tokensmith::weavr::{Answer, StepUpMethod};
+    let server = MockServer::start().await;
+    let login =
+        ResponseTemplate::new(200).set_body_json(json!({"token": "tok-1", "tokenType": "ACCESS"}));
+    mount(&server, "/login_with_password", login, 1).await;
+    mount(
+        &server,
+        "/stepup/challenges/otp/SMS",
+        ResponseTemplate::new(204),
+        1,
+    )
+    .await;
+    mount(
+        &server,
+        "/stepup/challenges/otp/SMS/verify",
+        ResponseTemplate::new(204),
+        1,
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"identities": [], "count": 0, "responseCount": 0})),
+        )
+        .mount(&server)
+        .await;
+    let session = tokensmith::weavr::Session::builder()
+        .base_url(server.uri())
+        .api_key("weavr-api-key-123")
+        .email("user@example.com")
+        .password("Pa$$w0rd")
+        .clock(test_clock())
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    let (capture, _guard) = capture();
+
+    session.step_up().await.unwrap();
+    session.api().list_identities(None, None).await.unwrap();
+
+    let weavr = |route: &str, grant: &str, status: &str| {
+        let mut fields = post(&server, route, grant);
+        fields.insert("tokensmith.service".into(), "weavr".into());
+        fields.insert("http.response.status_code".into(), status.into());
+        span(fields)
+    };
+    assert_eq!(
+        capture.spans(),
+        vec![
+            weavr("/login_with_password", "login", "200"),
+            weavr("/stepup/challenges/otp/SMS", "step_up_challenge", "204"),
+            weavr("/stepup/challenges/otp/SMS/verify", "step_up_verify", "204"),
+        ],
+        "one span per request of the session's own, none for api() calls"
+    );
+}
+
 #[cfg(feature = "metrics")]
 mod metered {
     use super::*;
