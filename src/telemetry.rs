@@ -228,3 +228,31 @@ fn outcome(kind: crate::error::ErrorKind) -> &'static str {
         K::Configuration => "configuration",
     }
 }
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::outcome;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn an_outcome_is_the_error_kind_in_snake_case() {
+        let kinds = [
+            ErrorKind::InvalidCredentials,
+            ErrorKind::RateLimited { retry_after: None },
+            ErrorKind::AccountLocked { retry_after: None },
+            ErrorKind::Transport,
+            ErrorKind::ServiceUnavailable,
+        ];
+        let outcomes: Vec<_> = kinds.into_iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "invalid_credentials",
+                "rate_limited",
+                "account_locked",
+                "transport",
+                "service_unavailable"
+            ]
+        );
+    }
+}

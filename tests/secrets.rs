@@ -440,6 +440,8 @@ async fn no_flow_shows_a_secret_in_logs_values_or_errors() {
         r#"tokensmith.grant="refresh""#,
         r#"tokensmith.grant="exchange""#,
         r#"tokensmith.grant="logout""#,
+        r#"tokensmith.grant="new_password""#,
+        r#"tokensmith.grant="password_change""#,
         r#"error.type="401""#,
     ] {
         assert!(logs.contains(span), "the spans were captured: {span}");

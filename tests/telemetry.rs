@@ -28,6 +28,7 @@ const REFRESH: &str = "/v1/token-refresh";
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Captured {
     name: &'static str,
+    level: tracing::Level,
     fields: BTreeMap<String, String>,
 }
 
@@ -81,6 +82,7 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
         let index = seen.spans.len();
         seen.spans.push(Captured {
             name: attrs.metadata().name(),
+            level: *attrs.metadata().level(),
             fields,
         });
         seen.open.insert(id.into_u64(), index);
@@ -173,6 +175,7 @@ fn with(mut fields: BTreeMap<String, String>, more: &[(&str, &str)]) -> BTreeMap
 fn span(fields: BTreeMap<String, String>) -> Captured {
     Captured {
         name: "POST",
+        level: tracing::Level::INFO,
         fields,
     }
 }
@@ -391,10 +394,95 @@ async fn a_weavr_step_up_gets_a_challenge_span_and_a_verify_span_and_api_calls_n
     );
 }
 
+#[tokio::test]
+async fn weavr_s_identity_lookup_and_exchange_get_spans_without_the_query_and_send_gets_none() {
+    let server = MockServer::start().await;
+    let login =
+        ResponseTemplate::new(200).set_body_json(json!({"token": "auth-1", "tokenType": "AUTH"}));
+    mount(&server, "/login_with_password", login, 1).await;
+    let one = json!({"identities": [{"id": {"type": "CONSUMER", "id": "900"}, "name": "n"}], "count": 1, "responseCount": 1});
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(one))
+        .mount(&server)
+        .await;
+    let exchanged = ResponseTemplate::new(200).set_body_json(json!({"token": "access-1"}));
+    mount(&server, "/access_token", exchanged, 1).await;
+    let session = tokensmith::weavr::Session::builder()
+        .base_url(server.uri())
+        .api_key("weavr-api-key-123")
+        .email("user@example.com")
+        .password("Pa$$w0rd")
+        .clock(test_clock())
+        .build()
+        .unwrap();
+    let (capture, _guard) = capture();
+
+    let token = session.access_token().await.unwrap();
+    let sent = session
+        .send(reqwest::Client::new().get(format!("{}/identities?limit=5", server.uri())))
+        .await
+        .unwrap();
+
+    assert_eq!(token.secret().expose_secret(), "access-1");
+    assert_eq!(sent.status(), 200);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        requests[1].url.query(),
+        Some("limit=2"),
+        "the lookup had a query"
+    );
+    let weavr = |name: &'static str, route: &str, grant: &str| {
+        let mut fields = post(&server, route, grant);
+        fields.insert("tokensmith.service".into(), "weavr".into());
+        fields.insert("http.response.status_code".into(), "200".into());
+        fields.insert("otel.name".into(), name.into());
+        fields.insert("http.request.method".into(), name.into());
+        Captured {
+            name,
+            level: tracing::Level::INFO,
+            fields,
+        }
+    };
+    assert_eq!(
+        capture.spans(),
+        vec![
+            weavr("POST", "/login_with_password", "login"),
+            weavr("GET", "/identities", "identities"),
+            weavr("POST", "/access_token", "exchange"),
+        ],
+        "no query in any span, and no span for send()"
+    );
+}
+
 #[cfg(feature = "metrics")]
 mod metered {
     use super::*;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    /// Answers `template` a quarter of a second later by the test clock.
+    struct Slow(ManualClock, ResponseTemplate);
+
+    impl wiremock::Respond for Slow {
+        fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+            self.0.advance(Duration::from_millis(250));
+            self.1.clone()
+        }
+    }
+
+    async fn mount_slow(
+        server: &MockServer,
+        clock: &ManualClock,
+        route: &str,
+        answer: ResponseTemplate,
+    ) {
+        Mock::given(method("POST"))
+            .and(path(route))
+            .respond_with(Slow(clock.clone(), answer))
+            .up_to_n_times(1)
+            .mount(server)
+            .await;
+    }
 
     /// Every metric recorded, as `kind name{labels} value` lines, sorted.
     fn lines(recorder: &DebuggingRecorder) -> Vec<String> {
@@ -432,11 +520,13 @@ mod metered {
             runtime.block_on(async {
                 let server = MockServer::start().await;
                 let clock = test_clock();
-                mount(&server, LOGIN, tokens("one", 0, true), 1).await;
-                mount(&server, REFRESH, tokens("two", DAY - 60, false), 1).await;
+                // The first login is answered 503, then sent again: one request of two attempts.
+                mount_slow(&server, &clock, LOGIN, ResponseTemplate::new(503)).await;
+                mount_slow(&server, &clock, LOGIN, tokens("one", 0, true)).await;
+                mount_slow(&server, &clock, REFRESH, tokens("two", DAY - 60, false)).await;
                 let refused = ResponseTemplate::new(401)
                     .set_body_json(json!({"status": 401, "message": "Incorrect password."}));
-                mount(&server, LOGIN, refused, 1).await;
+                mount_slow(&server, &clock, LOGIN, refused).await;
                 let session = session(&server, &clock);
                 session.access_token().await.unwrap();
                 // Cached: not a request, not counted.
@@ -450,15 +540,15 @@ mod metered {
             });
         });
 
-        // The test clock stands still during each request: every duration is exactly zero.
+        // Each answer takes 250 ms by the test clock; the retried login, both attempts.
         assert_eq!(
             lines(&recorder),
             vec![
                 "Counter tokensmith_token_requests_total{service=accounts,grant=login,outcome=invalid_credentials} 1",
                 "Counter tokensmith_token_requests_total{service=accounts,grant=login,outcome=success} 1",
                 "Counter tokensmith_token_requests_total{service=accounts,grant=refresh,outcome=success} 1",
-                "Histogram tokensmith_token_request_duration_seconds{service=accounts,grant=login} [0.0, 0.0]",
-                "Histogram tokensmith_token_request_duration_seconds{service=accounts,grant=refresh} [0.0]",
+                "Histogram tokensmith_token_request_duration_seconds{service=accounts,grant=login} [0.5, 0.25]",
+                "Histogram tokensmith_token_request_duration_seconds{service=accounts,grant=refresh} [0.25]",
             ]
         );
     }
