@@ -204,9 +204,14 @@ impl Session {
             new_password: new_password.clone(),
         };
         let complete = |api: Client| async move { api.complete_new_password(&body).await };
-        let endpoint = &self.core.endpoint;
-        let response = endpoint
-            .call(Context::new(), &classify_login, complete)
+        let response = self
+            .core
+            .endpoint
+            .call(
+                Context::new().with_grant(crate::telemetry::Grant::NewPassword),
+                &classify_login,
+                complete,
+            )
             .await?;
         let tokens = response.into_inner();
         provider.set_password(new_password);
@@ -253,7 +258,8 @@ impl Session {
             proposed_password: proposed.clone(),
         };
         let change = |api: Client| async move { api.change_password(&body).await };
-        self.call(change).await?;
+        self.call(crate::telemetry::Grant::PasswordChange, change)
+            .await?;
         self.core.cache.provider.set_password(proposed);
         Ok(())
     }
@@ -269,7 +275,8 @@ impl Session {
             username: self.username().to_owned(),
         };
         let forgot = |api: Client| async move { api.forgot_password(&body).await };
-        self.call(forgot).await?;
+        self.call(crate::telemetry::Grant::PasswordReset, forgot)
+            .await?;
         Ok(())
     }
 
@@ -299,7 +306,8 @@ impl Session {
             confirmation_code: confirmation_code.into(),
         };
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
-        self.call(confirm).await?;
+        self.call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
+            .await?;
         self.core.cache.provider.set_password(new_password);
         self.core.cache.clear_failure();
         Ok(())
@@ -326,7 +334,7 @@ impl Session {
         };
         let body = types::TokenRevokeRequest { refresh_token };
         let revoke = |api: Client| async move { api.revoke_token(&body).await };
-        self.call(revoke).await?;
+        self.call(crate::telemetry::Grant::Logout, revoke).await?;
         Ok(())
     }
 }
@@ -334,14 +342,18 @@ impl Session {
 impl Session {
     /// One of the account's own calls beside login and refresh: no headers of its own, and
     /// its failures read the default way.
-    async fn call<T, Op, Fut>(&self, operation: Op) -> Result<T, Error>
+    async fn call<T, Op, Fut>(
+        &self,
+        grant: crate::telemetry::Grant,
+        operation: Op,
+    ) -> Result<T, Error>
     where
         Op: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, progenitor_client::Error<types::Error>>>,
     {
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new(), &Failure::default_kind, operation)
+            .call(Context::new().with_grant(grant), &Failure::default_kind, operation)
             .await
     }
 }
@@ -463,7 +475,9 @@ impl Provider for Accounts {
             username: self.username.clone(),
             password: self.password(),
         };
-        let context = Context::new().with_replay(Replay::Gateway);
+        let context = Context::new()
+            .with_replay(Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
         let log_in = |api: Client| async move { api.log_in(&body).await };
         let response = self.endpoint.call(context, &classify_login, log_in).await?;
         let status = response.status().as_u16();
@@ -510,7 +524,9 @@ impl Provider for Accounts {
             refresh_token: refresh_token.clone(),
         };
         // Not after a 429: here it means the refresh token is spent, which no wait cures.
-        let context = Context::new().with_replay(Replay::Gateway);
+        let context = Context::new()
+            .with_replay(Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Refresh);
         let refresh = |api: Client| async move { api.refresh_token(&body).await };
         let tokens = self
             .endpoint

@@ -34,6 +34,7 @@ pub mod sandbox;
 pub mod secret;
 mod session;
 pub mod store;
+mod telemetry;
 mod token;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

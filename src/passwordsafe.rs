@@ -280,7 +280,8 @@ impl Session {
             .filter_map(|(name, value)| Some((name?, value)))
             .fold(Context::new(), |ctx, (name, value)| {
                 ctx.with_header(name, value, true)
-            });
+            })
+            .with_grant(crate::telemetry::Grant::Logout);
         let version = cache.provider.version;
         let sign_out = |api: Client| async move { api.sign_out(version).await };
         match self
@@ -437,7 +438,8 @@ impl PasswordSafe {
     ) -> Result<SecretString, Error> {
         let context = Context::new()
             .with_header(AUTHORIZATION, authorization, true)
-            .with_replay(Replay::Gateway);
+            .with_replay(Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
         let version = self.version;
         let sign_in = |api: Client| async move { api.sign_app_in(version).await };
         let response = self
@@ -471,7 +473,9 @@ impl Provider for PasswordSafe {
                 ACCESS_TOKEN_IDLE_LIFETIME,
             )),
             Login::OAuth(form) => {
-                let context = Context::new().with_replay(Replay::Gateway);
+                let context = Context::new()
+                    .with_replay(Replay::Gateway)
+                    .with_grant(crate::telemetry::Grant::Login);
                 let version = self.version;
                 let token =
                     |api: Client| async move { api.create_access_token(version, form).await };

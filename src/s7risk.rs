@@ -215,7 +215,9 @@ impl Provider for S7risk {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
-        let context = Context::new().with_replay(Replay::Gateway);
+        let context = Context::new()
+            .with_replay(Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
         let response = match &self.login {
             Login::User { email, password } => {
                 let body = types::UserTokenRequest {

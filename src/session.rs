@@ -87,15 +87,19 @@ impl Endpoint {
     {
         let sent_wall = self.clock.system_now();
         let probe = Arc::new(Probe::default());
+        let context = self.context(context).with_service(C::SERVICE);
+        let metered = crate::telemetry::Metered::start(context.tag(), self.clock.as_ref());
         let client = C::with_context(
             &self.base_url,
             self.http.clone(),
-            self.context(context).with_probe(probe.clone()),
+            context.with_probe(probe.clone()),
         );
-        match operation(client).await {
+        let result = match operation(client).await {
             Ok(response) => Ok(response),
             Err(e) => Err(map_api_error(C::SERVICE, e, &probe, sent_wall, classify).await),
-        }
+        };
+        metered.finish(self.clock.as_ref(), result.as_ref().err().map(Error::kind));
+        result
     }
 
     /// `context` with this endpoint's retry policy, body cap and clock.

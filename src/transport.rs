@@ -28,8 +28,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
+use crate::error::Service;
 use crate::response::{self, Probe};
 use crate::retry::{Replay, RetryPolicy};
+use crate::telemetry::{self, Grant, Tag};
+use tracing::Instrument;
 
 /// How much of a response body is read by default; auth answers are a few hundred bytes.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -128,6 +131,9 @@ pub struct Context {
     max_body: Option<usize>,
     /// The session's clock (a bare context reads the system clocks).
     clock: Option<Arc<dyn Clock>>,
+    /// What a session's own request is for, and to which service: its requests are traced.
+    grant: Option<Grant>,
+    service: Option<Service>,
 }
 
 impl std::fmt::Debug for Context {
@@ -139,6 +145,7 @@ impl std::fmt::Debug for Context {
             .field("observed", &self.observer.is_some())
             .field("retry", &self.retry)
             .field("max_body", &self.max_body)
+            .field("grant", &self.grant)
             .finish()
     }
 }
@@ -212,6 +219,26 @@ impl Context {
         self
     }
 
+    /// Marks the requests as a session's own, made for `grant`: each attempt gets a span.
+    pub(crate) fn with_grant(mut self, grant: Grant) -> Self {
+        self.grant = Some(grant);
+        self
+    }
+
+    /// Names the service that a session's own requests go to.
+    pub(crate) fn with_service(mut self, service: Service) -> Self {
+        self.service = Some(service);
+        self
+    }
+
+    /// What the requests are, when they are a session's own.
+    pub(crate) fn tag(&self) -> Option<Tag> {
+        Some(Tag {
+            service: self.service?,
+            grant: self.grant?,
+        })
+    }
+
     /// The `pre` hook: fixed headers, then the session's credentials.
     pub(crate) async fn prepare(&self, request: &mut reqwest::Request) -> Result<(), Error> {
         // progenitor stamps every request with `api-version: <info.version>`; none of the five
@@ -280,11 +307,14 @@ impl Context {
             .unwrap_or_else(|| Replay::for_method(request.method()));
         let clock: &dyn Clock = self.clock.as_deref().unwrap_or(&SystemClock);
         let started = clock.now();
+        let tag = self.tag();
         let mut attempt = 1;
         let mut request = request;
         loop {
             let spare = policy.and_then(|_| request.try_clone());
-            let result = client.execute(request).await;
+            let span = telemetry::attempt_span(tag, &request, attempt);
+            let result = client.execute(request).instrument(span.clone()).await;
+            telemetry::answered(&span, &result);
             let asked = match &result {
                 Ok(response) if replay.status(response.status().as_u16()) => Some(
                     response::retry_after_from_headers(response.headers(), clock.system_now()),
@@ -301,7 +331,11 @@ impl Context {
             };
             let (Some(wait), Some(spare)) = (wait, spare) else {
                 let response = result?;
-                return self.finish(response).await;
+                let finished = self.finish(response).instrument(span.clone()).await;
+                if let Err(error) = &finished {
+                    telemetry::failed(&span, error);
+                }
+                return finished;
             };
             match &result {
                 Ok(response) => tracing::debug!(

@@ -1,4 +1,5 @@
-//! No secret ever shows: every flow runs with `tracing` at TRACE into a buffer, and every
+//! No secret ever shows: every flow runs with `tracing` at TRACE into a buffer (spans written
+//! out with all their fields as they close), and every
 //! public value and error it produces is formatted with `{:?}` and `{}`; none of the
 //! passwords, client secrets, keys or tokens may appear anywhere in the result.
 #![cfg(all(
@@ -423,6 +424,8 @@ async fn no_flow_shows_a_secret_in_logs_values_or_errors() {
     let logs = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
+        // Every span is written out when it closes, with every field recorded on it.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(logs.clone())
         .with_ansi(false)
         .finish();
@@ -439,6 +442,17 @@ async fn no_flow_shows_a_secret_in_logs_values_or_errors() {
     assert!(logs.contains("token refreshed"), "{logs}");
     assert!(logs.contains("login failed"), "{logs}");
     assert!(logs.contains("session ended"), "{logs}");
+    for span in [
+        r#"tokensmith.grant="login""#,
+        r#"tokensmith.grant="refresh""#,
+        r#"tokensmith.grant="exchange""#,
+        r#"tokensmith.grant="logout""#,
+        r#"tokensmith.grant="new_password""#,
+        r#"tokensmith.grant="password_change""#,
+        r#"error.type="401""#,
+    ] {
+        assert!(logs.contains(span), "the spans were captured: {span}");
+    }
     let shown = shown.0.join("\n");
     assert!(shown.contains("[redacted]"), "{shown}");
     for secret in secrets() {

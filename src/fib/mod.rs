@@ -267,7 +267,9 @@ impl Session {
             }
             (None, None) => return Ok(()),
         };
-        let context = Context::new().with_header(AUTHORIZATION, session::bearer(&access), true);
+        let context = Context::new()
+            .with_header(AUTHORIZATION, session::bearer(&access), true)
+            .with_grant(crate::telemetry::Grant::Logout);
         let log_out = |api: Client| async move { api.log_out().await };
         let endpoint = &self.core.endpoint;
         endpoint
@@ -334,7 +336,9 @@ impl Fib {
             signature: self.signatures[which].clone(),
             auth_public_key_hex: self.public_key.clone(),
         };
-        let context = Context::new().with_replay(Replay::Gateway);
+        let context = Context::new()
+            .with_replay(Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
         let log_in = |api: Client| async move { api.log_in(&body).await };
         let response = self.endpoint.call(context, &classify_login, log_in).await?;
         Ok(self.grant(response.into_inner(), sent_wall))
@@ -408,7 +412,8 @@ impl Provider for Fib {
         // token. Only one that never left is sent again.
         let context = Context::new()
             .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
-            .with_replay(Replay::Unsent);
+            .with_replay(Replay::Unsent)
+            .with_grant(crate::telemetry::Grant::Refresh);
         let refresh = |api: Client| async move { api.refresh_tokens().await };
         let response = self
             .endpoint

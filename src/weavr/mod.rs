@@ -317,7 +317,9 @@ impl Session {
                 value: new_password.clone(),
             },
         };
-        let context = self.context_with(Some(temporary_token));
+        let context = self
+            .context_with(Some(temporary_token))
+            .with_grant(crate::telemetry::Grant::PasswordChange);
         let update = |api: Client| async move { api.update_password(&body).await };
         let response = self
             .core
@@ -347,9 +349,11 @@ impl Session {
         let Some(entry) = current else {
             return Ok(());
         };
-        let context = self.context_with(Some(&entry.secret));
         // 200 {url} or 204: the generated client answers both as success.
         let log_out = |api: Client| async move { api.log_out().await };
+        let context = self
+            .context_with(Some(&entry.secret))
+            .with_grant(crate::telemetry::Grant::Logout);
         self.core
             .endpoint
             .call(context, &classify_api, log_out)
@@ -525,7 +529,9 @@ impl Weavr {
         &self,
         token: &SecretString,
     ) -> Result<Option<types::IdentityId>, Error> {
-        let context = self.context(Some(token), Replay::Transient);
+        let context = self
+            .context(Some(token), Replay::Transient)
+            .with_grant(crate::telemetry::Grant::Identities);
         let list = |api: Client| async move {
             api.list_identities(std::num::NonZeroU32::new(2), None)
                 .await
@@ -544,7 +550,9 @@ impl Weavr {
         token: &SecretString,
         identity: types::IdentityId,
     ) -> Result<(SecretString, bool), Error> {
-        let context = self.context(Some(token), Replay::Gateway);
+        let context = self
+            .context(Some(token), Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Exchange);
         let body = types::AccessTokenRequest {
             identity,
             client_assertion: None,
@@ -600,7 +608,9 @@ impl Provider for Weavr {
                 value: self.password(),
             },
         };
-        let context = self.context(None, Replay::Gateway);
+        let context = self
+            .context(None, Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
         let login = |api: Client| async move { api.login_with_password(&body).await };
         let response = self
             .endpoint

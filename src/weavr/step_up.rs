@@ -291,7 +291,11 @@ impl Coordinator {
                     api.start_push_challenge(channel.to_api(), None).await
                 };
                 let id = endpoint
-                    .call(context(), &classify_api, push)
+                    .call(
+                        context().with_grant(crate::telemetry::Grant::StepUpChallenge),
+                        &classify_api,
+                        push,
+                    )
                     .await
                     .map_err(step_up_error)?
                     .into_inner()
@@ -314,7 +318,14 @@ impl Coordinator {
                 let sms = |api: Client| async move {
                     api.start_otp_challenge(types::OtpChannel::Sms, None).await
                 };
-                if let Err(error) = endpoint.call(context(), &classify_api, sms).await {
+                if let Err(error) = endpoint
+                    .call(
+                        context().with_grant(crate::telemetry::Grant::StepUpChallenge),
+                        &classify_api,
+                        sms,
+                    )
+                    .await
+                {
                     let error = step_up_error(error);
                     if error.code() != Some("RETRY_IN_15SEC") {
                         return Err(error);
@@ -353,7 +364,11 @@ impl Coordinator {
                             .await
                     };
                     let error = endpoint
-                        .call(context(), &classify_api, verify)
+                        .call(
+                            context().with_grant(crate::telemetry::Grant::StepUpVerify),
+                            &classify_api,
+                            verify,
+                        )
                         .await
                         .err()
                         .map(step_up_error);
