@@ -353,7 +353,11 @@ impl Session {
     {
         let endpoint = &self.core.endpoint;
         endpoint
-            .call(Context::new().with_grant(grant), &Failure::default_kind, operation)
+            .call(
+                Context::new().with_grant(grant),
+                &Failure::default_kind,
+                operation,
+            )
             .await
     }
 }
