@@ -209,6 +209,7 @@ fn outcome(kind: crate::error::ErrorKind) -> &'static str {
         K::PasswordExpired => "password_expired",
         K::NewPasswordRequired => "new_password_required",
         K::StepUpRequired => "step_up_required",
+        K::StepUpTimeout => "step_up_timeout",
         K::AccessTokenRequired => "access_token_required",
         K::TokenRejected => "token_rejected",
         K::InvalidRequest => "invalid_request",
