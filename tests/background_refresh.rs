@@ -3,6 +3,13 @@
 //! renewal is one request, refused credentials are not resent, and weavr (whose tokens slide)
 //! is never renewed in the background. Time past the margin is moved on a test clock; the
 //! interleavings are forced by a server that answers only when released.
+#![cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 
 mod common;
 

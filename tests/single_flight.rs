@@ -13,6 +13,7 @@
 //!   login backoff after a transient failure does that, see the last test);
 //! - when the caller driving the flight is cancelled, its request is abandoned and one of the
 //!   waiters runs the renewal again: exactly one more request, whose token every waiter gets.
+#![cfg(feature = "fib")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Spans and metrics of the requests a session sends on its own behalf: one span per attempt,
 //! named and attributed by OpenTelemetry's HTTP client conventions, none for a cached token;
 //! counters and a duration histogram through the `metrics` facade (feature `metrics`).
+#![cfg(all(feature = "accounts", feature = "weavr"))]
 
 mod common;
 
