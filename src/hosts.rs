@@ -10,6 +10,18 @@ pub(crate) struct HostPattern {
 }
 
 impl HostPattern {
+    /// The patterns of an `only_hosts` list.
+    pub(crate) fn list<I, S>(entries: I) -> std::sync::Arc<[Self]>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        entries
+            .into_iter()
+            .map(|entry| Self::new(entry.as_ref()))
+            .collect()
+    }
+
     pub(crate) fn new(entry: &str) -> Self {
         let parsed = url::Url::parse(&format!("http://{}/", entry.trim()))
             .ok()

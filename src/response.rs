@@ -90,6 +90,23 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// A failure known only by its status and headers (no body was read as a message).
+    pub(crate) fn bare(
+        status: u16,
+        headers: &HeaderMap,
+        documented: bool,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            status,
+            message: None,
+            code: None,
+            headers: headers.clone(),
+            documented,
+            now,
+        }
+    }
+
     /// Whether the message contains `needle`, ignoring case.
     pub(crate) fn message_has(&self, needle: &str) -> bool {
         self.message
@@ -267,15 +284,7 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
         let kind = if (200..300).contains(&status) {
             ErrorKind::Decode
         } else {
-            Failure {
-                status,
-                message: None,
-                code: None,
-                headers: headers.clone(),
-                documented: false,
-                now,
-            }
-            .default_kind()
+            Failure::bare(status, &headers, false, now).default_kind()
         };
         let kind = match kind {
             ErrorKind::RateLimited { .. }
@@ -412,15 +421,7 @@ impl<E> From<progenitor_client::Error<E>> for Error {
             let kind = if (200..300).contains(&status) {
                 ErrorKind::UnexpectedResponse
             } else {
-                Failure {
-                    status,
-                    message: None,
-                    code: None,
-                    headers: headers.clone(),
-                    documented,
-                    now: SystemTime::now(),
-                }
-                .default_kind()
+                Failure::bare(status, headers, documented, SystemTime::now()).default_kind()
             };
             Error::new(kind).with_status(status)
         };

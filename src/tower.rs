@@ -134,12 +134,7 @@ impl<M> AuthLayer<M> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.hosts = Some(
-            hosts
-                .into_iter()
-                .map(|h| HostPattern::new(h.as_ref()))
-                .collect(),
-        );
+        self.hosts = Some(HostPattern::list(hosts));
         self
     }
 
