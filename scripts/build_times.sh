@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }'
   tokensmith_main='
-use tokensmith::s7risk::{Credentials, Session};
+use tokensmith::s7risk::Session;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = std::env::args().nth(1).unwrap_or_else(|| "https://auth.s7risk.com".into());
@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = Session::builder()
         .base_url(base.clone())
         .origin("https://app.example.com")
-        .credentials(Credentials::user("analyst@example.com", password))
+        .user("analyst@example.com", password)
         .build()?;
     let answer = session.send(reqwest::Client::new().get(format!("{base}/v1/alerts"))).await?;
     println!("{}", answer.status());
