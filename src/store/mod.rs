@@ -42,9 +42,11 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "file-store")]
 mod file;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "file-store", feature = "redis"))]
 mod seal;
 
 use std::collections::{HashMap, HashSet};
@@ -58,10 +60,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Service};
 use crate::secret::SecretString;
 
+#[cfg(feature = "file-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file::FileStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, DEFAULT_LEASE_TTL};
-pub(crate) use seal::fingerprint;
+#[cfg(any(feature = "file-store", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "file-store", feature = "redis"))))]
 pub use seal::SealingKey;
 
 /// A boxed future, as the store methods return.

@@ -120,18 +120,6 @@ impl SealingKey {
     }
 }
 
-/// A fingerprint of a secret that picks an account (weavr's api key, which names the
-/// programme), for a [`StoreKey`]: BLAKE2b-128 of it, domain-separated; the secret itself is
-/// never part of a key.
-pub(crate) fn fingerprint(secret: &[u8]) -> String {
-    use blake2::digest::Digest;
-    let digest = blake2::Blake2b::<U16>::new()
-        .chain_update(b"tokensmith store identity\0")
-        .chain_update(secret)
-        .finalize();
-    hex::encode(digest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,8 +166,5 @@ mod tests {
         assert_ne!(key.name(&elsewhere), name, "another deployment");
         let (other, _) = SealingKey::generate();
         assert_ne!(other.name(&alice), name, "another sealing key");
-        assert_ne!(fingerprint(b"key-a"), fingerprint(b"key-b"));
-        assert_eq!(fingerprint(b"key-a").len(), 32);
-        assert!(!fingerprint(b"key-a").contains("key-a"));
     }
 }

@@ -587,7 +587,7 @@ impl Provider for Weavr {
     fn store_identity(&self) -> String {
         // The api key names the programme, whose users may share an email with another's: its
         // fingerprint (never the key) keeps their token sets apart.
-        let programme = crate::store::fingerprint(self.api_key.as_bytes());
+        let programme = fingerprint(self.api_key.as_bytes());
         match &self.identity {
             IdentityChoice::Identity(identity) => {
                 format!(
@@ -625,5 +625,31 @@ impl Attach for Weavr {
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
         headers.insert(AUTHORIZATION, entry.bearer());
         headers.insert(API_KEY, self.api_key.clone());
+    }
+}
+
+/// A fingerprint of a secret that picks an account (the api key, which names the programme), for
+/// a [`crate::store::StoreKey`]: BLAKE2b-128 of it, domain-separated; the secret itself is never
+/// part of a key.
+fn fingerprint(secret: &[u8]) -> String {
+    use blake2::digest::consts::U16;
+    use blake2::digest::Digest;
+    let digest = blake2::Blake2b::<U16>::new()
+        .chain_update(b"tokensmith store identity\0")
+        .chain_update(secret)
+        .finalize();
+    hex::encode(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    #[test]
+    fn api_key_fingerprints_are_distinct_hashes_that_hide_the_key() {
+        assert_ne!(fingerprint(b"key-a"), fingerprint(b"key-b"));
+        // BLAKE2b-128 of the domain prefix and the key, computed independently (b2sum -l 128).
+        assert_eq!(fingerprint(b"key-a"), "4020dd54b6a5119a8e46ace941df1e5c");
+        assert!(!fingerprint(b"key-a").contains("key-a"));
     }
 }
