@@ -6,7 +6,9 @@
 #                                      #    editing a hand-written file (it must not rerun)
 #   bash scripts/build_times.sh apps   # 2. a small application, cold, on tokensmith (one service;
 #                                      #    default features) against the same application on
-#                                      #    reqwest (json, rustls) + tokio + serde alone, in one run
+#                                      #    reqwest (json, rustls) + tokio + serde alone, in one run,
+#                                      #    with the floor of the crate's shape (below) and the
+#                                      #    compiler CPU time of each crate tokensmith adds
 # Each build has its own target directory; the crate's files are left as found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +44,8 @@ fi
 if [ "$part" = all ] || [ "$part" = apps ]; then
   apps=$(mktemp -d)
   trap 'rm -rf "$apps"' EXIT
-  # The same application three times: log in to s7risk, then call its API with the token.
+  # The same application three times (and the floor, below): log in to s7risk, then call its
+  # API with the token.
   baseline_main='
 #[derive(serde::Serialize)]
 struct Login<'"'"'a> { email: &'"'"'a str, password: &'"'"'a str }
@@ -92,15 +95,69 @@ serde_json = "1"' "$baseline_main"
   make_app one_service "tokensmith = { path = \"$repo\", default-features = false, features = [\"rustls\", \"s7risk\"] }" "$tokensmith_main"
   make_app default_features "tokensmith = { path = \"$repo\" }" "$tokensmith_main"
 
+  # The floor of the crate's shape (OpenAPI documents given to progenitor by build.rs at build
+  # time): the baseline application plus a crate whose build script only reads the smallest of
+  # our documents and hands it to progenitor with its default settings, writing the tokens as
+  # they come (no prettyplease), and whose library only include!s the result. No tokensmith code.
+  mkdir -p "$apps/floor_client/src"
+  printf '%s\n' '[package]
+name = "floor_client"
+version = "0.1.0"
+edition = "2021"
+
+[dependencies]
+progenitor-client = "0.15.1"
+reqwest = { version = "0.13.5", default-features = false, features = ["json", "query", "stream"] }
+serde = { version = "1", features = ["derive"] }
+serde_json = "1"
+
+[build-dependencies]
+progenitor = { version = "0.15.1", default-features = false }
+openapiv3 = "2.2"
+serde_yaml = "0.9"' > "$apps/floor_client/Cargo.toml"
+  printf '%s\n' 'fn main() {
+    let text = std::fs::read_to_string("s7risk.yaml").unwrap();
+    let spec: openapiv3::OpenAPI = serde_yaml::from_str(&text).unwrap();
+    let tokens = progenitor::Generator::default().generate_tokens(&spec).unwrap();
+    let out = std::path::Path::new(&std::env::var_os("OUT_DIR").unwrap()).join("client.rs");
+    std::fs::write(out, tokens.to_string()).unwrap();
+}' > "$apps/floor_client/build.rs"
+  printf '%s\n' 'include!(concat!(env!("OUT_DIR"), "/client.rs"));' > "$apps/floor_client/src/lib.rs"
+  cp "$repo/openapi/s7risk.yaml" "$apps/floor_client/"
+  make_app floor "$(printf '%s\n%s' 'serde = { version = "1", features = ["derive"] }
+serde_json = "1"' 'floor_client = { path = "../floor_client" }')" \
+    "${baseline_main/let http = reqwest::Client::new();/let http = reqwest::Client::new();
+    let _generated = floor_client::Client::new(base.as_str());}"
+
+  # Every compiler run's CPU time (user + sys), by crate, through a RUSTC_WRAPPER.
+  printf '%s\n' '#!/usr/bin/env bash
+rustc="$1"; shift
+name=; kind=; prev=
+for a in "$@"; do
+  case "$prev" in --crate-name) name=$a;; --crate-type) kind=$a;; esac
+  prev=$a
+done
+[ -n "$name" ] || exec "$rustc" "$@"
+times=$(mktemp)
+/usr/bin/time -o "$times" -f "%U %S" "$rustc" "$@"
+status=$?
+echo "$name $kind $(tail -1 "$times")" >> "$RUSTC_CPU_LOG"
+rm -f "$times"
+exit $status' > "$apps/rustc-cpu"
+  chmod +x "$apps/rustc-cpu"
+
+  apps_order="baseline floor one_service default_features"
   declare -A took cpu crates
-  for app in baseline one_service default_features; do
+  for app in $apps_order; do
     (cd "$apps/$app" && cargo fetch --quiet)
   done
-  for app in baseline one_service default_features; do
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for app in $apps_order; do
     target="$CARGO_TARGET_DIR/$app"
     # Wall time, and the CPU time of cargo and every compiler and build script it ran: on a
     # machine other builds share, the CPU time is the steadier of the two.
-    times=$(cd "$apps/$app" && CARGO_TARGET_DIR="$target" \
+    times=$(cd "$apps/$app" && CARGO_TARGET_DIR="$target" RUSTC_WRAPPER="$apps/rustc-cpu" \
+      RUSTC_CPU_LOG="$CARGO_TARGET_DIR/rustc-cpu-$app.log" \
       /usr/bin/time -f '%e %U %S' cargo build --timings 2>&1 >/dev/null | tail -1)
     read -r wall user sys <<<"$times"
     took[$app]=$wall
@@ -108,19 +165,45 @@ serde_json = "1"' "$baseline_main"
     crates[$app]=$(cd "$apps/$app" && cargo tree -e normal,build --prefix none 2>/dev/null \
       | sed 's/ (\*)$//; s/ (proc-macro)$//' | sort -u | wc -l)
     cp "$target"/cargo-timings/cargo-timing.html "$CARGO_TARGET_DIR/timing-$app.html"
+    echo "  built $app (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
   done
   echo "cold build of a small application (dev profile, dependencies included):"
-  for app in baseline one_service default_features; do
+  for app in $apps_order; do
     echo "  $app: ${took[$app]} s wall ($(awk "BEGIN { printf \"%.2f\", ${took[$app]} / ${took[baseline]} }")x the baseline)," \
       "${cpu[$app]} s CPU ($(awk "BEGIN { printf \"%.2f\", ${cpu[$app]} / ${cpu[baseline]} }")x), ${crates[$app]} crates"
   done
-  echo "slowest units of default_features (seconds; from cargo build --timings, $CARGO_TARGET_DIR/timing-default_features.html):"
-  python3 - "$CARGO_TARGET_DIR/timing-default_features.html" <<'PY'
+  echo "compiler CPU seconds by crate, each application less the baseline (a crate built for both"
+  echo "the build scripts and the program counts twice; build_script_build is every build script's"
+  echo "compilation; $CARGO_TARGET_DIR/rustc-cpu-*.log):"
+  python3 - "$CARGO_TARGET_DIR" $apps_order <<'PY'
+import collections, sys
+target, apps = sys.argv[1], sys.argv[2:]
+def load(app):
+    cpu = collections.Counter()
+    for line in open(f"{target}/rustc-cpu-{app}.log"):
+        f = line.split()
+        try:
+            cpu[f[0]] += float(f[-2]) + float(f[-1])
+        except (ValueError, IndexError):
+            pass
+    return cpu
+base = load("baseline")
+print(f"  baseline: {sum(base.values()):.1f} s of compiler CPU")
+for app in apps[1:]:
+    cpu = load(app)
+    extra = {name: cpu[name] - base.get(name, 0) for name in cpu}
+    top = sorted(extra.items(), key=lambda kv: -kv[1])[:16]
+    print(f"  {app}: {sum(cpu.values()):.1f} s (+{sum(cpu.values()) - sum(base.values()):.1f}); most added: "
+          + ", ".join(f"{n} {v:.1f}" for n, v in top))
+PY
+  echo "build scripts run (wall seconds, cargo build --timings):"
+  python3 - "$CARGO_TARGET_DIR" $apps_order <<'PY'
 import json, re, sys
-html = open(sys.argv[1]).read()
-units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
-for u in sorted(units, key=lambda u: -u["duration"])[:12]:
-    target = u["target"].strip() or "lib"
-    print(f"  {u['duration']:6.1f}  {u['name']} {u['version']} {target}")
+target, apps = sys.argv[1], sys.argv[2:]
+for app in apps:
+    html = open(f"{target}/timing-{app}.html").read()
+    units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
+    runs = sorted((u for u in units if u.get("mode") == "run-custom-build"), key=lambda u: -u["duration"])
+    print(f"  {app}: " + ", ".join(f"{u['name']} {u['duration']:.2f}" for u in runs[:4]))
 PY
 fi
