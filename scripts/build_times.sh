@@ -156,8 +156,9 @@ exit $status' > "$apps/rustc-cpu"
     target="$CARGO_TARGET_DIR/$app"
     # Wall time, and the CPU time of cargo and every compiler and build script it ran: on a
     # machine other builds share, the CPU time is the steadier of the two.
+    log="$CARGO_TARGET_DIR/rustc-cpu-$app.log"
     times=$(cd "$apps/$app" && CARGO_TARGET_DIR="$target" RUSTC_WRAPPER="$apps/rustc-cpu" \
-      RUSTC_CPU_LOG="$CARGO_TARGET_DIR/rustc-cpu-$app.log" \
+      RUSTC_CPU_LOG="$log" \
       /usr/bin/time -f '%e %U %S' cargo build --timings 2>&1 >/dev/null | tail -1)
     read -r wall user sys <<<"$times"
     took[$app]=$wall
