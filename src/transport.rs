@@ -355,7 +355,7 @@ impl Context {
                 self.record(response);
             }
             drop(result);
-            tokio::time::sleep(wait).await;
+            clock.sleep(wait).await;
             attempt += 1;
             request = spare;
         }
