@@ -304,7 +304,10 @@ mod tests {
         assert!(waits.iter().all(|w| !w.is_finished()), "ended early");
         clock.advance(Duration::from_nanos(1));
         run_ready().await;
-        assert!(waits[0].is_finished(), "the clock reached the end of `sleep`");
+        assert!(
+            waits[0].is_finished(),
+            "the clock reached the end of `sleep`"
+        );
         assert!(!waits[1].is_finished(), "a second is left of `sleep_until`");
         clock.advance(Duration::from_secs(1));
         run_ready().await;
