@@ -12,7 +12,7 @@
 //! call); what has no session reads the system clock (an `api()` error converted with `?`
 //! reads an HTTP-date `Retry-After` against it); and a Redis store's entry and lease
 //! lifetimes are counted by Redis on its own clock, so its lease keep-alive beats on tokio's
-//! timer.
+//! timer. The HTTP client's connect and request timeouts are its own, in real time.
 //!
 //! # Examples
 //!
@@ -49,7 +49,8 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// The monotonic now: every expiry is an `Instant` on this clock.
     fn now(&self) -> Instant;
-    /// The wall-clock now, used only to read JWT `exp` claims and to print expiry times.
+    /// The wall-clock now: JWT `exp` claims, `Retry-After` dates and a token store's times
+    /// are read against it, and expiry times printed with it.
     fn system_now(&self) -> SystemTime;
 
     /// A wait that ends once `duration` has passed on this clock. The default waits that long
