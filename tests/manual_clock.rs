@@ -26,11 +26,21 @@ const ORIGIN: &str = "https://api.example.com";
 const EMAIL: &str = "analyst@example.com";
 const PASSWORD: &str = "pw-hunter2";
 
-/// A `ManualClock` that logs every wait asked of it (its length when asked).
+/// A wait a session asked of its clock: when (how far the clock had moved) and how long.
+type Wait = (Duration, Duration);
+
+/// A `ManualClock` that logs every wait asked of it.
 #[derive(Debug, Clone)]
 struct Watched {
     clock: ManualClock,
-    waits: mpsc::UnboundedSender<Duration>,
+    origin: Instant,
+    waits: mpsc::UnboundedSender<Wait>,
+}
+
+impl Watched {
+    fn at(&self) -> Duration {
+        self.clock.now() - self.origin
+    }
 }
 
 impl Clock for Watched {
@@ -42,26 +52,33 @@ impl Clock for Watched {
         self.clock.system_now()
     }
 
+    // The wait is asked of the clock before it is logged: the test advances once it sees the
+    // log, and the wait must end where the session asked, not past that advance.
     fn sleep(&self, duration: Duration) -> Sleep {
-        let _ = self.waits.send(duration);
-        self.clock.sleep(duration)
+        let at = self.at();
+        let wait = self.clock.sleep(duration);
+        let _ = self.waits.send((at, duration));
+        wait
     }
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
-        let _ = self
-            .waits
-            .send(deadline.saturating_duration_since(self.clock.now()));
-        self.clock.sleep_until(deadline)
+        let (at, left) = (
+            self.at(),
+            deadline.saturating_duration_since(self.clock.now()),
+        );
+        let wait = self.clock.sleep_until(deadline);
+        let _ = self.waits.send((at, left));
+        wait
     }
 }
 
 /// The waits a [`Watched`] clock was asked for, in order.
-struct Waits(mpsc::UnboundedReceiver<Duration>);
+struct Waits(mpsc::UnboundedReceiver<Wait>);
 
 impl Waits {
     /// The next wait the session asks for. The bound is a deadlock guard, not a verdict: a
     /// session that waits on another timer never asks.
-    async fn next(&mut self) -> Duration {
+    async fn next(&mut self) -> Wait {
         tokio::time::timeout(Duration::from_secs(30), self.0.recv())
             .await
             .expect("the session waits on its clock")
@@ -69,18 +86,31 @@ impl Waits {
     }
 
     /// The waits asked for so far and not yet taken.
-    fn taken_now(&mut self) -> Vec<Duration> {
+    fn taken_now(&mut self) -> Vec<Wait> {
         std::iter::from_fn(|| self.0.try_recv().ok()).collect()
     }
 }
 
-/// `task`'s outcome, which the clock's advance (not a real wait: every wait advanced through
-/// here is 30 s or more) let go.
+/// `task`'s outcome, which the clock's advance let go. The bound fails a wait that tokio's
+/// timer would end instead: every wait these tests end that way is 30 s or more.
 async fn soon<T>(task: tokio::task::JoinHandle<T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .expect("the advance ended the wait")
         .unwrap()
+}
+
+/// Waits until `condition` holds, which the clock's advance brings about (failing after 10 s,
+/// less than any wait tokio's timer would end instead).
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let checking = async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), checking)
+        .await
+        .unwrap_or_else(|_| panic!("never happened: {what}"));
 }
 
 fn watched() -> (Watched, ManualClock, Waits) {
@@ -89,6 +119,7 @@ fn watched() -> (Watched, ManualClock, Waits) {
     (
         Watched {
             clock: clock.clone(),
+            origin: clock.now(),
             waits,
         },
         clock,
@@ -187,7 +218,7 @@ async fn a_retry_after_wait_ends_when_the_clock_passes_it() {
 
     assert_eq!(
         waits.next().await,
-        Duration::from_secs(30),
+        (Duration::ZERO, Duration::from_secs(30)),
         "as the 503 asked"
     );
     manual.advance(Duration::from_secs(30));
@@ -208,9 +239,8 @@ async fn the_retry_budget_counts_the_time_waited_on_the_clock() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    // An HTTP date 31 s after the clock's wall time once it has moved 30 s: 61 s in all, past
-    // the budget of 60 s, so the failure is returned instead of waited on.
-    assert_eq!(START_EPOCH + 61, 1_700_000_061);
+    // An HTTP date 31 s after the clock's wall time once it has moved 30 s (`START_EPOCH` +
+    // 61 s): 61 s in all, past the budget of 60 s, so the failure is returned at once.
     Mock::given(path("/user/token"))
         .respond_with(unavailable("Tue, 14 Nov 2023 22:14:21 GMT"))
         .mount(&server)
@@ -225,7 +255,10 @@ async fn the_retry_budget_counts_the_time_waited_on_the_clock() {
         async move { session.access_token().await }
     });
 
-    assert_eq!(waits.next().await, Duration::from_secs(30));
+    assert_eq!(
+        waits.next().await,
+        (Duration::ZERO, Duration::from_secs(30))
+    );
     manual.advance(Duration::from_secs(30));
     let error = soon(caller).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ServiceUnavailable, "{error}");
@@ -263,20 +296,37 @@ async fn the_wait_for_another_sessions_lease_ends_at_its_limit_on_the_clock() {
         let waiter = waiter.clone();
         async move { waiter.access_token().await }
     });
-    // The waiter finds the lease held and looks again after a pause that doubles.
-    assert_eq!(waits.next().await, Duration::from_millis(25));
-    manual.advance(Duration::from_millis(25));
-    assert_eq!(waits.next().await, Duration::from_millis(50));
-    // 60 s since it began waiting is not yet past the limit: it keeps waiting.
-    manual.advance(Duration::from_millis(59_975));
-    assert_eq!(waits.next().await, Duration::from_millis(100));
-    // Past it, the waiter renews alone.
-    manual.advance(Duration::from_millis(100));
-    wait_until("the waiter's own login is sent", || {
+    // The waiter finds the lease held and looks again after pauses that double up to 400 ms.
+    // Tokio's timer may end some of them before the clock moves (they are that short): the
+    // clock has not moved then, and the limit of 60 s is counted on it.
+    let mut asked = vec![waits.next().await];
+    assert_eq!(asked[0], (Duration::ZERO, Duration::from_millis(25)));
+    // 60 s on the clock since it began waiting is not past the limit: it pauses again.
+    manual.advance(Duration::from_secs(60));
+    while asked.last().unwrap().0 < Duration::from_secs(60) {
+        asked.push(waits.next().await);
+    }
+    // Past it (any pause ends within 400 ms), the waiter renews alone.
+    manual.advance(Duration::from_millis(400));
+    until("the waiter's own login is sent", || {
         server.requests().len() == 2
     })
     .await;
-    assert_eq!(waits.taken_now(), [], "no more waiting");
+    asked.extend(waits.taken_now());
+    let doubling: Vec<_> = (0..asked.len())
+        .map(|i| Duration::from_millis(25 << i.min(4)))
+        .collect();
+    assert_eq!(
+        asked.iter().map(|wait| wait.1).collect::<Vec<_>>(),
+        doubling,
+        "{asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|wait| [Duration::ZERO, Duration::from_secs(60)].contains(&wait.0)),
+        "no pause once past the limit: {asked:?}"
+    );
 
     server.release_all();
     let (held, own) = (
@@ -332,7 +382,10 @@ async fn a_step_up_handler_that_never_answers_is_bounded_by_the_clock() {
     });
 
     // The challenge lives 5 minutes from when it was sent: the handler is given that long.
-    assert_eq!(waits.next().await, Duration::from_secs(5 * 60));
+    assert_eq!(
+        waits.next().await,
+        (Duration::ZERO, Duration::from_secs(5 * 60))
+    );
     asked.notified().await;
     manual.advance(Duration::from_secs(5 * 60));
     let error = soon(stepping_up).await.unwrap_err();
@@ -406,15 +459,23 @@ async fn the_background_renewal_fires_when_the_clock_reaches_the_margin() {
     );
     wait_until("the first renewal is sent", || server.requests().len() == 2).await;
     // The task then waits on the clock until the new token falls due, 540 s on.
-    let mut asked = vec![waits.next().await];
-    if asked[0] == Duration::from_secs(1140) {
-        asked.push(waits.next().await);
+    // (Before it, the task may have waited for the first token to fall due, at 1140 s.)
+    let due = (Duration::from_secs(1141), Duration::from_secs(540));
+    loop {
+        let wait = waits.next().await;
+        if wait == due {
+            break;
+        }
+        assert!(
+            wait.0 + wait.1 == Duration::from_secs(1140)
+                || wait == (Duration::from_secs(1141), Duration::ZERO),
+            "{wait:?}"
+        );
     }
-    assert_eq!(asked.last(), Some(&Duration::from_secs(540)), "{asked:?}");
 
     // No caller: the clock alone makes the task renew.
     manual.advance(Duration::from_secs(540));
-    wait_until("the task's own renewal is sent", || {
+    until("the task's own renewal is sent", || {
         server.requests().len() == 3
     })
     .await;
