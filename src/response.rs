@@ -421,6 +421,8 @@ impl<E> From<progenitor_client::Error<E>> for Error {
             let kind = if (200..300).contains(&status) {
                 ErrorKind::UnexpectedResponse
             } else {
+                // A conversion has no session, so no session clock: an HTTP-date
+                // `Retry-After` is read against the system's.
                 Failure::bare(status, headers, documented, SystemTime::now()).default_kind()
             };
             Error::new(kind).with_status(status)

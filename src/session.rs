@@ -52,7 +52,8 @@ pub(crate) struct Endpoint {
     /// The client `send()` and `authorize()` requests go out through: one that follows no
     /// redirects, whatever client built the caller's request (see [`Core::send`]).
     pub(crate) direct: reqwest::Client,
-    /// The session's clock: the retry loop and the error mapping read the time from it.
+    /// The session's clock: the retry loop and the error mapping read the time from it, and
+    /// the retry loop waits on it.
     pub(crate) clock: Arc<dyn Clock>,
     /// Renewals run in a task of the session's own while the token is valid.
     pub(crate) background_refresh: bool,

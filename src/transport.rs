@@ -129,7 +129,8 @@ pub struct Context {
     retry: Option<RetryPolicy>,
     replay: Option<Replay>,
     max_body: Option<usize>,
-    /// The session's clock (a bare context reads the system clocks).
+    /// The session's clock, read and waited on (a bare context uses the system clocks and
+    /// tokio's timer).
     clock: Option<Arc<dyn Clock>>,
     /// What a session's own request is for, and to which service: its requests are traced.
     grant: Option<Grant>,
@@ -207,7 +208,7 @@ impl Context {
         self
     }
 
-    /// Reads the time from `clock`, the session's.
+    /// Reads the time from `clock`, the session's, and waits on it.
     pub(crate) fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -355,7 +356,7 @@ impl Context {
                 self.record(response);
             }
             drop(result);
-            tokio::time::sleep(wait).await;
+            clock.sleep(wait).await;
             attempt += 1;
             request = spare;
         }

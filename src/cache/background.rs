@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -111,8 +111,8 @@ impl<P: Provider> Background<P> {
 enum Next {
     /// Renew now: the token is valid and due.
     Renew,
-    /// Wait this long (until the token falls due), or for a nudge.
-    Sleep(Duration),
+    /// Wait until then on the session's clock (when the token falls due), or for a nudge.
+    Sleep(Instant),
     /// No valid token: callers renew themselves; wait for a nudge.
     Idle,
 }
@@ -125,15 +125,18 @@ async fn run<P: Provider>(cache: Weak<Cache<P>>, running: Running) {
     // repeated until a caller asks: the task never renews in a loop by itself.
     let mut renewed = false;
     loop {
-        let next = {
+        let (next, clock) = {
             let Some(cache) = cache.upgrade() else { return };
-            cache.background_next()
+            (cache.background_next(), cache.clock.clone())
         };
         match next {
             Next::Renew if !renewed => {}
             Next::Renew | Next::Idle => signal.wake.notified().await,
-            Next::Sleep(delay) => {
-                let _ = tokio::time::timeout(delay, signal.wake.notified()).await;
+            Next::Sleep(due) => {
+                tokio::select! {
+                    () = signal.wake.notified() => {}
+                    () = clock.sleep_until(due) => {}
+                }
             }
         }
         if signal.closed.load(Ordering::Acquire) {
@@ -157,9 +160,7 @@ impl<P: Provider> Cache<P> {
     fn background_next(&self) -> Next {
         let now = self.clock.now();
         match self.current.get() {
-            Some(entry) if entry.is_fresh(now) => {
-                Next::Sleep(entry.fresh_until().saturating_duration_since(now))
-            }
+            Some(entry) if entry.is_fresh(now) => Next::Sleep(entry.fresh_until()),
             Some(entry) if entry.is_valid(now) => Next::Renew,
             _ => Next::Idle,
         }

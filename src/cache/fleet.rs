@@ -108,7 +108,7 @@ impl Fleet {
                 tracing::warn!(service = %self.service, "the renewal lease is held too long; renewing alone");
                 return Leased::Alone;
             }
-            tokio::time::sleep(pause).await;
+            clock.sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(400));
             if let Some(token) = adopt().await {
                 return Leased::Token(token);

@@ -148,9 +148,9 @@ impl<P: Provider> Cache<P> {
 
     /// The cached token when it is fresh: the hot path.
     fn fresh(&self) -> Option<AccessToken> {
-        // The one time read that does not go through `Clock`: with the system clock, the
-        // hot path calls `Instant::now()` itself, because the indirect call costs a few ns
-        // of a path that is ~30 ns in all. Any other clock (a `ManualClock`) is asked.
+        // The session's one time read that does not go through `Clock`: with the system
+        // clock, the hot path calls `Instant::now()` itself, because the indirect call costs a
+        // few ns of a path that is ~30 ns in all. Any other clock (a `ManualClock`) is asked.
         let now = if self.system_clock {
             Instant::now()
         } else {

@@ -130,8 +130,9 @@ impl RedisStore {
             .refresh_expires_at_ms
             .unwrap_or(0)
             .max(tokens.expires_at_ms);
-        // Redis expires keys on its own wall clock, not the session's: the entry's TTL is
-        // counted from the real now.
+        // Redis expires keys on its own wall clock, and a store has no session clock: the
+        // entry's TTL is counted from the real now (under a `ManualClock` set in the past, the
+        // entry lives the 1 s floor).
         let ttl = from_ms(until)
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
@@ -166,6 +167,8 @@ impl RedisStore {
                         .await;
                     return;
                 }
+                // Redis counts the lease's lifetime in real time, which no session clock
+                // (a `ManualClock`) can move: the beat is tokio's timer.
                 () = tokio::time::sleep(ttl / 3) => {
                     let extended = redis::Script::new(EXTEND)
                         .key(&lease_key)

@@ -153,30 +153,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Asks `handler`, waiting at most until the challenge started at `started` expires (on the
-/// session's clock; the wait itself is tokio's timer): a handler that never answers must not
-/// hold every call that waits for the step-up forever.
+/// Asks `handler`, waiting at most until the challenge started at `started` expires on the
+/// session's clock: a handler that never answers must not hold every call that waits for the
+/// step-up forever.
 async fn ask(
     handler: &dyn StepUp,
     challenge: Challenge,
     clock: &dyn crate::clock::Clock,
     started: std::time::Instant,
 ) -> Result<Answer, Error> {
-    let left = started
-        .checked_add(CHALLENGE_LIFETIME)
-        .map_or(Duration::ZERO, |end| {
-            end.saturating_duration_since(clock.now())
-        });
-    tokio::time::timeout(left, handler.answer(challenge))
-        .await
-        .map_err(|_| {
-            Error::new(ErrorKind::StepUpTimeout)
-                .with_service(Service::Weavr)
-                .with_message(
-                    "the step-up handler gave no answer within the challenge's lifetime; \
-                     the next step-up starts a new challenge",
-                )
-        })
+    let bound = match started.checked_add(CHALLENGE_LIFETIME) {
+        Some(end) => clock.sleep_until(end),
+        None => clock.sleep(Duration::ZERO),
+    };
+    tokio::select! {
+        // An answer ready by the bound is taken, as with `tokio::time::timeout`.
+        biased;
+        answer = handler.answer(challenge) => Ok(answer),
+        () = bound => Err(Error::new(ErrorKind::StepUpTimeout)
+            .with_service(Service::Weavr)
+            .with_message(
+                "the step-up handler gave no answer within the challenge's lifetime; \
+                 the next step-up starts a new challenge",
+            )),
+    }
 }
 
 fn failed(message: &str) -> Error {
