@@ -20,6 +20,7 @@ pub(crate) trait Erased: Send + Sync + 'static {
     fn authorizer(&self) -> Arc<dyn Authorizer>;
     fn access_token(&self) -> BoxFuture<'_, AccessToken>;
     fn headers(&self) -> BoxFuture<'_, HeaderMap>;
+    fn force_refresh(&self) -> BoxFuture<'_, AccessToken>;
     fn refused(&self, headers: &HeaderMap);
     fn authorize(&self, request: reqwest::RequestBuilder)
         -> BoxFuture<'_, reqwest::RequestBuilder>;
@@ -79,6 +80,20 @@ impl AnySession {
     /// The token could not be had (the login or refresh failed).
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
         self.inner.access_token().await
+    }
+
+    /// Renews now, whatever the cached token's expiry, the way the service's
+    /// `Session::force_refresh` does: for an application that learned the token was revoked. The token cached when called is
+    /// no longer served; the renewal (a refresh where the service gave a refresh token, else a
+    /// login) is the session's one flight, so many callers at once send one request, and all
+    /// get its token.
+    ///
+    /// # Errors
+    /// The renewal failed (what [`Self::access_token`] fails with). A refused login is
+    /// answered with its error, without a request, until the service's
+    /// `Session::clear_failure`.
+    pub async fn force_refresh(&self) -> Result<AccessToken, Error> {
+        self.inner.force_refresh().await
     }
 
     /// Everything a request to the service's API needs, every value marked sensitive: the

@@ -803,6 +803,10 @@ macro_rules! session_impls {
                 Box::pin(self.core.headers())
             }
 
+            fn force_refresh(&self) -> crate::any_session::BoxFuture<'_, crate::AccessToken> {
+                Box::pin(self.core.cache.force_refresh())
+            }
+
             fn refused(&self, headers: &http::HeaderMap) {
                 Self::refused(self, headers);
             }

@@ -360,3 +360,109 @@ async fn many_requests_refused_together_renew_once() {
         "one renewal"
     );
 }
+
+/// The (method, path, JSON body) of every request the server received, in order.
+async fn requests(server: &MockServer) -> Vec<(String, String, serde_json::Value)> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.url.path().to_owned(),
+                serde_json::from_slice(&r.body).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn force_refresh_renews_now_with_a_login_where_there_is_no_refresh_token() {
+    let server = server_for(Service::S7risk).await;
+    let session = any(Service::S7risk, &server);
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "tok-1"
+    );
+
+    // The cached token has a day to live: only the forced renewal sends anything.
+    let renewed = session.force_refresh().await.unwrap();
+    assert_eq!(renewed.secret().expose_secret(), "tok-2");
+    let login = (
+        "POST".to_owned(),
+        "/user/token".to_owned(),
+        serde_json::json!({"email": "analyst@example.com", "password": common::services::PASSWORD}),
+    );
+    assert_eq!(requests(&server).await, [login.clone(), login]);
+
+    // The renewed token is the one served from then on, without another request.
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "tok-2"
+    );
+    assert_eq!(requests(&server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn force_refresh_uses_the_refresh_token_where_there_is_one() {
+    let server = server_for(Service::Accounts).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/token-refresh"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "tok-refreshed",
+            "id_token": "id-token-2",
+            "expires_in": 86400,
+        })))
+        .mount(&server)
+        .await;
+    let session = any(Service::Accounts, &server);
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "tok-1"
+    );
+
+    let renewed = session.force_refresh().await.unwrap();
+    assert_eq!(renewed.secret().expose_secret(), "tok-refreshed");
+    assert_eq!(
+        requests(&server).await,
+        [
+            (
+                "POST".to_owned(),
+                "/v1/login".to_owned(),
+                serde_json::json!({"username": "admin", "password": common::services::PASSWORD}),
+            ),
+            (
+                "POST".to_owned(),
+                "/v1/token-refresh".to_owned(),
+                serde_json::json!({"username": "admin", "refresh_token": "tok-refresh"}),
+            ),
+        ]
+    );
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "tok-refreshed"
+    );
+    assert_eq!(requests(&server).await.len(), 2);
+}

@@ -31,7 +31,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use tokensmith::sandbox::{demo, Sandbox};
 use tokensmith::store::{FileStore, SealingKey};
-use tokensmith::{AccessToken, Error, ErrorKind, SecretString, Service, TokenOrigin};
+use tokensmith::{AccessToken, AnySession, Error, ErrorKind, SecretString, Service, TokenOrigin};
 
 const AFTER_HELP: &str = "\
 Credentials are read from the environment only; `tokensmith <PROVIDER> --help` lists each
@@ -406,58 +406,32 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-enum Session {
-    #[cfg(feature = "s7risk")]
-    S7risk(tokensmith::s7risk::Session),
+/// The session the command asks for its token: any service's, as one [`AnySession`].
+struct Opened {
+    session: AnySession,
+    /// With weavr's `--step-up`, the same weavr session (a clone sharing its cache), for the
+    /// `step_up` that only weavr has.
     #[cfg(feature = "weavr")]
-    Weavr {
-        session: tokensmith::weavr::Session,
-        step_up: bool,
-    },
-    #[cfg(feature = "accounts")]
-    Accounts(tokensmith::accounts::Session),
-    #[cfg(feature = "passwordsafe")]
-    PasswordSafe(tokensmith::passwordsafe::Session),
-    #[cfg(feature = "fib")]
-    Fib(tokensmith::fib::Session),
+    step_up: Option<tokensmith::weavr::Session>,
 }
 
-impl Session {
-    async fn access_token(&self) -> Result<AccessToken, Error> {
-        match self {
-            #[cfg(feature = "s7risk")]
-            Self::S7risk(s) => s.access_token().await,
+impl Opened {
+    fn new(session: impl Into<AnySession>) -> Self {
+        Self {
+            session: session.into(),
             #[cfg(feature = "weavr")]
-            Self::Weavr { session, step_up } => {
-                if *step_up {
-                    // A stepped-up token from --cache is not stepped up again (no new SMS).
-                    session.access_token().await?;
-                    session.step_up().await?;
-                }
-                session.access_token().await
-            }
-            #[cfg(feature = "accounts")]
-            Self::Accounts(s) => s.access_token().await,
-            #[cfg(feature = "passwordsafe")]
-            Self::PasswordSafe(s) => s.access_token().await,
-            #[cfg(feature = "fib")]
-            Self::Fib(s) => s.access_token().await,
+            step_up: None,
         }
     }
 
-    async fn logout(&self) -> Result<(), Error> {
-        match self {
-            #[cfg(feature = "s7risk")]
-            Self::S7risk(s) => s.logout().await,
-            #[cfg(feature = "weavr")]
-            Self::Weavr { session, .. } => session.logout().await,
-            #[cfg(feature = "accounts")]
-            Self::Accounts(s) => s.logout().await,
-            #[cfg(feature = "passwordsafe")]
-            Self::PasswordSafe(s) => s.logout().await,
-            #[cfg(feature = "fib")]
-            Self::Fib(s) => s.logout().await,
+    async fn access_token(&self) -> Result<AccessToken, Error> {
+        #[cfg(feature = "weavr")]
+        if let Some(weavr) = &self.step_up {
+            // A stepped-up token from --cache is not stepped up again (no new SMS).
+            weavr.access_token().await?;
+            weavr.step_up().await?;
         }
+        self.session.access_token().await
     }
 }
 
@@ -479,7 +453,7 @@ fn session(
     env: &Env,
     base_url: Option<String>,
     store: Option<FileStore>,
-) -> Result<Session, Failure> {
+) -> Result<Opened, Failure> {
     #[cfg(feature = "accounts")]
     use tokensmith::accounts;
     #[cfg(feature = "fib")]
@@ -507,7 +481,7 @@ fn session(
                     env.secret("S7RISK_SECRET", demo::S7RISK_SECRET)?,
                 )
             };
-            Session::S7risk(configure!(builder, base_url, store))
+            Opened::new(configure!(builder, base_url, store))
         }
         #[cfg(feature = "weavr")]
         Provider::Weavr => {
@@ -556,9 +530,10 @@ fn session(
                     },
                 );
             }
-            Session::Weavr {
-                session: configure!(builder, base_url, store),
-                step_up: request.step_up,
+            let session: weavr::Session = configure!(builder, base_url, store);
+            Opened {
+                step_up: request.step_up.then(|| session.clone()),
+                ..Opened::new(session)
             }
         }
         #[cfg(feature = "accounts")]
@@ -566,7 +541,7 @@ fn session(
             let builder = accounts::Session::builder()
                 .username(env.plain("ACCOUNTS_USERNAME", demo::ACCOUNTS_USERNAME)?)
                 .password(env.secret("ACCOUNTS_PASSWORD", demo::ACCOUNTS_PASSWORD)?);
-            Session::Accounts(configure!(builder, base_url, store))
+            Opened::new(configure!(builder, base_url, store))
         }
         #[cfg(feature = "passwordsafe")]
         Provider::PasswordSafeOauth | Provider::PasswordSafeKey => {
@@ -592,14 +567,14 @@ fn session(
                      (https://<host>/BeyondTrust/api/public/v3)",
                 ));
             }
-            Session::PasswordSafe(configure!(builder, base_url, store))
+            Opened::new(configure!(builder, base_url, store))
         }
         #[cfg(feature = "fib")]
         Provider::Fib => {
             let builder = fib::Session::builder()
                 .email(env.plain("FIB_EMAIL", demo::FIB_EMAIL)?)
                 .private_key(env.secret("FIB_PRIVATE_KEY", demo::FIB_PRIVATE_KEY)?);
-            Session::Fib(configure!(builder, base_url, store))
+            Opened::new(configure!(builder, base_url, store))
         }
     })
 }
@@ -641,15 +616,15 @@ async fn run(request: Request) -> Result<String, Failure> {
         sandbox: request.sandbox,
     };
     let store = request.cache.as_deref().map(store).transpose()?;
-    let session = session(&request, &env, base_url, store)?;
+    let opened = session(&request, &env, base_url, store)?;
     if request.command == Command::Logout {
-        session.logout().await?;
+        opened.session.logout().await?;
         return Ok(String::new());
     }
-    let token = session.access_token().await?;
+    let token = opened.access_token().await?;
     Ok(match request.command {
         Command::Token => token.secret().expose_secret().to_owned(),
-        Command::Header if request.provider.service() == Service::PasswordSafe => {
+        Command::Header if opened.session.service() == Service::PasswordSafe => {
             format!("Cookie: {}", token.secret().expose_secret())
         }
         Command::Header => format!("Authorization: Bearer {}", token.secret().expose_secret()),
