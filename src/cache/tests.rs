@@ -430,3 +430,25 @@ async fn a_renewal_that_leaves_no_valid_token_is_not_repeated_by_the_task_alone(
         ["r", "r2"]
     );
 }
+
+#[tokio::test]
+async fn a_caller_that_joins_after_a_flight_ended_takes_its_token_without_a_request() {
+    // The interleaving a multi-thread runtime allows: a caller finds the token due, and the
+    // flight in the air ends (leaving a fresh token) before the caller joins, so that the
+    // caller starts a flight of its own. Calling `renewal()` directly is that caller's join.
+    let (cache, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(secret(&cache).await, "a");
+    let token = cache.renewal().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "a");
+    assert_eq!(
+        cache.provider.calls.load(Ordering::SeqCst),
+        1,
+        "the new flight renewed the token the last one left"
+    );
+    assert_eq!(cache.counters.logins.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.counters.refreshes.load(Ordering::SeqCst), 0);
+}
