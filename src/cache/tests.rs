@@ -197,8 +197,13 @@ async fn an_early_renewal_failure_keeps_serving_the_valid_token_and_backs_off() 
     );
     assert_eq!(secret(&cache).await, "a1", "and does not retry at once");
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
-    clock.advance(Duration::from_secs(6)); // past the back-off of a quarter of 20 s
+    // The back-off is a quarter of the 20 s left: 5 s, to the instant.
+    clock.advance(Duration::from_millis(4999));
+    assert_eq!(secret(&cache).await, "a1", "still within the back-off");
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
+    clock.advance(Duration::from_millis(1));
     assert_eq!(secret(&cache).await, "a2");
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
