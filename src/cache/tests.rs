@@ -9,6 +9,7 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::error::Service;
 use crate::secret::SecretString;
+use crate::store::StoredTokens;
 use crate::token::Extra;
 
 /// A provider whose answers are scripted: each login or refresh pops the next one.
@@ -456,4 +457,127 @@ async fn a_caller_that_joins_after_a_flight_ended_takes_its_token_without_a_requ
     );
     assert_eq!(cache.counters.logins.load(Ordering::SeqCst), 1);
     assert_eq!(cache.counters.refreshes.load(Ordering::SeqCst), 0);
+}
+
+/// Two caches sharing one `MemoryStore` under one key, on one clock whose wall time is a
+/// whole second (so that the store's milliseconds are exact), each with its own script.
+#[allow(clippy::type_complexity)]
+fn stored_pair(
+    one: Vec<Result<Grant, Error>>,
+    two_refreshes: Vec<Result<Grant, Error>>,
+) -> (
+    Cache<Scripted>,
+    Cache<Scripted>,
+    Arc<crate::store::MemoryStore>,
+    ManualClock,
+) {
+    let clock =
+        ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let store = Arc::new(crate::store::MemoryStore::new());
+    let key = || StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    let make = |logins: Vec<Result<Grant, Error>>, refreshes: Vec<Result<Grant, Error>>, policy| {
+        let provider = Scripted {
+            logins: Mutex::new(logins.into()),
+            refreshes: Mutex::new(refreshes.into()),
+            ..Default::default()
+        };
+        Cache::new(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
+    };
+    let fixed = RefreshPolicy::new().with_jitter(false);
+    let one = make(one, vec![], fixed);
+    // A margin of its own, so that a renewal time taken from the store shows.
+    let two = make(
+        vec![],
+        two_refreshes,
+        fixed.with_margin(Duration::from_secs(10)),
+    );
+    (one, two, store, clock)
+}
+
+#[tokio::test]
+async fn a_token_set_crosses_the_store_with_every_instant_and_count_intact() {
+    let mut first = grant("a", Some("r"), 600).unwrap();
+    first.max_lifetime = Some(Duration::from_secs(900));
+    first.extra.id_token = Some("id".into());
+    let (one, two, _store, clock) = stored_pair(vec![Ok(first)], vec![grant("b", None, 600)]);
+    let t0 = clock.now();
+    assert_eq!(secret(&one).await, "a");
+
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(secret(&two).await, "a", "taken from the store, no request");
+    assert_eq!(two.provider.calls.load(Ordering::SeqCst), 0);
+    let adopted = two.current().unwrap();
+    assert_eq!(adopted.origin, TokenOrigin::Store);
+    assert_eq!(adopted.expires_at(), t0 + Duration::from_secs(600));
+    assert_eq!(
+        adopted.expires_at_most(),
+        Some(t0 + Duration::from_secs(900))
+    );
+    assert_eq!(
+        adopted.refresh_expires_at(),
+        Some(t0 + Duration::from_secs(3600))
+    );
+    assert_eq!(
+        adopted.lead(),
+        Duration::from_secs(60),
+        "the storing session's margin"
+    );
+    assert_eq!(adopted.refresh.as_ref().unwrap().expose_secret(), "r");
+    assert_eq!(
+        adopted.extra.id_token.as_ref().unwrap().expose_secret(),
+        "id"
+    );
+    assert_eq!(adopted.refresh_uses, 0);
+
+    // Due by the stored renewal time (540 s), not by this session's 10 s margin: the
+    // renewal uses the stored refresh token, and keeps the id token.
+    clock.advance(Duration::from_secs(440));
+    assert_eq!(secret(&two).await, "b");
+    assert_eq!(*two.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+    let renewed = two.current().unwrap();
+    assert_eq!(
+        renewed.refresh_uses, 1,
+        "the kept refresh token was used once"
+    );
+    assert_eq!(
+        renewed.extra.id_token.as_ref().unwrap().expose_secret(),
+        "id"
+    );
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn only_a_newer_token_set_is_taken_from_the_store() {
+    let (one, _two, store, clock) = stored_pair(vec![grant("a", Some("r"), 600)], vec![]);
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    assert_eq!(secret(&one).await, "a");
+    let wall = |secs: u64| crate::store::to_ms(clock.system_now() + Duration::from_secs(secs));
+    let stored = |access: &str, expires_in: u64| StoredTokens {
+        access: access.into(),
+        refresh: None,
+        id_token: None,
+        cookie: None,
+        bearer: None,
+        expires_at_ms: wall(expires_in),
+        renew_after_ms: None,
+        expires_at_most_ms: None,
+        refresh_expires_at_ms: None,
+        refresh_uses: 0,
+        stepped_up: false,
+    };
+    store.save(&key, &stored("older", 300)).await.unwrap();
+    assert!(one.adopt_stored().await.is_none(), "an older set is left");
+    store.save(&key, &stored("a", 700)).await.unwrap();
+    assert!(
+        one.adopt_stored().await.is_none(),
+        "the same token is not taken again"
+    );
+    let kept = one.current().unwrap();
+    assert_eq!(kept.secret.expose_secret(), "a");
+    assert_eq!(kept.origin, TokenOrigin::Login);
+    store.save(&key, &stored("newer", 700)).await.unwrap();
+    let taken = one.adopt_stored().await.unwrap();
+    assert_eq!(taken.secret().expose_secret(), "newer");
+    assert_eq!(one.current().unwrap().origin, TokenOrigin::Store);
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
 }
