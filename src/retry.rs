@@ -192,6 +192,23 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_that_ends_exactly_at_the_budget_is_still_taken() {
+        let p = RetryPolicy::default()
+            .initial_backoff(Duration::ZERO)
+            .max_elapsed(Duration::from_secs(10));
+        let asked = Some(Duration::from_secs(3));
+        assert_eq!(
+            p.delay(1, Duration::from_secs(7), asked, 0.5),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            p.delay(1, Duration::from_secs(7) + MS, asked, 0.5),
+            None,
+            "one millisecond past the budget"
+        );
+    }
+
+    #[test]
     fn credential_failures_are_never_replayed() {
         for replay in [Replay::Unsent, Replay::Gateway, Replay::Transient] {
             for status in [400, 401, 403, 409, 410, 422, 423, 500] {

@@ -581,3 +581,24 @@ async fn only_a_newer_token_set_is_taken_from_the_store() {
     assert_eq!(one.current().unwrap().origin, TokenOrigin::Store);
     assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn refused_credentials_are_not_resent_until_the_failure_is_cleared() {
+    let refused = Err(Error::new(ErrorKind::InvalidCredentials).with_status(401));
+    let (cache, clock) = cache(vec![refused, grant("a1", None, 300)], vec![]);
+    for _ in 0..2 {
+        let err = cache.access_token().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
+    }
+    clock.advance(Duration::from_secs(24 * 60 * 60));
+    let err = cache.access_token().await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidCredentials,
+        "a day later, still"
+    );
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    cache.clear_failure();
+    assert_eq!(secret(&cache).await, "a1");
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
+}
