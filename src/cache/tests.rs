@@ -602,3 +602,71 @@ async fn refused_credentials_are_not_resent_until_the_failure_is_cleared() {
     assert_eq!(secret(&cache).await, "a1");
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_thread_s_handle_stops_serving_at_the_renewal_instant_exactly() {
+    let (cache, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    // Renewal is due 60 s before expiry: at 540 s, to the nanosecond.
+    clock.advance(Duration::from_secs(540) - Duration::from_nanos(1));
+    assert_eq!(
+        secret(&cache).await,
+        "a",
+        "served from this thread's handle"
+    );
+    clock.advance(Duration::from_nanos(1));
+    assert_eq!(secret(&cache).await, "b");
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+}
+
+/// A provider whose tokens slide (like weavr's): every accepted call moves expiry on.
+struct Slides(Scripted);
+
+impl Provider for Slides {
+    const SERVICE: Service = Service::Weavr;
+    const SLIDING: Option<Duration> = Some(Duration::from_secs(300));
+
+    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+        self.0.login(sent).await
+    }
+}
+
+#[tokio::test]
+async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
+    let clock = ManualClock::new();
+    let mut first = grant("a", None, 300).unwrap();
+    first.max_lifetime = Some(Duration::from_secs(400));
+    let provider = Slides(Scripted {
+        logins: Mutex::new(vec![Ok(first), grant("b", None, 300)].into()),
+        ..Default::default()
+    });
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let cache = Cache::new(provider, Arc::new(clock.clone()), policy);
+    let t0 = clock.now();
+    let token = cache.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "a");
+    // This thread's handle says fresh until 270 s (300 s less a 30 s margin); an accepted
+    // call at 200 s slides expiry to 500 s, capped at 400 s.
+    clock.advance(Duration::from_secs(200));
+    token.entry().slide(clock.now());
+    assert_eq!(token.entry().expires_at(), t0 + Duration::from_secs(400));
+    clock.advance(Duration::from_secs(100));
+    let later = cache.access_token().await.unwrap();
+    assert_eq!(
+        later.secret().expose_secret(),
+        "a",
+        "the slid token, no login"
+    );
+    assert_eq!(cache.provider.0.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(70));
+    let renewed = cache.access_token().await.unwrap();
+    assert_eq!(
+        renewed.secret().expose_secret(),
+        "b",
+        "due 30 s before the cap"
+    );
+    assert_eq!(cache.provider.0.calls.load(Ordering::SeqCst), 2);
+}
