@@ -278,7 +278,12 @@ async fn a_login_challenge_is_answered_while_it_lasts_then_a_new_login_starts_an
         assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
         assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
     }
-    clock.advance(Scripted::LOGIN_CHALLENGE_LIFETIME);
+    // The default hold of a challenge is three minutes, to the instant.
+    clock.advance(Duration::from_secs(180) - Duration::from_nanos(1));
+    let err = cache.access_token().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_nanos(1));
     assert_eq!(
         secret(&cache).await,
         "a1",
