@@ -77,7 +77,7 @@ fn server_error() -> Result<Grant, Error> {
     Err(Error::new(ErrorKind::ServerError).with_status(500))
 }
 
-async fn secret(cache: &Cache<Scripted>) -> String {
+async fn secret<P: Provider>(cache: &Cache<P>) -> String {
     cache
         .access_token()
         .await
@@ -674,4 +674,71 @@ async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
         "due 30 s before the cap"
     );
     assert_eq!(cache.provider.0.calls.load(Ordering::SeqCst), 2);
+}
+
+/// A provider whose refreshes take `delay` on the test clock: the token they bring may be
+/// due on arrival.
+struct SlowRefresh {
+    script: Scripted,
+    clock: ManualClock,
+    delay: Duration,
+}
+
+impl Provider for SlowRefresh {
+    const SERVICE: Service = Service::Accounts;
+
+    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+        self.script.login(sent).await
+    }
+
+    async fn refresh(&self, token: &SecretString, sent: SystemTime) -> Result<Grant, Error> {
+        self.clock.advance(self.delay);
+        self.script.refresh(token, sent).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_arrives_due_is_not_repeated_by_the_task_alone() {
+    let clock = ManualClock::new();
+    let provider = SlowRefresh {
+        script: Scripted {
+            logins: Mutex::new(vec![grant("a", Some("r"), 600)].into()),
+            refreshes: Mutex::new(
+                vec![grant("b", Some("r2"), 100), grant("c", Some("r3"), 600)].into(),
+            ),
+            ..Default::default()
+        },
+        clock: clock.clone(),
+        delay: Duration::from_secs(95),
+    };
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
+    let cache = Arc::new_cyclic(|weak| {
+        Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
+    });
+    assert_eq!(secret(&cache).await, "a");
+    let calls = || cache.provider.script.calls.load(Ordering::SeqCst);
+    // Due at 540 s. The refresh sent at 541 s takes 95 s: "b" (100 s, due 10 s before its
+    // expiry at 641 s) arrives at 636 s already due, but valid.
+    clock.advance(Duration::from_secs(541));
+    tokio::time::advance(Duration::from_secs(541)).await;
+    until("the task renewed", || calls() == 2).await;
+    let b = cache.current().unwrap();
+    assert_eq!(b.secret.expose_secret(), "b");
+    assert!(b.is_valid(clock.now()) && !b.is_fresh(clock.now()));
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls(), 2, "the task renewed again with no caller asking");
+    assert_eq!(
+        *cache.provider.script.refresh_tokens_seen.lock().unwrap(),
+        ["r"]
+    );
+    // A caller served the due token nudges the task, which renews then.
+    assert_eq!(secret(&cache).await, "b");
+    until("the nudged task renewed", || calls() == 3).await;
+    assert_eq!(
+        *cache.provider.script.refresh_tokens_seen.lock().unwrap(),
+        ["r", "r2"]
+    );
 }
