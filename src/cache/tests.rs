@@ -742,3 +742,47 @@ async fn a_renewal_that_arrives_due_is_not_repeated_by_the_task_alone() {
         ["r", "r2"]
     );
 }
+
+/// Lets the background task run until it waits (on its timer or for a nudge).
+async fn let_the_task_settle() {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_task_sleeps_through_a_fresh_token_and_renews_at_the_margin() {
+    let (cache, clock) = background_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    // The task looks at the token while it is fresh: it sets its timer for the margin.
+    let_the_task_settle().await;
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(541));
+    tokio::time::advance(Duration::from_secs(541)).await;
+    until("the task renewed at its timer", || {
+        cache.provider.calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_expired_while_the_task_slept_is_left_to_the_next_caller() {
+    let (cache, clock) = background_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    let_the_task_settle().await;
+    // The timer fires after the token expired (the machine slept, say): no caller asked,
+    // so nothing is sent.
+    clock.advance(Duration::from_secs(700));
+    tokio::time::advance(Duration::from_secs(700)).await;
+    let_the_task_settle().await;
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(secret(&cache).await, "b", "the caller renews");
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+}
