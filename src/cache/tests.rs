@@ -786,3 +786,31 @@ async fn a_token_that_expired_while_the_task_slept_is_left_to_the_next_caller() 
     assert_eq!(secret(&cache).await, "b", "the caller renews");
     assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_waits_a_minute_for_another_holder_of_the_lease_then_renews_alone() {
+    let (one, _two, store, clock) = stored_pair(vec![grant("a", Some("r"), 600)], vec![]);
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    // Another session holds the renewal lease and never stores a token set.
+    let held = store.lease(&key).await.unwrap().expect("a free lease");
+    let one = Arc::new(one);
+    let waiting = tokio::spawn({
+        let one = one.clone();
+        async move { secret(&*one).await }
+    });
+    let_the_task_settle().await;
+    // The wait is measured on the session's clock: a minute exactly is not yet too long.
+    clock.advance(Duration::from_secs(60));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let_the_task_settle().await;
+    assert!(
+        !waiting.is_finished(),
+        "renewed alone after a minute exactly"
+    );
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 0);
+    clock.advance(Duration::from_nanos(1));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(waiting.await.unwrap(), "a");
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
+    drop(held);
+}
