@@ -814,3 +814,32 @@ async fn a_session_waits_a_minute_for_another_holder_of_the_lease_then_renews_al
     assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
     drop(held);
 }
+
+#[tokio::test]
+async fn a_thread_keeps_one_handle_per_cache_and_lets_a_replaced_token_go() {
+    let (one, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    let (two, _) = cache(vec![grant("other", None, 600)], vec![]);
+    // A login's caller gets the token from the renewal; the next call is served from the
+    // slot and keeps a handle on this thread.
+    for _ in 0..2 {
+        assert_eq!(secret(&one).await, "a");
+        assert_eq!(secret(&two).await, "other");
+    }
+    // Each token is held by its cache's slot, this thread's handle for that cache, and here:
+    // the second cache's handle did not take the first one's place.
+    let a = {
+        let a = one.current().unwrap();
+        assert_eq!(Arc::strong_count(&a), 3);
+        Arc::downgrade(&a)
+    };
+    assert_eq!(Arc::strong_count(&two.current().unwrap()), 3);
+    // Once renewed and served again, the old token is held by nothing: its secret is gone.
+    clock.advance(Duration::from_secs(541));
+    assert_eq!(secret(&one).await, "b");
+    assert_eq!(secret(&one).await, "b");
+    assert!(a.upgrade().is_none(), "a handle kept the replaced token");
+    assert_eq!(Arc::strong_count(&one.current().unwrap()), 3);
+}
