@@ -843,3 +843,64 @@ async fn a_thread_keeps_one_handle_per_cache_and_lets_a_replaced_token_go() {
     assert!(a.upgrade().is_none(), "a handle kept the replaced token");
     assert_eq!(Arc::strong_count(&one.current().unwrap()), 3);
 }
+
+/// A `MemoryStore` that counts the leases given back to it: a store whose leases outlive
+/// their holder (Redis) frees the next renewal only when told.
+#[derive(Debug, Default)]
+struct CountsReleases {
+    inner: crate::store::MemoryStore,
+    released: AtomicUsize,
+}
+
+impl TokenStore for CountsReleases {
+    fn lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
+        self.inner.lease(key)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        lease: &'a crate::store::Lease,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.released.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(key, lease)
+    }
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> crate::store::StoreFuture<'a, Option<StoredTokens>> {
+        self.inner.load(key)
+    }
+    fn save<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        tokens: &'a StoredTokens,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.inner.save(key, tokens)
+    }
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> crate::store::StoreFuture<'a, ()> {
+        self.inner.remove(key)
+    }
+}
+
+#[tokio::test]
+async fn a_renewal_under_the_lease_gives_it_back_to_the_store() {
+    let (plain, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    let store = Arc::new(CountsReleases::default());
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    let cache = plain.with_store(store.clone(), key.clone());
+    assert_eq!(secret(&cache).await, "a");
+    assert_eq!(store.released.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(541));
+    assert_eq!(secret(&cache).await, "b");
+    assert_eq!(store.released.load(Ordering::SeqCst), 2);
+    assert!(
+        store.lease(&key).await.unwrap().is_some(),
+        "the lease is free"
+    );
+}
