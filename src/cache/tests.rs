@@ -849,6 +849,7 @@ async fn a_thread_keeps_one_handle_per_cache_and_lets_a_replaced_token_go() {
 #[derive(Debug, Default)]
 struct CountsReleases {
     inner: crate::store::MemoryStore,
+    leases: AtomicUsize,
     released: AtomicUsize,
 }
 
@@ -857,6 +858,7 @@ impl TokenStore for CountsReleases {
         &'a self,
         key: &'a StoreKey,
     ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
+        self.leases.fetch_add(1, Ordering::SeqCst);
         self.inner.lease(key)
     }
     fn release<'a>(
@@ -903,4 +905,32 @@ async fn a_renewal_under_the_lease_gives_it_back_to_the_store() {
         store.lease(&key).await.unwrap().is_some(),
         "the lease is free"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_waiting_for_the_lease_asks_the_store_less_and_less_often() {
+    let (plain, _clock) = cache(vec![grant("a", Some("r"), 600)], vec![]);
+    let store = Arc::new(CountsReleases::default());
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    let held = store
+        .inner
+        .lease(&key)
+        .await
+        .unwrap()
+        .expect("a free lease");
+    let cache = Arc::new(plain.with_store(store.clone(), key));
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { secret(&*cache).await }
+    });
+    for _ in 0..1000 {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let_the_task_settle().await;
+    }
+    // 25, 50, 100, 200 and 400 ms apart: at 0, 25, 75, 175, 375 and 775 ms.
+    assert_eq!(store.leases.load(Ordering::SeqCst), 6);
+    assert!(!waiting.is_finished());
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 0);
+    waiting.abort();
+    drop(held);
 }
