@@ -171,6 +171,21 @@ mod tests {
     }
 
     #[test]
+    fn zero_seconds_is_a_lifetime_of_zero_not_an_absent_one() {
+        // A service saying 0 means "already spent": renew at once, not the documented lifetime.
+        assert_eq!(seconds(0.0), Some(Duration::ZERO));
+        assert_eq!(seconds(-0.0), Some(Duration::ZERO));
+        assert_eq!(seconds(-0.001), None);
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            lifetime(seconds(0.0), None, sent, day, None),
+            Duration::ZERO
+        );
+        assert_eq!(seconds_or_epoch(0.0, sent), Some(Duration::ZERO));
+    }
+
+    #[test]
     fn exp_claim_is_read() {
         let t = jwt(r#"{"sub":"a","exp":1700086400}"#);
         assert_eq!(

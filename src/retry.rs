@@ -192,6 +192,23 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_that_ends_exactly_at_the_budget_is_still_taken() {
+        let p = RetryPolicy::default()
+            .initial_backoff(Duration::ZERO)
+            .max_elapsed(Duration::from_secs(10));
+        let asked = Some(Duration::from_secs(3));
+        assert_eq!(
+            p.delay(1, Duration::from_secs(7), asked, 0.5),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            p.delay(1, Duration::from_secs(7) + MS, asked, 0.5),
+            None,
+            "one millisecond past the budget"
+        );
+    }
+
+    #[test]
     fn credential_failures_are_never_replayed() {
         for replay in [Replay::Unsent, Replay::Gateway, Replay::Transient] {
             for status in [400, 401, 403, 409, 410, 422, 423, 500] {
@@ -208,5 +225,47 @@ mod tests {
         assert_eq!(Replay::for_method(&reqwest::Method::GET), Replay::Transient);
         assert_eq!(Replay::for_method(&reqwest::Method::POST), Replay::Unsent);
         assert_eq!(Replay::for_method(&reqwest::Method::PATCH), Replay::Unsent);
+    }
+
+    /// The error of a GET to a server that reads the request and closes the connection
+    /// without answering: a request that left (not a connect error), neither a timeout nor
+    /// a body error.
+    async fn closed_without_an_answer() -> reqwest::Error {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await.unwrap();
+        });
+        let error = reqwest::Client::new().get(url).send().await.unwrap_err();
+        server.await.unwrap();
+        error
+    }
+
+    #[tokio::test]
+    async fn a_request_that_left_is_replayed_only_where_transient_failures_are() {
+        let error = closed_without_an_answer().await;
+        assert!(error.is_request(), "{error:?}");
+        assert!(
+            !error.is_connect() && !error.is_timeout() && !error.is_body(),
+            "{error:?}"
+        );
+        assert!(Replay::Transient.error(&error));
+        assert!(!Replay::Gateway.error(&error));
+        assert!(!Replay::Unsent.error(&error));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_left_is_always_replayed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        let error = reqwest::Client::new().get(url).send().await.unwrap_err();
+        assert!(error.is_connect(), "{error:?}");
+        for replay in [Replay::Unsent, Replay::Gateway, Replay::Transient] {
+            assert!(replay.error(&error), "{replay:?}");
+        }
     }
 }

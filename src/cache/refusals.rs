@@ -205,4 +205,87 @@ mod tests {
             ErrorKind::InvalidCredentials
         );
     }
+
+    #[test]
+    fn each_refusal_holds_logins_back_exactly_as_long_as_it_says() {
+        let t0 = Instant::now();
+        let d = Duration::from_secs(42);
+        let just_before = |wait: Duration| t0 + wait - Duration::from_millis(1);
+        let timed = [
+            (
+                ErrorKind::AccountLocked {
+                    retry_after: Some(d),
+                },
+                d,
+            ),
+            (
+                ErrorKind::RateLimited {
+                    retry_after: Some(d),
+                },
+                d,
+            ),
+            (
+                ErrorKind::RateLimited { retry_after: None },
+                HOLDS.rate_limit,
+            ),
+            (ErrorKind::PasswordExpired, HOLDS.challenge),
+            (ErrorKind::NewPasswordRequired, HOLDS.challenge),
+        ];
+        for (kind, wait) in timed {
+            let refusals = Refusals::new();
+            refusals.record_with(&Error::new(kind), t0, HOLDS, 1.0);
+            assert_eq!(refusals.blocking(t0).map(|e| e.kind()), Some(kind));
+            assert_eq!(
+                refusals.blocking(just_before(wait)).map(|e| e.kind()),
+                Some(kind),
+                "{kind:?} still held"
+            );
+            assert!(refusals.blocking(t0 + wait).is_none(), "{kind:?} lifted");
+            assert!(
+                refusals.blocking(t0).is_none(),
+                "{kind:?} forgotten once lifted"
+            );
+        }
+        let for_good = [
+            ErrorKind::InvalidCredentials,
+            ErrorKind::AccessWindowExpired,
+            ErrorKind::InvalidRequest,
+            ErrorKind::UnsupportedChallenge,
+            ErrorKind::AccountLocked { retry_after: None },
+        ];
+        for kind in for_good {
+            let refusals = Refusals::new();
+            refusals.record_with(&Error::new(kind), t0, HOLDS, 1.0);
+            let years = t0 + Duration::from_secs(10 * 365 * 24 * 60 * 60);
+            assert_eq!(refusals.blocking(years).map(|e| e.kind()), Some(kind));
+            refusals.clear();
+            assert!(refusals.blocking(t0).is_none(), "{kind:?} cleared");
+        }
+        // Transient failures back off (1 s for the first); anything else holds nothing.
+        for kind in [
+            ErrorKind::ServiceUnavailable,
+            ErrorKind::ServerError,
+            ErrorKind::Timeout,
+            ErrorKind::Transport,
+        ] {
+            let refusals = Refusals::new();
+            refusals.record_with(&Error::new(kind), t0, HOLDS, 1.0);
+            assert_eq!(
+                refusals
+                    .blocking(just_before(Duration::from_secs(1)))
+                    .map(|e| e.kind()),
+                Some(kind)
+            );
+            assert!(
+                refusals.blocking(t0 + Duration::from_secs(1)).is_none(),
+                "{kind:?}"
+            );
+        }
+        let refusals = Refusals::new();
+        refusals.record_with(&Error::new(ErrorKind::TokenRejected), t0, HOLDS, 1.0);
+        assert!(
+            refusals.blocking(t0).is_none(),
+            "a rejected token holds no login back"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::error::Service;
 use crate::secret::SecretString;
+use crate::store::StoredTokens;
 use crate::token::Extra;
 
 /// A provider whose answers are scripted: each login or refresh pops the next one.
@@ -76,7 +77,7 @@ fn server_error() -> Result<Grant, Error> {
     Err(Error::new(ErrorKind::ServerError).with_status(500))
 }
 
-async fn secret(cache: &Cache<Scripted>) -> String {
+async fn secret<P: Provider>(cache: &Cache<P>) -> String {
     cache
         .access_token()
         .await
@@ -197,8 +198,13 @@ async fn an_early_renewal_failure_keeps_serving_the_valid_token_and_backs_off() 
     );
     assert_eq!(secret(&cache).await, "a1", "and does not retry at once");
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
-    clock.advance(Duration::from_secs(6)); // past the back-off of a quarter of 20 s
+    // The back-off is a quarter of the 20 s left: 5 s, to the instant.
+    clock.advance(Duration::from_millis(4999));
+    assert_eq!(secret(&cache).await, "a1", "still within the back-off");
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
+    clock.advance(Duration::from_millis(1));
     assert_eq!(secret(&cache).await, "a2");
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
@@ -272,7 +278,12 @@ async fn a_login_challenge_is_answered_while_it_lasts_then_a_new_login_starts_an
         assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
         assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
     }
-    clock.advance(Scripted::LOGIN_CHALLENGE_LIFETIME);
+    // The default hold of a challenge is three minutes, to the instant.
+    clock.advance(Duration::from_secs(180) - Duration::from_nanos(1));
+    let err = cache.access_token().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_nanos(1));
     assert_eq!(
         secret(&cache).await,
         "a1",
@@ -429,4 +440,497 @@ async fn a_renewal_that_leaves_no_valid_token_is_not_repeated_by_the_task_alone(
         *cache.provider.refresh_tokens_seen.lock().unwrap(),
         ["r", "r2"]
     );
+}
+
+#[tokio::test]
+async fn a_caller_that_joins_after_a_flight_ended_takes_its_token_without_a_request() {
+    // The interleaving a multi-thread runtime allows: a caller finds the token due, and the
+    // flight in the air ends (leaving a fresh token) before the caller joins, so that the
+    // caller starts a flight of its own. Calling `renewal()` directly is that caller's join.
+    let (cache, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(secret(&cache).await, "a");
+    let token = cache.renewal().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "a");
+    assert_eq!(
+        cache.provider.calls.load(Ordering::SeqCst),
+        1,
+        "the new flight renewed the token the last one left"
+    );
+    assert_eq!(cache.counters.logins.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.counters.refreshes.load(Ordering::SeqCst), 0);
+}
+
+/// Two caches sharing one `MemoryStore` under one key, on one clock whose wall time is a
+/// whole second (so that the store's milliseconds are exact), each with its own script.
+#[allow(clippy::type_complexity)]
+fn stored_pair(
+    one: Vec<Result<Grant, Error>>,
+    two_refreshes: Vec<Result<Grant, Error>>,
+) -> (
+    Cache<Scripted>,
+    Cache<Scripted>,
+    Arc<crate::store::MemoryStore>,
+    ManualClock,
+) {
+    let clock =
+        ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let store = Arc::new(crate::store::MemoryStore::new());
+    let key = || StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    let make = |logins: Vec<Result<Grant, Error>>, refreshes: Vec<Result<Grant, Error>>, policy| {
+        let provider = Scripted {
+            logins: Mutex::new(logins.into()),
+            refreshes: Mutex::new(refreshes.into()),
+            ..Default::default()
+        };
+        Cache::new(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
+    };
+    let fixed = RefreshPolicy::new().with_jitter(false);
+    let one = make(one, vec![], fixed);
+    // A margin of its own, so that a renewal time taken from the store shows.
+    let two = make(
+        vec![],
+        two_refreshes,
+        fixed.with_margin(Duration::from_secs(10)),
+    );
+    (one, two, store, clock)
+}
+
+#[tokio::test]
+async fn a_token_set_crosses_the_store_with_every_instant_and_count_intact() {
+    let mut first = grant("a", Some("r"), 600).unwrap();
+    first.max_lifetime = Some(Duration::from_secs(900));
+    first.extra.id_token = Some("id".into());
+    let (one, two, _store, clock) = stored_pair(vec![Ok(first)], vec![grant("b", None, 600)]);
+    let t0 = clock.now();
+    assert_eq!(secret(&one).await, "a");
+
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(secret(&two).await, "a", "taken from the store, no request");
+    assert_eq!(two.provider.calls.load(Ordering::SeqCst), 0);
+    let adopted = two.current().unwrap();
+    assert_eq!(adopted.origin, TokenOrigin::Store);
+    assert_eq!(adopted.expires_at(), t0 + Duration::from_secs(600));
+    assert_eq!(
+        adopted.expires_at_most(),
+        Some(t0 + Duration::from_secs(900))
+    );
+    assert_eq!(
+        adopted.refresh_expires_at(),
+        Some(t0 + Duration::from_secs(3600))
+    );
+    assert_eq!(
+        adopted.lead(),
+        Duration::from_secs(60),
+        "the storing session's margin"
+    );
+    assert_eq!(adopted.refresh.as_ref().unwrap().expose_secret(), "r");
+    assert_eq!(
+        adopted.extra.id_token.as_ref().unwrap().expose_secret(),
+        "id"
+    );
+    assert_eq!(adopted.refresh_uses, 0);
+
+    // Due by the stored renewal time (540 s), not by this session's 10 s margin: the
+    // renewal uses the stored refresh token, and keeps the id token.
+    clock.advance(Duration::from_secs(440));
+    assert_eq!(secret(&two).await, "b");
+    assert_eq!(*two.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+    let renewed = two.current().unwrap();
+    assert_eq!(
+        renewed.refresh_uses, 1,
+        "the kept refresh token was used once"
+    );
+    assert_eq!(
+        renewed.extra.id_token.as_ref().unwrap().expose_secret(),
+        "id"
+    );
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn only_a_newer_token_set_is_taken_from_the_store() {
+    let (one, _two, store, clock) = stored_pair(vec![grant("a", Some("r"), 600)], vec![]);
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    assert_eq!(secret(&one).await, "a");
+    let wall = |secs: u64| crate::store::to_ms(clock.system_now() + Duration::from_secs(secs));
+    let stored = |access: &str, expires_in: u64| StoredTokens {
+        access: access.into(),
+        refresh: None,
+        id_token: None,
+        cookie: None,
+        bearer: None,
+        expires_at_ms: wall(expires_in),
+        renew_after_ms: None,
+        expires_at_most_ms: None,
+        refresh_expires_at_ms: None,
+        refresh_uses: 0,
+        stepped_up: false,
+    };
+    store.save(&key, &stored("older", 300)).await.unwrap();
+    assert!(one.adopt_stored().await.is_none(), "an older set is left");
+    store.save(&key, &stored("a", 700)).await.unwrap();
+    assert!(
+        one.adopt_stored().await.is_none(),
+        "the same token is not taken again"
+    );
+    let kept = one.current().unwrap();
+    assert_eq!(kept.secret.expose_secret(), "a");
+    assert_eq!(kept.origin, TokenOrigin::Login);
+    store.save(&key, &stored("newer", 700)).await.unwrap();
+    let taken = one.adopt_stored().await.unwrap();
+    assert_eq!(taken.secret().expose_secret(), "newer");
+    assert_eq!(one.current().unwrap().origin, TokenOrigin::Store);
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn refused_credentials_are_not_resent_until_the_failure_is_cleared() {
+    let refused = Err(Error::new(ErrorKind::InvalidCredentials).with_status(401));
+    let (cache, clock) = cache(vec![refused, grant("a1", None, 300)], vec![]);
+    for _ in 0..2 {
+        let err = cache.access_token().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
+    }
+    clock.advance(Duration::from_secs(24 * 60 * 60));
+    let err = cache.access_token().await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidCredentials,
+        "a day later, still"
+    );
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    cache.clear_failure();
+    assert_eq!(secret(&cache).await, "a1");
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_thread_s_handle_stops_serving_at_the_renewal_instant_exactly() {
+    let (cache, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    // Renewal is due 60 s before expiry: at 540 s, to the nanosecond.
+    clock.advance(Duration::from_secs(540) - Duration::from_nanos(1));
+    assert_eq!(
+        secret(&cache).await,
+        "a",
+        "served from this thread's handle"
+    );
+    clock.advance(Duration::from_nanos(1));
+    assert_eq!(secret(&cache).await, "b");
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+}
+
+/// A provider whose tokens slide (like weavr's): every accepted call moves expiry on.
+struct Slides(Scripted);
+
+impl Provider for Slides {
+    const SERVICE: Service = Service::Weavr;
+    const SLIDING: Option<Duration> = Some(Duration::from_secs(300));
+
+    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+        self.0.login(sent).await
+    }
+}
+
+#[tokio::test]
+async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
+    let clock = ManualClock::new();
+    let mut first = grant("a", None, 300).unwrap();
+    first.max_lifetime = Some(Duration::from_secs(400));
+    let provider = Slides(Scripted {
+        logins: Mutex::new(vec![Ok(first), grant("b", None, 300)].into()),
+        ..Default::default()
+    });
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let cache = Cache::new(provider, Arc::new(clock.clone()), policy);
+    let t0 = clock.now();
+    let token = cache.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "a");
+    // This thread's handle says fresh until 270 s (300 s less a 30 s margin); an accepted
+    // call at 200 s slides expiry to 500 s, capped at 400 s.
+    clock.advance(Duration::from_secs(200));
+    token.entry().slide(clock.now());
+    assert_eq!(token.entry().expires_at(), t0 + Duration::from_secs(400));
+    clock.advance(Duration::from_secs(100));
+    let later = cache.access_token().await.unwrap();
+    assert_eq!(
+        later.secret().expose_secret(),
+        "a",
+        "the slid token, no login"
+    );
+    assert_eq!(cache.provider.0.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(70));
+    let renewed = cache.access_token().await.unwrap();
+    assert_eq!(
+        renewed.secret().expose_secret(),
+        "b",
+        "due 30 s before the cap"
+    );
+    assert_eq!(cache.provider.0.calls.load(Ordering::SeqCst), 2);
+}
+
+/// A provider whose refreshes take `delay` on the test clock: the token they bring may be
+/// due on arrival.
+struct SlowRefresh {
+    script: Scripted,
+    clock: ManualClock,
+    delay: Duration,
+}
+
+impl Provider for SlowRefresh {
+    const SERVICE: Service = Service::Accounts;
+
+    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+        self.script.login(sent).await
+    }
+
+    async fn refresh(&self, token: &SecretString, sent: SystemTime) -> Result<Grant, Error> {
+        self.clock.advance(self.delay);
+        self.script.refresh(token, sent).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_arrives_due_is_not_repeated_by_the_task_alone() {
+    let clock = ManualClock::new();
+    let provider = SlowRefresh {
+        script: Scripted {
+            logins: Mutex::new(vec![grant("a", Some("r"), 600)].into()),
+            refreshes: Mutex::new(
+                vec![grant("b", Some("r2"), 100), grant("c", Some("r3"), 600)].into(),
+            ),
+            ..Default::default()
+        },
+        clock: clock.clone(),
+        delay: Duration::from_secs(95),
+    };
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
+    let cache = Arc::new_cyclic(|weak| {
+        Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
+    });
+    assert_eq!(secret(&cache).await, "a");
+    let calls = || cache.provider.script.calls.load(Ordering::SeqCst);
+    // Due at 540 s. The refresh sent at 541 s takes 95 s: "b" (100 s, due 10 s before its
+    // expiry at 641 s) arrives at 636 s already due, but valid.
+    clock.advance(Duration::from_secs(541));
+    tokio::time::advance(Duration::from_secs(541)).await;
+    until("the task renewed", || calls() == 2).await;
+    let b = cache.current().unwrap();
+    assert_eq!(b.secret.expose_secret(), "b");
+    assert!(b.is_valid(clock.now()) && !b.is_fresh(clock.now()));
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls(), 2, "the task renewed again with no caller asking");
+    assert_eq!(
+        *cache.provider.script.refresh_tokens_seen.lock().unwrap(),
+        ["r"]
+    );
+    // A caller served the due token nudges the task, which renews then.
+    assert_eq!(secret(&cache).await, "b");
+    until("the nudged task renewed", || calls() == 3).await;
+    assert_eq!(
+        *cache.provider.script.refresh_tokens_seen.lock().unwrap(),
+        ["r", "r2"]
+    );
+}
+
+/// Lets the background task run until it waits (on its timer or for a nudge).
+async fn let_the_task_settle() {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_task_sleeps_through_a_fresh_token_and_renews_at_the_margin() {
+    let (cache, clock) = background_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    // The task looks at the token while it is fresh: it sets its timer for the margin.
+    let_the_task_settle().await;
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(541));
+    tokio::time::advance(Duration::from_secs(541)).await;
+    until("the task renewed at its timer", || {
+        cache.provider.calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_expired_while_the_task_slept_is_left_to_the_next_caller() {
+    let (cache, clock) = background_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
+    let_the_task_settle().await;
+    // The timer fires after the token expired (the machine slept, say): no caller asked,
+    // so nothing is sent.
+    clock.advance(Duration::from_secs(700));
+    tokio::time::advance(Duration::from_secs(700)).await;
+    let_the_task_settle().await;
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(secret(&cache).await, "b", "the caller renews");
+    assert_eq!(*cache.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_waits_a_minute_for_another_holder_of_the_lease_then_renews_alone() {
+    let (one, _two, store, clock) = stored_pair(vec![grant("a", Some("r"), 600)], vec![]);
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    // Another session holds the renewal lease and never stores a token set.
+    let held = store.lease(&key).await.unwrap().expect("a free lease");
+    let one = Arc::new(one);
+    let waiting = tokio::spawn({
+        let one = one.clone();
+        async move { secret(&*one).await }
+    });
+    let_the_task_settle().await;
+    // The wait is measured on the session's clock: a minute exactly is not yet too long.
+    clock.advance(Duration::from_secs(60));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let_the_task_settle().await;
+    assert!(
+        !waiting.is_finished(),
+        "renewed alone after a minute exactly"
+    );
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 0);
+    clock.advance(Duration::from_nanos(1));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(waiting.await.unwrap(), "a");
+    assert_eq!(one.provider.calls.load(Ordering::SeqCst), 1);
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_thread_keeps_one_handle_per_cache_and_lets_a_replaced_token_go() {
+    let (one, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    let (two, _) = cache(vec![grant("other", None, 600)], vec![]);
+    // A login's caller gets the token from the renewal; the next call is served from the
+    // slot and keeps a handle on this thread.
+    for _ in 0..2 {
+        assert_eq!(secret(&one).await, "a");
+        assert_eq!(secret(&two).await, "other");
+    }
+    // Each token is held by its cache's slot, this thread's handle for that cache, and here:
+    // the second cache's handle did not take the first one's place.
+    let a = {
+        let a = one.current().unwrap();
+        assert_eq!(Arc::strong_count(&a), 3);
+        Arc::downgrade(&a)
+    };
+    assert_eq!(Arc::strong_count(&two.current().unwrap()), 3);
+    // Once renewed and served again, the old token is held by nothing: its secret is gone.
+    clock.advance(Duration::from_secs(541));
+    assert_eq!(secret(&one).await, "b");
+    assert_eq!(secret(&one).await, "b");
+    assert!(a.upgrade().is_none(), "a handle kept the replaced token");
+    assert_eq!(Arc::strong_count(&one.current().unwrap()), 3);
+}
+
+/// A `MemoryStore` that counts the leases given back to it: a store whose leases outlive
+/// their holder (Redis) frees the next renewal only when told.
+#[derive(Debug, Default)]
+struct CountsReleases {
+    inner: crate::store::MemoryStore,
+    leases: AtomicUsize,
+    released: AtomicUsize,
+}
+
+impl TokenStore for CountsReleases {
+    fn lease<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
+        self.leases.fetch_add(1, Ordering::SeqCst);
+        self.inner.lease(key)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        lease: &'a crate::store::Lease,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.released.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(key, lease)
+    }
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> crate::store::StoreFuture<'a, Option<StoredTokens>> {
+        self.inner.load(key)
+    }
+    fn save<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        tokens: &'a StoredTokens,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.inner.save(key, tokens)
+    }
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> crate::store::StoreFuture<'a, ()> {
+        self.inner.remove(key)
+    }
+}
+
+#[tokio::test]
+async fn a_renewal_under_the_lease_gives_it_back_to_the_store() {
+    let (plain, clock) = cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    let store = Arc::new(CountsReleases::default());
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    let cache = plain.with_store(store.clone(), key.clone());
+    assert_eq!(secret(&cache).await, "a");
+    assert_eq!(store.released.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(541));
+    assert_eq!(secret(&cache).await, "b");
+    assert_eq!(store.released.load(Ordering::SeqCst), 2);
+    assert!(
+        store.lease(&key).await.unwrap().is_some(),
+        "the lease is free"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_waiting_for_the_lease_asks_the_store_less_and_less_often() {
+    let (plain, _clock) = cache(vec![grant("a", Some("r"), 600)], vec![]);
+    let store = Arc::new(CountsReleases::default());
+    let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
+    let held = store
+        .inner
+        .lease(&key)
+        .await
+        .unwrap()
+        .expect("a free lease");
+    let cache = Arc::new(plain.with_store(store.clone(), key));
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { secret(&*cache).await }
+    });
+    for _ in 0..1000 {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let_the_task_settle().await;
+    }
+    // 25, 50, 100, 200 and 400 ms apart: at 0, 25, 75, 175, 375 and 775 ms.
+    assert_eq!(store.leases.load(Ordering::SeqCst), 6);
+    assert!(!waiting.is_finished());
+    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 0);
+    waiting.abort();
+    drop(held);
 }

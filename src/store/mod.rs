@@ -363,3 +363,28 @@ impl TokenStore for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_released_lease_is_free_for_the_next_holder_while_clones_of_it_live() {
+        let store = MemoryStore::new();
+        let key = StoreKey::new(Service::Fib, "https://fib.test", "someone");
+        let lease = store.lease(&key).await.unwrap().expect("a free lease");
+        let clone = lease.clone();
+        assert!(store.lease(&key).await.unwrap().is_none(), "held");
+        store.release(&key, &lease).await.unwrap();
+        let next = store.lease(&key).await.unwrap();
+        assert!(next.is_some(), "released, though a clone of it is alive");
+        drop(clone);
+    }
+
+    #[test]
+    fn a_lease_s_debug_names_it_but_not_its_token() {
+        let lease = Lease::new("holder-7f3a");
+        assert_eq!(format!("{lease:?}"), "Lease { .. }");
+        assert_eq!(lease.token(), "holder-7f3a");
+    }
+}
