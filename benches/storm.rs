@@ -37,7 +37,11 @@ static GLOBAL: Live = Live;
 const CALLERS: usize = 10_000;
 const ROUNDS: usize = 5;
 
-fn session(base: &str, clock: &ManualClock, http: &reqwest::Client) -> tokensmith::s7risk::Session {
+fn session(
+    base: &str,
+    clock: &ManualClock,
+    http: &tokensmith::HttpClient,
+) -> tokensmith::s7risk::Session {
     tokensmith::s7risk::Session::builder()
         .base_url(base)
         .origin("https://api.example.com")
@@ -162,13 +166,15 @@ fn main() {
         let (base, token_requests) =
             support::server_with_token_delay(Duration::from_millis(20)).await;
         let http = reqwest::Client::new();
+        // The sessions share one pool, as an application's sessions would.
+        let shared = tokensmith::HttpClient::build(reqwest::Client::builder()).unwrap();
         let bare = bare_round_trip(&http, &base).await;
         println!("bare token round trip (median of 200): {bare:?}");
 
         let mut all_waits = Vec::new();
         for round in 0..ROUNDS {
             let clock = ManualClock::starting_at(SystemTime::now());
-            let session = session(&base, &clock, &http);
+            let session = session(&base, &clock, &shared);
             session.access_token().await.unwrap();
             clock.advance(Duration::from_secs(25 * 3600));
             let before = token_requests.load(Ordering::Relaxed);
@@ -212,7 +218,7 @@ fn main() {
         // Memory: live heap bytes per idle session, then per cached token.
         let clock = ManualClock::starting_at(SystemTime::now());
         let before = LIVE.load(Ordering::Relaxed);
-        let sessions: Vec<_> = (0..1000).map(|_| session(&base, &clock, &http)).collect();
+        let sessions: Vec<_> = (0..1000).map(|_| session(&base, &clock, &shared)).collect();
         let idle = LIVE.load(Ordering::Relaxed) - before;
         for session in &sessions {
             session.access_token().await.unwrap();

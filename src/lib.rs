@@ -23,6 +23,7 @@ mod expiry;
 mod generated;
 #[cfg(any(feature = "middleware", feature = "tower"))]
 mod hosts;
+mod http_client;
 #[cfg(feature = "middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 pub mod middleware;
@@ -64,6 +65,7 @@ pub mod fib;
 pub use any_session::{AnySession, DynTokenSource};
 pub use error::{Error, ErrorKind, FieldError, Service};
 pub use expiry::RefreshPolicy;
+pub use http_client::{HttpClient, HttpClientSource};
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
 pub use session::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, USER_AGENT};

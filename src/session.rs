@@ -29,7 +29,7 @@ pub const USER_AGENT: &str = concat!("tokensmith/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, Default)]
 pub(crate) struct Common {
     pub(crate) base_url: Option<String>,
-    pub(crate) http: Option<reqwest::Client>,
+    pub(crate) http: Option<crate::HttpClientSource>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) refresh: RefreshPolicy,
     pub(crate) allow_plain_http: bool,
@@ -165,13 +165,11 @@ impl Common {
                 format!("base URL {base_url:?} must not have a query or fragment"),
             ));
         }
-        let (http, direct) = match self.http {
-            Some(http) => (http, no_redirect_client(service)?),
-            None => {
-                let http = default_http_client(service)?;
-                (http.clone(), http)
-            }
+        let http = match self.http {
+            Some(source) => source.into_client(service)?,
+            None => default_http_client(service)?,
         };
+        let direct = http.clone();
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let endpoint = Endpoint {
             http,
@@ -237,19 +235,6 @@ impl Endpoint {
             )),
         }
     }
-}
-
-/// A client that follows no redirects, shared by every session in the process that was given
-/// its own `http_client(…)`: `send()` and `authorize()` cannot know whether that one (or the
-/// client that built the caller's request) would follow a redirect with the session's headers
-/// on.
-fn no_redirect_client(service: Service) -> Result<reqwest::Client, Error> {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client.clone());
-    }
-    let client = default_http_client(service)?;
-    Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 fn default_http_client(service: Service) -> Result<reqwest::Client, Error> {
@@ -565,13 +550,17 @@ macro_rules! common_builder_methods {
             self
         }
 
-        /// The HTTP client to use. The default has a 10 s connect and 30 s request timeout,
-        /// follows no redirects, and names this crate in its `User-Agent`. Give one that
-        /// follows no redirects either: the session's own requests (logins, `api()`) would
-        /// otherwise carry its headers (weavr's `api-key`) wherever a redirect points.
-        /// `send()` and `authorize()` never use this one unless it is the default.
-        pub fn http_client(mut self, client: reqwest::Client) -> Self {
-            self.common.http = Some(client);
+        /// The HTTP client (proxy, TLS roots, timeouts, `User-Agent`): a
+        /// `reqwest::ClientBuilder` that the session builds at [`Self::build`], or a
+        /// [`crate::HttpClient`] shared with other sessions. Redirects are off whatever the
+        /// builder says (see [`crate::HttpClient`]): a redirect is an error (from `send()` and
+        /// `authorize()`, the `3xx` response). Only the builder's settings apply: the default
+        /// client's timeouts and `User-Agent` are not added to them.
+        ///
+        /// Without it, the session's client has a 10 s connect and 30 s request timeout,
+        /// follows no redirects, and names this crate in its `User-Agent`.
+        pub fn http_client(mut self, client: impl Into<crate::HttpClientSource>) -> Self {
+            self.common.http = Some(client.into());
             self
         }
 

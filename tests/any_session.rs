@@ -50,7 +50,7 @@ fn any(service: Service, server: &MockServer) -> AnySession {
     let session = service.session(
         &server.uri(),
         &test_clock(),
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     );
     match session {
@@ -160,7 +160,7 @@ async fn a_service_session_has_headers_and_refused_too() {
     let common::services::AnySession::Weavr(session) = Service::Weavr.session(
         &server.uri(),
         &test_clock(),
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     ) else {
         unreachable!()
@@ -300,7 +300,7 @@ async fn token_sources_of_different_services_live_behind_one_dyn_type() {
     let common::services::AnySession::Fib(fib_session) = Service::Fib.session(
         &fib.uri(),
         &test_clock(),
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     ) else {
         unreachable!()

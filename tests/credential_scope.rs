@@ -66,7 +66,7 @@ async fn send_and_authorize_refuse_plain_http_to_another_machine_before_any_logi
         let session = service.session(
             &server.uri(),
             &test_clock(),
-            reqwest::Client::new(),
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         let client = reqwest::Client::new();
@@ -162,7 +162,7 @@ async fn a_redirect_to_another_host_through_send_or_authorize_carries_no_credent
         let session = service.session(
             &first.uri(),
             &test_clock(),
-            reqwest::Client::new(),
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         let request = reqwest::Client::new().get(format!("{}/resource", first.uri()));
@@ -271,7 +271,7 @@ async fn a_json_error_body_is_never_quoted_beyond_its_message() {
         let session = Service::S7risk.session(
             &server.uri(),
             &test_clock(),
-            reqwest::Client::new(),
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         let err = session.access_token().await.unwrap_err();
@@ -291,7 +291,7 @@ async fn a_json_error_body_is_never_quoted_beyond_its_message() {
     let session = Service::S7risk.session(
         &server.uri(),
         &test_clock(),
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     );
     let err = session.access_token().await.unwrap_err();

@@ -40,11 +40,7 @@ fn good_token() -> String {
 }
 
 fn session(service: Service, base_url: &str, clock: &ManualClock) -> AnySession {
-    let http = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().timeout(TIMEOUT);
     let retry = RetryPolicy::default()
         .initial_backoff(Duration::from_millis(5))
         .max_backoff(Duration::from_millis(20))
@@ -431,7 +427,7 @@ async fn a_rotating_refresh_that_never_left_is_replayed() {
     let AnySession::Fib(session) = Service::Fib.session(
         &format!("http://{addr}"),
         &clock,
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         retry,
     ) else {
         unreachable!()
@@ -478,10 +474,8 @@ async fn a_redirect_is_an_error_and_the_credentials_go_nowhere_else() {
         let session = service.session(
             &server.uri(),
             &test_clock(),
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            // A builder that would follow redirects: the session turns them off.
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         let error = session.access_token().await.unwrap_err();
@@ -496,6 +490,20 @@ async fn a_redirect_is_an_error_and_the_credentials_go_nowhere_else() {
                 .build()
                 .unwrap();
             let error = default_client.access_token().await.unwrap_err();
+            assert_eq!(error.status(), Some(307));
+            // And with a shared client built from a builder that would follow redirects.
+            let shared = tokensmith::HttpClient::build(reqwest::Client::builder()).unwrap();
+            let error = tokensmith::s7risk::Session::builder()
+                .base_url(server.uri())
+                .origin("https://api.example.com")
+                .user("a@b.c", PASSWORD)
+                .http_client(shared)
+                .build()
+                .unwrap()
+                .access_token()
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::UnexpectedResponse);
             assert_eq!(error.status(), Some(307));
         }
     }

@@ -155,7 +155,7 @@ proptest! {
         let session = service.session(
             &h.server.uri(),
             &test_clock(),
-            reqwest::Client::new(),
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         let result = h.runtime.block_on(session.access_token());
@@ -364,7 +364,7 @@ proptest! {
         let session = case.service.session(
             &h.server.uri(),
             &clock,
-            reqwest::Client::new(),
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         for call in ["first", "second"] {

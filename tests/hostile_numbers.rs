@@ -51,7 +51,7 @@ async fn s7risk_login_with(access_token: &str) -> tokensmith::AccessToken {
     let session = Service::S7risk.session(
         &server.uri(),
         &clock,
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     );
     let token = session.access_token().await.expect("a token");
@@ -122,7 +122,7 @@ async fn accounts_login_with_expires_in(expires_in: &str) -> Result<Duration, to
     let session = Service::Accounts.session(
         &server.uri(),
         &clock,
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     );
     let token = session.access_token().await?;
@@ -201,7 +201,7 @@ async fn a_fib_expiration_time_out_of_range_counts_as_absent() {
         let session = Service::Fib.session(
             &server.uri(),
             &clock,
-            reqwest::Client::new(),
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         let token = session.access_token().await.expect("a token");
@@ -228,7 +228,7 @@ async fn rate_limited_with(service: Service, header: &str, value: &str, message:
     let session = service.session(
         &server.uri(),
         &clock,
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     );
     let err = session.access_token().await.unwrap_err();
@@ -304,7 +304,7 @@ async fn a_password_safe_expires_in_out_of_range_counts_as_absent() {
         let session = service.session(
             &server.uri(),
             &test_clock(),
-            reqwest::Client::new(),
+            reqwest::Client::builder(),
             RetryPolicy::none(),
         );
         let token = session.access_token().await.expect("a session");

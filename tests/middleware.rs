@@ -378,7 +378,7 @@ async fn a_refused_login_fails_the_request_before_it_is_sent() {
     let common::services::AnySession::S7risk(session) = Service::S7risk.session(
         &server.uri(),
         &test_clock(),
-        reqwest::Client::new(),
+        reqwest::Client::builder(),
         RetryPolicy::none(),
     ) else {
         unreachable!()

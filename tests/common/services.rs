@@ -88,7 +88,7 @@ impl Service {
         self,
         base_url: &str,
         clock: &ManualClock,
-        http: reqwest::Client,
+        http: reqwest::ClientBuilder,
         retry: RetryPolicy,
     ) -> AnySession {
         match self {
