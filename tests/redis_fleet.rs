@@ -727,3 +727,102 @@ async fn a_lease_dropped_without_release_is_given_back_at_once() {
     .await;
     assert!(store.lease(&account).await.unwrap().is_some());
 }
+
+/// `tokensmith:fib:{TAG}` with TAG 32 lowercase hex characters: TAG.
+fn entry_tag(key: &str) -> &str {
+    let tag = key
+        .strip_prefix("tokensmith:fib:{")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not an entry's key: {key}"));
+    assert!(
+        tag.len() == 32
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{key}"
+    );
+    tag
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_has_its_own_entry_and_its_lease_shares_the_entry_s_hash_tag() {
+    let Some(redis) = Redis::shared() else { return };
+    let url = redis.url(11);
+    let store = RedisStore::connect(&url, key()).await.unwrap();
+    let a = StoreKey::new(Service::Fib, "https://fib.example", "a@example.com");
+    let b = StoreKey::new(Service::Fib, "https://fib.example", "b@example.com");
+    store.save(&a, &sample_tokens("access-a")).await.unwrap();
+    store.save(&b, &sample_tokens("access-b")).await.unwrap();
+    let lease = store.lease(&a).await.unwrap().expect("granted");
+
+    let (lease_key, holder) = lease_in(&redis, 11);
+    assert_eq!(holder, lease.token());
+    let a_entry = lease_key
+        .strip_suffix(":lease")
+        .unwrap_or_else(|| panic!("{lease_key}"));
+    let a_tag = entry_tag(a_entry);
+    let mut keys: Vec<String> = redis
+        .cli(11, &["--scan"])
+        .lines()
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    let entries: Vec<&String> = keys.iter().filter(|k| !k.ends_with(":lease")).collect();
+    assert_eq!(keys.len(), 3, "two entries and one lease: {keys:?}");
+    assert_eq!(entries.len(), 2, "{keys:?}");
+    let b_entry = entries
+        .iter()
+        .find(|k| k.as_str() != a_entry)
+        .unwrap_or_else(|| panic!("a's entry is not among {keys:?}"));
+    assert!(entries.iter().any(|k| k.as_str() == a_entry), "{keys:?}");
+    assert_ne!(entry_tag(b_entry), a_tag);
+
+    assert_eq!(
+        store
+            .load(&a)
+            .await
+            .unwrap()
+            .unwrap()
+            .access
+            .expose_secret(),
+        "access-a"
+    );
+    assert_eq!(
+        store
+            .load(&b)
+            .await
+            .unwrap()
+            .unwrap()
+            .access
+            .expose_secret(),
+        "access-b"
+    );
+    store.release(&a, &lease).await.unwrap();
+    assert_eq!(lease_in(&redis, 11).1, "", "released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_redis_that_drops_every_connection_tries_twice_then_fails() {
+    // Accepts, then closes at once: every attempt fails before its handshake. `connect` waits
+    // for its first connection, so no reconnection runs behind it to blur the count.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let error = RedisStore::connect(&format!("redis://127.0.0.1:{port}/"), key())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tokensmith::ErrorKind::Configuration);
+    assert_eq!(
+        error.to_string(),
+        "configuration error: Redis token store: cannot connect: Io"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one try and one retry");
+}

@@ -205,3 +205,101 @@ impl TokenStore for FileStore {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, Service};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tokensmith-file-unit-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn tokens(access: &str) -> StoredTokens {
+        StoredTokens {
+            access: access.into(),
+            refresh: None,
+            id_token: None,
+            cookie: None,
+            bearer: None,
+            expires_at_ms: 4_000_000_000_000,
+            renew_after_ms: None,
+            expires_at_most_ms: None,
+            refresh_expires_at_ms: None,
+            refresh_uses: 0,
+            stepped_up: false,
+        }
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_store_s_lock_files_lie_beside_it_named_after_it() {
+        let dir = temp_dir("beside");
+        let path = dir.join("tokens.json");
+        let key = SealingKey::from_bytes([7; 32]);
+        let tag = key.file_tag(&StoreKey::new(Service::Fib, "https://fib.test", "a"));
+        let store = FileStore::new(&path, key);
+        let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
+        store.save(&account, &tokens("access-a")).await.unwrap();
+        let lease = store.lease(&account).await.unwrap().expect("a free lease");
+        let mut expected = vec![
+            ".tokens.json.lock".to_string(),
+            format!(".tokens.json.{tag}.lease"),
+            "tokens.json".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(listing(&dir), expected);
+        drop(lease);
+        let stored = store.load(&account).await.unwrap().unwrap();
+        assert_eq!(stored.access.expose_secret(), "access-a");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn two_store_files_in_one_directory_lease_the_same_account_apart() {
+        let dir = temp_dir("apart");
+        let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
+        let one = FileStore::new(dir.join("one.json"), SealingKey::from_bytes([7; 32]));
+        let two = FileStore::new(dir.join("two.json"), SealingKey::from_bytes([7; 32]));
+        let held = one.lease(&account).await.unwrap().expect("one's lease");
+        assert!(one.lease(&account).await.unwrap().is_none(), "held in one");
+        let other = two.lease(&account).await.unwrap();
+        assert!(other.is_some(), "two's lease is another lock");
+        drop((held, other));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_path_that_cannot_be_read_is_an_error_not_an_empty_store() {
+        // A directory where the file should be: opening it works, reading it fails (not as
+        // "not found").
+        let dir = temp_dir("unreadable");
+        let path = dir.join("tokens.json");
+        std::fs::create_dir(&path).unwrap();
+        let cause = std::fs::read(&path).unwrap_err();
+        assert_ne!(cause.kind(), std::io::ErrorKind::NotFound);
+        let store = FileStore::new(&path, SealingKey::from_bytes([7; 32]));
+        let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
+        let error = store.load(&account).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Configuration);
+        assert_eq!(
+            error.message(),
+            Some(format!("token store {}: cannot read: {cause}", path.display()).as_str())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -167,4 +167,17 @@ mod tests {
         let (other, _) = SealingKey::generate();
         assert_ne!(other.name(&alice), name, "another sealing key");
     }
+
+    #[test]
+    fn a_sealed_text_too_short_to_hold_a_nonce_and_tag_does_not_open() {
+        let key = SealingKey::from_bytes([7; 32]);
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![1u8; n]);
+        for len in [0, 1, 23, 24, 24 + 15] {
+            assert!(key.open("ctx", &b64(len)).is_none(), "{len} bytes");
+        }
+        assert!(key.open("ctx", "not base64!").is_none());
+        let sealed = key.seal("ctx", b"").unwrap();
+        assert_eq!(sealed.len(), b64(24 + 16).len(), "nonce and tag only");
+        assert_eq!(key.open("ctx", &sealed).unwrap().as_slice(), b"");
+    }
 }
