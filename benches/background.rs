@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokensmith::clock::ManualClock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
+
+#[path = "support/mod.rs"]
+mod support;
 
 const CALLERS: usize = 64;
 const WARM_CALLS: usize = 2_000;
@@ -72,69 +74,31 @@ async fn token_endpoint(
     let token_requests = Arc::new(AtomicUsize::new(0));
     let counter = token_requests.clone();
     let arrived = Arc::new(std::sync::Mutex::new(Some(arrived)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            socket.set_nodelay(true).unwrap();
-            let (counter, probe, arrived, release) = (
-                counter.clone(),
-                probe.clone(),
-                arrived.clone(),
-                release.clone(),
-            );
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut filled = 0;
-                loop {
-                    match socket.read(&mut buf[filled..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => filled += n,
-                    }
-                    while let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = std::str::from_utf8(&buf[..end]).unwrap_or_default();
-                        let content_length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        let consumed = end + 4 + content_length;
-                        if filled < consumed {
-                            break;
-                        }
-                        assert!(head.starts_with("POST"), "only token requests: {head}");
-                        if counter.fetch_add(1, SeqCst) == 1 {
-                            // The renewal: in flight from now until the bench releases it
-                            // (no sooner than `ENDPOINT` from now).
-                            let released = release.notified();
-                            probe.held.store(true, SeqCst);
-                            let sender = arrived.lock().unwrap().take().unwrap();
-                            sender.send(Instant::now()).unwrap();
-                            released.await;
-                        } else {
-                            tokio::time::sleep(ENDPOINT).await;
-                        }
-                        let body = br#"{"status":"success","data":{"accessToken":"bench-token"}}"#;
-                        let response = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            body.len()
-                        );
-                        if socket.write_all(response.as_bytes()).await.is_err()
-                            || socket.write_all(body).await.is_err()
-                        {
-                            return;
-                        }
-                        buf.copy_within(consumed..filled, 0);
-                        filled -= consumed;
-                    }
-                }
-            });
+    let base = support::serve(move |head| {
+        let (counter, probe, arrived, release) = (
+            counter.clone(),
+            probe.clone(),
+            arrived.clone(),
+            release.clone(),
+        );
+        async move {
+            assert!(head.starts_with("POST"), "only token requests: {head}");
+            if counter.fetch_add(1, SeqCst) == 1 {
+                // The renewal: in flight from now until the bench releases it (no sooner
+                // than `ENDPOINT` from now).
+                let released = release.notified();
+                probe.held.store(true, SeqCst);
+                let sender = arrived.lock().unwrap().take().unwrap();
+                sender.send(Instant::now()).unwrap();
+                released.await;
+            } else {
+                tokio::time::sleep(ENDPOINT).await;
+            }
+            support::TOKEN_BODY
         }
-    });
-    (format!("http://{addr}"), token_requests)
+    })
+    .await;
+    (base, token_requests)
 }
 
 fn session(base: &str, clock: &ManualClock, background: bool) -> tokensmith::s7risk::Session {
