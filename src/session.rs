@@ -42,6 +42,9 @@ pub(crate) struct Common {
 /// Where a session sends its requests, and with what.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
+    /// The session's client; it follows no redirects (see `crate::HttpClient`), so the
+    /// caller's requests given to `send()` and `authorize()` go out through it too, whatever
+    /// client built them.
     pub(crate) http: reqwest::Client,
     pub(crate) base_url: String,
     pub(crate) retry: RetryPolicy,
@@ -49,9 +52,6 @@ pub(crate) struct Endpoint {
     pub(crate) store: Option<Arc<dyn TokenStore>>,
     /// Plain `http` to a host that is not loopback was allowed (`danger_accept_plain_http`).
     pub(crate) allow_plain_http: bool,
-    /// The client `send()` and `authorize()` requests go out through: one that follows no
-    /// redirects, whatever client built the caller's request (see [`Core::send`]).
-    pub(crate) direct: reqwest::Client,
     /// The session's clock: the retry loop and the error mapping read the time from it, and
     /// the retry loop waits on it.
     pub(crate) clock: Arc<dyn Clock>,
@@ -169,7 +169,6 @@ impl Common {
             Some(source) => source.into_client(service)?,
             None => default_http_client(service)?,
         };
-        let direct = http.clone();
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let endpoint = Endpoint {
             http,
@@ -180,7 +179,6 @@ impl Common {
                 .unwrap_or(crate::transport::DEFAULT_MAX_RESPONSE_BYTES),
             store: self.store,
             allow_plain_http: self.allow_plain_http,
-            direct,
             clock: clock.clone(),
             background_refresh: self.background_refresh,
         };
@@ -396,7 +394,7 @@ impl<P: Attach> Core<P> {
     /// renews once and the request goes once more, a curable 403 is cured), and the caller's
     /// retry policy. The body is not capped: it is the caller's API's answer, not ours.
     ///
-    /// It goes out through [`Endpoint::direct`], a client that follows no redirects, not the
+    /// It goes out through the session's client ([`Endpoint::http`]), which follows no redirects, not the
     /// one that built it: a client that follows them would carry the session's headers to
     /// wherever a `Location` points (reqwest strips `Authorization` and `Cookie` on a change
     /// of host, but not weavr's `api-key`). A redirect comes back as the response.
@@ -406,7 +404,7 @@ impl<P: Attach> Core<P> {
     ) -> Result<reqwest::Response, Error> {
         let (_, mut request) = split::<P>(request)?;
         self.endpoint.check_request_url(P::SERVICE, request.url())?;
-        let client = &self.endpoint.direct;
+        let client = &self.endpoint.http;
         let context = Context::new()
             .with_authorizer(self.clone())
             .with_retry(self.endpoint.retry.clone())
@@ -457,7 +455,7 @@ impl<P: Attach> Core<P> {
         // With the session's headers on, the request goes out through a client that follows
         // no redirects, for the same reason as in `send`.
         Ok(reqwest::RequestBuilder::from_parts(
-            self.endpoint.direct.clone(),
+            self.endpoint.http.clone(),
             request,
         ))
     }
