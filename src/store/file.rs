@@ -136,8 +136,7 @@ impl Inner {
     /// Read, change, write, under the writers' lock (held until `lock` is closed).
     fn update(&self, f: impl FnOnce(&mut Contents)) -> Result<(), Error> {
         let lock = self.lock_file("lock")?;
-        // Not std's File::lock: that needs Rust 1.89, above this crate's minimum.
-        fs4::FileExt::lock(&lock).map_err(|e| self.error("cannot lock", e))?;
+        lock.lock().map_err(|e| self.error("cannot lock", e))?;
         let mut contents = self.read()?;
         if contents.version < 2 {
             // Version 1 named entries by service, base URL and account in the clear; those
@@ -155,11 +154,11 @@ impl TokenStore for FileStore {
         let suffix = format!("{}.lease", self.inner.key.file_tag(key));
         Box::pin(self.blocking(move |inner| {
             let file = inner.lock_file(&suffix)?;
-            match fs4::FileExt::try_lock(&file) {
+            match file.try_lock() {
                 // The lock lasts as long as the file stays open: the lease keeps it.
                 Ok(()) => Ok(Some(Lease::holding("file", file))),
-                Err(fs4::TryLockError::WouldBlock) => Ok(None),
-                Err(fs4::TryLockError::Error(e)) => Err(inner.error("cannot lock", e)),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => Err(inner.error("cannot lock", e)),
             }
         }))
     }
