@@ -8,7 +8,8 @@
 #                                      #    default features) against the same application on
 #                                      #    reqwest (json, rustls) + tokio + serde alone, in one run,
 #                                      #    with the floor of the crate's shape (below) and the
-#                                      #    compiler CPU time of each crate tokensmith adds
+#                                      #    compiler CPU time of each crate tokensmith adds; ROUNDS
+#                                      #    rounds (default 4), the order reversed every other one
 # Each build has its own target directory; the crate's files are left as found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -146,39 +147,62 @@ rm -f "$times"
 exit $status' > "$apps/rustc-cpu"
   chmod +x "$apps/rustc-cpu"
 
+  # Builds on this machine drift by up to a fifth within one run (the same baseline took 95 s of
+  # CPU as a run's first build and 77 s as its last), so one build of each is not a measurement:
+  # ROUNDS rounds (default 4), the order reversed every other round so that a steady drift
+  # weighs on every application alike; the ratio is that of the mean over all rounds, and each
+  # round's own ratio (to the baseline built in the same round) is printed beside it.
+  rounds="${ROUNDS:-4}"
   apps_order="baseline floor one_service default_features"
-  declare -A took cpu crates
+  reversed="default_features one_service floor baseline"
+  declare -A crates
   for app in $apps_order; do
     (cd "$apps/$app" && cargo fetch --quiet)
-  done
-  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-  for app in $apps_order; do
-    target="$CARGO_TARGET_DIR/$app"
-    # Wall time, and the CPU time of cargo and every compiler and build script it ran: on a
-    # machine other builds share, the CPU time is the steadier of the two.
-    log="$CARGO_TARGET_DIR/rustc-cpu-$app.log"
-    times=$(cd "$apps/$app" && CARGO_TARGET_DIR="$target" RUSTC_WRAPPER="$apps/rustc-cpu" \
-      RUSTC_CPU_LOG="$log" \
-      /usr/bin/time -f '%e %U %S' cargo build --timings 2>&1 >/dev/null | tail -1)
-    read -r wall user sys <<<"$times"
-    took[$app]=$wall
-    cpu[$app]=$(awk "BEGIN { printf \"%.0f\", $user + $sys }")
     crates[$app]=$(cd "$apps/$app" && cargo tree -e normal,build --prefix none 2>/dev/null \
       | sed 's/ (\*)$//; s/ (proc-macro)$//' | sort -u | wc -l)
-    cp "$target"/cargo-timings/cargo-timing.html "$CARGO_TARGET_DIR/timing-$app.html"
-    echo "  built $app (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
   done
-  echo "cold build of a small application (dev profile, dependencies included):"
-  for app in $apps_order; do
-    echo "  $app: ${took[$app]} s wall ($(awk "BEGIN { printf \"%.2f\", ${took[$app]} / ${took[baseline]} }")x the baseline)," \
-      "${cpu[$app]} s CPU ($(awk "BEGIN { printf \"%.2f\", ${cpu[$app]} / ${cpu[baseline]} }")x), ${crates[$app]} crates"
+  results="$CARGO_TARGET_DIR/apps.tsv"
+  : > "$results"
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for round in $(seq "$rounds"); do
+    order=$apps_order
+    [ $((round % 2)) = 0 ] && order=$reversed
+    for app in $order; do
+      target="$CARGO_TARGET_DIR/$app"
+      rm -rf "$target"
+      # Wall time, and the CPU time of cargo and every compiler and build script it ran.
+      log="$CARGO_TARGET_DIR/rustc-cpu-$app.log"
+      times=$(cd "$apps/$app" && CARGO_TARGET_DIR="$target" RUSTC_WRAPPER="$apps/rustc-cpu" \
+        RUSTC_CPU_LOG="$log" \
+        /usr/bin/time -f '%e %U %S' cargo build --timings 2>&1 >/dev/null | tail -1)
+      read -r wall user sys <<<"$times"
+      printf '%s\t%s\t%s\t%s\n' "$round" "$app" "$wall" "$(awk "BEGIN { print $user + $sys }")" >> "$results"
+      cp "$target"/cargo-timings/cargo-timing.html "$CARGO_TARGET_DIR/timing-$app.html"
+      rm -rf "$target"
+      echo "  round $round: built $app in $wall s (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+    done
   done
-  echo "compiler CPU seconds by crate, each application less the baseline (a crate built for both"
+  echo "cold build of a small application (dev profile, dependencies included), $rounds rounds:"
+  python3 - "$results" "${crates[baseline]}" "${crates[floor]}" "${crates[one_service]}" "${crates[default_features]}" <<'PY'
+import collections, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+crates = dict(zip(["baseline", "floor", "one_service", "default_features"], sys.argv[2:]))
+wall, cpu = collections.defaultdict(dict), collections.defaultdict(dict)
+for r, app, w, c in rows:
+    wall[app][r], cpu[app][r] = float(w), float(c)
+mean = lambda d: sum(d.values()) / len(d)
+for app in crates:
+    per_round = lambda m: ", ".join(f"{m[app][r] / m['baseline'][r]:.2f}" for r in sorted(m[app]))
+    print(f"  {app}: wall {mean(wall[app]):.1f} s ({mean(wall[app]) / mean(wall['baseline']):.2f}x the baseline;"
+          f" rounds {per_round(wall)}), CPU {mean(cpu[app]):.1f} s ({mean(cpu[app]) / mean(cpu['baseline']):.2f}x;"
+          f" rounds {per_round(cpu)}), {crates[app]} crates")
+PY
+  echo "compiler CPU seconds by crate, mean of the rounds, each application less the baseline (a crate built for both"
   echo "the build scripts and the program counts twice; build_script_build is every build script's"
   echo "compilation; $CARGO_TARGET_DIR/rustc-cpu-*.log):"
-  python3 - "$CARGO_TARGET_DIR" $apps_order <<'PY'
+  python3 - "$CARGO_TARGET_DIR" "$rounds" $apps_order <<'PY'
 import collections, sys
-target, apps = sys.argv[1], sys.argv[2:]
+target, rounds, apps = sys.argv[1], sys.argv[2], sys.argv[3:]
 def load(app):
     cpu = collections.Counter()
     for line in open(f"{target}/rustc-cpu-{app}.log"):
@@ -187,17 +211,18 @@ def load(app):
             cpu[f[0]] += float(f[-2]) + float(f[-1])
         except (ValueError, IndexError):
             pass
-    return cpu
+    return collections.Counter({name: t / rounds for name, t in cpu.items()})
+rounds = int(rounds)
 base = load("baseline")
 print(f"  baseline: {sum(base.values()):.1f} s of compiler CPU")
-for app in apps[1:]:
+for app in (a for a in apps if a != "baseline"):
     cpu = load(app)
     extra = {name: cpu[name] - base.get(name, 0) for name in cpu}
     top = sorted(extra.items(), key=lambda kv: -kv[1])[:16]
     print(f"  {app}: {sum(cpu.values()):.1f} s (+{sum(cpu.values()) - sum(base.values()):.1f}); most added: "
           + ", ".join(f"{n} {v:.1f}" for n, v in top))
 PY
-  echo "build scripts run (wall seconds, cargo build --timings):"
+  echo "build scripts run (wall seconds, cargo build --timings, last round):"
   python3 - "$CARGO_TARGET_DIR" $apps_order <<'PY'
 import json, re, sys
 target, apps = sys.argv[1], sys.argv[2:]
