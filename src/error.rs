@@ -176,6 +176,8 @@ struct Inner {
     field_errors: Vec<FieldError>,
     temporary_token: Option<SecretString>,
     challenge_session: Option<SecretString>,
+    /// A 503's `Retry-After` (a 429's and a 423's are part of their kind).
+    unavailable_for: Option<Duration>,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -192,6 +194,7 @@ impl Error {
                 field_errors: Vec::new(),
                 temporary_token: None,
                 challenge_session: None,
+                unavailable_for: None,
                 source: None,
             }),
         }
@@ -236,6 +239,11 @@ impl Error {
         self.inner_mut().temporary_token = Some(token);
         self
     }
+    /// The `Retry-After` of the response; [`Error::retry_after`] tells it for a 503 only.
+    pub(crate) fn with_unavailable_for(mut self, wait: Option<Duration>) -> Self {
+        self.inner_mut().unavailable_for = wait;
+        self
+    }
     pub(crate) fn with_challenge_session(mut self, session: SecretString) -> Self {
         self.inner_mut().challenge_session = Some(session);
         self
@@ -276,12 +284,14 @@ impl Error {
     pub fn field_errors(&self) -> &[FieldError] {
         &self.inner.field_errors
     }
-    /// How long to wait before trying again, for rate limits and lock-outs.
+    /// How long to wait before trying again, where the service said: for rate limits and
+    /// lock-outs, and for a 503 with `Retry-After` (capped at 24 hours).
     pub fn retry_after(&self) -> Option<Duration> {
         match self.inner.kind {
             ErrorKind::RateLimited { retry_after } | ErrorKind::AccountLocked { retry_after } => {
                 retry_after
             }
+            ErrorKind::ServiceUnavailable => self.inner.unavailable_for,
             _ => None,
         }
     }

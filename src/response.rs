@@ -281,10 +281,11 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
     use progenitor_client::Error as G;
     let base = |kind: ErrorKind| Error::new(kind).with_service(service);
     if let (Some(cap), Some((status, headers))) = (probe.oversized(), probe.last()) {
+        let failure = Failure::bare(status, &headers, false, now);
         let kind = if (200..300).contains(&status) {
             ErrorKind::Decode
         } else {
-            Failure::bare(status, &headers, false, now).default_kind()
+            failure.default_kind()
         };
         let kind = match kind {
             ErrorKind::RateLimited { .. }
@@ -296,6 +297,7 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
         return base(kind)
             .with_status(status)
             .with_request_ref(request_ref(service, &headers))
+            .with_unavailable_for(failure.retry_after())
             .with_message(format!(
                 "the response body is larger than the {cap}-byte limit"
             ));
@@ -397,7 +399,8 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
         .with_status(failure.status)
         .with_code(failure.code.clone())
         .with_request_ref(request_ref(service, &failure.headers))
-        .with_field_errors(fields);
+        .with_field_errors(fields)
+        .with_unavailable_for(failure.retry_after());
     if let Some(message) = failure.message {
         error = error.with_message(message);
     }
@@ -418,14 +421,17 @@ impl<E> From<progenitor_client::Error<E>> for Error {
         use progenitor_client::Error as G;
         let by_status = |status: reqwest::StatusCode, headers: &HeaderMap, documented: bool| {
             let status = status.as_u16();
+            // A conversion has no session, so no session clock: an HTTP-date `Retry-After` is
+            // read against the system's.
+            let failure = Failure::bare(status, headers, documented, SystemTime::now());
             let kind = if (200..300).contains(&status) {
                 ErrorKind::UnexpectedResponse
             } else {
-                // A conversion has no session, so no session clock: an HTTP-date
-                // `Retry-After` is read against the system's.
-                Failure::bare(status, headers, documented, SystemTime::now()).default_kind()
+                failure.default_kind()
             };
-            Error::new(kind).with_status(status)
+            Error::new(kind)
+                .with_status(status)
+                .with_unavailable_for(failure.retry_after())
         };
         match err {
             G::ErrorResponse(response) => by_status(response.status(), response.headers(), true),

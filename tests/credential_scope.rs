@@ -335,28 +335,46 @@ async fn api_errors_convert_with_question_mark_without_quoting_bodies_or_headers
                 retry_after: Some(std::time::Duration::from_secs(7)),
             },
             Some(429),
+            Some(7),
+        ),
+        (
+            // Longer than the retry budget: reported at once, with the wait it asked for.
+            ResponseTemplate::new(503)
+                .insert_header("retry-after", "60")
+                .set_body_json(json!({"errorCode": "eyJbody-secret", "message": "eyJbody-secret"})),
+            ErrorKind::ServiceUnavailable,
+            Some(503),
+            Some(60),
         ),
         (
             ResponseTemplate::new(409).set_body_json(json!({"errorCode": "eyJbody-secret"})),
             ErrorKind::Conflict,
             Some(409),
+            None,
         ),
         (
             ResponseTemplate::new(418).set_body_string("eyJbody-secret teapot"),
             ErrorKind::UnexpectedResponse,
             Some(418),
+            None,
         ),
         (
             ResponseTemplate::new(200).set_body_string(r#"{"identities": "eyJbody-secret"}"#),
             ErrorKind::Decode,
             None,
+            None,
         ),
     ];
-    for (answer, kind, status) in cases {
+    for (answer, kind, status, retry_after) in cases {
         let (_server, session) = weavr_identities(answer).await;
         let err = identities(&session).await.unwrap_err();
         assert_eq!(err.kind(), kind);
         assert_eq!(err.status(), status, "{kind:?}");
+        assert_eq!(
+            err.retry_after(),
+            retry_after.map(std::time::Duration::from_secs),
+            "{kind:?}"
+        );
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("eyJ"), "{shown}");
     }

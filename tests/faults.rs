@@ -251,6 +251,15 @@ async fn every_service_survives_every_fault_with_its_typed_error() {
                 "{service:?}/{fault:?}: {error}"
             );
             assert_eq!(error.status(), expected.status, "{service:?}/{fault:?}");
+            assert_eq!(
+                error.retry_after(),
+                match fault {
+                    Fault::UnavailableRetryAfter => Some(Duration::from_secs(30)),
+                    Fault::RateLimited => Some(Duration::from_secs(60)),
+                    _ => None,
+                },
+                "{service:?}/{fault:?}"
+            );
             assert_no_secret(service, fault, &error);
             if matches!(fault, Fault::Oversized) {
                 assert!(
@@ -284,10 +293,17 @@ async fn every_service_survives_every_fault_with_its_typed_error() {
                 }
                 if error.is_transient() && !matches!(fault, Fault::RateLimited) {
                     // A 5xx, timeout or transport failure: the login backoff (at most 1 s
-                    // after a first failure) returns the error and sends nothing.
+                    // after a first failure), or the 30 s a 503 asked for, returns the error
+                    // and sends nothing.
                     for _ in 0..3 {
                         let held = session.access_token().await.unwrap_err();
                         assert_eq!(held.kind(), expected.kind, "{service:?}/{fault:?}");
+                    }
+                    if matches!(fault, Fault::UnavailableRetryAfter) {
+                        // Well past the backoff, 1 s short of the 30 s.
+                        clock.advance(Duration::from_secs(29));
+                        let held = session.access_token().await.unwrap_err();
+                        assert_eq!(held.retry_after(), Some(Duration::from_secs(30)));
                     }
                     assert_eq!(
                         common::count_requests(&server, service.login_path()).await,
@@ -308,6 +324,36 @@ async fn every_service_survives_every_fault_with_its_typed_error() {
         }
     }
     println!("{}", table.join("\n"));
+}
+
+/// An error body over the size limit is not read, but its status and `Retry-After` still are.
+#[tokio::test]
+async fn an_oversized_503_keeps_its_kind_and_its_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(path(Service::S7risk.login_path()))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("retry-after", "60")
+                .set_body_string("x".repeat(100 * 1024)),
+        )
+        .mount(&server)
+        .await;
+    let clock = test_clock();
+    let session = session(Service::S7risk, &server.uri(), &clock);
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ServiceUnavailable, "{error}");
+    assert_eq!(error.status(), Some(503));
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
+    assert!(
+        error
+            .to_string()
+            .contains("larger than the 65536-byte limit"),
+        "{error}"
+    );
+    assert_eq!(
+        common::count_requests(&server, Service::S7risk.login_path()).await,
+        1
+    );
 }
 
 #[tokio::test]

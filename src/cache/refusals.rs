@@ -1,8 +1,9 @@
 //! Logins that must not be sent again: refused credentials are never resent (they count
 //! towards a lock-out), and a lock-out, a rate limit or a pending login challenge is waited
 //! out. A login that failed for a transient reason (5xx, timeout, transport) holds the next
-//! ones back for a short jittered backoff, so that a failing service sees one login per
-//! backoff rather than one per caller.
+//! ones back for a short jittered backoff, or for as long as a 503's `Retry-After` asks when
+//! that is longer, so that a failing service sees one login per backoff rather than one per
+//! caller.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -108,14 +109,15 @@ impl Refusals {
         if transient(error) {
             let mut slot = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
             let failures = slot.as_ref().map_or(0, |b| b.failures).saturating_add(1);
-            // An instant out of range cannot happen with these bounds; should it, no backoff.
-            *slot = now
-                .checked_add(backoff(failures, unit))
-                .map(|until| Backoff {
-                    failures,
-                    error: error.clone(),
-                    until,
-                });
+            // A 503 that says how long it will be down is not asked again sooner.
+            let wait = backoff(failures, unit).max(error.retry_after().unwrap_or_default());
+            // An instant out of range cannot happen with these bounds (a `Retry-After` is cut
+            // to a day); should it, no backoff.
+            *slot = now.checked_add(wait).map(|until| Backoff {
+                failures,
+                error: error.clone(),
+                until,
+            });
             return;
         }
         let until = match error.kind() {
@@ -204,6 +206,29 @@ mod tests {
             refusals.blocking(later).unwrap().kind(),
             ErrorKind::InvalidCredentials
         );
+    }
+
+    #[test]
+    fn a_503_is_not_asked_again_before_its_retry_after_nor_before_the_backoff() {
+        let refusals = Refusals::new();
+        let t0 = Instant::now();
+        let down_for = |secs| {
+            Error::new(ErrorKind::ServiceUnavailable)
+                .with_unavailable_for(Some(Duration::from_secs(secs)))
+        };
+        refusals.record_with(&down_for(120), t0, HOLDS, 1.0);
+        let blocked = refusals
+            .blocking(t0 + Duration::from_millis(119_999))
+            .unwrap();
+        assert_eq!(blocked.retry_after(), Some(Duration::from_secs(120)));
+        assert!(refusals.blocking(t0 + Duration::from_secs(120)).is_none());
+
+        // Shorter than the backoff (the second failure's 2 s): the backoff holds.
+        refusals.record_with(&down_for(1), t0, HOLDS, 1.0);
+        assert!(refusals
+            .blocking(t0 + Duration::from_millis(1999))
+            .is_some());
+        assert!(refusals.blocking(t0 + Duration::from_secs(2)).is_none());
     }
 
     #[test]
