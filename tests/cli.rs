@@ -688,8 +688,53 @@ async fn every_provider_reuses_its_cache_on_the_second_run() {
 }
 
 /// `--step-up` on a terminal: the code is typed at the prompt, and the terminal does not show it.
-/// `script` (util-linux) gives the command a pseudo-terminal; the code is typed only once the
-/// prompt is there, so the terminal's echo setting at that moment is what the output shows.
+/// `script` (util-linux) gives the command a pseudo-terminal. The prompt is printed before echo
+/// is turned off (rpassword's order), so the code is typed only once the prompt is there and
+/// the command's terminal says echo is off: the output then shows whether it stayed off.
+/// Waits until the terminal of the `tokensmith` process under `script` (pid `script_pid`) has
+/// echo off, as `stty` reads it; fails after 10 s.
+#[cfg(target_os = "linux")]
+fn wait_for_echo_off(script_pid: u32) {
+    fn descendants(pid: u32) -> Vec<u32> {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let children: Vec<u32> = children
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let mut all = children.clone();
+        all.extend(children.into_iter().flat_map(descendants));
+        all
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let terminal = descendants(script_pid).into_iter().find_map(|pid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (name.trim() == "tokensmith")
+                .then(|| std::fs::read_link(format!("/proc/{pid}/fd/0")).ok())
+                .flatten()
+        });
+        if let Some(terminal) = terminal {
+            let settings = Command::new("stty")
+                .args(["-a", "-F"])
+                .arg(&terminal)
+                .output()
+                .expect("stty (coreutils) is installed");
+            if text(&settings.stdout)
+                .split_whitespace()
+                .any(|flag| flag == "-echo")
+            {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminal's echo never went off"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weavr_step_up_prompts_on_the_terminal_without_echo() {
@@ -720,6 +765,7 @@ async fn weavr_step_up_prompts_on_the_terminal_without_echo() {
         script.env(name, value);
     }
     let mut child = script.spawn().expect("util-linux `script` is installed");
+    let script_pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let output = tokio::task::spawn_blocking(move || {
@@ -730,6 +776,7 @@ async fn weavr_step_up_prompts_on_the_terminal_without_echo() {
             assert!(n > 0, "no prompt: {}", text(&seen));
             seen.extend_from_slice(&buffer[..n]);
         }
+        wait_for_echo_off(script_pid);
         stdin
             .write_all(format!("{}\n", demo::WEAVR_OTP).as_bytes())
             .unwrap();
