@@ -706,6 +706,45 @@ async fn an_application_starts_and_serves_while_redis_is_down() {
     );
 }
 
+/// A Redis that takes connections and never answers (a hung server, a black-holed route) holds
+/// a session up only for the store's timeouts: it then serves on its own. The outer bound is a
+/// deadlock guard, not a speed verdict: without the timeouts the call never returns. (How many
+/// operations pay the timeouts is `cache::tests`' business: one per renewal, then none for
+/// 30 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_never_answers_costs_its_timeouts_and_the_session_serves_on_its_own() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = tokio::spawn({
+        let held = held.clone();
+        async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                held.lock().unwrap().push(socket);
+            }
+        }
+    });
+    let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/"), key()).unwrap();
+    let sandbox = Sandbox::start().await;
+    let session = tokensmith::fib::Session::builder()
+        .base_url(sandbox.base_url(Service::Fib))
+        .email(demo::FIB_EMAIL)
+        .private_key(demo::FIB_PRIVATE_KEY)
+        .token_store(store)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let token = tokio::time::timeout(Duration::from_secs(60), session.access_token())
+        .await
+        .expect("the store's timeouts end the wait")
+        .unwrap();
+    println!("served after {:?}", started.elapsed());
+    assert_eq!(token.origin(), tokensmith::TokenOrigin::Login);
+    assert_eq!(sandbox.counters(Service::Fib).logins, 1);
+    assert!(!held.lock().unwrap().is_empty(), "the store did connect");
+    holder.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_dropped_without_release_is_given_back_at_once() {
     let Some(redis) = Redis::shared() else { return };

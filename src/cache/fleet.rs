@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::Clock;
@@ -17,6 +17,12 @@ use crate::token::{AccessToken, Entry, EntryParts, Extra, TokenOrigin};
 
 /// The longest a session waits for another replica's renewal before renewing itself.
 const LEASE_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a session leaves its store alone after it failed. A store that does not answer
+/// (a hung Redis) costs each operation its timeouts, seconds, and a renewal makes up to four:
+/// after the first failure the renewal goes on without the store, and so do the next ones for
+/// this long. A logout still asks the store to forget the token set.
+pub(super) const STORE_DOWN_HOLD: Duration = Duration::from_secs(30);
 
 /// What waiting for the fleet's renewal lease gave.
 pub(super) enum Leased {
@@ -33,22 +39,46 @@ pub(super) struct Fleet {
     service: Service,
     store: Arc<dyn TokenStore>,
     key: StoreKey,
+    clock: Arc<dyn Clock>,
+    /// When the store last failed (see [`STORE_DOWN_HOLD`]).
+    failed_at: Mutex<Option<Instant>>,
 }
 
 impl Fleet {
-    pub(super) fn new(service: Service, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
+    pub(super) fn new(
+        service: Service,
+        store: Arc<dyn TokenStore>,
+        key: StoreKey,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             service,
             store,
             key,
+            clock,
+            failed_at: Mutex::new(None),
         }
+    }
+
+    /// Whether the store failed less than [`STORE_DOWN_HOLD`] ago.
+    fn down(&self) -> bool {
+        let failed_at = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        failed_at.is_some_and(|at| self.clock.now().saturating_duration_since(at) < STORE_DOWN_HOLD)
+    }
+
+    fn failed(&self) {
+        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.clock.now());
     }
 
     /// The stored token set, if there is one and the store answers.
     pub(super) async fn load(&self) -> Option<StoredTokens> {
+        if self.down() {
+            return None;
+        }
         match self.store.load(&self.key).await {
             Ok(found) => found,
             Err(error) => {
+                self.failed();
                 tracing::warn!(service = %self.service, %error, "token store unavailable; carrying on without it");
                 None
             }
@@ -57,8 +87,12 @@ impl Fleet {
 
     /// Keeps `entry` in the store, for the fleet.
     pub(super) async fn save(&self, entry: &Entry, clock: &dyn Clock) {
+        if self.down() {
+            return;
+        }
         let stored = Timeline::read(clock).stored(entry);
         if let Err(error) = crate::store::save_renewed(&*self.store, &self.key, &stored).await {
+            self.failed();
             tracing::warn!(service = %self.service, %error, "token store unavailable; the token stays in this session only");
         }
     }
@@ -70,9 +104,14 @@ impl Fleet {
         }
     }
 
-    /// Gives the renewal lease back, for the next renewal.
+    /// Gives the renewal lease back, for the next renewal (a store that failed meanwhile lets
+    /// it expire).
     pub(super) async fn release(&self, lease: &Lease) {
+        if self.down() {
+            return;
+        }
         if let Err(error) = self.store.release(&self.key, lease).await {
+            self.failed();
             tracing::warn!(service = %self.service, %error, "could not release the renewal lease; it will expire");
         }
     }
@@ -88,6 +127,9 @@ impl Fleet {
         let started = clock.now();
         let mut pause = Duration::from_millis(25);
         loop {
+            if self.down() {
+                return Leased::Alone;
+            }
             match self.store.lease(&self.key).await {
                 Ok(Some(lease)) => {
                     // The previous holder may have stored its token set and released the
@@ -100,6 +142,7 @@ impl Fleet {
                 }
                 Ok(None) => {}
                 Err(error) => {
+                    self.failed();
                     tracing::warn!(service = %self.service, %error, "token store unavailable; renewing without the fleet lease");
                     return Leased::Alone;
                 }

@@ -148,7 +148,7 @@ impl<P: Provider> Cache<P> {
 
     /// Keeps the token set in `store` under `key` as well.
     pub(crate) fn with_store(mut self, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
-        self.fleet = Some(Fleet::new(P::SERVICE, store, key));
+        self.fleet = Some(Fleet::new(P::SERVICE, store, key, self.clock.clone()));
         self
     }
 

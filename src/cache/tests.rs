@@ -934,3 +934,75 @@ async fn a_session_waiting_for_the_lease_asks_the_store_less_and_less_often() {
     waiting.abort();
     drop(held);
 }
+
+/// A store that fails every operation (as a Redis that does not answer does, after its
+/// timeouts), counting them.
+#[derive(Debug, Default)]
+struct Down {
+    calls: AtomicUsize,
+}
+
+impl Down {
+    fn fail<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err(Error::configuration(None, "token store down")) })
+    }
+}
+
+impl TokenStore for Down {
+    fn lease<'a>(
+        &'a self,
+        _: &'a StoreKey,
+    ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
+        self.fail()
+    }
+    fn load<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, Option<StoredTokens>> {
+        self.fail()
+    }
+    fn save<'a>(
+        &'a self,
+        _: &'a StoreKey,
+        _: &'a StoredTokens,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.fail()
+    }
+    fn remove<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, ()> {
+        self.fail()
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_failed_is_left_alone_for_the_rest_of_the_renewal_and_the_hold() {
+    let (plain, clock) = cache(
+        vec![
+            grant("a", None, 600),
+            grant("b", None, 600),
+            grant("c", None, 600),
+        ],
+        vec![],
+    );
+    let store = Arc::new(Down::default());
+    let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
+    let cache = plain.with_store(store.clone(), key);
+    assert_eq!(secret(&cache).await, "a");
+    assert_eq!(
+        store.calls.load(Ordering::SeqCst),
+        1,
+        "the load failed: no lease was asked for and nothing saved"
+    );
+    clock.advance(fleet::STORE_DOWN_HOLD - Duration::from_millis(1));
+    let b = cache.force_refresh().await.unwrap();
+    assert_eq!(b.secret().expose_secret(), "b");
+    assert_eq!(store.calls.load(Ordering::SeqCst), 1, "within the hold");
+    clock.advance(Duration::from_millis(1));
+    let c = cache.force_refresh().await.unwrap();
+    assert_eq!(c.secret().expose_secret(), "c");
+    assert_eq!(
+        store.calls.load(Ordering::SeqCst),
+        2,
+        "asked again after it"
+    );
+    // A logout still asks the store to forget the token set.
+    cache.forget_stored().await;
+    assert_eq!(store.calls.load(Ordering::SeqCst), 3);
+}
