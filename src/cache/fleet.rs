@@ -66,35 +66,43 @@ impl Fleet {
         failed_at.is_some_and(|at| self.clock.now().saturating_duration_since(at) < STORE_DOWN_HOLD)
     }
 
-    fn failed(&self) {
-        *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.clock.now());
-    }
-
-    /// The stored token set, if there is one and the store answers.
-    pub(super) async fn load(&self) -> Option<StoredTokens> {
+    /// Runs a store operation, unless the store failed less than [`STORE_DOWN_HOLD`] ago
+    /// (`None`; the operation is not even built, so a store that does work before its future
+    /// is polled does none). A failure is logged with what it means for the session
+    /// (`consequence`), starts the hold and answers `None` too.
+    async fn attempt<T, Fut>(&self, consequence: &str, operation: impl FnOnce() -> Fut) -> Option<T>
+    where
+        Fut: Future<Output = Result<T, crate::Error>>,
+    {
         if self.down() {
             return None;
         }
-        match self.store.load(&self.key).await {
-            Ok(found) => found,
+        match operation().await {
+            Ok(answer) => Some(answer),
             Err(error) => {
-                self.failed();
-                tracing::warn!(service = %self.service, %error, "token store unavailable; carrying on without it");
+                *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.clock.now());
+                tracing::warn!(service = %self.service, %error, "{consequence}");
                 None
             }
         }
     }
 
+    /// The stored token set, if there is one and the store answers.
+    pub(super) async fn load(&self) -> Option<StoredTokens> {
+        let consequence = "token store unavailable; carrying on without it";
+        self.attempt(consequence, || self.store.load(&self.key))
+            .await
+            .flatten()
+    }
+
     /// Keeps `entry` in the store, for the fleet.
-    pub(super) async fn save(&self, entry: &Entry, clock: &dyn Clock) {
-        if self.down() {
-            return;
-        }
-        let stored = Timeline::read(clock).stored(entry);
-        if let Err(error) = crate::store::save_renewed(&*self.store, &self.key, &stored).await {
-            self.failed();
-            tracing::warn!(service = %self.service, %error, "token store unavailable; the token stays in this session only");
-        }
+    pub(super) async fn save(&self, entry: &Entry) {
+        let stored = Timeline::read(&*self.clock).stored(entry);
+        let consequence = "token store unavailable; the token stays in this session only";
+        self.attempt(consequence, || {
+            crate::store::save_renewed(&*self.store, &self.key, &stored)
+        })
+        .await;
     }
 
     /// Forgets the stored token set (logout).
@@ -107,31 +115,29 @@ impl Fleet {
     /// Gives the renewal lease back, for the next renewal (a store that failed meanwhile lets
     /// it expire).
     pub(super) async fn release(&self, lease: &Lease) {
-        if self.down() {
-            return;
-        }
-        if let Err(error) = self.store.release(&self.key, lease).await {
-            self.failed();
-            tracing::warn!(service = %self.service, %error, "could not release the renewal lease; it will expire");
-        }
+        let consequence = "could not release the renewal lease; it will expire";
+        self.attempt(consequence, || self.store.release(&self.key, lease))
+            .await;
     }
 
     /// Waits for the right to renew: granted, or another holder's fresh token set (which
     /// `adopt` takes from the store), or (the store failing, or a holder taking far too long)
     /// the go-ahead to renew alone.
-    pub(super) async fn lease<F, Fut>(&self, clock: &dyn Clock, adopt: F) -> Leased
+    pub(super) async fn lease<F, Fut>(&self, adopt: F) -> Leased
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Option<AccessToken>>,
     {
+        let clock = &*self.clock;
         let started = clock.now();
         let mut pause = Duration::from_millis(25);
         loop {
-            if self.down() {
-                return Leased::Alone;
-            }
-            match self.store.lease(&self.key).await {
-                Ok(Some(lease)) => {
+            let consequence = "token store unavailable; renewing without the fleet lease";
+            match self
+                .attempt(consequence, || self.store.lease(&self.key))
+                .await
+            {
+                Some(Some(lease)) => {
                     // The previous holder may have stored its token set and released the
                     // lease since this session last looked: look again before renewing.
                     if let Some(token) = adopt().await {
@@ -140,12 +146,8 @@ impl Fleet {
                     }
                     return Leased::Granted(lease);
                 }
-                Ok(None) => {}
-                Err(error) => {
-                    self.failed();
-                    tracing::warn!(service = %self.service, %error, "token store unavailable; renewing without the fleet lease");
-                    return Leased::Alone;
-                }
+                Some(None) => {}
+                None => return Leased::Alone,
             }
             if clock.now().saturating_duration_since(started) > LEASE_WAIT_LIMIT {
                 tracing::warn!(service = %self.service, "the renewal lease is held too long; renewing alone");

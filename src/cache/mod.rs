@@ -215,7 +215,7 @@ impl<P: Provider> Cache<P> {
             return Ok(token);
         }
         // In a shared store, one session renews for all: the others wait for its token set.
-        match fleet.lease(&*self.clock, || self.adopt_stored()).await {
+        match fleet.lease(|| self.adopt_stored()).await {
             Leased::Token(token) => Ok(token),
             Leased::Alone => self.renew_now().await,
             Leased::Granted(lease) => {
@@ -384,7 +384,7 @@ impl<P: Provider> Cache<P> {
 
     async fn save_stored(&self, entry: &Entry) {
         if let Some(fleet) = &self.fleet {
-            fleet.save(entry, &*self.clock).await;
+            fleet.save(entry).await;
         }
     }
 
