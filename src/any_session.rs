@@ -83,10 +83,10 @@ impl AnySession {
     }
 
     /// Renews now, whatever the cached token's expiry, the way the service's
-    /// `Session::force_refresh` does: for an application that learned the token was revoked. The token cached when called is
-    /// no longer served; the renewal (a refresh where the service gave a refresh token, else a
-    /// login) is the session's one flight, so many callers at once send one request, and all
-    /// get its token.
+    /// `Session::force_refresh` does: for an application that learned the token was revoked.
+    /// The token cached when called is no longer served; the renewal (a refresh where the
+    /// service gave a refresh token, else a login) is the session's one flight, so many callers
+    /// at once send one request, and all get its token.
     ///
     /// # Errors
     /// The renewal failed (what [`Self::access_token`] fails with). A refused login is

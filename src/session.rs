@@ -394,10 +394,11 @@ impl<P: Attach> Core<P> {
     /// renews once and the request goes once more, a curable 403 is cured), and the caller's
     /// retry policy. The body is not capped: it is the caller's API's answer, not ours.
     ///
-    /// It goes out through the session's client ([`Endpoint::http`]), which follows no redirects, not the
-    /// one that built it: a client that follows them would carry the session's headers to
-    /// wherever a `Location` points (reqwest strips `Authorization` and `Cookie` on a change
-    /// of host, but not weavr's `api-key`). A redirect comes back as the response.
+    /// It goes out through the session's client ([`Endpoint::http`]), which follows no
+    /// redirects, not the one that built it: a client that follows them would carry the
+    /// session's headers to wherever a `Location` points (reqwest strips `Authorization` and
+    /// `Cookie` on a change of host, but not weavr's `api-key`). A redirect comes back as the
+    /// response.
     pub(crate) async fn send(
         self: &Arc<Self>,
         request: reqwest::RequestBuilder,
