@@ -136,6 +136,14 @@ fn s7risk(base_url: &str, clock: &Watched) -> tokensmith::s7risk::SessionBuilder
         .refresh_policy(RefreshPolicy::new().with_jitter(false))
 }
 
+/// A caller of `access_token()` in a task of its own, to be let go by the clock.
+fn spawn_access_token(
+    session: &tokensmith::s7risk::Session,
+) -> tokio::task::JoinHandle<Result<tokensmith::AccessToken, tokensmith::Error>> {
+    let session = session.clone();
+    tokio::spawn(async move { session.access_token().await })
+}
+
 fn login_body() -> serde_json::Value {
     json!({"email": EMAIL, "password": PASSWORD})
 }
@@ -211,10 +219,7 @@ async fn a_retry_after_wait_ends_when_the_clock_passes_it() {
         .retry_policy(retry_within_a_minute())
         .build()
         .unwrap();
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
+    let caller = spawn_access_token(&session);
 
     assert_eq!(
         waits.next().await,
@@ -250,10 +255,7 @@ async fn the_retry_budget_counts_the_time_waited_on_the_clock() {
         .retry_policy(retry_within_a_minute())
         .build()
         .unwrap();
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await }
-    });
+    let caller = spawn_access_token(&session);
 
     assert_eq!(
         waits.next().await,
@@ -435,28 +437,12 @@ async fn the_background_renewal_fires_when_the_clock_reaches_the_margin() {
         .background_refresh(true)
         .build()
         .unwrap();
-    assert_eq!(
-        session
-            .access_token()
-            .await
-            .unwrap()
-            .secret()
-            .expose_secret(),
-        token(0)
-    );
+    assert_eq!(common::served(session.access_token().await), token(0));
 
     // Into the first token's margin: the caller is served it, and the task renews (whether
     // its timer or the caller woke it first: it may have looked before the login ended).
     manual.advance(Duration::from_secs(1141));
-    assert_eq!(
-        session
-            .access_token()
-            .await
-            .unwrap()
-            .secret()
-            .expose_secret(),
-        token(0)
-    );
+    assert_eq!(common::served(session.access_token().await), token(0));
     wait_until("the first renewal is sent", || server.requests().len() == 2).await;
     // The task then waits on the clock until the new token falls due, 540 s on.
     // (Before it, the task may have waited for the first token to fall due, at 1140 s.)

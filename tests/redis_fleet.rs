@@ -118,6 +118,14 @@ impl Drop for Redis {
     }
 }
 
+/// A session of the sandbox's demo fib account at `base_url`.
+fn fib_demo(base_url: impl Into<String>) -> tokensmith::fib::SessionBuilder {
+    tokensmith::fib::Session::builder()
+        .base_url(base_url)
+        .email(demo::FIB_EMAIL)
+        .private_key(demo::FIB_PRIVATE_KEY)
+}
+
 fn key() -> SealingKey {
     SealingKey::from_hex(&SecretString::new(KEY_HEX)).unwrap()
 }
@@ -166,10 +174,7 @@ fn wait_ok(child: Child) -> String {
 #[ignore = "run by the fleet tests in their own processes"]
 async fn fleet_worker() {
     let base = std::env::var("FLEET_BASE_URL").unwrap();
-    let mut builder = tokensmith::fib::Session::builder()
-        .base_url(base)
-        .email(demo::FIB_EMAIL)
-        .private_key(demo::FIB_PRIVATE_KEY);
+    let mut builder = fib_demo(base);
     let clock = std::env::var("FLEET_EPOCH_MS").ok().map(|ms| {
         tokensmith::clock::ManualClock::starting_at(
             std::time::UNIX_EPOCH + Duration::from_millis(ms.parse().unwrap()),
@@ -518,10 +523,7 @@ async fn a_holder_whose_login_outlasts_the_lease_keeps_it_and_the_fleet_logs_in_
             .await
             .unwrap()
             .lease_ttl(ttl);
-        let session = tokensmith::fib::Session::builder()
-            .base_url(server.uri())
-            .email(demo::FIB_EMAIL)
-            .private_key(demo::FIB_PRIVATE_KEY)
+        let session = fib_demo(server.uri())
             .token_store(Probe {
                 store,
                 counts: counts.clone(),
@@ -645,10 +647,7 @@ async fn sessions_keep_serving_when_redis_stops() {
     let clock = common::test_clock();
     let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
     let store = RedisStore::connect(&redis.url(0), key()).await.unwrap();
-    let session = tokensmith::fib::Session::builder()
-        .base_url(sandbox.base_url(Service::Fib))
-        .email(demo::FIB_EMAIL)
-        .private_key(demo::FIB_PRIVATE_KEY)
+    let session = fib_demo(sandbox.base_url(Service::Fib))
         .clock(clock.clone())
         .token_store(store)
         .build()
@@ -681,10 +680,7 @@ async fn an_application_starts_and_serves_while_redis_is_down() {
         .port();
     let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/"), key()).unwrap();
     let sandbox = Sandbox::start().await;
-    let session = tokensmith::fib::Session::builder()
-        .base_url(sandbox.base_url(Service::Fib))
-        .email(demo::FIB_EMAIL)
-        .private_key(demo::FIB_PRIVATE_KEY)
+    let session = fib_demo(sandbox.base_url(Service::Fib))
         .token_store(store)
         .build()
         .unwrap();
@@ -726,10 +722,7 @@ async fn a_redis_that_never_answers_costs_its_timeouts_and_the_session_serves_on
     });
     let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/"), key()).unwrap();
     let sandbox = Sandbox::start().await;
-    let session = tokensmith::fib::Session::builder()
-        .base_url(sandbox.base_url(Service::Fib))
-        .email(demo::FIB_EMAIL)
-        .private_key(demo::FIB_PRIVATE_KEY)
+    let session = fib_demo(sandbox.base_url(Service::Fib))
         .token_store(store)
         .build()
         .unwrap();

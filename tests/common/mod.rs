@@ -226,3 +226,8 @@ where
     settle().await;
     secrets.into_iter().next().unwrap()
 }
+
+/// The secret of the token a call served (the call must have succeeded).
+pub fn served(token: Result<tokensmith::AccessToken, tokensmith::Error>) -> String {
+    token.unwrap().secret().expose_secret().to_owned()
+}
