@@ -226,22 +226,21 @@ PY
   python3 - "$CARGO_TARGET_DIR" $apps_order <<'PY'
 import json, re, sys
 target, apps = sys.argv[1], sys.argv[2:]
+units = {}
 for app in apps:
     html = open(f"{target}/timing-{app}.html").read()
-    units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
-    runs = sorted((u for u in units if u.get("mode") == "run-custom-build"), key=lambda u: -u["duration"])
+    units[app] = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
+    runs = sorted((u for u in units[app] if u.get("mode") == "run-custom-build"), key=lambda u: -u["duration"])
     print(f"  {app}: " + ", ".join(f"{u['name']} {u['duration']:.2f}" for u in runs[:4]))
 # On two cores the build is CPU-bound until its last crates, which compile alone: that tail is
 # where a crate's own compile time adds to the wall time in full.
 print("the tail (last round): seconds at the end of the build with one unit running, and the last library compiled:")
 for app in apps:
-    html = open(f"{target}/timing-{app}.html").read()
-    units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
-    end = max(u["start"] + u["duration"] for u in units)
+    end = max(u["start"] + u["duration"] for u in units[app])
     t, alone = end - 0.05, 0.0
-    while t > 0 and sum(1 for u in units if u["start"] <= t < u["start"] + u["duration"]) <= 1:
+    while t > 0 and sum(1 for u in units[app] if u["start"] <= t < u["start"] + u["duration"]) <= 1:
         alone, t = alone + 0.1, t - 0.1
-    libs = [u for u in units if u.get("mode") == "todo" and u["name"] != app]
+    libs = [u for u in units[app] if u.get("mode") == "todo" and u["name"] != app]
     last = max(libs, key=lambda u: u["start"] + u["duration"])
     print(f"  {app}: {alone:.1f} s of {end:.1f} s; last library {last['name']} {last['duration']:.1f} s")
 PY
