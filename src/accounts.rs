@@ -146,7 +146,7 @@ impl Session {
 
     /// The username the session logs in with (lowercase).
     pub fn username(&self) -> &str {
-        &self.core.cache.provider.username
+        &self.core.provider.username
     }
 
     /// Whether the configured username had capitals and was lowercased.
@@ -195,7 +195,7 @@ impl Session {
             new_password.expose_secret(),
             NEW_PASSWORD_LENGTH,
         )?;
-        let provider = &self.core.cache.provider;
+        let provider = &self.core.provider;
         let clock = &self.core.cache.clock;
         let (sent_at, sent_wall) = (clock.now(), clock.system_now());
         let body = types::NewPasswordRequest {
@@ -260,7 +260,7 @@ impl Session {
         let change = |api: Client| async move { api.change_password(&body).await };
         self.call(crate::telemetry::Grant::PasswordChange, change)
             .await?;
-        self.core.cache.provider.set_password(proposed);
+        self.core.provider.set_password(proposed);
         Ok(())
     }
 
@@ -308,7 +308,7 @@ impl Session {
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
         self.call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
             .await?;
-        self.core.cache.provider.set_password(new_password);
+        self.core.provider.set_password(new_password);
         self.core.cache.clear_failure();
         Ok(())
     }

@@ -274,7 +274,7 @@ impl Session {
             return Ok(());
         };
         let mut headers = HeaderMap::new();
-        cache.provider.attach(&entry, &mut headers);
+        self.core.provider.attach(&entry, &mut headers);
         let context = headers
             .into_iter()
             .filter_map(|(name, value)| Some((name?, value)))
@@ -282,7 +282,7 @@ impl Session {
                 ctx.with_header(name, value, true)
             })
             .with_grant(crate::telemetry::Grant::Logout);
-        let version = cache.provider.version;
+        let version = self.core.provider.version;
         let sign_out = |api: Client| async move { api.sign_out(version).await };
         match self
             .core

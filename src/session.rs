@@ -352,8 +352,10 @@ pub(crate) trait Forbidden: Send + Sync + 'static {
 
 /// A session's shared state: the cache and the endpoint its `api()` clients use.
 pub(crate) struct Core<P> {
+    /// What the service does differently; the cache holds it too.
+    pub(crate) provider: Arc<P>,
     /// Shared with the background renewal task, which holds it weakly.
-    pub(crate) cache: Arc<Cache<P>>,
+    pub(crate) cache: Arc<Cache>,
     pub(crate) endpoint: Endpoint,
     pub(crate) forbidden: Option<Arc<dyn Forbidden>>,
 }
@@ -366,8 +368,9 @@ impl<P: Attach> Core<P> {
         policy: RefreshPolicy,
     ) -> Self {
         let key = StoreKey::new(P::SERVICE, &endpoint.base_url, &provider.store_identity());
+        let provider = Arc::new(provider);
         let cache = Arc::new_cyclic(|weak| {
-            let mut cache = Cache::new(provider, clock, policy);
+            let mut cache = Cache::new(provider.clone(), clock, policy);
             if let Some(store) = endpoint.store.clone() {
                 cache = cache.with_store(store, key);
             }
@@ -377,6 +380,7 @@ impl<P: Attach> Core<P> {
             cache
         });
         Self {
+            provider,
             cache,
             endpoint,
             forbidden: None,
@@ -429,7 +433,7 @@ impl<P: Attach> Core<P> {
     pub(crate) async fn headers(&self) -> Result<HeaderMap, Error> {
         let token = self.cache.access_token().await?;
         let mut headers = HeaderMap::new();
-        self.cache.provider.attach(token.entry(), &mut headers);
+        self.provider.attach(token.entry(), &mut headers);
         // An `Origin` is no secret, but the map goes to stacks that log headers: one rule for all.
         for value in headers.values_mut() {
             value.set_sensitive(true);
@@ -450,9 +454,7 @@ impl<P: Attach> Core<P> {
         let (_, mut request) = split::<P>(request)?;
         self.endpoint.check_request_url(P::SERVICE, request.url())?;
         let token = self.cache.access_token().await?;
-        self.cache
-            .provider
-            .attach(token.entry(), request.headers_mut());
+        self.provider.attach(token.entry(), request.headers_mut());
         // With the session's headers on, the request goes out through a client that follows
         // no redirects, for the same reason as in `send`.
         Ok(reqwest::RequestBuilder::from_parts(
@@ -469,7 +471,7 @@ impl<P: Attach> Authorizer for Core<P> {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>> {
         Box::pin(async move {
             let token = self.cache.access_token().await?;
-            self.cache.provider.attach(token.entry(), headers);
+            self.provider.attach(token.entry(), headers);
             Ok(())
         })
     }
@@ -479,7 +481,7 @@ impl<P: Attach> Authorizer for Core<P> {
             return;
         }
         if let Some(entry) = self.cache.current() {
-            if self.cache.provider.carries(&entry, headers) {
+            if self.provider.carries(&entry, headers) {
                 entry.slide(sent_at);
             }
         }
@@ -487,7 +489,7 @@ impl<P: Attach> Authorizer for Core<P> {
 
     fn refused(&self, headers: &HeaderMap) {
         if let Some(entry) = self.cache.current() {
-            if self.cache.provider.carries(&entry, headers) {
+            if self.provider.carries(&entry, headers) {
                 self.cache.invalidate(&entry.secret);
             }
         }
@@ -523,7 +525,7 @@ impl<P: Attach> Authorizer for Core<P> {
             let ours = self
                 .cache
                 .current()
-                .is_some_and(|entry| self.cache.provider.carries(&entry, used));
+                .is_some_and(|entry| self.provider.carries(&entry, used));
             if ours {
                 self.forget().await;
             }

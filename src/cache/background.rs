@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::{Cache, Provider};
+use super::{Cache, Traits};
+use crate::error::Service;
 
 /// What the session and its task share: the session's nudges and the task's liveness. The
 /// session's side owns no reference to the task, nor the task one to the session.
@@ -38,12 +39,13 @@ struct Signal {
 }
 
 /// The session's side of the background renewal.
-pub(super) struct Background<P> {
-    cache: Weak<Cache<P>>,
+pub(super) struct Background {
+    cache: Weak<Cache>,
+    service: Service,
     signal: Arc<Signal>,
 }
 
-impl<P> Drop for Background<P> {
+impl Drop for Background {
     fn drop(&mut self) {
         // The cache is being dropped: the task wakes to find it gone.
         self.signal.closed.store(true, Ordering::Release);
@@ -60,12 +62,13 @@ impl Drop for Running {
     }
 }
 
-impl<P: Provider> Background<P> {
+impl Background {
     /// Background renewal for the cache behind `cache`; `None` for a service whose tokens
     /// slide (see the module's documentation).
-    pub(super) fn new(cache: Weak<Cache<P>>) -> Option<Self> {
-        P::SLIDING.is_none().then(|| Self {
+    pub(super) fn new(cache: Weak<Cache>, traits: Traits) -> Option<Self> {
+        traits.sliding.is_none().then(|| Self {
             cache,
+            service: traits.service,
             signal: Arc::new(Signal::default()),
         })
     }
@@ -85,7 +88,7 @@ impl<P: Provider> Background<P> {
         let running = Running(self.signal.clone());
         let cache = self.cache.clone();
         drop(runtime.spawn(run(cache, running)));
-        tracing::debug!(service = %P::SERVICE, "background renewal started");
+        tracing::debug!(service = %self.service, "background renewal started");
         true
     }
 
@@ -119,7 +122,7 @@ enum Next {
 
 /// The task: until the cache is gone, renew each token when it falls due (or when a caller
 /// finds it due first).
-async fn run<P: Provider>(cache: Weak<Cache<P>>, running: Running) {
+async fn run(cache: Weak<Cache>, running: Running) {
     let signal = running.0.clone();
     // A renewal that left a token due at once (a lifetime shorter than the margin) is not
     // repeated until a caller asks: the task never renews in a loop by itself.
@@ -155,7 +158,7 @@ async fn run<P: Provider>(cache: Weak<Cache<P>>, running: Running) {
     }
 }
 
-impl<P: Provider> Cache<P> {
+impl Cache {
     /// What the background task does next.
     fn background_next(&self) -> Next {
         let now = self.clock.now();

@@ -37,17 +37,18 @@ use current::Current;
 use fleet::{Fleet, Leased, Timeline};
 use flight::SingleFlight;
 pub(crate) use provider::Provider;
+use provider::{ErasedProvider, Traits};
 use refusals::{Holds, Refusals};
 
 /// What `access_token()` returns: at its first poll the cached token if it is fresh (no
 /// future state beyond a reference), else the shared renewal, boxed so that the future stays
 /// two words instead of a whole HTTP exchange's state.
-pub(crate) enum TokenFuture<'a, P> {
-    Start(&'a Cache<P>),
+pub(crate) enum TokenFuture<'a> {
+    Start(&'a Cache),
     Renew(std::pin::Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>),
 }
 
-impl<P: Provider> Future for TokenFuture<'_, P> {
+impl Future for TokenFuture<'_> {
     type Output = Result<AccessToken, Error>;
 
     #[inline]
@@ -79,8 +80,9 @@ pub(crate) struct RequestCounters {
     pub(crate) refreshes: AtomicU64,
 }
 
-pub(crate) struct Cache<P> {
-    pub(crate) provider: P,
+pub(crate) struct Cache {
+    provider: Arc<dyn ErasedProvider>,
+    traits: Traits,
     pub(crate) clock: Arc<dyn Clock>,
     /// `clock` is the system clock (see `fresh`).
     system_clock: bool,
@@ -93,7 +95,7 @@ pub(crate) struct Cache<P> {
     pub(crate) counters: RequestCounters,
     fleet: Option<Fleet>,
     /// Renewal in a task of the session's own, when asked for (and the service allows it).
-    background: Option<Background<P>>,
+    background: Option<Background>,
 }
 
 /// How long to wait before trying again after an early renewal failed while the token is
@@ -110,7 +112,7 @@ fn refresh_refused(error: &Error) -> bool {
     )
 }
 
-impl<P: Provider> Cache<P> {
+impl Cache {
     /// The renewal, built out of line: its state is kilobytes, and built inline in
     /// `TokenFuture::poll` it gave the cached path a 14.7 KB stack frame (three stack-probe
     /// writes on every call), although only a caller that renews ever builds it.
@@ -122,11 +124,16 @@ impl<P: Provider> Cache<P> {
         Box::pin(self.renewal())
     }
 
-    pub(crate) fn new(provider: P, clock: Arc<dyn Clock>, policy: RefreshPolicy) -> Self {
+    pub(crate) fn new<P: Provider>(
+        provider: Arc<P>,
+        clock: Arc<dyn Clock>,
+        policy: RefreshPolicy,
+    ) -> Self {
         let base = clock.now();
         Self {
             system_clock: clock.is_system_clock(),
             provider,
+            traits: Traits::of::<P>(),
             clock,
             base,
             policy,
@@ -142,18 +149,23 @@ impl<P: Provider> Cache<P> {
     /// Renews in a task of its own while the token is valid (see [`background`]); `cache`
     /// is where this cache will live, which the task holds weakly.
     pub(crate) fn with_background_refresh(mut self, cache: Weak<Self>) -> Self {
-        self.background = Background::new(cache);
+        self.background = Background::new(cache, self.traits);
         self
     }
 
     /// Keeps the token set in `store` under `key` as well.
     pub(crate) fn with_store(mut self, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
-        self.fleet = Some(Fleet::new(P::SERVICE, store, key, self.clock.clone()));
+        self.fleet = Some(Fleet::new(
+            self.traits.service,
+            store,
+            key,
+            self.clock.clone(),
+        ));
         self
     }
 
     /// A valid token: the cached one, or one shared renewal.
-    pub(crate) fn access_token(&self) -> TokenFuture<'_, P> {
+    pub(crate) fn access_token(&self) -> TokenFuture<'_> {
         TokenFuture::Start(self)
     }
 
@@ -190,7 +202,7 @@ impl<P: Provider> Cache<P> {
     pub(crate) async fn force_refresh(&self) -> Result<AccessToken, Error> {
         if let Some(entry) = self.current.get() {
             self.current.expire(&entry);
-            tracing::info!(service = %P::SERVICE, "renewal forced; the cached token is no longer served");
+            tracing::info!(service = %self.traits.service, "renewal forced; the cached token is no longer served");
         }
         self.renewal().await
     }
@@ -236,12 +248,12 @@ impl<P: Provider> Cache<P> {
         let now = self.clock.now();
         let refresh = current
             .as_ref()
-            .filter(|e| e.refresh_usable(now, P::MAX_REFRESH_USES));
+            .filter(|e| e.refresh_usable(now, self.traits.max_refresh_uses));
         let outcome = match refresh {
             Some(entry) => match self.refresh_with(entry).await {
                 Ok(token) => Ok(token),
                 Err(e) if refresh_refused(&e) => {
-                    tracing::info!(service = %P::SERVICE, error = %e, "refresh token refused, logging in again");
+                    tracing::info!(service = %self.traits.service, error = %e, "refresh token refused, logging in again");
                     self.login().await
                 }
                 Err(e) => Err(e),
@@ -258,7 +270,7 @@ impl<P: Provider> Cache<P> {
                 let left = entry.expires_at().saturating_duration_since(now);
                 self.current
                     .postpone_renewal(&entry, now, retry_delay(left));
-                tracing::warn!(service = %P::SERVICE, %error, "early renewal failed; still serving the valid token");
+                tracing::warn!(service = %self.traits.service, %error, "early renewal failed; still serving the valid token");
                 Ok(AccessToken::new(entry))
             }
             None => Err(error),
@@ -271,17 +283,17 @@ impl<P: Provider> Cache<P> {
         }
         let sent_at = self.clock.now();
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
-        match self.provider.login(self.clock.system_now()).await {
+        match self.provider.login_boxed(self.clock.system_now()).await {
             Ok(grant) => {
                 self.refusals.succeeded();
-                tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "logged in");
+                tracing::info!(service = %self.traits.service, lifetime_s = grant.lifetime.as_secs(), "logged in");
                 Ok(self.keep(grant, sent_at, TokenOrigin::Login, None).await)
             }
             Err(error) => {
-                tracing::warn!(service = %P::SERVICE, %error, "login failed");
+                tracing::warn!(service = %self.traits.service, %error, "login failed");
                 let holds = Holds {
-                    challenge: P::LOGIN_CHALLENGE_LIFETIME,
-                    rate_limit: P::LOGIN_RATE_LIMIT_WAIT,
+                    challenge: self.traits.login_challenge_lifetime,
+                    rate_limit: self.traits.login_rate_limit_wait,
                 };
                 self.refusals.record(&error, self.clock.now(), holds);
                 Err(error)
@@ -295,9 +307,9 @@ impl<P: Provider> Cache<P> {
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
         let grant = self
             .provider
-            .refresh(refresh_token, self.clock.system_now())
+            .refresh_boxed(refresh_token, self.clock.system_now())
             .await?;
-        tracing::info!(service = %P::SERVICE, lifetime_s = grant.lifetime.as_secs(), "token refreshed");
+        tracing::info!(service = %self.traits.service, lifetime_s = grant.lifetime.as_secs(), "token refreshed");
         Ok(self
             .keep(grant, sent_at, TokenOrigin::Refresh, Some(entry))
             .await)
@@ -356,7 +368,7 @@ impl<P: Provider> Cache<P> {
                 expires_at: sent_at + grant.lifetime,
                 expires_at_most: grant.max_lifetime.map(|max| sent_at + max),
                 lead: self.policy.lead(grant.lifetime),
-                sliding: P::SLIDING,
+                sliding: self.traits.sliding,
                 stepped_up,
             },
         )
@@ -367,7 +379,7 @@ impl<P: Provider> Cache<P> {
     async fn adopt_stored(&self) -> Option<AccessToken> {
         let stored = self.fleet.as_ref()?.load().await?;
         let timeline = Timeline::read(&*self.clock);
-        let parts = timeline.entry_parts(stored, &self.policy, P::SLIDING);
+        let parts = timeline.entry_parts(stored, &self.policy, self.traits.sliding);
         if self.current.get().is_some_and(|c| {
             c.expires_at() >= parts.expires_at
                 || c.secret.expose_secret() == parts.secret.expose_secret()
@@ -376,7 +388,7 @@ impl<P: Provider> Cache<P> {
         }
         let entry = Arc::new(Entry::new(self.clock.clone(), self.base, parts));
         self.current.set(entry.clone());
-        tracing::info!(service = %P::SERVICE, "token set taken from the store");
+        tracing::info!(service = %self.traits.service, "token set taken from the store");
         entry
             .is_fresh(timeline.now)
             .then(|| AccessToken::new(entry))
@@ -394,7 +406,7 @@ impl<P: Provider> Cache<P> {
         self.clear_failure();
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         let token = self.keep(grant, sent_at, TokenOrigin::Login, None).await;
-        tracing::info!(service = %P::SERVICE, "logged in by a completed challenge");
+        tracing::info!(service = %self.traits.service, "logged in by a completed challenge");
         token
     }
 
@@ -441,7 +453,7 @@ impl<P: Provider> Cache<P> {
     /// (only `clear_failure()` or a completed flow is).
     pub(crate) fn wipe(&self) {
         self.current.clear();
-        tracing::info!(service = %P::SERVICE, "session ended; cached tokens wiped");
+        tracing::info!(service = %self.traits.service, "session ended; cached tokens wiped");
     }
 
     /// The service refused `used`: stop serving it (if it is still the cached one).
@@ -449,7 +461,7 @@ impl<P: Provider> Cache<P> {
         if let Some(entry) = self.current() {
             if entry.secret.expose_secret() == used.expose_secret() {
                 self.current.expire(&entry);
-                tracing::info!(service = %P::SERVICE, "token refused by the service; it will be renewed");
+                tracing::info!(service = %self.traits.service, "token refused by the service; it will be renewed");
             }
         }
     }

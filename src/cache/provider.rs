@@ -1,6 +1,7 @@
 //! What a service supplies to the cache: how to log in, how to renew, how long tokens live.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Service};
@@ -44,6 +45,67 @@ pub(crate) trait Provider: Send + Sync + 'static {
                 Some(Self::SERVICE),
                 "this service has no refresh",
             ))
+        }
+    }
+}
+
+/// The future of a login or a refresh, as the cache awaits it.
+pub(crate) type GrantFuture<'a> = Pin<Box<dyn Future<Output = Result<Grant, Error>> + Send + 'a>>;
+
+/// A [`Provider`] as the cache holds it. The cache's machinery is a good part of the crate's
+/// code; generic over the service it was compiled once per service, and it is the last thing an
+/// application's build waits for. Behind this trait it is compiled once, at the cost of a boxed
+/// future per login or refresh.
+pub(crate) trait ErasedProvider: Send + Sync + 'static {
+    /// [`Provider::login`].
+    fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_>;
+
+    /// [`Provider::refresh`].
+    fn refresh_boxed<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+        sent_wall: SystemTime,
+    ) -> GrantFuture<'a>;
+}
+
+impl<P: Provider> ErasedProvider for P {
+    fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_> {
+        Box::pin(self.login(sent_wall))
+    }
+
+    fn refresh_boxed<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+        sent_wall: SystemTime,
+    ) -> GrantFuture<'a> {
+        Box::pin(self.refresh(refresh_token, sent_wall))
+    }
+}
+
+/// A provider's constants, as the cache reads them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Traits {
+    /// [`Provider::SERVICE`].
+    pub(crate) service: Service,
+    /// [`Provider::SLIDING`].
+    pub(crate) sliding: Option<Duration>,
+    /// [`Provider::MAX_REFRESH_USES`].
+    pub(crate) max_refresh_uses: Option<u32>,
+    /// [`Provider::LOGIN_RATE_LIMIT_WAIT`].
+    pub(crate) login_rate_limit_wait: Duration,
+    /// [`Provider::LOGIN_CHALLENGE_LIFETIME`].
+    pub(crate) login_challenge_lifetime: Duration,
+}
+
+impl Traits {
+    /// `P`'s constants.
+    pub(crate) const fn of<P: Provider>() -> Self {
+        Self {
+            service: P::SERVICE,
+            sliding: P::SLIDING,
+            max_refresh_uses: P::MAX_REFRESH_USES,
+            login_rate_limit_wait: P::LOGIN_RATE_LIMIT_WAIT,
+            login_challenge_lifetime: P::LOGIN_CHALLENGE_LIFETIME,
         }
     }
 }

@@ -48,6 +48,28 @@ impl Provider for Scripted {
     }
 }
 
+/// A cache and the provider it renews with, both kept, as a session keeps them.
+struct Held<P> {
+    cache: Arc<Cache>,
+    provider: Arc<P>,
+}
+
+impl<P: Provider> Held<P> {
+    fn new(provider: P, make: impl FnOnce(Arc<P>, &Weak<Cache>) -> Cache) -> Self {
+        let provider = Arc::new(provider);
+        let cache = Arc::new_cyclic(|weak| make(provider.clone(), weak));
+        Self { cache, provider }
+    }
+}
+
+impl<P> std::ops::Deref for Held<P> {
+    type Target = Cache;
+
+    fn deref(&self) -> &Cache {
+        &self.cache
+    }
+}
+
 fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Grant, Error> {
     Ok(Grant {
         access: access.into(),
@@ -62,7 +84,16 @@ fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Grant, Error>
 fn cache(
     logins: Vec<Result<Grant, Error>>,
     refreshes: Vec<Result<Grant, Error>>,
-) -> (Cache<Scripted>, ManualClock) {
+) -> (Held<Scripted>, ManualClock) {
+    stored_cache(logins, refreshes, None)
+}
+
+/// [`cache`], keeping its token set in `store` under `key` as well, when given.
+fn stored_cache(
+    logins: Vec<Result<Grant, Error>>,
+    refreshes: Vec<Result<Grant, Error>>,
+    store: Option<(Arc<dyn TokenStore>, StoreKey)>,
+) -> (Held<Scripted>, ManualClock) {
     let clock = ManualClock::new();
     let provider = Scripted {
         logins: Mutex::new(logins.into()),
@@ -70,14 +101,21 @@ fn cache(
         ..Default::default()
     };
     let policy = RefreshPolicy::new().with_jitter(false);
-    (Cache::new(provider, Arc::new(clock.clone()), policy), clock)
+    let cache = Held::new(provider, |provider, _| {
+        let cache = Cache::new(provider, Arc::new(clock.clone()), policy);
+        match store {
+            Some((store, key)) => cache.with_store(store, key),
+            None => cache,
+        }
+    });
+    (cache, clock)
 }
 
 fn server_error() -> Result<Grant, Error> {
     Err(Error::new(ErrorKind::ServerError).with_status(500))
 }
 
-async fn secret<P: Provider>(cache: &Cache<P>) -> String {
+async fn secret(cache: &Cache) -> String {
     cache
         .access_token()
         .await
@@ -356,7 +394,7 @@ async fn sliding_never_passes_the_cap() {
 fn background_cache(
     logins: Vec<Result<Grant, Error>>,
     refreshes: Vec<Result<Grant, Error>>,
-) -> (Arc<Cache<Scripted>>, ManualClock) {
+) -> (Held<Scripted>, ManualClock) {
     let clock = ManualClock::new();
     let provider = Scripted {
         logins: Mutex::new(logins.into()),
@@ -365,7 +403,7 @@ fn background_cache(
     };
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
-    let cache = Arc::new_cyclic(|weak| {
+    let cache = Held::new(provider, |provider, weak| {
         Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
     });
     (cache, clock)
@@ -405,7 +443,7 @@ async fn the_background_task_renews_at_the_margin_unasked_and_ends_with_the_cach
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
 
     // The task holds the cache only weakly: dropping the last owner ends it.
-    let weak = Arc::downgrade(&cache);
+    let weak = Arc::downgrade(&cache.cache);
     drop(cache);
     assert!(weak.upgrade().is_none(), "the task kept the cache alive");
     until("the task ended", || !running()).await;
@@ -471,8 +509,8 @@ fn stored_pair(
     one: Vec<Result<Grant, Error>>,
     two_refreshes: Vec<Result<Grant, Error>>,
 ) -> (
-    Cache<Scripted>,
-    Cache<Scripted>,
+    Held<Scripted>,
+    Held<Scripted>,
     Arc<crate::store::MemoryStore>,
     ManualClock,
 ) {
@@ -486,7 +524,9 @@ fn stored_pair(
             refreshes: Mutex::new(refreshes.into()),
             ..Default::default()
         };
-        Cache::new(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
+        Held::new(provider, |provider, _| {
+            Cache::new(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
+        })
     };
     let fixed = RefreshPolicy::new().with_jitter(false);
     let one = make(one, vec![], fixed);
@@ -649,7 +689,9 @@ async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
         ..Default::default()
     });
     let policy = RefreshPolicy::new().with_jitter(false);
-    let cache = Cache::new(provider, Arc::new(clock.clone()), policy);
+    let cache = Held::new(provider, |provider, _| {
+        Cache::new(provider, Arc::new(clock.clone()), policy)
+    });
     let t0 = clock.now();
     let token = cache.access_token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "a");
@@ -713,7 +755,7 @@ async fn a_renewal_that_arrives_due_is_not_repeated_by_the_task_alone() {
     };
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
-    let cache = Arc::new_cyclic(|weak| {
+    let cache = Held::new(provider, |provider, weak| {
         Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
     });
     assert_eq!(secret(&cache).await, "a");
@@ -796,7 +838,7 @@ async fn a_session_waits_a_minute_for_another_holder_of_the_lease_then_renews_al
     let one = Arc::new(one);
     let waiting = tokio::spawn({
         let one = one.clone();
-        async move { secret(&*one).await }
+        async move { secret(&one).await }
     });
     let_the_task_settle().await;
     // The wait is measured on the session's clock: a minute exactly is not yet too long.
@@ -889,13 +931,13 @@ impl TokenStore for CountsReleases {
 
 #[tokio::test]
 async fn a_renewal_under_the_lease_gives_it_back_to_the_store() {
-    let (plain, clock) = cache(
-        vec![grant("a", Some("r"), 600)],
-        vec![grant("b", Some("r2"), 600)],
-    );
     let store = Arc::new(CountsReleases::default());
     let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
-    let cache = plain.with_store(store.clone(), key.clone());
+    let (cache, clock) = stored_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+        Some((store.clone(), key.clone())),
+    );
     assert_eq!(secret(&cache).await, "a");
     assert_eq!(store.released.load(Ordering::SeqCst), 1);
     clock.advance(Duration::from_secs(541));
@@ -909,7 +951,6 @@ async fn a_renewal_under_the_lease_gives_it_back_to_the_store() {
 
 #[tokio::test(start_paused = true)]
 async fn a_session_waiting_for_the_lease_asks_the_store_less_and_less_often() {
-    let (plain, _clock) = cache(vec![grant("a", Some("r"), 600)], vec![]);
     let store = Arc::new(CountsReleases::default());
     let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
     let held = store
@@ -918,10 +959,15 @@ async fn a_session_waiting_for_the_lease_asks_the_store_less_and_less_often() {
         .await
         .unwrap()
         .expect("a free lease");
-    let cache = Arc::new(plain.with_store(store.clone(), key));
+    let (cache, _clock) = stored_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![],
+        Some((store.clone(), key)),
+    );
+    let cache = Arc::new(cache);
     let waiting = tokio::spawn({
         let cache = cache.clone();
-        async move { secret(&*cache).await }
+        async move { secret(&cache).await }
     });
     for _ in 0..1000 {
         tokio::time::advance(Duration::from_millis(1)).await;
@@ -973,17 +1019,17 @@ impl TokenStore for Down {
 
 #[tokio::test]
 async fn a_store_that_failed_is_left_alone_for_the_rest_of_the_renewal_and_the_hold() {
-    let (plain, clock) = cache(
+    let store = Arc::new(Down::default());
+    let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
+    let (cache, clock) = stored_cache(
         vec![
             grant("a", None, 600),
             grant("b", None, 600),
             grant("c", None, 600),
         ],
         vec![],
+        Some((store.clone(), key)),
     );
-    let store = Arc::new(Down::default());
-    let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
-    let cache = plain.with_store(store.clone(), key);
     assert_eq!(secret(&cache).await, "a");
     assert_eq!(
         store.calls.load(Ordering::SeqCst),

@@ -254,7 +254,8 @@ impl Session {
             (Some(entry), _) => entry.secret.clone(),
             (None, Some(expired)) => {
                 let refresh = expired.refresh.as_ref().expect("refresh_usable checked it");
-                match cache
+                match self
+                    .core
                     .provider
                     .refresh(refresh, cache.clock.system_now())
                     .await

@@ -282,7 +282,7 @@ impl Session {
 
     /// A context with only the `api-key` (for calls made with a token of your own).
     fn context_with(&self, token: Option<&SecretString>) -> Context {
-        let provider = &self.core.cache.provider;
+        let provider = &self.core.provider;
         let mut context = Context::new().with_header(API_KEY, provider.api_key.clone(), true);
         if let Some(token) = token {
             context = context.with_header(AUTHORIZATION, session::bearer(token), true);
@@ -326,10 +326,10 @@ impl Session {
             .endpoint
             .call(context, &classify_api, update)
             .await?;
-        self.core.cache.provider.set_password(new_password);
+        self.core.provider.set_password(new_password);
         match response.into_inner().token {
             Some(token) => {
-                let grant = self.core.cache.provider.grant(token).await?;
+                let grant = self.core.provider.grant(token).await?;
                 self.core.cache.install(grant, sent_at).await;
             }
             None => self.core.cache.clear_failure(),

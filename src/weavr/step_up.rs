@@ -277,7 +277,7 @@ impl Coordinator {
             .handler
             .as_ref()
             .ok_or_else(|| failed("a step-up is required and the session has no StepUp handler"))?;
-        let provider = &core.cache.provider;
+        let provider = &core.provider;
         let clock = &core.cache.clock;
         // The session hears of every answer: they slide the token's window, and a 401 retires it.
         let session: Arc<dyn Authorizer> = core.clone();
@@ -400,7 +400,7 @@ impl Coordinator {
         let Some(entry) = core.cache.current() else {
             return;
         };
-        if core.cache.provider.carries(&entry, used)
+        if core.provider.carries(&entry, used)
             && entry
                 .stepped_up
                 .swap(false, std::sync::atomic::Ordering::AcqRel)
@@ -418,7 +418,7 @@ impl Coordinator {
         let Ok(token) = core.cache.access_token().await else {
             return false;
         };
-        let provider = &core.cache.provider;
+        let provider = &core.provider;
         let sent_at = core.cache.clock.now();
         match provider.exchange_for_identity(token.secret()).await {
             Ok(Some(grant)) => {
