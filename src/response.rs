@@ -270,10 +270,46 @@ impl From<&serde_json::Error> for DecodeError {
 /// How a service reads a failure into a kind.
 pub(crate) type Classify<'a> = &'a (dyn Fn(&Failure) -> ErrorKind + Sync);
 
+/// What a documented error body says, read through its [`ErrorBody`].
+#[derive(Default)]
+struct BodySays {
+    message: Option<String>,
+    code: Option<String>,
+    fields: Vec<FieldError>,
+    temporary_token: Option<SecretString>,
+}
+
 /// Maps anything a generated client returned as an error into a [`crate::Error`].
-pub(crate) async fn map_api_error<E: ErrorBody>(
+///
+/// Only the reading of a documented body depends on its type: the rest is [`map_untyped`],
+/// compiled once rather than once per error type of every service.
+pub(crate) fn map_api_error<'a, E: ErrorBody>(
     service: Service,
     err: progenitor_client::Error<E>,
+    probe: &'a Probe,
+    now: SystemTime,
+    classify: Classify<'a>,
+) -> impl std::future::Future<Output = Error> + Send + 'a {
+    let says = match &err {
+        progenitor_client::Error::ErrorResponse(response) => {
+            let body: &E = response;
+            Some(BodySays {
+                message: body.message(),
+                code: body.code(),
+                fields: body.field_errors(),
+                temporary_token: body.temporary_token(),
+            })
+        }
+        _ => None,
+    };
+    map_untyped(service, err.into_untyped(), says, probe, now, classify)
+}
+
+/// [`map_api_error`], with what a documented body said already read from it.
+async fn map_untyped(
+    service: Service,
+    err: progenitor_client::Error,
+    says: Option<BodySays>,
     probe: &Probe,
     now: SystemTime,
     classify: Classify<'_>,
@@ -306,22 +342,23 @@ pub(crate) async fn map_api_error<E: ErrorBody>(
         G::ErrorResponse(response) => {
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.into_inner();
+            // Always read for this variant (`map_api_error`).
+            let says = says.unwrap_or_default();
             // The documented schema may not name the member this body used (s7risk does not
             // document its error body at all): look for the usual ones in the raw body.
-            let message = body.message().or_else(|| {
+            let message = says.message.or_else(|| {
                 let raw = probe.error_body()?;
                 message_from_json(&serde_json::from_slice(&raw).ok()?)
             });
             let failure = Failure {
                 status,
                 message,
-                code: body.code(),
+                code: says.code,
                 headers,
                 documented: true,
                 now,
             };
-            (failure, body.field_errors(), body.temporary_token())
+            (failure, says.fields, says.temporary_token)
         }
         G::InvalidResponsePayload(bytes, json_err) => {
             let Some((status, headers)) = probe.last() else {
