@@ -6,7 +6,7 @@
 
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest as _};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_compact::{KeyPair, PublicKey, Seed, Signature};
 use zeroize::Zeroizing;
 
 use super::Digest;
@@ -15,7 +15,7 @@ use crate::secret::SecretString;
 
 /// An Authorization key pair, read from the hex the FIB web app shows.
 pub(crate) struct AuthKey {
-    signing: SigningKey,
+    pair: KeyPair,
 }
 
 impl AuthKey {
@@ -34,22 +34,27 @@ impl AuthKey {
         let bytes = Zeroizing::new(hex::decode(text).map_err(|_| bad("is not hex"))?);
         let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&bytes[..32]);
-        let signing = SigningKey::from_bytes(&seed);
-        if bytes.len() == 64 && signing.verifying_key().as_bytes()[..] != bytes[32..] {
+        let mut copy = Seed::new(*seed);
+        // The one seed the library refuses; no key the FIB web app shows is all zeros.
+        let pair = KeyPair::try_from_seed(copy).map_err(|_| bad("is all zeros"));
+        copy.wipe_mut();
+        let pair = pair?;
+        if bytes.len() == 64 && pair.pk[..] != bytes[32..] {
             return Err(bad("does not match the public key that follows it"));
         }
-        Ok(Self { signing })
+        Ok(Self { pair })
     }
 
     /// The public key as lowercase hex (`authPublicKeyHex`).
     pub(crate) fn public_key_hex(&self) -> String {
-        hex::encode(self.signing.verifying_key().as_bytes())
+        hex::encode(*self.pair.pk)
     }
 
     /// The signature of `email`'s `digest`, as lowercase hex.
     pub(crate) fn sign_email(&self, email: &str, digest: Digest) -> SecretString {
-        let signature = self.signing.sign(&prehash(email, digest));
-        SecretString::new(hex::encode(signature.to_bytes()))
+        // Deterministic, as RFC 8032 defines it (no noise): the vendor's test vector is one.
+        let signature = self.pair.sk.sign(prehash(email, digest), None);
+        SecretString::new(hex::encode(*signature))
     }
 }
 
@@ -60,7 +65,9 @@ pub(crate) fn check_public_key(public_key_hex: &str) -> Result<String, Error> {
         .map_err(|_| bad("is not hex"))?
         .try_into()
         .map_err(|_| bad("must be 64 hex characters"))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| bad("is not an Ed25519 public key"))?;
+    PublicKey::new(bytes)
+        .validate()
+        .map_err(|_| bad("is not an Ed25519 public key"))?;
     Ok(hex::encode(bytes))
 }
 
@@ -73,16 +80,14 @@ pub(crate) fn verify_email(
     signature_hex: &str,
     digest: Digest,
 ) -> bool {
-    use ed25519_dalek::{Signature, Verifier};
     let key = hex::decode(public_key_hex)
         .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok());
+        .and_then(|b| PublicKey::from_slice(&b).ok());
     let signature = hex::decode(signature_hex)
         .ok()
         .and_then(|b| Signature::from_slice(&b).ok());
     match (key, signature) {
-        (Some(key), Some(signature)) => key.verify(&prehash(email, digest), &signature).is_ok(),
+        (Some(key), Some(signature)) => key.verify(prehash(email, digest), &signature).is_ok(),
         _ => false,
     }
 }
@@ -182,5 +187,23 @@ mod tests {
         }
         assert!(check_public_key(PUBLIC).is_ok());
         assert!(check_public_key("00").is_err());
+        // The identity point: a valid encoding of a point of small order, which verifies
+        // forged signatures.
+        let weak = format!("01{}", "00".repeat(31));
+        assert_eq!(
+            check_public_key(&weak).unwrap_err().to_string(),
+            "fib: configuration error: public key is not an Ed25519 public key"
+        );
+    }
+
+    #[test]
+    fn rejects_an_all_zero_seed_without_panicking() {
+        let err = AuthKey::from_hex(&"00".repeat(32).as_str().into())
+            .err()
+            .expect("an all-zero seed");
+        assert_eq!(
+            err.to_string(),
+            "fib: configuration error: private key is all zeros"
+        );
     }
 }
