@@ -326,12 +326,13 @@ pub(crate) trait Attach: Provider {
 }
 
 /// A caller's request builder as its client and the request, or the reason it cannot be built.
-fn split<P: Provider>(
+fn split(
+    service: Service,
     request: reqwest::RequestBuilder,
 ) -> Result<(reqwest::Client, reqwest::Request), Error> {
     let (client, request) = request.build_split();
     let request = request.map_err(|e| {
-        Error::configuration(Some(P::SERVICE), "the request could not be built")
+        Error::configuration(Some(service), "the request could not be built")
             .with_source(e.without_url())
     })?;
     Ok((client, request))
@@ -407,38 +408,14 @@ impl<P: Attach> Core<P> {
         self: &Arc<Self>,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        let (_, mut request) = split::<P>(request)?;
-        self.endpoint.check_request_url(P::SERVICE, request.url())?;
-        let client = &self.endpoint.http;
-        let context = Context::new()
-            .with_authorizer(self.clone())
-            .with_retry(self.endpoint.retry.clone())
-            .with_clock(self.endpoint.clock.clone());
-        // Not `prepare`: that strips progenitor's `api-version`, which the caller's API may use.
-        Authorizer::authorize(self.as_ref(), request.headers_mut()).await?;
-        context.execute(client, request, "").await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                crate::error::ErrorKind::Timeout
-            } else {
-                crate::error::ErrorKind::Transport
-            };
-            Error::new(kind)
-                .with_service(P::SERVICE)
-                .with_source(e.without_url())
-        })
+        let authorizer: Arc<dyn Authorizer> = self.clone();
+        self.endpoint.send(P::SERVICE, authorizer, request).await
     }
 
     /// What a request to the service needs (see the sessions' `headers()`), every value marked
     /// sensitive.
     pub(crate) async fn headers(&self) -> Result<HeaderMap, Error> {
-        let token = self.cache.access_token().await?;
-        let mut headers = HeaderMap::new();
-        self.provider.attach(token.entry(), &mut headers);
-        // An `Origin` is no secret, but the map goes to stacks that log headers: one rule for all.
-        for value in headers.values_mut() {
-            value.set_sensitive(true);
-        }
-        Ok(headers)
+        authorized_headers(self).await
     }
 
     /// The service this session talks to.
@@ -450,18 +427,72 @@ impl<P: Attach> Core<P> {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Error> {
+        self.endpoint
+            .authorize_request(P::SERVICE, self, request)
+            .await
+    }
+}
+
+// The work of `Core`'s methods that does not depend on the service, compiled once: through
+// `Authorizer`, the one way a session's credentials go on a request.
+
+impl Endpoint {
+    /// [`Core::send`].
+    async fn send(
+        &self,
+        service: Service,
+        authorizer: Arc<dyn Authorizer>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let (_, mut request) = split(service, request)?;
+        self.check_request_url(service, request.url())?;
+        // Not `prepare`: that strips progenitor's `api-version`, which the caller's API may use.
+        authorizer.authorize(request.headers_mut()).await?;
+        let context = Context::new()
+            .with_authorizer(authorizer)
+            .with_retry(self.retry.clone())
+            .with_clock(self.clock.clone());
+        context.execute(&self.http, request, "").await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                crate::error::ErrorKind::Timeout
+            } else {
+                crate::error::ErrorKind::Transport
+            };
+            Error::new(kind)
+                .with_service(service)
+                .with_source(e.without_url())
+        })
+    }
+
+    /// [`Core::authorize_request`].
+    async fn authorize_request(
+        &self,
+        service: Service,
+        authorizer: &dyn Authorizer,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, Error> {
         // Into the request's own headers: a map of ours merged in would cost an allocation.
-        let (_, mut request) = split::<P>(request)?;
-        self.endpoint.check_request_url(P::SERVICE, request.url())?;
-        let token = self.cache.access_token().await?;
-        self.provider.attach(token.entry(), request.headers_mut());
+        let (_, mut request) = split(service, request)?;
+        self.check_request_url(service, request.url())?;
+        authorizer.authorize(request.headers_mut()).await?;
         // With the session's headers on, the request goes out through a client that follows
         // no redirects, for the same reason as in `send`.
         Ok(reqwest::RequestBuilder::from_parts(
-            self.endpoint.http.clone(),
+            self.http.clone(),
             request,
         ))
     }
+}
+
+/// [`Core::headers`].
+async fn authorized_headers(authorizer: &dyn Authorizer) -> Result<HeaderMap, Error> {
+    let mut headers = HeaderMap::new();
+    authorizer.authorize(&mut headers).await?;
+    // An `Origin` is no secret, but the map goes to stacks that log headers: one rule for all.
+    for value in headers.values_mut() {
+        value.set_sensitive(true);
+    }
+    Ok(headers)
 }
 
 impl<P: Attach> Authorizer for Core<P> {
