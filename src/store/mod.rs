@@ -95,6 +95,7 @@ impl StoreKey {
     }
 
     /// The service's name (the key's second part).
+    #[cfg(any(feature = "file-store", feature = "redis"))]
     pub(crate) fn service(&self) -> &str {
         self.0.split(':').nth(1).unwrap_or_default()
     }
