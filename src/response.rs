@@ -293,14 +293,15 @@ pub(crate) fn map_api_error<'a, E: ErrorBody>(
     let says = match &err {
         progenitor_client::Error::ErrorResponse(response) => {
             let body: &E = response;
-            Some(BodySays {
+            BodySays {
                 message: body.message(),
                 code: body.code(),
                 fields: body.field_errors(),
                 temporary_token: body.temporary_token(),
-            })
+            }
         }
-        _ => None,
+        // Read only for a documented error response.
+        _ => BodySays::default(),
     };
     map_untyped(service, err.into_untyped(), says, probe, now, classify)
 }
@@ -309,7 +310,7 @@ pub(crate) fn map_api_error<'a, E: ErrorBody>(
 async fn map_untyped(
     service: Service,
     err: progenitor_client::Error,
-    says: Option<BodySays>,
+    says: BodySays,
     probe: &Probe,
     now: SystemTime,
     classify: Classify<'_>,
@@ -342,8 +343,6 @@ async fn map_untyped(
         G::ErrorResponse(response) => {
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            // Always read for this variant (`map_api_error`).
-            let says = says.unwrap_or_default();
             // The documented schema may not name the member this body used (s7risk does not
             // document its error body at all): look for the usual ones in the raw body.
             let message = says.message.or_else(|| {

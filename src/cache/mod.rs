@@ -38,7 +38,7 @@ use fleet::{Fleet, Leased, Timeline};
 use flight::SingleFlight;
 pub(crate) use provider::Provider;
 use provider::{ErasedProvider, Traits};
-use refusals::{Holds, Refusals};
+use refusals::Refusals;
 
 /// What `access_token()` returns: at its first poll the cached token if it is fresh (no
 /// future state beyond a reference), else the shared renewal, boxed so that the future stays
@@ -296,11 +296,8 @@ impl Cache {
             }
             Err(error) => {
                 tracing::warn!(service = %self.traits.service, %error, "login failed");
-                let holds = Holds {
-                    challenge: self.traits.login_challenge_lifetime,
-                    rate_limit: self.traits.login_rate_limit_wait,
-                };
-                self.refusals.record(&error, self.clock.now(), holds);
+                self.refusals
+                    .record(&error, self.clock.now(), self.traits.holds);
                 Err(error)
             }
         }

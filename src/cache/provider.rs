@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+use super::refusals::Holds;
 use crate::error::{Error, Service};
 use crate::secret::SecretString;
 use crate::token::Grant;
@@ -91,10 +92,8 @@ pub(crate) struct Traits {
     pub(crate) sliding: Option<Duration>,
     /// [`Provider::MAX_REFRESH_USES`].
     pub(crate) max_refresh_uses: Option<u32>,
-    /// [`Provider::LOGIN_RATE_LIMIT_WAIT`].
-    pub(crate) login_rate_limit_wait: Duration,
-    /// [`Provider::LOGIN_CHALLENGE_LIFETIME`].
-    pub(crate) login_challenge_lifetime: Duration,
+    /// [`Provider::LOGIN_CHALLENGE_LIFETIME`] and [`Provider::LOGIN_RATE_LIMIT_WAIT`].
+    pub(crate) holds: Holds,
 }
 
 impl Traits {
@@ -104,8 +103,10 @@ impl Traits {
             service: P::SERVICE,
             sliding: P::SLIDING,
             max_refresh_uses: P::MAX_REFRESH_USES,
-            login_rate_limit_wait: P::LOGIN_RATE_LIMIT_WAIT,
-            login_challenge_lifetime: P::LOGIN_CHALLENGE_LIFETIME,
+            holds: Holds {
+                challenge: P::LOGIN_CHALLENGE_LIFETIME,
+                rate_limit: P::LOGIN_RATE_LIMIT_WAIT,
+            },
         }
     }
 }

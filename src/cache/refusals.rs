@@ -18,11 +18,11 @@ struct Blocked {
 
 /// How long a provider holds logins back where the failure does not say.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Holds {
+pub(crate) struct Holds {
     /// After a login challenge (new password required, password expired): its lifetime.
-    pub(super) challenge: Duration,
+    pub(crate) challenge: Duration,
     /// After a 429 that does not say how long to wait.
-    pub(super) rate_limit: Duration,
+    pub(crate) rate_limit: Duration,
 }
 
 /// The first backoff after a transient login failure; it doubles with each consecutive one.
