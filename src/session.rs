@@ -444,10 +444,8 @@ impl Endpoint {
         authorizer: Arc<dyn Authorizer>,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        let (_, mut request) = split(service, request)?;
-        self.check_request_url(service, request.url())?;
         // Not `prepare`: that strips progenitor's `api-version`, which the caller's API may use.
-        authorizer.authorize(request.headers_mut()).await?;
+        let request = self.authorized(service, &*authorizer, request).await?;
         let context = Context::new()
             .with_authorizer(authorizer)
             .with_retry(self.retry.clone())
@@ -471,16 +469,27 @@ impl Endpoint {
         authorizer: &dyn Authorizer,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        // Into the request's own headers: a map of ours merged in would cost an allocation.
-        let (_, mut request) = split(service, request)?;
-        self.check_request_url(service, request.url())?;
-        authorizer.authorize(request.headers_mut()).await?;
+        let request = self.authorized(service, authorizer, request).await?;
         // With the session's headers on, the request goes out through a client that follows
         // no redirects, for the same reason as in `send`.
         Ok(reqwest::RequestBuilder::from_parts(
             self.http.clone(),
             request,
         ))
+    }
+
+    /// The caller's request, to this endpoint's host, with the session's credentials in its own
+    /// headers (a map of ours merged in would cost an allocation).
+    async fn authorized(
+        &self,
+        service: Service,
+        authorizer: &dyn Authorizer,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Request, Error> {
+        let (_, mut request) = split(service, request)?;
+        self.check_request_url(service, request.url())?;
+        authorizer.authorize(request.headers_mut()).await?;
+        Ok(request)
     }
 }
 
