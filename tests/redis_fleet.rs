@@ -126,6 +126,18 @@ fn fib_demo(base_url: impl Into<String>) -> tokensmith::fib::SessionBuilder {
         .private_key(demo::FIB_PRIVATE_KEY)
 }
 
+/// A sandbox, and a demo fib session on it whose store is a lazy `RedisStore` on `port` of
+/// this machine (connected at first use).
+async fn fib_on_lazy_store(port: u16) -> (Sandbox, tokensmith::fib::Session) {
+    let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/"), key()).unwrap();
+    let sandbox = Sandbox::start().await;
+    let session = fib_demo(sandbox.base_url(Service::Fib))
+        .token_store(store)
+        .build()
+        .unwrap();
+    (sandbox, session)
+}
+
 fn key() -> SealingKey {
     SealingKey::from_hex(&SecretString::new(KEY_HEX)).unwrap()
 }
@@ -678,12 +690,7 @@ async fn an_application_starts_and_serves_while_redis_is_down() {
         .local_addr()
         .unwrap()
         .port();
-    let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/"), key()).unwrap();
-    let sandbox = Sandbox::start().await;
-    let session = fib_demo(sandbox.base_url(Service::Fib))
-        .token_store(store)
-        .build()
-        .unwrap();
+    let (sandbox, session) = fib_on_lazy_store(port).await;
     session.access_token().await.unwrap();
     session.access_token().await.unwrap();
     assert_eq!(
@@ -720,12 +727,7 @@ async fn a_redis_that_never_answers_costs_its_timeouts_and_the_session_serves_on
             }
         }
     });
-    let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/"), key()).unwrap();
-    let sandbox = Sandbox::start().await;
-    let session = fib_demo(sandbox.base_url(Service::Fib))
-        .token_store(store)
-        .build()
-        .unwrap();
+    let (sandbox, session) = fib_on_lazy_store(port).await;
     let started = Instant::now();
     let token = tokio::time::timeout(Duration::from_secs(60), session.access_token())
         .await
