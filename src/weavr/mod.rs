@@ -632,13 +632,13 @@ impl Attach for Weavr {
 /// a [`crate::store::StoreKey`]: BLAKE2b-128 of it, domain-separated; the secret itself is never
 /// part of a key.
 fn fingerprint(secret: &[u8]) -> String {
-    use blake2::digest::consts::U16;
-    use blake2::digest::Digest;
-    let digest = blake2::Blake2b::<U16>::new()
-        .chain_update(b"tokensmith store identity\0")
-        .chain_update(secret)
+    let digest = blake2b_simd::Params::new()
+        .hash_length(16)
+        .to_state()
+        .update(b"tokensmith store identity\0")
+        .update(secret)
         .finalize();
-    hex::encode(digest)
+    hex::encode(digest.as_bytes())
 }
 
 #[cfg(test)]
