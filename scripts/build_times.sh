@@ -88,7 +88,7 @@ reqwest = { version = "0.13.5", default-features = false, features = ["json", "r
   # book, "Profiles", `incremental`); here it is a path dependency, which cargo would compile
   # incrementally, writing the incremental cache on top of the build (1.3 s of wall time and
   # 1.8 s of CPU for tokensmith's library alone, in the build's tail). So the path dependency
-  # (tokensmith, or the floor's crate) is compiled as a registry crate is. The application's own
+  # (tokensmith, or a floor's crate) is compiled as a registry crate is. The application's own
   # crate stays incremental, as in the baseline.
   make_app() { # name, extra dependency lines, main, the path dependency
     mkdir -p "$apps/$1/src"
@@ -112,7 +112,7 @@ serde_json = "1"' "$baseline_main"
   # prettyplease), and whose library only include!s the results. No tokensmith code. `floor`
   # takes the smallest document (s7risk), what one service needs at least; `floor_five` takes
   # all five, what the default features need at least. Two things progenitor 0.15 cannot take
-  # as they stand are left out of floor_five's copies, as tokensmith's build.rs also keeps them
+  # as they stand are left out of the floors' copies, as tokensmith's build.rs also keeps them
   # from it: weavr's bodiless 204 beside the logout's 200 body (progenitor panics on it;
   # build.rs puts it back after generation), and the one `pattern` (on VerificationCode, which
   # tokensmith replaces by its SecretString; typify would otherwise need regress at run time).
