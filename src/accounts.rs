@@ -28,20 +28,27 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 pub use crate::generated::accounts::{types, Client};
 
-use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{ErrorBody, Failure};
+use crate::provider::sealed::ProviderImpl;
+use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::session::{require, require_plain};
 use crate::token::{Extra, Grant};
+use crate::transport::endpoint::Endpoint;
+use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
+
+/// A session with the Wikimedia Enterprise auth API. Cheap to clone; clones share the tokens.
+pub type Session = crate::Session<Accounts>;
+/// Builds a [`Session`]: [`crate::SessionBuilder`]'s setters, and the service's own below.
+pub type SessionBuilder = crate::SessionBuilder<Accounts>;
 
 /// The production server.
 pub const DEFAULT_BASE_URL: &str = "https://auth.enterprise.wikimedia.com";
@@ -73,85 +80,42 @@ fn check_length(what: &str, value: &str, (min, max): (usize, usize)) -> Result<(
     }
 }
 
-/// Builds a [`Session`].
-#[derive(Debug, Default)]
-#[must_use]
-pub struct SessionBuilder {
-    common: Common,
-    username: Option<String>,
-    password: Option<SecretString>,
+mod settings {
+    use crate::secret::SecretString;
+
+    /// What an accounts builder takes beside the shared settings.
+    #[derive(Debug, Default)]
+    pub struct Settings {
+        pub(super) username: Option<String>,
+        pub(super) password: Option<SecretString>,
+    }
 }
 
 impl SessionBuilder {
-    session::common_builder_methods!();
-
     /// The account's username (required; the service's own word, where the other services
     /// log in with an email). The service's usernames are lowercase: one with capitals is
     /// lowercased, and [`Session::username_was_lowercased`] says so.
     pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
+        self.own.username = Some(username.into());
         self
     }
 
     /// The account's password (required).
     pub fn password(mut self, password: impl Into<SecretString>) -> Self {
-        self.password = Some(password.into());
+        self.own.password = Some(password.into());
         self
     }
-
-    /// Checks the configuration and builds the session. Makes no request.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Configuration`] when the username, the password or the base URL is missing
-    /// or malformed, or a length is outside the service's.
-    pub fn build(self) -> Result<Session, Error> {
-        let given = session::require_plain(S, "username", self.username)?;
-        let username = given.to_lowercase();
-        let lowercased = username != given;
-        if lowercased {
-            // Logins with capitals fail with the same 401 as a wrong password.
-            tracing::warn!(service = %S, "the username was lowercased, as the service requires");
-        }
-        let password = session::require(S, "password", self.password)?;
-        check_length("the username", &username, USERNAME_LENGTH)?;
-        check_length("the password", password.expose_secret(), PASSWORD_LENGTH)?;
-        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
-        let provider = Accounts {
-            endpoint: endpoint.clone(),
-            username,
-            password: RwLock::new(password),
-        };
-        Ok(Session {
-            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
-            lowercased,
-        })
-    }
-}
-
-/// A session with the Wikimedia Enterprise auth API. Cheap to clone; clones share the tokens.
-#[derive(Clone)]
-pub struct Session {
-    core: Arc<Core<Accounts>>,
-    lowercased: bool,
 }
 
 impl Session {
-    /// A builder for a session.
-    pub fn builder() -> SessionBuilder {
-        SessionBuilder::default()
-    }
-
-    session::common_session_methods!(Client);
-
     /// The username the session logs in with (lowercase).
     pub fn username(&self) -> &str {
-        &self.core.provider.username
+        &self.provider().username
     }
 
     /// Whether the configured username had capitals and was lowercased.
     pub fn username_was_lowercased(&self) -> bool {
-        self.lowercased
+        self.provider().lowercased
     }
 
     /// A valid id token (OpenID Connect, describing the user), renewed with the access token.
@@ -195,9 +159,8 @@ impl Session {
             new_password.expose_secret(),
             NEW_PASSWORD_LENGTH,
         )?;
-        let provider = &self.core.provider;
-        let clock = &self.core.cache.clock;
-        let (sent_at, sent_wall) = (clock.now(), clock.system_now());
+        let provider = self.provider();
+        let sent = self.tokens().sent();
         let body = types::NewPasswordRequest {
             session: challenge_session.clone(),
             username: provider.username.clone(),
@@ -205,8 +168,7 @@ impl Session {
         };
         let complete = |api: Client| async move { api.complete_new_password(&body).await };
         let response = self
-            .core
-            .endpoint
+            .endpoint()
             .call(
                 Context::new().with_grant(crate::telemetry::Grant::NewPassword),
                 &classify_login,
@@ -221,9 +183,9 @@ impl Session {
             tokens.refresh_token,
             tokens.id_token,
             tokens.expires_in,
-            sent_wall,
+            sent.wall,
         );
-        Ok(self.core.cache.install(grant, sent_at).await)
+        self.tokens().install(grant, sent).await
     }
 
     /// Changes the account's password (`/v1/change-password`, with a valid access token); the
@@ -260,7 +222,7 @@ impl Session {
         let change = |api: Client| async move { api.change_password(&body).await };
         self.call(crate::telemetry::Grant::PasswordChange, change)
             .await?;
-        self.core.provider.set_password(proposed);
+        self.provider().set_password(proposed);
         Ok(())
     }
 
@@ -308,33 +270,8 @@ impl Session {
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
         self.call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
             .await?;
-        self.core.provider.set_password(new_password);
-        self.core.cache.clear_failure();
-        Ok(())
-    }
-
-    /// Ends the session: revokes the refresh token (`/v1/token-revoke`, which also ends every
-    /// access token issued from it) and wipes the cached tokens, so that the next call logs
-    /// in afresh. The cache is wiped whatever the service answers.
-    ///
-    /// # Errors
-    ///
-    /// The revocation's failure; the cached tokens are wiped all the same.
-    pub async fn logout(&self) -> Result<(), Error> {
-        let refresh = self
-            .core
-            .cache
-            .current_or_stored()
-            .await
-            .and_then(|entry| entry.refresh.clone())
-            .or_else(|| self.core.cache.current().and_then(|e| e.refresh.clone()));
-        self.core.forget().await;
-        let Some(refresh_token) = refresh else {
-            return Ok(());
-        };
-        let body = types::TokenRevokeRequest { refresh_token };
-        let revoke = |api: Client| async move { api.revoke_token(&body).await };
-        self.call(crate::telemetry::Grant::Logout, revoke).await?;
+        self.provider().set_password(new_password);
+        self.tokens().clear_failure();
         Ok(())
     }
 }
@@ -351,8 +288,36 @@ impl Session {
         Op: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, progenitor_client::Error<types::Error>>>,
     {
-        let endpoint = &self.core.endpoint;
-        endpoint
+        self.provider().call(grant, operation).await
+    }
+}
+
+/// The Wikimedia Enterprise auth API, as a [`crate::Provider`]: sessions with it are
+/// [`Session`]s. `logout()` revokes the refresh token (`/v1/token-revoke`, which also ends every
+/// access token issued from it) and wipes the cached tokens whatever the service answers; its
+/// error is the revocation's failure.
+pub struct Accounts {
+    endpoint: Endpoint,
+    username: String,
+    /// The configured username had capitals and was lowercased.
+    lowercased: bool,
+    // Replaced when the password changes through the session.
+    password: RwLock<SecretString>,
+}
+
+impl Accounts {
+    /// One of the account's own calls beside login and refresh: no headers of its own, and
+    /// its failures read the default way.
+    async fn call<T, Op, Fut>(
+        &self,
+        grant: crate::telemetry::Grant,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        Op: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, progenitor_client::Error<types::Error>>>,
+    {
+        self.endpoint
             .call(
                 Context::new().with_grant(grant),
                 &Failure::default_kind,
@@ -360,18 +325,7 @@ impl Session {
             )
             .await
     }
-}
 
-session::session_impls!(Session);
-
-struct Accounts {
-    endpoint: Endpoint,
-    username: String,
-    // Replaced when the password changes through the session.
-    password: RwLock<SecretString>,
-}
-
-impl Accounts {
     fn password(&self) -> SecretString {
         self.password
             .read()
@@ -466,9 +420,53 @@ fn grant(
         })
 }
 
-impl Provider for Accounts {
+impl crate::Provider for Accounts {
+    type Client = Client;
+}
+
+impl ProviderImpl for Accounts {
     const SERVICE: Service = S;
+    const BASE_URL: Result<&'static str, &'static str> = Ok(DEFAULT_BASE_URL);
+    /// The Metadata, Snapshot, On-demand and Realtime APIs, which take the auth API's access
+    /// token as their bearer (enterprise.wikimedia.com/docs/api/, the OpenAPI description of
+    /// every Wikimedia Enterprise API).
+    const OTHER_API_HOSTS: &'static [&'static str] = &[
+        "api.enterprise.wikimedia.com",
+        "realtime.enterprise.wikimedia.com",
+    ];
     const MAX_REFRESH_USES: Option<u32> = Some(MAX_REFRESHES);
+
+    type Settings = settings::Settings;
+
+    fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Self, Error> {
+        let given = require_plain(S, "username", settings.username)?;
+        let username = given.to_lowercase();
+        let lowercased = username != given;
+        if lowercased {
+            // Logins with capitals fail with the same 401 as a wrong password.
+            tracing::warn!(service = %S, "the username was lowercased, as the service requires");
+        }
+        let password = require(S, "password", settings.password)?;
+        check_length("the username", &username, USERNAME_LENGTH)?;
+        check_length("the password", password.expose_secret(), PASSWORD_LENGTH)?;
+        Ok(Self {
+            endpoint: endpoint.clone(),
+            username,
+            lowercased,
+            password: RwLock::new(password),
+        })
+    }
+
+    /// `/v1/token-revoke` with the refresh token of the session it ends.
+    async fn log_out(&self, _tokens: &Tokens, ending: &Ending) -> Result<(), Error> {
+        let Some(refresh_token) = ending.entry.refresh.clone() else {
+            return Ok(());
+        };
+        let body = types::TokenRevokeRequest { refresh_token };
+        let revoke = |api: Client| async move { api.revoke_token(&body).await };
+        self.call(crate::telemetry::Grant::Logout, revoke).await?;
+        Ok(())
+    }
 
     fn store_identity(&self) -> String {
         self.username.clone()
@@ -547,8 +545,6 @@ impl Provider for Accounts {
         ))
     }
 }
-
-impl Attach for Accounts {}
 
 #[cfg(test)]
 mod tests {

@@ -122,7 +122,7 @@ fn jwt_lifetime(token: &str, sent_wall: SystemTime) -> Option<Duration> {
 /// (seconds, or milliseconds past 10^12), as a duration from `now`: zero for a time already
 /// past, `None` for a negative or non-finite value, [`Duration::MAX`] for one beyond what the
 /// platform's clock can hold. Callers bound the result ([`MAX_LIFETIME`] for a lifetime,
-/// [`crate::response::MAX_RETRY_AFTER`] for a wait).
+/// [`crate::transport::errors::MAX_RETRY_AFTER`] for a wait).
 pub(crate) fn seconds_or_epoch(value: f64, now: SystemTime) -> Option<Duration> {
     let epoch_secs = if value >= 1e12 {
         value / 1000.0

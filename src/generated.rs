@@ -4,6 +4,16 @@
 //! handing every request to [`crate::transport::Context`], so that one piece of code attaches
 //! credentials and reads responses for all five services.
 
+/// A generated client, built for a base URL with a client and a context.
+pub trait Api: Sized {
+    /// The client for `base_url`, sending with `http` and `context`.
+    fn with_context(
+        base_url: &str,
+        http: reqwest::Client,
+        context: crate::transport::Context,
+    ) -> Self;
+}
+
 macro_rules! generated_client {
     ($module:ident, $file:literal, $service:ident) => {
         #[allow(
@@ -23,11 +33,12 @@ macro_rules! generated_client {
                     request: &mut reqwest::Request,
                     _info: &OperationInfo,
                 ) -> std::result::Result<(), Error<E>> {
-                    // progenitor keeps only a string of a hook's error.
+                    // progenitor keeps only a string of a hook's error: the error itself is
+                    // parked, for the conversion into `crate::Error` to take back.
                     self.inner()
                         .prepare(request)
                         .await
-                        .map_err(|e| Error::Custom(e.to_string()))
+                        .map_err(|e| Error::Custom(crate::transport::errors::park(e)))
                 }
 
                 async fn exec(
@@ -41,9 +52,7 @@ macro_rules! generated_client {
                 }
             }
 
-            impl crate::session::Api for Client {
-                const SERVICE: crate::error::Service = crate::error::Service::$service;
-
+            impl crate::generated::Api for Client {
                 fn with_context(
                     base_url: &str,
                     http: reqwest::Client,

@@ -15,19 +15,17 @@
     allow(dead_code, unused_macros, unused_imports)
 )]
 
-mod any_session;
 mod cache;
 pub mod clock;
 mod error;
 mod expiry;
 mod generated;
-#[cfg(any(feature = "middleware", feature = "tower"))]
-mod hosts;
+mod header;
 mod http_client;
 #[cfg(feature = "middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 pub mod middleware;
-mod response;
+mod provider;
 mod retry;
 #[cfg(feature = "sandbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
@@ -62,14 +60,15 @@ pub mod passwordsafe;
 #[cfg_attr(docsrs, doc(cfg(feature = "fib")))]
 pub mod fib;
 
-pub use any_session::{AnySession, DynTokenSource};
 pub use error::{Error, ErrorKind, FieldError, Service};
 pub use expiry::RefreshPolicy;
 pub use http_client::{HttpClient, HttpClientSource};
+pub use provider::Provider;
 pub use retry::RetryPolicy;
 pub use secret::SecretString;
-pub use session::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, USER_AGENT};
+pub use session::{AnySession, DynTokenSource, Session, SessionBuilder};
 pub use token::{AccessToken, TokenOrigin};
+pub use transport::endpoint::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, USER_AGENT};
 
 /// Anything that hands out valid access tokens: every service's `Session`.
 pub trait TokenSource: Send + Sync {

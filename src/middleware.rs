@@ -14,14 +14,14 @@
 //!
 //! ```no_run
 //! # async fn run(session: tokensmith::weavr::Session) -> Result<(), Box<dyn std::error::Error>> {
-//! use reqwest_middleware::ClientBuilder;
 //! use tokensmith::middleware::AuthMiddleware;
 //!
-//! let client = ClientBuilder::new(reqwest::Client::new())
+//! // The session's own client: it follows no redirects (see `AuthMiddleware::new`).
+//! let client = reqwest_middleware::ClientBuilder::new(session.client())
 //!     // .with(RetryTransientMiddleware::new_with_policy(..)) goes here, outside
-//!     .with(AuthMiddleware::new(session).only_hosts(["api.weavr.io"]))
+//!     .with(AuthMiddleware::new(session))
 //!     .build();
-//! let response = client.get("https://api.weavr.io/multi/consumers").send().await?;
+//! let response = client.get("https://weavr.example.com/multi/consumers").send().await?;
 //! # Ok(()) }
 //! ```
 
@@ -29,12 +29,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::Extensions;
+use reqwest::header::HeaderMap;
 use reqwest_middleware::{Middleware, Next};
 
-use crate::any_session::AnySession;
 use crate::error::Error;
-use crate::hosts::{secure_enough, HostPattern};
-use crate::transport::{exchange, Authorizer, Sender};
+use crate::session::AnySession;
+use crate::transport::body::buffer;
+use crate::transport::exchange::{exchange, reqwest_parts, Authorizer, Sender};
+use crate::transport::rules::{HostPattern, Scope, Verdict};
 
 /// Middleware that authorizes requests with a session (any service's `Session`, or an
 /// [`AnySession`]) and reports the answers to it. See the [module](self) documentation.
@@ -42,43 +44,54 @@ use crate::transport::{exchange, Authorizer, Sender};
 pub struct AuthMiddleware {
     session: AnySession,
     auth: Arc<dyn Authorizer>,
-    hosts: Option<Arc<[HostPattern]>>,
+    scope: Scope,
 }
 
 impl std::fmt::Debug for AuthMiddleware {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthMiddleware")
             .field("session", &self.session)
-            .field("only_hosts", &self.hosts)
+            .field("hosts", &self.scope.hosts())
             .finish()
     }
 }
 
 impl AuthMiddleware {
     /// Middleware for `session` (any service's `Session`, or an [`AnySession`]), putting its
-    /// credentials on requests to every host (but never over plain HTTP to a host other than
-    /// a loopback address); see [`Self::only_hosts`].
+    /// credentials on requests to the hosts they are for (the session's base URL's origin,
+    /// the vendor's documented hosts and the builder's `credential_hosts`; see
+    /// [`Self::only_hosts`]), never over plain HTTP to a host that is not a loopback address
+    /// unless the session allows it (`danger_accept_plain_http`). Requests to other hosts pass
+    /// through untouched.
+    ///
+    /// The client under the middleware must follow no redirects: build the chain on the
+    /// session's own client (`session.client()`), as the [module](self) example does. A client
+    /// that follows redirects would carry the credentials the middleware put on a request
+    /// wherever a `Location` points: reqwest strips `Authorization` and `Cookie` on a change of
+    /// host, but not weavr's `api-key`, and gives a middleware no way to turn redirects off for
+    /// one request.
     pub fn new(session: impl Into<AnySession>) -> Self {
         let session = session.into();
         Self {
             auth: session.authorizer(),
+            scope: session.engine().endpoint.scope.clone(),
             session,
-            hosts: None,
         }
     }
 
-    /// Puts the credentials only on requests to these hosts; others pass through untouched.
-    /// An entry is a host name or IP address (`api.weavr.io`, `127.0.0.1`, `[::1]`), matching
-    /// any port, or one with a port (`localhost:8443`), matching that port only (a URL
-    /// without a port has its scheme's default). Names match case-insensitively and exactly:
-    /// `example.com` does not cover `api.example.com`. An entry that is not a host matches
-    /// nothing.
+    /// Puts the credentials only on requests to these hosts, in place of the session's own
+    /// list; others pass through untouched. An entry is a host name or IP address
+    /// (`api.example.com`, `127.0.0.1`, `[::1]`), matching any port, or one with a port
+    /// (`localhost:8443`), matching that port only (a URL without a port has its scheme's
+    /// default), or `*.example.com`, matching every host below `example.com`. Names match
+    /// case-insensitively and exactly: `example.com` does not cover `api.example.com`. An
+    /// entry that is not a host matches nothing.
     pub fn only_hosts<I, S>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.hosts = Some(HostPattern::list(hosts));
+        self.scope = self.scope.with_hosts(HostPattern::list(hosts));
         self
     }
 
@@ -88,28 +101,6 @@ impl AuthMiddleware {
     }
 }
 
-/// Whether a request to `url` gets the credentials, or the reason it must not be sent.
-fn wants_credentials(
-    hosts: Option<&[HostPattern]>,
-    session: &AnySession,
-    url: &url::Url,
-) -> Result<bool, Error> {
-    let host = url.host_str().unwrap_or_default();
-    if let Some(hosts) = hosts {
-        let port = url.port_or_known_default();
-        if !hosts.iter().any(|pattern| pattern.matches(host, port)) {
-            return Ok(false);
-        }
-    }
-    if !secure_enough(url.scheme(), host) {
-        return Err(Error::configuration(
-            Some(session.service()),
-            "refusing to send credentials over plain HTTP to a host other than a loopback address",
-        ));
-    }
-    Ok(true)
-}
-
 /// The rest of the caller's chain, as [`exchange`] sends through it.
 struct Chain<'a> {
     next: Next<'a>,
@@ -117,13 +108,39 @@ struct Chain<'a> {
 }
 
 impl Sender for Chain<'_> {
+    type Request = reqwest::Request;
+    type Response = reqwest::Response;
     type Error = reqwest_middleware::Error;
+
+    fn headers(request: &reqwest::Request) -> &HeaderMap {
+        reqwest_parts::headers(request)
+    }
+
+    fn headers_mut(request: &mut reqwest::Request) -> &mut HeaderMap {
+        reqwest_parts::headers_mut(request)
+    }
+
+    fn spare(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
+        request.try_clone()
+    }
+
+    fn status(response: &reqwest::Response) -> u16 {
+        reqwest_parts::status(response)
+    }
 
     fn send(
         &mut self,
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send {
         self.next.clone().run(request, self.extensions)
+    }
+
+    async fn read(
+        &mut self,
+        response: reqwest::Response,
+        cap: Option<usize>,
+    ) -> Result<(reqwest::Response, Option<bytes::Bytes>), Self::Error> {
+        Ok(buffer(response, cap).await?)
     }
 }
 
@@ -135,10 +152,17 @@ impl Middleware for AuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let wanted = wants_credentials(self.hosts.as_deref(), &self.session, request.url())
-            .map_err(reqwest_middleware::Error::middleware)?;
-        if !wanted {
-            return next.run(request, extensions).await;
+        match self.scope.judge_url(request.url()) {
+            Verdict::Carry => {}
+            Verdict::Elsewhere => return next.run(request, extensions).await,
+            verdict => {
+                let refused: Result<(), Error> =
+                    self.scope
+                        .refusal(self.session.service(), verdict, request.url().host_str());
+                return Err(reqwest_middleware::Error::middleware(
+                    refused.expect_err("a verdict other than Carry is refused"),
+                ));
+            }
         }
         self.auth
             .authorize(request.headers_mut())

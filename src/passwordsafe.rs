@@ -38,22 +38,28 @@
 //! ```
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE};
 
 pub use crate::generated::passwordsafe::{types, Client};
 
-use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{ErrorBody, Failure};
+use crate::provider::sealed::ProviderImpl;
+use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::session::{require, require_plain};
 use crate::token::{Entry, Extra, Grant};
+use crate::transport::endpoint::Endpoint;
+use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
+
+/// A session with a Password Safe server. Cheap to clone; clones share the session.
+pub type Session = crate::Session<PasswordSafe>;
+/// Builds a [`Session`]: [`crate::SessionBuilder`]'s setters, and the service's own below.
+pub type SessionBuilder = crate::SessionBuilder<PasswordSafe>;
 
 /// The vendor's base URL template: `the-server` stands for your server or cloud instance. It is
 /// never used as a default; give [`SessionBuilder::host`] or [`SessionBuilder::base_url`].
@@ -77,24 +83,25 @@ enum Credentials {
     },
 }
 
-/// Builds a [`Session`].
-#[derive(Debug, Default)]
-#[must_use]
-pub struct SessionBuilder {
-    common: Common,
-    credentials: Option<Credentials>,
-    api_version: Option<String>,
+mod settings {
+    /// What a Password Safe builder takes beside the shared settings.
+    #[derive(Debug, Default)]
+    pub struct Settings {
+        pub(super) credentials: Option<super::Credentials>,
+        pub(super) api_version: Option<String>,
+    }
 }
 
-impl SessionBuilder {
-    session::common_builder_methods!();
+/// What `build()` says without a base URL.
+const NO_BASE_URL: &str =
+    "the base URL is required (host(…) or base_url(…)): every installation has its own";
 
+impl SessionBuilder {
     /// The host of your Password Safe server or cloud instance (`pws.example.com`, or with a
     /// port): the base URL becomes `https://<host>/BeyondTrust/api/public/v3`. Either this or
     /// [`Self::base_url`] is required.
-    pub fn host(mut self, host: impl AsRef<str>) -> Self {
-        self.common.base_url = Some(format!("https://{}{BASE_PATH}", host.as_ref()));
-        self
+    pub fn host(self, host: impl AsRef<str>) -> Self {
+        self.base_url(format!("https://{}{BASE_PATH}", host.as_ref()))
     }
 
     /// Signs in as an application user, with its OAuth client ID and secret:
@@ -106,7 +113,7 @@ impl SessionBuilder {
         client_id: impl Into<String>,
         client_secret: impl Into<SecretString>,
     ) -> Self {
-        self.credentials = Some(Credentials::OAuth {
+        self.own.credentials = Some(Credentials::OAuth {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
         });
@@ -123,7 +130,7 @@ impl SessionBuilder {
         runas: impl Into<String>,
         password: Option<SecretString>,
     ) -> Self {
-        self.credentials = Some(Credentials::PsAuth {
+        self.own.credentials = Some(Credentials::PsAuth {
             api_key: api_key.into(),
             runas: runas.into(),
             password,
@@ -135,71 +142,8 @@ impl SessionBuilder {
     /// parameter of the session's own calls. Without it no `version` is sent and the
     /// installation answers with its default version (no source says which).
     pub fn api_version(mut self, version: impl Into<String>) -> Self {
-        self.api_version = Some(version.into());
+        self.own.api_version = Some(version.into());
         self
-    }
-
-    /// Checks the configuration and builds the session. Makes no request.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Configuration`] when the base URL or the credentials are missing or
-    /// malformed, or the API version is not one of 3.0, 3.1, 3.2.
-    pub fn build(self) -> Result<Session, Error> {
-        const S: Service = Service::PasswordSafe;
-        if self.common.base_url.is_none() {
-            return Err(Error::configuration(
-                Some(S),
-                "the base URL is required (host(…) or base_url(…)): every installation has its own",
-            ));
-        }
-        let version = match self.api_version {
-            None => None,
-            Some(v) => Some(types::ApiVersion::from_str(v.trim()).map_err(|_| {
-                Error::configuration(
-                    Some(S),
-                    format!("API version {v:?} is not one of 3.0, 3.1, 3.2"),
-                )
-            })?),
-        };
-        let identity;
-        let login = match self.credentials {
-            None => return Err(Error::configuration(Some(S), "credentials are required")),
-            Some(Credentials::OAuth {
-                client_id,
-                client_secret,
-            }) => {
-                let client_id = session::require_plain(S, "client id", Some(client_id))?;
-                identity = format!("oauth:{client_id}");
-                Login::OAuth(TokenRequest::new(
-                    client_id,
-                    session::require(S, "client secret", Some(client_secret))?,
-                ))
-            }
-            Some(Credentials::PsAuth {
-                api_key,
-                runas,
-                password,
-            }) => {
-                let api_key = session::require(S, "API key", Some(api_key))?;
-                let runas = session::require_plain(S, "run-as user", Some(runas))?;
-                identity = format!("ps-auth:{runas}");
-                let password = password
-                    .map(|p| session::require(S, "password", Some(p)))
-                    .transpose()?;
-                Login::PsAuth(ps_auth_header(&api_key, &runas, password.as_ref())?)
-            }
-        };
-        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
-        let provider = PasswordSafe {
-            endpoint: endpoint.clone(),
-            login,
-            version,
-            identity,
-        };
-        Ok(Session {
-            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
-        })
     }
 }
 
@@ -224,7 +168,13 @@ fn ps_auth_header(
     if runas.contains(';') {
         return Err(bad("run-as user"));
     }
-    let mut text = format!("PS-Auth key={}; runas={runas};", api_key.expose_secret());
+    let mut parts: Vec<&[u8]> = vec![
+        b"PS-Auth key=",
+        api_key.expose_secret().as_bytes(),
+        b"; runas=",
+        runas.as_bytes(),
+        b";",
+    ];
     if let Some(password) = password {
         // `]` ends the `pwd=[…]` part: the server would read a shorter password and the rest
         // as more of the header.
@@ -233,78 +183,15 @@ fn ps_auth_header(
                 "password (it holds a `]`, which would end its `pwd=[…]` part)",
             ));
         }
-        text.push_str(&format!(" pwd=[{}];", password.expose_secret()));
+        parts.extend([
+            b" pwd=[".as_slice(),
+            password.expose_secret().as_bytes(),
+            b"];",
+        ]);
     }
-    let mut value =
-        HeaderValue::try_from(text).map_err(|_| bad("API key, run-as user or password"))?;
-    value.set_sensitive(true);
-    Ok(value)
+    // Assembled in memory that is zeroized when the header's last copy is dropped.
+    crate::header::sensitive(&parts).map_err(|_| bad("API key, run-as user or password"))
 }
-
-/// A session with a Password Safe server. Cheap to clone; clones share the session.
-#[derive(Clone)]
-pub struct Session {
-    core: Arc<Core<PasswordSafe>>,
-}
-
-impl Session {
-    /// A builder for a session.
-    pub fn builder() -> SessionBuilder {
-        SessionBuilder::default()
-    }
-
-    session::common_session_methods!(Client);
-
-    /// Ends the session on the server (`POST Auth/Signout` with the session cookie: the vendor
-    /// calls it signing out) and drops it, so that the next call signs in again. Does nothing
-    /// when no session is open.
-    ///
-    /// A 401 means the server had already closed the session: it is dropped and the error
-    /// ([`ErrorKind::TokenRejected`]) returned. After any other failure the session is kept
-    /// (it may still be open; call again, or let it close after 20 idle minutes).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::TokenRejected`] when the server had already closed the session (it is
-    /// dropped all the same); any other failure of the sign-out (the session is kept).
-    pub async fn logout(&self) -> Result<(), Error> {
-        let cache = &self.core.cache;
-        let Some(entry) = cache.current_or_stored().await else {
-            self.core.forget().await;
-            return Ok(());
-        };
-        let mut headers = HeaderMap::new();
-        self.core.provider.attach(&entry, &mut headers);
-        let context = headers
-            .into_iter()
-            .filter_map(|(name, value)| Some((name?, value)))
-            .fold(Context::new(), |ctx, (name, value)| {
-                ctx.with_header(name, value, true)
-            })
-            .with_grant(crate::telemetry::Grant::Logout);
-        let version = self.core.provider.version;
-        let sign_out = |api: Client| async move { api.sign_out(version).await };
-        match self
-            .core
-            .endpoint
-            .call(context, &classify_api, sign_out)
-            .await
-        {
-            Ok(_) => {
-                self.core.forget().await;
-                Ok(())
-            }
-            Err(error) => {
-                if error.kind() == ErrorKind::TokenRejected {
-                    self.core.forget().await;
-                }
-                Err(error)
-            }
-        }
-    }
-}
-
-session::session_impls!(Session);
 
 /// The client-credentials request of `POST Auth/connect/token`, serialized as the form the
 /// service documents, in its order: `grant_type=client_credentials&client_id=…&client_secret=…`.
@@ -344,7 +231,15 @@ enum Login {
     PsAuth(HeaderValue),
 }
 
-struct PasswordSafe {
+/// BeyondTrust Password Safe, as a [`crate::Provider`]: sessions with it are [`Session`]s.
+///
+/// `logout()` ends the session on the server (`POST Auth/Signout` with the session cookie: the
+/// vendor calls it signing out) and drops it, so that the next call signs in again; it does
+/// nothing when no session is open. A 401 means the server had already closed the session: it
+/// is dropped and the error ([`ErrorKind::TokenRejected`]) returned. After any other failure
+/// the session is kept (it may still be open; call again, or let it close after 20 idle
+/// minutes).
+pub struct PasswordSafe {
     endpoint: Endpoint,
     login: Login,
     version: Option<types::ApiVersion>,
@@ -368,7 +263,7 @@ impl ErrorBody for types::ApiError {
     /// The body is undocumented: a JSON string is the message, or an object's member under
     /// one of the usual names (ASP.NET's `Message` among them).
     fn message(&self) -> Option<String> {
-        crate::response::message_from_json(&self.0)
+        crate::transport::errors::message_from_json(&self.0)
     }
 }
 
@@ -457,10 +352,65 @@ impl PasswordSafe {
     }
 }
 
-impl Provider for PasswordSafe {
+impl crate::Provider for PasswordSafe {
+    type Client = Client;
+}
+
+impl ProviderImpl for PasswordSafe {
     const SERVICE: Service = Service::PasswordSafe;
+    const BASE_URL: Result<&'static str, &'static str> = Err(NO_BASE_URL);
     const SLIDING: Option<Duration> = Some(ACCESS_TOKEN_IDLE_LIFETIME);
     const ENDS_SESSION: &'static [&'static str] = &["sign_out"];
+    const KEEPS_SESSION_ON_FAILED_LOGOUT: bool = true;
+
+    type Settings = settings::Settings;
+
+    fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Self, Error> {
+        const S: Service = Service::PasswordSafe;
+        let version = match settings.api_version {
+            None => None,
+            Some(v) => Some(types::ApiVersion::from_str(v.trim()).map_err(|_| {
+                Error::configuration(
+                    Some(S),
+                    format!("API version {v:?} is not one of 3.0, 3.1, 3.2"),
+                )
+            })?),
+        };
+        let identity;
+        let login = match settings.credentials {
+            None => return Err(Error::configuration(Some(S), "credentials are required")),
+            Some(Credentials::OAuth {
+                client_id,
+                client_secret,
+            }) => {
+                let client_id = require_plain(S, "client id", Some(client_id))?;
+                identity = format!("oauth:{client_id}");
+                Login::OAuth(TokenRequest::new(
+                    client_id,
+                    require(S, "client secret", Some(client_secret))?,
+                ))
+            }
+            Some(Credentials::PsAuth {
+                api_key,
+                runas,
+                password,
+            }) => {
+                let api_key = require(S, "API key", Some(api_key))?;
+                let runas = require_plain(S, "run-as user", Some(runas))?;
+                identity = format!("ps-auth:{runas}");
+                let password = password
+                    .map(|p| require(S, "password", Some(p)))
+                    .transpose()?;
+                Login::PsAuth(ps_auth_header(&api_key, &runas, password.as_ref())?)
+            }
+        };
+        Ok(Self {
+            endpoint: endpoint.clone(),
+            login,
+            version,
+            identity,
+        })
+    }
 
     fn store_identity(&self) -> String {
         self.identity.clone()
@@ -493,7 +443,12 @@ impl Provider for PasswordSafe {
                     None,
                 );
                 let bearer = token.access_token;
-                let cookie = self.sign_in(session::bearer(&bearer), sent_wall).await?;
+                let authorization = crate::header::bearer(&bearer).map_err(|_| {
+                    Error::new(ErrorKind::Decode)
+                        .with_service(Service::PasswordSafe)
+                        .with_message("the OAuth token cannot be sent in an HTTP header")
+                })?;
+                let cookie = self.sign_in(authorization, sent_wall).await?;
                 Ok(
                     Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
                         .with_max_lifetime(token_lifetime)
@@ -505,16 +460,15 @@ impl Provider for PasswordSafe {
             }
         }
     }
-}
 
-impl Attach for PasswordSafe {
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
-        if let Ok(mut cookie) = HeaderValue::try_from(entry.secret.expose_secret()) {
-            cookie.set_sensitive(true);
+        if let Ok(cookie) = crate::header::secret(&entry.secret) {
             headers.insert(COOKIE, cookie);
         }
         if let Some(bearer) = &entry.extra.bearer {
-            headers.insert(AUTHORIZATION, session::bearer(bearer));
+            if let Ok(bearer) = crate::header::bearer(bearer) {
+                headers.insert(AUTHORIZATION, bearer);
+            }
         }
     }
 
@@ -532,6 +486,23 @@ impl Attach for PasswordSafe {
             .split(';')
             .map(str::trim)
             .all(|pair| sent.contains(&pair))
+    }
+
+    /// `POST Auth/Signout` with the session's cookie (and bearer).
+    async fn log_out(&self, _tokens: &Tokens, ending: &Ending) -> Result<(), Error> {
+        let mut headers = HeaderMap::new();
+        self.attach(&ending.entry, &mut headers);
+        let context = headers
+            .into_iter()
+            .filter_map(|(name, value)| Some((name?, value)))
+            .fold(Context::new(), |ctx, (name, value)| {
+                ctx.with_header(name, value, true)
+            })
+            .with_grant(crate::telemetry::Grant::Logout);
+        let version = self.version;
+        let sign_out = |api: Client| async move { api.sign_out(version).await };
+        self.endpoint.call(context, &classify_api, sign_out).await?;
+        Ok(())
     }
 }
 

@@ -19,27 +19,32 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, ORIGIN};
 
 pub use crate::generated::s7risk::{types, Client};
 
-use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{ErrorBody, Failure};
+use crate::provider::sealed::ProviderImpl;
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::session::{require, require_plain};
 use crate::token::{Entry, Grant};
+use crate::transport::endpoint::Endpoint;
+use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
 
 /// The production server.
 pub const DEFAULT_BASE_URL: &str = "https://auth.s7risk.com";
 /// The documented token lifetime, used when a token's `exp` claim cannot be read.
 pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A session with the Intelligence Fusion Auth API. Cheap to clone; clones share the token.
+pub type Session = crate::Session<S7risk>;
+/// Builds a [`Session`]: [`crate::SessionBuilder`]'s setters, and the service's own below.
+pub type SessionBuilder = crate::SessionBuilder<S7risk>;
 
 /// What the session logs in with.
 #[derive(Clone, Debug)]
@@ -56,29 +61,27 @@ enum Login {
     },
 }
 
-/// Builds a [`Session`].
-#[derive(Debug, Default)]
-#[must_use]
-pub struct SessionBuilder {
-    common: Common,
-    origin: Option<String>,
-    login: Option<Login>,
+mod settings {
+    /// What an s7risk builder takes beside the shared settings.
+    #[derive(Debug, Default)]
+    pub struct Settings {
+        pub(super) origin: Option<String>,
+        pub(super) login: Option<super::Login>,
+    }
 }
 
 impl SessionBuilder {
-    session::common_builder_methods!();
-
     /// Your API domain, sent as the `Origin` header (required): an origin such as
     /// `https://api.example.com`, with no path.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
-        self.origin = Some(origin.into());
+        self.own.origin = Some(origin.into());
         self
     }
 
     /// Logs in as a user (`POST /user/token`), with the user's email address and password.
     /// Either this or [`Self::application`] is required; the later call wins.
     pub fn user(mut self, email: impl Into<String>, password: impl Into<SecretString>) -> Self {
-        self.login = Some(Login::User {
+        self.own.login = Some(Login::User {
             email: email.into(),
             password: password.into(),
         });
@@ -93,43 +96,11 @@ impl SessionBuilder {
         client_id: impl Into<String>,
         secret: impl Into<SecretString>,
     ) -> Self {
-        self.login = Some(Login::Application {
+        self.own.login = Some(Login::Application {
             client_id: client_id.into(),
             secret: secret.into(),
         });
         self
-    }
-
-    /// Checks the configuration and builds the session. Makes no request.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Configuration`] when the origin, the base URL or the credentials are
-    /// missing or malformed.
-    pub fn build(self) -> Result<Session, Error> {
-        const S: Service = Service::S7risk;
-        let origin = session::require_plain(S, "origin", self.origin)?;
-        let origin = validate_origin(&origin)?;
-        let login = match self.login {
-            None => return Err(Error::configuration(Some(S), "credentials are required")),
-            Some(Login::User { email, password }) => Login::User {
-                email: session::require_plain(S, "email", Some(email))?,
-                password: session::require(S, "password", Some(password))?,
-            },
-            Some(Login::Application { client_id, secret }) => Login::Application {
-                client_id: session::require_plain(S, "client id", Some(client_id))?,
-                secret: session::require(S, "secret", Some(secret))?,
-            },
-        };
-        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
-        let provider = S7risk {
-            endpoint: endpoint.clone(),
-            origin,
-            login,
-        };
-        Ok(Session {
-            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
-        })
     }
 }
 
@@ -150,36 +121,10 @@ fn validate_origin(origin: &str) -> Result<HeaderValue, Error> {
     HeaderValue::try_from(serialized).map_err(|_| bad("is not a valid header value"))
 }
 
-/// A session with the Intelligence Fusion Auth API. Cheap to clone; clones share the token.
-#[derive(Clone)]
-pub struct Session {
-    core: Arc<Core<S7risk>>,
-}
-
-impl Session {
-    /// A builder for a session.
-    pub fn builder() -> SessionBuilder {
-        SessionBuilder::default()
-    }
-
-    session::common_session_methods!(Client);
-
-    /// Ends the session: the service has no logout endpoint (its tokens cannot be revoked
-    /// before they expire), so this wipes the cached (and stored) token and the next call
-    /// logs in afresh. Never fails; async like every other service's `logout`.
-    ///
-    /// # Errors
-    ///
-    /// None today: the result is there so that every service's `logout` reads alike.
-    pub async fn logout(&self) -> Result<(), Error> {
-        self.core.forget().await;
-        Ok(())
-    }
-}
-
-session::session_impls!(Session);
-
-struct S7risk {
+/// The Intelligence Fusion Auth API, as a [`crate::Provider`]: sessions with it are
+/// [`Session`]s. There is no logout endpoint (its tokens cannot be revoked before they expire):
+/// `logout()` wipes the cached (and stored) token, and the next call logs in afresh.
+pub struct S7risk {
     endpoint: Endpoint,
     origin: HeaderValue,
     login: Login,
@@ -199,11 +144,43 @@ fn classify(failure: &Failure) -> ErrorKind {
     }
 }
 
-impl Provider for S7risk {
+impl crate::Provider for S7risk {
+    type Client = Client;
+}
+
+impl ProviderImpl for S7risk {
     const SERVICE: Service = Service::S7risk;
+    const BASE_URL: Result<&'static str, &'static str> = Ok(DEFAULT_BASE_URL);
+    /// The Incidents API (developer.intelligencefusion.co.uk/incidents.html), which takes the
+    /// Auth API's tokens as its bearer.
+    const OTHER_API_HOSTS: &'static [&'static str] = &["api.intelligencefusion.co.uk"];
     /// "Too many authentication attempts. Try again in 5 minutes": the documented window,
     /// kept even when a 429's body does not say it.
     const LOGIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5 * 60);
+
+    type Settings = settings::Settings;
+
+    fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Self, Error> {
+        const S: Service = Service::S7risk;
+        let origin = require_plain(S, "origin", settings.origin)?;
+        let origin = validate_origin(&origin)?;
+        let login = match settings.login {
+            None => return Err(Error::configuration(Some(S), "credentials are required")),
+            Some(Login::User { email, password }) => Login::User {
+                email: require_plain(S, "email", Some(email))?,
+                password: require(S, "password", Some(password))?,
+            },
+            Some(Login::Application { client_id, secret }) => Login::Application {
+                client_id: require_plain(S, "client id", Some(client_id))?,
+                secret: require(S, "secret", Some(secret))?,
+            },
+        };
+        Ok(Self {
+            endpoint: endpoint.clone(),
+            origin,
+            login,
+        })
+    }
 
     fn store_identity(&self) -> String {
         let who = match &self.login {
@@ -247,9 +224,7 @@ impl Provider for S7risk {
         );
         Ok(Grant::new(token, lifetime))
     }
-}
 
-impl Attach for S7risk {
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
         headers.insert(AUTHORIZATION, entry.bearer());
         headers.insert(ORIGIN, self.origin.clone());

@@ -83,7 +83,7 @@ impl std::fmt::Debug for AccessToken {
 }
 
 /// What a login or refresh produced, before the cache times it.
-pub(crate) struct Grant {
+pub struct Grant {
     pub(crate) access: SecretString,
     pub(crate) refresh: Option<SecretString>,
     /// How long the access token lives, counted from when the request was sent.
@@ -146,7 +146,7 @@ pub(crate) struct Extra {
 }
 
 /// A cached token: shared by the cache and every [`AccessToken`] handed out.
-pub(crate) struct Entry {
+pub struct Entry {
     pub(crate) secret: SecretString,
     pub(crate) refresh: Option<SecretString>,
     pub(crate) refresh_expires_nanos: Option<u64>,
@@ -215,7 +215,12 @@ impl Entry {
     /// The `Authorization: Bearer` value of this token (sensitive, zeroized when dropped).
     pub(crate) fn bearer(&self) -> reqwest::header::HeaderValue {
         self.bearer
-            .get_or_init(|| crate::session::bearer(&self.secret))
+            .get_or_init(|| {
+                // Unreachable for a token the session took (`crate::provider` refuses one that
+                // is no header value): a value that can match no token, never a panic.
+                crate::header::bearer(&self.secret)
+                    .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer -"))
+            })
             .clone()
     }
 

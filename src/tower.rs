@@ -10,10 +10,15 @@
 //! for bodies that cannot be cloned (tonic's, streams) use [`AuthLayer::send_once`], which
 //! sends each request once and leaves the renewal to the next.
 //!
-//! tonic's requests carry only a path (the channel adds its endpoint), and its bodies cannot
-//! be cloned: a tonic channel would take `AuthLayer::new(session).send_once()` without
-//! `only_hosts`. That fit is read from tonic's types; the tests use hyper's client and plain
-//! tower services, not tonic.
+//! The credentials go only where the session's may (its base URL's origin, the vendor's
+//! documented hosts, the builder's `credential_hosts`, or [`AuthLayer::only_hosts`]), never
+//! over plain HTTP to a host that is not a loopback address (unless the session allows it):
+//! requests elsewhere pass through untouched. A request whose URI has no scheme or host
+//! (tonic's carry only a path: the channel adds its endpoint) cannot be judged, so it gets no
+//! credentials unless the layer is told where such requests go
+//! ([`AuthLayer::relative_to`]). tonic's bodies cannot be cloned: a tonic channel would take
+//! `AuthLayer::new(session).relative_to("https://…").send_once()`. That fit is read from
+//! tonic's types; the tests use hyper's client and plain tower services, not tonic.
 //!
 //! weavr's step-up is not answered here (a 403 body of any type is not read): call
 //! `weavr::Session::step_up` first, or use the session's `send()` or the `middleware` feature.
@@ -44,10 +49,9 @@ use std::task::{Context, Poll};
 
 use http::{HeaderMap, Request, Response};
 
-use crate::any_session::AnySession;
-use crate::error::Error;
-use crate::hosts::{secure_enough, HostPattern};
-use crate::transport::{report, Authorizer};
+use crate::session::AnySession;
+use crate::transport::exchange::{exchange, Authorizer, Sender};
+use crate::transport::rules::{HostPattern, Scope, Verdict};
 
 /// The error of an [`AuthService`]: the inner service's error, or a [`crate::Error`] (the
 /// credentials could not be had, or must not go where the request goes), boxed as tower's
@@ -69,7 +73,9 @@ pub struct SendOnce;
 pub struct AuthLayer<M = Resend> {
     session: AnySession,
     auth: Arc<dyn Authorizer>,
-    hosts: Option<Arc<[HostPattern]>>,
+    scope: Scope,
+    /// Where a request URI without scheme and host goes: `(scheme, host, port)`.
+    relative: Option<Arc<(String, String, Option<u16>)>>,
     mode: PhantomData<fn() -> M>,
 }
 
@@ -78,7 +84,8 @@ impl<M> Clone for AuthLayer<M> {
         Self {
             session: self.session.clone(),
             auth: self.auth.clone(),
-            hosts: self.hosts.clone(),
+            scope: self.scope.clone(),
+            relative: self.relative.clone(),
             mode: PhantomData,
         }
     }
@@ -88,7 +95,8 @@ impl<M> std::fmt::Debug for AuthLayer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthLayer")
             .field("session", &self.session)
-            .field("only_hosts", &self.hosts)
+            .field("hosts", &self.scope.hosts())
+            .field("relative_to", &self.relative)
             .field("mode", &std::any::type_name::<M>())
             .finish()
     }
@@ -97,16 +105,15 @@ impl<M> std::fmt::Debug for AuthLayer<M> {
 impl AuthLayer {
     /// A layer for `session` (any service's `Session`, or an [`AnySession`]) that resends a
     /// refused request once (bodies must be `Clone`; see [`Self::send_once`]), putting the
-    /// credentials on requests to every host, but never over plain HTTP to a host other than a
-    /// loopback address. A request whose URI has no scheme or host (tonic's carry only a path;
-    /// the channel adds its endpoint) gets them, and its channel's endpoint decides the
-    /// transport.
+    /// credentials on requests to the hosts the session's credentials are for (see the
+    /// [module](self) documentation).
     pub fn new(session: impl Into<AnySession>) -> Self {
         let session = session.into();
         Self {
             auth: session.authorizer(),
+            scope: session.engine().endpoint.scope.clone(),
             session,
-            hosts: None,
+            relative: None,
             mode: PhantomData,
         }
     }
@@ -117,30 +124,55 @@ impl AuthLayer {
         AuthLayer {
             session: self.session,
             auth: self.auth,
-            hosts: self.hosts,
+            scope: self.scope,
+            relative: self.relative,
             mode: PhantomData,
         }
     }
 }
 
 impl<M> AuthLayer<M> {
-    /// Puts the credentials only on requests to these hosts; others pass through untouched
-    /// (a request with no host in its URI matches none). Entries are as for
-    /// `middleware::AuthMiddleware::only_hosts`: a host (any port), or `host:port` (that port;
-    /// a URI without a port has its scheme's default), names matched case-insensitively and
-    /// exactly.
+    /// Puts the credentials only on requests to these hosts, in place of the session's own
+    /// list; others pass through untouched. Entries are as for
+    /// `middleware::AuthMiddleware::only_hosts`: a host (any port), `host:port` (that port; a
+    /// URI without a port has its scheme's default), or `*.domain`, names matched
+    /// case-insensitively and exactly.
     pub fn only_hosts<I, S>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.hosts = Some(HostPattern::list(hosts));
+        self.scope = self.scope.with_hosts(HostPattern::list(hosts));
+        self
+    }
+
+    /// Where requests whose URI has no scheme or host go (a tonic channel's endpoint, say:
+    /// `https://grpc.example.com`): they are judged as requests to that origin, and get the
+    /// credentials only when it is one the credentials are for, and never over plain HTTP to a
+    /// host that is not loopback. Without it (or with an `origin` that is not an
+    /// `scheme://host[:port]`), such requests get no credentials.
+    pub fn relative_to(mut self, origin: &str) -> Self {
+        self.relative = url::Url::parse(origin).ok().and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(Arc::new((url.scheme().to_owned(), host, url.port())))
+        });
         self
     }
 
     /// The session the layer authorizes with.
     pub fn session(&self) -> &AnySession {
         &self.session
+    }
+
+    /// What the rule says of a request to `uri`.
+    fn judge(&self, uri: &http::Uri) -> Verdict {
+        match (uri.scheme_str(), uri.host(), &self.relative) {
+            (None, None, Some(relative)) => {
+                let (scheme, host, port) = &**relative;
+                self.scope.judge(Some(scheme), Some(host), *port)
+            }
+            (scheme, host, _) => self.scope.judge(scheme, host, uri.port_u16()),
+        }
     }
 }
 
@@ -181,37 +213,6 @@ impl<S: std::fmt::Debug, M> std::fmt::Debug for AuthService<S, M> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
-/// Whether a request to `uri` gets the credentials, or the reason it must not be sent.
-fn wants_credentials(
-    hosts: Option<&[HostPattern]>,
-    session: &AnySession,
-    uri: &http::Uri,
-) -> Result<bool, Error> {
-    let host = uri.host();
-    if let Some(hosts) = hosts {
-        let port = uri.port_u16().or(match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        });
-        let Some(host) = host else {
-            return Ok(false);
-        };
-        if !hosts.iter().any(|pattern| pattern.matches(host, port)) {
-            return Ok(false);
-        }
-    }
-    if let (Some(scheme), Some(host)) = (uri.scheme_str(), host) {
-        if !secure_enough(scheme, host) {
-            return Err(Error::configuration(
-                Some(session.service()),
-                "refusing to send credentials over plain HTTP to a host other than a loopback address",
-            ));
-        }
-    }
-    Ok(true)
-}
-
 /// The status the session hears of: a gRPC UNAUTHENTICATED (`grpc-status: 16` in the headers
 /// of a trailers-only answer) is a 401 in gRPC's words.
 fn effective_status(status: http::StatusCode, headers: &HeaderMap) -> u16 {
@@ -225,62 +226,105 @@ fn effective_status(status: http::StatusCode, headers: &HeaderMap) -> u16 {
     }
 }
 
-/// Sends `request` (credentials already on it), reports the answer, and on a refusal sends
-/// `spare` once with renewed credentials.
-async fn run<S, B, R>(
-    auth: Arc<dyn Authorizer>,
-    mut inner: S,
-    request: Request<B>,
-    spare: Option<Request<B>>,
-) -> Result<Response<R>, BoxError>
-where
-    S: tower_service::Service<Request<B>, Response = Response<R>>,
-    S::Error: Into<BoxError>,
-{
-    let used = request.headers().clone();
-    let sent_at = auth.now();
-    let response = inner.call(request).await.map_err(Into::into)?;
-    let status = effective_status(response.status(), response.headers());
-    report(auth.as_ref(), status, &used, sent_at);
-    let Some(mut retry) = spare.filter(|_| status == 401) else {
-        return Ok(response);
-    };
-    if auth.authorize(retry.headers_mut()).await.is_err() {
-        return Ok(response);
-    }
-    drop(response);
-    std::future::poll_fn(|cx| inner.poll_ready(cx))
-        .await
-        .map_err(Into::into)?;
-    let used = retry.headers().clone();
-    let sent_at = auth.now();
-    let response = inner.call(retry).await.map_err(Into::into)?;
-    let status = effective_status(response.status(), response.headers());
-    report(auth.as_ref(), status, &used, sent_at);
-    Ok(response)
-}
-
-/// What both modes do before [`run`]: the host rules, then the credentials.
-async fn authorized<B>(
-    layer: &AuthLayer<impl Sized>,
-    mut request: Request<B>,
-) -> Result<(Request<B>, bool), BoxError> {
-    if !wants_credentials(layer.hosts.as_deref(), &layer.session, request.uri())? {
-        return Ok((request, false));
-    }
-    layer.auth.authorize(request.headers_mut()).await?;
-    Ok((request, true))
-}
-
 /// A copy of `request` to send again: its head and a clone of its body.
-fn copy<B: Clone>(request: &Request<B>) -> Request<B> {
+fn copy<B: Clone>(request: &Request<B>) -> Option<Request<B>> {
     let mut copy = Request::new(request.body().clone());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     *copy.extensions_mut() = request.extensions().clone();
-    copy
+    Some(copy)
+}
+
+/// The inner service as [`exchange`] sends through it.
+struct Inner<S, B> {
+    service: S,
+    /// The service was made ready by `poll_ready` for the first send.
+    ready: bool,
+    spare: fn(&Request<B>) -> Option<Request<B>>,
+}
+
+impl<S, B, R> Sender for Inner<S, B>
+where
+    S: tower_service::Service<Request<B>, Response = Response<R>> + Send,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Send,
+    R: Send,
+{
+    type Request = Request<B>;
+    type Response = Response<R>;
+    type Error = BoxError;
+
+    fn headers(request: &Request<B>) -> &HeaderMap {
+        request.headers()
+    }
+
+    fn headers_mut(request: &mut Request<B>) -> &mut HeaderMap {
+        request.headers_mut()
+    }
+
+    fn spare(&self, request: &Request<B>) -> Option<Request<B>> {
+        (self.spare)(request)
+    }
+
+    fn status(response: &Response<R>) -> u16 {
+        effective_status(response.status(), response.headers())
+    }
+
+    async fn send(&mut self, request: Request<B>) -> Result<Response<R>, BoxError> {
+        if !std::mem::replace(&mut self.ready, false) {
+            std::future::poll_fn(|cx| self.service.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+        }
+        self.service.call(request).await.map_err(Into::into)
+    }
+
+    /// A body of any type cannot be read here: no 403 is cured (weavr's step-up is the
+    /// session's `step_up()` or its `send()`).
+    async fn read(
+        &mut self,
+        response: Response<R>,
+        _cap: Option<usize>,
+    ) -> Result<(Response<R>, Option<bytes::Bytes>), BoxError> {
+        Ok((response, None))
+    }
+}
+
+/// What both modes do: the host rule, then the credentials and the one exchange.
+async fn call<S, B, R, M>(
+    layer: AuthLayer<M>,
+    service: S,
+    mut request: Request<B>,
+    spare: fn(&Request<B>) -> Option<Request<B>>,
+) -> Result<Response<R>, BoxError>
+where
+    S: tower_service::Service<Request<B>, Response = Response<R>> + Send,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Send,
+    R: Send,
+{
+    let mut inner = Inner {
+        service,
+        ready: true,
+        spare,
+    };
+    match layer.judge(request.uri()) {
+        Verdict::Carry => {}
+        Verdict::Elsewhere => return inner.send(request).await,
+        verdict => {
+            let service = layer.session.service();
+            let refused = layer.scope.refusal(service, verdict, request.uri().host());
+            return Err(refused
+                .expect_err("a verdict other than Carry is refused")
+                .into());
+        }
+    }
+    layer.auth.authorize(request.headers_mut()).await?;
+    exchange(layer.auth.as_ref(), request, "", None, &mut inner).await
 }
 
 /// The ready inner service for this call, leaving a clone in its place (tower's advice for
@@ -307,16 +351,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            let (request, wanted) = authorized(&layer, request).await?;
-            if !wanted {
-                return inner.call(request).await.map_err(Into::into);
-            }
-            let spare = copy(&request);
-            run(layer.auth, inner, request, Some(spare)).await
-        })
+        let inner = take_ready(&mut self.inner);
+        Box::pin(call(self.layer.clone(), inner, request, copy::<B>))
     }
 }
 
@@ -337,14 +373,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            let (request, wanted) = authorized(&layer, request).await?;
-            if !wanted {
-                return inner.call(request).await.map_err(Into::into);
-            }
-            run(layer.auth, inner, request, None).await
-        })
+        let inner = take_ready(&mut self.inner);
+        Box::pin(call(self.layer.clone(), inner, request, |_| None))
     }
 }

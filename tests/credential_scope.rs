@@ -97,8 +97,8 @@ async fn send_and_authorize_refuse_plain_http_to_another_machine_before_any_logi
             0,
             "{service:?}: no login for a request that cannot carry the token"
         );
-        // Loopback stays allowed, like a base URL (a local sandbox).
-        let local = format!("{}/alerts", server.uri().replace("127.0.0.1", "localhost"));
+        // Plain http to loopback stays allowed, like a base URL (a local sandbox).
+        let local = format!("{}/alerts", server.uri());
         let request = authorize(&session, client.get(&local))
             .await
             .expect("loopback http")
@@ -122,6 +122,7 @@ async fn danger_accept_plain_http_lets_authorize_use_plain_http() {
         .user("a@example.com", PASSWORD)
         .clock(test_clock())
         .danger_accept_plain_http(true)
+        .credential_hosts(["api.example.com"])
         .build()
         .unwrap();
     let request = session

@@ -293,12 +293,18 @@ fn credentials(token: &str) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn grpc_unauthenticated_is_a_refusal_and_a_path_only_uri_gets_the_credentials() {
+async fn grpc_unauthenticated_is_a_refusal_and_a_path_only_uri_gets_the_credentials_of_its_origin()
+{
     let server = weavr_server(vec![]).await;
-    let session = weavr_builder(&server).build().unwrap();
+    let session = weavr_builder(&server)
+        .credential_hosts(["grpc.example.com"])
+        .build()
+        .unwrap();
     // A trailers-only gRPC answer: HTTP 200, grpc-status 16 (UNAUTHENTICATED) in the headers.
     let recorder = Recorder::answering(vec![(200, Some("16")), (200, Some("0"))]);
-    let service = AuthLayer::new(session.clone()).layer(recorder.service());
+    let service = AuthLayer::new(session.clone())
+        .relative_to("https://grpc.example.com")
+        .layer(recorder.service());
     // tonic's requests carry only the path; the channel adds its endpoint.
     let request = Request::post("/pkg.Accounts/List")
         .body("grpc frame".to_owned())
@@ -313,6 +319,44 @@ async fn grpc_unauthenticated_is_a_refusal_and_a_path_only_uri_gets_the_credenti
         ]
     );
     assert_eq!(session.request_counts().logins, 2);
+}
+
+#[tokio::test]
+async fn a_path_only_uri_gets_no_credentials_unless_told_its_origin_and_never_in_plain_text() {
+    let server = weavr_server(vec![]).await;
+    let session = weavr_builder(&server)
+        .credential_hosts(["grpc.example.com"])
+        .build()
+        .unwrap();
+    let recorder = Recorder::default();
+    let request = || {
+        Request::post("/pkg.Accounts/List")
+            .body(String::new())
+            .unwrap()
+    };
+    // Where a path-only request goes is the channel's business: unknown, so no credentials.
+    let blind = AuthLayer::new(session.clone()).layer(recorder.service());
+    blind.oneshot(request()).await.unwrap();
+    // A channel to `http://` a host that is not loopback would carry them in plain text.
+    let plain = AuthLayer::new(session.clone())
+        .relative_to("http://grpc.example.com")
+        .layer(recorder.service());
+    let error = plain.oneshot(request()).await.unwrap_err();
+    let error = error.downcast_ref::<tokensmith::Error>().unwrap();
+    assert_eq!(error.kind(), ErrorKind::Configuration);
+    // Another origin than the session's hosts: no credentials either.
+    let elsewhere = AuthLayer::new(session.clone())
+        .relative_to("https://other.example.com")
+        .layer(recorder.service());
+    elsewhere.oneshot(request()).await.unwrap();
+    assert_eq!(
+        recorder.seen(),
+        [
+            ("/pkg.Accounts/List".to_owned(), vec![]),
+            ("/pkg.Accounts/List".to_owned(), vec![]),
+        ]
+    );
+    assert_eq!(session.request_counts().logins, 0);
 }
 
 #[tokio::test]
@@ -349,7 +393,10 @@ async fn only_hosts_keeps_the_credentials_from_other_hosts() {
 #[tokio::test]
 async fn credentials_never_go_over_plain_http_to_another_host() {
     let server = weavr_server(vec![]).await;
-    let session = weavr_builder(&server).build().unwrap();
+    let session = weavr_builder(&server)
+        .credential_hosts(["api.example.com"])
+        .build()
+        .unwrap();
     let recorder = Recorder::default();
     let service = AuthLayer::new(session.clone()).layer(recorder.service());
     let request = Request::get("http://api.example.com/a")
@@ -371,7 +418,10 @@ async fn a_refused_login_is_the_error_and_nothing_is_sent() {
         )
         .mount(&server)
         .await;
-    let session = weavr_builder(&server).build().unwrap();
+    let session = weavr_builder(&server)
+        .credential_hosts(["api.example.com"])
+        .build()
+        .unwrap();
     let recorder = Recorder::default();
     let service = AuthLayer::new(session).layer(recorder.service());
     let request = Request::get("https://api.example.com/a")
@@ -386,7 +436,10 @@ async fn a_refused_login_is_the_error_and_nothing_is_sent() {
 #[tokio::test]
 async fn a_step_up_refusal_passes_through_unanswered() {
     let server = weavr_server(vec![]).await;
-    let session = weavr_builder(&server).build().unwrap();
+    let session = weavr_builder(&server)
+        .credential_hosts(["api.example.com"])
+        .build()
+        .unwrap();
     let recorder = Recorder::answering(vec![(403, None)]);
     let service = AuthLayer::new(session).layer(recorder.service());
     let request = Request::get("https://api.example.com/managed_accounts")

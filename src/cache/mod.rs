@@ -1,6 +1,6 @@
 //! The one mechanism behind every session: a cached token, renewed ahead of expiry by a
 //! single shared flight, with the refresh-or-login decision and failure handling in one place.
-//! Each service supplies only its differences through [`Provider`].
+//! Each service supplies only its differences through [`ErasedProvider`].
 //!
 //! The parts, each readable alone:
 //! - [`current`]: the in-memory slot holding the current token, and each thread's handle to
@@ -36,8 +36,8 @@ use background::Background;
 use current::Current;
 use fleet::{Fleet, Leased, Timeline};
 use flight::SingleFlight;
-pub(crate) use provider::Provider;
-use provider::{ErasedProvider, Traits};
+pub(crate) use provider::{ErasedProvider, GrantFuture, Traits};
+pub(crate) use refusals::Holds;
 use refusals::Refusals;
 
 /// What `access_token()` returns: at its first poll the cached token if it is fresh (no
@@ -124,8 +124,9 @@ impl Cache {
         Box::pin(self.renewal())
     }
 
-    pub(crate) fn new<P: Provider>(
-        provider: Arc<P>,
+    pub(crate) fn new(
+        provider: Arc<dyn ErasedProvider>,
+        traits: Traits,
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
@@ -133,7 +134,7 @@ impl Cache {
         Self {
             system_clock: clock.is_system_clock(),
             provider,
-            traits: Traits::of::<P>(),
+            traits,
             clock,
             base,
             policy,
@@ -443,6 +444,11 @@ impl Cache {
     /// Forgets a refused login, so that the next call tries the credentials again.
     pub(crate) fn clear_failure(&self) {
         self.refusals.clear();
+    }
+
+    /// The service the cache renews for.
+    pub(crate) fn service(&self) -> crate::error::Service {
+        self.traits.service
     }
 
     /// The entry currently cached, valid or not.

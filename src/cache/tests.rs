@@ -12,6 +12,58 @@ use crate::secret::SecretString;
 use crate::store::StoredTokens;
 use crate::token::Extra;
 
+/// A service as these tests script it: the cache's view of one, typed.
+trait Provider: Send + Sync + 'static {
+    const SERVICE: Service;
+    const SLIDING: Option<Duration> = None;
+    const MAX_REFRESH_USES: Option<u32> = None;
+
+    fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Grant, Error>> + Send;
+
+    fn refresh(
+        &self,
+        _refresh_token: &SecretString,
+        _sent_wall: SystemTime,
+    ) -> impl Future<Output = Result<Grant, Error>> + Send {
+        async { Err(Error::configuration(Some(Self::SERVICE), "no refresh")) }
+    }
+}
+
+/// A scripted provider as the cache holds one.
+struct Erase<P>(Arc<P>);
+
+impl<P: Provider> ErasedProvider for Erase<P> {
+    fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_> {
+        Box::pin(self.0.login(sent_wall))
+    }
+
+    fn refresh_boxed<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+        sent_wall: SystemTime,
+    ) -> GrantFuture<'a> {
+        Box::pin(self.0.refresh(refresh_token, sent_wall))
+    }
+}
+
+/// A cache renewing with `provider`, as a session builds one.
+fn new_cache<P: Provider>(
+    provider: Arc<P>,
+    clock: Arc<dyn crate::clock::Clock>,
+    policy: RefreshPolicy,
+) -> Cache {
+    let traits = Traits {
+        service: P::SERVICE,
+        sliding: P::SLIDING,
+        max_refresh_uses: P::MAX_REFRESH_USES,
+        holds: Holds {
+            challenge: Duration::from_secs(3 * 60),
+            rate_limit: Duration::from_secs(60),
+        },
+    };
+    Cache::new(Arc::new(Erase(provider)), traits, clock, policy)
+}
+
 /// A provider whose answers are scripted: each login or refresh pops the next one.
 #[derive(Default)]
 struct Scripted {
@@ -102,7 +154,7 @@ fn stored_cache(
     };
     let policy = RefreshPolicy::new().with_jitter(false);
     let cache = Held::new(provider, |provider, _| {
-        let cache = Cache::new(provider, Arc::new(clock.clone()), policy);
+        let cache = new_cache(provider, Arc::new(clock.clone()), policy);
         match store {
             Some((store, key)) => cache.with_store(store, key),
             None => cache,
@@ -334,7 +386,7 @@ async fn a_rate_limit_of_unknown_length_holds_logins_back_for_the_provider_s_wai
     let limited = Err(Error::new(ErrorKind::RateLimited { retry_after: None }).with_status(429));
     let (cache, clock) = cache(vec![limited, grant("a1", None, 300)], vec![]);
     cache.access_token().await.unwrap_err();
-    clock.advance(Scripted::LOGIN_RATE_LIMIT_WAIT - Duration::from_secs(1));
+    clock.advance(Duration::from_secs(60) - Duration::from_secs(1));
     cache.access_token().await.unwrap_err();
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
     clock.advance(Duration::from_secs(1));
@@ -404,7 +456,7 @@ fn background_cache(
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
     let cache = Held::new(provider, |provider, weak| {
-        Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
+        new_cache(provider, shared, policy).with_background_refresh(weak.clone())
     });
     (cache, clock)
 }
@@ -525,7 +577,7 @@ fn stored_pair(
             ..Default::default()
         };
         Held::new(provider, |provider, _| {
-            Cache::new(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
+            new_cache(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
         })
     };
     let fixed = RefreshPolicy::new().with_jitter(false);
@@ -690,7 +742,7 @@ async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
     });
     let policy = RefreshPolicy::new().with_jitter(false);
     let cache = Held::new(provider, |provider, _| {
-        Cache::new(provider, Arc::new(clock.clone()), policy)
+        new_cache(provider, Arc::new(clock.clone()), policy)
     });
     let t0 = clock.now();
     let token = cache.access_token().await.unwrap();
@@ -756,7 +808,7 @@ async fn a_renewal_that_arrives_due_is_not_repeated_by_the_task_alone() {
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
     let cache = Held::new(provider, |provider, weak| {
-        Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
+        new_cache(provider, shared, policy).with_background_refresh(weak.clone())
     });
     assert_eq!(secret(&cache).await, "a");
     let calls = || cache.provider.script.calls.load(Ordering::SeqCst);

@@ -30,22 +30,28 @@
 pub(crate) mod sign;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::AUTHORIZATION;
 
 pub use crate::generated::fib::{types, Client};
 
-use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
-use crate::response::{ErrorBody, Failure};
+use crate::provider::sealed::ProviderImpl;
+use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::session::{require, require_plain};
 use crate::token::Grant;
+use crate::transport::endpoint::Endpoint;
+use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
+
+/// A session with the FIB auth controller. Cheap to clone; clones share the tokens.
+pub type Session = crate::Session<Fib>;
+/// Builds a [`Session`]: [`crate::SessionBuilder`]'s setters, and the service's own below.
+pub type SessionBuilder = crate::SessionBuilder<Fib>;
 
 /// The production server.
 pub const DEFAULT_BASE_URL: &str = "https://backend.fraudintelligencelimited.com";
@@ -74,23 +80,23 @@ pub enum Digest {
     Iroha,
 }
 
-/// Builds a [`Session`].
-#[derive(Debug, Default)]
-#[must_use]
-pub struct SessionBuilder {
-    common: Common,
-    email: Option<String>,
-    private_key: Option<SecretString>,
-    signature: Option<(SecretString, String)>,
-    digest: Option<Digest>,
+mod settings {
+    use super::*;
+
+    /// What a fib builder takes beside the shared settings.
+    #[derive(Debug, Default)]
+    pub struct Settings {
+        pub(super) email: Option<String>,
+        pub(super) private_key: Option<SecretString>,
+        pub(super) signature: Option<(SecretString, String)>,
+        pub(super) digest: Option<Digest>,
+    }
 }
 
 impl SessionBuilder {
-    session::common_builder_methods!();
-
     /// The user's email address (required).
     pub fn email(mut self, email: impl Into<String>) -> Self {
-        self.email = Some(email.into());
+        self.own.email = Some(email.into());
         self
     }
 
@@ -99,7 +105,7 @@ impl SessionBuilder {
     /// the email with it: the plain digest first, Iroha's once if that is refused with 422,
     /// unless [`Self::digest`] pins the rule.
     pub fn private_key(mut self, private_key_hex: impl Into<SecretString>) -> Self {
-        self.private_key = Some(private_key_hex.into());
+        self.own.private_key = Some(private_key_hex.into());
         self
     }
 
@@ -117,7 +123,7 @@ impl SessionBuilder {
         signature_hex: impl Into<SecretString>,
         public_key_hex: impl Into<String>,
     ) -> Self {
-        self.signature = Some((signature_hex.into(), public_key_hex.into()));
+        self.own.signature = Some((signature_hex.into(), public_key_hex.into()));
         self
     }
 
@@ -125,164 +131,96 @@ impl SessionBuilder {
     /// is then exactly one request, and a 422 is final. Default: not pinned (plain first,
     /// then Iroha's once on a 422).
     pub fn digest(mut self, digest: Digest) -> Self {
-        self.digest = Some(digest);
+        self.own.digest = Some(digest);
         self
     }
+}
 
-    /// Checks the configuration (the key's size, alphabet and consistency; a given signature
-    /// must verify for the email under the given public key) and builds the session. Makes no
-    /// request.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Configuration`] when the email or the base URL is missing or malformed, the
-    /// key or the signature is malformed, both or neither are given, or the signature does not
-    /// verify.
-    pub fn build(self) -> Result<Session, Error> {
-        const S: Service = Service::Fib;
-        let email = session::require_plain(S, "email", self.email)?;
-        let rules: &[Digest] = match self.digest {
-            Some(Digest::Plain) => &[Digest::Plain],
-            Some(Digest::Iroha) => &[Digest::Iroha],
-            None => &[Digest::Plain, Digest::Iroha],
-        };
-        let (signatures, public_key) = match (self.private_key, self.signature) {
-            (Some(key), None) => {
-                let key = sign::AuthKey::from_hex(&key)?;
-                let mut signatures: Vec<SecretString> = Vec::with_capacity(2);
-                for rule in rules {
-                    let signature = key.sign_email(&email, *rule);
-                    // Both rules sign the same digest when its last byte is odd: one attempt.
-                    if signatures
-                        .iter()
-                        .all(|s| s.expose_secret() != signature.expose_secret())
-                    {
-                        signatures.push(signature);
-                    }
+/// Checks the configuration (the key's size, alphabet and consistency; a given signature
+/// must verify for the email under the given public key).
+fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Fib, Error> {
+    const S: Service = Service::Fib;
+    let email = require_plain(S, "email", settings.email)?;
+    let rules: &[Digest] = match settings.digest {
+        Some(Digest::Plain) => &[Digest::Plain],
+        Some(Digest::Iroha) => &[Digest::Iroha],
+        None => &[Digest::Plain, Digest::Iroha],
+    };
+    let (signatures, public_key) = match (settings.private_key, settings.signature) {
+        (Some(key), None) => {
+            let key = sign::AuthKey::from_hex(&key)?;
+            let mut signatures: Vec<SecretString> = Vec::with_capacity(2);
+            for rule in rules {
+                let signature = key.sign_email(&email, *rule);
+                // Both rules sign the same digest when its last byte is odd: one attempt.
+                if signatures
+                    .iter()
+                    .all(|s| s.expose_secret() != signature.expose_secret())
+                {
+                    signatures.push(signature);
                 }
-                (signatures, key.public_key_hex())
             }
-            (None, Some((signature, public_key))) => {
-                let given = session::require(S, "signature", Some(signature))?;
-                // Sent as the service's examples show it: lowercase, nothing around it.
-                let signature =
-                    SecretString::new(given.expose_secret().trim().to_ascii_lowercase());
-                let is_hex_128 = signature.expose_secret().len() == 128
-                    && signature
-                        .expose_secret()
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit());
-                if !is_hex_128 {
-                    return Err(Error::configuration(
-                        Some(S),
-                        "signature must be 128 hex characters (an Ed25519 signature)",
-                    ));
-                }
-                let public_key = sign::check_public_key(&public_key)?;
-                // The service would refuse it with 422 at every login; say so now.
-                let verifies = rules.iter().any(|rule| {
-                    sign::verify_email(&public_key, &email, signature.expose_secret(), *rule)
-                });
-                if !verifies {
-                    return Err(Error::configuration(
-                        Some(S),
-                        "signature does not verify for this email under this public key (it \
+            (signatures, key.public_key_hex())
+        }
+        (None, Some((signature, public_key))) => {
+            let given = require(S, "signature", Some(signature))?;
+            // Sent as the service's examples show it: lowercase, nothing around it.
+            let signature = SecretString::new(given.expose_secret().trim().to_ascii_lowercase());
+            let is_hex_128 = signature.expose_secret().len() == 128
+                && signature
+                    .expose_secret()
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit());
+            if !is_hex_128 {
+                return Err(Error::configuration(
+                    Some(S),
+                    "signature must be 128 hex characters (an Ed25519 signature)",
+                ));
+            }
+            let public_key = sign::check_public_key(&public_key)?;
+            // The service would refuse it with 422 at every login; say so now.
+            let verifies = rules.iter().any(|rule| {
+                sign::verify_email(&public_key, &email, signature.expose_secret(), *rule)
+            });
+            if !verifies {
+                return Err(Error::configuration(
+                    Some(S),
+                    "signature does not verify for this email under this public key (it \
                          must sign exactly this email with the Authorization key pair's private \
                          key)",
-                    ));
-                }
-                (vec![signature], public_key)
+                ));
             }
-            (Some(_), Some(_)) => {
-                return Err(Error::configuration(
-                    Some(S),
-                    "give either a private key or a signature, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(Error::configuration(
-                    Some(S),
-                    "a private key or a signature is required",
-                ))
-            }
-        };
-        let (endpoint, clock, policy) = self.common.finish(S, DEFAULT_BASE_URL)?;
-        let provider = Fib {
-            endpoint: endpoint.clone(),
-            email,
-            signatures,
-            accepted: AtomicUsize::new(0),
-            public_key,
-        };
-        Ok(Session {
-            core: Arc::new(Core::new(provider, endpoint, clock, policy)),
-        })
-    }
+            (vec![signature], public_key)
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::configuration(
+                Some(S),
+                "give either a private key or a signature, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(Error::configuration(
+                Some(S),
+                "a private key or a signature is required",
+            ))
+        }
+    };
+    Ok(Fib {
+        endpoint: endpoint.clone(),
+        email,
+        signatures,
+        accepted: AtomicUsize::new(0),
+        public_key,
+    })
 }
 
-/// A session with the FIB auth controller. Cheap to clone; clones share the tokens.
-#[derive(Clone)]
-pub struct Session {
-    core: Arc<Core<Fib>>,
-}
-
-impl Session {
-    /// A builder for a session.
-    pub fn builder() -> SessionBuilder {
-        SessionBuilder::default()
-    }
-
-    session::common_session_methods!(Client);
-
-    /// Ends the session: `POST …/logout` with the current access token, then wipes the cached
-    /// tokens so that the next call logs in afresh. The cache is wiped whatever the service
-    /// answers. When the access token has expired but its refresh token (24 h) has not, the
-    /// session is still open at the service: it is renewed once (`PATCH`) to be ended. With
-    /// neither, there is nothing to end at the service and no request.
-    ///
-    /// # Errors
-    ///
-    /// The logout's (or the renewal's) failure; the cached tokens are wiped all the same.
-    pub async fn logout(&self) -> Result<(), Error> {
-        let cache = &self.core.cache;
-        let current = cache.current_or_stored().await;
-        let renewable = cache
-            .current()
-            .filter(|entry| entry.refresh_usable(cache.clock.now(), None));
-        self.core.forget().await;
-        let access = match (current, renewable) {
-            (Some(entry), _) => entry.secret.clone(),
-            (None, Some(expired)) => {
-                let refresh = expired.refresh.as_ref().expect("refresh_usable checked it");
-                match self
-                    .core
-                    .provider
-                    .refresh(refresh, cache.clock.system_now())
-                    .await
-                {
-                    Ok(grant) => grant.access,
-                    // Refused: the service holds no session for it any more.
-                    Err(error) if error.kind() == ErrorKind::TokenRejected => return Ok(()),
-                    Err(error) => return Err(error),
-                }
-            }
-            (None, None) => return Ok(()),
-        };
-        let context = Context::new()
-            .with_header(AUTHORIZATION, session::bearer(&access), true)
-            .with_grant(crate::telemetry::Grant::Logout);
-        let log_out = |api: Client| async move { api.log_out().await };
-        let endpoint = &self.core.endpoint;
-        endpoint
-            .call(context, &Failure::default_kind, log_out)
-            .await?;
-        Ok(())
-    }
-}
-
-session::session_impls!(Session);
-
-struct Fib {
+/// The FIB auth controller, as a [`crate::Provider`]: sessions with it are [`Session`]s.
+/// `logout()` sends `POST …/logout` with the current access token, then wipes the cached
+/// tokens whatever the service answers. When the access token has expired but its refresh
+/// token (24 h) has not, the session is still open at the service: it is renewed once
+/// (`PATCH`) to be ended. With neither, there is nothing to end at the service and no request.
+/// Its error is the logout's (or the renewal's) failure.
+pub struct Fib {
     endpoint: Endpoint,
     email: String,
     /// The signatures a login may send, the plain digest's first: two only when the session
@@ -370,9 +308,20 @@ impl Fib {
     }
 }
 
-impl Provider for Fib {
+impl crate::Provider for Fib {
+    type Client = Client;
+}
+
+impl ProviderImpl for Fib {
     const SERVICE: Service = Service::Fib;
+    const BASE_URL: Result<&'static str, &'static str> = Ok(DEFAULT_BASE_URL);
     const ENDS_SESSION: &'static [&'static str] = &["log_out"];
+
+    type Settings = settings::Settings;
+
+    fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Self, Error> {
+        build(settings, endpoint)
+    }
 
     fn store_identity(&self) -> String {
         self.email.clone()
@@ -412,7 +361,7 @@ impl Provider for Fib {
         // timeout, a broken connection) may have spent it, and a replay would send a spent
         // token. Only one that never left is sent again.
         let context = Context::new()
-            .with_header(AUTHORIZATION, session::bearer(refresh_token), true)
+            .with_header(AUTHORIZATION, bearer(refresh_token)?, true)
             .with_replay(Replay::Unsent)
             .with_grant(crate::telemetry::Grant::Refresh);
         let refresh = |api: Client| async move { api.refresh_tokens().await };
@@ -422,6 +371,38 @@ impl Provider for Fib {
             .await?;
         Ok(self.grant(response.into_inner(), sent_wall))
     }
+
+    async fn log_out(&self, tokens: &Tokens, ending: &Ending) -> Result<(), Error> {
+        let access = if ending.valid {
+            ending.entry.secret.clone()
+        } else {
+            let Some(refresh) = ending.entry.refresh.as_ref() else {
+                return Ok(());
+            };
+            match self.refresh(refresh, tokens.sent().wall).await {
+                Ok(grant) => grant.access,
+                // Refused: the service holds no session for it any more.
+                Err(error) if error.kind() == ErrorKind::TokenRejected => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        };
+        let context = Context::new()
+            .with_header(AUTHORIZATION, bearer(&access)?, true)
+            .with_grant(crate::telemetry::Grant::Logout);
+        let log_out = |api: Client| async move { api.log_out().await };
+        self.endpoint
+            .call(context, &Failure::default_kind, log_out)
+            .await?;
+        Ok(())
+    }
 }
 
-impl Attach for Fib {}
+/// `Bearer <token>` for one of the session's own calls.
+fn bearer(token: &SecretString) -> Result<reqwest::header::HeaderValue, Error> {
+    crate::header::bearer(token).map_err(|_| {
+        Error::configuration(
+            Some(Service::Fib),
+            "the token cannot be sent in an HTTP header",
+        )
+    })
+}

@@ -42,14 +42,17 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 pub use crate::generated::weavr::{types, Client};
 pub use step_up::{Answer, Challenge, PushChannel, StepUp, StepUpMethod, CHALLENGE_LIFETIME};
 
-use crate::cache::Provider;
 use crate::error::{Error, ErrorKind, FieldError, Service};
-use crate::response::{ErrorBody, Failure};
+use crate::provider::sealed::ProviderImpl;
+use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{self, Attach, Common, Core, Endpoint};
+use crate::session::{require, require_plain};
 use crate::token::{Entry, Extra, Grant};
-use crate::transport::{Authorizer, Context};
+use crate::transport::endpoint::Endpoint;
+use crate::transport::errors::{ErrorBody, Failure};
+use crate::transport::exchange::Authorizer;
+use crate::transport::Context;
 
 /// Weavr's sandbox (no text messages; the one-time password is always `123456`).
 pub const SANDBOX_BASE_URL: &str = "https://sandbox.weavr.io/multi";
@@ -57,6 +60,11 @@ pub const SANDBOX_BASE_URL: &str = "https://sandbox.weavr.io/multi";
 pub const ACCESS_TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// How long an account stays locked after repeated failed logins, when the answer does not say.
 pub const LOCKOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A session with the Weavr Multi API. Cheap to clone; clones share the token.
+pub type Session = crate::Session<Weavr>;
+/// Builds a [`Session`]: [`crate::SessionBuilder`]'s setters, and the service's own below.
+pub type SessionBuilder = crate::SessionBuilder<Weavr>;
 
 const S: Service = Service::Weavr;
 /// What `build()` says without a base URL.
@@ -130,17 +138,19 @@ impl IdentityId {
     }
 }
 
-/// Builds a [`Session`].
-#[derive(Default, Debug)]
-#[must_use]
-pub struct SessionBuilder {
-    common: Common,
-    api_key: Option<SecretString>,
-    email: Option<String>,
-    password: Option<SecretString>,
-    identity: IdentityChoice,
-    step_up: Option<(StepUpMethod, Arc<dyn StepUp>)>,
-    max_otp_attempts: Option<u32>,
+mod settings {
+    use super::*;
+
+    /// What a weavr builder takes beside the shared settings.
+    #[derive(Default, Debug)]
+    pub struct Settings {
+        pub(super) api_key: Option<SecretString>,
+        pub(super) email: Option<String>,
+        pub(super) password: Option<SecretString>,
+        pub(super) identity: IdentityChoice,
+        pub(super) step_up: Option<(StepUpMethod, Arc<dyn StepUp>)>,
+        pub(super) max_otp_attempts: Option<u32>,
+    }
 }
 
 impl std::fmt::Debug for dyn StepUp {
@@ -150,36 +160,34 @@ impl std::fmt::Debug for dyn StepUp {
 }
 
 impl SessionBuilder {
-    session::common_builder_methods!();
-
     /// The API key of the embedder's API client, sent as `api-key` on every call (required).
     pub fn api_key(mut self, api_key: impl Into<SecretString>) -> Self {
-        self.api_key = Some(api_key.into());
+        self.own.api_key = Some(api_key.into());
         self
     }
 
     /// The user's email (required).
     pub fn email(mut self, email: impl Into<String>) -> Self {
-        self.email = Some(email.into());
+        self.own.email = Some(email.into());
         self
     }
 
     /// The user's password (required).
     pub fn password(mut self, password: impl Into<SecretString>) -> Self {
-        self.password = Some(password.into());
+        self.own.password = Some(password.into());
         self
     }
 
     /// Act for this identity: the session exchanges its sign-in token for the identity's
     /// access token (`/access_token`).
     pub fn identity(mut self, kind: IdentityType, id: impl Into<String>) -> Self {
-        self.identity = IdentityChoice::Identity(IdentityId::new(kind, id));
+        self.own.identity = IdentityChoice::Identity(IdentityId::new(kind, id));
         self
     }
 
     /// Which identity to act for (default [`IdentityChoice::Automatic`]).
     pub fn identity_choice(mut self, choice: IdentityChoice) -> Self {
-        self.identity = choice;
+        self.own.identity = choice;
         self
     }
 
@@ -187,7 +195,7 @@ impl SessionBuilder {
     /// push approval, whenever a call answers `STEP_UP_REQUIRED` or [`Session::step_up`] is
     /// called. Without a handler a step-up fails with [`ErrorKind::StepUpRequired`].
     pub fn step_up(mut self, method: StepUpMethod, handler: impl StepUp) -> Self {
-        self.step_up = Some((method, Arc::new(handler)));
+        self.own.step_up = Some((method, Arc::new(handler)));
         self
     }
 
@@ -195,77 +203,12 @@ impl SessionBuilder {
     /// A code that is not six digits counts but is not sent. The service limits wrong codes
     /// too: its `CHALLENGE_LIMIT_EXCEEDED` ends the step-up whatever is left of this.
     pub fn max_otp_attempts(mut self, attempts: u32) -> Self {
-        self.max_otp_attempts = Some(attempts);
+        self.own.max_otp_attempts = Some(attempts);
         self
     }
-
-    /// Checks the configuration and builds the session. Makes no request. The base URL is
-    /// required: without one this is a [`ErrorKind::Configuration`] error saying that Weavr
-    /// gives each customer the Live URL on request (and naming [`SANDBOX_BASE_URL`]).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Configuration`] when the base URL, the API key, the email or the password
-    /// is missing or malformed.
-    pub fn build(self) -> Result<Session, Error> {
-        let api_key = session::require(S, "API key", self.api_key)?;
-        let mut api_key = HeaderValue::try_from(api_key.expose_secret()).map_err(|_| {
-            Error::configuration(Some(S), "the API key is not a valid header value")
-        })?;
-        api_key.set_sensitive(true);
-        let email = session::require_plain(S, "email", self.email)?;
-        let password = session::require(S, "password", self.password)?;
-        let Some(base_url) = self.common.base_url.clone() else {
-            return Err(Error::configuration(Some(S), NO_BASE_URL));
-        };
-        let (endpoint, clock, policy) = self.common.finish(S, &base_url)?;
-        let provider = Weavr {
-            endpoint: endpoint.clone(),
-            api_key,
-            email,
-            password: RwLock::new(password),
-            identity: self.identity,
-        };
-        let (method, handler) = match self.step_up {
-            Some((method, handler)) => (method, Some(handler)),
-            None => (StepUpMethod::Sms, None),
-        };
-        let attempts = self.max_otp_attempts.unwrap_or(3);
-        let mut coordinator = None;
-        let core = Arc::new_cyclic(|weak| {
-            let step_up = Arc::new(step_up::Coordinator::new(
-                weak.clone(),
-                handler,
-                method,
-                attempts,
-            ));
-            coordinator = Some(step_up.clone());
-            let mut core = Core::new(provider, endpoint, clock, policy);
-            core.forbidden = Some(step_up);
-            core
-        });
-        Ok(Session {
-            core,
-            step_up: coordinator.expect("set by new_cyclic"),
-        })
-    }
-}
-
-/// A session with the Weavr Multi API. Cheap to clone; clones share the token.
-#[derive(Clone)]
-pub struct Session {
-    core: Arc<Core<Weavr>>,
-    step_up: Arc<step_up::Coordinator>,
 }
 
 impl Session {
-    /// A builder for a session.
-    pub fn builder() -> SessionBuilder {
-        SessionBuilder::default()
-    }
-
-    session::common_session_methods!(Client);
-
     /// Steps the current token up now (one challenge, shared with every call that needs the
     /// same), with the method and handler given to the builder. Returns at once when the
     /// token is already stepped up.
@@ -277,17 +220,8 @@ impl Session {
     /// gives no answer within the challenge's lifetime; whatever getting a valid token fails
     /// with.
     pub async fn step_up(&self) -> Result<(), Error> {
-        self.step_up.step_up().await
-    }
-
-    /// A context with only the `api-key` (for calls made with a token of your own).
-    fn context_with(&self, token: Option<&SecretString>) -> Context {
-        let provider = &self.core.provider;
-        let mut context = Context::new().with_header(API_KEY, provider.api_key.clone(), true);
-        if let Some(token) = token {
-            context = context.with_header(AUTHORIZATION, session::bearer(token), true);
-        }
-        context
+        let provider = self.provider();
+        provider.step_up.step_up(provider, self.tokens()).await
     }
 
     /// Changes an expired password (`POST /passwords/update`; the vendor calls it updating),
@@ -307,8 +241,8 @@ impl Session {
         new_password: impl Into<SecretString>,
     ) -> Result<(), Error> {
         let new_password = new_password.into();
-        let clock = &self.core.cache.clock;
-        let sent_at = clock.now();
+        let provider = self.provider();
+        let sent = self.tokens().sent();
         let body = types::PasswordUpdateRequest {
             old_password: types::Password {
                 value: old_password.into(),
@@ -317,60 +251,34 @@ impl Session {
                 value: new_password.clone(),
             },
         };
-        let context = self
-            .context_with(Some(temporary_token))
+        let context = provider
+            .context(Some(temporary_token), Replay::Unsent)?
             .with_grant(crate::telemetry::Grant::PasswordChange);
         let update = |api: Client| async move { api.update_password(&body).await };
-        let response = self
-            .core
-            .endpoint
-            .call(context, &classify_api, update)
-            .await?;
-        self.core.provider.set_password(new_password);
+        let response = self.endpoint().call(context, &classify_api, update).await?;
+        provider.set_password(new_password);
         match response.into_inner().token {
             Some(token) => {
-                let grant = self.core.provider.grant(token).await?;
-                self.core.cache.install(grant, sent_at).await;
+                let grant = provider.grant(token).await?;
+                self.tokens().install(grant, sent).await?;
             }
-            None => self.core.cache.clear_failure(),
+            None => self.tokens().clear_failure(),
         }
-        Ok(())
-    }
-
-    /// Ends the session (`POST /logout`, which answers 200 or 204) and wipes the cached token,
-    /// so that the next call signs in afresh. The cache is wiped whatever the service answers.
-    ///
-    /// # Errors
-    ///
-    /// The logout's failure; the cached token is wiped all the same.
-    pub async fn logout(&self) -> Result<(), Error> {
-        let current = self.core.cache.current_or_stored().await;
-        self.core.forget().await;
-        let Some(entry) = current else {
-            return Ok(());
-        };
-        // 200 {url} or 204: the generated client answers both as success.
-        let log_out = |api: Client| async move { api.log_out().await };
-        let context = self
-            .context_with(Some(&entry.secret))
-            .with_grant(crate::telemetry::Grant::Logout);
-        self.core
-            .endpoint
-            .call(context, &classify_api, log_out)
-            .await?;
         Ok(())
     }
 }
 
-session::session_impls!(Session);
-
-pub(crate) struct Weavr {
+/// The Weavr Multi API, as a [`crate::Provider`]: sessions with it are [`Session`]s.
+/// `logout()` ends the session at the service (`POST /logout`, which answers 200 or 204) and
+/// wipes the cached token whatever the service answers; its error is the logout's failure.
+pub struct Weavr {
     endpoint: Endpoint,
     api_key: HeaderValue,
     email: String,
     // Replaced when the password is updated through the session.
     password: RwLock<SecretString>,
     identity: IdentityChoice,
+    step_up: step_up::Coordinator,
 }
 
 impl ErrorBody for types::ErrorResponse {
@@ -468,19 +376,28 @@ impl Weavr {
         &self,
         token: &SecretString,
         replay: Replay,
-        session: Arc<dyn Authorizer>,
-    ) -> Context {
-        self.context(Some(token), replay).with_observer(session)
+        session: Option<Arc<dyn Authorizer>>,
+    ) -> Result<Context, Error> {
+        let context = self.context(Some(token), replay)?;
+        Ok(match session {
+            Some(session) => context.with_observer(session),
+            None => context,
+        })
     }
 
-    fn context(&self, token: Option<&SecretString>, replay: Replay) -> Context {
+    /// The context of the session's own calls: the `api-key`, and `token` as the bearer when
+    /// given.
+    fn context(&self, token: Option<&SecretString>, replay: Replay) -> Result<Context, Error> {
         let mut context = Context::new()
             .with_header(API_KEY, self.api_key.clone(), true)
             .with_replay(replay);
         if let Some(token) = token {
-            context = context.with_header(AUTHORIZATION, session::bearer(token), true);
+            let bearer = crate::header::bearer(token).map_err(|_| {
+                Error::configuration(Some(S), "the token cannot be sent in an HTTP header")
+            })?;
+            context = context.with_header(AUTHORIZATION, bearer, true);
         }
-        context
+        Ok(context)
     }
 
     /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's
@@ -530,7 +447,7 @@ impl Weavr {
         token: &SecretString,
     ) -> Result<Option<types::IdentityId>, Error> {
         let context = self
-            .context(Some(token), Replay::Transient)
+            .context(Some(token), Replay::Transient)?
             .with_grant(crate::telemetry::Grant::Identities);
         let list = |api: Client| async move {
             api.list_identities(std::num::NonZeroU32::new(2), None)
@@ -551,7 +468,7 @@ impl Weavr {
         identity: types::IdentityId,
     ) -> Result<(SecretString, bool), Error> {
         let context = self
-            .context(Some(token), Replay::Gateway)
+            .context(Some(token), Replay::Gateway)?
             .with_grant(crate::telemetry::Grant::Exchange);
         let body = types::AccessTokenRequest {
             identity,
@@ -577,12 +494,42 @@ fn idle_grant(access: SecretString, stepped_up: bool) -> Grant {
     })
 }
 
-impl Provider for Weavr {
+impl crate::Provider for Weavr {
+    type Client = Client;
+}
+
+impl ProviderImpl for Weavr {
     const SERVICE: Service = S;
+    const BASE_URL: Result<&'static str, &'static str> = Err(NO_BASE_URL);
     const SLIDING: Option<Duration> = Some(ACCESS_TOKEN_IDLE_LIFETIME);
     const ENDS_SESSION: &'static [&'static str] = &["log_out"];
     /// A password-expired login's temporary token lives like any other: 5 minutes.
     const LOGIN_CHALLENGE_LIFETIME: Duration = ACCESS_TOKEN_IDLE_LIFETIME;
+    const CURES_FORBIDDEN: bool = true;
+
+    type Settings = settings::Settings;
+
+    fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Self, Error> {
+        let api_key = require(S, "API key", settings.api_key)?;
+        let api_key = crate::header::secret(&api_key).map_err(|_| {
+            Error::configuration(Some(S), "the API key is not a valid header value")
+        })?;
+        let email = require_plain(S, "email", settings.email)?;
+        let password = require(S, "password", settings.password)?;
+        let (method, handler) = match settings.step_up {
+            Some((method, handler)) => (method, Some(handler)),
+            None => (StepUpMethod::Sms, None),
+        };
+        let attempts = settings.max_otp_attempts.unwrap_or(3);
+        Ok(Self {
+            endpoint: endpoint.clone(),
+            api_key,
+            email,
+            password: RwLock::new(password),
+            identity: settings.identity,
+            step_up: step_up::Coordinator::new(handler, method, attempts),
+        })
+    }
 
     fn store_identity(&self) -> String {
         // The api key names the programme, whose users may share an email with another's: its
@@ -609,7 +556,7 @@ impl Provider for Weavr {
             },
         };
         let context = self
-            .context(None, Replay::Gateway)
+            .context(None, Replay::Gateway)?
             .with_grant(crate::telemetry::Grant::Login);
         let login = |api: Client| async move { api.login_with_password(&body).await };
         let response = self
@@ -619,12 +566,36 @@ impl Provider for Weavr {
             .into_inner();
         self.grant_typed(response.token, response.token_type).await
     }
-}
 
-impl Attach for Weavr {
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
         headers.insert(AUTHORIZATION, entry.bearer());
         headers.insert(API_KEY, self.api_key.clone());
+    }
+
+    fn cure<'a>(
+        &'a self,
+        tokens: &'a Tokens,
+        body: &'a [u8],
+    ) -> impl std::future::Future<Output = bool> + Send + 'a {
+        self.step_up.cure(self, tokens, body)
+    }
+
+    fn uncured(&self, tokens: &Tokens, body: &[u8], used: &HeaderMap) {
+        self.step_up.uncured(self, tokens, body, used);
+    }
+
+    /// `POST /logout` with the token (200 `{url}` or 204, both answered as success by the
+    /// generated client).
+    async fn log_out(&self, _tokens: &Tokens, ending: &Ending) -> Result<(), Error> {
+        if !ending.valid {
+            return Ok(());
+        }
+        let log_out = |api: Client| async move { api.log_out().await };
+        let context = self
+            .context(Some(&ending.entry.secret), Replay::Unsent)?
+            .with_grant(crate::telemetry::Grant::Logout);
+        self.endpoint.call(context, &classify_api, log_out).await?;
+        Ok(())
     }
 }
 

@@ -24,7 +24,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -32,10 +32,10 @@ use tokio::sync::OnceCell;
 
 use super::{classify_api, types, Client, Weavr};
 use crate::error::{Error, ErrorKind, Service};
+use crate::provider::sealed::ProviderImpl;
+use crate::provider::Tokens;
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{Attach, Core, Forbidden};
-use crate::transport::Authorizer;
 
 /// A challenge lives this long: an answer that comes later is not sent.
 pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -142,7 +142,6 @@ type Flight = Arc<OnceCell<Result<(), Error>>>;
 
 /// The session's step-up state: one flight at a time, and which token it raised.
 pub(crate) struct Coordinator {
-    pub(crate) core: Weak<Core<Weavr>>,
     pub(crate) handler: Option<Arc<dyn StepUp>>,
     pub(crate) method: StepUpMethod,
     pub(crate) max_attempts: u32,
@@ -159,13 +158,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn ask(
     handler: &dyn StepUp,
     challenge: Challenge,
-    clock: &dyn crate::clock::Clock,
+    tokens: &Tokens,
     started: std::time::Instant,
 ) -> Result<Answer, Error> {
-    let bound = match started.checked_add(CHALLENGE_LIFETIME) {
-        Some(end) => clock.sleep_until(end),
-        None => clock.sleep(Duration::ZERO),
-    };
+    let bound = tokens.sleep_until(started.checked_add(CHALLENGE_LIFETIME).unwrap_or(started));
     tokio::select! {
         // An answer ready by the bound is taken, as with `tokio::time::timeout`.
         biased;
@@ -214,13 +210,11 @@ fn step_up_error(error: Error) -> Error {
 
 impl Coordinator {
     pub(crate) fn new(
-        core: Weak<Core<Weavr>>,
         handler: Option<Arc<dyn StepUp>>,
         method: StepUpMethod,
         max_attempts: u32,
     ) -> Self {
         Self {
-            core,
             handler,
             method,
             max_attempts: max_attempts.max(1),
@@ -229,12 +223,8 @@ impl Coordinator {
     }
 
     /// Steps the current token up, or joins the step-up in flight for it.
-    pub(crate) async fn step_up(&self) -> Result<(), Error> {
-        let core = self
-            .core
-            .upgrade()
-            .ok_or_else(|| failed("the session is gone"))?;
-        let token = core.cache.access_token().await?;
+    pub(crate) async fn step_up(&self, weavr: &Weavr, tokens: &Tokens) -> Result<(), Error> {
+        let token = tokens.access_token().await?;
         let secret = token.secret().expose_secret().to_owned();
         if token
             .entry()
@@ -256,9 +246,9 @@ impl Coordinator {
         };
         let outcome = flight
             .get_or_init(|| async {
-                let outcome = self.run(&core, token.secret()).await;
+                let outcome = self.run(weavr, tokens, token.secret()).await;
                 if outcome.is_ok() {
-                    core.cache.mark_stepped_up(&secret).await;
+                    tokens.mark_stepped_up(token.secret()).await;
                 }
                 outcome
             })
@@ -272,19 +262,17 @@ impl Coordinator {
         outcome
     }
 
-    async fn run(&self, core: &Arc<Core<Weavr>>, token: &SecretString) -> Result<(), Error> {
+    async fn run(&self, weavr: &Weavr, tokens: &Tokens, token: &SecretString) -> Result<(), Error> {
         let handler = self
             .handler
             .as_ref()
             .ok_or_else(|| failed("a step-up is required and the session has no StepUp handler"))?;
-        let provider = &core.provider;
-        let clock = &core.cache.clock;
         // The session hears of every answer: they slide the token's window, and a 401 retires it.
-        let session: Arc<dyn Authorizer> = core.clone();
-        let context = || provider.observed_context(token, Replay::Unsent, session.clone());
-        let endpoint = &provider.endpoint;
+        let session = tokens.observer();
+        let context = || weavr.observed_context(token, Replay::Unsent, session.clone());
+        let endpoint = &weavr.endpoint;
         tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
-        let mut started = clock.now();
+        let mut started = tokens.now();
         match self.method {
             StepUpMethod::Push(channel) => {
                 let push = |api: Client| async move {
@@ -292,7 +280,7 @@ impl Coordinator {
                 };
                 let id = endpoint
                     .call(
-                        context().with_grant(crate::telemetry::Grant::StepUpChallenge),
+                        context()?.with_grant(crate::telemetry::Grant::StepUpChallenge),
                         &classify_api,
                         push,
                     )
@@ -300,14 +288,9 @@ impl Coordinator {
                     .map_err(step_up_error)?
                     .into_inner()
                     .id;
-                let answer = ask(
-                    &**handler,
-                    Challenge::Push { channel, id },
-                    &**clock,
-                    started,
-                );
+                let answer = ask(&**handler, Challenge::Push { channel, id }, tokens, started);
                 match answer.await? {
-                    Answer::Approved if clock.now() < started + CHALLENGE_LIFETIME => Ok(()),
+                    Answer::Approved if tokens.now() < started + CHALLENGE_LIFETIME => Ok(()),
                     Answer::Approved => {
                         Err(failed("the push challenge expired before it was approved"))
                     }
@@ -320,7 +303,7 @@ impl Coordinator {
                 };
                 if let Err(error) = endpoint
                     .call(
-                        context().with_grant(crate::telemetry::Grant::StepUpChallenge),
+                        context()?.with_grant(crate::telemetry::Grant::StepUpChallenge),
                         &classify_api,
                         sms,
                     )
@@ -337,12 +320,12 @@ impl Coordinator {
                 }
                 let mut last = None;
                 for attempt in 1..=self.max_attempts {
-                    let answer = ask(&**handler, Challenge::Sms { attempt }, &**clock, started);
+                    let answer = ask(&**handler, Challenge::Sms { attempt }, tokens, started);
                     let code = match answer.await? {
                         Answer::Code(code) => code,
                         _ => return Err(failed("the step-up was declined")),
                     };
-                    if clock.now() >= started + CHALLENGE_LIFETIME {
+                    if tokens.now() >= started + CHALLENGE_LIFETIME {
                         return Err(failed("the one-time password came after the challenge expired; it was not sent"));
                     }
                     let Some(code) = six_digits(&code) else {
@@ -365,7 +348,7 @@ impl Coordinator {
                     };
                     let error = endpoint
                         .call(
-                            context().with_grant(crate::telemetry::Grant::StepUpVerify),
+                            context()?.with_grant(crate::telemetry::Grant::StepUpVerify),
                             &classify_api,
                             verify,
                         )
@@ -393,14 +376,11 @@ impl Coordinator {
     /// A call sent again after a step-up was still refused with `STEP_UP_REQUIRED`: the
     /// token it carried (`used`) is not stepped up whatever the session believed, and the
     /// next call that needs it starts a new challenge.
-    fn forget_step_up(&self, used: &HeaderMap) {
-        let Some(core) = self.core.upgrade() else {
+    fn forget_step_up(&self, weavr: &Weavr, tokens: &Tokens, used: &HeaderMap) {
+        let Some(entry) = tokens.current() else {
             return;
         };
-        let Some(entry) = core.cache.current() else {
-            return;
-        };
-        if core.provider.carries(&entry, used)
+        if weavr.carries(&entry, used)
             && entry
                 .stepped_up
                 .swap(false, std::sync::atomic::Ordering::AcqRel)
@@ -411,20 +391,13 @@ impl Coordinator {
 
     /// Exchanges the current token for the identity's access token, when the session knows
     /// the identity.
-    async fn exchange(&self) -> bool {
-        let Some(core) = self.core.upgrade() else {
+    async fn exchange(&self, weavr: &Weavr, tokens: &Tokens) -> bool {
+        let Ok(token) = tokens.access_token().await else {
             return false;
         };
-        let Ok(token) = core.cache.access_token().await else {
-            return false;
-        };
-        let provider = &core.provider;
-        let sent_at = core.cache.clock.now();
-        match provider.exchange_for_identity(token.secret()).await {
-            Ok(Some(grant)) => {
-                core.cache.install(grant, sent_at).await;
-                true
-            }
+        let sent = tokens.sent();
+        match weavr.exchange_for_identity(token.secret()).await {
+            Ok(Some(grant)) => tokens.install(grant, sent).await.is_ok(),
             _ => false,
         }
     }
@@ -436,26 +409,34 @@ fn error_code(body: &[u8]) -> Option<String> {
     value.get("errorCode")?.as_str().map(str::to_owned)
 }
 
-impl Forbidden for Coordinator {
-    fn cure<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+impl Coordinator {
+    /// Cures a 403 the service explained: a step-up, or an exchange for the identity's access
+    /// token; true when the request is worth sending again.
+    pub(crate) fn cure<'a>(
+        &'a self,
+        weavr: &'a Weavr,
+        tokens: &'a Tokens,
+        body: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
         Box::pin(async move {
             match error_code(body).as_deref() {
-                Some("STEP_UP_REQUIRED") => match self.step_up().await {
+                Some("STEP_UP_REQUIRED") => match self.step_up(weavr, tokens).await {
                     Ok(()) => true,
                     Err(error) => {
                         tracing::warn!(service = %Service::Weavr, %error, "step-up failed");
                         false
                     }
                 },
-                Some("ACCESS_TOKEN_REQUIRED") => self.exchange().await,
+                Some("ACCESS_TOKEN_REQUIRED") => self.exchange(weavr, tokens).await,
                 _ => false,
             }
         })
     }
 
-    fn uncured(&self, body: &[u8], used: &HeaderMap) {
+    /// The resend after a cure was refused again with `body`.
+    pub(crate) fn uncured(&self, weavr: &Weavr, tokens: &Tokens, body: &[u8], used: &HeaderMap) {
         if error_code(body).as_deref() == Some("STEP_UP_REQUIRED") {
-            self.forget_step_up(used);
+            self.forget_step_up(weavr, tokens, used);
         }
     }
 }

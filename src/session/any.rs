@@ -6,28 +6,11 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+use super::engine::Engine;
 use crate::error::{Error, Service};
 use crate::token::AccessToken;
-use crate::transport::Authorizer;
+use crate::transport::exchange::Authorizer;
 use crate::TokenSource;
-
-/// A boxed future of a session call's result.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
-
-/// What every service's `Session` does, behind `dyn` (implemented by `session_impls!`).
-pub(crate) trait Erased: Send + Sync + 'static {
-    fn service(&self) -> Service;
-    fn authorizer(&self) -> Arc<dyn Authorizer>;
-    fn access_token(&self) -> BoxFuture<'_, AccessToken>;
-    fn headers(&self) -> BoxFuture<'_, HeaderMap>;
-    fn force_refresh(&self) -> BoxFuture<'_, AccessToken>;
-    fn refused(&self, headers: &HeaderMap);
-    fn authorize(&self, request: reqwest::RequestBuilder)
-        -> BoxFuture<'_, reqwest::RequestBuilder>;
-    fn send(&self, request: reqwest::RequestBuilder) -> BoxFuture<'_, reqwest::Response>;
-    fn logout(&self) -> BoxFuture<'_, ()>;
-    fn debug(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
-}
 
 /// Any service's session, for code that holds "some auth service" without naming which: made
 /// with `From` (or `.into()`) from every service's `Session`, cheap to clone (clones share the
@@ -52,25 +35,35 @@ pub(crate) trait Erased: Send + Sync + 'static {
 /// ```
 #[derive(Clone)]
 pub struct AnySession {
-    inner: Arc<dyn Erased>,
+    engine: Arc<Engine>,
 }
 
 impl AnySession {
-    pub(crate) fn new(session: impl Erased) -> Self {
-        Self {
-            inner: Arc::new(session),
-        }
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
     }
 
     /// The session as the request path sees it (what `api()` and `send()` use).
     #[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
     pub(crate) fn authorizer(&self) -> Arc<dyn Authorizer> {
-        self.inner.authorizer()
+        self.engine.clone()
+    }
+
+    /// The engine, for the adapters (the scope of its credentials).
+    #[cfg_attr(not(any(feature = "middleware", feature = "tower")), allow(dead_code))]
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The service this session talks to.
     pub fn service(&self) -> Service {
-        self.inner.service()
+        self.engine.service()
+    }
+
+    /// The HTTP client this session sends through, following no redirects (the service's
+    /// `Session::client`).
+    pub fn client(&self) -> reqwest::Client {
+        self.engine.endpoint.http.clone()
     }
 
     /// A valid access token: the cached one, or one obtained by a single shared login or
@@ -79,7 +72,7 @@ impl AnySession {
     /// # Errors
     /// The token could not be had (the login or refresh failed).
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
-        self.inner.access_token().await
+        self.engine.access_token().await
     }
 
     /// Renews now, whatever the cached token's expiry, the way the service's
@@ -93,7 +86,7 @@ impl AnySession {
     /// answered with its error, without a request, until the service's
     /// `Session::clear_failure`.
     pub async fn force_refresh(&self) -> Result<AccessToken, Error> {
-        self.inner.force_refresh().await
+        self.engine.cache().force_refresh().await
     }
 
     /// Everything a request to the service's API needs, every value marked sensitive: the
@@ -102,13 +95,13 @@ impl AnySession {
     /// # Errors
     /// The token could not be had (the login or refresh failed).
     pub async fn headers(&self) -> Result<HeaderMap, Error> {
-        self.inner.headers().await
+        self.engine.headers().await
     }
 
     /// Reports that the service answered 401 to a request carrying `headers`: the next call
     /// renews first, once (the service's `Session::refused`).
     pub fn refused(&self, headers: &HeaderMap) {
-        self.inner.refused(headers);
+        Authorizer::refused(&*self.engine, headers);
     }
 
     /// Adds the current credentials (renewed first when due) to a request for one of the
@@ -120,7 +113,7 @@ impl AnySession {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        self.inner.authorize(request).await
+        self.engine.authorize_request(request).await
     }
 
     /// Sends `request` with this session's credentials and lets the session see the answer:
@@ -130,7 +123,7 @@ impl AnySession {
     /// # Errors
     /// The request could not be built or sent, or the credentials could not be had.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
-        self.inner.send(request).await
+        self.engine.send(request).await
     }
 
     /// Ends the session the way the service's `Session::logout` does (at the service where
@@ -139,19 +132,19 @@ impl AnySession {
     /// # Errors
     /// The service's `logout` failed.
     pub async fn logout(&self) -> Result<(), Error> {
-        self.inner.logout().await
+        self.engine.logout().await
     }
 }
 
 impl std::fmt::Debug for AnySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.debug(f)
+        super::engine_debug(&self.engine, f)
     }
 }
 
 impl TokenSource for AnySession {
     fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send {
-        self.inner.access_token()
+        self.engine.cache().access_token()
     }
 }
 

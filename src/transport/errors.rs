@@ -2,7 +2,7 @@
 //!
 //! progenitor gives a typed body for documented errors, raw bytes (without the status) for a
 //! documented status whose body did not parse, and the raw response for undocumented statuses.
-//! The [`Probe`] installed in the request's [`crate::transport::Context`] records the status
+//! The [`Probe`] installed in the request's [`super::send::Context`] records the status
 //! and headers of every exchange, so none of that is lost.
 
 use std::sync::Mutex;
@@ -387,11 +387,8 @@ async fn map_untyped(
                 None
             } else {
                 // A body over the cap (or broken off) is not quoted at all.
-                let body = crate::transport::read_at_most(
-                    response,
-                    crate::transport::DEFAULT_MAX_RESPONSE_BYTES,
-                )
-                .await;
+                let body =
+                    super::body::read_at_most(response, super::DEFAULT_MAX_RESPONSE_BYTES).await;
                 body.ok()
                     .flatten()
                     .and_then(|body| message_from_bytes(&body))
@@ -417,7 +414,7 @@ async fn map_untyped(
         G::InvalidRequest(message) => {
             return base(ErrorKind::Configuration).with_message(message);
         }
-        G::Custom(message) => return base(ErrorKind::Transport).with_message(message),
+        G::Custom(message) => return unpark(&message),
     };
     let kind = if failure.documented || failure.status == 401 {
         classify(&failure)
@@ -488,10 +485,61 @@ impl<E> From<progenitor_client::Error<E>> for Error {
             G::InvalidRequest(message) => {
                 Error::new(ErrorKind::Configuration).with_message(message)
             }
-            // The session's own failure to authorize the request, already told in its words.
-            G::Custom(message) => Error::new(ErrorKind::Transport).with_message(message),
+            // The session's own failure to authorize the request: the error itself.
+            G::Custom(message) => unpark(&message),
         }
     }
+}
+
+/// Errors of the sessions' hooks on their way through a generated client, which keeps only a
+/// string of a hook's error (`progenitor_client::Error::Custom`): parked here under a number that
+/// the string carries, and taken back by the conversion into [`Error`], so that an `api()` call
+/// whose login was refused fails with the login's own error (`InvalidCredentials`, its status,
+/// its hold) rather than a transport failure. Bounded: an error nobody converts (the caller
+/// matched on progenitor's error itself) is dropped once newer ones push it out.
+struct Parked {
+    next: u64,
+    errors: std::collections::VecDeque<(u64, Error)>,
+}
+
+/// How many unconverted errors are kept.
+const PARKED: usize = 256;
+
+static PARKING: Mutex<Parked> = Mutex::new(Parked {
+    next: 0,
+    errors: std::collections::VecDeque::new(),
+});
+
+/// What marks a parked error's number in its string.
+const PARKED_TAG: &str = " [tokensmith error #";
+
+/// `error` as the string a hook hands progenitor: its message (which never holds a secret),
+/// then the number it is parked under.
+pub(crate) fn park(error: Error) -> String {
+    let mut parking = PARKING.lock().unwrap_or_else(|p| p.into_inner());
+    let number = parking.next;
+    parking.next = parking.next.wrapping_add(1);
+    let text = format!("{error}{PARKED_TAG}{number}]");
+    if parking.errors.len() == PARKED {
+        parking.errors.pop_front();
+    }
+    parking.errors.push_back((number, error));
+    text
+}
+
+/// The error parked under the number `text` ends with; a transport error with `text` as its
+/// message when it is not one of ours (or was pushed out).
+fn unpark(text: &str) -> Error {
+    let number = text
+        .strip_suffix(']')
+        .and_then(|rest| rest.rsplit_once(PARKED_TAG))
+        .and_then(|(_, number)| number.parse::<u64>().ok());
+    let mut parking = PARKING.lock().unwrap_or_else(|p| p.into_inner());
+    let found = number.and_then(|number| {
+        let at = parking.errors.iter().position(|(n, _)| *n == number)?;
+        parking.errors.remove(at).map(|(_, error)| error)
+    });
+    found.unwrap_or_else(|| Error::new(ErrorKind::Transport).with_message(text))
 }
 
 /// weavr's `request-ref` header, kept on every error for vendor support.

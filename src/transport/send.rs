@@ -1,116 +1,21 @@
-//! How sessions send their requests: how much of an answer they read
-//! ([`DEFAULT_MAX_RESPONSE_BYTES`], changed with each builder's `max_response_bytes`).
-//!
-//! # Examples
-//!
-//! ```
-//! use tokensmith::transport::DEFAULT_MAX_RESPONSE_BYTES;
-//!
-//! let session = tokensmith::s7risk::Session::builder()
-//!     .origin("https://api.example.com")
-//!     .user("analyst@example.com", "correct horse")
-//!     .max_response_bytes(2 * DEFAULT_MAX_RESPONSE_BYTES)
-//!     .build()?;
-//! # let _ = session;
-//! # Ok::<(), tokensmith::Error>(())
-//! ```
-
-// Also here, outside the documented API: the context every generated client carries (the
-// headers to attach, the session that authorizes its requests, the probe that records what
-// came back).
+//! The context every generated client carries (fixed headers, the session that authorizes its
+//! requests, the probe that records what came back, telemetry) and the retry loop every request
+//! of the crate goes through.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-
-use crate::clock::{Clock, SystemClock};
-use crate::error::Error;
-use crate::error::Service;
-use crate::response::{self, Probe};
-use crate::retry::{Replay, RetryPolicy};
-use crate::telemetry::{self, Grant, Tag};
 use tracing::Instrument;
 
-/// How much of a response body is read by default; auth answers are a few hundred bytes.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+use super::body::buffer;
+use super::errors::{self, Probe};
+use super::exchange::{exchange, report, reqwest_parts, Authorizer, Sender};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Service};
+use crate::retry::{Replay, RetryPolicy};
+use crate::telemetry::{self, Grant, Tag};
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A session as the generated clients' hooks see it.
-pub(crate) trait Authorizer: Send + Sync {
-    /// Puts the current credentials (renewed first when due) into `headers`.
-    fn authorize<'a>(&'a self, headers: &'a mut HeaderMap) -> BoxFuture<'a, Result<(), Error>>;
-    /// The service accepted the credentials in `headers`, sent at `sent_at`.
-    fn accepted(&self, headers: &HeaderMap, sent_at: Instant);
-    /// The service refused the credentials in `headers` (401).
-    fn refused(&self, headers: &HeaderMap);
-    /// The session clock's now.
-    fn now(&self) -> Instant;
-    /// Whether [`Self::forbidden`] may cure a 403 (only then is its body read here).
-    fn handles_forbidden(&self) -> bool {
-        false
-    }
-    /// The service answered 403 with `body`: cures it when it can (a step-up, an access-token
-    /// exchange) and says whether the request is worth sending again.
-    fn forbidden<'a>(&'a self, _body: &'a [u8]) -> BoxFuture<'a, bool> {
-        Box::pin(async { false })
-    }
-    /// The one retry after a cure, sent with the credentials in `used`, was refused with 403
-    /// and `body` again: the cure did not take (a step-up the service does not honour), and
-    /// there is no second retry.
-    fn uncured(&self, _body: &[u8], _used: &HeaderMap) {}
-    /// Whether the operation `operation_id` ends the session whose credentials it carries (a
-    /// sign-out or logout called through `api()`).
-    fn ends_session(&self, _operation_id: &str) -> bool {
-        false
-    }
-    /// The service ended the session whose credentials `used` carried: forget them.
-    fn ended<'a>(&'a self, _used: &'a HeaderMap) -> BoxFuture<'a, ()> {
-        Box::pin(async {})
-    }
-}
-
-/// Whether an answer shows that the service took the credentials the request carried, which
-/// restarts a sliding lifetime (weavr: 5 minutes from last activity). Every answer does,
-/// refusals of the request itself (a 403 `STEP_UP_REQUIRED`, a 409) included, except a 401
-/// (the token was refused), a 410 (weavr `TOKEN_EXPIRED`) and a 5xx (a gateway's or
-/// maintenance answer: the request may never have reached the service).
-fn took_credentials(status: u16) -> bool {
-    !matches!(status, 401 | 410 | 500..=599)
-}
-
-/// Tells `auth` what the service answered, with `status`, to the operation `operation_id`
-/// sent with the credentials in `used` at `sent_at`. True when that ended the session (a
-/// successful sign-out): there is nothing left to cure or retry.
-async fn answered(
-    auth: &dyn Authorizer,
-    status: u16,
-    used: &HeaderMap,
-    sent_at: Instant,
-    operation_id: &str,
-) -> bool {
-    if (200..=299).contains(&status) && auth.ends_session(operation_id) {
-        auth.ended(used).await;
-        return true;
-    }
-    report(auth, status, used, sent_at);
-    false
-}
-
-/// Tells `auth` what the service made of the credentials in `used`, sent at `sent_at`.
-pub(crate) fn report(auth: &dyn Authorizer, status: u16, used: &HeaderMap, sent_at: Instant) {
-    if status == 401 {
-        auth.refused(used);
-    } else if took_credentials(status) {
-        auth.accepted(used, sent_at);
-    }
-}
-
-// Public only because the generated clients take it (`Client::new_with_client`) and the
-// contract tests drive them by hand; not part of the documented API.
 #[doc(hidden)]
 /// Per-client context that the generated clients' hooks consult on every request.
 ///
@@ -195,7 +100,7 @@ impl Context {
     }
 
     /// Reads at most `bytes` of a response body; a longer one is not read and the call fails
-    /// (default: unlimited for a bare context, [`DEFAULT_MAX_RESPONSE_BYTES`] for sessions).
+    /// (default: unlimited for a bare context, [`super::DEFAULT_MAX_RESPONSE_BYTES`] for sessions).
     pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_body = Some(bytes);
         self
@@ -318,7 +223,7 @@ impl Context {
             telemetry::answered(&span, &result);
             let asked = match &result {
                 Ok(response) if replay.status(response.status().as_u16()) => Some(
-                    response::retry_after_from_headers(response.headers(), clock.system_now()),
+                    errors::retry_after_from_headers(response.headers(), clock.system_now()),
                 ),
                 Err(error) if replay.error(error) => Some(None),
                 _ => None,
@@ -391,123 +296,6 @@ impl Context {
     }
 }
 
-/// Where [`exchange`] sends a request: a session's own client (with its retry policy), or the
-/// rest of a caller's middleware chain.
-pub(crate) trait Sender: Send {
-    /// What a failed send is.
-    type Error: From<reqwest::Error>;
-    /// Sends `request` once (as this sender sends: retries, if any, are its own).
-    fn send(
-        &mut self,
-        request: reqwest::Request,
-    ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send;
-}
-
-/// A generated client's or a session's own sending: `context`'s retries through `client`.
-struct Own<'a> {
-    context: &'a Context,
-    client: &'a reqwest::Client,
-}
-
-impl Sender for Own<'_> {
-    type Error = reqwest::Error;
-
-    fn send(
-        &mut self,
-        request: reqwest::Request,
-    ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send {
-        self.context.send(self.client, request)
-    }
-}
-
-/// Sends `request`, already carrying `auth`'s credentials, through `sender`, and tells `auth`
-/// what the service made of them (any answer but a 401 or a 5xx slides a sliding lifetime,
-/// measured from when the request was sent); on a 401 renews the credentials, and on a 403
-/// `auth` can cure (step-up, access-token exchange) cures it, then sends once more when the
-/// request can be cloned. `max_body` caps a 403 body read for the cure.
-///
-/// One path for `api()`, `send()` and the reqwest middleware, so that they cannot drift.
-pub(crate) async fn exchange<S: Sender>(
-    auth: &dyn Authorizer,
-    request: reqwest::Request,
-    operation_id: &str,
-    max_body: Option<usize>,
-    sender: &mut S,
-) -> Result<reqwest::Response, S::Error> {
-    let retry = request.try_clone();
-    let used = request.headers().clone();
-    let sent_at = auth.now();
-    let response = sender.send(request).await?;
-    let status = response.status().as_u16();
-    // Before any cure: a step-up can keep the user for minutes, and the token must not
-    // look idle meanwhile.
-    if answered(auth, status, &used, sent_at, operation_id).await {
-        return Ok(response);
-    }
-    let (response, cured, after_cure) = match status {
-        200..=299 => return Ok(response),
-        401 => (response, true, false),
-        403 if auth.handles_forbidden() && retry.is_some() => {
-            let (response, body) = buffer(response, max_body).await?;
-            let cured = match body {
-                Some(body) => auth.forbidden(&body).await,
-                None => false,
-            };
-            (response, cured, true)
-        }
-        _ => return Ok(response),
-    };
-    let Some(mut retry) = retry.filter(|_| cured) else {
-        return Ok(response);
-    };
-    if auth.authorize(retry.headers_mut()).await.is_err() {
-        return Ok(response);
-    }
-    let used = retry.headers().clone();
-    let sent_at = auth.now();
-    let response = sender.send(retry).await?;
-    let status = response.status().as_u16();
-    if answered(auth, status, &used, sent_at, operation_id).await {
-        return Ok(response);
-    }
-    if status != 403 || !after_cure {
-        return Ok(response);
-    }
-    // Cured, sent again, refused again: the session hears of it (a step-up it trusted
-    // is forgotten), and the answer goes back as it is.
-    let (response, body) = buffer(response, max_body).await?;
-    if let Some(body) = body {
-        auth.uncured(&body, &used);
-    }
-    Ok(response)
-}
-
-/// Reads a response's body (up to `cap`) and gives back an equivalent response with it, plus
-/// the bytes (`None` when the body was over the cap and dropped).
-async fn buffer(
-    response: reqwest::Response,
-    cap: Option<usize>,
-) -> reqwest::Result<(reqwest::Response, Option<bytes::Bytes>)> {
-    let status = response.status();
-    let version = response.version();
-    let headers = response.headers().clone();
-    let body = read_at_most(response, cap.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES))
-        .await?
-        .map(bytes::Bytes::from);
-    let mut rebuilt = http::Response::new(body.clone().unwrap_or_default());
-    *rebuilt.status_mut() = status;
-    *rebuilt.version_mut() = version;
-    *rebuilt.headers_mut() = headers;
-    let len = rebuilt.body().len();
-    rebuilt
-        .headers_mut()
-        .remove(reqwest::header::TRANSFER_ENCODING);
-    rebuilt
-        .headers_mut()
-        .insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
-    Ok((reqwest::Response::from(rebuilt), body))
-}
-
 /// What went wrong, in words that cannot carry a URL or a header value.
 fn transport_failure(error: &reqwest::Error) -> &'static str {
     if error.is_connect() {
@@ -521,21 +309,46 @@ fn transport_failure(error: &reqwest::Error) -> &'static str {
     }
 }
 
-/// The whole body, or `None` when it is longer than `cap` (by its `Content-Length` or as read).
-/// The one capped read of the crate: every body read goes through it.
-pub(crate) async fn read_at_most(
-    mut response: reqwest::Response,
-    cap: usize,
-) -> reqwest::Result<Option<Vec<u8>>> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Ok(None);
+/// A generated client's or a session's own sending: `context`'s retries through `client`.
+struct Own<'a> {
+    context: &'a Context,
+    client: &'a reqwest::Client,
+}
+
+impl Sender for Own<'_> {
+    type Request = reqwest::Request;
+    type Response = reqwest::Response;
+    type Error = reqwest::Error;
+
+    fn headers(request: &reqwest::Request) -> &HeaderMap {
+        reqwest_parts::headers(request)
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > cap {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
+
+    fn headers_mut(request: &mut reqwest::Request) -> &mut HeaderMap {
+        reqwest_parts::headers_mut(request)
     }
-    Ok(Some(body))
+
+    fn spare(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
+        request.try_clone()
+    }
+
+    fn status(response: &reqwest::Response) -> u16 {
+        reqwest_parts::status(response)
+    }
+
+    fn send(
+        &mut self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send {
+        self.context.send(self.client, request)
+    }
+
+    fn read(
+        &mut self,
+        response: reqwest::Response,
+        cap: Option<usize>,
+    ) -> impl Future<Output = reqwest::Result<(reqwest::Response, Option<bytes::Bytes>)>> + Send
+    {
+        buffer(response, cap)
+    }
 }

@@ -1,0 +1,243 @@
+//! The engine behind every session: the token cache, the endpoint, and the service, joined.
+//! Compiled once for all services (the service is behind `dyn`), so that every session path
+//! (`access_token`, `send`, `api()`, the middleware, the tower layer) runs the same code.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::HeaderMap;
+
+use crate::cache::Cache;
+use crate::clock::Clock;
+use crate::error::{Error, ErrorKind, Service};
+use crate::expiry::RefreshPolicy;
+use crate::provider::{traits_of, Ending, Erased, Provider, Tokens};
+use crate::store::{StoreKey, TokenStore};
+use crate::token::{AccessToken, Entry};
+use crate::transport::endpoint::Endpoint;
+use crate::transport::exchange::{Authorizer, BoxFuture};
+use crate::transport::Context;
+
+/// A session's shared state: every clone of a session holds one `Arc` of it.
+pub(crate) struct Engine {
+    provider: Arc<dyn Erased>,
+    tokens: Tokens,
+    pub(crate) endpoint: Endpoint,
+    /// The service's constants the request path reads.
+    sliding: bool,
+    ends_session: &'static [&'static str],
+    cures_forbidden: bool,
+    keeps_session_on_failed_logout: bool,
+}
+
+/// How the engine keeps its tokens, as the builder was told.
+pub(crate) struct Keeping {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) policy: RefreshPolicy,
+    pub(crate) store: Option<Arc<dyn TokenStore>>,
+    pub(crate) background_refresh: bool,
+}
+
+impl Engine {
+    pub(crate) fn new<P: Provider>(
+        provider: Arc<P>,
+        endpoint: Endpoint,
+        keeping: Keeping,
+    ) -> Arc<Self> {
+        let key = StoreKey::new(P::SERVICE, &endpoint.base_url, &provider.store_identity());
+        let cache = Arc::new_cyclic(|weak| {
+            let mut cache = Cache::new(
+                provider.clone(),
+                traits_of::<P>(),
+                keeping.clock,
+                keeping.policy,
+            );
+            if let Some(store) = keeping.store {
+                cache = cache.with_store(store, key);
+            }
+            if keeping.background_refresh {
+                cache = cache.with_background_refresh(weak.clone());
+            }
+            cache
+        });
+        Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
+            let session: std::sync::Weak<dyn Authorizer> = weak.clone();
+            Self {
+                provider,
+                tokens: Tokens::new(cache, session),
+                endpoint,
+                sliding: P::SLIDING.is_some(),
+                ends_session: P::ENDS_SESSION,
+                cures_forbidden: P::CURES_FORBIDDEN,
+                keeps_session_on_failed_logout: P::KEEPS_SESSION_ON_FAILED_LOGOUT,
+            }
+        })
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        self.tokens.cache()
+    }
+
+    /// What services are offered of the session's tokens.
+    pub(crate) fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The service this session talks to.
+    pub(crate) fn service(&self) -> Service {
+        self.endpoint.service
+    }
+
+    /// Sends a request of the caller's with the session's credentials (see `Session::send`).
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let auth: Arc<dyn Authorizer> = self.clone();
+        self.endpoint.send(auth, request).await
+    }
+
+    /// A request of the caller's with the session's credentials on it (see
+    /// `Session::authorize`).
+    pub(crate) async fn authorize_request(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        self.endpoint.authorize(self, request).await
+    }
+
+    /// What a request to the service needs (see `Session::headers`), every value marked
+    /// sensitive.
+    pub(crate) async fn headers(&self) -> Result<HeaderMap, Error> {
+        let mut headers = HeaderMap::new();
+        self.authorize_headers(&mut headers).await?;
+        // An `Origin` is no secret, but the map goes to stacks that log headers: one rule for all.
+        for value in headers.values_mut() {
+            value.set_sensitive(true);
+        }
+        Ok(headers)
+    }
+
+    async fn authorize_headers(&self, headers: &mut HeaderMap) -> Result<(), Error> {
+        let token = self.cache().access_token().await?;
+        self.provider.attach(token.entry(), headers);
+        Ok(())
+    }
+
+    /// The context of the session's `api()` clients: every request authorized by the session.
+    pub(crate) fn api_context(self: &Arc<Self>) -> Context {
+        self.endpoint
+            .context(Context::new().with_authorizer(self.clone()))
+    }
+
+    /// Ends the session: at the service where it has a sign-out, and locally in every case but
+    /// one (a service whose failed sign-out leaves the session open keeps it then).
+    pub(crate) async fn logout(&self) -> Result<(), Error> {
+        let ending = self.ending().await;
+        if !self.keeps_session_on_failed_logout {
+            self.forget().await;
+        }
+        let outcome = match &ending {
+            Some(ending) => self.provider.log_out(&self.tokens, ending).await,
+            None => Ok(()),
+        };
+        if self.keeps_session_on_failed_logout {
+            match &outcome {
+                Err(error) if error.kind() != ErrorKind::TokenRejected => {}
+                _ => self.forget().await,
+            }
+        }
+        outcome
+    }
+
+    /// The session a logout ends: the valid token set cached, else the one stored (a logout in a
+    /// new process ends the session a previous one started), else a cached set whose access
+    /// token expired but whose refresh token still holds the session open at the service.
+    async fn ending(&self) -> Option<Ending> {
+        let cache = self.cache();
+        if let Some(entry) = cache.current_or_stored().await {
+            return Some(Ending { entry, valid: true });
+        }
+        let now = cache.clock.now();
+        cache
+            .current()
+            .filter(|entry| entry.refresh_usable(now, None))
+            .map(|entry| Ending {
+                entry,
+                valid: false,
+            })
+    }
+
+    /// Ends the session locally: the cached and stored token sets are gone.
+    pub(crate) async fn forget(&self) {
+        self.cache().wipe();
+        self.cache().forget_stored().await;
+    }
+
+    /// The token set cached now, if any.
+    pub(crate) fn current(&self) -> Option<Arc<Entry>> {
+        self.cache().current()
+    }
+
+    /// A valid access token.
+    pub(crate) async fn access_token(&self) -> Result<AccessToken, Error> {
+        self.cache().access_token().await
+    }
+}
+
+impl Authorizer for Engine {
+    fn authorize<'a>(&'a self, headers: &'a mut HeaderMap) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.authorize_headers(headers))
+    }
+
+    fn refused(&self, used: &HeaderMap) {
+        if let Some(entry) = self.cache().current() {
+            if self.provider.carries(&entry, used) {
+                self.cache().invalidate(&entry.secret);
+            }
+        }
+    }
+
+    fn accepted(&self, used: &HeaderMap, sent_at: Instant) {
+        if !self.sliding {
+            return;
+        }
+        if let Some(entry) = self.cache().current() {
+            if self.provider.carries(&entry, used) {
+                entry.slide(sent_at);
+            }
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.cache().clock.now()
+    }
+
+    fn cures_forbidden(&self) -> bool {
+        self.cures_forbidden
+    }
+
+    fn cure<'a>(&'a self, body: &'a [u8]) -> BoxFuture<'a, bool> {
+        self.provider.cure(&self.tokens, body)
+    }
+
+    fn uncured(&self, body: &[u8], used: &HeaderMap) {
+        self.provider.uncured(&self.tokens, body, used);
+    }
+
+    fn ends_session(&self, operation_id: &str) -> bool {
+        self.ends_session.contains(&operation_id)
+    }
+
+    fn ended<'a>(&'a self, used: &'a HeaderMap) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ours = self
+                .cache()
+                .current()
+                .is_some_and(|entry| self.provider.carries(&entry, used));
+            if ours {
+                self.forget().await;
+            }
+        })
+    }
+}
