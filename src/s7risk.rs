@@ -106,8 +106,8 @@ impl SessionBuilder {
 
 /// An origin is a scheme, a host and an optional port: nothing else.
 fn validate_origin(origin: &str) -> Result<HeaderValue, Error> {
-    let bad =
-        |why: &str| Error::configuration(Some(Service::S7risk), format!("origin {origin:?} {why}"));
+    // The text is never quoted: a misplaced `user:password@` or query would be printed.
+    let bad = |why: &str| Error::configuration(Some(Service::S7risk), format!("the origin {why}"));
     let url = url::Url::parse(origin).map_err(|_| bad("is not an origin (scheme://host)"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(bad("is not an http(s) origin"));
