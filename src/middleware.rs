@@ -19,9 +19,9 @@
 //!
 //! let client = ClientBuilder::new(reqwest::Client::new())
 //!     // .with(RetryTransientMiddleware::new_with_policy(..)) goes here, outside
-//!     .with(AuthMiddleware::new(session).only_hosts(["api.weavr.io"]))
+//!     .with(AuthMiddleware::new(session).only_hosts(["weavr-live.example"]))
 //!     .build();
-//! let response = client.get("https://api.weavr.io/multi/consumers").send().await?;
+//! let response = client.get("https://weavr-live.example/multi/consumers").send().await?;
 //! # Ok(()) }
 //! ```
 
@@ -68,7 +68,7 @@ impl AuthMiddleware {
     }
 
     /// Puts the credentials only on requests to these hosts; others pass through untouched.
-    /// An entry is a host name or IP address (`api.weavr.io`, `127.0.0.1`, `[::1]`), matching
+    /// An entry is a host name or IP address (`api.example.com`, `127.0.0.1`, `[::1]`), matching
     /// any port, or one with a port (`localhost:8443`), matching that port only (a URL
     /// without a port has its scheme's default). Names match case-insensitively and exactly:
     /// `example.com` does not cover `api.example.com`. An entry that is not a host matches
