@@ -570,6 +570,53 @@ async fn accounts_answers_invalid_input_with_the_service_s_422_message() {
     assert_eq!(sandbox.counters(Service::Accounts).failed_logins, 0);
 }
 
+/// The password fields at the bounds the service's handlers bind them to (api/auth/handlers/v1
+/// in wikimedia-enterprise/wikimedia-enterprise): change-password 6 to 256 characters for both,
+/// forgot-password-confirm 1 to 255 for the password and 1 to 2048 for the code.
+#[tokio::test]
+async fn accounts_password_fields_have_the_service_s_own_bounds() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = session.access_token().await.unwrap();
+    let access = token.secret().expose_secret();
+    let longest = "é".repeat(256);
+    let change = |previous: &str, proposed: &str| {
+        serde_json::json!({
+            "access_token": access, "previous_password": previous, "proposed_password": proposed,
+        })
+    };
+    for (body, status) in [
+        (change(demo::ACCOUNTS_PASSWORD, &"é".repeat(257)), 422),
+        (change(demo::ACCOUNTS_PASSWORD, "5char"), 422),
+        (change(demo::ACCOUNTS_PASSWORD, &longest), 204),
+        (change(&longest, "6chars"), 204),
+        (change("6chars", "5char"), 422),
+    ] {
+        let (got, _) = accounts_post(&sandbox, "change-password", body.clone()).await;
+        assert_eq!(got, status, "{body}");
+    }
+    let confirm = |password: &str, code: String| {
+        serde_json::json!({
+            "username": demo::ACCOUNTS_USERNAME, "password": password, "confirmation_code": code,
+        })
+    };
+    for (body, status) in [
+        (confirm("p", "6".repeat(2049)), 422),
+        (confirm("", demo::ACCOUNTS_CONFIRMATION_CODE.into()), 422),
+        (confirm("p", demo::ACCOUNTS_CONFIRMATION_CODE.into()), 204),
+    ] {
+        let (got, _) = accounts_post(&sandbox, "forgot-password-confirm", body.clone()).await;
+        assert_eq!(got, status, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn accounts_forgot_password_takes_the_username_or_the_email() {
     let clock = common::test_clock();
