@@ -462,6 +462,11 @@ async fn an_expired_password_is_updated_with_the_temporary_token() {
     );
 }
 
+/// A 403's code is read from whichever member carries it: `errorCode`, as the vendor's OpenAPI
+/// document shows (`{"errorCode": "STEP_UP_REQUIRED"}`, its `UserForbidden` and
+/// `InstrumentForbidden` responses); `message`, where Weavr's own web app reads it
+/// (weavr-io/onvirtual.cards a494737, `plugins/axios.ts`: `error.response.data.message ===
+/// 'STEP_UP_REQUIRED'`); or `code`, the member of the document's generic `Error` schema.
 #[tokio::test]
 async fn api_call_errors_name_step_up_and_access_token_needs() {
     for (code, kind) in [
@@ -469,22 +474,121 @@ async fn api_call_errors_name_step_up_and_access_token_needs() {
         ("ACCESS_TOKEN_REQUIRED", ErrorKind::AccessTokenRequired),
         ("INSUFFICIENT_PERMISSIONS", ErrorKind::Forbidden),
     ] {
+        for (body, message) in [
+            (format!(r#"{{"errorCode":"{code}"}}"#), None),
+            (format!(r#"{{"message":"{code}"}}"#), Some(code)),
+            (
+                format!(r#"{{"code":"{code}","message":"Forbidden"}}"#),
+                Some("Forbidden"),
+            ),
+        ] {
+            let server = MockServer::start().await;
+            mount(
+                &server,
+                "POST",
+                "/passwords/update",
+                ResponseTemplate::new(403)
+                    .insert_header("request-ref", REQUEST_REF)
+                    .set_body_raw(body.clone(), "application/json"),
+            )
+            .await;
+            let session = session(&server, &test_clock());
+            let error = session
+                .change_password(&"temp".into(), "a", "b")
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind(), kind, "{body}");
+            assert_eq!(error.code(), Some(code), "{body}");
+            assert_eq!(error.message(), message, "{body}");
+            assert_eq!(error.request_ref(), Some(REQUEST_REF));
+        }
+    }
+    // A sentence in `message` is a message, not a code.
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "POST",
+        "/passwords/update",
+        error(403, json!({"message": "Step up required"})),
+    )
+    .await;
+    let error = session(&server, &test_clock())
+        .change_password(&"temp".into(), "a", "b")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Forbidden);
+    assert_eq!(error.code(), None);
+}
+
+/// The login's expired password and lock-out are documented by status (409 with the temporary
+/// token, 423), and so read whatever code the body carries; a code that names them is read
+/// too, in whichever member, whatever its status. No vendor source names those codes: an
+/// assumption (`openapi/weavr.yaml`, Assumptions (d)), on the side of never resending them.
+#[tokio::test]
+async fn login_codes_for_an_expired_password_or_a_lock_are_read_from_any_member() {
+    for (status, body, kind) in [
+        (
+            409,
+            r#"{"message":"PASSWORD_EXPIRED","token":"temp-1"}"#,
+            ErrorKind::PasswordExpired,
+        ),
+        (
+            403,
+            r#"{"message":"PASSWORD_EXPIRED"}"#,
+            ErrorKind::PasswordExpired,
+        ),
+        (
+            403,
+            r#"{"errorCode":"PASSWORD_EXPIRED"}"#,
+            ErrorKind::PasswordExpired,
+        ),
+        (
+            403,
+            r#"{"code":"ACCOUNT_LOCKED"}"#,
+            ErrorKind::AccountLocked {
+                retry_after: Some(Duration::from_secs(1800)),
+            },
+        ),
+        (
+            401,
+            r#"{"message":"USER_LOCKED"}"#,
+            ErrorKind::AccountLocked {
+                retry_after: Some(Duration::from_secs(1800)),
+            },
+        ),
+        (
+            423,
+            r#"{"errorCode":"ACCOUNT_LOCKED"}"#,
+            ErrorKind::AccountLocked {
+                retry_after: Some(Duration::from_secs(1800)),
+            },
+        ),
+        (
+            403,
+            r#"{"errorCode":"INSTRUMENT_BLOCKED"}"#,
+            ErrorKind::InvalidCredentials,
+        ),
+    ] {
         let server = MockServer::start().await;
         mount(
             &server,
             "POST",
-            "/passwords/update",
-            error(403, json!({"errorCode": code})),
+            LOGIN,
+            ResponseTemplate::new(status).set_body_raw(body, "application/json"),
         )
         .await;
         let session = session(&server, &test_clock());
-        let error = session
-            .change_password(&"temp".into(), "a", "b")
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), kind);
-        assert_eq!(error.code(), Some(code));
-        assert_eq!(error.request_ref(), Some(REQUEST_REF));
+        let error = session.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), kind, "{status} {body}");
+        assert_eq!(
+            error
+                .temporary_token()
+                .map(|t| t.expose_secret().to_owned()),
+            (status == 409).then(|| "temp-1".to_owned())
+        );
+        // Never sent again.
+        session.access_token().await.unwrap_err();
+        assert_eq!(count_requests(&server, LOGIN).await, 1, "{status} {body}");
     }
 }
 
