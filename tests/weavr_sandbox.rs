@@ -193,3 +193,44 @@ async fn the_session_answers_a_challenge_in_flight_and_stops_at_the_limit() {
     assert_eq!(asked.load(Ordering::SeqCst), 3);
     assert_eq!(sandbox.counters(Service::Weavr).verifications, 1);
 }
+
+/// The stand-in answers `/identities` in either shape Weavr documents (the page object of its
+/// OpenAPI document, or the bare array of its API reference page), and a session reads both.
+#[tokio::test]
+async fn identities_come_as_the_openapi_object_or_the_reference_page_s_array() {
+    for array in [false, true] {
+        let clock = common::test_clock();
+        let sandbox = Sandbox::builder()
+            .clock(clock.clone())
+            .weavr_identities_as_array(array)
+            .start()
+            .await;
+        let session = builder(&sandbox, &clock).build().unwrap();
+        let token = session.access_token().await.unwrap();
+
+        let raw: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/identities", sandbox.base_url(Service::Weavr)))
+            .header("api-key", demo::WEAVR_API_KEY)
+            .bearer_auth(token.secret().expose_secret())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(raw.is_array(), array, "{raw}");
+
+        let answer = session
+            .api()
+            .list_identities(None, None)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.count(), (!array).then_some(1), "array: {array}");
+        let identities = answer.identities();
+        assert_eq!(identities.len(), 1);
+        assert_eq!(identities[0].id.id, demo::WEAVR_IDENTITY_ID);
+        assert_eq!(identities[0].id.type_, types::IdentityType::Corporate);
+        assert_eq!(identities[0].name.as_deref(), Some("Demo Ltd"));
+    }
+}

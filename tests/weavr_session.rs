@@ -183,6 +183,90 @@ async fn an_auth_token_is_exchanged_for_the_only_identity_and_kept_when_there_ar
     );
 }
 
+/// A sign-in answer that names no identity (`identity` is not required in either vendor
+/// source), so that the session must ask `/identities`.
+fn signed_in_naming_no_identity(token: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"token": token, "tokenType": "AUTH"}))
+}
+
+/// `/identities` answers in either shape Weavr documents: the page object of its OpenAPI
+/// document (`UserIdentitiesGetResponseSchema`: `identities`, `count`, `responseCount`), or the
+/// bare array its API reference page shows ("Get linked identities", byte for byte as printed
+/// there; the project's `api-docs/weavr-multi-auth.txt`). The session finds the only identity
+/// in both, and keeps the sign-in token when there are several.
+#[tokio::test]
+async fn the_only_identity_is_found_in_either_shape_of_the_identities_answer() {
+    let one = r#"{"id": {"type": "CONSUMER", "id": "900"}, "name": "n0"}"#;
+    let two = r#"{"id": {"type": "CONSUMER", "id": "901"}, "name": "n1"}"#;
+    let reference_page = "[\n  {\n    \"id\": {\n      \"type\": \"CONSUMER\",\n      \"id\": \"900\"\n    },\n    \"name\": \"string\"\n  }\n]";
+    for (body, expected) in [
+        (
+            format!(r#"{{"identities":[{one}],"count":1,"responseCount":1}}"#),
+            "access-1",
+        ),
+        (reference_page.to_owned(), "access-1"),
+        (format!("[{one},{two}]"), "auth-1"),
+        (
+            format!(r#"{{"identities":[{one},{two}],"count":2,"responseCount":2}}"#),
+            "auth-1",
+        ),
+    ] {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            "POST",
+            LOGIN,
+            signed_in_naming_no_identity("auth-1"),
+        )
+        .await;
+        mount(
+            &server,
+            "GET",
+            "/identities",
+            ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json"),
+        )
+        .await;
+        Mock::given(method("POST"))
+            .and(path("/access_token"))
+            .and(body_json(
+                json!({"identity": {"type": "CONSUMER", "id": "900"}}),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "access-1"})))
+            .mount(&server)
+            .await;
+        let session = session(&server, &test_clock());
+
+        let token = session.access_token().await.unwrap();
+
+        assert_eq!(token.secret().expose_secret(), expected, "{body}");
+        assert_eq!(count_requests(&server, "/identities").await, 1, "{body}");
+        let exchanges = count_requests(&server, "/access_token").await;
+        assert_eq!(exchanges, usize::from(expected == "access-1"), "{body}");
+    }
+    // Neither shape: a typed decode error, and nothing exchanged.
+    let server = MockServer::start().await;
+    mount(
+        &server,
+        "POST",
+        LOGIN,
+        signed_in_naming_no_identity("auth-1"),
+    )
+    .await;
+    mount(
+        &server,
+        "GET",
+        "/identities",
+        ResponseTemplate::new(200).set_body_raw(r#"{"identities":[]}"#, "application/json"),
+    )
+    .await;
+    let error = session(&server, &test_clock())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Decode);
+    assert_eq!(count_requests(&server, "/access_token").await, 0);
+}
+
 #[tokio::test]
 async fn use_slides_the_five_minute_window_and_idleness_ends_it() {
     let server = MockServer::start().await;
@@ -240,7 +324,7 @@ async fn a_401_on_an_api_call_signs_in_again_and_retries_once() {
         .unwrap()
         .into_inner();
 
-    assert_eq!(page.count, 1);
+    assert_eq!(page.count(), Some(1));
     let calls: Vec<_> = server
         .received_requests()
         .await

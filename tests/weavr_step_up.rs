@@ -610,7 +610,7 @@ async fn a_step_up_the_user_takes_four_and_a_half_minutes_to_answer_needs_no_new
         .unwrap()
         .into_inner();
 
-    assert_eq!(page.count, 0);
+    assert_eq!(page.count(), Some(0));
     assert_eq!(
         count_requests(&server, "/login_with_password").await,
         1,

@@ -152,6 +152,7 @@ pub(crate) struct Config {
     pub(crate) weavr_idle: Duration,
     pub(crate) weavr_lockout: Duration,
     pub(crate) weavr_challenge_lifetime: Duration,
+    pub(crate) weavr_identities_array: bool,
     pub(crate) accounts_access_lifetime: Duration,
     pub(crate) accounts_refresh_lifetime: Duration,
     pub(crate) accounts_max_refreshes: u32,
@@ -174,6 +175,7 @@ impl Default for SandboxBuilder {
                 weavr_idle: Duration::from_secs(300),
                 weavr_lockout: Duration::from_secs(30 * 60),
                 weavr_challenge_lifetime: Duration::from_secs(300),
+                weavr_identities_array: false,
                 accounts_access_lifetime: Duration::from_secs(24 * 3600),
                 accounts_refresh_lifetime: Duration::from_secs(90 * 24 * 3600),
                 accounts_max_refreshes: 90,
@@ -215,6 +217,15 @@ impl SandboxBuilder {
     /// How long weavr tokens live after their last use (default 5 minutes).
     pub fn weavr_token_idle(mut self, idle: Duration) -> Self {
         self.config.weavr_idle = idle;
+        self
+    }
+
+    /// Answers weavr's `GET /identities` with a bare JSON array, as Weavr's API reference page
+    /// shows it, instead of the page object (`identities`, `count`, `responseCount`) of its
+    /// OpenAPI document (default: the object). No vendor source says which the service sends;
+    /// a session takes either.
+    pub fn weavr_identities_as_array(mut self, array: bool) -> Self {
+        self.config.weavr_identities_array = array;
         self
     }
 

@@ -130,6 +130,34 @@ impl IdentityId {
     }
 }
 
+impl types::IdentitiesResponse {
+    /// The identities, whichever of the two shapes Weavr documents the service answered: the
+    /// page object of its OpenAPI document or the bare array of its API reference page.
+    pub fn identities(&self) -> &[types::Identity] {
+        match self {
+            Self::List(list) => &list.0,
+            Self::Page(page) => &page.identities,
+        }
+    }
+
+    /// The identities, owned (see [`Self::identities`]).
+    pub fn into_identities(self) -> Vec<types::Identity> {
+        match self {
+            Self::List(list) => list.0,
+            Self::Page(page) => page.identities,
+        }
+    }
+
+    /// How many identities there are in all (`count`), when the answer is a page object; a
+    /// bare array says nothing beyond itself.
+    pub fn count(&self) -> Option<i32> {
+        match self {
+            Self::List(_) => None,
+            Self::Page(page) => Some(page.count),
+        }
+    }
+}
+
 /// Builds a [`Session`].
 #[derive(Default, Debug)]
 #[must_use]
@@ -588,7 +616,7 @@ impl Weavr {
             .call(context, &classify_api, list)
             .await?
             .into_inner()
-            .identities;
+            .into_identities();
         Ok((identities.len() == 1).then(|| identities.remove(0).id))
     }
 
