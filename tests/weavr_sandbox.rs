@@ -234,3 +234,34 @@ async fn identities_come_as_the_openapi_object_or_the_reference_page_s_array() {
         assert_eq!(identities[0].name.as_deref(), Some("Demo Ltd"));
     }
 }
+
+/// The stand-in's sign-in names the user's identity, so a session exchanges for it at once:
+/// the counters show an exchange per sign-in and no identity list.
+#[tokio::test]
+async fn each_sign_in_is_exchanged_for_its_identity_without_listing_identities() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = builder(&sandbox, &clock).build().unwrap();
+
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(300));
+    session.access_token().await.unwrap();
+
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!(
+        (counters.logins, counters.exchanges, counters.identity_lists),
+        (2, 2, 0)
+    );
+    assert_eq!(session.request_counts().logins, 2);
+    // The token acts for the identity: a call that needs an identity's token is refused only
+    // for want of a step-up.
+    let accounts = format!("{}/managed_accounts", sandbox.base_url(Service::Weavr));
+    let refused = session
+        .send(reqwest::Client::new().get(accounts))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errorCode"], "STEP_UP_REQUIRED");
+    assert_eq!(sandbox.counters(Service::Weavr).identity_lists, 0);
+}

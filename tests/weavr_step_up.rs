@@ -532,6 +532,64 @@ async fn access_token_required_in_code_starts_the_exchange() {
     assert_eq!(count_requests(&server, "/passwords/update").await, 2);
 }
 
+/// `ACCESS_TOKEN_REQUIRED` is cured by exchanging for the identity the sign-in answer named,
+/// without listing identities.
+#[tokio::test]
+async fn access_token_required_exchanges_for_the_identity_the_sign_in_named() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token": "sign-in", "tokenType": "NO_TYPE",
+            "identity": {"type": "CORPORATE", "id": "110"},
+            "credentials": {"type": "ROOT", "id": "111"}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/access_token"))
+        .and(wiremock::matchers::body_json(
+            json!({"identity": {"type": "CORPORATE", "id": "110"}}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "identity-token"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/passwords/update"))
+        .respond_with(|request: &Request| {
+            if request.headers["authorization"] == "Bearer identity-token" {
+                ResponseTemplate::new(200).set_body_json(json!({"token": "after-update"}))
+            } else {
+                ResponseTemplate::new(403)
+                    .set_body_json(json!({"errorCode": "ACCESS_TOKEN_REQUIRED"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    let body = types::PasswordUpdateRequest {
+        old_password: types::Password {
+            value: "Old-Pa$$1".into(),
+        },
+        new_password: types::Password {
+            value: "New-Pa$$2".into(),
+        },
+    };
+    let session = builder(&server, &test_clock()).build().unwrap();
+
+    let response = session.api().update_password(&body).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(count_requests(&server, "/identities").await, 0);
+    assert_eq!(count_requests(&server, "/passwords/update").await, 2);
+}
+
 #[tokio::test]
 async fn a_shared_store_carries_the_step_up_to_other_sessions() {
     let (server, _) = server_with_step_up().await;

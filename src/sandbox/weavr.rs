@@ -238,6 +238,7 @@ fn authenticated(
             } else {
                 json!({"identities": identities, "count": 1, "responseCount": 1})
             };
+            shared.count(S, |c| c.identity_lists += 1);
             with_ref(reply(200, body))
         }
         Route::AccessToken => {
@@ -253,6 +254,8 @@ fn authenticated(
             if stepped_up {
                 users.stepped_up.insert(access.clone());
             }
+            drop(users);
+            shared.count(S, |c| c.exchanges += 1);
             with_ref(reply(
                 200,
                 json!({

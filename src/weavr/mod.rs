@@ -5,9 +5,9 @@
 //! Weavr's sandbox) and has no default.
 //!
 //! Every call carries the embedder's `api-key`; the session signs in with the user's email and
-//! password and, when an identity is configured (or the sign-in token may only be exchanged and
-//! the user has exactly one identity), exchanges the sign-in token for that identity's access
-//! token. Tokens live 5 minutes **from last activity**: every call the service answered with the
+//! password and, when an identity is configured (or the sign-in token may only be exchanged: then
+//! the identity the sign-in answer names, or, if it names none, the user's only one), exchanges
+//! the sign-in token for that identity's access token. Tokens live 5 minutes **from last activity**: every call the service answered with the
 //! session's token (through [`Session::api`], or a step-up challenge and its verification) moves
 //! the expiry forward, refusals such as a 403 `STEP_UP_REQUIRED` included (a 401 or a 5xx does
 //! not), and an idle session signs in again. A login whose password has expired fails with
@@ -69,8 +69,9 @@ const API_KEY: HeaderName = HeaderName::from_static("api-key");
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum IdentityChoice {
-    /// The sign-in token as it is; when it may only be exchanged (`tokenType` AUTH) and the user
-    /// has exactly one identity, that identity's access token.
+    /// The sign-in token as it is; when it may only be exchanged (`tokenType` AUTH), the access
+    /// token of the identity the sign-in answer names, or, when it names none and the user has
+    /// exactly one identity, of that one.
     #[default]
     Automatic,
     /// Always the sign-in token.
@@ -253,6 +254,7 @@ impl SessionBuilder {
             email,
             password: RwLock::new(password),
             identity: self.identity,
+            signed_in_as: RwLock::new(None),
         };
         let (method, handler) = match self.step_up {
             Some((method, handler)) => (method, Some(handler)),
@@ -399,6 +401,8 @@ pub(crate) struct Weavr {
     // Replaced when the password is updated through the session.
     password: RwLock<SecretString>,
     identity: IdentityChoice,
+    /// The identity the last sign-in answer named, for [`IdentityChoice::Automatic`].
+    signed_in_as: RwLock<Option<types::IdentityId>>,
 }
 
 impl ErrorBody for types::ErrorResponse {
@@ -564,6 +568,27 @@ impl Weavr {
         self.grant_typed(token, None).await
     }
 
+    /// The identity the last sign-in answer named.
+    fn signed_in_as(&self) -> Option<types::IdentityId> {
+        self.signed_in_as
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The identity to act for when none is chosen: the one the sign-in named (the login
+    /// answer's `identity`, which Weavr's own web app acts for as it is), else the user's only
+    /// one, which costs an `/identities` request.
+    async fn automatic_identity(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<types::IdentityId>, Error> {
+        match self.signed_in_as() {
+            Some(identity) => Ok(Some(identity)),
+            None => self.only_identity(token).await,
+        }
+    }
+
     async fn grant_typed(
         &self,
         token: SecretString,
@@ -573,7 +598,7 @@ impl Weavr {
             IdentityChoice::SignInToken => None,
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic if token_type == Some(types::TokenType::Auth) => {
-                self.only_identity(&token).await?
+                self.automatic_identity(&token).await?
             }
             IdentityChoice::Automatic => None,
         };
@@ -585,11 +610,11 @@ impl Weavr {
     }
 
     /// The identity's access token for `token`, when the session knows the identity (chosen,
-    /// or the user's only one).
+    /// named by the sign-in, or the user's only one).
     async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Grant>, Error> {
         let identity = match &self.identity {
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
-            IdentityChoice::Automatic => self.only_identity(token).await?,
+            IdentityChoice::Automatic => self.automatic_identity(token).await?,
             IdentityChoice::SignInToken => None,
         };
         let Some(identity) = identity else {
@@ -692,6 +717,7 @@ impl Provider for Weavr {
             .call(context, &classify_login, login)
             .await?
             .into_inner();
+        *self.signed_in_as.write().unwrap_or_else(|p| p.into_inner()) = response.identity;
         self.grant_typed(response.token, response.token_type).await
     }
 }
