@@ -1,9 +1,14 @@
 //! BeyondTrust Password Safe public API v3 (`https://<host>/BeyondTrust/api/public/v3`).
 //!
-//! A Password Safe session is a cookie. `POST Auth/SignAppin` opens it, authorised either by an
-//! API key (`Authorization: PS-Auth key=…; runas=…; pwd=[…];`) or by an OAuth access token that
-//! `POST Auth/connect/token` issues for an application user's client ID and secret. Every later
-//! call sends the cookie back (and, for OAuth sessions, the bearer token). The server closes a
+//! A Password Safe session is a cookie, or, for OAuth, the access token itself. `POST
+//! Auth/SignAppin` opens it, authorised either by an API key (`Authorization: PS-Auth key=…;
+//! runas=…; pwd=[…];`) or by an OAuth access token that `POST Auth/connect/token` issues for an
+//! application user's client ID and secret. Every later call sends the cookie back (and, for
+//! OAuth sessions, the bearer token). An OAuth sign-in that sets no cookie is a session all the
+//! same, carried by the bearer token alone: BeyondTrust documents that with bearer sign-in
+//! "cookies are still supported" (not required), and its own Go client library accepts such a
+//! sign-in (see [`Session`]). An API-key sign-in that sets no cookie fails: the cookie is that
+//! session's only credential. The server closes a
 //! session after [`ACCESS_TOKEN_IDLE_LIFETIME`] without activity, so the session's expiry slides
 //! forward with every call the service accepts through [`Session::api`]; an OAuth session also
 //! ends when its access token does (`expires_in`). When either is near, the session signs in
@@ -13,7 +18,9 @@
 //! (or the host) is required.
 //!
 //! The token that [`Session::access_token`] returns is the session cookie, as the value of a
-//! `Cookie` header (`name=value`).
+//! `Cookie` header (`name=value`), or, for an OAuth session whose sign-in set no cookie, the
+//! OAuth access token (for an `Authorization: Bearer` header). [`Session::headers`] gives
+//! exactly what to send either way.
 //!
 //! # Examples
 //!
@@ -242,6 +249,21 @@ fn ps_auth_header(
 }
 
 /// A session with a Password Safe server. Cheap to clone; clones share the session.
+///
+/// # What the session's secret is
+///
+/// - API key (PS-Auth): the cookies `Auth/SignAppin` set, as a `Cookie` header value; every
+///   call sends them. A sign-in that sets none fails with
+///   [`ErrorKind::UnexpectedResponse`]: there would be nothing to authenticate later calls.
+/// - OAuth, sign-in that set cookies: the cookies, as above; every call sends them and
+///   `Authorization: Bearer <access token>`.
+/// - OAuth, sign-in that set no cookie (as the test server of BeyondTrust's own Go client,
+///   go-client-library-passwordsafe `api/authentication/authentication_test.go`, answers): the
+///   OAuth access token; every call sends `Authorization: Bearer <access token>` and no
+///   `Cookie`. [`Self::access_token`] then returns the access token, [`Self::headers`],
+///   [`Self::send`], [`Self::api`] and [`Self::logout`] send the bearer alone, and
+///   [`Self::refused`] recognises it. Such a session lives as long as the access token, and
+///   slides like one with a cookie (the server's idle close is assumed to apply to it too).
 #[derive(Clone)]
 pub struct Session {
     core: Arc<Core<PasswordSafe>>,
@@ -255,8 +277,8 @@ impl Session {
 
     session::common_session_methods!(Client);
 
-    /// Ends the session on the server (`POST Auth/Signout` with the session cookie: the vendor
-    /// calls it signing out) and drops it, so that the next call signs in again. Does nothing
+    /// Ends the session on the server (`POST Auth/Signout` with what the session's calls carry,
+    /// its cookie or its bearer alone: the vendor calls it signing out) and drops it, so that the next call signs in again. Does nothing
     /// when no session is open.
     ///
     /// A 401 means the server had already closed the session: it is dropped and the error
@@ -430,12 +452,19 @@ fn session_cookie(headers: &HeaderMap, now: SystemTime) -> Option<String> {
     (!pairs.is_empty()).then(|| pairs.join("; "))
 }
 
+/// What a successful `Auth/SignAppin` gave.
+struct SignedIn {
+    /// The cookies it set, as a `Cookie` header value; none for some OAuth sign-ins.
+    cookie: Option<SecretString>,
+    status: u16,
+}
+
 impl PasswordSafe {
     async fn sign_in(
         &self,
         authorization: HeaderValue,
         sent_wall: SystemTime,
-    ) -> Result<SecretString, Error> {
+    ) -> Result<SignedIn, Error> {
         let context = Context::new()
             .with_header(AUTHORIZATION, authorization, true)
             .with_replay(Replay::Gateway)
@@ -446,15 +475,21 @@ impl PasswordSafe {
             .endpoint
             .call(context, &classify_sign_in, sign_in)
             .await?;
-        session_cookie(response.headers(), sent_wall)
-            .map(SecretString::from)
-            .ok_or_else(|| {
-                Error::new(ErrorKind::UnexpectedResponse)
-                    .with_service(Self::SERVICE)
-                    .with_status(response.status().as_u16())
-                    .with_message("Auth/SignAppin succeeded but set no session cookie")
-            })
+        Ok(SignedIn {
+            cookie: session_cookie(response.headers(), sent_wall).map(SecretString::from),
+            status: response.status().as_u16(),
+        })
     }
+}
+
+/// Whether `entry` is an OAuth session whose sign-in set no cookie: its secret is then the
+/// bearer token itself (see [`Session`]). A cookie (`name=value`) is never equal to the token.
+fn bearer_only(entry: &Entry) -> bool {
+    entry
+        .extra
+        .bearer
+        .as_ref()
+        .is_some_and(|bearer| bearer.expose_secret() == entry.secret.expose_secret())
 }
 
 impl Provider for PasswordSafe {
@@ -468,10 +503,17 @@ impl Provider for PasswordSafe {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         match &self.login {
-            Login::PsAuth(header) => Ok(Grant::new(
-                self.sign_in(header.clone(), sent_wall).await?,
-                ACCESS_TOKEN_IDLE_LIFETIME,
-            )),
+            Login::PsAuth(header) => {
+                let signed_in = self.sign_in(header.clone(), sent_wall).await?;
+                // The cookie is an API-key session's only credential.
+                let cookie = signed_in.cookie.ok_or_else(|| {
+                    Error::new(ErrorKind::UnexpectedResponse)
+                        .with_service(Self::SERVICE)
+                        .with_status(signed_in.status)
+                        .with_message("Auth/SignAppin succeeded but set no session cookie")
+                })?;
+                Ok(Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME))
+            }
             Login::OAuth(form) => {
                 let context = Context::new()
                     .with_replay(Replay::Gateway)
@@ -493,9 +535,11 @@ impl Provider for PasswordSafe {
                     None,
                 );
                 let bearer = token.access_token;
-                let cookie = self.sign_in(session::bearer(&bearer), sent_wall).await?;
+                let signed_in = self.sign_in(session::bearer(&bearer), sent_wall).await?;
+                // Without a cookie the bearer alone carries the session: it is the secret.
+                let secret = signed_in.cookie.unwrap_or_else(|| bearer.clone());
                 Ok(
-                    Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
+                    Grant::new(secret, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
                         .with_max_lifetime(token_lifetime)
                         .with_extra(Extra {
                             bearer: Some(bearer),
@@ -509,6 +553,10 @@ impl Provider for PasswordSafe {
 
 impl Attach for PasswordSafe {
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
+        if bearer_only(entry) {
+            headers.insert(AUTHORIZATION, entry.bearer());
+            return;
+        }
         if let Ok(mut cookie) = HeaderValue::try_from(entry.secret.expose_secret()) {
             cookie.set_sensitive(true);
             headers.insert(COOKIE, cookie);
@@ -519,6 +567,13 @@ impl Attach for PasswordSafe {
     }
 
     fn carries(&self, entry: &Entry, headers: &HeaderMap) -> bool {
+        if bearer_only(entry) {
+            return headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|token| token == entry.secret.expose_secret());
+        }
         let sent: Vec<&str> = headers
             .get_all(COOKIE)
             .iter()

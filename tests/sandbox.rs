@@ -293,6 +293,76 @@ async fn passwordsafe_sessions_open_by_oauth_or_key_and_close() {
     );
 }
 
+/// A stand-in whose OAuth sign-ins set no cookie (as BeyondTrust's Go client's test server
+/// answers): the bearer alone carries the session, its idle close and its sign-out.
+#[tokio::test]
+async fn passwordsafe_oauth_sessions_without_a_cookie_are_carried_by_the_bearer() {
+    let clock = common::test_clock();
+    let sandbox = Sandbox::builder()
+        .clock(clock.clone())
+        .passwordsafe_oauth_session_cookie(false)
+        .start()
+        .await;
+    let url = format!(
+        "{}/ManagedAccounts",
+        sandbox.base_url(Service::PasswordSafe)
+    );
+    let with_bearer = |bearer: &str| reqwest::Client::new().get(&url).bearer_auth(bearer);
+    let session = passwordsafe(&sandbox, &clock)
+        .oauth(
+            demo::PASSWORDSAFE_CLIENT_ID,
+            demo::PASSWORDSAFE_CLIENT_SECRET,
+        )
+        .build()
+        .unwrap();
+
+    let token = session.access_token().await.unwrap();
+    let bearer = token.secret().expose_secret().to_owned();
+    assert!(!bearer.contains('='), "not a cookie: the access token");
+    let headers = session.headers().await.unwrap();
+    assert!(headers.get("cookie").is_none(), "{headers:?}");
+    let response = session
+        .send(reqwest::Client::new().get(&url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let accounts: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(accounts[0]["AccountName"], "sa", "the bearer opens the API");
+    let status = |response: reqwest::Response| response.status().as_u16();
+    assert_eq!(
+        status(reqwest::Client::new().get(&url).send().await.unwrap()),
+        401
+    );
+
+    // Idle for 20 minutes, the session closes, though the token lives on.
+    clock.advance(Duration::from_secs(20 * 60));
+    assert_eq!(status(with_bearer(&bearer).send().await.unwrap()), 401);
+
+    // A new sign-in, signed out with its bearer: the bearer no longer opens anything.
+    let again = session.force_refresh().await.unwrap();
+    let bearer = again.secret().expose_secret().to_owned();
+    assert_eq!(status(with_bearer(&bearer).send().await.unwrap()), 200);
+    session.logout().await.unwrap();
+    assert_eq!(sandbox.counters(Service::PasswordSafe).logouts, 1);
+    assert_eq!(status(with_bearer(&bearer).send().await.unwrap()), 401);
+    assert_eq!(sandbox.counters(Service::PasswordSafe).logins, 2);
+
+    // API-key sign-ins still set their cookie.
+    let key = passwordsafe(&sandbox, &clock)
+        .ps_auth(
+            demo::PASSWORDSAFE_API_KEY,
+            demo::PASSWORDSAFE_RUNAS,
+            Some(demo::PASSWORDSAFE_PASSWORD.into()),
+        )
+        .build()
+        .unwrap();
+    let cookie = key.access_token().await.unwrap();
+    assert!(cookie
+        .secret()
+        .expose_secret()
+        .starts_with("ASP.NET_SessionId="));
+}
+
 fn weavr(sandbox: &Sandbox, clock: &ManualClock, email: &str) -> tokensmith::weavr::Session {
     tokensmith::weavr::Session::builder()
         .base_url(sandbox.base_url(Service::Weavr))

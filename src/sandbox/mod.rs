@@ -157,6 +157,7 @@ pub(crate) struct Config {
     pub(crate) accounts_refresh_lifetime: Duration,
     pub(crate) accounts_max_refreshes: u32,
     pub(crate) passwordsafe_idle: Duration,
+    pub(crate) passwordsafe_oauth_cookie: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -180,6 +181,7 @@ impl Default for SandboxBuilder {
                 accounts_refresh_lifetime: Duration::from_secs(90 * 24 * 3600),
                 accounts_max_refreshes: 90,
                 passwordsafe_idle: Duration::from_secs(20 * 60),
+                passwordsafe_oauth_cookie: true,
             },
         }
     }
@@ -232,6 +234,15 @@ impl SandboxBuilder {
     /// How long a Password Safe session lives after its last use (default 20 minutes).
     pub fn passwordsafe_session_idle(mut self, idle: Duration) -> Self {
         self.config.passwordsafe_idle = idle;
+        self
+    }
+
+    /// Whether a Password Safe sign-in with an OAuth bearer sets a session cookie (default
+    /// true). Without one, as the test server of BeyondTrust's own Go client answers, the
+    /// bearer alone carries the session: BeyondTrust documents that with bearer sign-in
+    /// cookies are "still supported", not required. API-key sign-ins always set one.
+    pub fn passwordsafe_oauth_session_cookie(mut self, set: bool) -> Self {
+        self.config.passwordsafe_oauth_cookie = set;
         self
     }
 
