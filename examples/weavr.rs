@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .list_identities(None, None)
         .await?
         .into_inner();
-    for identity in identities.identities {
+    for identity in identities.into_identities() {
         println!(
             "identity {:?} {} {:?}",
             identity.id.type_, identity.id.id, identity.name

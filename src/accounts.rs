@@ -10,8 +10,11 @@
 //! [`ErrorKind::UnsupportedChallenge`] naming the challenge ([`Error::code`]), and is not
 //! tried again until `clear_failure()`.
 //!
-//! The service takes usernames and passwords of 1 to 255 characters and new passwords of 6 to
-//! 255; a value outside those is a configuration error before any request is sent.
+//! Each field is held to the length the service's own validation binds it to, and a value
+//! outside it is a configuration error before any request is sent: usernames and login
+//! passwords 1 to 255 characters, a challenge's new password 6 to 255, both passwords of a
+//! password change 6 to 256, the new password of a reset 1 to 255 and its confirmation code 1
+//! to 2048.
 //!
 //! # Examples
 //!
@@ -61,10 +64,23 @@ pub const MAX_REFRESHES: u32 = 90;
 
 const S: Service = Service::Accounts;
 
-/// The lengths, in characters, the service's validation allows (more or fewer: a 422).
+// The lengths, in characters, that the service's validation allows each field (more or fewer:
+// a 422), as its handlers bind their requests (`binding:"required,min=…,max=…"` in
+// wikimedia-enterprise/wikimedia-enterprise, api/auth/handlers/v1/<endpoint>/<endpoint>.go at
+// commit 55fdd9f30e2ab7057fd2614849e1a4fd3a5fbc00). Neither narrower, which would refuse what
+// the service takes, nor wider, which would send what it refuses.
+/// `username` of login, token-refresh, new-password-required, forgot-password and
+/// forgot-password-confirm.
 const USERNAME_LENGTH: (usize, usize) = (1, 255);
+/// `password` of login and of forgot-password-confirm (a reset's new password has no minimum
+/// there).
 const PASSWORD_LENGTH: (usize, usize) = (1, 255);
+/// `new_password` of new-password-required.
 const NEW_PASSWORD_LENGTH: (usize, usize) = (6, 255);
+/// `previous_password` and `proposed_password` of change-password.
+const CHANGE_PASSWORD_LENGTH: (usize, usize) = (6, 256);
+/// `confirmation_code` of forgot-password-confirm.
+const CONFIRMATION_CODE_LENGTH: (usize, usize) = (1, 2048);
 
 /// Refuses, before sending, a value the service would answer with a 422 (whose message names
 /// no field). The value itself is never quoted.
@@ -159,6 +175,13 @@ impl Session {
             new_password.expose_secret(),
             NEW_PASSWORD_LENGTH,
         )?;
+        // new-password-required binds `session` with `min=1` and no maximum.
+        if challenge_session.expose_secret().is_empty() {
+            return Err(Error::configuration(
+                Some(S),
+                "the challenge session is empty, which the service refuses",
+            ));
+        }
         let provider = self.provider();
         let sent = self.tokens().sent();
         let body = types::NewPasswordRequest {
@@ -189,8 +212,10 @@ impl Session {
     }
 
     /// Changes the account's password (`/v1/change-password`, with a valid access token); the
-    /// session logs in with the new one from then on. Both passwords must be 1 to 255
-    /// characters (else a [`ErrorKind::Configuration`] error, and nothing is sent).
+    /// session logs in with the new one from then on. Both passwords must be 6 to 256
+    /// characters, as the service checks them there (else a [`ErrorKind::Configuration`]
+    /// error, and nothing is sent): a previous password shorter than 6 cannot be changed this
+    /// way, only reset ([`Self::forgot_password`]).
     ///
     /// # Errors
     ///
@@ -206,12 +231,12 @@ impl Session {
         check_length(
             "the previous password",
             previous.expose_secret(),
-            PASSWORD_LENGTH,
+            CHANGE_PASSWORD_LENGTH,
         )?;
         check_length(
             "the proposed password",
             proposed.expose_secret(),
-            PASSWORD_LENGTH,
+            CHANGE_PASSWORD_LENGTH,
         )?;
         let token = self.access_token().await?;
         let body = types::ChangePasswordRequest {
@@ -244,28 +269,34 @@ impl Session {
 
     /// Sets a new password with the confirmation code [`Self::forgot_password`] had sent; the
     /// session logs in with it from then on (a refused login is forgotten). The password must
-    /// be 1 to 255 characters (else a [`ErrorKind::Configuration`] error, and nothing is sent).
+    /// be 1 to 255 characters and the code 1 to 2048, as the service checks them there (else a
+    /// [`ErrorKind::Configuration`] error, and nothing is sent).
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Configuration`] for a password of the wrong length; the service's refusal
-    /// (a wrong or expired code, a password the policy refuses, …), after which the session
-    /// keeps the old password.
+    /// [`ErrorKind::Configuration`] for a password or code of the wrong length; the service's
+    /// refusal (a wrong or expired code, a password the policy refuses, …), after which the
+    /// session keeps the old password.
     pub async fn confirm_forgot_password(
         &self,
         confirmation_code: impl Into<SecretString>,
         new_password: impl Into<SecretString>,
     ) -> Result<(), Error> {
-        let new_password = new_password.into();
+        let (confirmation_code, new_password) = (confirmation_code.into(), new_password.into());
         check_length(
             "the new password",
             new_password.expose_secret(),
             PASSWORD_LENGTH,
         )?;
+        check_length(
+            "the confirmation code",
+            confirmation_code.expose_secret(),
+            CONFIRMATION_CODE_LENGTH,
+        )?;
         let body = types::ForgotPasswordConfirmRequest {
             username: self.username().to_owned(),
             password: new_password.clone(),
-            confirmation_code: confirmation_code.into(),
+            confirmation_code,
         };
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
         self.call(crate::telemetry::Grant::PasswordResetConfirm, confirm)

@@ -21,7 +21,8 @@
 //!     // .with(RetryTransientMiddleware::new_with_policy(..)) goes here, outside
 //!     .with(AuthMiddleware::new(session))
 //!     .build();
-//! let response = client.get("https://weavr.example.com/multi/consumers").send().await?;
+//! // The session's base URL is Weavr's Live URL for you (here an illustrative one).
+//! let response = client.get("https://weavr-live.example/multi/consumers").send().await?;
 //! # Ok(()) }
 //! ```
 

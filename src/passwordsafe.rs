@@ -1,9 +1,14 @@
 //! BeyondTrust Password Safe public API v3 (`https://<host>/BeyondTrust/api/public/v3`).
 //!
-//! A Password Safe session is a cookie. `POST Auth/SignAppin` opens it, authorised either by an
-//! API key (`Authorization: PS-Auth key=…; runas=…; pwd=[…];`) or by an OAuth access token that
-//! `POST Auth/connect/token` issues for an application user's client ID and secret. Every later
-//! call sends the cookie back (and, for OAuth sessions, the bearer token). The server closes a
+//! A Password Safe session is a cookie, or, for OAuth, the access token itself. `POST
+//! Auth/SignAppin` opens it, authorised either by an API key (`Authorization: PS-Auth key=…;
+//! runas=…; pwd=[…];`) or by an OAuth access token that `POST Auth/connect/token` issues for an
+//! application user's client ID and secret. Every later call sends the cookie back (and, for
+//! OAuth sessions, the bearer token). An OAuth sign-in that sets no cookie is a session all the
+//! same, carried by the bearer token alone: BeyondTrust documents that with bearer sign-in
+//! "cookies are still supported" (not required), and its own Go client library accepts such a
+//! sign-in (see [`Session`]). An API-key sign-in that sets no cookie fails: the cookie is that
+//! session's only credential. The server closes a
 //! session after [`ACCESS_TOKEN_IDLE_LIFETIME`] without activity, so the session's expiry slides
 //! forward with every call the service accepts through [`Session::api`]; an OAuth session also
 //! ends when its access token does (`expires_in`). When either is near, the session signs in
@@ -13,7 +18,9 @@
 //! (or the host) is required.
 //!
 //! The token that [`Session::access_token`] returns is the session cookie, as the value of a
-//! `Cookie` header (`name=value`).
+//! `Cookie` header (`name=value`), or, for an OAuth session whose sign-in set no cookie, the
+//! OAuth access token (for an `Authorization: Bearer` header). [`Session::headers`] gives
+//! exactly what to send either way.
 //!
 //! # Examples
 //!
@@ -233,8 +240,23 @@ enum Login {
 
 /// BeyondTrust Password Safe, as a [`crate::Provider`]: sessions with it are [`Session`]s.
 ///
-/// `logout()` ends the session on the server (`POST Auth/Signout` with the session cookie: the
-/// vendor calls it signing out) and drops it, so that the next call signs in again; it does
+/// # What the session's secret is
+///
+/// - API key (PS-Auth): the cookies `Auth/SignAppin` set, as a `Cookie` header value; every
+///   call sends them. A sign-in that sets none fails with
+///   [`ErrorKind::UnexpectedResponse`]: there would be nothing to authenticate later calls.
+/// - OAuth, sign-in that set cookies: the cookies, as above; every call sends them and
+///   `Authorization: Bearer <access token>`.
+/// - OAuth, sign-in that set no cookie (as the test server of BeyondTrust's own Go client,
+///   go-client-library-passwordsafe `api/authentication/authentication_test.go`, answers): the
+///   OAuth access token; every call sends `Authorization: Bearer <access token>` and no
+///   `Cookie`. `Session::access_token` then returns the access token, `headers`,
+///   `send`, `api` and `logout` send the bearer alone, and
+///   `refused` recognises it. Such a session lives as long as the access token, and
+///   slides like one with a cookie (the server's idle close is assumed to apply to it too).
+///
+/// `logout()` ends the session on the server (`POST Auth/Signout` with what the session's calls
+/// carry, its cookie or its bearer alone: the vendor calls it signing out) and drops it, so that the next call signs in again; it does
 /// nothing when no session is open. A 401 means the server had already closed the session: it
 /// is dropped and the error ([`ErrorKind::TokenRejected`]) returned. After any other failure
 /// the session is kept (it may still be open; call again, or let it close after 20 idle
@@ -325,12 +347,19 @@ fn session_cookie(headers: &HeaderMap, now: SystemTime) -> Option<String> {
     (!pairs.is_empty()).then(|| pairs.join("; "))
 }
 
+/// What a successful `Auth/SignAppin` gave.
+struct SignedIn {
+    /// The cookies it set, as a `Cookie` header value; none for some OAuth sign-ins.
+    cookie: Option<SecretString>,
+    status: u16,
+}
+
 impl PasswordSafe {
     async fn sign_in(
         &self,
         authorization: HeaderValue,
         sent_wall: SystemTime,
-    ) -> Result<SecretString, Error> {
+    ) -> Result<SignedIn, Error> {
         let context = Context::new()
             .with_header(AUTHORIZATION, authorization, true)
             .with_replay(Replay::Gateway)
@@ -341,15 +370,22 @@ impl PasswordSafe {
             .endpoint
             .call(context, &classify_sign_in, sign_in)
             .await?;
-        session_cookie(response.headers(), sent_wall)
-            .map(SecretString::from)
-            .ok_or_else(|| {
-                Error::new(ErrorKind::UnexpectedResponse)
-                    .with_service(Self::SERVICE)
-                    .with_status(response.status().as_u16())
-                    .with_message("Auth/SignAppin succeeded but set no session cookie")
-            })
+        Ok(SignedIn {
+            cookie: session_cookie(response.headers(), sent_wall).map(SecretString::from),
+            status: response.status().as_u16(),
+        })
     }
+}
+
+/// Whether `entry` is an OAuth session whose sign-in set no cookie: its secret is then the
+/// bearer token itself (see [`PasswordSafe`]). A cookie (`name=value`) is never equal to the
+/// token.
+fn bearer_only(entry: &Entry) -> bool {
+    entry
+        .extra
+        .bearer
+        .as_ref()
+        .is_some_and(|bearer| bearer.expose_secret() == entry.secret.expose_secret())
 }
 
 impl crate::Provider for PasswordSafe {
@@ -418,10 +454,17 @@ impl ProviderImpl for PasswordSafe {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         match &self.login {
-            Login::PsAuth(header) => Ok(Grant::new(
-                self.sign_in(header.clone(), sent_wall).await?,
-                ACCESS_TOKEN_IDLE_LIFETIME,
-            )),
+            Login::PsAuth(header) => {
+                let signed_in = self.sign_in(header.clone(), sent_wall).await?;
+                // The cookie is an API-key session's only credential.
+                let cookie = signed_in.cookie.ok_or_else(|| {
+                    Error::new(ErrorKind::UnexpectedResponse)
+                        .with_service(Self::SERVICE)
+                        .with_status(signed_in.status)
+                        .with_message("Auth/SignAppin succeeded but set no session cookie")
+                })?;
+                Ok(Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME))
+            }
             Login::OAuth(form) => {
                 let context = Context::new()
                     .with_replay(Replay::Gateway)
@@ -448,9 +491,11 @@ impl ProviderImpl for PasswordSafe {
                         .with_service(Service::PasswordSafe)
                         .with_message("the OAuth token cannot be sent in an HTTP header")
                 })?;
-                let cookie = self.sign_in(authorization, sent_wall).await?;
+                let signed_in = self.sign_in(authorization, sent_wall).await?;
+                // Without a cookie the bearer alone carries the session: it is the secret.
+                let secret = signed_in.cookie.unwrap_or_else(|| bearer.clone());
                 Ok(
-                    Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
+                    Grant::new(secret, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
                         .with_max_lifetime(token_lifetime)
                         .with_extra(Extra {
                             bearer: Some(bearer),
@@ -462,6 +507,10 @@ impl ProviderImpl for PasswordSafe {
     }
 
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {
+        if bearer_only(entry) {
+            headers.insert(AUTHORIZATION, entry.bearer());
+            return;
+        }
         if let Ok(cookie) = crate::header::secret(&entry.secret) {
             headers.insert(COOKIE, cookie);
         }
@@ -473,6 +522,13 @@ impl ProviderImpl for PasswordSafe {
     }
 
     fn carries(&self, entry: &Entry, headers: &HeaderMap) -> bool {
+        if bearer_only(entry) {
+            return headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|token| token == entry.secret.expose_secret());
+        }
         let sent: Vec<&str> = headers
             .get_all(COOKIE)
             .iter()

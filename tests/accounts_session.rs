@@ -70,6 +70,11 @@ async fn mount(server: &MockServer, route: &str, response: ResponseTemplate) {
         .await;
 }
 
+async fn requests_to(server: &MockServer, route: &str) -> Vec<wiremock::Request> {
+    let all = server.received_requests().await.expect("recording is on");
+    all.into_iter().filter(|r| r.url.path() == route).collect()
+}
+
 async fn mount_once(server: &MockServer, route: &str, response: ResponseTemplate) {
     Mock::given(method("POST"))
         .and(path(route))
@@ -920,8 +925,11 @@ async fn a_500_completing_the_new_password_is_a_server_error_and_the_password_is
     );
 }
 
-const LENGTH_ERROR: fn(&str, usize) -> String =
-    |what, min| format!("{what} must be {min} to 255 characters, as the service requires");
+const LENGTH_ERROR: fn(&str, usize) -> String = |what, min| bounds_error(what, min, 255);
+
+fn bounds_error(what: &str, min: usize, max: usize) -> String {
+    format!("{what} must be {min} to {max} characters, as the service requires")
+}
 
 #[test]
 fn usernames_and_passwords_outside_1_to_255_characters_are_refused_at_build_time() {
@@ -966,18 +974,18 @@ async fn out_of_range_passwords_are_refused_before_any_request() {
 
     let long = "x".repeat(256);
     let proposed = session
-        .change_password(PASSWORD, long.as_str())
+        .change_password(PASSWORD, "x".repeat(257))
         .await
         .unwrap_err();
     assert_eq!(proposed.kind(), ErrorKind::Configuration);
     assert_eq!(
         proposed.message(),
-        Some(LENGTH_ERROR("the proposed password", 1).as_str())
+        Some(bounds_error("the proposed password", 6, 256).as_str())
     );
     let previous = session.change_password("", "new-Pw-2").await.unwrap_err();
     assert_eq!(
         previous.message(),
-        Some(LENGTH_ERROR("the previous password", 1).as_str())
+        Some(bounds_error("the previous password", 6, 256).as_str())
     );
     let confirm = session
         .confirm_forgot_password("6MadrbRF", long.as_str())
@@ -1019,4 +1027,134 @@ async fn a_422_carries_the_service_s_message_and_names_no_field() {
     assert_eq!(error.status(), Some(422));
     assert_eq!(error.message(), Some(message));
     assert!(error.field_errors().is_empty());
+}
+
+/// Each field at the service's own bounds, as its handlers bind them (wikimedia-enterprise/
+/// wikimedia-enterprise, api/auth/handlers/v1/{changepassword,forgotpasswordconfirm,
+/// newpasswordrequired}/*.go at 55fdd9f30e2ab7057fd2614849e1a4fd3a5fbc00): change-password
+/// `previous_password` and `proposed_password` `min=6,max=256`; forgot-password-confirm
+/// `password` `min=1,max=255` and `confirmation_code` `min=1,max=2048`; new-password-required
+/// `session` `min=1`. At a bound the request goes out, byte for byte, and the handlers' success
+/// (`gcx.Status(http.StatusNoContent)`: 204, no body) is a success; one past it nothing is
+/// sent.
+#[tokio::test]
+async fn each_field_is_held_to_the_bounds_the_service_binds_it_to() {
+    let server = MockServer::start().await;
+    mount(&server, LOGIN, tokens("1", 0)).await;
+    mount(&server, "/v1/change-password", ResponseTemplate::new(204)).await;
+    mount(
+        &server,
+        "/v1/forgot-password-confirm",
+        ResponseTemplate::new(204),
+    )
+    .await;
+    let session = session(&server, &test_clock());
+    let configuration = |result: Result<(), tokensmith::Error>| {
+        let error = result.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Configuration);
+        error.message().unwrap().to_owned()
+    };
+
+    // change-password: 6 to 256 for both, which the 1-to-255 rule got wrong at both ends.
+    let (six, longest) = ("6chars", "é".repeat(256));
+    session
+        .change_password(six, longest.as_str())
+        .await
+        .unwrap();
+    session
+        .change_password(longest.as_str(), six)
+        .await
+        .unwrap();
+    let changes = requests_to(&server, "/v1/change-password").await;
+    assert_eq!(changes.len(), 2);
+    let access_token = access("1", 0);
+    assert_request(
+        &changes[0],
+        &Expected {
+            method: "POST",
+            path: "/v1/change-password",
+            query: None,
+            headers: &[("content-type", "application/json")],
+            body: Body::Json(json!({
+                "access_token": access_token,
+                "previous_password": six,
+                "proposed_password": longest,
+            })),
+        },
+    );
+    for (previous, proposed, what) in [
+        ("5char", "6chars", "the previous password"),
+        ("6chars", "5char", "the proposed password"),
+        ("6chars", &"é".repeat(257)[..], "the proposed password"),
+        (&"é".repeat(257)[..], "6chars", "the previous password"),
+    ] {
+        assert_eq!(
+            configuration(session.change_password(previous, proposed).await),
+            bounds_error(what, 6, 256)
+        );
+    }
+    assert_eq!(requests_to(&server, "/v1/change-password").await.len(), 2);
+
+    // forgot-password-confirm: a 1-character password and a 2048-character code go out.
+    let code = "7".repeat(2048);
+    session
+        .confirm_forgot_password(code.as_str(), "p")
+        .await
+        .unwrap();
+    assert_request(
+        &requests_to(&server, "/v1/forgot-password-confirm").await[0],
+        &Expected {
+            method: "POST",
+            path: "/v1/forgot-password-confirm",
+            query: None,
+            headers: &[("content-type", "application/json")],
+            body: Body::Json(json!({
+                "username": "admin", "password": "p", "confirmation_code": code,
+            })),
+        },
+    );
+    for (code, password, message) in [
+        (
+            "7".repeat(2049),
+            "p",
+            bounds_error("the confirmation code", 1, 2048),
+        ),
+        (
+            String::new(),
+            "p",
+            bounds_error("the confirmation code", 1, 2048),
+        ),
+        (
+            "654321".to_owned(),
+            "",
+            bounds_error("the new password", 1, 255),
+        ),
+    ] {
+        assert_eq!(
+            configuration(session.confirm_forgot_password(code, password).await),
+            message
+        );
+    }
+    assert_eq!(
+        requests_to(&server, "/v1/forgot-password-confirm")
+            .await
+            .len(),
+        1
+    );
+
+    // new-password-required: the session must not be empty.
+    let empty = tokensmith::SecretString::new("");
+    let error = session
+        .complete_new_password(&empty, "new-Pw-2")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Configuration);
+    assert_eq!(
+        error.message(),
+        Some("the challenge session is empty, which the service refuses")
+    );
+    assert_eq!(
+        count_requests(&server, "/v1/new-password-required").await,
+        0
+    );
 }

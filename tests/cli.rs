@@ -251,6 +251,41 @@ fn weavr_env(base_url: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `header` prints what a Password Safe session's calls carry: its cookie, or, for an OAuth
+/// session whose sign-in set no cookie, its bearer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwordsafe_header_is_the_cookie_or_for_a_cookieless_session_the_bearer() {
+    for cookie in [true, false] {
+        let sandbox = Sandbox::builder()
+            .passwordsafe_oauth_session_cookie(cookie)
+            .start()
+            .await;
+        let env = [
+            (
+                "TOKENSMITH_BASE_URL",
+                sandbox.base_url(Service::PasswordSafe),
+            ),
+            (
+                "PASSWORDSAFE_CLIENT_ID",
+                demo::PASSWORDSAFE_CLIENT_ID.to_owned(),
+            ),
+            (
+                "PASSWORDSAFE_CLIENT_SECRET",
+                demo::PASSWORDSAFE_CLIENT_SECRET.to_owned(),
+            ),
+        ];
+        let output = tokensmith(&["passwordsafe-oauth", "header"], &borrow(&env));
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let header = text(&output.stdout);
+        let expected = if cookie {
+            "Cookie: ASP.NET_SessionId="
+        } else {
+            "Authorization: Bearer ey"
+        };
+        assert!(header.starts_with(expected), "cookie: {cookie}: {header}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weavr_tokens_are_stepped_up_only_with_the_flag() {
     let sandbox = Sandbox::start().await;

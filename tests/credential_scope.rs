@@ -321,7 +321,7 @@ async fn weavr_identities(answer: ResponseTemplate) -> (MockServer, tokensmith::
 /// An application function: `?` turns the generated client's error into ours.
 async fn identities(session: &tokensmith::weavr::Session) -> Result<usize, tokensmith::Error> {
     let page = session.api().list_identities(None, None).await?;
-    Ok(page.into_inner().identities.len())
+    Ok(page.into_inner().identities().len())
 }
 
 #[tokio::test]

@@ -215,3 +215,35 @@ fn weavr_names_only_its_sandbox_and_logout_succeeds_with_200_or_204() {
         );
     }
 }
+
+/// Weavr gives each customer its Live URL on request (docs.weavr.io, API overview; the
+/// project's API notes): no example may name a Weavr host that no customer is given, or
+/// readers copy it. The ones here use a host of the reserved `.example` domain (RFC 2606).
+#[test]
+fn no_example_names_an_invented_weavr_host() {
+    fn files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                files(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "md") {
+                found.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = vec![root.join("README.md")];
+    for dir in ["src", "examples"] {
+        files(&root.join(dir), &mut found);
+    }
+    for path in found {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for invented in ["api.weavr.io/multi", "\"api.weavr.io\""] {
+            assert!(
+                !text.contains(invented),
+                "{} names {invented}",
+                path.display()
+            );
+        }
+    }
+}

@@ -648,11 +648,201 @@ async fn a_licence_error_is_not_blocked_like_refused_credentials() {
     );
 }
 
+/// An API-key sign-in that sets no cookie has nothing to carry the session: an error. The
+/// answer is the one BeyondTrust's Go client records for an API-key sign-in (see
+/// [`go_answer`]; `TestSignAppinWithApiKey`).
 #[tokio::test]
-async fn a_sign_in_without_a_session_cookie_is_an_unexpected_response() {
-    let err = sign_in_error(ResponseTemplate::new(200).set_body_json(json!({"UserId": 12}))).await;
-    assert_eq!(err.kind(), ErrorKind::UnexpectedResponse);
-    assert_eq!(err.status(), Some(200));
+async fn a_ps_auth_sign_in_without_a_session_cookie_is_an_unexpected_response() {
+    for response in [
+        ResponseTemplate::new(200).set_body_json(json!({"UserId": 12})),
+        go_answer(GO_SIGN_IN),
+    ] {
+        let err = sign_in_error(response).await;
+        assert_eq!(err.kind(), ErrorKind::UnexpectedResponse);
+        assert_eq!(err.status(), Some(200));
+        assert_eq!(
+            err.message(),
+            Some("Auth/SignAppin succeeded but set no session cookie")
+        );
+    }
+}
+
+/// BeyondTrust's own Go client library's recorded answers, byte for byte
+/// (BeyondTrust/go-client-library-passwordsafe e1a4c56,
+/// `api/authentication/authentication_test.go`, `TestGetPasswordSafeAuthentication`): a token,
+/// then a sign-in that sets no cookie, which its client accepts.
+const GO_TOKEN: &str = r#"{"access_token": "fake_token", "expires_in": 600, "token_type": "Bearer", "scope": "publicapi"}"#;
+const GO_SIGN_IN: &str = r#"{"UserId":1, "EmailAddress":"test@beyondtrust.com"}"#;
+const GO_BEARER: &str = "Bearer fake_token";
+
+/// A 200 as that test's server sends it: it sets no header, so Go's net/http sniffs the body
+/// and labels it `text/plain; charset=utf-8`.
+fn go_answer(body: &'static str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(body, "text/plain; charset=utf-8")
+}
+
+/// The Go client's answers, for the session built by [`session`] with [`oauth`].
+async fn cookieless_server() -> MockServer {
+    let server = MockServer::start().await;
+    mount_token(&server, go_answer(GO_TOKEN)).await;
+    mount_bearer_sign_in(&server, "fake_token", go_answer(GO_SIGN_IN)).await;
+    server
+}
+
+/// Answers `status` to `GET ManagedAccounts` carrying `bearer` (and any cookie).
+async fn mount_bearer_call(server: &MockServer, bearer: &str, status: u16) {
+    Mock::given(method("GET"))
+        .and(path(ACCOUNTS))
+        .and(header("authorization", bearer))
+        .respond_with(ResponseTemplate::new(status).set_body_json(json!([])))
+        .mount(server)
+        .await;
+}
+
+/// BeyondTrust documents that with bearer sign-in "cookies are still supported" (the bearer
+/// alone authenticates), and its Go client accepts a sign-in that sets none: the session is
+/// the bearer. `access_token` returns it, `headers`, `authorize` and `send` carry it alone.
+#[tokio::test]
+async fn an_oauth_sign_in_that_sets_no_cookie_is_a_session_carried_by_its_bearer() {
+    let server = cookieless_server().await;
+    mount_bearer_call(&server, GO_BEARER, 200).await;
+    let clock = test_clock();
+    let session = session(&server, &clock, oauth());
+
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), "fake_token");
+    assert_eq!(
+        token.expires_in(),
+        Duration::from_secs(600),
+        "the token's own"
+    );
+    assert_request(
+        &requests_to(&server, SIGN_IN).await[0],
+        &Expected {
+            method: "POST",
+            path: SIGN_IN,
+            query: Some("version=3.1"),
+            headers: &[("authorization", GO_BEARER)],
+            body: Body::None,
+        },
+    );
+
+    let headers = session.headers().await.unwrap();
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert_eq!(headers["authorization"], GO_BEARER);
+    assert!(headers["authorization"].is_sensitive());
+
+    let authorized = session
+        .authorize(reqwest::Client::new().get(format!("{}{ACCOUNTS}", server.uri())))
+        .await
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(authorized.headers()["authorization"], GO_BEARER);
+    assert!(authorized.headers().get("cookie").is_none());
+
+    assert_eq!(call(&server, &session).await, 200);
+    let sent = &requests_to(&server, ACCOUNTS).await[0];
+    assert_eq!(header_of(sent, "authorization"), GO_BEARER);
+    assert!(sent.headers.get("cookie").is_none(), "no cookie to send");
+    assert_eq!(count_requests(&server, TOKEN).await, 1);
+    assert_eq!(count_requests(&server, SIGN_IN).await, 1);
+}
+
+fn header_of<'a>(request: &'a Request, name: &str) -> &'a str {
+    request.headers[name].to_str().unwrap()
+}
+
+/// A 401 to a call carrying the bearer alone retires it: `send` signs in again and retries
+/// once; `refused` makes the next call sign in again, and an older bearer reported later does
+/// not retire the new one.
+#[tokio::test]
+async fn a_cookieless_session_is_renewed_when_its_bearer_is_refused() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN))
+        .respond_with(go_answer(GO_TOKEN))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    mount_token(&server, token(BEARER_TWO, 600)).await;
+    mount_bearer_sign_in(&server, "fake_token", go_answer(GO_SIGN_IN)).await;
+    mount_bearer_sign_in(&server, BEARER_TWO, go_answer(GO_SIGN_IN)).await;
+    mount_bearer_call(&server, GO_BEARER, 401).await;
+    mount_bearer_call(&server, &format!("Bearer {BEARER_TWO}"), 200).await;
+    let session = session(&server, &test_clock(), oauth());
+
+    let stale = session.headers().await.unwrap();
+    assert_eq!(call(&server, &session).await, 200);
+    assert_eq!(count_requests(&server, ACCOUNTS).await, 2, "retried once");
+    assert_eq!(count_requests(&server, TOKEN).await, 2);
+    let current = session.access_token().await.unwrap();
+    assert_eq!(current.secret().expose_secret(), BEARER_TWO);
+
+    session.refused(&stale);
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        BEARER_TWO,
+        "an older bearer's refusal retires nothing"
+    );
+    let headers = session.headers().await.unwrap();
+    session.refused(&headers);
+    session.access_token().await.unwrap();
+    assert_eq!(count_requests(&server, TOKEN).await, 3, "a new sign-in");
+    assert_eq!(count_requests(&server, SIGN_IN).await, 3);
+}
+
+/// Signing out a cookieless session sends its bearer alone, and drops it; so does a sign-out
+/// through `api()`.
+#[tokio::test]
+async fn a_cookieless_session_signs_out_with_its_bearer() {
+    let server = cookieless_server().await;
+    Mock::given(method("POST"))
+        .and(path(SIGN_OUT))
+        .and(header("authorization", GO_BEARER))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let session = session(&server, &test_clock(), oauth());
+    session.access_token().await.unwrap();
+
+    session.logout().await.unwrap();
+    assert_request(
+        &requests_to(&server, SIGN_OUT).await[0],
+        &Expected {
+            method: "POST",
+            path: SIGN_OUT,
+            query: Some("version=3.1"),
+            headers: &[("accept", "application/json"), ("authorization", GO_BEARER)],
+            body: Body::None,
+        },
+    );
+    assert!(requests_to(&server, SIGN_OUT).await[0]
+        .headers
+        .get("cookie")
+        .is_none());
+    session.access_token().await.unwrap();
+    assert_eq!(
+        count_requests(&server, SIGN_IN).await,
+        2,
+        "signed in afresh"
+    );
+
+    session.api().sign_out(None).await.unwrap();
+    let second = &requests_to(&server, SIGN_OUT).await[1];
+    assert_eq!(header_of(second, "authorization"), GO_BEARER);
+    assert!(second.headers.get("cookie").is_none());
+    session.access_token().await.unwrap();
+    assert_eq!(
+        count_requests(&server, SIGN_IN).await,
+        3,
+        "the sign-out through api() ended the session"
+    );
 }
 
 #[tokio::test]

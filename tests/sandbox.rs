@@ -293,6 +293,76 @@ async fn passwordsafe_sessions_open_by_oauth_or_key_and_close() {
     );
 }
 
+/// A stand-in whose OAuth sign-ins set no cookie (as BeyondTrust's Go client's test server
+/// answers): the bearer alone carries the session, its idle close and its sign-out.
+#[tokio::test]
+async fn passwordsafe_oauth_sessions_without_a_cookie_are_carried_by_the_bearer() {
+    let clock = common::test_clock();
+    let sandbox = Sandbox::builder()
+        .clock(clock.clone())
+        .passwordsafe_oauth_session_cookie(false)
+        .start()
+        .await;
+    let url = format!(
+        "{}/ManagedAccounts",
+        sandbox.base_url(Service::PasswordSafe)
+    );
+    let with_bearer = |bearer: &str| reqwest::Client::new().get(&url).bearer_auth(bearer);
+    let session = passwordsafe(&sandbox, &clock)
+        .oauth(
+            demo::PASSWORDSAFE_CLIENT_ID,
+            demo::PASSWORDSAFE_CLIENT_SECRET,
+        )
+        .build()
+        .unwrap();
+
+    let token = session.access_token().await.unwrap();
+    let bearer = token.secret().expose_secret().to_owned();
+    assert!(!bearer.contains('='), "not a cookie: the access token");
+    let headers = session.headers().await.unwrap();
+    assert!(headers.get("cookie").is_none(), "{headers:?}");
+    let response = session
+        .send(reqwest::Client::new().get(&url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let accounts: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(accounts[0]["AccountName"], "sa", "the bearer opens the API");
+    let status = |response: reqwest::Response| response.status().as_u16();
+    assert_eq!(
+        status(reqwest::Client::new().get(&url).send().await.unwrap()),
+        401
+    );
+
+    // Idle for 20 minutes, the session closes, though the token lives on.
+    clock.advance(Duration::from_secs(20 * 60));
+    assert_eq!(status(with_bearer(&bearer).send().await.unwrap()), 401);
+
+    // A new sign-in, signed out with its bearer: the bearer no longer opens anything.
+    let again = session.force_refresh().await.unwrap();
+    let bearer = again.secret().expose_secret().to_owned();
+    assert_eq!(status(with_bearer(&bearer).send().await.unwrap()), 200);
+    session.logout().await.unwrap();
+    assert_eq!(sandbox.counters(Service::PasswordSafe).logouts, 1);
+    assert_eq!(status(with_bearer(&bearer).send().await.unwrap()), 401);
+    assert_eq!(sandbox.counters(Service::PasswordSafe).logins, 2);
+
+    // API-key sign-ins still set their cookie.
+    let key = passwordsafe(&sandbox, &clock)
+        .ps_auth(
+            demo::PASSWORDSAFE_API_KEY,
+            demo::PASSWORDSAFE_RUNAS,
+            Some(demo::PASSWORDSAFE_PASSWORD.into()),
+        )
+        .build()
+        .unwrap();
+    let cookie = key.access_token().await.unwrap();
+    assert!(cookie
+        .secret()
+        .expose_secret()
+        .starts_with("ASP.NET_SessionId="));
+}
+
 fn weavr(sandbox: &Sandbox, clock: &ManualClock, email: &str) -> tokensmith::weavr::Session {
     tokensmith::weavr::Session::builder()
         .base_url(sandbox.base_url(Service::Weavr))
@@ -568,6 +638,53 @@ async fn accounts_answers_invalid_input_with_the_service_s_422_message() {
         );
     }
     assert_eq!(sandbox.counters(Service::Accounts).failed_logins, 0);
+}
+
+/// The password fields at the bounds the service's handlers bind them to (api/auth/handlers/v1
+/// in wikimedia-enterprise/wikimedia-enterprise): change-password 6 to 256 characters for both,
+/// forgot-password-confirm 1 to 255 for the password and 1 to 2048 for the code.
+#[tokio::test]
+async fn accounts_password_fields_have_the_service_s_own_bounds() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = tokensmith::accounts::Session::builder()
+        .base_url(sandbox.base_url(Service::Accounts))
+        .username(demo::ACCOUNTS_USERNAME)
+        .password(demo::ACCOUNTS_PASSWORD)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let token = session.access_token().await.unwrap();
+    let access = token.secret().expose_secret();
+    let longest = "é".repeat(256);
+    let change = |previous: &str, proposed: &str| {
+        serde_json::json!({
+            "access_token": access, "previous_password": previous, "proposed_password": proposed,
+        })
+    };
+    for (body, status) in [
+        (change(demo::ACCOUNTS_PASSWORD, &"é".repeat(257)), 422),
+        (change(demo::ACCOUNTS_PASSWORD, "5char"), 422),
+        (change(demo::ACCOUNTS_PASSWORD, &longest), 204),
+        (change(&longest, "6chars"), 204),
+        (change("6chars", "5char"), 422),
+    ] {
+        let (got, _) = accounts_post(&sandbox, "change-password", body.clone()).await;
+        assert_eq!(got, status, "{body}");
+    }
+    let confirm = |password: &str, code: String| {
+        serde_json::json!({
+            "username": demo::ACCOUNTS_USERNAME, "password": password, "confirmation_code": code,
+        })
+    };
+    for (body, status) in [
+        (confirm("p", "6".repeat(2049)), 422),
+        (confirm("", demo::ACCOUNTS_CONFIRMATION_CODE.into()), 422),
+        (confirm("p", demo::ACCOUNTS_CONFIRMATION_CODE.into()), 204),
+    ] {
+        let (got, _) = accounts_post(&sandbox, "forgot-password-confirm", body.clone()).await;
+        assert_eq!(got, status, "{body}");
+    }
 }
 
 #[tokio::test]

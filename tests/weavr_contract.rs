@@ -139,6 +139,61 @@ async fn login_with_password_request_and_response() {
     );
 }
 
+/// The 200 of `GET /identities` as Weavr's API reference page shows it (docs.weavr.io, Multi
+/// API reference, "Get linked identities"; the project's `api-docs/weavr-multi-auth.txt`): a
+/// bare array, byte for byte as the page prints it, where the vendor's OpenAPI document has a
+/// page object. Both decode.
+#[tokio::test]
+async fn list_identities_as_the_reference_page_shows_it_a_bare_array() {
+    let server = MockServer::start().await;
+    let reply = "[\n  {\n    \"id\": {\n      \"type\": \"CONSUMER\",\n      \"id\": \"string\"\n    },\n    \"name\": \"string\"\n  }\n]";
+    mock(
+        &server,
+        "GET",
+        "/identities",
+        ResponseTemplate::new(200).set_body_raw(reply, "application/json"),
+    )
+    .await;
+
+    let body = client(&server)
+        .list_identities(None, None)
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert!(
+        matches!(body, types::IdentitiesResponse::List(_)),
+        "{body:?}"
+    );
+    assert_eq!(body.count(), None, "a bare array gives no total");
+    let identities = body.into_identities();
+    assert_eq!(identities.len(), 1);
+    assert_eq!(identities[0].id.type_, types::IdentityType::Consumer);
+    assert_eq!(identities[0].id.id, "string");
+    assert_eq!(identities[0].name.as_deref(), Some("string"));
+
+    // Neither shape: a typed decode failure, not a panic or an empty list.
+    server.reset().await;
+    mock(
+        &server,
+        "GET",
+        "/identities",
+        ResponseTemplate::new(200).set_body_raw(r#"{"identities":[]}"#, "application/json"),
+    )
+    .await;
+    let refused = client(&server)
+        .list_identities(None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            progenitor_client::Error::InvalidResponsePayload(..)
+        ),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn list_identities_request_and_response() {
     let server = MockServer::start().await;
@@ -160,11 +215,16 @@ async fn list_identities_request_and_response() {
         .unwrap()
         .into_inner();
 
-    assert_eq!((body.count, body.response_count), (3, 1));
-    assert_eq!(body.identities.len(), 1);
-    assert_eq!(body.identities[0].id.type_, types::IdentityType::Consumer);
-    assert_eq!(body.identities[0].id.id, "110000000000000001");
-    assert_eq!(body.identities[0].name.as_deref(), Some("Jane"));
+    let types::IdentitiesResponse::Page(page) = &body else {
+        panic!("an object is a page: {body:?}");
+    };
+    assert_eq!((page.count, page.response_count), (3, 1));
+    assert_eq!(body.count(), Some(3));
+    let identities = body.identities();
+    assert_eq!(identities.len(), 1);
+    assert_eq!(identities[0].id.type_, types::IdentityType::Consumer);
+    assert_eq!(identities[0].id.id, "110000000000000001");
+    assert_eq!(identities[0].name.as_deref(), Some("Jane"));
     let request = single_request(&server).await;
     let mut headers = AUTHED.to_vec();
     headers.push(("accept", "application/json"));
@@ -298,7 +358,7 @@ async fn a_delegated_api_client_lists_identities_with_the_api_key_alone() {
         .unwrap()
         .into_inner();
 
-    assert_eq!((body.count, body.identities.len()), (0, 0));
+    assert_eq!((body.count(), body.identities().len()), (Some(0), 0));
     let sent = single_request(&server).await;
     assert!(sent.headers.get("authorization").is_none(), "no bearer");
     assert_request(

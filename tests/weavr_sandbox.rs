@@ -193,3 +193,75 @@ async fn the_session_answers_a_challenge_in_flight_and_stops_at_the_limit() {
     assert_eq!(asked.load(Ordering::SeqCst), 3);
     assert_eq!(sandbox.counters(Service::Weavr).verifications, 1);
 }
+
+/// The stand-in answers `/identities` in either shape Weavr documents (the page object of its
+/// OpenAPI document, or the bare array of its API reference page), and a session reads both.
+#[tokio::test]
+async fn identities_come_as_the_openapi_object_or_the_reference_page_s_array() {
+    for array in [false, true] {
+        let clock = common::test_clock();
+        let sandbox = Sandbox::builder()
+            .clock(clock.clone())
+            .weavr_identities_as_array(array)
+            .start()
+            .await;
+        let session = builder(&sandbox, &clock).build().unwrap();
+        let token = session.access_token().await.unwrap();
+
+        let raw: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/identities", sandbox.base_url(Service::Weavr)))
+            .header("api-key", demo::WEAVR_API_KEY)
+            .bearer_auth(token.secret().expose_secret())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(raw.is_array(), array, "{raw}");
+
+        let answer = session
+            .api()
+            .list_identities(None, None)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.count(), (!array).then_some(1), "array: {array}");
+        let identities = answer.identities();
+        assert_eq!(identities.len(), 1);
+        assert_eq!(identities[0].id.id, demo::WEAVR_IDENTITY_ID);
+        assert_eq!(identities[0].id.type_, types::IdentityType::Corporate);
+        assert_eq!(identities[0].name.as_deref(), Some("Demo Ltd"));
+    }
+}
+
+/// The stand-in's sign-in names the user's identity, so a session exchanges for it at once:
+/// the counters show an exchange per sign-in and no identity list.
+#[tokio::test]
+async fn each_sign_in_is_exchanged_for_its_identity_without_listing_identities() {
+    let clock = common::test_clock();
+    let sandbox = sandbox(&clock).await;
+    let session = builder(&sandbox, &clock).build().unwrap();
+
+    session.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(300));
+    session.access_token().await.unwrap();
+
+    let counters = sandbox.counters(Service::Weavr);
+    assert_eq!(
+        (counters.logins, counters.exchanges, counters.identity_lists),
+        (2, 2, 0)
+    );
+    assert_eq!(session.request_counts().logins, 2);
+    // The token acts for the identity: a call that needs an identity's token is refused only
+    // for want of a step-up.
+    let accounts = format!("{}/managed_accounts", sandbox.base_url(Service::Weavr));
+    let refused = session
+        .send(reqwest::Client::new().get(accounts))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errorCode"], "STEP_UP_REQUIRED");
+    assert_eq!(sandbox.counters(Service::Weavr).identity_lists, 0);
+}

@@ -414,6 +414,182 @@ async fn access_token_required_is_cured_by_the_identity_exchange() {
     assert_eq!(count_requests(&server, "/access_token").await, 1);
 }
 
+/// A step-up is started by `STEP_UP_REQUIRED` in `message`, where Weavr's own web app reads it
+/// (weavr-io/onvirtual.cards a494737, `plugins/axios.ts`: `error.response.data.message ===
+/// 'STEP_UP_REQUIRED'`), by the same rule the errors are read with.
+#[tokio::test]
+async fn step_up_required_in_message_starts_the_step_up() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "tok-1", "tokenType": "ACCESS"})),
+        )
+        .mount(&server)
+        .await;
+    let verified = Arc::new(AtomicBool::new(false));
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with({
+            let verified = verified.clone();
+            move |_: &Request| {
+                if verified.load(Ordering::SeqCst) {
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({"identities": [], "count": 0, "responseCount": 0}))
+                } else {
+                    ResponseTemplate::new(403)
+                        .set_body_raw(r#"{"message":"STEP_UP_REQUIRED"}"#, "application/json")
+                }
+            }
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(move |_: &Request| {
+            verified.store(true, Ordering::SeqCst);
+            ResponseTemplate::new(204)
+        })
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+
+    session.api().list_identities(None, None).await.unwrap();
+
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+    assert_eq!(
+        count_requests(&server, "/identities").await,
+        2,
+        "retried once"
+    );
+}
+
+/// The identity exchange is started by `ACCESS_TOKEN_REQUIRED` in `code`, the member of the
+/// vendor's generic `Error` schema (`{code, message}`), as in `errorCode`.
+#[tokio::test]
+async fn access_token_required_in_code_starts_the_exchange() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token": "sign-in", "tokenType": "NO_TYPE"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "identities": [{"id": {"type": "CORPORATE", "id": "110"}}], "count": 1, "responseCount": 1
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "identity-token"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/passwords/update"))
+        .respond_with(|request: &Request| {
+            if request.headers["authorization"] == "Bearer identity-token" {
+                ResponseTemplate::new(200).set_body_json(json!({"token": "after-update"}))
+            } else {
+                ResponseTemplate::new(403).set_body_raw(
+                    r#"{"code":"ACCESS_TOKEN_REQUIRED","message":"Forbidden"}"#,
+                    "application/json",
+                )
+            }
+        })
+        .mount(&server)
+        .await;
+    let body = types::PasswordUpdateRequest {
+        old_password: types::Password {
+            value: "Old-Pa$$1".into(),
+        },
+        new_password: types::Password {
+            value: "New-Pa$$2".into(),
+        },
+    };
+    let session = builder(&server, &test_clock()).build().unwrap();
+
+    let response = session.api().update_password(&body).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(count_requests(&server, "/access_token").await, 1);
+    assert_eq!(count_requests(&server, "/passwords/update").await, 2);
+}
+
+/// `ACCESS_TOKEN_REQUIRED` is cured by exchanging for the identity the sign-in answer named,
+/// without listing identities.
+#[tokio::test]
+async fn access_token_required_exchanges_for_the_identity_the_sign_in_named() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token": "sign-in", "tokenType": "NO_TYPE",
+            "identity": {"type": "CORPORATE", "id": "110"},
+            "credentials": {"type": "ROOT", "id": "111"}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/identities"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/access_token"))
+        .and(wiremock::matchers::body_json(
+            json!({"identity": {"type": "CORPORATE", "id": "110"}}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "identity-token"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/passwords/update"))
+        .respond_with(|request: &Request| {
+            if request.headers["authorization"] == "Bearer identity-token" {
+                ResponseTemplate::new(200).set_body_json(json!({"token": "after-update"}))
+            } else {
+                ResponseTemplate::new(403)
+                    .set_body_json(json!({"errorCode": "ACCESS_TOKEN_REQUIRED"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    let body = types::PasswordUpdateRequest {
+        old_password: types::Password {
+            value: "Old-Pa$$1".into(),
+        },
+        new_password: types::Password {
+            value: "New-Pa$$2".into(),
+        },
+    };
+    let session = builder(&server, &test_clock()).build().unwrap();
+
+    let response = session.api().update_password(&body).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(count_requests(&server, "/identities").await, 0);
+    assert_eq!(count_requests(&server, "/passwords/update").await, 2);
+}
+
 #[tokio::test]
 async fn a_shared_store_carries_the_step_up_to_other_sessions() {
     let (server, _) = server_with_step_up().await;
@@ -492,7 +668,7 @@ async fn a_step_up_the_user_takes_four_and_a_half_minutes_to_answer_needs_no_new
         .unwrap()
         .into_inner();
 
-    assert_eq!(page.count, 0);
+    assert_eq!(page.count(), Some(0));
     assert_eq!(
         count_requests(&server, "/login_with_password").await,
         1,

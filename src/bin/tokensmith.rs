@@ -77,9 +77,11 @@ struct Cli {
 /// What to print.
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
 enum Command {
-    /// The access token alone (passwordsafe: the session cookie).
+    /// The access token alone (passwordsafe: the session cookie, or the bearer of a
+    /// cookieless OAuth session).
     Token,
-    /// `Authorization: Bearer <token>` (passwordsafe: `Cookie: <cookie>`).
+    /// `Authorization: Bearer <token>` (passwordsafe: `Cookie: <cookie>`, or the bearer for an
+    /// OAuth session whose sign-in set no cookie).
     Header,
     /// JSON: provider, expires_at, seconds_left, source (never the token).
     Info,
@@ -624,7 +626,12 @@ async fn run(request: Request) -> Result<String, Failure> {
     let token = opened.access_token().await?;
     Ok(match request.command {
         Command::Token => token.secret().expose_secret().to_owned(),
-        Command::Header if opened.session.service() == Service::PasswordSafe => {
+        // A Password Safe session is its cookie, unless its OAuth sign-in set none: then the
+        // bearer alone, which is what its calls carry (see `passwordsafe::Session`).
+        Command::Header
+            if opened.session.service() == Service::PasswordSafe
+                && opened.session.headers().await?.contains_key("cookie") =>
+        {
             format!("Cookie: {}", token.secret().expose_secret())
         }
         Command::Header => format!("Authorization: Bearer {}", token.secret().expose_secret()),

@@ -3,9 +3,11 @@
 //! the first login, revocation (which, as Cognito's, also ends the access and id tokens the
 //! refresh token issued), and the password flows (the confirmation code is always the demo
 //! one; forgot-password also takes the account's email). Messages are the service's own: a body
-//! that fails validation (a missing field; a username or password outside 1 to 255 characters,
-//! a new password outside 6 to 255) answers 422 "Internal error, please try again later.", a
-//! refused refresh token or session 401 "Unauthorized.".
+//! that fails validation (a missing field, or one outside the length the service's handler
+//! binds it to: usernames and passwords 1 to 255 characters, a challenge's new password 6 to
+//! 255, change-password's two passwords 6 to 256, a confirmation code 1 to 2048) answers 422
+//! "Internal error, please try again later.", a refused refresh token or session 401
+//! "Unauthorized.".
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -69,10 +71,15 @@ fn fields<const N: usize>(
     }
 }
 
-/// A username, a password or a token: 1 to 255 characters (tokens: any length).
+// The service's bounds (its handlers' `binding:"required,min=…,max=…"`, api/auth/handlers/v1
+// in wikimedia-enterprise/wikimedia-enterprise): usernames and passwords 1 to 255 characters,
+// tokens and sessions any non-empty length, a challenge's new password 6 to 255,
+// change-password's two passwords 6 to 256, a confirmation code 1 to 2048.
 const NAME: (usize, usize) = (1, 255);
 const TOKEN: (usize, usize) = (1, usize::MAX);
 const NEW_PASSWORD: (usize, usize) = (6, 255);
+const CHANGE_PASSWORD: (usize, usize) = (6, 256);
+const CONFIRMATION_CODE: (usize, usize) = (1, 2048);
 
 fn f(name: &str, (min, max): (usize, usize)) -> (&str, usize, usize) {
     (name, min, max)
@@ -219,8 +226,8 @@ fn handle(
                 request,
                 [
                     f("access_token", TOKEN),
-                    f("previous_password", NAME),
-                    f("proposed_password", NAME),
+                    f("previous_password", CHANGE_PASSWORD),
+                    f("proposed_password", CHANGE_PASSWORD),
                 ],
             )?;
             // No source states these 401s' messages: the document's illustrative one.
@@ -252,7 +259,7 @@ fn handle(
                 [
                     f("username", NAME),
                     f("password", NAME),
-                    f("confirmation_code", TOKEN),
+                    f("confirmation_code", CONFIRMATION_CODE),
                 ],
             )?;
             let mut accounts = state.accounts();

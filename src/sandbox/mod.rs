@@ -152,10 +152,12 @@ pub(crate) struct Config {
     pub(crate) weavr_idle: Duration,
     pub(crate) weavr_lockout: Duration,
     pub(crate) weavr_challenge_lifetime: Duration,
+    pub(crate) weavr_identities_array: bool,
     pub(crate) accounts_access_lifetime: Duration,
     pub(crate) accounts_refresh_lifetime: Duration,
     pub(crate) accounts_max_refreshes: u32,
     pub(crate) passwordsafe_idle: Duration,
+    pub(crate) passwordsafe_oauth_cookie: bool,
 }
 
 impl Default for SandboxBuilder {
@@ -174,10 +176,12 @@ impl Default for SandboxBuilder {
                 weavr_idle: Duration::from_secs(300),
                 weavr_lockout: Duration::from_secs(30 * 60),
                 weavr_challenge_lifetime: Duration::from_secs(300),
+                weavr_identities_array: false,
                 accounts_access_lifetime: Duration::from_secs(24 * 3600),
                 accounts_refresh_lifetime: Duration::from_secs(90 * 24 * 3600),
                 accounts_max_refreshes: 90,
                 passwordsafe_idle: Duration::from_secs(20 * 60),
+                passwordsafe_oauth_cookie: true,
             },
         }
     }
@@ -218,9 +222,27 @@ impl SandboxBuilder {
         self
     }
 
+    /// Answers weavr's `GET /identities` with a bare JSON array, as Weavr's API reference page
+    /// shows it, instead of the page object (`identities`, `count`, `responseCount`) of its
+    /// OpenAPI document (default: the object). No vendor source says which the service sends;
+    /// a session takes either.
+    pub fn weavr_identities_as_array(mut self, array: bool) -> Self {
+        self.config.weavr_identities_array = array;
+        self
+    }
+
     /// How long a Password Safe session lives after its last use (default 20 minutes).
     pub fn passwordsafe_session_idle(mut self, idle: Duration) -> Self {
         self.config.passwordsafe_idle = idle;
+        self
+    }
+
+    /// Whether a Password Safe sign-in with an OAuth bearer sets a session cookie (default
+    /// true). Without one, as the test server of BeyondTrust's own Go client answers, the
+    /// bearer alone carries the session: BeyondTrust documents that with bearer sign-in
+    /// cookies are "still supported", not required. API-key sign-ins always set one.
+    pub fn passwordsafe_oauth_session_cookie(mut self, set: bool) -> Self {
+        self.config.passwordsafe_oauth_cookie = set;
         self
     }
 

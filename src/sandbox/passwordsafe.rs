@@ -1,11 +1,14 @@
 //! The BeyondTrust Password Safe stand-in: OAuth client credentials (form body) for a bearer,
 //! SignAppin with that bearer or a PS-Auth header for a session cookie that closes after 20
 //! idle minutes, Signout, and `GET ManagedAccounts` as an authenticated call to try sessions
-//! on. API version 3.0 is disabled, as an administrator can do: SignAppin asked for it answers
+//! on. With `passwordsafe_oauth_session_cookie(false)` a SignAppin with a bearer sets no cookie,
+//! as the test server of BeyondTrust's own Go client answers, and the bearer alone then
+//! carries the session (and its idle close). API version 3.0 is disabled, as an administrator can do: SignAppin asked for it answers
 //! 410. Without a `version` the stand-in answers with its default, which is enabled (the
 //! document names no default version, and neither does the sandbox).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -88,11 +91,26 @@ fn ps_auth(value: &str) -> Option<(String, String, Option<String>)> {
     Some((key?, runas?, pwd))
 }
 
-struct SignAppin(Arc<Shared>);
+/// The stand-in's own state: the sessions that bearers alone carry.
+struct State {
+    shared: Arc<Shared>,
+    /// Sessions opened without a cookie, by the bearer that opened (and carries) them.
+    bearer_sessions: Mutex<HashMap<String, String>>,
+}
+
+impl State {
+    fn bearer_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.bearer_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct SignAppin(Arc<State>);
 
 impl Respond for SignAppin {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
+        let shared = &self.0.shared;
         if let Some(refused) = version_refused(request) {
             return refused;
         }
@@ -101,7 +119,8 @@ impl Respond for SignAppin {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let user = if let Some(token) = bearer(request) {
+        let bearer = bearer(request);
+        let user = if let Some(token) = bearer {
             shared
                 .check(S, Kind::Access, token)
                 .map(|_| "demo-oauth-user".to_owned())
@@ -119,49 +138,71 @@ impl Respond for SignAppin {
         };
         shared.logged_in(S, &user);
         let session = shared.issue_opaque(S, Kind::Session, &user, shared.config.passwordsafe_idle);
-        ResponseTemplate::new(200)
-            .insert_header(
-                "set-cookie",
-                format!("{COOKIE}={session}; path=/; secure; HttpOnly; SameSite=Lax").as_str(),
-            )
-            .set_body_json(json!({
-                "UserId": 7,
-                "SID": "S-1-5-21-1004336348-1177238915-682003330-1107",
-                "EmailAddress": format!("{user}@example.com"),
-                "UserName": user,
-                "Name": "Demo User",
-            }))
+        let mut response = ResponseTemplate::new(200);
+        match bearer {
+            Some(token) if !shared.config.passwordsafe_oauth_cookie => {
+                self.0.bearer_sessions().insert(token.to_owned(), session);
+            }
+            _ => {
+                response = response.insert_header(
+                    "set-cookie",
+                    format!("{COOKIE}={session}; path=/; secure; HttpOnly; SameSite=Lax").as_str(),
+                );
+            }
+        }
+        response.set_body_json(json!({
+            "UserId": 7,
+            "SID": "S-1-5-21-1004336348-1177238915-682003330-1107",
+            "EmailAddress": format!("{user}@example.com"),
+            "UserName": user,
+            "Name": "Demo User",
+        }))
     }
 }
 
-/// The session a request's cookie names, kept alive by this use.
-fn session(shared: &Shared, request: &Request) -> Option<String> {
-    let cookies = request.headers.get("cookie")?.to_str().ok()?;
-    let value = cookies
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)?
-        .1;
-    shared
-        .touch(S, Kind::Session, value, shared.config.passwordsafe_idle)
-        .map(|_| value.to_owned())
+/// The session a request's cookie names, or (without a cookie) the one its bearer carries,
+/// kept alive by this use. A bearer carries its session only while the token itself lives.
+fn session(state: &State, request: &Request) -> Option<String> {
+    let shared = &state.shared;
+    let idle = shared.config.passwordsafe_idle;
+    let cookie = request
+        .headers
+        .get("cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|cookies| {
+            cookies
+                .split(';')
+                .filter_map(|c| c.trim().split_once('='))
+                .find(|(name, _)| *name == COOKIE)
+                .map(|(_, value)| value.to_owned())
+        });
+    let value = match cookie {
+        Some(value) => value,
+        None => {
+            let token = bearer(request)?;
+            shared.check(S, Kind::Access, token)?;
+            state.bearer_sessions().get(token)?.clone()
+        }
+    };
+    shared.touch(S, Kind::Session, &value, idle).map(|_| value)
 }
 
-struct Signout(Arc<Shared>);
+struct Signout(Arc<State>);
 
 impl Respond for Signout {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
-        let Some(session) = session(shared, request) else {
+        let shared = &self.0.shared;
+        let Some(session) = session(&self.0, request) else {
             return reply(401, json!("Unauthorized"));
         };
         shared.revoke(&session);
+        self.0.bearer_sessions().retain(|_, s| *s != session);
         shared.count(S, |c| c.logouts += 1);
         ResponseTemplate::new(200)
     }
 }
 
-struct ManagedAccounts(Arc<Shared>);
+struct ManagedAccounts(Arc<State>);
 
 impl Respond for ManagedAccounts {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -177,6 +218,10 @@ impl Respond for ManagedAccounts {
 
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     let base = format!("/{}", super::prefix(S));
+    let state = Arc::new(State {
+        shared: shared.clone(),
+        bearer_sessions: Mutex::default(),
+    });
     Mock::given(method("POST"))
         .and(path(format!("{base}/Auth/connect/token")))
         .respond_with(Token(shared.clone()))
@@ -184,17 +229,17 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{base}/Auth/SignAppin")))
-        .respond_with(SignAppin(shared.clone()))
+        .respond_with(SignAppin(state.clone()))
         .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{base}/Auth/Signout")))
-        .respond_with(Signout(shared.clone()))
+        .respond_with(Signout(state.clone()))
         .mount(server)
         .await;
     Mock::given(method("GET"))
         .and(path(format!("{base}/ManagedAccounts")))
-        .respond_with(ManagedAccounts(shared.clone()))
+        .respond_with(ManagedAccounts(state))
         .mount(server)
         .await;
 }

@@ -28,6 +28,11 @@ pub struct Counters {
     pub verifications: u64,
     /// Sessions ended (logout, revoke, sign-out).
     pub logouts: u64,
+    /// Identity lists answered (weavr's `GET /identities`).
+    pub identity_lists: u64,
+    /// Access tokens issued for an identity in exchange for a sign-in token (weavr's
+    /// `POST /access_token`).
+    pub exchanges: u64,
 }
 
 /// What a token is.

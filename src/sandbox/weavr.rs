@@ -2,7 +2,9 @@
 //! credentials answer 403 without a body, as the vendor documents) with a 30-minute lock after
 //! repeated failures and an expired-password user, one identity and its access tokens, tokens
 //! that live 5 minutes from last use, step-up by SMS one-time password (always 123456, as on
-//! Weavr's sandbox) or push (approved at once), logout, and password update.
+//! Weavr's sandbox) or push (approved at once), logout, and password update. `/identities`
+//! answers the page object of the vendor's OpenAPI document, or (`weavr_identities_as_array`)
+//! the bare array of its API reference page.
 //! `GET /managed_accounts` stands for the calls that need a stepped-up identity token.
 //!
 //! SMS challenges follow the vendor's rules: starting one while one is open sends another SMS
@@ -228,10 +230,17 @@ fn authenticated(
 ) -> ResponseTemplate {
     let shared = &state.shared;
     match route {
-        Route::Identities => with_ref(reply(
-            200,
-            json!({"identities": [{"id": identity(), "name": "Demo Ltd"}], "count": 1, "responseCount": 1}),
-        )),
+        Route::Identities => {
+            let identities = json!([{"id": identity(), "name": "Demo Ltd"}]);
+            // The reference page's bare array, or the OpenAPI document's page object.
+            let body = if shared.config.weavr_identities_array {
+                identities
+            } else {
+                json!({"identities": identities, "count": 1, "responseCount": 1})
+            };
+            shared.count(S, |c| c.identity_lists += 1);
+            with_ref(reply(200, body))
+        }
         Route::AccessToken => {
             let body = json_body(request).unwrap_or_default();
             if body["identity"]["id"].as_str() != Some(demo::WEAVR_IDENTITY_ID) {
@@ -245,6 +254,8 @@ fn authenticated(
             if stepped_up {
                 users.stepped_up.insert(access.clone());
             }
+            drop(users);
+            shared.count(S, |c| c.exchanges += 1);
             with_ref(reply(
                 200,
                 json!({

@@ -5,9 +5,9 @@
 //! Weavr's sandbox) and has no default.
 //!
 //! Every call carries the embedder's `api-key`; the session signs in with the user's email and
-//! password and, when an identity is configured (or the sign-in token may only be exchanged and
-//! the user has exactly one identity), exchanges the sign-in token for that identity's access
-//! token. Tokens live 5 minutes **from last activity**: every call the service answered with the
+//! password and, when an identity is configured (or the sign-in token may only be exchanged: then
+//! the identity the sign-in answer names, or, if it names none, the user's only one), exchanges
+//! the sign-in token for that identity's access token. Tokens live 5 minutes **from last activity**: every call the service answered with the
 //! session's token (through [`Session::api`], or a step-up challenge and its verification) moves
 //! the expiry forward, refusals such as a 403 `STEP_UP_REQUIRED` included (a 401 or a 5xx does
 //! not), and an idle session signs in again. A login whose password has expired fails with
@@ -77,8 +77,9 @@ const API_KEY: HeaderName = HeaderName::from_static("api-key");
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum IdentityChoice {
-    /// The sign-in token as it is; when it may only be exchanged (`tokenType` AUTH) and the user
-    /// has exactly one identity, that identity's access token.
+    /// The sign-in token as it is; when it may only be exchanged (`tokenType` AUTH), the access
+    /// token of the identity the sign-in answer names, or, when it names none and the user has
+    /// exactly one identity, of that one.
     #[default]
     Automatic,
     /// Always the sign-in token.
@@ -134,6 +135,34 @@ impl IdentityId {
                 IdentityType::Consumer => types::IdentityType::Consumer,
                 IdentityType::Corporate => types::IdentityType::Corporate,
             },
+        }
+    }
+}
+
+impl types::IdentitiesResponse {
+    /// The identities, whichever of the two shapes Weavr documents the service answered: the
+    /// page object of its OpenAPI document or the bare array of its API reference page.
+    pub fn identities(&self) -> &[types::Identity] {
+        match self {
+            Self::List(list) => &list.0,
+            Self::Page(page) => &page.identities,
+        }
+    }
+
+    /// The identities, owned (see [`Self::identities`]).
+    pub fn into_identities(self) -> Vec<types::Identity> {
+        match self {
+            Self::List(list) => list.0,
+            Self::Page(page) => page.identities,
+        }
+    }
+
+    /// How many identities there are in all (`count`), when the answer is a page object; a
+    /// bare array says nothing beyond itself.
+    pub fn count(&self) -> Option<i32> {
+        match self {
+            Self::List(_) => None,
+            Self::Page(page) => Some(page.count),
         }
     }
 }
@@ -279,6 +308,8 @@ pub struct Weavr {
     password: RwLock<SecretString>,
     identity: IdentityChoice,
     step_up: step_up::Coordinator,
+    /// The identity the last sign-in answer named, for [`IdentityChoice::Automatic`].
+    signed_in_as: RwLock<Option<types::IdentityId>>,
 }
 
 impl ErrorBody for types::ErrorResponse {
@@ -287,7 +318,11 @@ impl ErrorBody for types::ErrorResponse {
     }
 
     fn code(&self) -> Option<String> {
-        self.error_code.clone().or_else(|| self.code.clone())
+        error_code(
+            self.error_code.as_deref(),
+            self.code.as_deref(),
+            self.message.as_deref(),
+        )
     }
 
     fn field_errors(&self) -> Vec<FieldError> {
@@ -309,7 +344,43 @@ impl ErrorBody for types::ErrorResponse {
     }
 }
 
-/// What a 403 means, by its `errorCode`.
+/// The machine-readable code of a weavr error body, from whichever member carries it: the
+/// session reads every body through this one rule, whether it classifies a failure
+/// ([`ErrorBody::code`]) or cures a 403 (`step_up`).
+///
+/// `errorCode` first: the vendor's OpenAPI document puts `STEP_UP_REQUIRED`,
+/// `ACCESS_TOKEN_REQUIRED` and every conflict there. Then `code`, the member of its generic
+/// `Error` schema. Then `message`, when it is a code rather than a sentence (one word of
+/// capitals, digits and underscores): Weavr's own web app detects a step-up with
+/// `error.response.data.message === 'STEP_UP_REQUIRED'` (weavr-io/onvirtual.cards,
+/// `plugins/axios.ts`). Which member a given answer uses is partly assumed: see
+/// `openapi/weavr.yaml`, Assumptions (d).
+pub(crate) fn error_code(
+    error_code: Option<&str>,
+    code: Option<&str>,
+    message: Option<&str>,
+) -> Option<String> {
+    let is_code = |text: &&str| {
+        text.len() <= 64
+            && text.starts_with(|c: char| c.is_ascii_uppercase())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    error_code
+        .or(code)
+        .or_else(|| message.filter(is_code))
+        .map(str::to_owned)
+}
+
+/// Whether a login refusal's code says the account is locked. No source names such a code
+/// (the vendor documents the 423 status): any code with `LOCKED` as one of its words
+/// (`ACCOUNT_LOCKED`, `USER_LOCKED`) is read as one, and `BLOCKED` is not.
+fn names_lock(code: &str) -> bool {
+    code.split('_').any(|word| word == "LOCKED")
+}
+
+/// What a 403 means, by its code.
 fn forbidden(failure: &Failure) -> ErrorKind {
     match failure.code.as_deref() {
         Some("STEP_UP_REQUIRED") => ErrorKind::StepUpRequired,
@@ -325,6 +396,13 @@ fn locked(failure: &Failure) -> ErrorKind {
 }
 
 fn classify_login(failure: &Failure) -> ErrorKind {
+    // The status is the documented rule; a code that names the condition is read as well,
+    // whatever status carries it (an assumption: see the document's Assumptions (d)).
+    match failure.code.as_deref() {
+        Some("PASSWORD_EXPIRED") => return ErrorKind::PasswordExpired,
+        Some(code) if names_lock(code) => return locked(failure),
+        _ => {}
+    }
     match failure.status {
         // 403 on sign-in: "the authentication credentials are not found or are incorrect"
         // (documented without a body); 401: "your credentials are invalid".
@@ -406,6 +484,27 @@ impl Weavr {
         self.grant_typed(token, None).await
     }
 
+    /// The identity the last sign-in answer named.
+    fn signed_in_as(&self) -> Option<types::IdentityId> {
+        self.signed_in_as
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The identity to act for when none is chosen: the one the sign-in named (the login
+    /// answer's `identity`, which Weavr's own web app acts for as it is), else the user's only
+    /// one, which costs an `/identities` request.
+    async fn automatic_identity(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<types::IdentityId>, Error> {
+        match self.signed_in_as() {
+            Some(identity) => Ok(Some(identity)),
+            None => self.only_identity(token).await,
+        }
+    }
+
     async fn grant_typed(
         &self,
         token: SecretString,
@@ -415,7 +514,7 @@ impl Weavr {
             IdentityChoice::SignInToken => None,
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic if token_type == Some(types::TokenType::Auth) => {
-                self.only_identity(&token).await?
+                self.automatic_identity(&token).await?
             }
             IdentityChoice::Automatic => None,
         };
@@ -427,11 +526,11 @@ impl Weavr {
     }
 
     /// The identity's access token for `token`, when the session knows the identity (chosen,
-    /// or the user's only one).
+    /// named by the sign-in, or the user's only one).
     async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Grant>, Error> {
         let identity = match &self.identity {
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
-            IdentityChoice::Automatic => self.only_identity(token).await?,
+            IdentityChoice::Automatic => self.automatic_identity(token).await?,
             IdentityChoice::SignInToken => None,
         };
         let Some(identity) = identity else {
@@ -458,7 +557,7 @@ impl Weavr {
             .call(context, &classify_api, list)
             .await?
             .into_inner()
-            .identities;
+            .into_identities();
         Ok((identities.len() == 1).then(|| identities.remove(0).id))
     }
 
@@ -528,6 +627,7 @@ impl ProviderImpl for Weavr {
             password: RwLock::new(password),
             identity: settings.identity,
             step_up: step_up::Coordinator::new(handler, method, attempts),
+            signed_in_as: RwLock::new(None),
         })
     }
 
@@ -564,6 +664,7 @@ impl ProviderImpl for Weavr {
             .call(context, &classify_login, login)
             .await?
             .into_inner();
+        *self.signed_in_as.write().unwrap_or_else(|p| p.into_inner()) = response.identity;
         self.grant_typed(response.token, response.token_type).await
     }
 

@@ -403,10 +403,13 @@ impl Coordinator {
     }
 }
 
-/// The `errorCode` of a weavr error body.
+/// The code of a weavr error body, by the rule every weavr failure is read with
+/// ([`super::error_code`]). Read from the raw JSON: a 403 body whose other members the
+/// generated type would refuse still names its code.
 fn error_code(body: &[u8]) -> Option<String> {
     let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
-    value.get("errorCode")?.as_str().map(str::to_owned)
+    let member = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+    super::error_code(member("errorCode"), member("code"), member("message"))
 }
 
 impl Coordinator {
