@@ -175,6 +175,88 @@ async fn each_answer_fault_answers_exactly_as_documented_in_the_order_given() {
 }
 
 #[tokio::test]
+async fn times_and_for_duration_end_a_fault_at_whichever_comes_first() {
+    let (sandbox, clock) = sandboxed::start().await;
+    let status = || async {
+        post_login(&sandbox, Service::S7risk)
+            .await
+            .status()
+            .as_u16()
+    };
+    // The count runs out first.
+    sandbox.fail(
+        Service::S7risk,
+        Fault::outage().times(1).for_duration(secs(60)),
+    );
+    assert_eq!(status().await, 503);
+    assert_eq!(status().await, 401, "the stand-in's own answer");
+    // The time runs out first.
+    sandbox.fail(
+        Service::S7risk,
+        Fault::outage().times(5).for_duration(secs(10)),
+    );
+    assert_eq!(status().await, 503);
+    clock.advance(secs(10) - MS);
+    assert_eq!(status().await, 503);
+    clock.advance(MS);
+    assert_eq!(status().await, 401);
+    assert_eq!(sandbox.counters(Service::S7risk).faults, 3);
+}
+
+#[tokio::test]
+async fn a_fault_given_several_operations_meets_each_of_them_and_no_other() {
+    let (sandbox, _clock) = sandboxed::start().await;
+    sandbox.fail(
+        Service::Fib,
+        Fault::outage()
+            .on(Operation::Refresh)
+            .on(Operation::Resource)
+            .on(Operation::Refresh),
+    );
+    let client = reqwest::Client::new();
+    let base = sandbox.base_url(Service::Fib);
+    let session = format!("{base}{}", login_path(Service::Fib));
+    let statuses = [
+        client
+            .post(&session)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        client
+            .patch(&session)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        client
+            .get(sandbox.resource_url(Service::Fib))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        client
+            .post(format!(
+                "{base}/auth/api/v1/authentication-management/logout"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+    ];
+    assert_eq!(
+        statuses,
+        [400, 503, 503, 401],
+        "login, refresh, resource, logout"
+    );
+    assert_eq!(sandbox.counters(Service::Fib).faults, 2);
+}
+
+#[tokio::test]
 async fn an_outage_fails_the_login_with_503_and_logins_back_off_from_one_second_doubling() {
     let (sandbox, clock) = sandboxed::start().await;
     sandbox.fail(Service::Fib, Fault::outage().on(Operation::Login).times(2));
@@ -323,6 +405,15 @@ async fn a_lockout_is_weavr_s_423_account_locked_and_s7risk_s_429_for_five_minut
     clock.advance(MS);
     session.access_token().await.unwrap();
     assert_eq!(sandbox.counters(Service::Weavr).logins, 1);
+
+    // Given a window, weavr's 423 states it in `Retry-After`.
+    sandbox.fail(
+        Service::Weavr,
+        Fault::lockout().retry_after(secs(120)).times(1),
+    );
+    let raw = post_login(&sandbox, Service::Weavr).await;
+    let (status, headers, _) = answer(raw, &["retry-after"]).await;
+    assert_eq!((status, headers[0].as_deref()), (423, Some("120")));
 
     sandbox.fail(Service::S7risk, Fault::lockout().times(1));
     let session = sandboxed::s7risk(&sandbox, &clock).build().unwrap();

@@ -172,7 +172,7 @@ impl Fault {
     }
 
     /// The service is down: `503 Service Unavailable`, as a gateway in front of it answers
-    /// (`Content-Type: text/plain`, body `Service Unavailable`; weavr: no body and a
+    /// (`Content-Type: text/plain; charset=utf-8`, body `Service Unavailable`; weavr: no body and a
     /// `request-ref` header, as it documents its 503), with `Retry-After` in whole seconds
     /// only when [`Self::retry_after`] is given.
     pub fn outage() -> Self {
