@@ -320,7 +320,7 @@ async fn an_outage_that_asks_for_30_s_is_reported_at_once_and_not_asked_again_so
 }
 
 #[tokio::test]
-async fn a_rate_limit_is_never_retried_and_is_waited_out_for_the_window_it_states() {
+async fn a_rate_limit_is_waited_out_for_the_window_each_service_states() {
     let (sandbox, clock) = sandboxed::start().await;
     for service in SERVICES {
         sandbox.fail(service, Fault::rate_limit().retry_after(secs(90)).times(1));
