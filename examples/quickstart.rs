@@ -1,7 +1,8 @@
 //! The SDK at work with no network and no account: the built-in sandbox stands in for all five
 //! services on a loopback port, and sessions log in, serve their cached token, renew it
 //! before expiry (by refresh token where the service has one), share one renewal among many
-//! concurrent callers, refuse to resend refused credentials, and log out.
+//! concurrent callers, refuse to resend refused credentials, call a protected resource, and log
+//! out.
 //!
 //! Run with `cargo run --example quickstart`. Time is a manual clock shared by the sandbox and
 //! the sessions, so a day passes in an instant.
@@ -48,6 +49,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "second call served from the cache; logins so far: {}",
         sandbox.counters(Service::S7risk).logins
+    );
+    // Each stand-in serves a resource that checks what the vendor's other APIs check (here the
+    // bearer): `send()` puts the session's credentials on the request and sees the answer.
+    let response = session
+        .send(reqwest::Client::new().get(sandbox.resource_url(Service::S7risk)))
+        .await?;
+    println!(
+        "a protected resource, through the session: {} {}",
+        response.status(),
+        response.text().await?
     );
     clock.advance(Duration::from_secs(24 * 3600));
     let ok = storm(&session, 1000).await;
@@ -143,10 +154,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = session.access_token().await?;
     println!("signed in (client credentials, then SignAppin): {token:?}");
     let accounts: serde_json::Value = session
-        .authorize(reqwest::Client::new().get(format!(
-            "{}/ManagedAccounts",
-            sandbox.base_url(Service::PasswordSafe)
-        )))
+        .authorize(reqwest::Client::new().get(sandbox.resource_url(Service::PasswordSafe)))
         .await?
         .send()
         .await?

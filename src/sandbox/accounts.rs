@@ -7,7 +7,8 @@
 //! binds it to: usernames and passwords 1 to 255 characters, a challenge's new password 6 to
 //! 255, change-password's two passwords 6 to 256, a confirmation code 1 to 2048) answers 422
 //! "Internal error, please try again later.", a refused refresh token or session 401
-//! "Unauthorized.".
+//! "Unauthorized.". A resource stands for the Wikimedia
+//! Enterprise APIs, which take the access token as `Authorization: Bearer`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
-use super::state::{json_body, reply, Kind, Shared};
+use super::fault::{guard, Operation, Passwords, Refusal};
+use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 
 const S: Service = Service::Accounts;
@@ -274,6 +276,46 @@ fn handle(
     })
 }
 
+/// The account events of `Sandbox::fail`: a password set by an administrator, or one that
+/// must be replaced at the next login (Cognito's `NEW_PASSWORD_REQUIRED`).
+impl Passwords for State {
+    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
+        let mut accounts = self.accounts();
+        let slot = accounts
+            .passwords
+            .get_mut(account)
+            .ok_or(Refusal::NoSuchAccount)?;
+        password.clone_into(slot);
+        Ok(())
+    }
+
+    fn expire(&self, account: &str) -> Result<(), Refusal> {
+        let mut accounts = self.accounts();
+        if !accounts.passwords.contains_key(account) {
+            return Err(Refusal::NoSuchAccount);
+        }
+        accounts.must_change.insert(account.to_owned());
+        Ok(())
+    }
+}
+
+/// The protected resource: a live access token as `Authorization: Bearer`.
+struct Resource(Arc<Shared>);
+
+impl Respond for Resource {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        let Some(issued) = bearer(request).and_then(|t| shared.check(S, Kind::Access, t)) else {
+            return error(401, UNAUTHORIZED);
+        };
+        shared.count(S, |c| c.resource_calls += 1);
+        reply(
+            200,
+            json!({"service": "accounts", "subject": issued.subject}),
+        )
+    }
+}
+
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     let mut accounts = Accounts::default();
     for user in [demo::ACCOUNTS_USERNAME, demo::ACCOUNTS_NEW_USERNAME] {
@@ -292,23 +334,47 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
         shared: shared.clone(),
         accounts: Mutex::new(accounts),
     });
+    shared.register_passwords(S, Arc::downgrade(&state) as _);
     let base = format!("/{}/v1", super::prefix(S));
-    for (route, handler) in [
-        ("login", Route::Login),
-        ("token-refresh", Route::Refresh),
-        ("token-revoke", Route::Revoke),
-        ("new-password-required", Route::NewPassword),
-        ("change-password", Route::ChangePassword),
-        ("forgot-password", Route::Forgot),
-        ("forgot-password-confirm", Route::ForgotConfirm),
+    for (route, handler, operation) in [
+        ("login", Route::Login, Operation::Login),
+        ("token-refresh", Route::Refresh, Operation::Refresh),
+        ("token-revoke", Route::Revoke, Operation::Logout),
+        (
+            "new-password-required",
+            Route::NewPassword,
+            Operation::Password,
+        ),
+        (
+            "change-password",
+            Route::ChangePassword,
+            Operation::Password,
+        ),
+        ("forgot-password", Route::Forgot, Operation::Password),
+        (
+            "forgot-password-confirm",
+            Route::ForgotConfirm,
+            Operation::Password,
+        ),
     ] {
+        let handler = Handler {
+            state: state.clone(),
+            route: handler,
+        };
         Mock::given(method("POST"))
             .and(path(format!("{base}/{route}")))
-            .respond_with(Handler {
-                state: state.clone(),
-                route: handler,
-            })
+            .respond_with(guard(shared, S, operation, handler))
             .mount(server)
             .await;
     }
+    Mock::given(method("GET"))
+        .and(path(format!("/{}/resource", super::prefix(S))))
+        .respond_with(guard(
+            shared,
+            S,
+            Operation::Resource,
+            Resource(shared.clone()),
+        ))
+        .mount(server)
+        .await;
 }

@@ -3,7 +3,8 @@
 //! builder (the real service verifies one rule, and which one is not known); 5-minute access tokens renewed by PATCH with the
 //! 24-hour refresh token; logout with the access token, which signs the user out: the refresh
 //! token issued with that access token is revoked too (as the vendor's refresh tokens name
-//! their access token in an `acjti` claim, each pair belongs together).
+//! their access token in an `acjti` claim, each pair belongs together); and a resource that
+//! takes the access token as `Authorization: Bearer`, as the auth controller's logout does.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
+use super::fault::{guard, Operation};
 use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 
@@ -118,6 +120,20 @@ impl Respond for Logout {
     }
 }
 
+/// The protected resource: a live access token as `Authorization: Bearer`.
+struct Resource(Arc<Shared>);
+
+impl Respond for Resource {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        let Some(issued) = bearer(request).and_then(|t| shared.check(S, Kind::Access, t)) else {
+            return status(401, "UNAUTHORIZED", "Access token is not valid.");
+        };
+        shared.count(S, |c| c.resource_calls += 1);
+        reply(200, json!({"service": "fib", "subject": issued.subject}))
+    }
+}
+
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     let base = format!(
         "/{}/auth/api/v1/authentication-management",
@@ -125,17 +141,32 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     );
     Mock::given(method("POST"))
         .and(path(format!("{base}/session")))
-        .respond_with(Login(shared.clone()))
+        .respond_with(guard(shared, S, Operation::Login, Login(shared.clone())))
         .mount(server)
         .await;
     Mock::given(method("PATCH"))
         .and(path(format!("{base}/session")))
-        .respond_with(Refresh(shared.clone()))
+        .respond_with(guard(
+            shared,
+            S,
+            Operation::Refresh,
+            Refresh(shared.clone()),
+        ))
         .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{base}/logout")))
-        .respond_with(Logout(shared.clone()))
+        .respond_with(guard(shared, S, Operation::Logout, Logout(shared.clone())))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/{}/resource", super::prefix(S))))
+        .respond_with(guard(
+            shared,
+            S,
+            Operation::Resource,
+            Resource(shared.clone()),
+        ))
         .mount(server)
         .await;
 }

@@ -9,6 +9,13 @@
 //! Time comes from a [`Clock`], so a [`crate::clock::ManualClock`] shared with the sessions
 //! moves both sides at once.
 //!
+//! Each stand-in also serves one protected resource ([`Sandbox::resource_url`]) that checks
+//! what the vendor's other APIs check, so that an application's own calls (through
+//! `send()`, [`crate::middleware`] or [`crate::tower`]) can be tested end to end; and
+//! [`Sandbox::fail`] makes a stand-in misbehave on cue ([`Fault`]): an outage, a rate limit,
+//! a lock-out, a slow answer, a dropped connection, a broken body, a revocation, a changed or
+//! expired password.
+//!
 //! # Examples
 //!
 //! ```
@@ -31,6 +38,7 @@
 
 #[cfg(feature = "accounts")]
 mod accounts;
+mod fault;
 #[cfg(feature = "fib")]
 mod fib;
 #[cfg(feature = "passwordsafe")]
@@ -49,6 +57,8 @@ use wiremock::MockServer;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Service;
 
+pub use fault::{Fault, Operation};
+use fault::{Refusal, What};
 pub use state::Counters;
 use state::Shared;
 
@@ -347,6 +357,123 @@ impl Sandbox {
     /// What the stand-in for `service` has done so far.
     pub fn counters(&self, service: Service) -> Counters {
         self.inner.shared.counters(service)
+    }
+
+    /// The URL of `service`'s protected resource: a `GET` that answers `200` only to a
+    /// request carrying what the vendor's other APIs ask for, and counts it in
+    /// [`Counters::resource_calls`]. Each lies under the service's base URL (the same
+    /// origin), so a session's `send()` and `authorize()` put their credentials on it.
+    ///
+    /// | service | path under the base URL | checks | `200` body |
+    /// |---|---|---|---|
+    /// | s7risk | `resource` | `Authorization: Bearer` with a live token | `{"service": "s7risk", "subject": EMAIL_OR_CLIENT_ID}` |
+    /// | weavr | `managed_accounts` | `api-key`; a live identity access token (403 `ACCESS_TOKEN_REQUIRED` else), stepped up (403 `STEP_UP_REQUIRED` else) | one managed account |
+    /// | accounts | `resource` | `Authorization: Bearer` with a live access token | `{"service": "accounts", "subject": USERNAME}` |
+    /// | passwordsafe | `ManagedAccounts` | the session cookie of a live session (its idle window slides); for a session opened with an OAuth token, also that client's live `Authorization: Bearer` | a list with one managed account |
+    /// | fib | `resource` | `Authorization: Bearer` with a live access token | `{"service": "fib", "subject": EMAIL}` |
+    ///
+    /// A refused request is answered `401` in the service's error shape (weavr: `401` with
+    /// no body, or the `403`s above). s7risk's other APIs are documented to take the bearer
+    /// only (its `Origin` is the token endpoints'); Password Safe's documentation says an
+    /// OAuth token is used in the `Authorization` header of API requests and that cookies
+    /// are still supported: the stand-in asks for both, the stricter reading.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokensmith::Error> {
+    /// use tokensmith::sandbox::{demo, Sandbox};
+    /// use tokensmith::{fib, Service};
+    ///
+    /// let sandbox = Sandbox::start().await;
+    /// let session = fib::Session::builder()
+    ///     .base_url(sandbox.base_url(Service::Fib))
+    ///     .email(demo::FIB_EMAIL)
+    ///     .private_key(demo::FIB_PRIVATE_KEY)
+    ///     .build()?;
+    /// let url = sandbox.resource_url(Service::Fib);
+    /// let response = session.send(reqwest::Client::new().get(&url)).await?;
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(sandbox.counters(Service::Fib).resource_calls, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn resource_url(&self, service: Service) -> String {
+        let path = match service {
+            Service::Weavr => "managed_accounts",
+            Service::PasswordSafe => "ManagedAccounts",
+            Service::S7risk | Service::Accounts | Service::Fib => "resource",
+        };
+        format!("{}/{path}", self.base_url(service))
+    }
+
+    /// Makes `service`'s stand-in misbehave as `fault` says: from now on for an answer fault
+    /// (an outage, a rate limit, a lock-out, a slow answer, a dropped connection, a broken
+    /// body), at once for an event (a revocation, a password changed or expired). See
+    /// [`Fault`].
+    ///
+    /// # Panics
+    ///
+    /// When the service has no such thing to fail: a lock-out for accounts, passwordsafe or
+    /// fib (none documented), a password change for fib (keys, not passwords), a password
+    /// expiry for s7risk, passwordsafe or fib (none documented), a password event for an
+    /// account the stand-in does not have, or an event for a service this build leaves out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokensmith::Error> {
+    /// use tokensmith::sandbox::{demo, Fault, Operation, Sandbox};
+    /// use tokensmith::{weavr, ErrorKind, Service};
+    ///
+    /// let sandbox = Sandbox::start().await;
+    /// sandbox.fail(Service::Weavr, Fault::password_expired(demo::WEAVR_EMAIL));
+    /// let session = weavr::Session::builder()
+    ///     .base_url(sandbox.base_url(Service::Weavr))
+    ///     .api_key(demo::WEAVR_API_KEY)
+    ///     .email(demo::WEAVR_EMAIL)
+    ///     .password(demo::WEAVR_PASSWORD)
+    ///     .build()?;
+    /// let error = session.access_token().await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::PasswordExpired);
+    /// # Ok(()) }
+    /// ```
+    pub fn fail(&self, service: Service, fault: Fault) {
+        let shared = &self.inner.shared;
+        let refused = |refusal: Refusal, account: &str| -> ! {
+            match refusal {
+                Refusal::NoSuchAccount => {
+                    panic!("the {service} stand-in has no account {account:?}")
+                }
+                Refusal::Undocumented => panic!(
+                    "{service} has no {} in the sandbox: the service documents none",
+                    match fault.what() {
+                        What::PasswordChanged { .. } => "password change",
+                        _ => "password expiry",
+                    }
+                ),
+            }
+        };
+        match fault.what() {
+            What::Revocation => shared.revoke_all(service),
+            What::PasswordChanged { account, password } => shared
+                .passwords(service)
+                .and_then(|p| p.change(account, password.expose_secret()))
+                .unwrap_or_else(|refusal| refused(refusal, account)),
+            What::PasswordExpired { account } => shared
+                .passwords(service)
+                .and_then(|p| p.expire(account))
+                .unwrap_or_else(|refusal| refused(refusal, account)),
+            What::Lockout if !matches!(service, Service::S7risk | Service::Weavr) => {
+                panic!("{service} documents no lock-out answer: the sandbox has none")
+            }
+            _ => shared.faults.add(service, fault, shared.clock.now()),
+        }
+    }
+
+    /// Ends every answer fault given for `service`; its requests reach the stand-in again.
+    /// Events (a revocation, a password changed or expired) are not undone.
+    pub fn clear_faults(&self, service: Service) {
+        self.inner.shared.faults.clear(service);
     }
 }
 

@@ -6,6 +6,12 @@
 //! carries the session (and its idle close). API version 3.0 is disabled, as an administrator can do: SignAppin asked for it answers
 //! 410. Without a `version` the stand-in answers with its default, which is enabled (the
 //! document names no default version, and neither does the sandbox).
+//!
+//! `ManagedAccounts` asks for the session cookie and, for a session an OAuth token opened,
+//! that token as `Authorization: Bearer` too: the vendor's page says the OAuth token is "the
+//! privileged credential to use in the Authorization header for API requests" and that
+//! "cookies are still supported using this sign-in method"; asking for both is the stricter
+//! reading, and a session that sends both passes either.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,11 +21,14 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
+use super::fault::{guard, Operation, Registrations, Secrets};
 use super::state::{bearer, reply, Kind, Shared};
 use crate::error::Service;
 
 const S: Service = Service::PasswordSafe;
 const COOKIE: &str = "ASP.NET_SessionId";
+/// The user the OAuth client's sessions run as.
+const OAUTH_USER: &str = "demo-oauth-user";
 
 /// 410 for a disabled or unknown `version`, as the service answers.
 fn version_refused(request: &Request) -> Option<ResponseTemplate> {
@@ -37,7 +46,8 @@ fn version_refused(request: &Request) -> Option<ResponseTemplate> {
     }
 }
 
-struct Token(Arc<Shared>);
+/// The token endpoint.
+struct Token(Arc<Shared>, Arc<Registrations>);
 
 impl Respond for Token {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -55,8 +65,10 @@ impl Respond for Token {
         if !is_form || field("grant_type") != "client_credentials" {
             return reply(400, json!({"error": "unsupported_grant_type"}));
         }
-        if field("client_id") != demo::PASSWORDSAFE_CLIENT_ID
-            || field("client_secret") != demo::PASSWORDSAFE_CLIENT_SECRET
+        if !self
+            .1
+            .clients
+            .matches(field("client_id"), field("client_secret"))
         {
             shared.count(S, |c| c.failed_logins += 1);
             return reply(401, json!({"error": "invalid_client"}));
@@ -106,7 +118,7 @@ impl State {
     }
 }
 
-struct SignAppin(Arc<State>);
+struct SignAppin(Arc<State>, Arc<Registrations>);
 
 impl Respond for SignAppin {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -123,12 +135,11 @@ impl Respond for SignAppin {
         let user = if let Some(token) = bearer {
             shared
                 .check(S, Kind::Access, token)
-                .map(|_| "demo-oauth-user".to_owned())
+                .map(|_| OAUTH_USER.to_owned())
         } else {
             ps_auth(authorization).and_then(|(key, runas, pwd)| {
                 (key == demo::PASSWORDSAFE_API_KEY
-                    && runas == demo::PASSWORDSAFE_RUNAS
-                    && pwd.as_deref() == Some(demo::PASSWORDSAFE_PASSWORD))
+                    && pwd.is_some_and(|pwd| self.1.users.matches(&runas, &pwd)))
                 .then_some(runas)
             })
         };
@@ -202,13 +213,46 @@ impl Respond for Signout {
     }
 }
 
+/// Whether a request may use the API: a live session and, for a session an OAuth token opened
+/// with a cookie, that token too as its bearer (a session the bearer alone carries has it by
+/// construction). Only then does the session's idle window slide.
+fn api_allowed(state: &State, request: &Request) -> bool {
+    let shared = &state.shared;
+    let with_cookie = request
+        .headers
+        .get("cookie")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|cookies| cookies.contains(COOKIE));
+    if with_cookie {
+        let cookies = request.headers["cookie"].to_str().unwrap_or_default();
+        let Some(value) = cookies
+            .split(';')
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .map(|(_, value)| value)
+        else {
+            return false;
+        };
+        let Some(issued) = shared.check(S, Kind::Session, value) else {
+            return false;
+        };
+        let bearer_ok = issued.subject != OAUTH_USER
+            || bearer(request).is_some_and(|t| shared.check(S, Kind::Access, t).is_some());
+        if !bearer_ok {
+            return false;
+        }
+    }
+    session(state, request).is_some()
+}
+
 struct ManagedAccounts(Arc<State>);
 
 impl Respond for ManagedAccounts {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        if session(&self.0, request).is_none() {
+        if !api_allowed(&self.0, request) {
             return reply(401, json!("Unauthorized"));
         }
+        self.0.shared.count(S, |c| c.resource_calls += 1);
         reply(
             200,
             json!([{"SystemId": 1, "SystemName": "db01", "AccountId": 10, "AccountName": "sa"}]),
@@ -217,29 +261,44 @@ impl Respond for ManagedAccounts {
 }
 
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
+    let secrets = Arc::new(Registrations {
+        clients: Secrets::new([(
+            demo::PASSWORDSAFE_CLIENT_ID,
+            demo::PASSWORDSAFE_CLIENT_SECRET,
+        )]),
+        users: Secrets::new([(demo::PASSWORDSAFE_RUNAS, demo::PASSWORDSAFE_PASSWORD)]),
+    });
+    shared.register_passwords(S, Arc::downgrade(&secrets) as _);
     let base = format!("/{}", super::prefix(S));
     let state = Arc::new(State {
         shared: shared.clone(),
         bearer_sessions: Mutex::default(),
     });
+    let token = Token(shared.clone(), secrets.clone());
     Mock::given(method("POST"))
         .and(path(format!("{base}/Auth/connect/token")))
-        .respond_with(Token(shared.clone()))
+        .respond_with(guard(shared, S, Operation::Login, token))
         .mount(server)
         .await;
+    let sign_in = SignAppin(state.clone(), secrets);
     Mock::given(method("POST"))
         .and(path(format!("{base}/Auth/SignAppin")))
-        .respond_with(SignAppin(state.clone()))
+        .respond_with(guard(shared, S, Operation::Login, sign_in))
         .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{base}/Auth/Signout")))
-        .respond_with(Signout(state.clone()))
+        .respond_with(guard(shared, S, Operation::Logout, Signout(state.clone())))
         .mount(server)
         .await;
     Mock::given(method("GET"))
         .and(path(format!("{base}/ManagedAccounts")))
-        .respond_with(ManagedAccounts(state))
+        .respond_with(guard(
+            shared,
+            S,
+            Operation::Resource,
+            ManagedAccounts(state),
+        ))
         .mount(server)
         .await;
 }

@@ -1,5 +1,6 @@
 //! The Intelligence Fusion Auth API stand-in: user and application tokens, `Origin` required,
-//! 24-hour JWTs, and a 5-minute block after repeated failed user logins.
+//! 24-hour JWTs, and a 5-minute block after repeated failed user logins; and a resource that,
+//! as the vendor's other APIs, takes the token as `Authorization: Bearer`.
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
-use super::state::{json_body, reply, Kind, Shared};
+use super::fault::{guard, Operation, Registrations, Secrets};
+use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 
 const S: Service = Service::S7risk;
@@ -45,11 +47,17 @@ fn origin_ok(request: &Request) -> bool {
         .is_some_and(|v| v.as_bytes() == demo::S7RISK_ORIGIN.as_bytes())
 }
 
-struct UserToken(Arc<Shared>);
+/// The stand-in's state: the shared one, and the users' passwords and applications' secrets.
+struct State {
+    shared: Arc<Shared>,
+    secrets: Arc<Registrations>,
+}
+
+struct UserToken(Arc<State>);
 
 impl Respond for UserToken {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
+        let shared = &self.0.shared;
         if !origin_ok(request) {
             return error(401, "Origin is not allowed");
         }
@@ -65,8 +73,7 @@ impl Respond for UserToken {
                 &format!("Too many authentication attempts. Try again in {minutes} minutes"),
             );
         }
-        let known = [demo::S7RISK_EMAIL, demo::S7RISK_EXPIRED_EMAIL].contains(&email.as_str());
-        if !known || password != demo::S7RISK_PASSWORD {
+        if !self.0.secrets.users.matches(&email, &password) {
             shared.failed_login(S, &email, shared.config.lockout);
             return error(401, "Email and password do not match");
         }
@@ -79,11 +86,11 @@ impl Respond for UserToken {
     }
 }
 
-struct ApplicationToken(Arc<Shared>);
+struct ApplicationToken(Arc<State>);
 
 impl Respond for ApplicationToken {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
+        let shared = &self.0.shared;
         if !origin_ok(request) {
             return error(401, "Origin is not allowed");
         }
@@ -91,7 +98,7 @@ impl Respond for ApplicationToken {
             Ok(fields) => fields,
             Err(message) => return error(422, &message),
         };
-        if client_id != demo::S7RISK_CLIENT_ID || secret != demo::S7RISK_SECRET {
+        if !self.0.secrets.clients.matches(&client_id, &secret) {
             shared.count(S, |c| c.failed_logins += 1);
             return error(401, "Invalid client credentials");
         }
@@ -100,16 +107,53 @@ impl Respond for ApplicationToken {
     }
 }
 
+/// The protected resource: a live token as `Authorization: Bearer`, as the vendor's other
+/// APIs take it (its Auth API page); nothing else is documented of them.
+struct Resource(Arc<Shared>);
+
+impl Respond for Resource {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &self.0;
+        let Some(issued) = bearer(request).and_then(|t| shared.check(S, Kind::Access, t)) else {
+            return error(401, "Unauthorized");
+        };
+        shared.count(S, |c| c.resource_calls += 1);
+        reply(200, json!({"service": "s7risk", "subject": issued.subject}))
+    }
+}
+
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
+    let secrets = Arc::new(Registrations {
+        users: Secrets::new([
+            (demo::S7RISK_EMAIL, demo::S7RISK_PASSWORD),
+            (demo::S7RISK_EXPIRED_EMAIL, demo::S7RISK_PASSWORD),
+        ]),
+        clients: Secrets::new([(demo::S7RISK_CLIENT_ID, demo::S7RISK_SECRET)]),
+    });
+    shared.register_passwords(S, Arc::downgrade(&secrets) as _);
+    let state = Arc::new(State {
+        shared: shared.clone(),
+        secrets,
+    });
     let base = format!("/{}", super::prefix(S));
     Mock::given(method("POST"))
         .and(path(format!("{base}/user/token")))
-        .respond_with(UserToken(shared.clone()))
+        .respond_with(guard(shared, S, Operation::Login, UserToken(state.clone())))
         .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{base}/application/token")))
-        .respond_with(ApplicationToken(shared.clone()))
+        .respond_with(guard(shared, S, Operation::Login, ApplicationToken(state)))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/resource")))
+        .respond_with(guard(
+            shared,
+            S,
+            Operation::Resource,
+            Resource(shared.clone()),
+        ))
         .mount(server)
         .await;
 }

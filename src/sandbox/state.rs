@@ -1,13 +1,14 @@
 //! What the stand-ins remember: issued tokens, failed logins, and counters.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
+use super::fault::{Faults, Passwords, Refusal};
 use super::Config;
 use crate::clock::Clock;
 use crate::error::Service;
@@ -33,6 +34,11 @@ pub struct Counters {
     /// Access tokens issued for an identity in exchange for a sign-in token (weavr's
     /// `POST /access_token`).
     pub exchanges: u64,
+    /// Requests a fault answered instead of the stand-in ([`super::Sandbox::fail`]); a slow
+    /// answer, which is the stand-in's own, counts here too.
+    pub faults: u64,
+    /// Requests the protected resource accepted ([`super::Sandbox::resource_url`]).
+    pub resource_calls: u64,
 }
 
 /// What a token is.
@@ -66,6 +72,11 @@ pub(crate) struct Shared {
     failures: Mutex<HashMap<(Service, String), Failures>>,
     /// Tokens that die with another one, by that token ([`Shared::link`]).
     links: Mutex<HashMap<String, Vec<String>>>,
+    /// The answer faults in force.
+    pub(crate) faults: Faults,
+    /// Each stand-in's accounts, for the password events of [`super::Fault`]: weak, as the
+    /// stand-ins' own state holds this one (their mounted responders keep them alive).
+    passwords: Mutex<HashMap<Service, Weak<dyn Passwords>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -81,7 +92,27 @@ impl Shared {
             tokens: Mutex::default(),
             failures: Mutex::default(),
             links: Mutex::default(),
+            faults: Faults::default(),
+            passwords: Mutex::default(),
         }
+    }
+
+    /// Makes `passwords` the accounts of `service`'s stand-in.
+    pub(crate) fn register_passwords(&self, service: Service, passwords: Weak<dyn Passwords>) {
+        lock(&self.passwords).insert(service, passwords);
+    }
+
+    /// The accounts of `service`'s stand-in, when it has any.
+    pub(crate) fn passwords(&self, service: Service) -> Result<Arc<dyn Passwords>, Refusal> {
+        lock(&self.passwords)
+            .get(&service)
+            .and_then(Weak::upgrade)
+            .ok_or(Refusal::Undocumented)
+    }
+
+    /// Forgets every token `service` has issued (of every kind).
+    pub(crate) fn revoke_all(&self, service: Service) {
+        lock(&self.tokens).retain(|_, issued| issued.service != service);
     }
 
     pub(crate) fn counters(&self, service: Service) -> Counters {

@@ -23,6 +23,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
+use super::fault::{guard, Operation, Passwords, Refusal};
 use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 
@@ -353,6 +354,7 @@ fn authenticated(
             if !users.stepped_up.contains(token) {
                 return error_code(403, "STEP_UP_REQUIRED");
             }
+            shared.count(S, |c| c.resource_calls += 1);
             with_ref(reply(
                 200,
                 json!({"accounts": [{"id": "1001", "friendlyName": "Operating account",
@@ -360,6 +362,29 @@ fn authenticated(
             ))
         }
         Route::Login | Route::PasswordUpdate => unreachable!("handled before"),
+    }
+}
+
+/// The account events of `Sandbox::fail`: a password set elsewhere, or one that has expired
+/// (the next sign-in answers 409 with a temporary token).
+impl Passwords for State {
+    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
+        let mut users = self.users();
+        let slot = users
+            .passwords
+            .get_mut(account)
+            .ok_or(Refusal::NoSuchAccount)?;
+        password.clone_into(slot);
+        Ok(())
+    }
+
+    fn expire(&self, account: &str) -> Result<(), Refusal> {
+        let mut users = self.users();
+        if !users.passwords.contains_key(account) {
+            return Err(Refusal::NoSuchAccount);
+        }
+        users.expired.insert(account.to_owned());
+        Ok(())
     }
 }
 
@@ -375,39 +400,68 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
         shared: shared.clone(),
         users: Mutex::new(users),
     });
+    shared.register_passwords(S, Arc::downgrade(&state) as _);
     let base = format!("/{}", super::prefix(S));
     let routes = [
-        ("POST", "/login_with_password", Route::Login),
-        ("GET", "/identities", Route::Identities),
-        ("POST", "/access_token", Route::AccessToken),
-        ("POST", "/stepup/challenges/otp/SMS", Route::OtpStart),
+        (
+            "POST",
+            "/login_with_password",
+            Route::Login,
+            Operation::Login,
+        ),
+        ("GET", "/identities", Route::Identities, Operation::Exchange),
+        (
+            "POST",
+            "/access_token",
+            Route::AccessToken,
+            Operation::Exchange,
+        ),
+        (
+            "POST",
+            "/stepup/challenges/otp/SMS",
+            Route::OtpStart,
+            Operation::StepUp,
+        ),
         (
             "POST",
             "/stepup/challenges/otp/SMS/verify",
             Route::OtpVerify,
+            Operation::StepUp,
         ),
-        ("POST", "/logout", Route::Logout),
-        ("POST", "/passwords/update", Route::PasswordUpdate),
-        ("GET", "/managed_accounts", Route::ManagedAccounts),
+        ("POST", "/logout", Route::Logout, Operation::Logout),
+        (
+            "POST",
+            "/passwords/update",
+            Route::PasswordUpdate,
+            Operation::Password,
+        ),
+        (
+            "GET",
+            "/managed_accounts",
+            Route::ManagedAccounts,
+            Operation::Resource,
+        ),
     ];
-    for (verb, route, handler) in routes {
+    for (verb, route, handler, operation) in routes {
+        let handler = Handler {
+            state: state.clone(),
+            route: handler,
+        };
         Mock::given(method(verb))
             .and(path(format!("{base}{route}")))
-            .respond_with(Handler {
-                state: state.clone(),
-                route: handler,
-            })
+            .respond_with(guard(shared, S, operation, handler))
             .mount(server)
             .await;
     }
+    let push = Handler {
+        state,
+        route: Route::Push,
+    };
     Mock::given(method("POST"))
         .and(path_regex(format!(
             "^{base}/stepup/challenges/push/(AUTHY|BIOMETRIC)$"
         )))
-        .respond_with(Handler {
-            state,
-            route: Route::Push,
-        })
+        .respond_with(guard(shared, S, Operation::StepUp, push))
         .mount(server)
         .await;
 }

@@ -12,6 +12,14 @@ pub mod probe;
     feature = "passwordsafe",
     feature = "fib"
 ))]
+pub mod sandboxed;
+#[cfg(all(
+    feature = "s7risk",
+    feature = "weavr",
+    feature = "accounts",
+    feature = "passwordsafe",
+    feature = "fib"
+))]
 pub mod services;
 
 /// The one request the mock server received (fails when there were none or several).
