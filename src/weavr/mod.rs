@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+mod errors;
+mod identity;
 mod step_up;
 
 use std::sync::{Arc, RwLock};
@@ -40,9 +42,13 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 
 pub use crate::generated::weavr::{types, Client};
+pub use identity::{IdentityChoice, IdentityId, IdentityType};
 pub use step_up::{Answer, Challenge, PushChannel, StepUp, StepUpMethod, CHALLENGE_LIFETIME};
 
-use crate::error::{Error, ErrorKind, FieldError, Service};
+pub(crate) use errors::{classify_api, error_code};
+use errors::{classify_exchange, classify_login};
+
+use crate::error::{Error, Service};
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
@@ -50,7 +56,6 @@ use crate::secret::SecretString;
 use crate::session::{require, require_plain};
 use crate::token::{Entry, Extra, Grant};
 use crate::transport::endpoint::Endpoint;
-use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::exchange::Authorizer;
 use crate::transport::Context;
 
@@ -72,100 +77,6 @@ const NO_BASE_URL: &str = "the base URL is required (base_url(…)): Weavr gives
                            the Live URL on request; for Weavr's sandbox use \
                            weavr::SANDBOX_BASE_URL (https://sandbox.weavr.io/multi)";
 const API_KEY: HeaderName = HeaderName::from_static("api-key");
-
-/// Which identity the session's token acts for.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub enum IdentityChoice {
-    /// The sign-in token as it is; when it may only be exchanged (`tokenType` AUTH), the access
-    /// token of the identity the sign-in answer names, or, when it names none and the user has
-    /// exactly one identity, of that one.
-    #[default]
-    Automatic,
-    /// Always the sign-in token.
-    SignInToken,
-    /// This identity's access token.
-    Identity(IdentityId),
-}
-
-/// The kind of an identity (weavr's `IdentityType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum IdentityType {
-    /// A consumer (a person).
-    Consumer,
-    /// A corporate (a business).
-    Corporate,
-}
-
-impl IdentityType {
-    /// The service's name for it (`CONSUMER`, `CORPORATE`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Consumer => "CONSUMER",
-            Self::Corporate => "CORPORATE",
-        }
-    }
-}
-
-/// An identity the session acts for: its kind and its id (weavr's `IdentityId`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct IdentityId {
-    /// The kind of identity.
-    pub kind: IdentityType,
-    /// The identity's identifier (digits).
-    pub id: String,
-}
-
-impl IdentityId {
-    /// The identity of kind `kind` with identifier `id`.
-    pub fn new(kind: IdentityType, id: impl Into<String>) -> Self {
-        Self {
-            kind,
-            id: id.into(),
-        }
-    }
-
-    /// As the generated client sends it.
-    fn to_api(&self) -> types::IdentityId {
-        types::IdentityId {
-            id: self.id.clone(),
-            type_: match self.kind {
-                IdentityType::Consumer => types::IdentityType::Consumer,
-                IdentityType::Corporate => types::IdentityType::Corporate,
-            },
-        }
-    }
-}
-
-impl types::IdentitiesResponse {
-    /// The identities, whichever of the two shapes Weavr documents the service answered: the
-    /// page object of its OpenAPI document or the bare array of its API reference page.
-    pub fn identities(&self) -> &[types::Identity] {
-        match self {
-            Self::List(list) => &list.0,
-            Self::Page(page) => &page.identities,
-        }
-    }
-
-    /// The identities, owned (see [`Self::identities`]).
-    pub fn into_identities(self) -> Vec<types::Identity> {
-        match self {
-            Self::List(list) => list.0,
-            Self::Page(page) => page.identities,
-        }
-    }
-
-    /// How many identities there are in all (`count`), when the answer is a page object; a
-    /// bare array says nothing beyond itself.
-    pub fn count(&self) -> Option<i32> {
-        match self {
-            Self::List(_) => None,
-            Self::Page(page) => Some(page.count),
-        }
-    }
-}
 
 mod settings {
     use super::*;
@@ -310,129 +221,6 @@ pub struct Weavr {
     step_up: step_up::Coordinator,
     /// The identity the last sign-in answer named, for [`IdentityChoice::Automatic`].
     signed_in_as: RwLock<Option<types::IdentityId>>,
-}
-
-impl ErrorBody for types::ErrorResponse {
-    fn message(&self) -> Option<String> {
-        self.message.clone()
-    }
-
-    fn code(&self) -> Option<String> {
-        error_code(
-            self.error_code.as_deref(),
-            self.code.as_deref(),
-            self.message.as_deref(),
-        )
-    }
-
-    fn field_errors(&self) -> Vec<FieldError> {
-        self.syntax_errors
-            .iter()
-            .flat_map(|s| &s.invalid_fields)
-            .map(|f| {
-                FieldError::new(
-                    f.field_name.clone().unwrap_or_default(),
-                    f.error.map(|e| e.to_string()).unwrap_or_default(),
-                    f.params.clone(),
-                )
-            })
-            .collect()
-    }
-
-    fn temporary_token(&self) -> Option<SecretString> {
-        self.token.clone()
-    }
-}
-
-/// The machine-readable code of a weavr error body, from whichever member carries it: the
-/// session reads every body through this one rule, whether it classifies a failure
-/// ([`ErrorBody::code`]) or cures a 403 (`step_up`).
-///
-/// `errorCode` first: the vendor's OpenAPI document puts `STEP_UP_REQUIRED`,
-/// `ACCESS_TOKEN_REQUIRED` and every conflict there. Then `code`, the member of its generic
-/// `Error` schema. Then `message`, when it is a code rather than a sentence (one word of
-/// capitals, digits and underscores): Weavr's own web app detects a step-up with
-/// `error.response.data.message === 'STEP_UP_REQUIRED'` (weavr-io/onvirtual.cards,
-/// `plugins/axios.ts`). Which member a given answer uses is partly assumed: see
-/// `openapi/weavr.yaml`, Assumptions (d).
-pub(crate) fn error_code(
-    error_code: Option<&str>,
-    code: Option<&str>,
-    message: Option<&str>,
-) -> Option<String> {
-    let is_code = |text: &&str| {
-        text.len() <= 64
-            && text.starts_with(|c: char| c.is_ascii_uppercase())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-    };
-    error_code
-        .or(code)
-        .or_else(|| message.filter(is_code))
-        .map(str::to_owned)
-}
-
-/// Whether a login refusal's code says the account is locked. No source names such a code
-/// (the vendor documents the 423 status): any code with `LOCKED` as one of its words
-/// (`ACCOUNT_LOCKED`, `USER_LOCKED`) is read as one, and `BLOCKED` is not.
-fn names_lock(code: &str) -> bool {
-    code.split('_').any(|word| word == "LOCKED")
-}
-
-/// What a 403 means, by its code.
-fn forbidden(failure: &Failure) -> ErrorKind {
-    match failure.code.as_deref() {
-        Some("STEP_UP_REQUIRED") => ErrorKind::StepUpRequired,
-        Some("ACCESS_TOKEN_REQUIRED") => ErrorKind::AccessTokenRequired,
-        _ => ErrorKind::Forbidden,
-    }
-}
-
-fn locked(failure: &Failure) -> ErrorKind {
-    ErrorKind::AccountLocked {
-        retry_after: failure.retry_after().or(Some(LOCKOUT)),
-    }
-}
-
-fn classify_login(failure: &Failure) -> ErrorKind {
-    // The status is the documented rule; a code that names the condition is read as well,
-    // whatever status carries it (an assumption: see the document's Assumptions (d)).
-    match failure.code.as_deref() {
-        Some("PASSWORD_EXPIRED") => return ErrorKind::PasswordExpired,
-        Some(code) if names_lock(code) => return locked(failure),
-        _ => {}
-    }
-    match failure.status {
-        // 403 on sign-in: "the authentication credentials are not found or are incorrect"
-        // (documented without a body); 401: "your credentials are invalid".
-        401 | 403 => ErrorKind::InvalidCredentials,
-        409 => ErrorKind::PasswordExpired,
-        410 => ErrorKind::TokenRejected,
-        423 => locked(failure),
-        _ => failure.default_kind(),
-    }
-}
-
-/// The identity exchange (`/access_token`) says nothing of the password, which the sign-in
-/// before it just accepted: a 401 refuses the sign-in token (a fresh sign-in is the cure), a
-/// 403 ("the auth token is not specified or is incorrect", or not allowed to act for that
-/// identity) forbids the exchange. Neither may block the credentials.
-fn classify_exchange(failure: &Failure) -> ErrorKind {
-    match failure.status {
-        401 => ErrorKind::TokenRejected,
-        _ => classify_api(failure),
-    }
-}
-
-pub(crate) fn classify_api(failure: &Failure) -> ErrorKind {
-    match failure.status {
-        403 => forbidden(failure),
-        // TOKEN_EXPIRED
-        410 => ErrorKind::TokenRejected,
-        423 => locked(failure),
-        _ => failure.default_kind(),
-    }
 }
 
 impl Weavr {
