@@ -508,11 +508,11 @@ impl ProviderImpl for Accounts {
             username: self.username.clone(),
             password: self.password(),
         };
-        let context = Context::new()
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
         let log_in = |api: Client| async move { api.log_in(&body).await };
-        let response = self.endpoint.call(context, &classify_login, log_in).await?;
+        let response = self
+            .endpoint
+            .log_in(Context::new(), &classify_login, log_in)
+            .await?;
         let status = response.status().as_u16();
         let tokens = response.into_inner();
         if let Some(challenge) = challenge(tokens.challenge_name.as_ref()) {

@@ -25,6 +25,7 @@ mod http_client;
 #[cfg(feature = "middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 pub mod middleware;
+mod oauth2;
 mod provider;
 mod retry;
 #[cfg(feature = "sandbox")]

@@ -52,10 +52,9 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE}
 pub use crate::generated::passwordsafe::{types, Client};
 
 use crate::error::{Error, ErrorKind, Service};
-use crate::expiry;
+use crate::oauth2;
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
-use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
 use crate::token::{Entry, Extra, Grant};
@@ -200,37 +199,10 @@ fn ps_auth_header(
     crate::header::sensitive(&parts).map_err(|_| bad("API key, run-as user or password"))
 }
 
-/// The client-credentials request of `POST Auth/connect/token`, serialized as the form the
-/// service documents, in its order: `grant_type=client_credentials&client_id=…&client_secret=…`.
-/// (The OpenAPI document describes it; the generated type would have put the fields in
-/// alphabetical order.)
-// Public only because the generated client's `token` operation takes it (the OpenAPI
-// document maps the form to it); not part of the documented API.
+/// The client-credentials request of `POST Auth/connect/token` (the generated client's
+/// `create_access_token` takes it).
 #[doc(hidden)]
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TokenRequest {
-    grant_type: GrantType,
-    client_id: String,
-    client_secret: SecretString,
-}
-
-/// The only grant the token endpoint takes.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-enum GrantType {
-    ClientCredentials,
-}
-
-impl TokenRequest {
-    /// A client-credentials request for `client_id` and `client_secret`.
-    pub fn new(client_id: impl Into<String>, client_secret: impl Into<SecretString>) -> Self {
-        Self {
-            grant_type: GrantType::ClientCredentials,
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-        }
-    }
-}
+pub use crate::oauth2::ClientCredentials as TokenRequest;
 
 /// How the session signs in, checked at build time.
 enum Login {
@@ -271,9 +243,7 @@ pub struct PasswordSafe {
 
 impl ErrorBody for types::OAuthError {
     fn message(&self) -> Option<String> {
-        self.error_description
-            .clone()
-            .or_else(|| self.error.clone())
+        oauth2::error_message(self.error.as_deref(), self.error_description.as_deref())
     }
 
     fn code(&self) -> Option<String> {
@@ -286,26 +256,6 @@ impl ErrorBody for types::ApiError {
     /// one of the usual names (ASP.NET's `Message` among them).
     fn message(&self) -> Option<String> {
         crate::transport::errors::message_from_json(&self.0)
-    }
-}
-
-fn classify_token(failure: &Failure) -> ErrorKind {
-    // RFC 6749 lets a server answer `invalid_client` with 400 as well as 401.
-    let refused = matches!(
-        failure.code.as_deref(),
-        Some("invalid_client" | "unauthorized_client")
-    );
-    match failure.status {
-        400 | 401 if refused => ErrorKind::InvalidCredentials,
-        401 => ErrorKind::InvalidCredentials,
-        _ => failure.default_kind(),
-    }
-}
-
-fn classify_sign_in(failure: &Failure) -> ErrorKind {
-    match failure.status {
-        401 => ErrorKind::InvalidCredentials,
-        _ => classify_api(failure),
     }
 }
 
@@ -360,15 +310,12 @@ impl PasswordSafe {
         authorization: HeaderValue,
         sent_wall: SystemTime,
     ) -> Result<SignedIn, Error> {
-        let context = Context::new()
-            .with_header(AUTHORIZATION, authorization, true)
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
+        let context = Context::new().with_header(AUTHORIZATION, authorization, true);
         let version = self.version;
         let sign_in = |api: Client| async move { api.sign_app_in(version).await };
         let response = self
             .endpoint
-            .call(context, &classify_sign_in, sign_in)
+            .log_in(context, &classify_api, sign_in)
             .await?;
         Ok(SignedIn {
             cookie: session_cookie(response.headers(), sent_wall).map(SecretString::from),
@@ -466,24 +413,20 @@ impl ProviderImpl for PasswordSafe {
                 Ok(Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME))
             }
             Login::OAuth(form) => {
-                let context = Context::new()
-                    .with_replay(Replay::Gateway)
-                    .with_grant(crate::telemetry::Grant::Login);
                 let version = self.version;
                 let token =
                     |api: Client| async move { api.create_access_token(version, form).await };
                 let token = self
                     .endpoint
-                    .call(context, &classify_token, token)
+                    .log_in(Context::new(), &oauth2::classify_token, token)
                     .await?
                     .into_inner();
                 // The session cannot outlive the token that opened it.
-                let token_lifetime = expiry::lifetime(
-                    token.expires_in.as_f64().and_then(expiry::seconds),
-                    Some(token.access_token.expose_secret()),
+                let token_lifetime = oauth2::lifetime(
+                    Some(&token.expires_in),
+                    &token.access_token,
                     sent_wall,
                     ACCESS_TOKEN_IDLE_LIFETIME,
-                    None,
                 );
                 let bearer = token.access_token;
                 let authorization = crate::header::bearer(&bearer).map_err(|_| {

@@ -128,6 +128,35 @@ pub(crate) mod sealed {
     }
 }
 
+impl Endpoint {
+    /// One request of a login (a service's login may take several: a token, then a sign-in)
+    /// through [`Endpoint::call`], with what every login needs without asking: its span
+    /// (`tokensmith.grant = login`), its replay class (sent again only after a gateway's
+    /// failure, never after a refusal), and a 401 read as refused credentials (never sent
+    /// again) unless `classify` reads it otherwise.
+    pub(crate) async fn log_in<C, T, E, Op, Fut>(
+        &self,
+        context: crate::transport::Context,
+        classify: crate::transport::errors::Classify<'_>,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        C: crate::generated::Api,
+        E: crate::transport::errors::ErrorBody,
+        Op: FnOnce(C) -> Fut,
+        Fut: Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let context = context
+            .with_replay(crate::retry::Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
+        let classify = |failure: &crate::transport::errors::Failure| match classify(failure) {
+            ErrorKind::TokenRejected if failure.status == 401 => ErrorKind::InvalidCredentials,
+            kind => kind,
+        };
+        self.call(context, &classify, operation).await
+    }
+}
+
 /// The session a logout ends: its token set, and whether its access token is still valid (when
 /// it is not, the set is there for its refresh token).
 pub struct Ending {

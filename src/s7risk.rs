@@ -28,7 +28,6 @@ pub use crate::generated::s7risk::{types, Client};
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
-use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
 use crate::token::{Entry, Grant};
@@ -192,9 +191,7 @@ impl ProviderImpl for S7risk {
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
-        let context = Context::new()
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
+        let context = Context::new();
         let response = match &self.login {
             Login::User { email, password } => {
                 let body = types::UserTokenRequest {
@@ -202,7 +199,7 @@ impl ProviderImpl for S7risk {
                     password: password.clone(),
                 };
                 let login = |api: Client| async move { api.create_user_token(origin, &body).await };
-                self.endpoint.call(context, &classify, login).await?
+                self.endpoint.log_in(context, &classify, login).await?
             }
             Login::Application { client_id, secret } => {
                 let body = types::ApplicationTokenRequest {
@@ -211,7 +208,7 @@ impl ProviderImpl for S7risk {
                 };
                 let login =
                     |api: Client| async move { api.create_application_token(origin, &body).await };
-                self.endpoint.call(context, &classify, login).await?
+                self.endpoint.log_in(context, &classify, login).await?
             }
         };
         let token = response.into_inner().data.access_token;

@@ -275,11 +275,11 @@ impl Fib {
             signature: self.signatures[which].clone(),
             auth_public_key_hex: self.public_key.clone(),
         };
-        let context = Context::new()
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
         let log_in = |api: Client| async move { api.log_in(&body).await };
-        let response = self.endpoint.call(context, &classify_login, log_in).await?;
+        let response = self
+            .endpoint
+            .log_in(Context::new(), &classify_login, log_in)
+            .await?;
         Ok(self.grant(response.into_inner(), sent_wall))
     }
 

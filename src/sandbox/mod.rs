@@ -477,12 +477,12 @@ impl Sandbox {
     }
 }
 
+/// Where a service's stand-in answers on the sandbox's server: under its name, and for Password
+/// Safe under the path every installation serves its API at. Any other service, one without a
+/// stand-in included, has its name.
 pub(crate) fn prefix(service: Service) -> &'static str {
     match service {
-        Service::S7risk => "s7risk",
-        Service::Weavr => "weavr",
-        Service::Accounts => "accounts",
         Service::PasswordSafe => "passwordsafe/BeyondTrust/api/public/v3",
-        Service::Fib => "fib",
+        other => other.name(),
     }
 }
