@@ -499,9 +499,6 @@ fn answer(shared: &Shared, service: Service, fault: &Fault) -> ResponseTemplate 
                     response.set_body_json(json!({"status": 429, "message": message})),
                     Some(wait),
                 ),
-                Service::PasswordSafe => {
-                    with_retry_after(response.set_body_json(json!(message)), Some(wait))
-                }
                 Service::Fib => with_retry_after(
                     response.set_body_json(json!({
                         "status": {"code": 429, "name": "TOO_MANY_REQUESTS", "message": message},
@@ -509,6 +506,9 @@ fn answer(shared: &Shared, service: Service, fault: &Fault) -> ResponseTemplate 
                     })),
                     Some(wait),
                 ),
+                // Password Safe's, and any service's without an answer of its own: a JSON
+                // string and `Retry-After`.
+                _ => with_retry_after(response.set_body_json(json!(message)), Some(wait)),
             }
         }
         What::Lockout => match service {

@@ -400,7 +400,7 @@ impl Sandbox {
         let path = match service {
             Service::Weavr => "managed_accounts",
             Service::PasswordSafe => "ManagedAccounts",
-            Service::S7risk | Service::Accounts | Service::Fib => "resource",
+            _ => "resource",
         };
         format!("{}/{path}", self.base_url(service))
     }
