@@ -41,6 +41,8 @@ mod accounts;
 mod fault;
 #[cfg(feature = "fib")]
 mod fib;
+mod guard;
+mod passwords;
 #[cfg(feature = "passwordsafe")]
 mod passwordsafe;
 #[cfg(feature = "s7risk")]
@@ -57,8 +59,9 @@ use wiremock::MockServer;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Service;
 
+use fault::What;
 pub use fault::{Fault, Operation};
-use fault::{Refusal, What};
+use passwords::Refusal;
 pub use state::Counters;
 use state::Shared;
 
