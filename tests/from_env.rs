@@ -406,6 +406,7 @@ fn the_base_url_variable_is_optional() {
         .unwrap();
     assert!(format!("{session:?}").contains(&format!("base_url: {:?}", fib::DEFAULT_BASE_URL)));
 
+    // weavr and Password Safe have no production URL.
     let vars = weavr_vars("").unset("WEAVR_BASE_URL");
     let builder = weavr::Session::builder()
         .from_env_with(vars.lookup())
@@ -416,6 +417,23 @@ fn the_base_url_variable_is_optional() {
         error.to_string().contains("the base URL is required"),
         "{error}"
     );
+    let vars = passwordsafe_oauth("").unset("PASSWORDSAFE_BASE_URL");
+    let builder = passwordsafe::Session::builder()
+        .from_env_with(vars.lookup())
+        .unwrap();
+    let error = builder.build().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Configuration);
+    assert!(
+        error.to_string().contains("the base URL is required"),
+        "{error}"
+    );
+    // Given by a setter after from_env, it is there.
+    passwordsafe::Session::builder()
+        .from_env_with(vars.lookup())
+        .unwrap()
+        .host("pws.example.com")
+        .build()
+        .unwrap();
 }
 
 // --- two kinds of credentials ---------------------------------------------------------------
