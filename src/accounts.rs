@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::generated::accounts::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
@@ -451,8 +452,29 @@ fn grant(
         })
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const USERNAME_VAR: Variable = Variable::text("ACCOUNTS_USERNAME");
+const PASSWORD_VAR: Variable = Variable::secret("ACCOUNTS_PASSWORD");
+
 impl crate::Provider for Accounts {
     type Client = Client;
+
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "ACCOUNTS_BASE_URL",
+        base_url_hint: None,
+        shared: &[],
+        profiles: &[Declared {
+            name: "accounts",
+            about: "Wikimedia Enterprise",
+            kind: "an account",
+            variables: &[USERNAME_VAR, PASSWORD_VAR],
+            apply: |builder, values| {
+                builder
+                    .username(values.text(&USERNAME_VAR))
+                    .password(values.secret(&PASSWORD_VAR))
+            },
+        }],
+    };
 }
 
 impl ProviderImpl for Accounts {

@@ -17,6 +17,7 @@
 
 mod cache;
 pub mod clock;
+pub mod env;
 mod error;
 mod expiry;
 mod generated;
@@ -32,6 +33,7 @@ mod retry;
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 pub mod secret;
+mod services;
 mod session;
 pub mod store;
 mod telemetry;

@@ -51,6 +51,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE}
 
 pub use crate::generated::passwordsafe::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
 use crate::oauth2;
 use crate::provider::sealed::ProviderImpl;
@@ -335,8 +336,48 @@ fn bearer_only(entry: &Entry) -> bool {
         .is_some_and(|bearer| bearer.expose_secret() == entry.secret.expose_secret())
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const CLIENT_ID_VAR: Variable = Variable::text("PASSWORDSAFE_CLIENT_ID");
+const CLIENT_SECRET_VAR: Variable = Variable::secret("PASSWORDSAFE_CLIENT_SECRET");
+const API_KEY_VAR: Variable = Variable::secret("PASSWORDSAFE_API_KEY");
+const RUNAS_VAR: Variable = Variable::text("PASSWORDSAFE_RUNAS");
+const PASSWORD_VAR: Variable = Variable::secret("PASSWORDSAFE_PASSWORD").optional();
+
 impl crate::Provider for PasswordSafe {
     type Client = Client;
+
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "PASSWORDSAFE_BASE_URL",
+        base_url_hint: Some("https://<host>/BeyondTrust/api/public/v3"),
+        shared: &[],
+        profiles: &[
+            Declared {
+                name: "passwordsafe-oauth",
+                about: "BeyondTrust Password Safe, with an OAuth client",
+                kind: "an OAuth client",
+                variables: &[CLIENT_ID_VAR, CLIENT_SECRET_VAR],
+                apply: |builder, values| {
+                    builder.oauth(
+                        values.text(&CLIENT_ID_VAR),
+                        values.secret(&CLIENT_SECRET_VAR),
+                    )
+                },
+            },
+            Declared {
+                name: "passwordsafe-key",
+                about: "BeyondTrust Password Safe, with an API key (PS-Auth)",
+                kind: "an API key",
+                variables: &[API_KEY_VAR, RUNAS_VAR, PASSWORD_VAR],
+                apply: |builder, values| {
+                    builder.ps_auth(
+                        values.secret(&API_KEY_VAR),
+                        values.text(&RUNAS_VAR),
+                        values.optional_secret(&PASSWORD_VAR),
+                    )
+                },
+            },
+        ],
+    };
 }
 
 impl ProviderImpl for PasswordSafe {

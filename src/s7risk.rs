@@ -25,6 +25,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, ORIGIN};
 
 pub use crate::generated::s7risk::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
@@ -143,8 +144,48 @@ fn classify(failure: &Failure) -> ErrorKind {
     }
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const ORIGIN_VAR: Variable = Variable::text("S7RISK_ORIGIN")
+    .checked("an origin (scheme://host[:port], with no path)", |origin| {
+        validate_origin(origin).is_ok()
+    });
+const EMAIL_VAR: Variable = Variable::text("S7RISK_EMAIL");
+const PASSWORD_VAR: Variable = Variable::secret("S7RISK_PASSWORD");
+const CLIENT_ID_VAR: Variable = Variable::text("S7RISK_CLIENT_ID");
+const SECRET_VAR: Variable = Variable::secret("S7RISK_SECRET");
+
 impl crate::Provider for S7risk {
     type Client = Client;
+
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "S7RISK_BASE_URL",
+        base_url_hint: None,
+        shared: &[ORIGIN_VAR],
+        profiles: &[
+            Declared {
+                name: "s7risk-user",
+                about: "Intelligence Fusion, as a user",
+                kind: "a user",
+                variables: &[EMAIL_VAR, PASSWORD_VAR],
+                apply: |builder, values| {
+                    builder
+                        .origin(values.text(&ORIGIN_VAR))
+                        .user(values.text(&EMAIL_VAR), values.secret(&PASSWORD_VAR))
+                },
+            },
+            Declared {
+                name: "s7risk-app",
+                about: "Intelligence Fusion, as an application",
+                kind: "an application",
+                variables: &[CLIENT_ID_VAR, SECRET_VAR],
+                apply: |builder, values| {
+                    builder
+                        .origin(values.text(&ORIGIN_VAR))
+                        .application(values.text(&CLIENT_ID_VAR), values.secret(&SECRET_VAR))
+                },
+            },
+        ],
+    };
 }
 
 impl ProviderImpl for S7risk {

@@ -36,6 +36,7 @@ use reqwest::header::AUTHORIZATION;
 
 pub use crate::generated::fib::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
@@ -308,8 +309,33 @@ impl Fib {
     }
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const EMAIL_VAR: Variable = Variable::text("FIB_EMAIL");
+const PRIVATE_KEY_VAR: Variable = Variable::secret("FIB_PRIVATE_KEY").checked(
+    "an Authorization private key (64 hex characters, or 128: the private key, then its \
+     public key)",
+    |key| sign::AuthKey::from_hex(&SecretString::new(key)).is_ok(),
+);
+
 impl crate::Provider for Fib {
     type Client = Client;
+
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "FIB_BASE_URL",
+        base_url_hint: None,
+        shared: &[],
+        profiles: &[Declared {
+            name: "fib",
+            about: "Fraud Intelligence Blockchain",
+            kind: "a user",
+            variables: &[EMAIL_VAR, PRIVATE_KEY_VAR],
+            apply: |builder, values| {
+                builder
+                    .email(values.text(&EMAIL_VAR))
+                    .private_key(values.secret(&PRIVATE_KEY_VAR))
+            },
+        }],
+    };
 }
 
 impl ProviderImpl for Fib {

@@ -48,6 +48,7 @@ pub use step_up::{Answer, Challenge, PushChannel, StepUp, StepUpMethod, CHALLENG
 pub(crate) use errors::{classify_api, error_code};
 use errors::{classify_exchange, classify_login};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, Service};
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
@@ -381,8 +382,34 @@ fn idle_grant(access: SecretString, stepped_up: bool) -> Grant {
     })
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const API_KEY_VAR: Variable = Variable::secret("WEAVR_API_KEY");
+const EMAIL_VAR: Variable = Variable::text("WEAVR_EMAIL");
+const PASSWORD_VAR: Variable = Variable::secret("WEAVR_PASSWORD");
+
 impl crate::Provider for Weavr {
     type Client = Client;
+
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "WEAVR_BASE_URL",
+        base_url_hint: Some(
+            "Weavr gives each customer its Live URL on request; its sandbox is \
+             https://sandbox.weavr.io/multi",
+        ),
+        shared: &[],
+        profiles: &[Declared {
+            name: "weavr",
+            about: "Weavr Multi API",
+            kind: "a user",
+            variables: &[API_KEY_VAR, EMAIL_VAR, PASSWORD_VAR],
+            apply: |builder, values| {
+                builder
+                    .api_key(values.secret(&API_KEY_VAR))
+                    .email(values.text(&EMAIL_VAR))
+                    .password(values.secret(&PASSWORD_VAR))
+            },
+        }],
+    };
 }
 
 impl ProviderImpl for Weavr {
