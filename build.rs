@@ -46,6 +46,7 @@ fn run(out_dir: &Path) -> Result<(), String> {
         .collect();
     documents.sort();
     let mut clients = String::new();
+    let mut profiles = String::new();
     for spec_path in &documents {
         println!("cargo:rerun-if-changed={}", spec_path.display());
         let in_doc = |reason: String| format!("{}: {reason}", spec_path.display());
@@ -63,10 +64,27 @@ fn run(out_dir: &Path) -> Result<(), String> {
                 "generated_client!({}, \"{}.rs\");\n",
                 service.module, service.module
             ));
+            profiles.push_str(&format!(
+                "    Profile::all::<crate::{}::{}>,\n",
+                service.module, service.variant
+            ));
         }
         services.push(service);
     }
     write(&out_dir.join("clients.rs"), &clients)?;
+    if profiles.is_empty() && std::env::var_os("CARGO_FEATURE_CLI").is_some() {
+        let names: Vec<&str> = services.iter().map(|s| s.module.as_str()).collect();
+        profiles = format!(
+            "compile_error!(\"the tokensmith command needs at least one service feature: {}\");\n",
+            names.join(", ")
+        );
+    } else {
+        profiles = format!(
+            "/// Each enabled service's profiles.\n\
+             pub(crate) const SERVICES: &[fn() -> Vec<Profile>] = &[\n{profiles}];\n"
+        );
+    }
+    write(&out_dir.join("profiles.rs"), &profiles)?;
     write(&out_dir.join("services.rs"), &service_enum(&services))
 }
 

@@ -768,13 +768,13 @@ fn profiles_name_their_service_secrets_and_base_url() {
     assert_eq!(
         names,
         [
+            ("accounts", Service::Accounts),
+            ("fib", Service::Fib),
+            ("passwordsafe-oauth", Service::PasswordSafe),
+            ("passwordsafe-key", Service::PasswordSafe),
             ("s7risk-user", Service::S7risk),
             ("s7risk-app", Service::S7risk),
             ("weavr", Service::Weavr),
-            ("accounts", Service::Accounts),
-            ("passwordsafe-oauth", Service::PasswordSafe),
-            ("passwordsafe-key", Service::PasswordSafe),
-            ("fib", Service::Fib),
         ]
     );
     let secrets: Vec<_> = tokensmith::env::profiles()
@@ -786,15 +786,15 @@ fn profiles_name_their_service_secrets_and_base_url() {
     assert_eq!(
         secrets,
         [
+            "ACCOUNTS_PASSWORD",
+            "FIB_PRIVATE_KEY",
+            "PASSWORDSAFE_CLIENT_SECRET",
+            "PASSWORDSAFE_API_KEY",
+            "PASSWORDSAFE_PASSWORD",
             "S7RISK_PASSWORD",
             "S7RISK_SECRET",
             "WEAVR_API_KEY",
             "WEAVR_PASSWORD",
-            "ACCOUNTS_PASSWORD",
-            "PASSWORDSAFE_CLIENT_SECRET",
-            "PASSWORDSAFE_API_KEY",
-            "PASSWORDSAFE_PASSWORD",
-            "FIB_PRIVATE_KEY",
         ]
     );
     assert_eq!(profile("fib").base_url_variable(), "FIB_BASE_URL");

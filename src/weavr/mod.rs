@@ -134,7 +134,7 @@ impl SessionBuilder {
 
     /// Steps tokens up with `method`, asking `handler` for the one-time password or the
     /// push approval, whenever a call answers `STEP_UP_REQUIRED` or [`Session::step_up`] is
-    /// called. Without a handler a step-up fails with [`ErrorKind::StepUpRequired`].
+    /// called. Without a handler a step-up fails with [`crate::ErrorKind::StepUpRequired`].
     pub fn step_up(mut self, method: StepUpMethod, handler: impl StepUp) -> Self {
         self.own.step_up = Some((method, Arc::new(handler)));
         self
@@ -156,8 +156,8 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::StepUpRequired`] when there is no handler, the user declines, the codes run
-    /// out or the service ends the challenge; [`ErrorKind::StepUpTimeout`] when the handler
+    /// [`crate::ErrorKind::StepUpRequired`] when there is no handler, the user declines, the codes run
+    /// out or the service ends the challenge; [`crate::ErrorKind::StepUpTimeout`] when the handler
     /// gives no answer within the challenge's lifetime; whatever getting a valid token fails
     /// with.
     pub async fn step_up(&self) -> Result<(), Error> {
@@ -167,7 +167,7 @@ impl Session {
 
     /// Changes an expired password (`POST /passwords/update`; the vendor calls it updating),
     /// with the temporary token the failed login carried
-    /// ([`Error::temporary_token`] of an [`ErrorKind::PasswordExpired`] error). On success the
+    /// ([`Error::temporary_token`] of an [`crate::ErrorKind::PasswordExpired`] error). On success the
     /// session holds the token the service answers and logs in with the new password from then
     /// on.
     ///
