@@ -355,8 +355,9 @@ pub(crate) trait Forbidden: Send + Sync + 'static {
 pub(crate) struct Core<P> {
     /// What the service does differently; the cache holds it too.
     pub(crate) provider: Arc<P>,
-    /// Shared with the background renewal task, which holds it weakly.
-    pub(crate) cache: Arc<Cache>,
+    /// The session's cache; its tasks (a renewal in the air, the background renewal) stop
+    /// when this is dropped.
+    pub(crate) cache: crate::cache::Owned,
     pub(crate) endpoint: Endpoint,
     pub(crate) forbidden: Option<Arc<dyn Forbidden>>,
 }
@@ -370,13 +371,12 @@ impl<P: Attach> Core<P> {
     ) -> Self {
         let key = StoreKey::new(P::SERVICE, &endpoint.base_url, &provider.store_identity());
         let provider = Arc::new(provider);
-        let cache = Arc::new_cyclic(|weak| {
-            let mut cache = Cache::new(provider.clone(), clock, policy);
+        let cache = Cache::owned(provider.clone(), clock, policy, |mut cache| {
             if let Some(store) = endpoint.store.clone() {
                 cache = cache.with_store(store, key);
             }
             if endpoint.background_refresh {
-                cache = cache.with_background_refresh(weak.clone());
+                cache = cache.with_background_refresh();
             }
             cache
         });

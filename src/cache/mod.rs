@@ -80,7 +80,21 @@ pub(crate) struct RequestCounters {
     pub(crate) refreshes: AtomicU64,
 }
 
+/// A session's hold on its cache, dereferencing to it.
+pub(crate) struct Owned(Arc<Cache>);
+
+impl std::ops::Deref for Owned {
+    type Target = Cache;
+
+    #[inline]
+    fn deref(&self) -> &Cache {
+        &self.0
+    }
+}
+
 pub(crate) struct Cache {
+    /// Where this cache lives.
+    me: Weak<Cache>,
     provider: Arc<dyn ErasedProvider>,
     traits: Traits,
     pub(crate) clock: Arc<dyn Clock>,
@@ -124,13 +138,28 @@ impl Cache {
         Box::pin(self.renewal())
     }
 
-    pub(crate) fn new<P: Provider>(
+    /// The cache of a session whose service is `provider`, made by `configure` from the
+    /// plain one (a store, background renewal), and held by the session.
+    pub(crate) fn owned<P: Provider>(
+        provider: Arc<P>,
+        clock: Arc<dyn Clock>,
+        policy: RefreshPolicy,
+        configure: impl FnOnce(Self) -> Self,
+    ) -> Owned {
+        Owned(Arc::new_cyclic(|me| {
+            configure(Self::new(me.clone(), provider, clock, policy))
+        }))
+    }
+
+    fn new<P: Provider>(
+        me: Weak<Self>,
         provider: Arc<P>,
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
         let base = clock.now();
         Self {
+            me,
             system_clock: clock.is_system_clock(),
             provider,
             traits: Traits::of::<P>(),
@@ -146,10 +175,10 @@ impl Cache {
         }
     }
 
-    /// Renews in a task of its own while the token is valid (see [`background`]); `cache`
-    /// is where this cache will live, which the task holds weakly.
-    pub(crate) fn with_background_refresh(mut self, cache: Weak<Self>) -> Self {
-        self.background = Background::new(cache, self.traits);
+    /// Renews in a task of its own while the token is valid (see [`background`]), which
+    /// holds the cache weakly.
+    pub(crate) fn with_background_refresh(mut self) -> Self {
+        self.background = Background::new(self.me.clone(), self.traits);
         self
     }
 

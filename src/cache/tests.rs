@@ -50,14 +50,19 @@ impl Provider for Scripted {
 
 /// A cache and the provider it renews with, both kept, as a session keeps them.
 struct Held<P> {
-    cache: Arc<Cache>,
+    cache: Owned,
     provider: Arc<P>,
 }
 
 impl<P: Provider> Held<P> {
-    fn new(provider: P, make: impl FnOnce(Arc<P>, &Weak<Cache>) -> Cache) -> Self {
+    fn new(
+        provider: P,
+        clock: Arc<dyn crate::clock::Clock>,
+        policy: RefreshPolicy,
+        configure: impl FnOnce(Cache) -> Cache,
+    ) -> Self {
         let provider = Arc::new(provider);
-        let cache = Arc::new_cyclic(|weak| make(provider.clone(), weak));
+        let cache = Cache::owned(provider.clone(), clock, policy, configure);
         Self { cache, provider }
     }
 }
@@ -101,13 +106,15 @@ fn stored_cache(
         ..Default::default()
     };
     let policy = RefreshPolicy::new().with_jitter(false);
-    let cache = Held::new(provider, |provider, _| {
-        let cache = Cache::new(provider, Arc::new(clock.clone()), policy);
-        match store {
+    let cache = Held::new(
+        provider,
+        Arc::new(clock.clone()),
+        policy,
+        |cache| match store {
             Some((store, key)) => cache.with_store(store, key),
             None => cache,
-        }
-    });
+        },
+    );
     (cache, clock)
 }
 
@@ -403,9 +410,7 @@ fn background_cache(
     };
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
-    let cache = Held::new(provider, |provider, weak| {
-        Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
-    });
+    let cache = Held::new(provider, shared, policy, Cache::with_background_refresh);
     (cache, clock)
 }
 
@@ -443,7 +448,7 @@ async fn the_background_task_renews_at_the_margin_unasked_and_ends_with_the_cach
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
 
     // The task holds the cache only weakly: dropping the last owner ends it.
-    let weak = Arc::downgrade(&cache.cache);
+    let weak = Arc::downgrade(&cache.cache.0);
     drop(cache);
     assert!(weak.upgrade().is_none(), "the task kept the cache alive");
     until("the task ended", || !running()).await;
@@ -524,8 +529,8 @@ fn stored_pair(
             refreshes: Mutex::new(refreshes.into()),
             ..Default::default()
         };
-        Held::new(provider, |provider, _| {
-            Cache::new(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
+        Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
+            cache.with_store(store.clone(), key())
         })
     };
     let fixed = RefreshPolicy::new().with_jitter(false);
@@ -689,9 +694,7 @@ async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
         ..Default::default()
     });
     let policy = RefreshPolicy::new().with_jitter(false);
-    let cache = Held::new(provider, |provider, _| {
-        Cache::new(provider, Arc::new(clock.clone()), policy)
-    });
+    let cache = Held::new(provider, Arc::new(clock.clone()), policy, |cache| cache);
     let t0 = clock.now();
     let token = cache.access_token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "a");
@@ -755,9 +758,7 @@ async fn a_renewal_that_arrives_due_is_not_repeated_by_the_task_alone() {
     };
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
-    let cache = Held::new(provider, |provider, weak| {
-        Cache::new(provider, shared, policy).with_background_refresh(weak.clone())
-    });
+    let cache = Held::new(provider, shared, policy, Cache::with_background_refresh);
     assert_eq!(secret(&cache).await, "a");
     let calls = || cache.provider.script.calls.load(Ordering::SeqCst);
     // Due at 540 s. The refresh sent at 541 s takes 95 s: "b" (100 s, due 10 s before its
