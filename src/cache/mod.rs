@@ -5,17 +5,21 @@
 //! The parts, each readable alone:
 //! - [`current`]: the in-memory slot holding the current token, and each thread's handle to
 //!   it (the hot path);
-//! - [`flight`]: the single flight that renewals share;
+//! - [`flight`]: the single flight that renewals share, run in a task of the session's own so
+//!   that a caller who gives up cancels nothing;
 //! - [`fleet`]: the shared [`TokenStore`](crate::store::TokenStore) and its renewal lease;
 //! - [`refusals`]: logins that must not be sent again (yet);
 //! - [`background`]: renewal in a task of the session's own (`background_refresh`);
 //! - this file: the policy that joins them. Is the token fresh → join or start the flight →
 //!   renew (refresh, else log in) → keep the new token, here and in the store.
+//!
+//! A session holds its cache through [`Owned`]; the cache's tasks (a flight in the air, the
+//! background renewal) hold it for as long as they run, and stop when the session is dropped.
 
 mod background;
 mod current;
 mod fleet;
-mod flight;
+pub(crate) mod flight;
 mod provider;
 mod refusals;
 #[cfg(test)]
@@ -25,6 +29,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind};
@@ -80,7 +86,8 @@ pub(crate) struct RequestCounters {
     pub(crate) refreshes: AtomicU64,
 }
 
-/// A session's hold on its cache, dereferencing to it.
+/// A session's hold on its cache, dereferencing to it. The cache's own tasks hold the cache
+/// as long as they run; dropping this (with the last clone of the session) stops them.
 pub(crate) struct Owned(Arc<Cache>);
 
 impl std::ops::Deref for Owned {
@@ -92,8 +99,14 @@ impl std::ops::Deref for Owned {
     }
 }
 
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 pub(crate) struct Cache {
-    /// Where this cache lives.
+    /// Where this cache lives: the flights it starts hold it while they run.
     me: Weak<Cache>,
     provider: Arc<dyn ErasedProvider>,
     traits: Traits,
@@ -104,7 +117,9 @@ pub(crate) struct Cache {
     base: Instant,
     policy: RefreshPolicy,
     current: Current,
-    flight: SingleFlight<Result<AccessToken, Error>>,
+    flight: SingleFlight<(), Result<AccessToken, Error>>,
+    /// Set when the session is dropped: the flight in the air stops there.
+    closed: watch::Sender<bool>,
     refusals: Refusals,
     pub(crate) counters: RequestCounters,
     fleet: Option<Fleet>,
@@ -168,6 +183,7 @@ impl Cache {
             policy,
             current: Current::new(),
             flight: SingleFlight::new(),
+            closed: watch::channel(false).0,
             refusals: Refusals::new(),
             counters: RequestCounters::default(),
             fleet: None,
@@ -180,6 +196,14 @@ impl Cache {
     pub(crate) fn with_background_refresh(mut self) -> Self {
         self.background = Background::new(self.me.clone(), self.traits);
         self
+    }
+
+    /// The session is gone: the flight in the air and the background task stop.
+    fn close(&self) {
+        self.closed.send_replace(true);
+        if let Some(background) = &self.background {
+            background.close();
+        }
     }
 
     /// Keeps the token set in `store` under `key` as well.
@@ -241,9 +265,39 @@ impl Cache {
         self.renewal().await
     }
 
-    /// Not fresh: join the renewal in the air, or start one.
+    /// Not fresh: join the renewal in the air, or start one. The renewal runs to its end in a
+    /// task of its own whatever happens to its callers, unless the session is dropped.
     async fn renewal(&self) -> Result<AccessToken, Error> {
-        self.flight.join(|| self.renew()).await
+        self.flight
+            .join(&(), || {
+                self.flown(|cache| async move { cache.renew().await })
+            })
+            .await
+    }
+
+    /// `work` as a flight runs it: with the cache held for as long as it runs, and stopped
+    /// when the session is dropped (nobody is left to serve).
+    fn flown<W, Fut>(
+        &self,
+        work: W,
+    ) -> impl Future<Output = Result<AccessToken, Error>> + Send + 'static
+    where
+        W: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<AccessToken, Error>> + Send,
+    {
+        let cache = self.me.upgrade();
+        let service = self.traits.service;
+        let gone = move || Error::configuration(Some(service), "the session was dropped");
+        async move {
+            let Some(cache) = cache else {
+                return Err(gone());
+            };
+            let mut closed = cache.closed.subscribe();
+            tokio::select! {
+                outcome = work(cache.clone()) => outcome,
+                _ = closed.wait_for(|closed| *closed) => Err(gone()),
+            }
+        }
     }
 
     /// The flight's work: a token another flight or session just left, or a renewal of ours
@@ -355,7 +409,7 @@ impl Cache {
         previous: Option<&Arc<Entry>>,
     ) -> AccessToken {
         let entry = Arc::new(self.entry(grant, sent_at, origin, previous));
-        self.current.set(entry.clone());
+        self.set_current(entry.clone());
         self.save_stored(&entry).await;
         AccessToken::new(entry)
     }
@@ -418,11 +472,19 @@ impl Cache {
             return None;
         }
         let entry = Arc::new(Entry::new(self.clock.clone(), self.base, parts));
-        self.current.set(entry.clone());
+        self.set_current(entry.clone());
         tracing::info!(service = %self.traits.service, "token set taken from the store");
         entry
             .is_fresh(timeline.now)
             .then(|| AccessToken::new(entry))
+    }
+
+    /// Makes `entry` the current token set (and tells the background task).
+    fn set_current(&self, entry: Arc<Entry>) {
+        self.current.set(entry);
+        if let Some(background) = &self.background {
+            background.token_changed();
+        }
     }
 
     async fn save_stored(&self, entry: &Entry) {

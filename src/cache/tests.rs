@@ -1053,3 +1053,101 @@ async fn a_store_that_failed_is_left_alone_for_the_rest_of_the_renewal_and_the_h
     cache.forget_stored().await;
     assert_eq!(store.calls.load(Ordering::SeqCst), 3);
 }
+
+/// Counts, in `dropped`, the login futures dropped before or after they finished.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A provider whose logins wait until `gate` opens.
+struct Gated {
+    gate: tokio::sync::watch::Receiver<bool>,
+    started: AtomicUsize,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Provider for Gated {
+    const SERVICE: Service = Service::Fib;
+
+    async fn login(&self, _: SystemTime) -> Result<Grant, Error> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let _dropped = Dropped(self.dropped.clone());
+        let mut gate = self.gate.clone();
+        let _ = gate.wait_for(|open| *open).await;
+        grant("gated", None, 600)
+    }
+}
+
+/// Waits on a multi-thread runtime until `done` holds (a deadlock guard, not a timer).
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..12_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_outlives_its_callers_but_not_its_session() {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let provider = Gated {
+        gate,
+        started: AtomicUsize::new(0),
+        dropped: dropped.clone(),
+    };
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(ManualClock::new());
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let session = Arc::new(Held::new(provider, clock, policy, |cache| cache));
+    let cache = Arc::downgrade(&session.cache.0);
+    let caller = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await.map(drop) }
+    });
+    eventually("the login started", || {
+        session.provider.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    tokio::task::yield_now().await;
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the login went with its caller"
+    );
+
+    // Another caller joins the login still in the air.
+    let again = tokio::spawn({
+        let session = session.clone();
+        async move { secret(&session).await }
+    });
+    open.send_replace(true);
+    assert_eq!(again.await.unwrap(), "gated");
+    assert_eq!(session.provider.started.load(Ordering::SeqCst), 1);
+
+    // A login in the air when the session is dropped stops, and lets the cache go.
+    open.send_replace(false);
+    let forcing = tokio::spawn({
+        let session = session.clone();
+        async move { session.force_refresh().await.map(drop) }
+    });
+    eventually("the second login started", || {
+        session.provider.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    forcing.abort();
+    assert!(forcing.await.unwrap_err().is_cancelled());
+    let before = dropped.load(Ordering::SeqCst);
+    drop(session);
+    eventually("the login stopped and the cache went", || {
+        dropped.load(Ordering::SeqCst) == before + 1 && cache.upgrade().is_none()
+    })
+    .await;
+}
