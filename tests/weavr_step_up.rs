@@ -973,3 +973,105 @@ async fn a_handler_that_never_answers_fails_every_waiter_after_the_challenges_li
     assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
     assert!(protected.stepped_up.load(Ordering::SeqCst));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_during_its_step_up_leaves_the_one_challenge_to_the_next_call() {
+    let (server, _) = server_with_step_up().await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let (answer, gate) = tokio::sync::watch::channel(false);
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |challenge: Challenge| {
+                let (asked, mut gate) = (asked.clone(), gate.clone());
+                async move {
+                    assert_eq!(challenge, Challenge::Sms { attempt: 1 });
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    // The user takes their time: the code comes when the test says.
+                    let _ = gate.wait_for(|given| *given).await;
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let call = |session: &Session| {
+        let session = session.clone();
+        tokio::spawn(async move { session.api().list_identities(None, None).await })
+    };
+    let first = call(&session);
+    common::held::wait_until("the user is asked for the code", || {
+        asked.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The caller gives up while the user reads the SMS.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    let second = call(&session);
+    let mut identities = 0;
+    while identities < 2 {
+        identities = count_requests(&server, "/identities").await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    answer.send_replace(true);
+    assert_eq!(second.await.unwrap().unwrap().status(), 200);
+    assert_eq!(count_requests(&server, OTP_START).await, 1, "one SMS");
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the user was asked once");
+    let verify = requests_to(&server, OTP_VERIFY).await;
+    assert_request(&verify[0], &otp_request("123456"));
+}
+
+/// Counts, in `.0`, the handler futures dropped (answered or not).
+struct Dropped(Arc<AtomicU32>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_waiting_for_its_user_ends_when_the_session_is_dropped() {
+    let (server, _) = server_with_step_up().await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let dropped = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let (asked, dropped) = (asked.clone(), dropped.clone());
+            move |_: Challenge| {
+                let (asked, dropped) = (asked.clone(), Dropped(dropped.clone()));
+                async move {
+                    let _dropped = dropped;
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    std::future::pending::<Answer>().await
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move { session.api().list_identities(None, None).await }
+    });
+    common::held::wait_until("the user is asked for the code", || {
+        asked.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    tokio::task::yield_now().await;
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the challenge went with its call"
+    );
+    // Nobody is left to step up for: the challenge's task ends, and with it the wait.
+    drop(session);
+    common::held::wait_until("the challenge's task ended", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+}

@@ -275,6 +275,16 @@ impl Cache {
             .await
     }
 
+    /// A wait that ends when the session is dropped (or already was): work a session starts
+    /// on its own (a step-up) stops there. It holds nothing of the cache.
+    pub(crate) fn on_close(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.subscribe();
+        async move {
+            // An error is a cache already gone: closed too.
+            let _ = closed.wait_for(|closed| *closed).await;
+        }
+    }
+
     /// `work` as a flight runs it: with the cache held for as long as it runs, and stopped
     /// when the session is dropped (nobody is left to serve).
     fn flown<W, Fut>(
@@ -515,9 +525,9 @@ impl Cache {
     }
 
     /// Records that the token `secret` was stepped up, here and in the store.
-    pub(crate) async fn mark_stepped_up(&self, secret: &str) {
+    pub(crate) async fn mark_stepped_up(&self, secret: &crate::secret::SecretString) {
         if let Some(entry) = self.current() {
-            if entry.secret.expose_secret() == secret {
+            if entry.secret.expose_secret() == secret.expose_secret() {
                 entry.stepped_up.store(true, Ordering::Release);
                 self.save_stored(&entry).await;
             }

@@ -4,8 +4,12 @@
 //! session starts the challenge the application chose (an SMS one-time password, or a push to
 //! Authy or the embedder's biometric app), asks the application's [`StepUp`] handler, verifies,
 //! and the call is sent again once. Every call that needs the step-up meanwhile waits for that
-//! same challenge and shares its outcome. `ACCESS_TOKEN_REQUIRED` is cured by exchanging the
-//! token for the identity's access token, when the session knows the identity.
+//! same challenge and shares its outcome. The challenge runs in a task of the session's own: a
+//! call that gives up while the user answers (a timeout, a dropped request) cancels nothing,
+//! and the next call that needs the step-up waits for the same challenge (one SMS); the task
+//! holds the session weakly while it waits for the answer, and ends if the session is dropped.
+//! `ACCESS_TOKEN_REQUIRED` is cured by exchanging the token for the identity's access token,
+//! when the session knows the identity.
 //!
 //! The challenge and its verification carry the session's token, so the service's answers to
 //! them slide its 5-minute window like any call's: a user who takes minutes to answer does not
@@ -24,13 +28,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use tokio::sync::OnceCell;
 
 use super::{classify_api, types, Client, Weavr};
+use crate::cache::flight::SingleFlight;
 use crate::error::{Error, ErrorKind, Service};
 use crate::retry::Replay;
 use crate::secret::SecretString;
@@ -138,19 +142,40 @@ where
     }
 }
 
-type Flight = Arc<OnceCell<Result<(), Error>>>;
+/// What keys a step-up flight: a fingerprint of the token it steps up (BLAKE2b-256,
+/// personalised), so that the session keeps no second copy of the secret.
+type Fingerprint = [u8; 32];
 
-/// The session's step-up state: one flight at a time, and which token it raised.
+fn fingerprint(token: &SecretString) -> Fingerprint {
+    let digest = blake2b_simd::Params::new()
+        .hash_length(32)
+        .personal(b"tokensmith-step")
+        .hash(token.expose_secret().as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_bytes());
+    out
+}
+
+/// The session's step-up state: one flight at a time, for the token it raises.
 pub(crate) struct Coordinator {
     pub(crate) core: Weak<Core<Weavr>>,
     pub(crate) handler: Option<Arc<dyn StepUp>>,
     pub(crate) method: StepUpMethod,
     pub(crate) max_attempts: u32,
-    flight: Mutex<Option<(String, Flight)>>,
+    /// The step-up in the air, keyed by its token's fingerprint. It runs in a task of its own
+    /// (see [`SingleFlight`]): a call that gives up while the user answers cancels nothing,
+    /// and the next call that needs the step-up waits for the same challenge.
+    flight: SingleFlight<Fingerprint, Result<(), Error>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// A step-up as its task runs it: what it needs of the session, the session held weakly (the
+/// user may take minutes to answer, and a session dropped meanwhile is not kept alive).
+#[derive(Clone)]
+struct Job {
+    core: Weak<Core<Weavr>>,
+    handler: Option<Arc<dyn StepUp>>,
+    method: StepUpMethod,
+    max_attempts: u32,
 }
 
 /// Asks `handler`, waiting at most until the challenge started at `started` expires on the
@@ -212,77 +237,53 @@ fn step_up_error(error: Error) -> Error {
     }
 }
 
-impl Coordinator {
-    pub(crate) fn new(
-        core: Weak<Core<Weavr>>,
-        handler: Option<Arc<dyn StepUp>>,
-        method: StepUpMethod,
-        max_attempts: u32,
-    ) -> Self {
-        Self {
-            core,
-            handler,
-            method,
-            max_attempts: max_attempts.max(1),
-            flight: Mutex::new(None),
-        }
+/// The session is gone: nobody is left to step up for.
+fn gone() -> Error {
+    failed("the session is gone")
+}
+
+impl Job {
+    /// Runs the challenge for `token`, and records its success (here and in the store) for
+    /// every later call, whoever is still waiting.
+    async fn run(self, token: &crate::AccessToken) -> Result<(), Error> {
+        self.challenge(token.secret()).await?;
+        let core = self.core.upgrade().ok_or_else(gone)?;
+        core.cache.mark_stepped_up(token.secret()).await;
+        Ok(())
     }
 
-    /// Steps the current token up, or joins the step-up in flight for it.
-    pub(crate) async fn step_up(&self) -> Result<(), Error> {
-        let core = self
-            .core
-            .upgrade()
-            .ok_or_else(|| failed("the session is gone"))?;
-        let token = core.cache.access_token().await?;
-        let secret = token.secret().expose_secret().to_owned();
-        if token
-            .entry()
-            .stepped_up
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return Ok(());
-        }
-        let flight = {
-            let mut slot = lock(&self.flight);
-            match &*slot {
-                Some((for_token, flight)) if *for_token == secret => flight.clone(),
-                _ => {
-                    let flight = Flight::default();
-                    *slot = Some((secret.clone(), flight.clone()));
-                    flight
-                }
-            }
-        };
-        let outcome = flight
-            .get_or_init(|| async {
-                let outcome = self.run(&core, token.secret()).await;
-                if outcome.is_ok() {
-                    core.cache.mark_stepped_up(&secret).await;
-                }
-                outcome
-            })
+    /// One request of the challenge, carrying `token`, with the session held only while it
+    /// runs. The session hears of every answer: they slide the token's window, and a 401
+    /// retires it.
+    async fn call<T, E, Op, Fut>(
+        &self,
+        token: &SecretString,
+        grant: crate::telemetry::Grant,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        Op: FnOnce(Client) -> Fut,
+        E: crate::response::ErrorBody,
+        Fut: Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let core = self.core.upgrade().ok_or_else(gone)?;
+        let session: Arc<dyn Authorizer> = core.clone();
+        let context = core
+            .provider
+            .observed_context(token, Replay::Unsent, session)
+            .with_grant(grant);
+        core.provider
+            .endpoint
+            .call(context, &classify_api, operation)
             .await
-            .clone();
-        // The next step-up (after a failure, or for another token) starts afresh.
-        let mut slot = lock(&self.flight);
-        if slot.as_ref().is_some_and(|(_, f)| Arc::ptr_eq(f, &flight)) {
-            *slot = None;
-        }
-        outcome
     }
 
-    async fn run(&self, core: &Arc<Core<Weavr>>, token: &SecretString) -> Result<(), Error> {
+    async fn challenge(&self, token: &SecretString) -> Result<(), Error> {
         let handler = self
             .handler
             .as_ref()
             .ok_or_else(|| failed("a step-up is required and the session has no StepUp handler"))?;
-        let provider = &core.provider;
-        let clock = &core.cache.clock;
-        // The session hears of every answer: they slide the token's window, and a 401 retires it.
-        let session: Arc<dyn Authorizer> = core.clone();
-        let context = || provider.observed_context(token, Replay::Unsent, session.clone());
-        let endpoint = &provider.endpoint;
+        let clock = self.core.upgrade().ok_or_else(gone)?.cache.clock.clone();
         tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
         let mut started = clock.now();
         match self.method {
@@ -290,12 +291,8 @@ impl Coordinator {
                 let push = |api: Client| async move {
                     api.start_push_challenge(channel.to_api(), None).await
                 };
-                let id = endpoint
-                    .call(
-                        context().with_grant(crate::telemetry::Grant::StepUpChallenge),
-                        &classify_api,
-                        push,
-                    )
+                let id = self
+                    .call(token, crate::telemetry::Grant::StepUpChallenge, push)
                     .await
                     .map_err(step_up_error)?
                     .into_inner()
@@ -303,7 +300,7 @@ impl Coordinator {
                 let answer = ask(
                     &**handler,
                     Challenge::Push { channel, id },
-                    &**clock,
+                    &*clock,
                     started,
                 );
                 match answer.await? {
@@ -318,12 +315,8 @@ impl Coordinator {
                 let sms = |api: Client| async move {
                     api.start_otp_challenge(types::OtpChannel::Sms, None).await
                 };
-                if let Err(error) = endpoint
-                    .call(
-                        context().with_grant(crate::telemetry::Grant::StepUpChallenge),
-                        &classify_api,
-                        sms,
-                    )
+                if let Err(error) = self
+                    .call(token, crate::telemetry::Grant::StepUpChallenge, sms)
                     .await
                 {
                     let error = step_up_error(error);
@@ -337,7 +330,7 @@ impl Coordinator {
                 }
                 let mut last = None;
                 for attempt in 1..=self.max_attempts {
-                    let answer = ask(&**handler, Challenge::Sms { attempt }, &**clock, started);
+                    let answer = ask(&**handler, Challenge::Sms { attempt }, &*clock, started);
                     let code = match answer.await? {
                         Answer::Code(code) => code,
                         _ => return Err(failed("the step-up was declined")),
@@ -363,12 +356,8 @@ impl Coordinator {
                         api.verify_otp_challenge(types::OtpChannel::Sms, None, &body)
                             .await
                     };
-                    let error = endpoint
-                        .call(
-                            context().with_grant(crate::telemetry::Grant::StepUpVerify),
-                            &classify_api,
-                            verify,
-                        )
+                    let error = self
+                        .call(token, crate::telemetry::Grant::StepUpVerify, verify)
                         .await
                         .err()
                         .map(step_up_error);
@@ -388,6 +377,54 @@ impl Coordinator {
                 Err(last.unwrap_or_else(|| failed("no attempts left")))
             }
         }
+    }
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        core: Weak<Core<Weavr>>,
+        handler: Option<Arc<dyn StepUp>>,
+        method: StepUpMethod,
+        max_attempts: u32,
+    ) -> Self {
+        Self {
+            core,
+            handler,
+            method,
+            max_attempts: max_attempts.max(1),
+            flight: SingleFlight::new(),
+        }
+    }
+
+    /// Steps the current token up, or joins the step-up in flight for it.
+    pub(crate) async fn step_up(&self) -> Result<(), Error> {
+        let core = self.core.upgrade().ok_or_else(gone)?;
+        let token = core.cache.access_token().await?;
+        if token
+            .entry()
+            .stepped_up
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        let job = Job {
+            core: self.core.clone(),
+            handler: self.handler.clone(),
+            method: self.method,
+            max_attempts: self.max_attempts,
+        };
+        let closed = || core.cache.on_close();
+        self.flight
+            .join(&fingerprint(token.secret()), || {
+                let (job, token, closed) = (job.clone(), token.clone(), closed());
+                async move {
+                    tokio::select! {
+                        outcome = job.run(&token) => outcome,
+                        () = closed => Err(gone()),
+                    }
+                }
+            })
+            .await
     }
 
     /// A call sent again after a step-up was still refused with `STEP_UP_REQUIRED`: the
@@ -457,5 +494,22 @@ impl Forbidden for Coordinator {
         if error_code(body).as_deref() == Some("STEP_UP_REQUIRED") {
             self.forget_step_up(used);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_up_is_keyed_by_a_fingerprint_of_its_token_not_a_copy() {
+        // hashlib.blake2b(b"tok-1", digest_size=32, person=b"tokensmith-step"), computed
+        // apart from this crate.
+        let key = fingerprint(&SecretString::from("tok-1"));
+        assert_eq!(
+            hex::encode(key),
+            "2a11de2c16d7ea9ef6378aac537a660ff89fb5669ccde765822def450ec8ca78"
+        );
+        assert_ne!(key, fingerprint(&SecretString::from("tok-2")));
     }
 }
