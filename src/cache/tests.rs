@@ -1151,3 +1151,79 @@ async fn a_login_outlives_its_callers_but_not_its_session() {
     })
     .await;
 }
+
+/// What a serving thread is told to do.
+enum Serve {
+    /// Take a token from the cache (and drop it at once), then idle.
+    Once,
+    Stop,
+}
+
+/// Threads that serve a token from `cache` when told, then idle, keeping whatever the cache
+/// left in their thread-locals; each answers the secret it was served.
+fn serving_threads(
+    cache: &Arc<Held<Scripted>>,
+    count: usize,
+) -> Vec<(
+    std::sync::mpsc::Sender<Serve>,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+)> {
+    (0..count)
+        .map(|_| {
+            let (order, orders) = std::sync::mpsc::channel();
+            let (answer, answers) = std::sync::mpsc::channel();
+            // Weakly: an idle thread must not be what keeps the session alive.
+            let cache = Arc::downgrade(cache);
+            let thread = std::thread::spawn(move || {
+                while let Ok(Serve::Once) = orders.recv() {
+                    let cache = cache.upgrade().expect("the session is alive while asked");
+                    // Twice: the second is served from this thread's handle.
+                    for _ in 0..2 {
+                        let token = ready_now(cache.access_token()).unwrap();
+                        let _ = answer.send(token.secret().expose_secret().to_owned());
+                    }
+                }
+            });
+            (order, answers, thread)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_token_served_on_threads_now_idle_dies_with_a_logout_and_with_the_session() {
+    let (cache, _clock) = cache(vec![grant("a", None, 600), grant("b", None, 600)], vec![]);
+    let cache = Arc::new(cache);
+    assert_eq!(secret(&cache).await, "a");
+    let threads = serving_threads(&cache, 3);
+    let serve = |expected: &str| {
+        for (order, answers, _) in &threads {
+            order.send(Serve::Once).unwrap();
+            for _ in 0..2 {
+                assert_eq!(answers.recv().unwrap(), expected);
+            }
+        }
+    };
+    serve("a");
+    assert_eq!(secret(&cache).await, "a", "and on this thread");
+    let a = Arc::downgrade(&cache.current().unwrap());
+    // A logout: no thread that served the token keeps it.
+    cache.wipe();
+    assert!(
+        a.upgrade().is_none(),
+        "an idle thread kept the token after the logout"
+    );
+
+    assert_eq!(secret(&cache).await, "b");
+    serve("b");
+    let b = Arc::downgrade(&cache.current().unwrap());
+    drop(cache);
+    assert!(
+        b.upgrade().is_none(),
+        "an idle thread kept the token of a dropped session"
+    );
+    for (order, _, thread) in threads {
+        order.send(Serve::Stop).unwrap();
+        thread.join().unwrap();
+    }
+}
