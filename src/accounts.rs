@@ -395,6 +395,10 @@ impl ErrorBody for types::Error {
 fn classify_login(failure: &Failure) -> ErrorKind {
     match failure.status {
         401 => ErrorKind::InvalidCredentials,
+        // The service's current code answers input it fails to validate, and its own failures,
+        // with 422 "Internal error, please try again later." (../shared/API-NOTES.md): its
+        // own "try again later", a failure of the service's, not a refusal of the login.
+        422 if failure.message_has("try again later") => ErrorKind::ServerError,
         _ => failure.default_kind(),
     }
 }

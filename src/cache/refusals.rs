@@ -4,6 +4,11 @@
 //! ones back for a short jittered backoff, or for as long as a 503's `Retry-After` asks when
 //! that is longer, so that a failing service sees one login per backoff rather than one per
 //! caller.
+//!
+//! What holds logins back for good is decided here alone ([`for_good`]): a refusal with a
+//! credential status (401, 423), or one whose body says why. A service's own "try again
+//! later", and a 4xx whose body says nothing (a proxy's, a validator's that gives no reason),
+//! are met with the transient backoff instead: held back a while, never for good.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -61,6 +66,25 @@ fn transient(error: &Error) -> bool {
     )
 }
 
+/// A refusal that would hold logins back for good (see the module's documentation) is believed
+/// when its status is a credential one (401, 423) or none (a challenge read from a success
+/// body), or when its body says why; never when it asks to try again later.
+fn for_good(error: &Error) -> bool {
+    let status = error.status();
+    if matches!(status, Some(401 | 423)) {
+        return true;
+    }
+    if error
+        .message()
+        .is_some_and(|m| m.to_ascii_lowercase().contains("try again later"))
+    {
+        return false;
+    }
+    let says_why =
+        error.message().is_some() || error.code().is_some() || !error.field_errors().is_empty();
+    !matches!(status, Some(400..=499)) || says_why
+}
+
 /// The login failure that holds logins back, if any.
 pub(super) struct Refusals {
     blocked: Mutex<Option<Blocked>>,
@@ -106,7 +130,15 @@ impl Refusals {
 
     /// [`Self::record`], with the backoff's jitter chosen by `unit` (in [0, 1]).
     fn record_with(&self, error: &Error, now: Instant, holds: Holds, unit: f64) {
-        if transient(error) {
+        let permanent = matches!(
+            error.kind(),
+            ErrorKind::InvalidCredentials
+                | ErrorKind::AccessWindowExpired
+                | ErrorKind::InvalidRequest
+                | ErrorKind::UnsupportedChallenge
+                | ErrorKind::AccountLocked { retry_after: None }
+        );
+        if transient(error) || (permanent && !for_good(error)) {
             let mut slot = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
             let failures = slot.as_ref().map_or(0, |b| b.failures).saturating_add(1);
             // A 503 that says how long it will be down is not asked again sooner.
@@ -306,6 +338,68 @@ mod tests {
                 "{kind:?}"
             );
         }
+        let refusals = Refusals::new();
+        refusals.record_with(&Error::new(ErrorKind::TokenRejected), t0, HOLDS, 1.0);
+        assert!(
+            refusals.blocking(t0).is_none(),
+            "a rejected token holds no login back"
+        );
+    }
+
+    #[test]
+    fn only_a_refusal_that_says_why_or_has_a_credential_status_is_held_for_good() {
+        let t0 = Instant::now();
+        let years = t0 + Duration::from_secs(10 * 365 * 24 * 60 * 60);
+        let kind = |kind, status| Error::new(kind).with_status(status);
+        let for_good = [
+            kind(ErrorKind::InvalidCredentials, 401),
+            kind(ErrorKind::AccountLocked { retry_after: None }, 423),
+            kind(ErrorKind::InvalidRequest, 422).with_message("username too long"),
+            kind(ErrorKind::InvalidRequest, 400).with_code(Some("BAD_EMAIL".into())),
+            kind(ErrorKind::InvalidCredentials, 403).with_code(Some("INVALID".into())),
+            // A challenge the SDK cannot answer, read from a 200's body.
+            kind(ErrorKind::UnsupportedChallenge, 200),
+            Error::new(ErrorKind::AccessWindowExpired),
+        ];
+        for error in for_good {
+            let refusals = Refusals::new();
+            refusals.record_with(&error, t0, HOLDS, 1.0);
+            assert_eq!(
+                refusals.blocking(years).map(|e| e.kind()),
+                Some(error.kind()),
+                "{error:?}"
+            );
+        }
+        // A bare 4xx, or the service's own "try again later": the backoff (1 s for the
+        // first), then a login again.
+        let backed_off = [
+            kind(ErrorKind::InvalidRequest, 400),
+            kind(ErrorKind::InvalidRequest, 422),
+            kind(ErrorKind::InvalidCredentials, 403),
+            kind(ErrorKind::InvalidRequest, 422)
+                .with_message("Internal error, please try again later."),
+            kind(ErrorKind::UnsupportedChallenge, 409).with_message("Please Try Again Later"),
+        ];
+        for error in backed_off {
+            let refusals = Refusals::new();
+            refusals.record_with(&error, t0, HOLDS, 1.0);
+            let held = refusals.blocking(t0 + Duration::from_millis(999));
+            assert_eq!(held.map(|e| e.kind()), Some(error.kind()), "{error:?}");
+            assert!(
+                refusals.blocking(t0 + Duration::from_secs(1)).is_none(),
+                "{error:?} held for good"
+            );
+        }
+        // Credential statuses are held for good even when they ask to try again later.
+        let refusals = Refusals::new();
+        let asked = kind(ErrorKind::InvalidCredentials, 401).with_message("try again later");
+        refusals.record_with(&asked, t0, HOLDS, 1.0);
+        assert!(refusals.blocking(years).is_some());
+    }
+
+    #[test]
+    fn a_token_rejection_holds_nothing() {
+        let t0 = Instant::now();
         let refusals = Refusals::new();
         refusals.record_with(&Error::new(ErrorKind::TokenRejected), t0, HOLDS, 1.0);
         assert!(
