@@ -1179,9 +1179,16 @@ fn serving_threads(
                 while let Ok(Serve::Once) = orders.recv() {
                     let cache = cache.upgrade().expect("the session is alive while asked");
                     // Twice: the second is served from this thread's handle.
-                    for _ in 0..2 {
-                        let token = ready_now(cache.access_token()).unwrap();
-                        let _ = answer.send(token.secret().expose_secret().to_owned());
+                    let served: Vec<String> = (0..2)
+                        .map(|_| {
+                            let token = ready_now(cache.access_token()).unwrap();
+                            token.secret().expose_secret().to_owned()
+                        })
+                        .collect();
+                    // Nothing of the session's is held here once the test hears back.
+                    drop(cache);
+                    for secret in served {
+                        let _ = answer.send(secret);
                     }
                 }
             });
