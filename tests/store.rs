@@ -548,3 +548,36 @@ async fn a_file_written_by_an_earlier_version_loses_its_plaintext_names_on_the_n
     let stored = store.load(&account).await.unwrap().unwrap();
     assert_eq!(stored.access.expose_secret(), "access-token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_lock_held_for_good_makes_the_file_store_fail_and_the_session_serve_alone() {
+    let clock = common::test_clock();
+    let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
+    let path = temp_path("held-lock");
+    // Another writer (a process stopped with Ctrl-Z) holds the writers' lock for good.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path.parent().unwrap().join(".tokens.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let (key, _) = SealingKey::generate();
+    let store = FileStore::new(&path, key).lock_wait(Duration::from_millis(100));
+    let session = fib(&sandbox, &clock, store);
+    // A deadlock guard, not a verdict: an unbounded wait for the lock never returns.
+    let token = tokio::time::timeout(Duration::from_secs(60), session.access_token())
+        .await
+        .expect("the wait for the lock is bounded")
+        .unwrap();
+    assert_eq!(token.origin(), TokenOrigin::Login);
+    assert!(!path.exists(), "nothing written");
+    let again = session.access_token().await.unwrap();
+    assert_eq!(
+        again.secret().expose_secret(),
+        token.secret().expose_secret()
+    );
+    assert_eq!(sandbox.counters(Service::Fib).logins, 1);
+    drop(lock);
+}
