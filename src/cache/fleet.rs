@@ -24,6 +24,13 @@ const LEASE_WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// this long. A logout still asks the store to forget the token set.
 pub(super) const STORE_DOWN_HOLD: Duration = Duration::from_secs(30);
 
+/// The longest a session waits for one store operation; past it the operation counts as
+/// failed (and the store is left alone for [`STORE_DOWN_HOLD`]). Above what this crate's
+/// stores take at worst (a `FileStore` waits 2 s for a lock; a `RedisStore` call times out
+/// after 2 s and is tried twice): it bounds a store of the application's own that never
+/// answers.
+pub(super) const STORE_OPERATION_LIMIT: Duration = Duration::from_secs(10);
+
 /// What waiting for the fleet's renewal lease gave.
 pub(super) enum Leased {
     /// This session renews, and releases the lease after.
@@ -77,7 +84,7 @@ impl Fleet {
         if self.down() {
             return None;
         }
-        match operation().await {
+        match self.bounded(operation()).await {
             Ok(answer) => Some(answer),
             Err(error) => {
                 *self.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.clock.now());
@@ -105,9 +112,26 @@ impl Fleet {
         .await;
     }
 
+    /// `operation`, or a failure once it has taken [`STORE_OPERATION_LIMIT`] on the session's
+    /// clock.
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, crate::Error>>,
+    ) -> Result<T, crate::Error> {
+        tokio::select! {
+            // An answer ready by the bound is taken.
+            biased;
+            outcome = operation => outcome,
+            () = self.clock.sleep(STORE_OPERATION_LIMIT) => Err(crate::Error::configuration(
+                Some(self.service),
+                format!("token store: no answer within {STORE_OPERATION_LIMIT:?}"),
+            )),
+        }
+    }
+
     /// Forgets the stored token set (logout).
     pub(super) async fn remove(&self) {
-        if let Err(error) = self.store.remove(&self.key).await {
+        if let Err(error) = self.bounded(self.store.remove(&self.key)).await {
             tracing::warn!(service = %self.service, %error, "token store unavailable; the stored token set was not removed");
         }
     }

@@ -1234,3 +1234,67 @@ async fn a_token_served_on_threads_now_idle_dies_with_a_logout_and_with_the_sess
         thread.join().unwrap();
     }
 }
+
+/// A store that never answers (a custom store waiting on a lock or a network that is gone),
+/// counting the operations asked of it.
+#[derive(Debug, Default)]
+struct Hangs {
+    calls: AtomicUsize,
+}
+
+impl Hangs {
+    fn hang<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::pending())
+    }
+}
+
+impl TokenStore for Hangs {
+    fn lease<'a>(
+        &'a self,
+        _: &'a StoreKey,
+    ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
+        self.hang()
+    }
+    fn load<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, Option<StoredTokens>> {
+        self.hang()
+    }
+    fn save<'a>(
+        &'a self,
+        _: &'a StoreKey,
+        _: &'a StoredTokens,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.hang()
+    }
+    fn remove<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, ()> {
+        self.hang()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_operation_that_never_ends_is_bounded_and_the_store_bypassed() {
+    let store = Arc::new(Hangs::default());
+    let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
+    let (cache, _clock) = stored_cache(
+        vec![grant("a", None, 600)],
+        vec![],
+        Some((store.clone(), key)),
+    );
+    let started = tokio::time::Instant::now();
+    // The outer bound is a deadlock guard: without the store's bound the call never returns.
+    let token = tokio::time::timeout(Duration::from_secs(3600), secret(&cache))
+        .await
+        .expect("the store's operation was bounded");
+    assert_eq!(token, "a");
+    assert_eq!(
+        started.elapsed(),
+        fleet::STORE_OPERATION_LIMIT,
+        "one operation waited out, then none"
+    );
+    assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+    // A logout asks the store to forget the token set, bounded too.
+    let started = tokio::time::Instant::now();
+    cache.forget_stored().await;
+    assert_eq!(started.elapsed(), fleet::STORE_OPERATION_LIMIT);
+    assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+}
