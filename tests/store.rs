@@ -90,7 +90,13 @@ async fn a_file_store_carries_tokens_between_runs_sealed_and_private() {
     let path = temp_path("file");
     let (key, hex) = SealingKey::generate();
 
-    let run_one = fib(&sandbox, &clock, FileStore::new(&path, key));
+    // The store counts the time since a save on the sessions' clock (the machine's by
+    // default), which this test moves by hand.
+    let run_one = fib(
+        &sandbox,
+        &clock,
+        FileStore::new(&path, key).clock(clock.clone()),
+    );
     let token = run_one.access_token().await.unwrap();
     drop(run_one);
 
@@ -121,7 +127,11 @@ async fn a_file_store_carries_tokens_between_runs_sealed_and_private() {
 
     // A second run within the lifetime makes no request at all.
     let key = SealingKey::from_hex(&hex).unwrap();
-    let run_two = fib(&sandbox, &clock, FileStore::new(&path, key.clone()));
+    let run_two = fib(
+        &sandbox,
+        &clock,
+        FileStore::new(&path, key.clone()).clock(clock.clone()),
+    );
     let again = run_two.access_token().await.unwrap();
     assert_eq!(
         again.secret().expose_secret(),
@@ -133,7 +143,11 @@ async fn a_file_store_carries_tokens_between_runs_sealed_and_private() {
 
     // A third run past the margin refreshes with the stored refresh token.
     clock.advance(Duration::from_secs(290));
-    let run_three = fib(&sandbox, &clock, FileStore::new(&path, key));
+    let run_three = fib(
+        &sandbox,
+        &clock,
+        FileStore::new(&path, key).clock(clock.clone()),
+    );
     let renewed = run_three.access_token().await.unwrap();
     assert_eq!(renewed.origin(), TokenOrigin::Refresh);
     let counters = sandbox.counters(Service::Fib);

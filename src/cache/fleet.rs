@@ -112,8 +112,9 @@ impl Fleet {
         .await;
     }
 
-    /// `operation`, or a failure once it has taken [`STORE_OPERATION_LIMIT`] on the session's
-    /// clock.
+    /// `operation`, or a failure once it has taken [`STORE_OPERATION_LIMIT`]: in real time
+    /// (tokio's timer), like the HTTP client's timeouts, since no session clock can make a
+    /// store answer sooner.
     async fn bounded<T>(
         &self,
         operation: impl Future<Output = Result<T, crate::Error>>,
@@ -122,7 +123,7 @@ impl Fleet {
             // An answer ready by the bound is taken.
             biased;
             outcome = operation => outcome,
-            () = self.clock.sleep(STORE_OPERATION_LIMIT) => Err(crate::Error::configuration(
+            () = tokio::time::sleep(STORE_OPERATION_LIMIT) => Err(crate::Error::configuration(
                 Some(self.service),
                 format!("token store: no answer within {STORE_OPERATION_LIMIT:?}"),
             )),
@@ -190,6 +191,9 @@ impl Fleet {
 pub(super) struct Timeline {
     pub(super) now: Instant,
     wall: SystemTime,
+    /// When reading a stored set: the writer's wall clock when it saved it, and how long ago
+    /// that was (see [`Timeline::of`]).
+    saved: Option<(u64, Duration)>,
 }
 
 impl Timeline {
@@ -197,15 +201,45 @@ impl Timeline {
         Self {
             now: clock.now(),
             wall: clock.system_now(),
+            saved: None,
         }
+    }
+
+    /// This reading, for the times of `stored`: each is read as the time it was after the
+    /// save, less the time since the save. That time is counted on a clock writer and reader
+    /// share: the process's monotonic clock when the set crossed this process's memory, else
+    /// the store's own (the machine's, Redis's); only a store that measures nothing leaves it
+    /// to this session's wall clock against the writer's (never less than nothing). A set
+    /// written by an earlier version (no save time) is read against the wall clock as then.
+    fn of(mut self, stored: &StoredTokens) -> Self {
+        self.saved = stored.saved_at_ms.map(|saved_at| {
+            let age = stored
+                .written_at
+                .map(|written| self.now.saturating_duration_since(written))
+                .or(stored.age)
+                .unwrap_or_else(|| {
+                    self.wall
+                        .duration_since(from_ms(saved_at))
+                        .unwrap_or(Duration::ZERO)
+                });
+            (saved_at, age)
+        });
+        self
     }
 
     /// The `Instant` of a stored wall-clock time (now, if that time has passed).
     fn instant(&self, ms: u64) -> Instant {
-        self.now
-            + from_ms(ms)
-                .duration_since(self.wall)
-                .unwrap_or(Duration::ZERO)
+        match self.saved {
+            Some((saved_at, age)) => {
+                self.now + Duration::from_millis(ms.saturating_sub(saved_at)).saturating_sub(age)
+            }
+            None => {
+                self.now
+                    + from_ms(ms)
+                        .duration_since(self.wall)
+                        .unwrap_or(Duration::ZERO)
+            }
+        }
     }
 
     /// The stored wall-clock time of an `Instant`.
@@ -230,22 +264,27 @@ impl Timeline {
             refresh_expires_at_ms: entry.refresh_expires_at().map(|at| self.ms(at)),
             refresh_uses: entry.refresh_uses,
             stepped_up: entry.stepped_up.load(Ordering::Acquire),
+            saved_at_ms: Some(to_ms(self.wall)),
+            stamp: None,
+            age: None,
+            written_at: Some(self.now),
         }
     }
 
     /// A stored token set as this session keeps it: renewal falls due when the storing session
     /// said, or else by `policy`.
     pub(super) fn entry_parts(
-        &self,
+        self,
         stored: StoredTokens,
         policy: &RefreshPolicy,
         sliding: Option<Duration>,
     ) -> EntryParts {
-        let expires_at = self.instant(stored.expires_at_ms);
+        let this = self.of(&stored);
+        let expires_at = this.instant(stored.expires_at_ms);
         EntryParts {
             secret: stored.access,
             refresh: stored.refresh,
-            refresh_expires_at: stored.refresh_expires_at_ms.map(|ms| self.instant(ms)),
+            refresh_expires_at: stored.refresh_expires_at_ms.map(|ms| this.instant(ms)),
             refresh_uses: stored.refresh_uses,
             extra: Extra {
                 id_token: stored.id_token,
@@ -255,11 +294,11 @@ impl Timeline {
             },
             origin: TokenOrigin::Store,
             expires_at,
-            expires_at_most: stored.expires_at_most_ms.map(|ms| self.instant(ms)),
+            expires_at_most: stored.expires_at_most_ms.map(|ms| this.instant(ms)),
             stepped_up: stored.stepped_up,
             lead: stored.renew_after_ms.map_or_else(
-                || policy.lead(expires_at.saturating_duration_since(self.now)),
-                |renew| expires_at.saturating_duration_since(self.instant(renew)),
+                || policy.lead(expires_at.saturating_duration_since(this.now)),
+                |renew| expires_at.saturating_duration_since(this.instant(renew)),
             ),
             sliding,
         }

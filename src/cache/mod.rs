@@ -474,6 +474,7 @@ impl Cache {
     async fn adopt_stored(&self) -> Option<AccessToken> {
         let stored = self.fleet.as_ref()?.load().await?;
         let timeline = Timeline::read(&*self.clock);
+        let now = timeline.now;
         let parts = timeline.entry_parts(stored, &self.policy, self.traits.sliding);
         if self.current.get().is_some_and(|c| {
             c.expires_at() >= parts.expires_at
@@ -484,9 +485,7 @@ impl Cache {
         let entry = Arc::new(Entry::new(self.clock.clone(), self.base, parts));
         self.set_current(entry.clone());
         tracing::info!(service = %self.traits.service, "token set taken from the store");
-        entry
-            .is_fresh(timeline.now)
-            .then(|| AccessToken::new(entry))
+        entry.is_fresh(now).then(|| AccessToken::new(entry))
     }
 
     /// Makes `entry` the current token set (and tells the background task).

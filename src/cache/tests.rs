@@ -614,6 +614,10 @@ async fn only_a_newer_token_set_is_taken_from_the_store() {
         refresh_expires_at_ms: None,
         refresh_uses: 0,
         stepped_up: false,
+        saved_at_ms: None,
+        stamp: None,
+        age: None,
+        written_at: None,
     };
     store.save(&key, &stored("older", 300)).await.unwrap();
     assert!(one.adopt_stored().await.is_none(), "an older set is left");
@@ -1297,4 +1301,107 @@ async fn a_store_operation_that_never_ends_is_bounded_and_the_store_bypassed() {
     cache.forget_stored().await;
     assert_eq!(started.elapsed(), fleet::STORE_OPERATION_LIMIT);
     assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+}
+
+/// The stores a fleet test runs on: a `MemoryStore`, a `FileStore` in a fresh directory and,
+/// when `TOKENSMITH_TEST_REDIS_PORT` names a Redis (`TOKENSMITH_REQUIRE_REDIS=1` makes its
+/// absence a failure), a `RedisStore`. Each with a name, for the failures.
+async fn every_store(test: &str) -> Vec<(&'static str, Arc<dyn TokenStore>)> {
+    let key = crate::store::SealingKey::from_bytes([7; 32]);
+    let dir = std::env::temp_dir().join(format!(
+        "tokensmith-cache-unit-{}-{test}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut stores: Vec<(&'static str, Arc<dyn TokenStore>)> = vec![
+        ("memory", Arc::new(crate::store::MemoryStore::new())),
+        (
+            "file",
+            Arc::new(crate::store::FileStore::new(
+                dir.join("tokens.json"),
+                key.clone(),
+            )),
+        ),
+    ];
+    match std::env::var("TOKENSMITH_TEST_REDIS_PORT") {
+        Ok(port) => {
+            let url = format!("redis://127.0.0.1:{port}/13");
+            let redis = crate::store::RedisStore::connect(&url, key).await.unwrap();
+            stores.push(("redis", Arc::new(redis)));
+        }
+        Err(_) => {
+            let required = std::env::var("TOKENSMITH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+            assert!(!required, "TOKENSMITH_TEST_REDIS_PORT is required");
+            eprintln!("no TOKENSMITH_TEST_REDIS_PORT: the Redis store is skipped");
+        }
+    }
+    stores
+}
+
+/// A key of its own for each run (a Redis database outlives a test run).
+fn fresh_key() -> StoreKey {
+    StoreKey::new(
+        Service::Accounts,
+        "https://accounts.test",
+        &format!("skew-{:016x}", fastrand::u64(..)),
+    )
+}
+
+/// A writer and a reader of one store under one key, the writer's wall clock `skew` ahead of
+/// the reader's (behind it when `ahead` is false); their monotonic clocks agree, as two
+/// machines' real clocks do in how fast they run.
+fn skewed_pair(
+    store: &Arc<dyn TokenStore>,
+    key: &StoreKey,
+    ahead: bool,
+) -> (Held<Scripted>, ManualClock, Held<Scripted>, ManualClock) {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let skew = Duration::from_secs(600);
+    let writer_wall = if ahead { t0 + skew } else { t0 - skew };
+    let (writer_clock, reader_clock) = (
+        ManualClock::starting_at(writer_wall),
+        ManualClock::starting_at(t0),
+    );
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let make = |logins: Vec<Result<Grant, Error>>, clock: &ManualClock| {
+        let provider = Scripted {
+            logins: Mutex::new(logins.into()),
+            ..Default::default()
+        };
+        Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
+            cache.with_store(store.clone(), key.clone())
+        })
+    };
+    let writer = make(vec![grant("a", None, 600)], &writer_clock);
+    let reader = make(vec![grant("b", None, 600)], &reader_clock);
+    (writer, writer_clock, reader, reader_clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_stored_on_a_clock_ten_minutes_off_is_served_its_own_lifetime_and_no_longer() {
+    for (name, store) in every_store("skew").await {
+        for ahead in [true, false] {
+            let case = format!("{name}, writer {}", if ahead { "ahead" } else { "behind" });
+            let key = fresh_key();
+            let (writer, writer_clock, reader, reader_clock) = skewed_pair(&store, &key, ahead);
+            assert_eq!(secret(&writer).await, "a", "{case}");
+            let adopted_at = reader_clock.now();
+            assert_eq!(secret(&reader).await, "a", "{case}: taken from the store");
+            assert_eq!(reader.provider.calls.load(Ordering::SeqCst), 0, "{case}");
+            // Its lifetime less the time since it was stored (the real time between the save
+            // and the load, on the store's clock), whatever either wall clock says.
+            let left = reader.current().unwrap().expires_at() - adopted_at;
+            assert!(
+                left <= Duration::from_secs(600) && left > Duration::from_secs(590),
+                "{case}: {left:?} left"
+            );
+            // Its lifetime on, the reader renews for itself.
+            writer_clock.advance(Duration::from_secs(600));
+            reader_clock.advance(Duration::from_secs(600));
+            assert_eq!(secret(&reader).await, "b", "{case}");
+            assert_eq!(reader.provider.calls.load(Ordering::SeqCst), 1, "{case}");
+            store.remove(&key).await.unwrap();
+        }
+    }
 }

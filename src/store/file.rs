@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Lease, SealingKey, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use super::{Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 
 /// A file holding sealed token sets, keyed by [`StoreKey`].
@@ -39,11 +40,13 @@ pub struct FileStore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     path: PathBuf,
     key: SealingKey,
     lock_wait: Duration,
+    /// What counts the time since a set was saved (the machine's wall clock by default).
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -64,6 +67,7 @@ impl FileStore {
                 path: path.into(),
                 key,
                 lock_wait: Self::DEFAULT_LOCK_WAIT,
+                clock: Arc::new(SystemClock),
             }),
         }
     }
@@ -72,11 +76,21 @@ impl FileStore {
     /// it fails (default [`Self::DEFAULT_LOCK_WAIT`]). Applies to this store and its clones
     /// made after the call.
     pub fn lock_wait(self, wait: Duration) -> Self {
-        let inner = Inner {
-            path: self.inner.path.clone(),
-            key: self.inner.key.clone(),
-            lock_wait: wait,
-        };
+        let mut inner = (*self.inner).clone();
+        inner.lock_wait = wait;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The clock on which the store counts how long ago a token set (or a refusal) was saved:
+    /// by default the machine's wall clock, which every process of the machine shares, so that
+    /// the sessions' own clocks never shift a set's lifetime. A test that drives its sessions
+    /// with a [`ManualClock`](crate::clock::ManualClock) gives the store the same clock.
+    /// Applies to this store and its clones made after the call.
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.clock = Arc::new(clock);
         Self {
             inner: Arc::new(inner),
         }
@@ -267,16 +281,19 @@ impl TokenStore for FileStore {
             let Some(plain) = inner.key.open(key.as_str(), sealed) else {
                 return Err(inner.error("entry does not open", "wrong key or tampered"));
             };
-            serde_json::from_slice(&plain)
-                .map(Some)
-                .map_err(|_| inner.error("entry unreadable", "not a token set"))
+            let mut tokens: StoredTokens = serde_json::from_slice(&plain)
+                .map_err(|_| inner.error("entry unreadable", "not a token set"))?;
+            tokens.age = tokens.stamp.and_then(|s| s.wall_age(&*inner.clock));
+            Ok(Some(tokens))
         }))
     }
 
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let mut tokens = tokens.clone();
+            tokens.stamp = Some(Stamp::Wall(super::to_ms(self.inner.clock.system_now())));
             let plain = zeroize::Zeroizing::new(
-                serde_json::to_vec(tokens).map_err(|e| self.inner.error("cannot encode", e))?,
+                serde_json::to_vec(&tokens).map_err(|e| self.inner.error("cannot encode", e))?,
             );
             let sealed = self.inner.key.seal(key.as_str(), &plain)?;
             let name = self.inner.key.name(key);
@@ -327,6 +344,10 @@ mod tests {
             refresh_expires_at_ms: None,
             refresh_uses: 0,
             stepped_up: false,
+            saved_at_ms: None,
+            stamp: None,
+            age: None,
+            written_at: None,
         }
     }
 

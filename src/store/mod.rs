@@ -101,8 +101,16 @@ impl StoreKey {
     }
 }
 
-/// A token set as a store keeps it. Times are wall-clock milliseconds since the Unix epoch,
-/// so that another process can read them.
+/// A token set as a store keeps it. Times are wall-clock milliseconds since the Unix epoch of
+/// the session that stored it.
+///
+/// A session that takes the set reads those times relative to when it was saved, and counts
+/// the time since then on a clock the writer and the reader share (the process's own for a
+/// [`MemoryStore`], the machine's for a `FileStore`, Redis's for a `RedisStore`): a set is
+/// never served longer than its own lifetime, whatever the writer's or the reader's wall
+/// clock says. A store of the application's own that keeps the set as this crate serializes
+/// it shares no such clock: its sets are read against the reader's wall clock, never for longer
+/// than the lifetime they had left when saved.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoredTokens {
@@ -130,6 +138,47 @@ pub struct StoredTokens {
     /// weavr: the access token was stepped up.
     #[serde(default)]
     pub stepped_up: bool,
+    /// The writer's wall clock when it saved the set: the other times are read relative to it,
+    /// so that the writer's clock's offset does not shift them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) saved_at_ms: Option<u64>,
+    /// The store's own note of when it saved the set, on its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stamp: Option<Stamp>,
+    /// How long ago the set was saved, on the store's clock: set by the store that loads it.
+    #[serde(skip)]
+    pub(crate) age: Option<Duration>,
+    /// When the set was saved, on the writer's monotonic clock: it crosses only stores that
+    /// keep the set in this process's memory, where every session's `Instant`s agree.
+    #[serde(skip)]
+    pub(crate) written_at: Option<std::time::Instant>,
+}
+
+/// A store's note of when it saved a set, on the store's own clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Stamp {
+    /// The wall-clock milliseconds of the store's clock (a `FileStore`: the machine's).
+    Wall(u64),
+    /// The lifetime the store gave the entry, in milliseconds: Redis counts it down on its own
+    /// clock, and what is left of it tells the entry's age.
+    Ttl(u64),
+}
+
+impl Stamp {
+    /// How long ago a set stamped `Wall` was saved, on `clock` (`None` for another stamp).
+    #[cfg(feature = "file-store")]
+    pub(crate) fn wall_age(self, clock: &dyn crate::clock::Clock) -> Option<Duration> {
+        match self {
+            Self::Wall(ms) => Some(
+                clock
+                    .system_now()
+                    .duration_since(from_ms(ms))
+                    .unwrap_or(Duration::ZERO),
+            ),
+            Self::Ttl(_) => None,
+        }
+    }
 }
 
 pub(crate) fn to_ms(time: SystemTime) -> u64 {
