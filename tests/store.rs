@@ -595,3 +595,114 @@ async fn a_writers_lock_held_for_good_makes_the_file_store_fail_and_the_session_
     assert_eq!(sandbox.counters(Service::Fib).logins, 1);
     drop(lock);
 }
+
+fn fib_refused(_: usize) -> (u16, String) {
+    let body = serde_json::json!({
+        "status": {"code": 401, "name": "Unauthorized", "message": "invalid signature"}
+    });
+    (401, body.to_string())
+}
+
+/// Two sessions of one account, each given one of `stores`, released together while the
+/// service holds its answer to the one login they send: it refuses the credentials. Neither
+/// sends another login, then or later, and a third session on `third` (another process's, or
+/// the next run's) sends none either: the refusal is the account's.
+async fn a_refused_login_is_sent_once_for_every_session<S: TokenStore>(
+    stores: [S; 2],
+    third: S,
+) -> StoreKey {
+    let server = HeldServer::start(fib_refused).await;
+    let counts = Counts::default();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let sessions = stores.map(|store| {
+        fib_at(
+            &server.uri(),
+            Probe {
+                store,
+                counts: counts.clone(),
+                announce: false,
+            },
+        )
+    });
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|session| {
+            let (session, barrier) = (session.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                session.access_token().await.unwrap_err()
+            })
+        })
+        .collect();
+    wait_until("one session logs in while the other waits", || {
+        let logins = server.requests().len();
+        logins >= 2 || (logins == 1 && counts.refused.load(Ordering::SeqCst) >= 1)
+    })
+    .await;
+    server.release_all();
+    for task in tasks {
+        let error = task.await.unwrap();
+        assert_eq!(
+            error.kind(),
+            tokensmith::ErrorKind::InvalidCredentials,
+            "{error}"
+        );
+        assert_eq!(error.status(), Some(401));
+    }
+    for session in &sessions {
+        let again = session.access_token().await.unwrap_err();
+        assert_eq!(again.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    }
+    let later = fib_at(&server.uri(), third)
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(later.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    assert_eq!(later.status(), Some(401));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "one refused login in all");
+    assert_eq!(
+        requests[0].path,
+        "/auth/api/v1/authentication-management/session"
+    );
+    StoreKey::new(Service::Fib, &server.uri(), demo::FIB_EMAIL)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_sent_once_for_every_session_on_a_memory_store() {
+    let store = MemoryStore::new();
+    a_refused_login_is_sent_once_for_every_session([store.clone(), store.clone()], store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_sent_once_for_every_session_on_a_file_store_and_the_next_run() {
+    let path = temp_path("refused");
+    let (key, _) = SealingKey::generate();
+    let store = || FileStore::new(&path, key.clone());
+    a_refused_login_is_sent_once_for_every_session([store(), store()], store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_sent_once_for_every_session_on_a_redis_store() {
+    let Ok(port) = std::env::var("TOKENSMITH_TEST_REDIS_PORT") else {
+        let required = std::env::var("TOKENSMITH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+        assert!(!required, "TOKENSMITH_TEST_REDIS_PORT is required");
+        eprintln!("no TOKENSMITH_TEST_REDIS_PORT: skipped");
+        return;
+    };
+    // A database of its own, emptied first.
+    let url = format!("redis://127.0.0.1:{port}/12");
+    let (key, _) = SealingKey::generate();
+    let connect = || tokensmith::store::RedisStore::connect(&url, key.clone());
+    let first = connect().await.unwrap();
+    let stores = [first, connect().await.unwrap()];
+    let third = connect().await.unwrap();
+    let account = a_refused_login_is_sent_once_for_every_session(stores, third).await;
+    // A refusal for good stays in Redis until a session clears it.
+    connect()
+        .await
+        .unwrap()
+        .remove_refusal(&account)
+        .await
+        .unwrap();
+}

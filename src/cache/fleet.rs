@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::clock::Clock;
 use crate::error::Service;
 use crate::expiry::RefreshPolicy;
-use crate::store::{from_ms, to_ms, Lease, StoreKey, StoredTokens, TokenStore};
+use crate::store::{from_ms, to_ms, Lease, StoreKey, StoredRefusal, StoredTokens, TokenStore};
 use crate::token::{AccessToken, Entry, EntryParts, Extra, TokenOrigin};
 
 /// The longest a session waits for another replica's renewal before renewing itself.
@@ -49,6 +49,11 @@ pub(super) struct Fleet {
     clock: Arc<dyn Clock>,
     /// When the store last failed (see [`STORE_DOWN_HOLD`]).
     failed_at: Mutex<Option<Instant>>,
+    /// Whether `clear_failure()` asked for the stored refusal to go and it has not gone yet.
+    refusal_cleared: std::sync::atomic::AtomicBool,
+    /// Taken to read, write or remove the stored refusal, so that the removal `clear_failure()`
+    /// asked for never lands after a refusal met since (which removes it first).
+    refusal_lock: tokio::sync::Mutex<()>,
 }
 
 impl Fleet {
@@ -64,7 +69,69 @@ impl Fleet {
             key,
             clock,
             failed_at: Mutex::new(None),
+            refusal_cleared: std::sync::atomic::AtomicBool::new(false),
+            refusal_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The account's key in the store.
+    pub(super) fn key(&self) -> &StoreKey {
+        &self.key
+    }
+
+    /// The login refusal another session (or this one) stored, if any and the store answers.
+    pub(super) async fn load_refusal(&self) -> Option<StoredRefusal> {
+        let _lock = self.refusal_lock.lock().await;
+        if !self.settle_clear().await {
+            // The refusal this session cleared could not be removed: it is not read back.
+            return None;
+        }
+        let consequence = "token store unavailable; the account's refusals are not seen";
+        self.attempt(consequence, || self.store.load_refusal(&self.key))
+            .await
+            .flatten()
+    }
+
+    /// Stores `refusal`, for the other sessions of the account.
+    pub(super) async fn save_refusal(&self, mut refusal: StoredRefusal) {
+        let _lock = self.refusal_lock.lock().await;
+        self.settle_clear().await;
+        let timeline = Timeline::read(&*self.clock);
+        refusal.saved_at_ms = Some(to_ms(timeline.wall));
+        refusal.written_at = Some(timeline.now);
+        let consequence = "token store unavailable; the refusal stays in this session only";
+        self.attempt(consequence, || self.store.save_refusal(&self.key, &refusal))
+            .await;
+    }
+
+    /// `clear_failure()` was called: the stored refusal goes, at [`Self::settle_cleared`]
+    /// (which a task of the session's runs at once) or before the next refusal is read or
+    /// written, whichever comes first.
+    pub(super) fn clear_refusal(&self) {
+        self.refusal_cleared.store(true, Ordering::Release);
+    }
+
+    /// Removes the stored refusal if `clear_failure()` asked for it.
+    pub(super) async fn settle_cleared(&self) {
+        let _lock = self.refusal_lock.lock().await;
+        self.settle_clear().await;
+    }
+
+    /// Removes the stored refusal if `clear_failure()` asked for it; whether nothing is left
+    /// to remove. Called under `refusal_lock`.
+    async fn settle_clear(&self) -> bool {
+        if !self.refusal_cleared.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        let consequence = "token store unavailable; the stored refusal was not removed";
+        let removed = self
+            .attempt(consequence, || self.store.remove_refusal(&self.key))
+            .await
+            .is_some();
+        if !removed {
+            self.refusal_cleared.store(true, Ordering::Release);
+        }
+        removed
     }
 
     /// Whether the store failed less than [`STORE_DOWN_HOLD`] ago.
@@ -213,18 +280,29 @@ impl Timeline {
     /// written by an earlier version (no save time) is read against the wall clock as then.
     fn of(mut self, stored: &StoredTokens) -> Self {
         self.saved = stored.saved_at_ms.map(|saved_at| {
-            let age = stored
-                .written_at
-                .map(|written| self.now.saturating_duration_since(written))
-                .or(stored.age)
-                .unwrap_or_else(|| {
-                    self.wall
-                        .duration_since(from_ms(saved_at))
-                        .unwrap_or(Duration::ZERO)
-                });
+            let age = self.age(saved_at, stored.written_at, stored.age);
             (saved_at, age)
         });
         self
+    }
+
+    /// How long ago something saved at `saved_at` (the writer's wall clock) was saved: on the
+    /// process's monotonic clock when it was `written_at` in this process, else as the store
+    /// measured it (`measured`), else on this session's wall clock against the writer's.
+    pub(super) fn age(
+        &self,
+        saved_at: u64,
+        written_at: Option<Instant>,
+        measured: Option<Duration>,
+    ) -> Duration {
+        written_at
+            .map(|written| self.now.saturating_duration_since(written))
+            .or(measured)
+            .unwrap_or_else(|| {
+                self.wall
+                    .duration_since(from_ms(saved_at))
+                    .unwrap_or(Duration::ZERO)
+            })
     }
 
     /// The `Instant` of a stored wall-clock time (now, if that time has passed).

@@ -379,6 +379,10 @@ impl Cache {
         if let Some(error) = self.refusals.blocking(self.clock.now()) {
             return Err(error);
         }
+        let credentials = self.credentials();
+        if let Some(error) = self.stored_refusal(credentials).await {
+            return Err(error);
+        }
         let sent_at = self.clock.now();
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         match self.provider.login_boxed(self.clock.system_now()).await {
@@ -389,11 +393,64 @@ impl Cache {
             }
             Err(error) => {
                 tracing::warn!(service = %self.traits.service, %error, "login failed");
-                self.refusals
+                let shared = self
+                    .refusals
                     .record(&error, self.clock.now(), self.traits.holds);
+                if let (Some(shared), Some(fleet)) = (shared, &self.fleet) {
+                    let stored = refusals::to_stored(&error, shared, credentials);
+                    fleet.save_refusal(stored).await;
+                }
                 Err(error)
             }
         }
+    }
+
+    /// A fingerprint of the credentials the next login sends, salted with the account's key
+    /// (see [`Provider::credentials`]): SipHash, as std's `DefaultHasher` computes it, which
+    /// every process built with the same Rust release computes alike. Each part goes in with
+    /// its length, so that no two ways of cutting the same bytes read alike.
+    fn credentials(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        if let Some(fleet) = &self.fleet {
+            fleet.key().as_str().hash(&mut hasher);
+        }
+        self.provider.credentials_dyn(&mut |part| {
+            hasher.write_usize(part.len());
+            hasher.write(part);
+        });
+        hasher.finish()
+    }
+
+    /// The refusal another session of the account stored, when it holds a login with
+    /// `credentials` back now: this session holds it too from then on (so that a store that
+    /// fails later cannot let the login through).
+    async fn stored_refusal(&self, credentials: u64) -> Option<Error> {
+        let stored = self.fleet.as_ref()?.load_refusal().await?;
+        let timeline = Timeline::read(&*self.clock);
+        let left = match stored.hold_ms {
+            // For good: only the credentials refused are held back.
+            None if stored.credentials != credentials => return None,
+            None => None,
+            Some(hold) => {
+                let age = stored.saved_at_ms.map_or(Duration::ZERO, |saved_at| {
+                    timeline.age(saved_at, stored.written_at, stored.age)
+                });
+                let left = Duration::from_millis(hold).saturating_sub(age);
+                if left.is_zero() {
+                    return None;
+                }
+                Some(left)
+            }
+        };
+        let error = refusals::from_stored(&stored, self.traits.service, left)?;
+        let until = left.and_then(|left| timeline.now.checked_add(left));
+        if left.is_some() && until.is_none() {
+            return None;
+        }
+        self.refusals.adopt(error.clone(), until);
+        tracing::info!(service = %self.traits.service, %error, "a login refused for another session of the account is not sent");
+        Some(error)
     }
 
     async fn refresh_with(&self, entry: &Arc<Entry>) -> Result<AccessToken, Error> {
@@ -540,9 +597,24 @@ impl Cache {
         }
     }
 
-    /// Forgets a refused login, so that the next call tries the credentials again.
+    /// Forgets a refused login, so that the next call tries the credentials again: here, and in
+    /// the account's store (a session that met or read the refusal itself keeps it until its
+    /// own `clear_failure()`).
     pub(crate) fn clear_failure(&self) {
         self.refusals.clear();
+        let Some(fleet) = &self.fleet else { return };
+        fleet.clear_refusal();
+        // The stored refusal goes now, when there is a runtime to remove it on (else before
+        // this session's next login): until then the account's other sessions still see it.
+        if let (Ok(runtime), Some(cache)) =
+            (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        {
+            drop(runtime.spawn(async move {
+                if let Some(fleet) = &cache.fleet {
+                    fleet.settle_cleared().await;
+                }
+            }));
+        }
     }
 
     /// The entry currently cached, valid or not.

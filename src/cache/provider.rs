@@ -32,6 +32,13 @@ pub(crate) trait Provider: Send + Sync + 'static {
         String::new()
     }
 
+    /// Gives `fingerprint` the credentials a login sends now (a password, a key; each part a
+    /// call), so that a refusal the account's store keeps holds back only logins with the same
+    /// credentials: a session given corrected ones logs in. Nothing is kept of them but a
+    /// 64-bit fingerprint, sealed in the store with the refusal. The default gives nothing:
+    /// every login of the account counts as sending the same credentials.
+    fn credentials(&self, _fingerprint: &mut dyn FnMut(&[u8])) {}
+
     /// Logs in with the stored credentials. `sent_wall` is the wall clock when it was sent.
     fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Grant, Error>> + Send;
 
@@ -58,6 +65,9 @@ pub(crate) type GrantFuture<'a> = Pin<Box<dyn Future<Output = Result<Grant, Erro
 /// application's build waits for. Behind this trait it is compiled once, at the cost of a boxed
 /// future per login or refresh.
 pub(crate) trait ErasedProvider: Send + Sync + 'static {
+    /// [`Provider::credentials`].
+    fn credentials_dyn(&self, fingerprint: &mut dyn FnMut(&[u8]));
+
     /// [`Provider::login`].
     fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_>;
 
@@ -70,6 +80,10 @@ pub(crate) trait ErasedProvider: Send + Sync + 'static {
 }
 
 impl<P: Provider> ErasedProvider for P {
+    fn credentials_dyn(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        self.credentials(fingerprint);
+    }
+
     fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_> {
         Box::pin(self.login(sent_wall))
     }

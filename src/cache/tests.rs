@@ -19,11 +19,17 @@ struct Scripted {
     refreshes: Mutex<VecDeque<Result<Grant, Error>>>,
     refresh_tokens_seen: Mutex<Vec<String>>,
     calls: AtomicUsize,
+    /// The password its logins send.
+    password: &'static str,
 }
 
 impl Provider for Scripted {
     const SERVICE: Service = Service::Accounts;
     const MAX_REFRESH_USES: Option<u32> = Some(2);
+
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        fingerprint(self.password.as_bytes());
+    }
 
     async fn login(&self, _: SystemTime) -> Result<Grant, Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -1403,5 +1409,126 @@ async fn a_set_stored_on_a_clock_ten_minutes_off_is_served_its_own_lifetime_and_
             assert_eq!(reader.provider.calls.load(Ordering::SeqCst), 1, "{case}");
             store.remove(&key).await.unwrap();
         }
+    }
+}
+
+/// A session of the account under `key` in `store`, logging in with `password` and answering
+/// its logins with `logins`, on `clock`.
+fn account_session(
+    store: &Arc<dyn TokenStore>,
+    key: &StoreKey,
+    clock: &ManualClock,
+    password: &'static str,
+    logins: Vec<Result<Grant, Error>>,
+) -> Held<Scripted> {
+    let provider = Scripted {
+        logins: Mutex::new(logins.into()),
+        password,
+        ..Default::default()
+    };
+    let policy = RefreshPolicy::new().with_jitter(false);
+    Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
+        cache.with_store(store.clone(), key.clone())
+    })
+}
+
+fn refused() -> Result<Grant, Error> {
+    Err(Error::new(ErrorKind::InvalidCredentials)
+        .with_service(Service::Accounts)
+        .with_status(401)
+        .with_message("Incorrect username or password."))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_holds_back_every_session_with_the_same_credentials_until_one_clears_it() {
+    for (name, store) in every_store("refusal").await {
+        let key = fresh_key();
+        let clock = ManualClock::new();
+        let session = |password, logins| account_session(&store, &key, &clock, password, logins);
+        let a = session("pw-1", vec![refused()]);
+        let b = session("pw-1", vec![grant("b", None, 600)]);
+        let corrected = session("pw-2", vec![grant("c", None, 600)]);
+
+        let error = a.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{name}");
+        // Another session with the same credentials: the account's refusal, no login.
+        let error = b.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{name}");
+        assert_eq!(error.service(), Some(Service::Accounts), "{name}");
+        assert_eq!(error.status(), Some(401), "{name}");
+        assert_eq!(error.message(), Some("Incorrect username or password."));
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{name}");
+        // A day later, still.
+        clock.advance(Duration::from_secs(24 * 60 * 60));
+        b.access_token().await.unwrap_err();
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{name}");
+        // Corrected credentials are not held back.
+        assert_eq!(secret(&corrected).await, "c", "{name}");
+        // (Forgotten in the store, as a logout would, so that the next sessions log in.)
+        store.remove(&key).await.unwrap();
+
+        // One session clears it: for itself, and in the store for sessions to come.
+        b.clear_failure();
+        assert_eq!(secret(&b).await, "b", "{name}");
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 1, "{name}");
+        assert!(
+            store.load_refusal(&key).await.unwrap().is_none(),
+            "{name}: cleared in the store"
+        );
+        store.remove(&key).await.unwrap();
+        let next = session("pw-1", vec![grant("d", None, 600)]);
+        assert_eq!(secret(&next).await, "d", "{name}");
+        // The session that met it keeps it until its own clear_failure() (when it has to log
+        // in: with the account's token in the store, it takes that).
+        store.remove(&key).await.unwrap();
+        a.access_token().await.unwrap_err();
+        assert_eq!(a.provider.calls.load(Ordering::SeqCst), 1, "{name}");
+        store.remove(&key).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_window_holds_every_session_of_the_account_until_it_ends() {
+    // The window is counted on the store's clock: the sessions' own here, which the test moves
+    // (a Redis counts in real time, which this test does not wait out). A whole second: the
+    // file store counts in milliseconds.
+    let clock =
+        ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let dir = std::env::temp_dir().join(format!("tokensmith-window-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = crate::store::FileStore::new(
+        dir.join("tokens.json"),
+        crate::store::SealingKey::from_bytes([7; 32]),
+    )
+    .clock(clock.clone());
+    let stores: [(&str, Arc<dyn TokenStore>); 2] = [
+        ("memory", Arc::new(crate::store::MemoryStore::new())),
+        ("file", Arc::new(file)),
+    ];
+    for (name, store) in stores {
+        let key = fresh_key();
+        let limited = Err(Error::new(ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(60)),
+        })
+        .with_status(429));
+        let a = account_session(&store, &key, &clock, "pw-1", vec![limited]);
+        // Another password, on the same account: a window holds every login of the account.
+        let b = account_session(&store, &key, &clock, "pw-2", vec![grant("b", None, 600)]);
+        a.access_token().await.unwrap_err();
+        clock.advance(Duration::from_secs(20));
+        let held = b.access_token().await.unwrap_err();
+        assert_eq!(
+            held.kind(),
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(40))
+            },
+            "{name}: what is left of the window"
+        );
+        clock.advance(Duration::from_secs(40) - Duration::from_millis(1));
+        b.access_token().await.unwrap_err();
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{name}");
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(secret(&b).await, "b", "{name}");
     }
 }

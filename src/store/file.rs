@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use super::{
+    refusal_context, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal, StoredTokens,
+    TokenStore,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 
@@ -53,6 +56,9 @@ struct Inner {
 struct Contents {
     version: u32,
     entries: BTreeMap<String, String>,
+    /// Login refusals, sealed and named as the token sets are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    refusals: BTreeMap<String, String>,
 }
 
 impl FileStore {
@@ -250,6 +256,7 @@ impl Inner {
             // Version 1 named entries by service, base URL and account in the clear; those
             // entries are no longer looked up, and the names should not stay on disk.
             contents.entries.clear();
+            contents.refusals.clear();
         }
         contents.version = 2;
         f(&mut contents);
@@ -311,6 +318,54 @@ impl TokenStore for FileStore {
         Box::pin(self.blocking(move |inner| {
             inner.update(|contents| {
                 contents.entries.remove(&name);
+            })
+        }))
+    }
+
+    fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        let key = key.clone();
+        Box::pin(self.blocking(move |inner| {
+            let contents = inner.read()?;
+            let Some(sealed) = contents.refusals.get(&inner.key.name(&key)) else {
+                return Ok(None);
+            };
+            let Some(plain) = inner.key.open(&refusal_context(&key), sealed) else {
+                return Err(inner.error("refusal does not open", "wrong key or tampered"));
+            };
+            let mut refusal: StoredRefusal = serde_json::from_slice(&plain)
+                .map_err(|_| inner.error("refusal unreadable", "not a refusal"))?;
+            refusal.age = refusal.stamp.and_then(|s| s.wall_age(&*inner.clock));
+            Ok(Some(refusal))
+        }))
+    }
+
+    fn save_refusal<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut refusal = refusal.clone();
+            refusal.stamp = Some(Stamp::Wall(super::to_ms(self.inner.clock.system_now())));
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&refusal).map_err(|e| self.inner.error("cannot encode", e))?,
+            );
+            let sealed = self.inner.key.seal(&refusal_context(key), &plain)?;
+            let name = self.inner.key.name(key);
+            self.blocking(move |inner| {
+                inner.update(|contents| {
+                    contents.refusals.insert(name, sealed);
+                })
+            })
+            .await
+        })
+    }
+
+    fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        let name = self.inner.key.name(key);
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|contents| {
+                contents.refusals.remove(&name);
             })
         }))
     }

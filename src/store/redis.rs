@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use super::{from_ms, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use super::{
+    from_ms, refusal_context, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal,
+    StoredTokens, TokenStore,
+};
 use crate::error::Error;
 
 /// The default lifetime of a lease in Redis: a crashed holder blocks the others this long at
@@ -122,6 +125,10 @@ impl RedisStore {
 
     fn lease_key(&self, key: &StoreKey) -> String {
         format!("{}:lease", self.entry_key(key))
+    }
+
+    fn refusal_key(&self, key: &StoreKey) -> String {
+        format!("{}:refusal", self.entry_key(key))
     }
 
     /// `tokens` sealed, and how long the entry lives: as long as something in it can still be
@@ -284,6 +291,66 @@ impl TokenStore for RedisStore {
             let mut connection = self.connection.clone();
             connection
                 .del::<_, ()>(self.entry_key(key))
+                .await
+                .map_err(|e| failed("DEL", e.kind()))
+        })
+    }
+
+    fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let name = self.refusal_key(key);
+            let (sealed, left_ms): (Option<String>, i64) = redis::pipe()
+                .atomic()
+                .get(&name)
+                .pttl(&name)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| failed("GET", e.kind()))?;
+            let Some(sealed) = sealed else {
+                return Ok(None);
+            };
+            let plain = self
+                .key
+                .open(&refusal_context(key), &sealed)
+                .ok_or_else(|| failed("refusal does not open", "wrong key or tampered"))?;
+            let mut refusal: StoredRefusal = serde_json::from_slice(&plain)
+                .map_err(|_| failed("refusal unreadable", "not a refusal"))?;
+            refusal.age = refusal.stamp.and_then(|stamp| Self::age(stamp, left_ms));
+            Ok(Some(refusal))
+        })
+    }
+
+    fn save_refusal<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut refusal = refusal.clone();
+            // A window lives in Redis as long as it holds (Redis counts it down, which tells
+            // its age); a refusal for good, until a session clears it.
+            let ttl_ms = refusal.hold_ms.map(|hold| hold.max(1));
+            refusal.stamp = ttl_ms.map(Stamp::Ttl);
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&refusal).map_err(|e| failed("encode", e))?,
+            );
+            let sealed = self.key.seal(&refusal_context(key), &plain)?;
+            let mut connection = self.connection.clone();
+            let name = self.refusal_key(key);
+            match ttl_ms {
+                Some(ttl_ms) => connection.pset_ex::<_, _, ()>(name, sealed, ttl_ms).await,
+                None => connection.set::<_, _, ()>(name, sealed).await,
+            }
+            .map_err(|e| failed("SET", e.kind()))
+        })
+    }
+
+    fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            connection
+                .del::<_, ()>(self.refusal_key(key))
                 .await
                 .map_err(|e| failed("DEL", e.kind()))
         })
