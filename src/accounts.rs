@@ -478,6 +478,11 @@ impl Provider for Accounts {
         self.username.clone()
     }
 
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // Read at each login: a password reset or change replaces it.
+        fingerprint(self.password().expose_secret().as_bytes());
+    }
+
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let body = types::LoginRequest {
             username: self.username.clone(),

@@ -706,3 +706,40 @@ async fn a_refused_login_is_sent_once_for_every_session_on_a_redis_store() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_given_corrected_credentials_is_not_held_back_by_the_account_s_refusal() {
+    let server = HeldServer::start(|i| if i == 0 { fib_refused(i) } else { fib_login(i) }).await;
+    server.release_all();
+    let store = MemoryStore::new();
+    let error = fib_at(&server.uri(), store.clone())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    // The same key pair again, in another session: held back, no login.
+    let again = fib_at(&server.uri(), store.clone())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    assert_eq!(server.requests().len(), 1);
+    // The account's user fixed their key: that login goes out.
+    let corrected = tokensmith::fib::Session::builder()
+        .base_url(server.uri())
+        .email(demo::FIB_EMAIL)
+        .private_key("11".repeat(32))
+        .token_store(store)
+        .build()
+        .unwrap();
+    let token = corrected.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), common::jwt(EXP, "access-1"));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let bodies: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["authPublicKeyHex"], demo::FIB_PUBLIC_KEY);
+    assert_ne!(bodies[1]["authPublicKeyHex"], demo::FIB_PUBLIC_KEY);
+}

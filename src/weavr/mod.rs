@@ -601,6 +601,11 @@ impl Provider for Weavr {
         }
     }
 
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // Read at each login: a password update replaces it.
+        fingerprint(self.password().expose_secret().as_bytes());
+    }
+
     async fn login(&self, _sent_wall: SystemTime) -> Result<Grant, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
