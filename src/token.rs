@@ -160,6 +160,9 @@ pub(crate) struct Extra {
     /// The service issued the token stepped up already (weavr: an access token whose
     /// exchange answered `STEPPED_UP`).
     pub(crate) stepped_up: bool,
+    /// The token came from an exchange of another (weavr: the identity's access token for the
+    /// sign-in token): a refusal that asks for the exchange was for the token before it.
+    pub(crate) exchanged: bool,
 }
 
 /// A cached token: shared by the cache and every [`AccessToken`] handed out.

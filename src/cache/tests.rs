@@ -620,6 +620,7 @@ async fn only_a_newer_token_set_is_taken_from_the_store() {
         refresh_expires_at_ms: None,
         refresh_uses: 0,
         stepped_up: false,
+        exchanged: false,
         saved_at_ms: None,
         stamp: None,
         age: None,
@@ -1531,4 +1532,44 @@ async fn a_rate_limit_window_holds_every_session_of_the_account_until_it_ends() 
         clock.advance(Duration::from_millis(1));
         assert_eq!(secret(&b).await, "b", "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_token_is_exchanged_once_whoever_asks_after_the_exchange() {
+    let (session, _clock) = cache(vec![grant("sign-in", None, 600)], vec![]);
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let obtain: Exchange = {
+        let exchanges = exchanges.clone();
+        Arc::new(move |token: SecretString| {
+            let exchanges = exchanges.clone();
+            Box::pin(async move {
+                assert_eq!(token.expose_secret(), "sign-in");
+                exchanges.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(grant("identity", None, 600).unwrap()))
+            })
+        })
+    };
+    let sign_in = session.access_token().await.unwrap();
+    let exchanged = session
+        .exchange(sign_in.clone(), obtain.clone())
+        .await
+        .unwrap();
+    assert_eq!(exchanged.secret().expose_secret(), "identity");
+    assert_eq!(exchanges.load(Ordering::SeqCst), 1);
+    // A call refused with the sign-in token, whose cure comes after the exchange ended.
+    let late = session.exchange(sign_in, obtain.clone()).await.unwrap();
+    assert_eq!(late.secret().expose_secret(), "identity");
+    // One whose cure first asked for the token the session serves now: the exchanged one.
+    let served = session.access_token().await.unwrap();
+    let again = session.exchange(served, obtain).await.unwrap();
+    assert_eq!(again.secret().expose_secret(), "identity");
+    assert_eq!(exchanges.load(Ordering::SeqCst), 1, "exchanged once");
+
+    // Nothing to exchange a token for: the token itself.
+    let (plain, _clock) = cache(vec![grant("sign-in", None, 600)], vec![]);
+    let none: Exchange = Arc::new(|_| Box::pin(async { Ok(None) }));
+    let token = plain.access_token().await.unwrap();
+    let same = plain.exchange(token, none).await.unwrap();
+    assert_eq!(same.secret().expose_secret(), "sign-in");
+    assert!(!same.entry().extra.exchanged);
 }

@@ -399,6 +399,7 @@ mod tests {
             refresh_expires_at_ms: None,
             refresh_uses: 0,
             stepped_up: false,
+            exchanged: false,
             saved_at_ms: None,
             stamp: None,
             age: None,

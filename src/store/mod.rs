@@ -138,6 +138,9 @@ pub struct StoredTokens {
     /// weavr: the access token was stepped up.
     #[serde(default)]
     pub stepped_up: bool,
+    /// weavr: the access token is the identity's, from an exchange of the sign-in token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) exchanged: bool,
     /// The writer's wall clock when it saved the set: the other times are read relative to it,
     /// so that the writer's clock's offset does not shift them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -447,23 +447,35 @@ impl Coordinator {
     }
 
     /// Exchanges the current token for the identity's access token, when the session knows
-    /// the identity.
+    /// the identity: through the session's one flight, so that calls refused together make
+    /// one exchange, and under the fleet's renewal lease, its token set saved fenced by it.
     async fn exchange(&self) -> bool {
         let Some(core) = self.core.upgrade() else {
             return false;
         };
-        let Ok(token) = core.cache.access_token().await else {
-            return false;
-        };
-        let provider = &core.provider;
-        let sent_at = core.cache.clock.now();
-        match provider.exchange_for_identity(token.secret()).await {
-            Ok(Some(grant)) => {
-                core.cache.install(grant, sent_at).await;
-                true
+        let provider = core.provider.clone();
+        let obtain: crate::cache::Exchange = Arc::new(move |token: SecretString| {
+            let provider = provider.clone();
+            Box::pin(async move { provider.exchange_for_identity(&token).await })
+        });
+        // A renewal in the air when the call was refused gives a new sign-in token, which is
+        // exchanged in turn: twice at most.
+        for _ in 0..2 {
+            let Ok(used) = core.cache.access_token().await else {
+                return false;
+            };
+            let Ok(now) = core.cache.exchange(used.clone(), obtain.clone()).await else {
+                return false;
+            };
+            if now.entry().extra.exchanged {
+                return true;
             }
-            _ => false,
+            if now.secret().expose_secret() == used.secret().expose_secret() {
+                // Nothing to exchange it for (no identity known).
+                return false;
+            }
         }
+        false
     }
 }
 
