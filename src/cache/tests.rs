@@ -1209,8 +1209,15 @@ fn serving_threads(
 }
 
 #[tokio::test]
-async fn a_token_served_on_threads_now_idle_dies_with_a_logout_and_with_the_session() {
-    let (cache, _clock) = cache(vec![grant("a", None, 600), grant("b", None, 600)], vec![]);
+async fn a_token_served_on_threads_now_idle_dies_with_a_logout_a_renewal_and_the_session() {
+    let (cache, _clock) = cache(
+        vec![
+            grant("a", None, 600),
+            grant("b", None, 600),
+            grant("c", None, 600),
+        ],
+        vec![],
+    );
     let cache = Arc::new(cache);
     assert_eq!(secret(&cache).await, "a");
     let threads = serving_threads(&cache, 3);
@@ -1235,9 +1242,19 @@ async fn a_token_served_on_threads_now_idle_dies_with_a_logout_and_with_the_sess
     assert_eq!(secret(&cache).await, "b");
     serve("b");
     let b = Arc::downgrade(&cache.current().unwrap());
-    drop(cache);
+    // A renewal: the replaced token goes too.
+    let c = cache.force_refresh().await.unwrap();
+    assert_eq!(c.secret().expose_secret(), "c");
+    drop(c);
     assert!(
         b.upgrade().is_none(),
+        "an idle thread kept a replaced token"
+    );
+    serve("c");
+    let c = Arc::downgrade(&cache.current().unwrap());
+    drop(cache);
+    assert!(
+        c.upgrade().is_none(),
         "an idle thread kept the token of a dropped session"
     );
     for (order, _, thread) in threads {
@@ -1489,7 +1506,7 @@ async fn a_refusal_holds_back_every_session_with_the_same_credentials_until_one_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limit_window_holds_every_session_of_the_account_until_it_ends() {
+async fn a_rate_limit_or_lock_window_holds_every_session_of_the_account_until_it_ends() {
     // The window is counted on the store's clock: the sessions' own here, which the test moves
     // (a Redis counts in real time, which this test does not wait out). A whole second: the
     // file store counts in milliseconds.
@@ -1507,25 +1524,39 @@ async fn a_rate_limit_window_holds_every_session_of_the_account_until_it_ends() 
         ("memory", Arc::new(crate::store::MemoryStore::new())),
         ("file", Arc::new(file)),
     ];
-    for (name, store) in stores {
+    let windows = [
+        (
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(60)),
+            },
+            429,
+        ),
+        (
+            ErrorKind::AccountLocked {
+                retry_after: Some(Duration::from_secs(60)),
+            },
+            423,
+        ),
+    ];
+    for ((name, store), (window, status)) in stores
+        .iter()
+        .flat_map(|store| windows.iter().map(move |window| (store, window)))
+    {
         let key = fresh_key();
-        let limited = Err(Error::new(ErrorKind::RateLimited {
-            retry_after: Some(Duration::from_secs(60)),
-        })
-        .with_status(429));
-        let a = account_session(&store, &key, &clock, "pw-1", vec![limited]);
+        let limited = Err(Error::new(*window).with_status(*status));
+        let a = account_session(store, &key, &clock, "pw-1", vec![limited]);
         // Another password, on the same account: a window holds every login of the account.
-        let b = account_session(&store, &key, &clock, "pw-2", vec![grant("b", None, 600)]);
+        let b = account_session(store, &key, &clock, "pw-2", vec![grant("b", None, 600)]);
         a.access_token().await.unwrap_err();
         clock.advance(Duration::from_secs(20));
         let held = b.access_token().await.unwrap_err();
-        assert_eq!(
-            held.kind(),
-            ErrorKind::RateLimited {
-                retry_after: Some(Duration::from_secs(40))
-            },
-            "{name}: what is left of the window"
-        );
+        let left = Some(Duration::from_secs(40));
+        let expected = match window {
+            ErrorKind::RateLimited { .. } => ErrorKind::RateLimited { retry_after: left },
+            _ => ErrorKind::AccountLocked { retry_after: left },
+        };
+        assert_eq!(held.kind(), expected, "{name}: what is left of the window");
+        assert_eq!(held.status(), Some(*status));
         clock.advance(Duration::from_secs(40) - Duration::from_millis(1));
         b.access_token().await.unwrap_err();
         assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{name}");
@@ -1572,4 +1603,29 @@ async fn a_token_is_exchanged_once_whoever_asks_after_the_exchange() {
     let same = plain.exchange(token, none).await.unwrap();
     assert_eq!(same.secret().expose_secret(), "sign-in");
     assert!(!same.entry().extra.exchanged);
+}
+
+#[tokio::test]
+async fn backoffs_challenges_and_a_store_without_refusals_keep_refusals_per_session() {
+    let clock = ManualClock::new();
+    let memory: Arc<dyn TokenStore> = Arc::new(crate::store::MemoryStore::new());
+    // A transient failure backs off this session only: the jitter spreads the fleet's next
+    // logins. A login challenge is this session's: its session token is no other's.
+    let challenge = Err(Error::new(ErrorKind::NewPasswordRequired).with_status(200));
+    for failure in [server_error(), challenge] {
+        let key = fresh_key();
+        let a = account_session(&memory, &key, &clock, "pw-1", vec![failure]);
+        let b = account_session(&memory, &key, &clock, "pw-1", vec![grant("b", None, 600)]);
+        a.access_token().await.unwrap_err();
+        assert_eq!(secret(&b).await, "b");
+        assert!(memory.load_refusal(&key).await.unwrap().is_none());
+    }
+    // A store of the application's own without the refusal methods shares none.
+    let own: Arc<dyn TokenStore> = Arc::new(CountsReleases::default());
+    let key = fresh_key();
+    let a = account_session(&own, &key, &clock, "pw-1", vec![refused()]);
+    let b = account_session(&own, &key, &clock, "pw-1", vec![refused()]);
+    a.access_token().await.unwrap_err();
+    b.access_token().await.unwrap_err();
+    assert_eq!(b.provider.calls.load(Ordering::SeqCst), 1, "b sent its own");
 }

@@ -590,6 +590,30 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read(&target).unwrap(), b"victim's");
+        // Nor a lock file that is not a regular file (a FIFO, which opens without blocking
+        // for reading and writing).
+        let lease = dir.join(format!(".tokens.json.{tag}.lease"));
+        std::fs::remove_file(&lease).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &lease,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let error = store.lease(&account).await.unwrap_err();
+        assert_eq!(
+            error.message(),
+            Some(
+                format!(
+                    "token store {}: cannot open its lock file: {} is not a regular file",
+                    path.display(),
+                    lease.display()
+                )
+                .as_str()
+            )
+        );
         assert!(!missing.exists(), "a file was created through the link");
         assert!(!path.exists(), "nothing written");
         std::fs::remove_dir_all(&dir).unwrap();
