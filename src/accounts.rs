@@ -381,6 +381,10 @@ impl ErrorBody for types::Error {
 fn classify_login(failure: &Failure) -> ErrorKind {
     match failure.status {
         401 => ErrorKind::InvalidCredentials,
+        // The service's current code answers input it fails to validate, and its own failures,
+        // with 422 "Internal error, please try again later." (../shared/API-NOTES.md): its
+        // own "try again later", a failure of the service's, not a refusal of the login.
+        422 if failure.message_has("try again later") => ErrorKind::ServerError,
         _ => failure.default_kind(),
     }
 }
@@ -523,6 +527,11 @@ impl ProviderImpl for Accounts {
 
     fn store_identity(&self) -> String {
         self.username.clone()
+    }
+
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // Read at each login: a password reset or change replaces it.
+        fingerprint(self.password().expose_secret().as_bytes());
     }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {

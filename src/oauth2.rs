@@ -40,6 +40,11 @@ impl ClientCredentials {
             client_secret: client_secret.into(),
         }
     }
+
+    /// The client secret (for the fingerprint of the credentials a refusal is of).
+    pub(crate) fn client_secret(&self) -> &SecretString {
+        &self.client_secret
+    }
 }
 
 /// The message of an OAuth error body (RFC 6749 section 5.2): its `error_description`, else

@@ -440,6 +440,14 @@ impl ProviderImpl for PasswordSafe {
         self.identity.clone()
     }
 
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        match &self.login {
+            Login::OAuth(form) => fingerprint(form.client_secret().expose_secret().as_bytes()),
+            // The api key, the run-as user and their password, as the header carries them.
+            Login::PsAuth(header) => fingerprint(header.as_bytes()),
+        }
+    }
+
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         match &self.login {
             Login::PsAuth(header) => {

@@ -78,6 +78,13 @@ pub(crate) mod sealed {
         /// Who logs in (an email, a client id; never a secret), to key a shared token store.
         fn store_identity(&self) -> String;
 
+        /// Gives `fingerprint` the credentials a login sends now (a password, a key; each part
+        /// a call), so that a refusal the account's store keeps holds back only logins with the
+        /// same credentials: a session given corrected ones logs in. Nothing is kept of them
+        /// but a 16-bit fingerprint, sealed in the store with the refusal. The default gives
+        /// nothing: every login of the account counts as sending the same credentials.
+        fn credentials(&self, _fingerprint: &mut dyn FnMut(&[u8])) {}
+
         /// Logs in with the stored credentials. `sent_wall` is the wall clock when it was sent.
         fn login(&self, sent_wall: SystemTime)
             -> impl Future<Output = Result<Grant, Error>> + Send;
@@ -176,6 +183,28 @@ pub struct Tokens {
     cache: Arc<Cache>,
     /// The session as the HTTP layer sees it, for calls made with its token outside `api()`.
     session: Weak<dyn Authorizer>,
+    /// The service itself, for work that outlives one call (weavr's step-up task).
+    provider: Weak<dyn std::any::Any + Send + Sync>,
+}
+
+/// [`Tokens`] held weakly, by work that must not keep a dropped session alive (a step-up that
+/// waits minutes for its user).
+#[derive(Clone)]
+pub struct WeakTokens {
+    cache: Weak<Cache>,
+    session: Weak<dyn Authorizer>,
+    provider: Weak<dyn std::any::Any + Send + Sync>,
+}
+
+impl WeakTokens {
+    /// The session's tokens, while the session lives.
+    pub(crate) fn upgrade(&self) -> Option<Tokens> {
+        Some(Tokens {
+            cache: self.cache.upgrade()?,
+            session: self.session.clone(),
+            provider: self.provider.clone(),
+        })
+    }
 }
 
 /// When a request was sent, on both of the session's clocks.
@@ -186,12 +215,30 @@ pub struct Sent {
 }
 
 impl Tokens {
-    pub(crate) fn new(cache: Arc<Cache>, session: Weak<dyn Authorizer>) -> Self {
-        Self { cache, session }
+    pub(crate) fn new(
+        cache: Arc<Cache>,
+        session: Weak<dyn Authorizer>,
+        provider: Weak<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        Self {
+            cache,
+            session,
+            provider,
+        }
     }
 
-    pub(crate) fn cache(&self) -> &Arc<Cache> {
-        &self.cache
+    /// These tokens, held weakly.
+    pub(crate) fn downgrade(&self) -> WeakTokens {
+        WeakTokens {
+            cache: Arc::downgrade(&self.cache),
+            session: self.session.clone(),
+            provider: self.provider.clone(),
+        }
+    }
+
+    /// The service, while the session lives, for work that outlives one call.
+    pub(crate) fn provider<P: Send + Sync + 'static>(&self) -> Option<Arc<P>> {
+        self.provider.upgrade()?.downcast::<P>().ok()
     }
 
     /// A valid access token (renewed first when due).
@@ -214,6 +261,11 @@ impl Tokens {
         self.cache.clock.sleep_until(deadline).await;
     }
 
+    /// Resolves when the session is dropped: work of its own stops there.
+    pub(crate) fn on_close(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.cache.on_close()
+    }
+
     /// Now, on the session's clocks: stamp a request with it before sending.
     pub(crate) fn sent(&self) -> Sent {
         Sent {
@@ -223,7 +275,7 @@ impl Tokens {
     }
 
     /// Takes a token set obtained outside a renewal (a completed login challenge, a password
-    /// update, an exchange): it replaces whatever was cached, lifts a held login, and is stored.
+    /// update): it replaces whatever was cached, lifts a held login, and is stored.
     ///
     /// # Errors
     /// [`ErrorKind::Decode`] for a token set that cannot be put on a request (see
@@ -234,6 +286,17 @@ impl Tokens {
         Ok(self.cache.install(grant, sent.at).await)
     }
 
+    /// Exchanges the token `used` for another (weavr's identity access token) through the
+    /// session's one flight, under the fleet's renewal lease: calls that need it together make
+    /// one exchange, saved fenced like a renewal.
+    pub(crate) async fn exchange(
+        &self,
+        used: AccessToken,
+        obtain: crate::cache::Exchange,
+    ) -> Result<AccessToken, Error> {
+        self.cache.exchange(used, obtain).await
+    }
+
     /// Forgets a refused login: the credentials changed.
     pub(crate) fn clear_failure(&self) {
         self.cache.clear_failure();
@@ -241,7 +304,7 @@ impl Tokens {
 
     /// Records that the token `secret` was stepped up, here and in the store.
     pub(crate) async fn mark_stepped_up(&self, secret: &SecretString) {
-        self.cache.mark_stepped_up(secret.expose_secret()).await;
+        self.cache.mark_stepped_up(secret).await;
     }
 
     /// The session, told of every answer to a call that carries one of its tokens outside
@@ -300,6 +363,10 @@ impl<P: Provider> Erased for P {
 }
 
 impl<P: Provider> ErasedProvider for P {
+    fn credentials_dyn(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        sealed::ProviderImpl::credentials(self, fingerprint);
+    }
+
     fn login_boxed(&self, sent_wall: SystemTime) -> crate::cache::GrantFuture<'_> {
         Box::pin(async move { attachable(P::SERVICE, self.login(sent_wall).await) })
     }

@@ -230,6 +230,13 @@ impl ProviderImpl for S7risk {
         format!("{}|{who}", self.origin.to_str().unwrap_or_default())
     }
 
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        match &self.login {
+            Login::User { password, .. } => fingerprint(password.expose_secret().as_bytes()),
+            Login::Application { secret, .. } => fingerprint(secret.expose_secret().as_bytes()),
+        }
+    }
+
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
         let context = Context::new();

@@ -34,11 +34,28 @@ pub struct AccessToken {
 /// One thread's reference to a shared entry (see [`AccessToken`]).
 struct Handle(Arc<Entry>);
 
+/// An [`AccessToken`] that does not keep its token alive: a thread's cached handle, which the
+/// cache can let go from any thread (a logout, a dropped session).
+pub(crate) struct WeakToken(std::sync::Weak<Handle>);
+
+impl WeakToken {
+    /// The token, while something else still holds it.
+    #[inline]
+    pub(crate) fn upgrade(&self) -> Option<AccessToken> {
+        self.0.upgrade().map(|handle| AccessToken { handle })
+    }
+}
+
 impl AccessToken {
     pub(crate) fn new(entry: Arc<Entry>) -> Self {
         Self {
             handle: Arc::new(Handle(entry)),
         }
+    }
+
+    /// A reference to this token that does not keep it alive.
+    pub(crate) fn downgrade(&self) -> WeakToken {
+        WeakToken(Arc::downgrade(&self.handle))
     }
 
     pub(crate) fn entry(&self) -> &Arc<Entry> {
@@ -143,6 +160,9 @@ pub(crate) struct Extra {
     /// The service issued the token stepped up already (weavr: an access token whose
     /// exchange answered `STEPPED_UP`).
     pub(crate) stepped_up: bool,
+    /// The token came from an exchange of another (weavr: the identity's access token for the
+    /// sign-in token): a refusal that asks for the exchange was for the token before it.
+    pub(crate) exchanged: bool,
 }
 
 /// A cached token: shared by the cache and every [`AccessToken`] handed out.

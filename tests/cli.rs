@@ -1040,3 +1040,41 @@ fn passwordsafe_without_a_base_url_names_every_way_to_give_one() {
          For more information, try 'tokensmith --help'.\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_kept_in_the_cache_between_runs_for_the_same_password_only() {
+    let sandbox = Sandbox::start().await;
+    let base = sandbox.base_url(Service::S7risk);
+    let cache = cache_file("refused");
+    let cache_arg = cache.to_str().unwrap();
+    let run = |password: &str| {
+        let env = s7risk_env(&base, password);
+        tokensmith(
+            &["--cache", cache_arg, "s7risk-user", "token"],
+            &borrow(&env),
+        )
+    };
+    for _ in 0..3 {
+        let output = run("wrong-password-123");
+        assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("Email and password do not match"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("wrong-password-123"), "{stderr}");
+    }
+    // One refused login in three runs: the next two read the refusal from the cache.
+    let counters = sandbox.counters(Service::S7risk);
+    assert_eq!((counters.failed_logins, counters.logins), (1, 0));
+    let text_on_disk = std::fs::read_to_string(&cache).unwrap();
+    assert!(
+        !text_on_disk.contains("do not match"),
+        "sealed: {text_on_disk}"
+    );
+    // The right password is not held back.
+    let output = run(demo::S7RISK_PASSWORD);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let counters = sandbox.counters(Service::S7risk);
+    assert_eq!((counters.failed_logins, counters.logins), (1, 1));
+}

@@ -18,6 +18,10 @@ pub(crate) type GrantFuture<'a> = Pin<Box<dyn Future<Output = Result<Grant, Erro
 /// application's build waits for. Behind this trait it is compiled once, at the cost of a boxed
 /// future per login or refresh.
 pub(crate) trait ErasedProvider: Send + Sync + 'static {
+    /// Gives `fingerprint` the credentials a login sends now (see
+    /// `crate::provider::sealed::ProviderImpl::credentials`).
+    fn credentials_dyn(&self, fingerprint: &mut dyn FnMut(&[u8]));
+
     /// Logs in with the stored credentials; `sent_wall` is the wall clock when it was sent.
     fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_>;
 

@@ -353,6 +353,14 @@ impl ProviderImpl for Fib {
         self.email.clone()
     }
 
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // The key pair: what a login proves, whichever signature it sends.
+        fingerprint(self.public_key.as_bytes());
+        for signature in &self.signatures {
+            fingerprint(signature.expose_secret().as_bytes());
+        }
+    }
+
     async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
         let first = self.accepted.load(Ordering::Relaxed);
         let error = match self.log_in(first, sent_wall).await {

@@ -161,8 +161,7 @@ impl Session {
     /// gives no answer within the challenge's lifetime; whatever getting a valid token fails
     /// with.
     pub async fn step_up(&self) -> Result<(), Error> {
-        let provider = self.provider();
-        provider.step_up.step_up(provider, self.tokens()).await
+        self.provider().step_up.step_up(self.tokens()).await
     }
 
     /// Changes an expired password (`POST /passwords/update`; the vendor calls it updating),
@@ -463,6 +462,11 @@ impl ProviderImpl for Weavr {
         }
     }
 
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // Read at each login: a password update replaces it.
+        fingerprint(self.password().expose_secret().as_bytes());
+    }
+
     async fn login(&self, _sent_wall: SystemTime) -> Result<Grant, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
@@ -493,7 +497,7 @@ impl ProviderImpl for Weavr {
         tokens: &'a Tokens,
         body: &'a [u8],
     ) -> impl std::future::Future<Output = bool> + Send + 'a {
-        self.step_up.cure(self, tokens, body)
+        self.step_up.cure(tokens, body)
     }
 
     fn uncured(&self, tokens: &Tokens, body: &[u8], used: &HeaderMap) {
