@@ -428,7 +428,7 @@ impl Cache {
     /// (see `ProviderImpl::credentials`): 16 bits of SipHash, as std's `DefaultHasher` computes
     /// it, which every process built with the same Rust release computes alike. Each part goes
     /// in with its length, so that no two ways of cutting the same bytes read alike. Sixteen
-    /// bits, not more: enough to tell corrected credentials from refused ones (two in 65,536
+    /// bits, not more: enough to tell corrected credentials from refused ones (one in 65,536
     /// read alike, and are held back until `clear_failure()`), too few for whoever holds the
     /// store and its sealing key to confirm a guessed password offline.
     fn credentials(&self) -> u64 {
