@@ -462,7 +462,9 @@ const PASSWORD_VAR: Variable = Variable::secret("ACCOUNTS_PASSWORD");
 
 impl crate::Provider for Accounts {
     type Client = Client;
+}
 
+impl crate::env::FromEnv for Accounts {
     const ENV: Declaration<Self> = Declaration {
         base_url: "ACCOUNTS_BASE_URL",
         base_url_hint: None,

@@ -7,7 +7,7 @@
 //! enabled service's profiles with their variables, and makes a session of any of them
 //! ([`Profile::from_env`]): the `tokensmith` command is built on it.
 //!
-//! Each service declares its variables once, in its own module (`Provider::ENV`); the reading
+//! Each service declares its variables once, in its own module (`FromEnv::ENV`); the reading
 //! and the checks are this file's alone.
 
 use std::ffi::OsString;
@@ -98,7 +98,7 @@ impl Variable {
 }
 
 /// A service's declaration of what its sessions read from the environment: written once, in
-/// the service's module, as `crate::Provider::ENV`. Public only because that sealed trait
+/// the service's module, as [`FromEnv::ENV`]. Public only because that sealed trait
 /// names it: nothing outside the crate can make or use one.
 #[doc(hidden)]
 pub struct Declaration<P: Provider> {
@@ -112,6 +112,21 @@ pub struct Declaration<P: Provider> {
     /// One per kind of credentials.
     pub(crate) profiles: &'static [Declared<P>],
 }
+
+/// A service whose sessions can be configured from the environment: what it declares.
+/// Sealed through [`Provider`]: only the crate's services implement it.
+#[doc(hidden)]
+pub trait FromEnv: Provider {
+    /// What the service's sessions read from the environment (`SessionBuilder::from_env`):
+    /// declared once, in the service's module.
+    const ENV: Declaration<Self>;
+}
+
+// `SERVICES`: each enabled service's profiles, in the order of their documents in `openapi/`
+// (build.rs writes it: a module per document whose feature is on, its provider type named by
+// the document's `info.x-tokensmith.service`), so that a new service is in `profiles()`, and
+// in the command, with no edit here.
+include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
 
 /// One kind of a service's credentials, as declared (see [`Declaration`]).
 #[doc(hidden)]
@@ -197,8 +212,8 @@ impl Read {
 
 /// The base-URL variable of `P`, checked as far as it can be before `build()` (whether plain
 /// `http` is allowed is the builder's to say).
-fn base_url_variable<P: Provider>() -> Variable {
-    fn is_base_url<P: Provider>(text: &str) -> bool {
+fn base_url_variable<P: FromEnv>() -> Variable {
+    fn is_base_url<P: FromEnv>(text: &str) -> bool {
         crate::transport::rules::base_url(P::SERVICE, text, true).is_ok()
     }
     Variable::text(P::ENV.base_url).optional().checked(
@@ -216,7 +231,7 @@ fn error<P: Provider>(message: String, variables: Vec<&'static str>) -> Error {
 /// Reads `profile`'s variables (the service's shared ones, its own, the base URL) through
 /// `lookup`, and gives `builder` those that are set; fails naming every variable that is
 /// required and unset, or set and wrong.
-fn apply<P: Provider>(
+fn apply<P: FromEnv>(
     builder: SessionBuilder<P>,
     profile: &Declared<P>,
     lookup: &mut dyn FnMut(&str) -> Option<OsString>,
@@ -257,7 +272,7 @@ fn apply<P: Provider>(
 }
 
 /// The profile whose own variables are set, of a service with more than one.
-fn choose<P: Provider>(
+fn choose<P: FromEnv>(
     lookup: &mut dyn FnMut(&str) -> Option<OsString>,
 ) -> Result<&'static Declared<P>, Error> {
     let profiles = P::ENV.profiles;
@@ -305,7 +320,7 @@ fn choose<P: Provider>(
 }
 
 /// The names of a profile's own required variables.
-fn required<P: Provider>(profile: &Declared<P>) -> Vec<&'static str> {
+fn required<P: FromEnv>(profile: &Declared<P>) -> Vec<&'static str> {
     let required = profile.variables.iter().filter(|v| v.required);
     required.map(|v| v.name).collect()
 }
@@ -319,7 +334,7 @@ fn and(names: &[&str]) -> String {
     }
 }
 
-impl<P: Provider> SessionBuilder<P> {
+impl<P: FromEnv> SessionBuilder<P> {
     /// Reads the service's variables from the process environment ([the
     /// table](crate#configuration-from-the-environment)) and gives the builder those that are
     /// set: its credentials and, from
@@ -394,7 +409,7 @@ trait Erased {
     ) -> Result<AnySessionBuilder, Error>;
 }
 
-impl<P: Provider> Erased for Declared<P> {
+impl<P: FromEnv> Erased for Declared<P> {
     fn variables(&self) -> Vec<Variable> {
         let own = P::ENV.shared.iter().chain(self.variables).copied();
         own.chain([base_url_variable::<P>()]).collect()
@@ -413,7 +428,7 @@ impl<P: Provider> Erased for Declared<P> {
 
 impl Profile {
     /// The profiles of service `P`, in its declaration's order.
-    pub(crate) fn all<P: Provider>() -> Vec<Profile> {
+    pub(crate) fn all<P: FromEnv>() -> Vec<Profile> {
         let profile = |declared: &'static Declared<P>| Profile {
             name: declared.name,
             about: declared.about,
@@ -500,10 +515,7 @@ impl Profile {
 /// Every enabled service's profiles (s7risk's two, weavr, accounts, Password Safe's two, fib),
 /// in that order.
 pub fn profiles() -> Vec<Profile> {
-    crate::services::SERVICES
-        .iter()
-        .flat_map(|profiles| profiles())
-        .collect()
+    SERVICES.iter().flat_map(|profiles| profiles()).collect()
 }
 
 /// A builder of any service's session, made by [`Profile::from_env`]: the settings a program

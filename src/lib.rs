@@ -33,7 +33,6 @@ mod retry;
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 pub mod secret;
-mod services;
 mod session;
 pub mod store;
 mod telemetry;

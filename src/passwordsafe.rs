@@ -345,7 +345,9 @@ const PASSWORD_VAR: Variable = Variable::secret("PASSWORDSAFE_PASSWORD").optiona
 
 impl crate::Provider for PasswordSafe {
     type Client = Client;
+}
 
+impl crate::env::FromEnv for PasswordSafe {
     const ENV: Declaration<Self> = Declaration {
         base_url: "PASSWORDSAFE_BASE_URL",
         base_url_hint: Some("https://<host>/BeyondTrust/api/public/v3"),

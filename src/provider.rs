@@ -29,11 +29,6 @@ use crate::transport::exchange::Authorizer;
 pub trait Provider: sealed::ProviderImpl {
     /// The service's generated client, as [`crate::Session::api`] returns it.
     type Client: crate::generated::Api;
-
-    /// What the service's sessions read from the environment (`SessionBuilder::from_env`):
-    /// declared once, in the service's module.
-    #[doc(hidden)]
-    const ENV: crate::env::Declaration<Self>;
 }
 
 pub(crate) mod sealed {

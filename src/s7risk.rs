@@ -156,7 +156,9 @@ const SECRET_VAR: Variable = Variable::secret("S7RISK_SECRET");
 
 impl crate::Provider for S7risk {
     type Client = Client;
+}
 
+impl crate::env::FromEnv for S7risk {
     const ENV: Declaration<Self> = Declaration {
         base_url: "S7RISK_BASE_URL",
         base_url_hint: None,

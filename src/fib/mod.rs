@@ -319,7 +319,9 @@ const PRIVATE_KEY_VAR: Variable = Variable::secret("FIB_PRIVATE_KEY").checked(
 
 impl crate::Provider for Fib {
     type Client = Client;
+}
 
+impl crate::env::FromEnv for Fib {
     const ENV: Declaration<Self> = Declaration {
         base_url: "FIB_BASE_URL",
         base_url_hint: None,

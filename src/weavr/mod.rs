@@ -388,7 +388,9 @@ const PASSWORD_VAR: Variable = Variable::secret("WEAVR_PASSWORD");
 
 impl crate::Provider for Weavr {
     type Client = Client;
+}
 
+impl crate::env::FromEnv for Weavr {
     const ENV: Declaration<Self> = Declaration {
         base_url: "WEAVR_BASE_URL",
         base_url_hint: Some(

@@ -2,16 +2,14 @@
 //! (`tokensmith::env::profiles`), so that a service the library adds is a provider here with no
 //! edit; and the command's own variables.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::EnumValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind as ClapErrorKind};
 use clap::{Arg, ArgAction, ValueEnum};
 use tokensmith::env::{Profile, Variable};
-use tokensmith::SecretString;
 
-use super::output::Failure;
+use super::exit::Exit;
 
 const AFTER_HELP: &str = "\
 Credentials are read from the environment only; `tokensmith <PROVIDER> --help` lists each
@@ -182,7 +180,7 @@ fn usage_error(error: &clap::Error) -> String {
 
 /// The request on the command line; `None` when it asked for help, the version or a
 /// completion script, which are printed here.
-pub(crate) fn parse() -> Result<Option<Request>, Failure> {
+pub(crate) fn parse() -> Result<Option<Request>, Exit> {
     let profiles = tokensmith::env::profiles();
     let matches = match grammar(&profiles).try_get_matches() {
         Ok(matches) => matches,
@@ -192,15 +190,15 @@ pub(crate) fn parse() -> Result<Option<Request>, Failure> {
                 return Ok(None);
             }
             _ => {
-                return Err(Failure {
+                return Err(Exit {
                     from_clap: true,
-                    ..Failure::usage(usage_error(&error))
+                    ..Exit::usage(usage_error(&error))
                 })
             }
         },
     };
     // clap has checked the names and that the required arguments are there.
-    let missing = || Failure::usage("a provider and a command are required");
+    let missing = || Exit::usage("a provider and a command are required");
     let (name, arguments) = matches.subcommand().ok_or_else(missing)?;
     if name == "completions" {
         let shell = *arguments
@@ -224,26 +222,4 @@ pub(crate) fn parse() -> Result<Option<Request>, Failure> {
             .ok_or_else(missing)?,
         step_up: matches!(arguments.try_get_one::<bool>("step_up"), Ok(Some(true))),
     }))
-}
-
-/// One of the command's own variables (`TOKENSMITH_BASE_URL`, `TOKENSMITH_CACHE_KEY`,
-/// `WEAVR_OTP`), from `raw`, held to the rules of the library's: unset is `None`; one that is
-/// set must be UTF-8 and not empty. The error names it and never quotes it.
-pub(crate) fn checked(name: &str, raw: Option<OsString>) -> Result<Option<SecretString>, Failure> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let value = raw
-        .into_string()
-        .map_err(|_| Failure::usage(format!("{name} is not UTF-8")))?;
-    let value = SecretString::new(value);
-    if value.expose_secret().trim().is_empty() {
-        return Err(Failure::usage(format!("{name} is empty")));
-    }
-    Ok(Some(value))
-}
-
-/// [`checked`], from the process environment.
-pub(crate) fn variable(name: &str) -> Result<Option<SecretString>, Failure> {
-    checked(name, std::env::var_os(name))
 }

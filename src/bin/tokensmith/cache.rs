@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use tokensmith::store::{FileStore, SealingKey};
 use tokensmith::SecretString;
 
-use super::args::variable;
-use super::output::Failure;
+use super::exit::Exit;
+use super::vars::variable;
 
 /// The store behind `--cache path`.
-pub(crate) fn store(path: &Path) -> Result<FileStore, Failure> {
+pub(crate) fn store(path: &Path) -> Result<FileStore, Exit> {
     let key = match variable("TOKENSMITH_CACHE_KEY")? {
         Some(hex) => SealingKey::from_hex(&hex)?,
         None => {
@@ -32,7 +32,7 @@ pub(crate) fn store(path: &Path) -> Result<FileStore, Failure> {
 pub(crate) fn cache_key(
     path: &Path,
     before_publish: impl FnOnce(&Path),
-) -> Result<(SealingKey, SecretString), Failure> {
+) -> Result<(SealingKey, SecretString), Exit> {
     if let Some(key) = read_key(path)? {
         return Ok(key);
     }
@@ -54,25 +54,17 @@ pub(crate) fn cache_key(
     match written {
         Ok(()) => Ok((key, hex)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(path)?
-            .ok_or_else(|| Failure::usage(format!("{} vanished while read", path.display()))),
-        Err(e) => Err(Failure::usage(format!(
-            "cannot write {}: {e}",
-            path.display()
-        ))),
+            .ok_or_else(|| Exit::usage(format!("{} vanished while read", path.display()))),
+        Err(e) => Err(Exit::usage(format!("cannot write {}: {e}", path.display()))),
     }
 }
 
 /// Reads a key file, refusing one that another user owns or that others may read.
-fn read_key(path: &Path) -> Result<Option<(SealingKey, SecretString)>, Failure> {
+fn read_key(path: &Path) -> Result<Option<(SealingKey, SecretString)>, Exit> {
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Failure::usage(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )))
-        }
+        Err(e) => return Err(Exit::usage(format!("cannot read {}: {e}", path.display()))),
     };
     // The checks look at the file that was opened, not at whatever the name points to later.
     #[cfg(unix)]
@@ -80,18 +72,18 @@ fn read_key(path: &Path) -> Result<Option<(SealingKey, SecretString)>, Failure> 
         use std::os::unix::fs::MetadataExt;
         let metadata = file
             .metadata()
-            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| Exit::usage(format!("cannot read {}: {e}", path.display())))?;
         let owner = metadata.uid();
         let me = rustix::process::geteuid().as_raw();
         if owner != me {
-            return Err(Failure::usage(format!(
+            return Err(Exit::usage(format!(
                 "refusing the cache key {}: it belongs to user {owner}, not to you ({me})",
                 path.display()
             )));
         }
         let mode = metadata.mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(Failure::usage(format!(
+            return Err(Exit::usage(format!(
                 "refusing the cache key {}: its mode {mode:04o} lets others read it \
                  (chmod 600 it, or delete it and the cache)",
                 path.display()
@@ -100,7 +92,7 @@ fn read_key(path: &Path) -> Result<Option<(SealingKey, SecretString)>, Failure> 
     }
     let mut hex = String::new();
     std::io::Read::read_to_string(&mut file, &mut hex)
-        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Exit::usage(format!("cannot read {}: {e}", path.display())))?;
     let hex = SecretString::new(hex);
     Ok(Some((SealingKey::from_hex(&hex)?, hex)))
 }

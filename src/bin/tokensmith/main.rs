@@ -11,9 +11,10 @@
 //! 5 any other service or transport error.
 //!
 //! The providers are the library's profiles (`tokensmith::env::profiles`), each a subcommand.
-//! The parts: `args` (the arguments), `providers` (the session asked for), `step_up` (weavr's
-//! `--step-up`), `cache` (the `--cache` file and its key), `output` (what is printed, and the
-//! exit codes).
+//! The parts, each importing only those before it: `exit` (a failure's exit code and how the
+//! outcome is printed), `vars` (the command's own variables), `step_up` (weavr's `--step-up`),
+//! `args` (the arguments), `cache` (the `--cache` file and its key), `providers` (the session
+//! asked for), `output` (what is printed for a token).
 
 // Paths from this file's directory, so that the tests can include it as a module.
 #[path = "args.rs"]
@@ -21,6 +22,8 @@ mod args;
 // Visible to the tests, which force the key file's interleavings through it.
 #[path = "cache.rs"]
 pub(crate) mod cache;
+#[path = "exit.rs"]
+mod exit;
 #[path = "output.rs"]
 mod output;
 #[path = "providers.rs"]
@@ -28,15 +31,17 @@ mod providers;
 #[cfg(feature = "weavr")]
 #[path = "step_up.rs"]
 mod step_up;
+#[path = "vars.rs"]
+mod vars;
 
 use std::process::ExitCode;
 
 use tokensmith::sandbox::Sandbox;
 
 use args::{Command, Request};
-use output::Failure;
+use exit::Exit;
 
-async fn run(request: Request) -> Result<String, Failure> {
+async fn run(request: Request) -> Result<String, Exit> {
     let sandbox = if request.sandbox {
         Some(Sandbox::start().await)
     } else {
@@ -62,12 +67,12 @@ pub fn main() -> ExitCode {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| Failure {
+            .map_err(|e| Exit {
                 code: 5,
                 message: format!("cannot start the runtime: {e}"),
                 from_clap: false,
             })?;
         runtime.block_on(run(request))
     });
-    output::finish(outcome)
+    exit::finish(outcome)
 }

@@ -8,8 +8,9 @@ use tokensmith::sandbox::{demo, Sandbox};
 use tokensmith::store::FileStore;
 use tokensmith::{AccessToken, AnySession, Error};
 
-use super::args::{variable, Request};
-use super::output::Failure;
+use super::args::Request;
+use super::exit::Exit;
+use super::vars::variable;
 
 /// Where the provider's variables come from.
 pub(crate) struct Source {
@@ -62,7 +63,7 @@ pub(crate) fn open(
     request: &Request,
     sandbox: Option<&Sandbox>,
     store: Option<FileStore>,
-) -> Result<Opened, Failure> {
+) -> Result<Opened, Exit> {
     let profile = &request.profile;
     let source = Source {
         sandbox: sandbox.is_some(),
@@ -78,7 +79,7 @@ pub(crate) fn open(
     if let Some(hint) = profile.base_url_required() {
         let variable = profile.base_url_variable();
         if base_url.is_none() && source.get(variable).is_none() {
-            return Err(Failure::usage(format!(
+            return Err(Exit::usage(format!(
                 "{} needs --base-url, TOKENSMITH_BASE_URL or {variable} ({hint}), or --sandbox",
                 profile.service()
             )));
@@ -86,7 +87,18 @@ pub(crate) fn open(
     }
     #[cfg(feature = "weavr")]
     if request.step_up {
-        return super::step_up::open(&source, base_url, store);
+        let mut builder = super::step_up::builder(|name| source.get(name))?;
+        if let Some(url) = base_url {
+            builder = builder.base_url(url);
+        }
+        if let Some(store) = store {
+            builder = builder.token_store(store);
+        }
+        let session = builder.build()?;
+        return Ok(Opened {
+            session: session.clone().into(),
+            step_up: Some(session),
+        });
     }
     let mut builder = profile.from_env_with(|name| source.get(name))?;
     if let Some(url) = base_url {

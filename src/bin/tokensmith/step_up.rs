@@ -1,15 +1,15 @@
 //! weavr's `--step-up`, the command's one provider-specific part: the flag, and a weavr session
 //! whose step-up is answered with the code from `WEAVR_OTP` or typed at the terminal.
 
+use std::ffi::OsString;
+
 use clap::{Arg, ArgAction};
 use tokensmith::env::Profile;
-use tokensmith::store::FileStore;
 use tokensmith::weavr::{self, Answer, Challenge, StepUpMethod};
 use tokensmith::{SecretString, Service};
 
-use super::args::checked;
-use super::output::Failure;
-use super::providers::{Opened, Source};
+use super::exit::Exit;
+use super::vars::checked;
 
 /// The variable that gives the one-time password.
 const OTP: &str = "WEAVR_OTP";
@@ -43,49 +43,36 @@ enum Code {
     Prompt,
 }
 
-/// A weavr session from `source` that steps its token up.
-pub(crate) fn open(
-    source: &Source,
-    base_url: Option<String>,
-    store: Option<FileStore>,
-) -> Result<Opened, Failure> {
-    let builder = weavr::Session::builder().from_env_with(|name| source.get(name))?;
+/// A weavr builder from the variables `get` gives, whose step-up is answered with the code
+/// from `WEAVR_OTP`, else typed at the terminal.
+pub(crate) fn builder(
+    get: impl Fn(&str) -> Option<OsString>,
+) -> Result<weavr::SessionBuilder, Exit> {
+    let builder = weavr::Session::builder().from_env_with(&get)?;
     // Decided before any request: a step-up that could never get its code must not send an
     // SMS first.
     let code =
-        match checked(OTP, source.get(OTP))? {
+        match checked(OTP, get(OTP))? {
             Some(code) => Code::Given(code),
             None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => Code::Prompt,
-            None => return Err(Failure::usage(
+            None => return Err(Exit::usage(
                 "--step-up needs the one-time password: set WEAVR_OTP, or run on a terminal to \
                  type it at the prompt",
             )),
         };
     // A code from the environment cannot change, so a wrong one is not tried again.
     let attempts = if matches!(code, Code::Given(_)) { 1 } else { 3 };
-    let mut builder =
-        builder
-            .max_otp_attempts(attempts)
-            .step_up(StepUpMethod::Sms, move |challenge| {
-                let code = code.clone();
-                async move {
-                    match code {
-                        Code::Given(code) => Answer::Code(code),
-                        Code::Prompt => prompt(challenge).await,
-                    }
+    Ok(builder
+        .max_otp_attempts(attempts)
+        .step_up(StepUpMethod::Sms, move |challenge| {
+            let code = code.clone();
+            async move {
+                match code {
+                    Code::Given(code) => Answer::Code(code),
+                    Code::Prompt => prompt(challenge).await,
                 }
-            });
-    if let Some(url) = base_url {
-        builder = builder.base_url(url);
-    }
-    if let Some(store) = store {
-        builder = builder.token_store(store);
-    }
-    let session = builder.build()?;
-    Ok(Opened {
-        session: session.clone().into(),
-        step_up: Some(session),
-    })
+            }
+        }))
 }
 
 /// Asks for the one-time password on the terminal, without echo.
