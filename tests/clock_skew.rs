@@ -153,11 +153,7 @@ async fn token_requests_after_sliding_past_half_an_hour(server: &MockServer) -> 
 async fn password_safe_s_expires_in_bounds_its_token_whatever_the_clock() {
     // The JWT says an hour on the issuer's clock (two on the lagging one); `expires_in` says 10
     // minutes, and no clock is read for it.
-    let server = password_safe(
-        "600",
-        json!({"sub": "client-1", "exp": START_EPOCH + HOUR}),
-    )
-    .await;
+    let server = password_safe("600", json!({"sub": "client-1", "exp": START_EPOCH + HOUR})).await;
     let clock = lagging_clock();
     let token = password_safe_session(&server, &clock)
         .access_token()
@@ -185,7 +181,11 @@ async fn a_password_safe_jwt_with_iat_is_not_stretched_by_a_lagging_clock() {
 async fn a_password_safe_jwt_without_iat_or_usable_expires_in_is_read_on_the_local_clock_alone() {
     // The case the README names: nothing bounds the local reading of `exp`, and the session
     // slides on past the token's real expiry (still within its 20-minute idle windows).
-    let server = password_safe("-1", json!({"sub": "client-1", "exp": START_EPOCH + 30 * MINUTE})).await;
+    let server = password_safe(
+        "-1",
+        json!({"sub": "client-1", "exp": START_EPOCH + 30 * MINUTE}),
+    )
+    .await;
     assert_eq!(
         token_requests_after_sliding_past_half_an_hour(&server).await,
         1,
