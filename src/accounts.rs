@@ -44,7 +44,7 @@ use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Extra, Grant};
+use crate::token::{Companions, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -436,7 +436,7 @@ fn grant(
     id_token: Option<SecretString>,
     expires_in: Option<crate::clock::Seconds>,
     sent_wall: SystemTime,
-) -> Grant {
+) -> Issued {
     let expires_in = expires_in
         .and_then(|s| s.as_f64())
         .and_then(expiry::seconds);
@@ -450,11 +450,11 @@ fn grant(
         Some(ACCESS_TOKEN_LIFETIME),
     );
     let refresh_lifetime = refresh.as_ref().map(|_| REFRESH_TOKEN_LIFETIME);
-    Grant::new(access, lifetime)
+    Issued::new(access, lifetime)
         .with_refresh(refresh, refresh_lifetime)
-        .with_extra(Extra {
+        .with_extra(Companions {
             id_token,
-            ..Extra::default()
+            ..Companions::default()
         })
 }
 
@@ -538,7 +538,7 @@ impl ProviderImpl for Accounts {
         fingerprint(self.password().expose_secret().as_bytes());
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             username: self.username.clone(),
             password: self.password(),
@@ -586,7 +586,7 @@ impl ProviderImpl for Accounts {
         &self,
         refresh_token: &SecretString,
         sent_wall: SystemTime,
-    ) -> Result<Grant, Error> {
+    ) -> Result<Issued, Error> {
         let body = types::TokenRefreshRequest {
             username: self.username.clone(),
             refresh_token: refresh_token.clone(),

@@ -58,7 +58,7 @@ use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Entry, Extra, Grant};
+use crate::token::{Companions, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -450,7 +450,7 @@ impl ProviderImpl for PasswordSafe {
         }
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         match &self.login {
             Login::PsAuth(header) => {
                 let signed_in = self.sign_in(header.clone(), sent_wall).await?;
@@ -461,7 +461,7 @@ impl ProviderImpl for PasswordSafe {
                         .with_status(signed_in.status)
                         .with_message("Auth/SignAppin succeeded but set no session cookie")
                 })?;
-                Ok(Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME))
+                Ok(Issued::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME))
             }
             Login::OAuth(form) => {
                 let version = self.version;
@@ -489,11 +489,11 @@ impl ProviderImpl for PasswordSafe {
                 // Without a cookie the bearer alone carries the session: it is the secret.
                 let secret = signed_in.cookie.unwrap_or_else(|| bearer.clone());
                 Ok(
-                    Grant::new(secret, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
+                    Issued::new(secret, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
                         .with_max_lifetime(token_lifetime)
-                        .with_extra(Extra {
+                        .with_extra(Companions {
                             bearer: Some(bearer),
-                            ..Extra::default()
+                            ..Companions::default()
                         }),
                 )
             }

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, AUTHORIZATION};
 
-use crate::cache::{Cache, ErasedProvider, Traits};
+use crate::cache::{Cache, Constants, ErasedProvider};
 use crate::error::{Error, ErrorKind, Service};
 use crate::secret::SecretString;
-use crate::token::{AccessToken, Entry, Grant};
+use crate::token::{AccessToken, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::exchange::Authorizer;
 
@@ -81,15 +81,17 @@ pub(crate) mod sealed {
         fn credentials(&self, _fingerprint: &mut dyn FnMut(&[u8])) {}
 
         /// Logs in with the stored credentials. `sent_wall` is the wall clock when it was sent.
-        fn login(&self, sent_wall: SystemTime)
-            -> impl Future<Output = Result<Grant, Error>> + Send;
+        fn login(
+            &self,
+            sent_wall: SystemTime,
+        ) -> impl Future<Output = Result<Issued, Error>> + Send;
 
         /// Renews with a refresh token. Only called when the entry holds a usable one.
         fn refresh(
             &self,
             _refresh_token: &SecretString,
             _sent_wall: SystemTime,
-        ) -> impl Future<Output = Result<Grant, Error>> + Send {
+        ) -> impl Future<Output = Result<Issued, Error>> + Send {
             async {
                 Err(Error::configuration(
                     Some(Self::SERVICE),
@@ -275,7 +277,7 @@ impl Tokens {
     /// # Errors
     /// [`ErrorKind::Decode`] for a token set that cannot be put on a request (see
     /// [`attachable`]); nothing is installed then.
-    pub(crate) async fn install(&self, grant: Grant, sent: Sent) -> Result<AccessToken, Error> {
+    pub(crate) async fn install(&self, grant: Issued, sent: Sent) -> Result<AccessToken, Error> {
         let service = self.cache.service();
         let grant = attachable(service, Ok(grant))?;
         Ok(self.cache.install(grant, sent.at).await)
@@ -362,7 +364,7 @@ impl<P: Provider> ErasedProvider for P {
         sealed::ProviderImpl::credentials(self, fingerprint);
     }
 
-    fn login_boxed(&self, sent_wall: SystemTime) -> crate::cache::GrantFuture<'_> {
+    fn login_boxed(&self, sent_wall: SystemTime) -> crate::cache::IssuedFuture<'_> {
         Box::pin(async move { attachable(P::SERVICE, self.login(sent_wall).await) })
     }
 
@@ -370,7 +372,7 @@ impl<P: Provider> ErasedProvider for P {
         &'a self,
         refresh_token: &'a SecretString,
         sent_wall: SystemTime,
-    ) -> crate::cache::GrantFuture<'a> {
+    ) -> crate::cache::IssuedFuture<'a> {
         Box::pin(
             async move { attachable(P::SERVICE, self.refresh(refresh_token, sent_wall).await) },
         )
@@ -380,7 +382,7 @@ impl<P: Provider> ErasedProvider for P {
 /// A token set the session can put on a request: a token with a byte no header value can hold
 /// (a line break, a control character) would go out as something else, be refused, and never
 /// be recognised as the refused one. It is a malformed answer, not a token to keep.
-pub(crate) fn attachable(service: Service, grant: Result<Grant, Error>) -> Result<Grant, Error> {
+pub(crate) fn attachable(service: Service, grant: Result<Issued, Error>) -> Result<Issued, Error> {
     let grant = grant?;
     let fits = |secret: &SecretString| crate::header::secret(secret).is_ok();
     let all_fit = fits(&grant.access)
@@ -403,8 +405,8 @@ pub(crate) fn attachable(service: Service, grant: Result<Grant, Error>) -> Resul
 }
 
 /// `P`'s constants, as the cache reads them.
-pub(crate) fn traits_of<P: Provider>() -> Traits {
-    Traits {
+pub(crate) fn traits_of<P: Provider>() -> Constants {
+    Constants {
         service: P::SERVICE,
         sliding: P::SLIDING,
         max_refresh_uses: P::MAX_REFRESH_USES,

@@ -31,7 +31,7 @@ use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Entry, Grant};
+use crate::token::{Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -239,7 +239,7 @@ impl ProviderImpl for S7risk {
         }
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
         let context = Context::new();
         let response = match &self.login {
@@ -269,7 +269,7 @@ impl ProviderImpl for S7risk {
             ACCESS_TOKEN_LIFETIME,
             Some(ACCESS_TOKEN_LIFETIME),
         );
-        Ok(Grant::new(token, lifetime))
+        Ok(Issued::new(token, lifetime))
     }
 
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {

@@ -1405,3 +1405,81 @@ async fn calls_refused_together_for_an_access_token_share_one_fenced_exchange() 
     assert_eq!(store.unfenced.load(Ordering::SeqCst), 0, "an unfenced save");
     assert_eq!(store.fenced.load(Ordering::SeqCst), 2);
 }
+
+/// A resource that refuses the first token it sees (revoked), then asks each new token for a
+/// step-up until the verification went through.
+struct RevokedThenStepUp {
+    protected: Protected,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Respond for RevokedThenStepUp {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let bearer = request.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        self.seen.lock().unwrap().push(bearer.clone());
+        if bearer == "Bearer tok-1" {
+            return ResponseTemplate::new(401);
+        }
+        self.protected.respond(request)
+    }
+}
+
+#[tokio::test]
+async fn a_token_renewed_after_a_401_is_stepped_up_when_its_resend_asks_for_it() {
+    let server = MockServer::start().await;
+    let protected = Protected::default();
+    let logins = Arc::new(AtomicU32::new(0));
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with({
+            let logins = logins.clone();
+            move |_: &Request| {
+                let n = logins.fetch_add(1, Ordering::SeqCst) + 1;
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"token": format!("tok-{n}"), "tokenType": "ACCESS"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(Verify(protected.clone()))
+        .mount(&server)
+        .await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("GET"))
+        .and(path("/managed_accounts"))
+        .respond_with(RevokedThenStepUp {
+            protected,
+            seen: seen.clone(),
+        })
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_: Challenge| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    let response = session
+        .send(reqwest::Client::new().get(format!("{}/managed_accounts", server.uri())))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"],
+        "refused, renewed and asked for a step-up, stepped up: three sends"
+    );
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+}

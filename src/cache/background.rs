@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::{Cache, Traits};
+use super::{Cache, Constants};
 use crate::error::Service;
 
 /// What the session and its task share: the session's nudges and the task's liveness. The
@@ -67,7 +67,7 @@ impl Drop for Running {
 impl Background {
     /// Background renewal for the cache behind `cache`; `None` for a service whose tokens
     /// slide (see the module's documentation).
-    pub(super) fn new(cache: Weak<Cache>, traits: Traits) -> Option<Self> {
+    pub(super) fn new(cache: Weak<Cache>, traits: Constants) -> Option<Self> {
         traits.sliding.is_none().then(|| Self {
             cache,
             service: traits.service,

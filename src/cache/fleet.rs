@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::error::Service;
 use crate::expiry::RefreshPolicy;
 use crate::store::{from_ms, to_ms, Lease, StoreKey, StoredRefusal, StoredTokens, TokenStore};
-use crate::token::{AccessToken, Entry, EntryParts, Extra, TokenOrigin};
+use crate::token::{AccessToken, Companions, Entry, EntryParts, TokenOrigin};
 
 /// The longest a session waits for another replica's renewal before renewing itself.
 const LEASE_WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -365,7 +365,7 @@ impl Timeline {
             refresh: stored.refresh,
             refresh_expires_at: stored.refresh_expires_at_ms.map(|ms| this.instant(ms)),
             refresh_uses: stored.refresh_uses,
-            extra: Extra {
+            extra: Companions {
                 id_token: stored.id_token,
                 cookie: stored.cookie,
                 bearer: stored.bearer,

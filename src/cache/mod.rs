@@ -36,13 +36,13 @@ use crate::clock::Clock;
 use crate::error::{Error, ErrorKind};
 use crate::expiry::RefreshPolicy;
 use crate::store::{StoreKey, TokenStore};
-use crate::token::{AccessToken, Entry, EntryParts, Grant, TokenOrigin};
+use crate::token::{AccessToken, Entry, EntryParts, Issued, TokenOrigin};
 
 use background::Background;
 use current::Current;
 use fleet::{Fleet, Leased, Timeline};
 use flight::SingleFlight;
-pub(crate) use provider::{ErasedProvider, GrantFuture, Traits};
+pub(crate) use provider::{Constants, ErasedProvider, IssuedFuture};
 pub(crate) use refusals::Holds;
 use refusals::Refusals;
 
@@ -84,7 +84,7 @@ impl Future for TokenFuture<'_> {
 pub(crate) type Exchange = Arc<
     dyn Fn(
             crate::secret::SecretString,
-        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<Grant>, Error>> + Send>>
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<Issued>, Error>> + Send>>
         + Send
         + Sync,
 >;
@@ -126,7 +126,7 @@ pub(crate) struct Cache {
     /// Where this cache lives: the flights it starts hold it while they run.
     me: Weak<Cache>,
     provider: Arc<dyn ErasedProvider>,
-    traits: Traits,
+    traits: Constants,
     pub(crate) clock: Arc<dyn Clock>,
     /// `clock` is the system clock (see `fresh`).
     system_clock: bool,
@@ -174,7 +174,7 @@ impl Cache {
     /// plain one (a store, background renewal), and held by the session.
     pub(crate) fn owned(
         provider: Arc<dyn ErasedProvider>,
-        traits: Traits,
+        traits: Constants,
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
         configure: impl FnOnce(Self) -> Self,
@@ -187,7 +187,7 @@ impl Cache {
     fn new(
         me: Weak<Self>,
         provider: Arc<dyn ErasedProvider>,
-        traits: Traits,
+        traits: Constants,
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
@@ -492,7 +492,7 @@ impl Cache {
     /// Makes `grant` (sent at `sent_at`) the current token, and saves it in the store.
     async fn keep(
         &self,
-        grant: Grant,
+        grant: Issued,
         sent_at: Instant,
         origin: TokenOrigin,
         previous: Option<&Arc<Entry>>,
@@ -506,7 +506,7 @@ impl Cache {
     /// What the cache keeps of `grant`.
     fn entry(
         &self,
-        grant: Grant,
+        grant: Issued,
         sent_at: Instant,
         origin: TokenOrigin,
         previous: Option<&Arc<Entry>>,
@@ -650,7 +650,7 @@ impl Cache {
 
     /// Takes a token set obtained outside a renewal (a completed login challenge, a password
     /// update): it replaces whatever was cached, lifts a blocked login, and is stored.
-    pub(crate) async fn install(&self, grant: Grant, sent_at: Instant) -> AccessToken {
+    pub(crate) async fn install(&self, grant: Issued, sent_at: Instant) -> AccessToken {
         self.clear_failure();
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         let token = self.keep(grant, sent_at, TokenOrigin::Login, None).await;

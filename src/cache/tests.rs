@@ -10,7 +10,7 @@ use crate::clock::ManualClock;
 use crate::error::Service;
 use crate::secret::SecretString;
 use crate::store::StoredTokens;
-use crate::token::Extra;
+use crate::token::Companions;
 
 /// A service as these tests script it: the cache's view of one, typed.
 trait Provider: Send + Sync + 'static {
@@ -20,13 +20,13 @@ trait Provider: Send + Sync + 'static {
 
     fn credentials(&self, _fingerprint: &mut dyn FnMut(&[u8])) {}
 
-    fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Grant, Error>> + Send;
+    fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Issued, Error>> + Send;
 
     fn refresh(
         &self,
         _refresh_token: &SecretString,
         _sent_wall: SystemTime,
-    ) -> impl Future<Output = Result<Grant, Error>> + Send {
+    ) -> impl Future<Output = Result<Issued, Error>> + Send {
         async { Err(Error::configuration(Some(Self::SERVICE), "no refresh")) }
     }
 }
@@ -39,7 +39,7 @@ impl<P: Provider> ErasedProvider for Erase<P> {
         self.0.credentials(fingerprint);
     }
 
-    fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_> {
+    fn login_boxed(&self, sent_wall: SystemTime) -> IssuedFuture<'_> {
         Box::pin(self.0.login(sent_wall))
     }
 
@@ -47,14 +47,14 @@ impl<P: Provider> ErasedProvider for Erase<P> {
         &'a self,
         refresh_token: &'a SecretString,
         sent_wall: SystemTime,
-    ) -> GrantFuture<'a> {
+    ) -> IssuedFuture<'a> {
         Box::pin(self.0.refresh(refresh_token, sent_wall))
     }
 }
 
 /// `P`'s constants, as a session gives them to its cache.
-fn traits<P: Provider>() -> Traits {
-    Traits {
+fn traits<P: Provider>() -> Constants {
+    Constants {
         service: P::SERVICE,
         sliding: P::SLIDING,
         max_refresh_uses: P::MAX_REFRESH_USES,
@@ -68,8 +68,8 @@ fn traits<P: Provider>() -> Traits {
 /// A provider whose answers are scripted: each login or refresh pops the next one.
 #[derive(Default)]
 struct Scripted {
-    logins: Mutex<VecDeque<Result<Grant, Error>>>,
-    refreshes: Mutex<VecDeque<Result<Grant, Error>>>,
+    logins: Mutex<VecDeque<Result<Issued, Error>>>,
+    refreshes: Mutex<VecDeque<Result<Issued, Error>>>,
     refresh_tokens_seen: Mutex<Vec<String>>,
     calls: AtomicUsize,
     /// The password its logins send.
@@ -84,7 +84,7 @@ impl Provider for Scripted {
         fingerprint(self.password.as_bytes());
     }
 
-    async fn login(&self, _: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, _: SystemTime) -> Result<Issued, Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.logins
             .lock()
@@ -93,7 +93,7 @@ impl Provider for Scripted {
             .expect("an unscripted login")
     }
 
-    async fn refresh(&self, token: &SecretString, _: SystemTime) -> Result<Grant, Error> {
+    async fn refresh(&self, token: &SecretString, _: SystemTime) -> Result<Issued, Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.refresh_tokens_seen
             .lock()
@@ -135,28 +135,28 @@ impl<P> std::ops::Deref for Held<P> {
     }
 }
 
-fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Grant, Error> {
-    Ok(Grant {
+fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Issued, Error> {
+    Ok(Issued {
         access: access.into(),
         refresh: refresh.map(SecretString::from),
         lifetime: Duration::from_secs(secs),
         max_lifetime: None,
         refresh_lifetime: Some(Duration::from_secs(3600)),
-        extra: Extra::default(),
+        extra: Companions::default(),
     })
 }
 
 fn cache(
-    logins: Vec<Result<Grant, Error>>,
-    refreshes: Vec<Result<Grant, Error>>,
+    logins: Vec<Result<Issued, Error>>,
+    refreshes: Vec<Result<Issued, Error>>,
 ) -> (Held<Scripted>, ManualClock) {
     stored_cache(logins, refreshes, None)
 }
 
 /// [`cache`], keeping its token set in `store` under `key` as well, when given.
 fn stored_cache(
-    logins: Vec<Result<Grant, Error>>,
-    refreshes: Vec<Result<Grant, Error>>,
+    logins: Vec<Result<Issued, Error>>,
+    refreshes: Vec<Result<Issued, Error>>,
     store: Option<(Arc<dyn TokenStore>, StoreKey)>,
 ) -> (Held<Scripted>, ManualClock) {
     let clock = ManualClock::new();
@@ -178,7 +178,7 @@ fn stored_cache(
     (cache, clock)
 }
 
-fn server_error() -> Result<Grant, Error> {
+fn server_error() -> Result<Issued, Error> {
     Err(Error::new(ErrorKind::ServerError).with_status(500))
 }
 
@@ -437,7 +437,7 @@ async fn sliding_never_passes_the_cap() {
             refresh: None,
             refresh_expires_at: None,
             refresh_uses: 0,
-            extra: Extra::default(),
+            extra: Companions::default(),
             origin: TokenOrigin::Login,
             expires_at: clock.now() + Duration::from_secs(300),
             expires_at_most: Some(clock.now() + Duration::from_secs(500)),
@@ -459,8 +459,8 @@ async fn sliding_never_passes_the_cap() {
 
 /// A cache that renews in the background, as a session holds it.
 fn background_cache(
-    logins: Vec<Result<Grant, Error>>,
-    refreshes: Vec<Result<Grant, Error>>,
+    logins: Vec<Result<Issued, Error>>,
+    refreshes: Vec<Result<Issued, Error>>,
 ) -> (Held<Scripted>, ManualClock) {
     let clock = ManualClock::new();
     let provider = Scripted {
@@ -571,8 +571,8 @@ async fn a_caller_that_joins_after_a_flight_ended_takes_its_token_without_a_requ
 /// whole second (so that the store's milliseconds are exact), each with its own script.
 #[allow(clippy::type_complexity)]
 fn stored_pair(
-    one: Vec<Result<Grant, Error>>,
-    two_refreshes: Vec<Result<Grant, Error>>,
+    one: Vec<Result<Issued, Error>>,
+    two_refreshes: Vec<Result<Issued, Error>>,
 ) -> (
     Held<Scripted>,
     Held<Scripted>,
@@ -583,16 +583,17 @@ fn stored_pair(
         ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let store = Arc::new(crate::store::MemoryStore::new());
     let key = || StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
-    let make = |logins: Vec<Result<Grant, Error>>, refreshes: Vec<Result<Grant, Error>>, policy| {
-        let provider = Scripted {
-            logins: Mutex::new(logins.into()),
-            refreshes: Mutex::new(refreshes.into()),
-            ..Default::default()
+    let make =
+        |logins: Vec<Result<Issued, Error>>, refreshes: Vec<Result<Issued, Error>>, policy| {
+            let provider = Scripted {
+                logins: Mutex::new(logins.into()),
+                refreshes: Mutex::new(refreshes.into()),
+                ..Default::default()
+            };
+            Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
+                cache.with_store(store.clone(), key())
+            })
         };
-        Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
-            cache.with_store(store.clone(), key())
-        })
-    };
     let fixed = RefreshPolicy::new().with_jitter(false);
     let one = make(one, vec![], fixed);
     // A margin of its own, so that a renewal time taken from the store shows.
@@ -744,7 +745,7 @@ impl Provider for Slides {
     const SERVICE: Service = Service::Weavr;
     const SLIDING: Option<Duration> = Some(Duration::from_secs(300));
 
-    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent: SystemTime) -> Result<Issued, Error> {
         self.0.login(sent).await
     }
 }
@@ -797,11 +798,11 @@ struct SlowRefresh {
 impl Provider for SlowRefresh {
     const SERVICE: Service = Service::Accounts;
 
-    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent: SystemTime) -> Result<Issued, Error> {
         self.script.login(sent).await
     }
 
-    async fn refresh(&self, token: &SecretString, sent: SystemTime) -> Result<Grant, Error> {
+    async fn refresh(&self, token: &SecretString, sent: SystemTime) -> Result<Issued, Error> {
         self.clock.advance(self.delay);
         self.script.refresh(token, sent).await
     }
@@ -1138,7 +1139,7 @@ struct Gated {
 impl Provider for Gated {
     const SERVICE: Service = Service::Fib;
 
-    async fn login(&self, _: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, _: SystemTime) -> Result<Issued, Error> {
         self.started.fetch_add(1, Ordering::SeqCst);
         let _dropped = Dropped(self.dropped.clone());
         let mut gate = self.gate.clone();
@@ -1449,7 +1450,7 @@ fn skewed_pair(
         ManualClock::starting_at(t0),
     );
     let policy = RefreshPolicy::new().with_jitter(false);
-    let make = |logins: Vec<Result<Grant, Error>>, clock: &ManualClock| {
+    let make = |logins: Vec<Result<Issued, Error>>, clock: &ManualClock| {
         let provider = Scripted {
             logins: Mutex::new(logins.into()),
             ..Default::default()
@@ -1498,7 +1499,7 @@ fn account_session(
     key: &StoreKey,
     clock: &ManualClock,
     password: &'static str,
-    logins: Vec<Result<Grant, Error>>,
+    logins: Vec<Result<Issued, Error>>,
 ) -> Held<Scripted> {
     let provider = Scripted {
         logins: Mutex::new(logins.into()),
@@ -1511,7 +1512,7 @@ fn account_session(
     })
 }
 
-fn refused() -> Result<Grant, Error> {
+fn refused() -> Result<Issued, Error> {
     Err(Error::new(ErrorKind::InvalidCredentials)
         .with_service(Service::Accounts)
         .with_status(401)

@@ -44,7 +44,7 @@ use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::Grant;
+use crate::token::Issued;
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -270,7 +270,7 @@ const BOTH_REFUSED: &str = "both digests were tried: the plain BLAKE2b-256 diges
 
 impl Fib {
     /// One login request, signed with `signatures[which]`.
-    async fn log_in(&self, which: usize, sent_wall: SystemTime) -> Result<Grant, Error> {
+    async fn log_in(&self, which: usize, sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
             signature: self.signatures[which].clone(),
@@ -284,7 +284,7 @@ impl Fib {
         Ok(self.grant(response.into_inner(), sent_wall))
     }
 
-    fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
+    fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Issued {
         let tokens = response.data;
         let expires_in = tokens
             .expiration_time
@@ -306,7 +306,7 @@ impl Fib {
             REFRESH_TOKEN_LIFETIME,
             Some(REFRESH_TOKEN_LIFETIME),
         );
-        Grant::new(tokens.access_token, lifetime)
+        Issued::new(tokens.access_token, lifetime)
             .with_refresh(Some(tokens.refresh_token), Some(refresh_lifetime))
     }
 }
@@ -365,7 +365,7 @@ impl ProviderImpl for Fib {
         }
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         let first = self.accepted.load(Ordering::Relaxed);
         let error = match self.log_in(first, sent_wall).await {
             Err(error) if error.status() == Some(422) && self.signatures.len() == 2 => error,
@@ -394,7 +394,7 @@ impl ProviderImpl for Fib {
         &self,
         refresh_token: &SecretString,
         sent_wall: SystemTime,
-    ) -> Result<Grant, Error> {
+    ) -> Result<Issued, Error> {
         // The refresh token rotates: a PATCH the service may have taken (any answer, a
         // timeout, a broken connection) may have spent it, and a replay would send a spent
         // token. Only one that never left is sent again.

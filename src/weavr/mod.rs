@@ -55,7 +55,7 @@ use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Entry, Extra, Grant};
+use crate::token::{Companions, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::exchange::Authorizer;
 use crate::transport::Context;
@@ -268,7 +268,7 @@ impl Weavr {
 
     /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's
     /// access token where one is chosen.
-    async fn grant(&self, token: SecretString) -> Result<Grant, Error> {
+    async fn grant(&self, token: SecretString) -> Result<Issued, Error> {
         self.grant_typed(token, None).await
     }
 
@@ -297,7 +297,7 @@ impl Weavr {
         &self,
         token: SecretString,
         token_type: Option<types::TokenType>,
-    ) -> Result<Grant, Error> {
+    ) -> Result<Issued, Error> {
         let identity = match &self.identity {
             IdentityChoice::SignInToken => None,
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
@@ -315,7 +315,7 @@ impl Weavr {
 
     /// The identity's access token for `token`, when the session knows the identity (chosen,
     /// named by the sign-in, or the user's only one).
-    async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Grant>, Error> {
+    async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Issued>, Error> {
         let identity = match &self.identity {
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic => self.automatic_identity(token).await?,
@@ -374,10 +374,10 @@ impl Weavr {
 }
 
 /// The token the session keeps: it lives [`ACCESS_TOKEN_IDLE_LIFETIME`] from last use.
-fn idle_grant(access: SecretString, stepped_up: bool) -> Grant {
-    Grant::new(access, ACCESS_TOKEN_IDLE_LIFETIME).with_extra(Extra {
+fn idle_grant(access: SecretString, stepped_up: bool) -> Issued {
+    Issued::new(access, ACCESS_TOKEN_IDLE_LIFETIME).with_extra(Companions {
         stepped_up,
-        ..Extra::default()
+        ..Companions::default()
     })
 }
 
@@ -469,7 +469,7 @@ impl ProviderImpl for Weavr {
         fingerprint(self.password().expose_secret().as_bytes());
     }
 
-    async fn login(&self, _sent_wall: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, _sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
             password: types::Password {
