@@ -192,3 +192,35 @@ async fn a_password_safe_jwt_without_iat_or_usable_expires_in_is_read_on_the_loc
         "an hour behind, the token looks good for 90 minutes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_is_counted_from_when_the_login_was_sent_not_when_it_was_answered() {
+    use common::held::{wait_until, HeldServer};
+
+    // A 10-minute token whose answer takes 10 s (on the session's clock) to come back.
+    let server = HeldServer::start(|_| {
+        (
+            200,
+            json!({"access_token": "opaque", "id_token": "id", "refresh_token": "r", "expires_in": 600})
+                .to_string(),
+        )
+    })
+    .await;
+    let clock = common::test_clock();
+    let session = accounts::Session::builder()
+        .base_url(server.uri())
+        .username("ada")
+        .password("correct horse")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let login = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await }
+    });
+    wait_until("the login was sent", || server.requests().len() == 1).await;
+    clock.advance(Duration::from_secs(10));
+    server.release(1);
+    let token = login.await.unwrap().unwrap();
+    assert_eq!(token.expires_in(), Duration::from_secs(590));
+}
