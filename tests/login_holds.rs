@@ -65,6 +65,8 @@ async fn a_lock_out_that_names_no_duration_holds_logins_until_clear_failure() {
         locked.kind(),
         ErrorKind::AccountLocked { retry_after: None }
     );
+    // README's Errors: waiting may cure a lock-out (here, the owner's clear_failure()).
+    assert!(locked.is_transient() && !locked.is_credentials_refused());
     // A year later, and after a logout, the same error without a request.
     clock.advance(Duration::from_secs(365 * 86_400));
     session.logout().await.unwrap();
@@ -84,6 +86,7 @@ async fn a_rate_limit_that_names_no_window_holds_logins_for_60_s() {
     let session = session(&server, &clock);
     let limited = session.access_token().await.unwrap_err();
     assert_eq!(limited.kind(), ErrorKind::RateLimited { retry_after: None });
+    assert!(limited.is_transient() && !limited.is_credentials_refused());
 
     clock.advance(Duration::from_secs(60) - Duration::from_nanos(1));
     let held = session.access_token().await.unwrap_err();
