@@ -33,7 +33,9 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
             weavr::Answer::Code(demo::WEAVR_OTP.into())
         })
         .build()?;
-    let client = ClientBuilder::new(reqwest::Client::new())
+    // On the session's own client, which follows no redirects: a redirect comes back as the
+    // answer instead of carrying the api key and the token to the host it names.
+    let client = ClientBuilder::new(weavr.client())
         .with(retry)
         .with(AuthMiddleware::new(weavr.clone()))
         .build();
@@ -70,7 +72,7 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .host_str()
         .unwrap_or_default()
         .to_owned();
-    let client = ClientBuilder::new(reqwest::Client::new())
+    let client = ClientBuilder::new(session.client())
         .with(AuthMiddleware::new(session.clone()).only_hosts([host.as_str()]))
         .build();
     let response = client.get(format!("{base}/ManagedAccounts")).send().await?;

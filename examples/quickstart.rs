@@ -7,7 +7,7 @@
 //! Run with `cargo run --example quickstart`. Time is a manual clock shared by the sandbox and
 //! the sessions, so a day passes in an instant.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokensmith::clock::ManualClock;
 use tokensmith::sandbox::{demo, Sandbox};
@@ -31,8 +31,10 @@ async fn storm<S: TokenSource + Clone + 'static>(session: &S, callers: usize) ->
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let clock = ManualClock::starting_at(SystemTime::now());
+pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Now, in whole seconds like the tokens' claims, so that the lifetimes printed are whole.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let clock = ManualClock::starting_at(UNIX_EPOCH + Duration::from_secs(now));
     let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
     println!("sandbox: {sandbox:?}\n");
 

@@ -440,12 +440,14 @@ fn grant(
     let expires_in = expires_in
         .and_then(|s| s.as_f64())
         .and_then(expiry::seconds);
+    // Capped at the documented 24 hours: without `expires_in`, the JWT's `exp` is read on the
+    // local clock, which may lag the service's.
     let lifetime = expiry::lifetime(
         expires_in,
         Some(access.expose_secret()),
         sent_wall,
         ACCESS_TOKEN_LIFETIME,
-        None,
+        Some(ACCESS_TOKEN_LIFETIME),
     );
     let refresh_lifetime = refresh.as_ref().map(|_| REFRESH_TOKEN_LIFETIME);
     Issued::new(access, lifetime)

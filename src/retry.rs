@@ -155,6 +155,28 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
+    fn the_default_is_three_attempts_from_200_ms_doubling_to_2_s_within_10_s() {
+        // README's "HTTP defaults": each ceiling, at the top of the jitter.
+        let p = RetryPolicy::default();
+        assert_eq!(p.attempts(), 3);
+        assert_eq!(p.delay(1, Duration::ZERO, None, 1.0), Some(200 * MS));
+        assert_eq!(p.delay(2, Duration::ZERO, None, 1.0), Some(400 * MS));
+        assert_eq!(p.delay(3, Duration::ZERO, None, 1.0), None);
+        // Past the third attempt (a policy that allows more), the ceiling stops at 2 s...
+        let more = RetryPolicy::default().max_attempts(10);
+        assert_eq!(more.delay(4, Duration::ZERO, None, 1.0), Some(1600 * MS));
+        assert_eq!(more.delay(5, Duration::ZERO, None, 1.0), Some(2000 * MS));
+        assert_eq!(more.delay(9, Duration::ZERO, None, 1.0), Some(2000 * MS));
+        // ... and no wait ends past 10 s from the first attempt.
+        let eight = Duration::from_secs(8);
+        assert_eq!(more.delay(6, eight, None, 1.0), Some(2000 * MS));
+        assert_eq!(more.delay(6, eight + MS, None, 1.0), None);
+        // Full jitter: anywhere from nothing up to the ceiling.
+        assert_eq!(p.delay(1, Duration::ZERO, None, 0.0), Some(Duration::ZERO));
+        assert_eq!(p.delay(2, Duration::ZERO, None, 0.25), Some(100 * MS));
+    }
+
+    #[test]
     fn backoff_doubles_under_the_ceiling_with_full_jitter() {
         let p = RetryPolicy::default()
             .max_attempts(5)

@@ -1,7 +1,7 @@
 //! Renewal off the request path (`background_refresh(true)`) and `force_refresh()`: callers
 //! across a renewal are served the valid token while the token endpoint holds its answer, the
-//! renewal is one request, refused credentials are not resent, and weavr (whose tokens slide)
-//! is never renewed in the background. Time past the margin is moved on a test clock; the
+//! renewal is one request, refused credentials are not resent, and weavr and Password Safe
+//! (whose tokens slide) are never renewed in the background. Time past the margin is moved on a test clock; the
 //! interleavings are forced by a server that answers only when released.
 #![cfg(all(
     feature = "s7risk",
@@ -376,6 +376,51 @@ async fn weavr_is_never_renewed_in_the_background() {
     assert!(logins
         .iter()
         .all(|r| r.url.path() == "/login_with_password"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwordsafe_is_never_renewed_in_the_background() {
+    use common::services::{Service as Svc, PASSWORD, PS_API_KEY};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
+
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    for (tag, priority) in [("ps-1", 1), ("ps-2", 2)] {
+        Mock::given(method("POST"))
+            .and(path("/Auth/SignAppin"))
+            .respond_with(Svc::PasswordSafeKey.answer(tag))
+            .up_to_n_times(1)
+            .with_priority(priority)
+            .mount(&server)
+            .await;
+    }
+    let session = tokensmith::passwordsafe::Session::builder()
+        .base_url(server.uri())
+        .ps_auth(PS_API_KEY, "svc-reader", Some(PASSWORD.into()))
+        .clock(clock.clone())
+        .refresh_policy(RefreshPolicy::new().with_jitter(false))
+        .background_refresh(true)
+        .build()
+        .unwrap();
+    let first = session.access_token().await.unwrap();
+    assert_eq!(
+        first.secret().expose_secret(),
+        Svc::PasswordSafeKey.cached_secret("ps-1")
+    );
+
+    // Inside the margin of the 20-minute idle window (60 s): a background session would serve
+    // ps-1 and sign in behind the caller's back, keeping an idle session open. The due session
+    // is renewed by the caller, as without the option.
+    clock.advance(Duration::from_secs(20 * 60 - 10));
+    let renewed = session.access_token().await.unwrap();
+    assert_eq!(
+        renewed.secret().expose_secret(),
+        Svc::PasswordSafeKey.cached_secret("ps-2")
+    );
+    let sign_ins = server.received_requests().await.unwrap();
+    assert_eq!(sign_ins.len(), 2);
+    assert!(sign_ins.iter().all(|r| r.url.path() == "/Auth/SignAppin"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

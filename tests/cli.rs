@@ -445,6 +445,39 @@ fn version_help_and_completions() {
 }
 
 #[test]
+fn completions_for_every_shell_the_readme_names() {
+    // Each shell's own way of registering a completer, and the providers and weavr's flag.
+    for (shell, registers) in [
+        ("bash", "complete -F _tokensmith"),
+        ("zsh", "#compdef tokensmith"),
+        ("fish", "complete -c tokensmith"),
+        ("elvish", "set edit:completion:arg-completer[tokensmith]"),
+        (
+            "powershell",
+            "Register-ArgumentCompleter -Native -CommandName 'tokensmith'",
+        ),
+    ] {
+        let output = tokensmith(&["completions", shell], &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            text(&output.stderr)
+        );
+        let script = text(&output.stdout);
+        assert!(script.contains(registers), "{shell}: {script}");
+        for provider in tokensmith::env::profiles() {
+            assert!(
+                script.contains(provider.name()),
+                "{shell}: {}",
+                provider.name()
+            );
+        }
+        assert!(script.contains("step-up"), "{shell}: {script}");
+    }
+}
+
+#[test]
 fn usage_errors_never_repeat_a_value_the_user_typed() {
     let secret = "hunter2-correct-horse";
     for args in [

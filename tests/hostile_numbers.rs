@@ -153,10 +153,17 @@ async fn an_expires_in_out_of_range_counts_as_absent() {
         Duration::from_secs(3600),
         "a lifetime in range is taken as given"
     );
+    // 365 days is still in range (the bound itself is `expiry`'s unit tests'), and then capped
+    // at accounts' documented day like any lifetime longer than it.
     assert_eq!(
         accounts_login_with_expires_in("31536000").await.unwrap(),
-        Duration::from_secs(365 * 24 * 60 * 60),
-        "365 days is still in range"
+        DAY,
+        "365 days is in range, capped at the documented day"
+    );
+    assert_eq!(
+        accounts_login_with_expires_in("86401").await.unwrap(),
+        DAY,
+        "a second past the day is capped"
     );
     assert_eq!(
         accounts_login_with_expires_in("3600.5").await.unwrap(),

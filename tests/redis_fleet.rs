@@ -740,6 +740,34 @@ async fn a_redis_that_never_answers_costs_its_timeouts_and_the_session_serves_on
     holder.abort();
 }
 
+/// README: "the lease ... lives 10 s (`lease_ttl(…)` changes it)". The lease's own expiry in
+/// Redis, read back with PTTL: at most 10 s, and not the moment or two this test takes less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lives_10_s_by_default_and_lease_ttl_changes_it() {
+    let Some(redis) = Redis::shared() else { return };
+    let url = redis.url(6);
+    let account = StoreKey::new(Service::Fib, "https://fib.example", "ttl@example.com");
+    let pttl = |key: &str| -> u64 {
+        let text = redis.cli(6, &["PTTL", key]);
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("PTTL {key}: {text}"))
+    };
+    let store = RedisStore::connect(&url, key()).await.unwrap();
+    let lease = store.lease(&account).await.unwrap().expect("granted");
+    let (lease_key, holder) = lease_in(&redis, 6);
+    assert_eq!(holder, lease.token());
+    let left = pttl(&lease_key);
+    assert!((5_000..=10_000).contains(&left), "{left} ms");
+    store.release(&account, &lease).await.unwrap();
+
+    let store = store.lease_ttl(Duration::from_secs(600));
+    let lease = store.lease(&account).await.unwrap().expect("granted");
+    let left = pttl(&lease_in(&redis, 6).0);
+    assert!((595_000..=600_000).contains(&left), "{left} ms");
+    store.release(&account, &lease).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_dropped_without_release_is_given_back_at_once() {
     let Some(redis) = Redis::shared() else { return };

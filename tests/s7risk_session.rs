@@ -91,7 +91,7 @@ async fn past_the_refresh_margin_it_logs_in_again() {
 }
 
 #[tokio::test]
-async fn lifetime_comes_from_the_jwt_exp_claim_and_falls_back_to_24_hours() {
+async fn lifetime_comes_from_the_jwt_exp_claim_falls_back_to_24_hours_and_is_capped_at_24_hours() {
     let server = MockServer::start().await;
     let clock = test_clock();
     mount_user_login(&server, &jwt(START_EPOCH + 3600, "short")).await;
@@ -108,6 +108,13 @@ async fn lifetime_comes_from_the_jwt_exp_claim_and_falls_back_to_24_hours() {
         .await
         .unwrap();
     assert_eq!(fallback.expires_in(), Duration::from_secs(DAY));
+
+    // An `exp` three days out (or a local clock that lags the issuer's by two days): the
+    // documented day bounds it.
+    let long = MockServer::start().await;
+    mount_user_login(&long, &jwt(START_EPOCH + 3 * DAY, "long")).await;
+    let capped = session(&long, &clock, user()).access_token().await.unwrap();
+    assert_eq!(capped.expires_in(), Duration::from_secs(DAY));
 }
 
 #[tokio::test]

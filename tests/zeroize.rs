@@ -85,6 +85,18 @@ fn weavr_s_api_key_header_is_zeroized_when_the_session_is_dropped() {
 }
 
 #[test]
+fn a_secret_string_and_its_clones_are_zeroized_when_dropped() {
+    let copies = freed_copies(|| {
+        let secret = secret();
+        let clone = secret.clone();
+        assert_eq!(clone.expose_secret().as_bytes(), MARKER);
+        drop(std::hint::black_box(secret));
+        drop(std::hint::black_box(clone));
+    });
+    assert_eq!(copies, 0, "a freed block held the secret");
+}
+
+#[test]
 fn the_scan_finds_a_secret_left_in_freed_memory() {
     // The allocator's own check: an ordinary String holding the secret is freed as it is.
     let copies = freed_copies(|| {

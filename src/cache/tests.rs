@@ -1386,26 +1386,31 @@ async fn a_store_operation_that_never_ends_is_bounded_and_the_store_bypassed() {
 /// when `TOKENSMITH_TEST_REDIS_PORT` names a Redis (`TOKENSMITH_REQUIRE_REDIS=1` makes its
 /// absence a failure), a `RedisStore`. Each with a name, for the failures.
 async fn every_store(test: &str) -> Vec<(&'static str, Arc<dyn TokenStore>)> {
-    let key = crate::store::SealingKey::from_bytes([7; 32]);
-    let dir = std::env::temp_dir().join(format!(
-        "tokensmith-cache-unit-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut stores: Vec<(&'static str, Arc<dyn TokenStore>)> = vec![
-        ("memory", Arc::new(crate::store::MemoryStore::new())),
-        (
+    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(unused_mut))]
+    let mut stores: Vec<(&'static str, Arc<dyn TokenStore>)> =
+        vec![("memory", Arc::new(crate::store::MemoryStore::new()))];
+    // The other stores are cargo features (`cargo test --all-features` has them).
+    #[cfg(feature = "file-store")]
+    {
+        let dir = std::env::temp_dir().join(format!(
+            "tokensmith-cache-unit-{}-{test}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        stores.push((
             "file",
             Arc::new(crate::store::FileStore::new(
                 dir.join("tokens.json"),
-                key.clone(),
+                crate::store::SealingKey::from_bytes([7; 32]),
             )),
-        ),
-    ];
+        ));
+    }
+    #[cfg(feature = "redis")]
     match std::env::var("TOKENSMITH_TEST_REDIS_PORT") {
         Ok(port) => {
             let url = format!("redis://127.0.0.1:{port}/13");
+            let key = crate::store::SealingKey::from_bytes([7; 32]);
             let redis = crate::store::RedisStore::connect(&url, key).await.unwrap();
             stores.push(("redis", Arc::new(redis)));
         }
@@ -1415,6 +1420,8 @@ async fn every_store(test: &str) -> Vec<(&'static str, Arc<dyn TokenStore>)> {
             eprintln!("no TOKENSMITH_TEST_REDIS_PORT: the Redis store is skipped");
         }
     }
+    #[cfg(not(feature = "file-store"))]
+    let _ = test;
     stores
 }
 
@@ -1567,18 +1574,21 @@ async fn a_rate_limit_or_lock_window_holds_every_session_of_the_account_until_it
     // file store counts in milliseconds.
     let clock =
         ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-    let dir = std::env::temp_dir().join(format!("tokensmith-window-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = crate::store::FileStore::new(
-        dir.join("tokens.json"),
-        crate::store::SealingKey::from_bytes([7; 32]),
-    )
-    .clock(clock.clone());
-    let stores: [(&str, Arc<dyn TokenStore>); 2] = [
-        ("memory", Arc::new(crate::store::MemoryStore::new())),
-        ("file", Arc::new(file)),
-    ];
+    #[cfg_attr(not(feature = "file-store"), allow(unused_mut))]
+    let mut stores: Vec<(&str, Arc<dyn TokenStore>)> =
+        vec![("memory", Arc::new(crate::store::MemoryStore::new()))];
+    #[cfg(feature = "file-store")]
+    {
+        let dir = std::env::temp_dir().join(format!("tokensmith-window-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = crate::store::FileStore::new(
+            dir.join("tokens.json"),
+            crate::store::SealingKey::from_bytes([7; 32]),
+        )
+        .clock(clock.clone());
+        stores.push(("file", Arc::new(file)));
+    }
     let windows = [
         (
             ErrorKind::RateLimited {

@@ -290,12 +290,14 @@ impl Fib {
             .expiration_time
             .as_f64()
             .and_then(|value| expiry::seconds_or_epoch(value, sent_wall));
+        // Capped at the documented 5 minutes: `exp`, and an `expirationTime` given as a time,
+        // are read on the local clock, which may lag the service's.
         let lifetime = expiry::lifetime(
             expires_in,
             Some(tokens.access_token.expose_secret()),
             sent_wall,
             ACCESS_TOKEN_LIFETIME,
-            None,
+            Some(ACCESS_TOKEN_LIFETIME),
         );
         let refresh_lifetime = expiry::lifetime(
             None,
