@@ -5,6 +5,11 @@
 //! server, same run, interleaved request by request.
 //!
 //! `cargo bench --bench request` prints the median and p99 of each and their ratios.
+//!
+//! `cargo bench --bench request -- only session N` (or `only raw N`) sends N requests of one
+//! side alone and prints nothing: the binary run so under `valgrind --tool=callgrind` twice, with
+//! two values of N, gives the instructions one request of that side costs, whatever the
+//! machine's load (see BENCHMARKS.md §2).
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +55,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// `only session N` or `only raw N` on the command line (cargo adds `--bench`).
+fn only() -> Option<(bool, usize)> {
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    match args.get(1..)? {
+        [only, side, n] if only == "only" => {
+            let session = match side.as_str() {
+                "session" => true,
+                "raw" => false,
+                other => panic!("`only session N` or `only raw N`, not {other:?}"),
+            };
+            Some((session, n.parse().expect("a number of requests")))
+        }
+        [] => None,
+        other => panic!("`only session N`, `only raw N` or nothing, not {other:?}"),
+    }
+}
+
 fn main() {
+    let only = only();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,6 +96,16 @@ fn main() {
             .unwrap();
         session.access_token().await.unwrap();
         let url = format!("{base}/v1/alerts");
+        if let Some((side, n)) = only {
+            for _ in 0..n {
+                if side {
+                    through_session(&session, &client, &url).await;
+                } else {
+                    raw_get(&client, &url).await;
+                }
+            }
+            return;
+        }
 
         let (mut ours, mut raw) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
         for i in 0..WARMUP + SAMPLES {
