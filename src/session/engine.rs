@@ -99,11 +99,22 @@ impl Engine {
 
     /// A request of the caller's with the session's credentials on it (see
     /// `Session::authorize`).
-    pub(crate) async fn authorize_request(
+    ///
+    /// The request is built and checked against the scope when called (a check: no login), so
+    /// that the future holds it once instead of each layer's future moving the builder down;
+    /// the token comes from the cache's own future, not the boxed one of
+    /// `Authorizer::authorize`; and the credentials go into the request's own headers (a map
+    /// of ours merged in would cost an allocation).
+    pub(crate) fn authorize_request(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::RequestBuilder, Error> {
-        self.endpoint.authorize(self, request).await
+    ) -> impl std::future::Future<Output = Result<reqwest::RequestBuilder, Error>> + Send + '_ {
+        let outgoing = self.endpoint.outgoing(request);
+        async move {
+            let mut request = outgoing?;
+            self.authorize_headers(request.headers_mut()).await?;
+            Ok(self.endpoint.direct(request))
+        }
     }
 
     /// What a request to the service needs (see `Session::headers`), every value marked
