@@ -6,14 +6,18 @@
 //!
 //! `cargo bench --bench request` prints the median and p99 of each and their ratios.
 //!
-//! `cargo bench --bench request -- only session N` (or `only raw N`) sends N requests of one
-//! side alone and prints nothing: the binary run so under `valgrind --tool=callgrind` twice, with
-//! two values of N, gives the instructions one request of that side costs, whatever the
-//! machine's load (see BENCHMARKS.md §2).
+//! Arguments (after `--`):
+//! - `prebuilt`: the raw request's two header values are built once and cloned into each
+//!   request, as the session does with its own, instead of parsed from `&str` (validated and
+//!   copied) for each request, as a plain `.header(name, "…")` call does.
+//! - `only session N` or `only raw N`: sends N requests of one side alone and prints nothing.
+//!   The binary run so under `valgrind --tool=callgrind` twice, with two values of N, gives the
+//!   instructions one request of that side costs, whatever the machine's load (see
+//!   BENCHMARKS.md §2).
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, ORIGIN};
+use reqwest::header::{HeaderValue, AUTHORIZATION, ORIGIN};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -38,15 +42,26 @@ async fn through_session(
     start.elapsed()
 }
 
-async fn raw_get(client: &reqwest::Client, url: &str) -> Duration {
+/// The raw request's header values: parsed for each request, or built once.
+#[derive(Clone)]
+enum Fixed {
+    Parsed,
+    Prebuilt(HeaderValue, HeaderValue),
+}
+
+async fn raw_get(client: &reqwest::Client, url: &str, fixed: &Fixed) -> Duration {
     let start = Instant::now();
-    let response = client
-        .get(url)
-        .header(AUTHORIZATION, "Bearer bench-token")
-        .header(ORIGIN, "https://api.example.com")
-        .send()
-        .await
-        .unwrap();
+    let request = match fixed {
+        Fixed::Parsed => client
+            .get(url)
+            .header(AUTHORIZATION, "Bearer bench-token")
+            .header(ORIGIN, "https://api.example.com"),
+        Fixed::Prebuilt(authorization, origin) => client
+            .get(url)
+            .header(AUTHORIZATION, authorization.clone())
+            .header(ORIGIN, origin.clone()),
+    };
+    let response = request.send().await.unwrap();
     response.bytes().await.unwrap();
     start.elapsed()
 }
@@ -55,10 +70,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// `only session N` or `only raw N` on the command line (cargo adds `--bench`).
-fn only() -> Option<(bool, usize)> {
-    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
-    match args.get(1..)? {
+/// What the command line asks (cargo adds `--bench`): the raw side's header values, and one
+/// side alone (`true` for the session) for N requests.
+fn arguments() -> (Fixed, Option<(bool, usize)>) {
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let fixed = match args.iter().position(|a| a == "prebuilt") {
+        Some(at) => {
+            args.remove(at);
+            Fixed::Prebuilt(
+                HeaderValue::from_static("Bearer bench-token"),
+                HeaderValue::from_static("https://api.example.com"),
+            )
+        }
+        None => Fixed::Parsed,
+    };
+    let only = match &args[..] {
+        [] => None,
         [only, side, n] if only == "only" => {
             let session = match side.as_str() {
                 "session" => true,
@@ -67,13 +97,13 @@ fn only() -> Option<(bool, usize)> {
             };
             Some((session, n.parse().expect("a number of requests")))
         }
-        [] => None,
-        other => panic!("`only session N`, `only raw N` or nothing, not {other:?}"),
-    }
+        other => panic!("`prebuilt`, `only session N`, `only raw N` or nothing, not {other:?}"),
+    };
+    (fixed, only)
 }
 
 fn main() {
-    let only = only();
+    let (fixed, only) = arguments();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,7 +131,7 @@ fn main() {
                 if side {
                     through_session(&session, &client, &url).await;
                 } else {
-                    raw_get(&client, &url).await;
+                    raw_get(&client, &url, &fixed).await;
                 }
             }
             return;
@@ -112,9 +142,9 @@ fn main() {
             // Alternate which goes first, so neither always runs on a warmer connection.
             let (a, b) = if i % 2 == 0 {
                 let a = through_session(&session, &client, &url).await;
-                (a, raw_get(&client, &url).await)
+                (a, raw_get(&client, &url, &fixed).await)
             } else {
-                let b = raw_get(&client, &url).await;
+                let b = raw_get(&client, &url, &fixed).await;
                 (through_session(&session, &client, &url).await, b)
             };
             if i >= WARMUP {
@@ -126,7 +156,13 @@ fn main() {
         raw.sort();
         let (om, op) = (percentile(&ours, 0.5), percentile(&ours, 0.99));
         let (rm, rp) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
-        println!("authenticated GET, {SAMPLES} interleaved pairs after {WARMUP} warm-up");
+        let values = match fixed {
+            Fixed::Parsed => "header values parsed per request",
+            Fixed::Prebuilt(..) => "header values prebuilt",
+        };
+        println!(
+            "authenticated GET, {SAMPLES} interleaved pairs after {WARMUP} warm-up (raw: {values})"
+        );
         println!(
             "session.authorize: median {om:?} p99 {op:?} | raw reqwest: median {rm:?} p99 {rp:?}"
         );
