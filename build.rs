@@ -14,31 +14,154 @@
 
 use std::path::{Path, PathBuf};
 
-/// The documents, in the order the crate's modules list them.
-const APIS: &[&str] = &["s7risk", "weavr", "accounts", "passwordsafe", "fib"];
+/// A service, as its document's `info.x-tokensmith` names it.
+struct Service {
+    /// The document's file stem: the module, the cargo feature and `Service::name()`.
+    module: String,
+    /// The `tokensmith::Service` variant, which is also the name of the module's provider type.
+    variant: String,
+    /// The variant's doc comment.
+    summary: String,
+}
 
 fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=build.rs");
-    // Only the services whose cargo feature is on (cargo tells build scripts which are).
-    let enabled = APIS
-        .iter()
-        .filter(|api| std::env::var_os(format!("CARGO_FEATURE_{}", api.to_uppercase())).is_some());
-    for api in enabled {
-        let spec_path = PathBuf::from(format!("openapi/{api}.yaml"));
-        println!("cargo:rerun-if-changed={}", spec_path.display());
-        if let Err(reason) = generate(&spec_path, &out_dir.join(format!("{api}.rs"))) {
-            // A panic would print a backtrace hint and hide which document was at fault.
-            eprintln!("error: {}: {reason}", spec_path.display());
-            std::process::exit(1);
-        }
+    println!("cargo:rerun-if-changed=openapi");
+    if let Err(reason) = run(&out_dir) {
+        // A panic would print a backtrace hint and hide which document was at fault.
+        eprintln!("error: {reason}");
+        std::process::exit(1);
     }
 }
 
-fn generate(spec_path: &Path, out_file: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(spec_path).map_err(|e| format!("cannot read: {e}"))?;
-    let raw: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML: {e}"))?;
+/// The one list of services is `openapi/*.yaml`: every document names its service, and each
+/// whose cargo feature is on gets its generated client.
+fn run(out_dir: &Path) -> Result<(), String> {
+    let mut services = Vec::new();
+    let mut documents: Vec<PathBuf> = std::fs::read_dir("openapi")
+        .map_err(|e| format!("openapi/: {e}"))?
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    documents.sort();
+    let mut clients = String::new();
+    let mut profiles = String::new();
+    for spec_path in &documents {
+        println!("cargo:rerun-if-changed={}", spec_path.display());
+        let in_doc = |reason: String| format!("{}: {reason}", spec_path.display());
+        let text =
+            std::fs::read_to_string(spec_path).map_err(|e| in_doc(format!("cannot read: {e}")))?;
+        let raw: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| in_doc(format!("not valid YAML: {e}")))?;
+        let service = service_of(spec_path, &raw).map_err(in_doc)?;
+        // Only the services whose cargo feature is on (cargo tells build scripts which are).
+        let feature = format!("CARGO_FEATURE_{}", service.module.to_uppercase());
+        if std::env::var_os(feature).is_some() {
+            let out_file = out_dir.join(format!("{}.rs", service.module));
+            generate(raw, &out_file).map_err(in_doc)?;
+            clients.push_str(&format!(
+                "generated_client!({}, \"{}.rs\");\n",
+                service.module, service.module
+            ));
+            profiles.push_str(&format!(
+                "    Profile::all::<crate::{}::{}>,\n",
+                service.module, service.variant
+            ));
+        }
+        services.push(service);
+    }
+    write(&out_dir.join("clients.rs"), &clients)?;
+    if profiles.is_empty() && std::env::var_os("CARGO_FEATURE_CLI").is_some() {
+        let names: Vec<&str> = services.iter().map(|s| s.module.as_str()).collect();
+        profiles = format!(
+            "compile_error!(\"the tokensmith command needs at least one service feature: {}\");\n",
+            names.join(", ")
+        );
+    } else {
+        profiles = format!(
+            "/// Each enabled service's profiles.\n\
+             pub(crate) const SERVICES: &[fn() -> Vec<Profile>] = &[\n{profiles}];\n"
+        );
+    }
+    write(&out_dir.join("profiles.rs"), &profiles)?;
+    write(&out_dir.join("services.rs"), &service_enum(&services))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// What a document's `info.x-tokensmith` says of its service.
+fn service_of(path: &Path, raw: &serde_yaml::Value) -> Result<Service, String> {
+    let module = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        .ok_or("the file name must be the service's module name: lowercase letters and digits")?
+        .to_owned();
+    let meta = raw
+        .get("info")
+        .and_then(|info| info.get("x-tokensmith"))
+        .ok_or("info.x-tokensmith (service, summary) is missing")?;
+    let field = |name: &str| {
+        meta.get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or(format!("info.x-tokensmith.{name} is missing"))
+    };
+    let variant = field("service")?;
+    if !variant.starts_with(|c: char| c.is_ascii_uppercase())
+        || !variant.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "info.x-tokensmith.service {variant:?} is not a type name"
+        ));
+    }
+    Ok(Service {
+        module,
+        variant,
+        summary: field("summary")?,
+    })
+}
+
+/// `tokensmith::Service`: one variant per document, whatever features are on, so that the
+/// enum is the same in every build.
+fn service_enum(services: &[Service]) -> String {
+    let mut text = String::from(
+        "/// Which service an error or token came from: one variant per document in `openapi/`.\n\
+         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]\n\
+         #[non_exhaustive]\n\
+         pub enum Service {\n",
+    );
+    for service in services {
+        text.push_str(&format!(
+            "    #[doc = {:?}]\n    {},\n",
+            service.summary, service.variant
+        ));
+    }
+    text.push_str(
+        "}\n\nimpl Service {\n\
+         \x20   /// The short name used in logs and messages (`s7risk`, `weavr`, …): the service's\n\
+         \x20   /// module and cargo feature.\n\
+         \x20   pub fn name(self) -> &'static str {\n\
+         \x20       match self {\n",
+    );
+    for service in services {
+        text.push_str(&format!(
+            "            Service::{} => {:?},\n",
+            service.variant, service.module
+        ));
+    }
+    text.push_str("        }\n    }\n}\n");
+    text
+}
+
+fn generate(raw: serde_yaml::Value, out_file: &Path) -> Result<(), String> {
     let mut spec: openapiv3::OpenAPI = serde_yaml::from_value(raw.clone())
         .map_err(|e| format!("not a valid OpenAPI 3.0 document: {e}"))?;
     if !spec.openapi.starts_with("3.0.") {

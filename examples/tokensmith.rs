@@ -1,8 +1,8 @@
 //! The `tokensmith` command as an example: `cargo run --example tokensmith -- --sandbox fib info`.
-//! The code is the binary's (`src/bin/tokensmith.rs`, also built as a binary with the `cli`
+//! The code is the binary's (`src/bin/tokensmith/`, also built as a binary with the `cli`
 //! feature).
 
-#[path = "../src/bin/tokensmith.rs"]
+#[path = "../src/bin/tokensmith/main.rs"]
 mod cli;
 
 fn main() -> std::process::ExitCode {

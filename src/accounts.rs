@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::generated::accounts::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
@@ -43,7 +44,7 @@ use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Extra, Grant};
+use crate::token::{Companions, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -380,6 +381,10 @@ impl ErrorBody for types::Error {
 fn classify_login(failure: &Failure) -> ErrorKind {
     match failure.status {
         401 => ErrorKind::InvalidCredentials,
+        // The service's current code answers input it fails to validate, and its own failures,
+        // with 422 "Internal error, please try again later." (../shared/API-NOTES.md): its
+        // own "try again later", a failure of the service's, not a refusal of the login.
+        422 if failure.message_has("try again later") => ErrorKind::ServerError,
         _ => failure.default_kind(),
     }
 }
@@ -431,7 +436,7 @@ fn grant(
     id_token: Option<SecretString>,
     expires_in: Option<crate::clock::Seconds>,
     sent_wall: SystemTime,
-) -> Grant {
+) -> Issued {
     let expires_in = expires_in
         .and_then(|s| s.as_f64())
         .and_then(expiry::seconds);
@@ -443,16 +448,39 @@ fn grant(
         None,
     );
     let refresh_lifetime = refresh.as_ref().map(|_| REFRESH_TOKEN_LIFETIME);
-    Grant::new(access, lifetime)
+    Issued::new(access, lifetime)
         .with_refresh(refresh, refresh_lifetime)
-        .with_extra(Extra {
+        .with_extra(Companions {
             id_token,
-            ..Extra::default()
+            ..Companions::default()
         })
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const USERNAME_VAR: Variable = Variable::text("ACCOUNTS_USERNAME");
+const PASSWORD_VAR: Variable = Variable::secret("ACCOUNTS_PASSWORD");
+
 impl crate::Provider for Accounts {
     type Client = Client;
+}
+
+impl crate::env::FromEnv for Accounts {
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "ACCOUNTS_BASE_URL",
+        base_url_hint: None,
+        shared: &[],
+        profiles: &[Declared {
+            name: "accounts",
+            about: "Wikimedia Enterprise",
+            kind: "an account",
+            variables: &[USERNAME_VAR, PASSWORD_VAR],
+            apply: |builder, values| {
+                builder
+                    .username(values.text(&USERNAME_VAR))
+                    .password(values.secret(&PASSWORD_VAR))
+            },
+        }],
+    };
 }
 
 impl ProviderImpl for Accounts {
@@ -503,16 +531,21 @@ impl ProviderImpl for Accounts {
         self.username.clone()
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // Read at each login: a password reset or change replaces it.
+        fingerprint(self.password().expose_secret().as_bytes());
+    }
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             username: self.username.clone(),
             password: self.password(),
         };
-        let context = Context::new()
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
         let log_in = |api: Client| async move { api.log_in(&body).await };
-        let response = self.endpoint.call(context, &classify_login, log_in).await?;
+        let response = self
+            .endpoint
+            .log_in(Context::new(), &classify_login, log_in)
+            .await?;
         let status = response.status().as_u16();
         let tokens = response.into_inner();
         if let Some(challenge) = challenge(tokens.challenge_name.as_ref()) {
@@ -551,7 +584,7 @@ impl ProviderImpl for Accounts {
         &self,
         refresh_token: &SecretString,
         sent_wall: SystemTime,
-    ) -> Result<Grant, Error> {
+    ) -> Result<Issued, Error> {
         let body = types::TokenRefreshRequest {
             username: self.username.clone(),
             refresh_token: refresh_token.clone(),

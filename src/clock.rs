@@ -12,7 +12,8 @@
 //! call); what has no session reads the system clock (an `api()` error converted with `?`
 //! reads an HTTP-date `Retry-After` against it); and a Redis store's entry and lease
 //! lifetimes are counted by Redis on its own clock, so its lease keep-alive beats on tokio's
-//! timer. The HTTP client's connect and request timeouts are its own, in real time.
+//! timer. The HTTP client's connect and request timeouts are its own, in real time, and so is
+//! the bound on each token store operation.
 //!
 //! # Examples
 //!

@@ -6,34 +6,9 @@ use std::time::Duration;
 
 use crate::secret::SecretString;
 
-/// Which of the five services an error or token came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Service {
-    /// Intelligence Fusion Auth API.
-    S7risk,
-    /// Weavr Multi API.
-    Weavr,
-    /// Wikimedia Enterprise auth v1.
-    Accounts,
-    /// BeyondTrust Password Safe.
-    PasswordSafe,
-    /// Fraud Intelligence Blockchain.
-    Fib,
-}
-
-impl Service {
-    /// The short name used in logs and messages (`s7risk`, `weavr`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::S7risk => "s7risk",
-            Service::Weavr => "weavr",
-            Service::Accounts => "accounts",
-            Service::PasswordSafe => "passwordsafe",
-            Service::Fib => "fib",
-        }
-    }
-}
+// `Service` and its `name()`: one variant per document in `openapi/` (build.rs writes them from
+// each document's `info.x-tokensmith`), so that a new service needs no edit here.
+include!(concat!(env!("OUT_DIR"), "/services.rs"));
 
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,6 +149,8 @@ struct Inner {
     code: Option<String>,
     request_ref: Option<String>,
     field_errors: Vec<FieldError>,
+    /// The environment variables a configuration error is about (names only).
+    variables: Vec<&'static str>,
     temporary_token: Option<SecretString>,
     challenge_session: Option<SecretString>,
     /// A 503's `Retry-After` (a 429's and a 423's are part of their kind).
@@ -192,6 +169,7 @@ impl Error {
                 code: None,
                 request_ref: None,
                 field_errors: Vec::new(),
+                variables: Vec::new(),
                 temporary_token: None,
                 challenge_session: None,
                 unavailable_for: None,
@@ -233,6 +211,10 @@ impl Error {
     }
     pub(crate) fn with_field_errors(mut self, errors: Vec<FieldError>) -> Self {
         self.inner_mut().field_errors = errors;
+        self
+    }
+    pub(crate) fn with_variables(mut self, variables: Vec<&'static str>) -> Self {
+        self.inner_mut().variables = variables;
         self
     }
     pub(crate) fn with_temporary_token(mut self, token: SecretString) -> Self {
@@ -283,6 +265,12 @@ impl Error {
     /// The invalid fields the service listed.
     pub fn field_errors(&self) -> &[FieldError] {
         &self.inner.field_errors
+    }
+    /// The environment variables a configuration error from `from_env` is about (every one
+    /// that is required and not set, or set and wrong; or the credentials of two kinds that are
+    /// both set): their names, never their values. Empty for any other error.
+    pub fn variables(&self) -> &[&'static str] {
+        &self.inner.variables
     }
     /// How long to wait before trying again, where the service said: for rate limits and
     /// lock-outs, and for a 503 with `Retry-After` (capped at 24 hours).

@@ -17,6 +17,7 @@
 
 mod cache;
 pub mod clock;
+pub mod env;
 mod error;
 mod expiry;
 mod generated;
@@ -25,6 +26,7 @@ mod http_client;
 #[cfg(feature = "middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 pub mod middleware;
+mod oauth2;
 mod provider;
 mod retry;
 #[cfg(feature = "sandbox")]

@@ -5,7 +5,8 @@
 //! as the session's own `send()` does: the token is renewed when due; on a 401 it is renewed
 //! once and the request sent once more (when its body can be cloned: a streamed body is sent
 //! once and the 401 returned, and the next request renews first); weavr's `STEP_UP_REQUIRED`
-//! and `ACCESS_TOKEN_REQUIRED` are answered before that one resend; and every answer but a
+//! and `ACCESS_TOKEN_REQUIRED` are answered once and the request sent once more (a token renewed
+//! after a 401 may need the step-up: three sends at most); and every answer but a
 //! 401, a 410 or a 5xx counts as activity where sessions expire when idle (weavr's 5-minute
 //! window slides).
 //!

@@ -51,14 +51,14 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE}
 
 pub use crate::generated::passwordsafe::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
-use crate::expiry;
+use crate::oauth2;
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
-use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Entry, Extra, Grant};
+use crate::token::{Companions, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -200,37 +200,10 @@ fn ps_auth_header(
     crate::header::sensitive(&parts).map_err(|_| bad("API key, run-as user or password"))
 }
 
-/// The client-credentials request of `POST Auth/connect/token`, serialized as the form the
-/// service documents, in its order: `grant_type=client_credentials&client_id=…&client_secret=…`.
-/// (The OpenAPI document describes it; the generated type would have put the fields in
-/// alphabetical order.)
-// Public only because the generated client's `token` operation takes it (the OpenAPI
-// document maps the form to it); not part of the documented API.
+/// The client-credentials request of `POST Auth/connect/token` (the generated client's
+/// `create_access_token` takes it).
 #[doc(hidden)]
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TokenRequest {
-    grant_type: GrantType,
-    client_id: String,
-    client_secret: SecretString,
-}
-
-/// The only grant the token endpoint takes.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-enum GrantType {
-    ClientCredentials,
-}
-
-impl TokenRequest {
-    /// A client-credentials request for `client_id` and `client_secret`.
-    pub fn new(client_id: impl Into<String>, client_secret: impl Into<SecretString>) -> Self {
-        Self {
-            grant_type: GrantType::ClientCredentials,
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-        }
-    }
-}
+pub use crate::oauth2::ClientCredentials as TokenRequest;
 
 /// How the session signs in, checked at build time.
 enum Login {
@@ -271,9 +244,7 @@ pub struct PasswordSafe {
 
 impl ErrorBody for types::OAuthError {
     fn message(&self) -> Option<String> {
-        self.error_description
-            .clone()
-            .or_else(|| self.error.clone())
+        oauth2::error_message(self.error.as_deref(), self.error_description.as_deref())
     }
 
     fn code(&self) -> Option<String> {
@@ -286,26 +257,6 @@ impl ErrorBody for types::ApiError {
     /// one of the usual names (ASP.NET's `Message` among them).
     fn message(&self) -> Option<String> {
         crate::transport::errors::message_from_json(&self.0)
-    }
-}
-
-fn classify_token(failure: &Failure) -> ErrorKind {
-    // RFC 6749 lets a server answer `invalid_client` with 400 as well as 401.
-    let refused = matches!(
-        failure.code.as_deref(),
-        Some("invalid_client" | "unauthorized_client")
-    );
-    match failure.status {
-        400 | 401 if refused => ErrorKind::InvalidCredentials,
-        401 => ErrorKind::InvalidCredentials,
-        _ => failure.default_kind(),
-    }
-}
-
-fn classify_sign_in(failure: &Failure) -> ErrorKind {
-    match failure.status {
-        401 => ErrorKind::InvalidCredentials,
-        _ => classify_api(failure),
     }
 }
 
@@ -360,15 +311,12 @@ impl PasswordSafe {
         authorization: HeaderValue,
         sent_wall: SystemTime,
     ) -> Result<SignedIn, Error> {
-        let context = Context::new()
-            .with_header(AUTHORIZATION, authorization, true)
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
+        let context = Context::new().with_header(AUTHORIZATION, authorization, true);
         let version = self.version;
         let sign_in = |api: Client| async move { api.sign_app_in(version).await };
         let response = self
             .endpoint
-            .call(context, &classify_sign_in, sign_in)
+            .log_in(context, &classify_api, sign_in)
             .await?;
         Ok(SignedIn {
             cookie: session_cookie(response.headers(), sent_wall).map(SecretString::from),
@@ -388,8 +336,50 @@ fn bearer_only(entry: &Entry) -> bool {
         .is_some_and(|bearer| bearer.expose_secret() == entry.secret.expose_secret())
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const CLIENT_ID_VAR: Variable = Variable::text("PASSWORDSAFE_CLIENT_ID");
+const CLIENT_SECRET_VAR: Variable = Variable::secret("PASSWORDSAFE_CLIENT_SECRET");
+const API_KEY_VAR: Variable = Variable::secret("PASSWORDSAFE_API_KEY");
+const RUNAS_VAR: Variable = Variable::text("PASSWORDSAFE_RUNAS");
+const PASSWORD_VAR: Variable = Variable::secret("PASSWORDSAFE_PASSWORD").optional();
+
 impl crate::Provider for PasswordSafe {
     type Client = Client;
+}
+
+impl crate::env::FromEnv for PasswordSafe {
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "PASSWORDSAFE_BASE_URL",
+        base_url_hint: Some("https://<host>/BeyondTrust/api/public/v3"),
+        shared: &[],
+        profiles: &[
+            Declared {
+                name: "passwordsafe-oauth",
+                about: "BeyondTrust Password Safe, with an OAuth client",
+                kind: "an OAuth client",
+                variables: &[CLIENT_ID_VAR, CLIENT_SECRET_VAR],
+                apply: |builder, values| {
+                    builder.oauth(
+                        values.text(&CLIENT_ID_VAR),
+                        values.secret(&CLIENT_SECRET_VAR),
+                    )
+                },
+            },
+            Declared {
+                name: "passwordsafe-key",
+                about: "BeyondTrust Password Safe, with an API key (PS-Auth)",
+                kind: "an API key",
+                variables: &[API_KEY_VAR, RUNAS_VAR, PASSWORD_VAR],
+                apply: |builder, values| {
+                    builder.ps_auth(
+                        values.secret(&API_KEY_VAR),
+                        values.text(&RUNAS_VAR),
+                        values.optional_secret(&PASSWORD_VAR),
+                    )
+                },
+            },
+        ],
+    };
 }
 
 impl ProviderImpl for PasswordSafe {
@@ -452,7 +442,15 @@ impl ProviderImpl for PasswordSafe {
         self.identity.clone()
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        match &self.login {
+            Login::OAuth(form) => fingerprint(form.client_secret().expose_secret().as_bytes()),
+            // The api key, the run-as user and their password, as the header carries them.
+            Login::PsAuth(header) => fingerprint(header.as_bytes()),
+        }
+    }
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         match &self.login {
             Login::PsAuth(header) => {
                 let signed_in = self.sign_in(header.clone(), sent_wall).await?;
@@ -463,27 +461,23 @@ impl ProviderImpl for PasswordSafe {
                         .with_status(signed_in.status)
                         .with_message("Auth/SignAppin succeeded but set no session cookie")
                 })?;
-                Ok(Grant::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME))
+                Ok(Issued::new(cookie, ACCESS_TOKEN_IDLE_LIFETIME))
             }
             Login::OAuth(form) => {
-                let context = Context::new()
-                    .with_replay(Replay::Gateway)
-                    .with_grant(crate::telemetry::Grant::Login);
                 let version = self.version;
                 let token =
                     |api: Client| async move { api.create_access_token(version, form).await };
                 let token = self
                     .endpoint
-                    .call(context, &classify_token, token)
+                    .log_in(Context::new(), &oauth2::classify_token, token)
                     .await?
                     .into_inner();
                 // The session cannot outlive the token that opened it.
-                let token_lifetime = expiry::lifetime(
-                    token.expires_in.as_f64().and_then(expiry::seconds),
-                    Some(token.access_token.expose_secret()),
+                let token_lifetime = oauth2::lifetime(
+                    Some(&token.expires_in),
+                    &token.access_token,
                     sent_wall,
                     ACCESS_TOKEN_IDLE_LIFETIME,
-                    None,
                 );
                 let bearer = token.access_token;
                 let authorization = crate::header::bearer(&bearer).map_err(|_| {
@@ -495,11 +489,11 @@ impl ProviderImpl for PasswordSafe {
                 // Without a cookie the bearer alone carries the session: it is the secret.
                 let secret = signed_in.cookie.unwrap_or_else(|| bearer.clone());
                 Ok(
-                    Grant::new(secret, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
+                    Issued::new(secret, ACCESS_TOKEN_IDLE_LIFETIME.min(token_lifetime))
                         .with_max_lifetime(token_lifetime)
-                        .with_extra(Extra {
+                        .with_extra(Companions {
                             bearer: Some(bearer),
-                            ..Extra::default()
+                            ..Companions::default()
                         }),
                 )
             }

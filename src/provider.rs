@@ -15,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, AUTHORIZATION};
 
-use crate::cache::{Cache, ErasedProvider, Traits};
+use crate::cache::{Cache, Constants, ErasedProvider};
 use crate::error::{Error, ErrorKind, Service};
 use crate::secret::SecretString;
-use crate::token::{AccessToken, Entry, Grant};
+use crate::token::{AccessToken, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::exchange::Authorizer;
 
@@ -73,16 +73,25 @@ pub(crate) mod sealed {
         /// Who logs in (an email, a client id; never a secret), to key a shared token store.
         fn store_identity(&self) -> String;
 
+        /// Gives `fingerprint` the credentials a login sends now (a password, a key; each part
+        /// a call), so that a refusal the account's store keeps holds back only logins with the
+        /// same credentials: a session given corrected ones logs in. Nothing is kept of them
+        /// but a 16-bit fingerprint, sealed in the store with the refusal. The default gives
+        /// nothing: every login of the account counts as sending the same credentials.
+        fn credentials(&self, _fingerprint: &mut dyn FnMut(&[u8])) {}
+
         /// Logs in with the stored credentials. `sent_wall` is the wall clock when it was sent.
-        fn login(&self, sent_wall: SystemTime)
-            -> impl Future<Output = Result<Grant, Error>> + Send;
+        fn login(
+            &self,
+            sent_wall: SystemTime,
+        ) -> impl Future<Output = Result<Issued, Error>> + Send;
 
         /// Renews with a refresh token. Only called when the entry holds a usable one.
         fn refresh(
             &self,
             _refresh_token: &SecretString,
             _sent_wall: SystemTime,
-        ) -> impl Future<Output = Result<Grant, Error>> + Send {
+        ) -> impl Future<Output = Result<Issued, Error>> + Send {
             async {
                 Err(Error::configuration(
                     Some(Self::SERVICE),
@@ -128,6 +137,35 @@ pub(crate) mod sealed {
     }
 }
 
+impl Endpoint {
+    /// One request of a login (a service's login may take several: a token, then a sign-in)
+    /// through [`Endpoint::call`], with what every login needs without asking: its span
+    /// (`tokensmith.grant = login`), its replay class (sent again only after a gateway's
+    /// failure, never after a refusal), and a 401 read as refused credentials (never sent
+    /// again) unless `classify` reads it otherwise.
+    pub(crate) async fn log_in<C, T, E, Op, Fut>(
+        &self,
+        context: crate::transport::Context,
+        classify: crate::transport::errors::Classify<'_>,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        C: crate::generated::Api,
+        E: crate::transport::errors::ErrorBody,
+        Op: FnOnce(C) -> Fut,
+        Fut: Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let context = context
+            .with_replay(crate::retry::Replay::Gateway)
+            .with_grant(crate::telemetry::Grant::Login);
+        let classify = |failure: &crate::transport::errors::Failure| match classify(failure) {
+            ErrorKind::TokenRejected if failure.status == 401 => ErrorKind::InvalidCredentials,
+            kind => kind,
+        };
+        self.call(context, &classify, operation).await
+    }
+}
+
 /// The session a logout ends: its token set, and whether its access token is still valid (when
 /// it is not, the set is there for its refresh token).
 pub struct Ending {
@@ -142,6 +180,28 @@ pub struct Tokens {
     cache: Arc<Cache>,
     /// The session as the HTTP layer sees it, for calls made with its token outside `api()`.
     session: Weak<dyn Authorizer>,
+    /// The service itself, for work that outlives one call (weavr's step-up task).
+    provider: Weak<dyn std::any::Any + Send + Sync>,
+}
+
+/// [`Tokens`] held weakly, by work that must not keep a dropped session alive (a step-up that
+/// waits minutes for its user).
+#[derive(Clone)]
+pub struct WeakTokens {
+    cache: Weak<Cache>,
+    session: Weak<dyn Authorizer>,
+    provider: Weak<dyn std::any::Any + Send + Sync>,
+}
+
+impl WeakTokens {
+    /// The session's tokens, while the session lives.
+    pub(crate) fn upgrade(&self) -> Option<Tokens> {
+        Some(Tokens {
+            cache: self.cache.upgrade()?,
+            session: self.session.clone(),
+            provider: self.provider.clone(),
+        })
+    }
 }
 
 /// When a request was sent, on both of the session's clocks.
@@ -152,12 +212,30 @@ pub struct Sent {
 }
 
 impl Tokens {
-    pub(crate) fn new(cache: Arc<Cache>, session: Weak<dyn Authorizer>) -> Self {
-        Self { cache, session }
+    pub(crate) fn new(
+        cache: Arc<Cache>,
+        session: Weak<dyn Authorizer>,
+        provider: Weak<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        Self {
+            cache,
+            session,
+            provider,
+        }
     }
 
-    pub(crate) fn cache(&self) -> &Arc<Cache> {
-        &self.cache
+    /// These tokens, held weakly.
+    pub(crate) fn downgrade(&self) -> WeakTokens {
+        WeakTokens {
+            cache: Arc::downgrade(&self.cache),
+            session: self.session.clone(),
+            provider: self.provider.clone(),
+        }
+    }
+
+    /// The service, while the session lives, for work that outlives one call.
+    pub(crate) fn provider<P: Send + Sync + 'static>(&self) -> Option<Arc<P>> {
+        self.provider.upgrade()?.downcast::<P>().ok()
     }
 
     /// A valid access token (renewed first when due).
@@ -180,6 +258,11 @@ impl Tokens {
         self.cache.clock.sleep_until(deadline).await;
     }
 
+    /// Resolves when the session is dropped: work of its own stops there.
+    pub(crate) fn on_close(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.cache.on_close()
+    }
+
     /// Now, on the session's clocks: stamp a request with it before sending.
     pub(crate) fn sent(&self) -> Sent {
         Sent {
@@ -189,15 +272,26 @@ impl Tokens {
     }
 
     /// Takes a token set obtained outside a renewal (a completed login challenge, a password
-    /// update, an exchange): it replaces whatever was cached, lifts a held login, and is stored.
+    /// update): it replaces whatever was cached, lifts a held login, and is stored.
     ///
     /// # Errors
     /// [`ErrorKind::Decode`] for a token set that cannot be put on a request (see
     /// [`attachable`]); nothing is installed then.
-    pub(crate) async fn install(&self, grant: Grant, sent: Sent) -> Result<AccessToken, Error> {
+    pub(crate) async fn install(&self, grant: Issued, sent: Sent) -> Result<AccessToken, Error> {
         let service = self.cache.service();
         let grant = attachable(service, Ok(grant))?;
         Ok(self.cache.install(grant, sent.at).await)
+    }
+
+    /// Exchanges the token `used` for another (weavr's identity access token) through the
+    /// session's one flight, under the fleet's renewal lease: calls that need it together make
+    /// one exchange, saved fenced like a renewal.
+    pub(crate) async fn exchange(
+        &self,
+        used: AccessToken,
+        obtain: crate::cache::Exchange,
+    ) -> Result<AccessToken, Error> {
+        self.cache.exchange(used, obtain).await
     }
 
     /// Forgets a refused login: the credentials changed.
@@ -207,7 +301,7 @@ impl Tokens {
 
     /// Records that the token `secret` was stepped up, here and in the store.
     pub(crate) async fn mark_stepped_up(&self, secret: &SecretString) {
-        self.cache.mark_stepped_up(secret.expose_secret()).await;
+        self.cache.mark_stepped_up(secret).await;
     }
 
     /// The session, told of every answer to a call that carries one of its tokens outside
@@ -266,7 +360,11 @@ impl<P: Provider> Erased for P {
 }
 
 impl<P: Provider> ErasedProvider for P {
-    fn login_boxed(&self, sent_wall: SystemTime) -> crate::cache::GrantFuture<'_> {
+    fn credentials_dyn(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        sealed::ProviderImpl::credentials(self, fingerprint);
+    }
+
+    fn login_boxed(&self, sent_wall: SystemTime) -> crate::cache::IssuedFuture<'_> {
         Box::pin(async move { attachable(P::SERVICE, self.login(sent_wall).await) })
     }
 
@@ -274,7 +372,7 @@ impl<P: Provider> ErasedProvider for P {
         &'a self,
         refresh_token: &'a SecretString,
         sent_wall: SystemTime,
-    ) -> crate::cache::GrantFuture<'a> {
+    ) -> crate::cache::IssuedFuture<'a> {
         Box::pin(
             async move { attachable(P::SERVICE, self.refresh(refresh_token, sent_wall).await) },
         )
@@ -284,7 +382,7 @@ impl<P: Provider> ErasedProvider for P {
 /// A token set the session can put on a request: a token with a byte no header value can hold
 /// (a line break, a control character) would go out as something else, be refused, and never
 /// be recognised as the refused one. It is a malformed answer, not a token to keep.
-pub(crate) fn attachable(service: Service, grant: Result<Grant, Error>) -> Result<Grant, Error> {
+pub(crate) fn attachable(service: Service, grant: Result<Issued, Error>) -> Result<Issued, Error> {
     let grant = grant?;
     let fits = |secret: &SecretString| crate::header::secret(secret).is_ok();
     let all_fit = fits(&grant.access)
@@ -307,8 +405,8 @@ pub(crate) fn attachable(service: Service, grant: Result<Grant, Error>) -> Resul
 }
 
 /// `P`'s constants, as the cache reads them.
-pub(crate) fn traits_of<P: Provider>() -> Traits {
-    Traits {
+pub(crate) fn traits_of<P: Provider>() -> Constants {
+    Constants {
         service: P::SERVICE,
         sliding: P::SLIDING,
         max_refresh_uses: P::MAX_REFRESH_USES,

@@ -25,13 +25,13 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, ORIGIN};
 
 pub use crate::generated::s7risk::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
-use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Entry, Grant};
+use crate::token::{Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -144,8 +144,50 @@ fn classify(failure: &Failure) -> ErrorKind {
     }
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const ORIGIN_VAR: Variable = Variable::text("S7RISK_ORIGIN")
+    .checked("an origin (scheme://host[:port], with no path)", |origin| {
+        validate_origin(origin).is_ok()
+    });
+const EMAIL_VAR: Variable = Variable::text("S7RISK_EMAIL");
+const PASSWORD_VAR: Variable = Variable::secret("S7RISK_PASSWORD");
+const CLIENT_ID_VAR: Variable = Variable::text("S7RISK_CLIENT_ID");
+const SECRET_VAR: Variable = Variable::secret("S7RISK_SECRET");
+
 impl crate::Provider for S7risk {
     type Client = Client;
+}
+
+impl crate::env::FromEnv for S7risk {
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "S7RISK_BASE_URL",
+        base_url_hint: None,
+        shared: &[ORIGIN_VAR],
+        profiles: &[
+            Declared {
+                name: "s7risk-user",
+                about: "Intelligence Fusion, as a user",
+                kind: "a user",
+                variables: &[EMAIL_VAR, PASSWORD_VAR],
+                apply: |builder, values| {
+                    builder
+                        .origin(values.text(&ORIGIN_VAR))
+                        .user(values.text(&EMAIL_VAR), values.secret(&PASSWORD_VAR))
+                },
+            },
+            Declared {
+                name: "s7risk-app",
+                about: "Intelligence Fusion, as an application",
+                kind: "an application",
+                variables: &[CLIENT_ID_VAR, SECRET_VAR],
+                apply: |builder, values| {
+                    builder
+                        .origin(values.text(&ORIGIN_VAR))
+                        .application(values.text(&CLIENT_ID_VAR), values.secret(&SECRET_VAR))
+                },
+            },
+        ],
+    };
 }
 
 impl ProviderImpl for S7risk {
@@ -190,11 +232,16 @@ impl ProviderImpl for S7risk {
         format!("{}|{who}", self.origin.to_str().unwrap_or_default())
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        match &self.login {
+            Login::User { password, .. } => fingerprint(password.expose_secret().as_bytes()),
+            Login::Application { secret, .. } => fingerprint(secret.expose_secret().as_bytes()),
+        }
+    }
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         let origin = self.origin.to_str().unwrap_or_default();
-        let context = Context::new()
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
+        let context = Context::new();
         let response = match &self.login {
             Login::User { email, password } => {
                 let body = types::UserTokenRequest {
@@ -202,7 +249,7 @@ impl ProviderImpl for S7risk {
                     password: password.clone(),
                 };
                 let login = |api: Client| async move { api.create_user_token(origin, &body).await };
-                self.endpoint.call(context, &classify, login).await?
+                self.endpoint.log_in(context, &classify, login).await?
             }
             Login::Application { client_id, secret } => {
                 let body = types::ApplicationTokenRequest {
@@ -211,7 +258,7 @@ impl ProviderImpl for S7risk {
                 };
                 let login =
                     |api: Client| async move { api.create_application_token(origin, &body).await };
-                self.endpoint.call(context, &classify, login).await?
+                self.endpoint.log_in(context, &classify, login).await?
             }
         };
         let token = response.into_inner().data.access_token;
@@ -222,7 +269,7 @@ impl ProviderImpl for S7risk {
             ACCESS_TOKEN_LIFETIME,
             Some(ACCESS_TOKEN_LIFETIME),
         );
-        Ok(Grant::new(token, lifetime))
+        Ok(Issued::new(token, lifetime))
     }
 
     fn attach(&self, entry: &Entry, headers: &mut HeaderMap) {

@@ -28,17 +28,34 @@ pub enum TokenOrigin {
 pub struct AccessToken {
     // A handle of its own around the shared entry: the cache keeps one per thread, so that
     // handing out tokens on many threads at once never writes to a shared reference count.
-    handle: Arc<Handle>,
+    handle: Arc<PerThread>,
 }
 
 /// One thread's reference to a shared entry (see [`AccessToken`]).
-struct Handle(Arc<Entry>);
+struct PerThread(Arc<Entry>);
+
+/// An [`AccessToken`] that does not keep its token alive: a thread's cached handle, which the
+/// cache can let go from any thread (a logout, a dropped session).
+pub(crate) struct WeakToken(std::sync::Weak<PerThread>);
+
+impl WeakToken {
+    /// The token, while something else still holds it.
+    #[inline]
+    pub(crate) fn upgrade(&self) -> Option<AccessToken> {
+        self.0.upgrade().map(|handle| AccessToken { handle })
+    }
+}
 
 impl AccessToken {
     pub(crate) fn new(entry: Arc<Entry>) -> Self {
         Self {
-            handle: Arc::new(Handle(entry)),
+            handle: Arc::new(PerThread(entry)),
         }
+    }
+
+    /// A reference to this token that does not keep it alive.
+    pub(crate) fn downgrade(&self) -> WeakToken {
+        WeakToken(Arc::downgrade(&self.handle))
     }
 
     pub(crate) fn entry(&self) -> &Arc<Entry> {
@@ -83,7 +100,7 @@ impl std::fmt::Debug for AccessToken {
 }
 
 /// What a login or refresh produced, before the cache times it.
-pub struct Grant {
+pub struct Issued {
     pub(crate) access: SecretString,
     pub(crate) refresh: Option<SecretString>,
     /// How long the access token lives, counted from when the request was sent.
@@ -93,10 +110,10 @@ pub struct Grant {
     /// How long the refresh token lives from when it was issued, when known.
     pub(crate) refresh_lifetime: Option<Duration>,
     /// Service-specific state that travels with the token (cookies, identity, id token).
-    pub(crate) extra: Extra,
+    pub(crate) extra: Companions,
 }
 
-impl Grant {
+impl Issued {
     /// An access token that lives `lifetime` from when its request was sent, and nothing else.
     pub(crate) fn new(access: SecretString, lifetime: Duration) -> Self {
         Self {
@@ -105,7 +122,7 @@ impl Grant {
             lifetime,
             max_lifetime: None,
             refresh_lifetime: None,
-            extra: Extra::default(),
+            extra: Companions::default(),
         }
     }
 
@@ -127,7 +144,7 @@ impl Grant {
     }
 
     /// With the service-specific state that travels with the token.
-    pub(crate) fn with_extra(mut self, extra: Extra) -> Self {
+    pub(crate) fn with_extra(mut self, extra: Companions) -> Self {
         self.extra = extra;
         self
     }
@@ -135,7 +152,7 @@ impl Grant {
 
 /// Service-specific state kept beside the access token.
 #[derive(Default, Clone, Debug)]
-pub(crate) struct Extra {
+pub(crate) struct Companions {
     pub(crate) id_token: Option<SecretString>,
     pub(crate) cookie: Option<SecretString>,
     /// A bearer token sent beside the secret (passwordsafe: the OAuth token of a session).
@@ -143,6 +160,9 @@ pub(crate) struct Extra {
     /// The service issued the token stepped up already (weavr: an access token whose
     /// exchange answered `STEPPED_UP`).
     pub(crate) stepped_up: bool,
+    /// The token came from an exchange of another (weavr: the identity's access token for the
+    /// sign-in token): a refusal that asks for the exchange was for the token before it.
+    pub(crate) exchanged: bool,
 }
 
 /// A cached token: shared by the cache and every [`AccessToken`] handed out.
@@ -151,7 +171,7 @@ pub struct Entry {
     pub(crate) refresh: Option<SecretString>,
     pub(crate) refresh_expires_nanos: Option<u64>,
     pub(crate) refresh_uses: u32,
-    pub(crate) extra: Extra,
+    pub(crate) extra: Companions,
     pub(crate) origin: TokenOrigin,
     pub(crate) clock: Arc<dyn Clock>,
     base: Instant,
@@ -180,7 +200,7 @@ pub(crate) struct EntryParts {
     pub(crate) refresh: Option<SecretString>,
     pub(crate) refresh_expires_at: Option<Instant>,
     pub(crate) refresh_uses: u32,
-    pub(crate) extra: Extra,
+    pub(crate) extra: Companions,
     pub(crate) origin: TokenOrigin,
     pub(crate) expires_at: Instant,
     pub(crate) expires_at_most: Option<Instant>,

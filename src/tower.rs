@@ -211,7 +211,8 @@ impl<S: std::fmt::Debug, M> std::fmt::Debug for AuthService<S, M> {
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+/// What an [`AuthService`] call returns.
+type ResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
 /// The status the session hears of: a gRPC UNAUTHENTICATED (`grpc-status: 16` in the headers
 /// of a trailers-only answer) is a 401 in gRPC's words.
@@ -344,7 +345,7 @@ where
 {
     type Response = Response<R>;
     type Error = BoxError;
-    type Future = BoxFuture<Response<R>>;
+    type Future = ResponseFuture<Response<R>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -366,7 +367,7 @@ where
 {
     type Response = Response<R>;
     type Error = BoxError;
-    type Future = BoxFuture<Response<R>>;
+    type Future = ResponseFuture<Response<R>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)

@@ -1023,7 +1023,8 @@ async fn a_422_carries_the_service_s_message_and_names_no_field() {
         .await
         .unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    // A login's "try again later" is the service's failure (see the next test).
+    assert_eq!(error.kind(), ErrorKind::ServerError);
     assert_eq!(error.status(), Some(422));
     assert_eq!(error.message(), Some(message));
     assert!(error.field_errors().is_empty());
@@ -1157,4 +1158,52 @@ async fn each_field_is_held_to_the_bounds_the_service_binds_it_to() {
         count_requests(&server, "/v1/new-password-required").await,
         0
     );
+}
+
+#[tokio::test]
+async fn a_login_answered_please_try_again_later_backs_off_and_is_sent_again_after() {
+    // The service's current code answers input it cannot validate, and its own failures, with
+    // a 422 (or 500) "Internal error, please try again later." (../shared/API-NOTES.md): the
+    // service's own "try again later", not a refusal of the credentials.
+    let server = MockServer::start().await;
+    let clock = test_clock();
+    mount_once(
+        &server,
+        LOGIN,
+        error(422, "Internal error, please try again later."),
+    )
+    .await;
+    mount(&server, LOGIN, tokens("one", 0)).await;
+    let session = session(&server, &clock);
+
+    let failed = session.access_token().await.unwrap_err();
+    assert_eq!(failed.kind(), ErrorKind::ServerError, "{failed}");
+    assert!(failed.is_transient());
+    assert_eq!(failed.status(), Some(422));
+    assert_eq!(
+        failed.message(),
+        Some("Internal error, please try again later.")
+    );
+    // Within the first backoff (half to all of 1 s), no login.
+    let held = session.access_token().await.unwrap_err();
+    assert_eq!(held.kind(), ErrorKind::ServerError);
+    assert_eq!(count_requests(&server, LOGIN).await, 1);
+
+    clock.advance(Duration::from_secs(1));
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), access("one", 0));
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_request(
+            request,
+            &Expected {
+                method: "POST",
+                path: LOGIN,
+                query: None,
+                headers: &[("accept", "application/json")],
+                body: Body::Json(json!({"username": "admin", "password": PASSWORD})),
+            },
+        );
+    }
 }

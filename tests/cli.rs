@@ -19,7 +19,7 @@ use tokensmith::{SecretString, Service};
 
 // The command's own code, for the key file's interleavings that a subprocess cannot force.
 #[allow(dead_code)]
-#[path = "../src/bin/tokensmith.rs"]
+#[path = "../src/bin/tokensmith/main.rs"]
 mod command;
 
 const CACHE_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -341,8 +341,9 @@ fn weavr_without_a_base_url_says_where_the_live_url_comes_from() {
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains(
-            "weavr needs --base-url or TOKENSMITH_BASE_URL (Weavr gives each customer its \
-             Live URL on request; its sandbox is https://sandbox.weavr.io/multi), or --sandbox"
+            "weavr needs --base-url, TOKENSMITH_BASE_URL or WEAVR_BASE_URL (Weavr gives each \
+             customer its Live URL on request; its sandbox is https://sandbox.weavr.io/multi), \
+             or --sandbox"
         ),
         "{stderr}"
     );
@@ -546,7 +547,7 @@ fn a_new_key_is_visible_only_once_complete_and_a_second_first_run_adopts_it() {
 
     // Run A is about to publish its key; run B starts now, finds none, and publishes its own.
     let mut seen_by_a = None;
-    let (_, a_hex) = command::cache_key(&key_file, |temporary| {
+    let (_, a_hex) = command::cache::cache_key(&key_file, |temporary| {
         // Nothing is visible under the key's name until the key is written in full.
         assert!(!key_file.exists(), "published before complete");
         let written = std::fs::read_to_string(temporary).unwrap();
@@ -554,7 +555,7 @@ fn a_new_key_is_visible_only_once_complete_and_a_second_first_run_adopts_it() {
         let mode = std::fs::metadata(temporary).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let (_, b_hex) =
-            command::cache_key(&key_file, |_| ()).unwrap_or_else(|_| panic!("run B fails"));
+            command::cache::cache_key(&key_file, |_| ()).unwrap_or_else(|_| panic!("run B fails"));
         seen_by_a = Some(b_hex.expose_secret().to_owned());
     })
     .unwrap_or_else(|_| panic!("run A fails"));
@@ -569,7 +570,7 @@ fn a_new_key_is_visible_only_once_complete_and_a_second_first_run_adopts_it() {
     assert_eq!(names, ["cache.json.key"], "no temporary file left");
 
     // The next run reads the key, and publishes nothing.
-    let (_, again) = command::cache_key(&key_file, |_| panic!("a key exists"))
+    let (_, again) = command::cache::cache_key(&key_file, |_| panic!("a key exists"))
         .unwrap_or_else(|_| panic!("reads the key"));
     assert_eq!(again.expose_secret(), b_hex);
 }
@@ -830,4 +831,250 @@ async fn weavr_step_up_prompts_on_the_terminal_without_echo() {
     );
     let counters = sandbox.counters(Service::Weavr);
     assert_eq!((counters.challenges, counters.verifications), (1, 1));
+}
+
+/// The providers are the library's profiles (`tokensmith::env::profiles`), in its order, each
+/// with its summary and its variables: the command names no service of its own.
+#[test]
+fn the_providers_and_their_variables_are_the_library_s_profiles() {
+    let help = text(&tokensmith(&["--help"], &[]).stdout);
+    let listed: Vec<(String, String)> = help
+        .split("Providers:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|line| line.starts_with("  "))
+        .map(|line| {
+            let (name, about) = line.trim().split_once(' ').unwrap();
+            (name.to_owned(), about.trim().to_owned())
+        })
+        .collect();
+    let profiles = tokensmith::env::profiles();
+    let mut expected: Vec<(String, String)> = profiles
+        .iter()
+        .map(|p| (p.name().to_owned(), p.about().to_owned()))
+        .collect();
+    expected.push((
+        "completions".into(),
+        "Print a completion script for a shell to stdout".into(),
+    ));
+    expected.push((
+        "help".into(),
+        "Print this message or the help of the given subcommand(s)".into(),
+    ));
+    assert_eq!(listed, expected);
+
+    for profile in profiles {
+        let help = text(&tokensmith(&[profile.name(), "--help"], &[]).stdout);
+        let environment = help
+            .lines()
+            .find(|line| line.starts_with("Environment: "))
+            .unwrap();
+        let mut variables: Vec<String> = profile
+            .variables()
+            .iter()
+            .map(|v| match v.is_required() {
+                true => v.name().to_owned(),
+                false => format!("[{}]", v.name()),
+            })
+            .collect();
+        if profile.service() == Service::Weavr {
+            variables.push("[WEAVR_OTP, read only with --step-up]".into());
+        }
+        assert_eq!(
+            environment,
+            format!("Environment: {}", variables.join(" ")),
+            "{}",
+            profile.name()
+        );
+        let required = format!(
+            "A base URL is required (--base-url, TOKENSMITH_BASE_URL, {} or --sandbox): ",
+            profile.base_url_variable()
+        );
+        match profile.base_url_required() {
+            Some(hint) => assert!(help.contains(&format!("{required}{hint}")), "{help}"),
+            None => assert!(!help.contains("A base URL is required"), "{help}"),
+        }
+    }
+}
+
+/// `--sandbox` gives every provider the demo credentials (`sandbox::demo::variable`) and the
+/// sandbox's base URL, whatever the environment holds.
+#[test]
+fn every_provider_logs_in_to_the_sandbox_with_its_demo_credentials() {
+    let nowhere = [
+        ("TOKENSMITH_BASE_URL", "http://127.0.0.1:9"),
+        ("FIB_BASE_URL", "http://127.0.0.1:9"),
+        ("FIB_EMAIL", "nobody@example.com"),
+    ];
+    for profile in tokensmith::env::profiles() {
+        let output = tokensmith(&["--sandbox", profile.name(), "info"], &nowhere);
+        let json = info(&output);
+        assert_eq!(json["provider"], profile.name());
+        assert_eq!(json["source"], "login");
+    }
+}
+
+/// The base URL is --base-url, else TOKENSMITH_BASE_URL, else the provider's own variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_base_url_comes_from_the_flag_then_tokensmith_base_url_then_the_provider_s_variable() {
+    let sandbox = Sandbox::start().await;
+    let base = sandbox.base_url(Service::Fib);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let credentials = [
+        ("FIB_EMAIL", demo::FIB_EMAIL),
+        ("FIB_PRIVATE_KEY", demo::FIB_PRIVATE_KEY),
+    ];
+    let with = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        credentials
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect()
+    };
+    // The provider's variable alone.
+    let env = with(&[("FIB_BASE_URL", &base)]);
+    assert_eq!(
+        info(&tokensmith(&["fib", "info"], &borrow(&env)))["source"],
+        "login"
+    );
+    // TOKENSMITH_BASE_URL wins over it.
+    let env = with(&[("FIB_BASE_URL", &nowhere), ("TOKENSMITH_BASE_URL", &base)]);
+    assert_eq!(
+        info(&tokensmith(&["fib", "info"], &borrow(&env)))["source"],
+        "login"
+    );
+    // --base-url wins over both.
+    let env = with(&[
+        ("FIB_BASE_URL", &nowhere),
+        ("TOKENSMITH_BASE_URL", &nowhere),
+    ]);
+    let output = tokensmith(&["--base-url", &base, "fib", "info"], &borrow(&env));
+    assert_eq!(info(&output)["source"], "login");
+    assert_eq!(sandbox.counters(Service::Fib).logins, 3);
+    // And the losing one points nowhere: without the winner the run fails to connect.
+    let output = tokensmith(&["fib", "info"], &borrow(&env));
+    assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
+
+    // weavr, which has no production URL, takes WEAVR_BASE_URL as its base URL.
+    let mut env = weavr_env("");
+    env.retain(|(k, _)| *k != "TOKENSMITH_BASE_URL");
+    env.push(("WEAVR_BASE_URL", sandbox.base_url(Service::Weavr)));
+    let output = tokensmith(&["weavr", "info"], &borrow(&env));
+    assert_eq!(info(&output)["provider"], "weavr");
+    assert_eq!(sandbox.counters(Service::Weavr).logins, 1);
+}
+
+/// A malformed variable is a configuration error (exit 2) that names it and never shows it,
+/// for the providers' variables and the command's own.
+#[test]
+fn malformed_variables_are_named_and_never_shown() {
+    let key = "hunter2hunter2hunter2";
+    let output = tokensmith(
+        &["fib", "token"],
+        &[("FIB_EMAIL", demo::FIB_EMAIL), ("FIB_PRIVATE_KEY", key)],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        stderr,
+        "tokensmith: fib: configuration error: FIB_PRIVATE_KEY is not an Authorization \
+         private key (64 hex characters, or 128: the private key, then its public key)\n\n\
+         For more information, try 'tokensmith --help'.\n"
+    );
+
+    let env = [
+        (
+            "PASSWORDSAFE_BASE_URL",
+            "https://user:hunter2@pws.example.com",
+        ),
+        ("PASSWORDSAFE_CLIENT_ID", "client"),
+        ("PASSWORDSAFE_CLIENT_SECRET", "hunter2-secret"),
+    ];
+    let output = tokensmith(&["passwordsafe-oauth", "token"], &env);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "tokensmith: passwordsafe: configuration error: PASSWORDSAFE_BASE_URL is not a base \
+             URL"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    for (name, value) in [("TOKENSMITH_CACHE_KEY", ""), ("TOKENSMITH_BASE_URL", " ")] {
+        let cache = cache_file(&format!("empty-{name}"));
+        let mut env = fib_env("https://fib.example");
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value.to_owned()));
+        let output = tokensmith(
+            &["--cache", cache.to_str().unwrap(), "fib", "token"],
+            &borrow(&env),
+        );
+        assert_eq!(output.status.code(), Some(2));
+        assert!(
+            text(&output.stderr).starts_with(&format!("tokensmith: {name} is empty\n")),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn passwordsafe_without_a_base_url_names_every_way_to_give_one() {
+    let output = tokensmith(
+        &["passwordsafe-key", "token"],
+        &[
+            ("PASSWORDSAFE_API_KEY", demo::PASSWORDSAFE_API_KEY),
+            ("PASSWORDSAFE_RUNAS", demo::PASSWORDSAFE_RUNAS),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "tokensmith: passwordsafe needs --base-url, TOKENSMITH_BASE_URL or PASSWORDSAFE_BASE_URL \
+         (https://<host>/BeyondTrust/api/public/v3), or --sandbox\n\n\
+         For more information, try 'tokensmith --help'.\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_kept_in_the_cache_between_runs_for_the_same_password_only() {
+    let sandbox = Sandbox::start().await;
+    let base = sandbox.base_url(Service::S7risk);
+    let cache = cache_file("refused");
+    let cache_arg = cache.to_str().unwrap();
+    let run = |password: &str| {
+        let env = s7risk_env(&base, password);
+        tokensmith(
+            &["--cache", cache_arg, "s7risk-user", "token"],
+            &borrow(&env),
+        )
+    };
+    for _ in 0..3 {
+        let output = run("wrong-password-123");
+        assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("Email and password do not match"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("wrong-password-123"), "{stderr}");
+    }
+    // One refused login in three runs: the next two read the refusal from the cache.
+    let counters = sandbox.counters(Service::S7risk);
+    assert_eq!((counters.failed_logins, counters.logins), (1, 0));
+    let text_on_disk = std::fs::read_to_string(&cache).unwrap();
+    assert!(
+        !text_on_disk.contains("do not match"),
+        "sealed: {text_on_disk}"
+    );
+    // The right password is not held back.
+    let output = run(demo::S7RISK_PASSWORD);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let counters = sandbox.counters(Service::S7risk);
+    assert_eq!((counters.failed_logins, counters.logins), (1, 1));
 }

@@ -431,7 +431,7 @@ async fn the_background_renewal_fires_when_the_clock_reaches_the_margin() {
     const EXPIRES: [u64; 3] = [1200, 1741, 2281];
     let token = |i: usize| jwt(START_EPOCH + EXPIRES[i], &format!("t{i}"));
     let server = HeldServer::start(move |i| (200, login_answer(&token(i.min(2))))).await;
-    server.release_all();
+    server.release(1);
     let (clock, manual, mut waits) = watched();
     let session = s7risk(&server.uri(), &clock)
         .background_refresh(true)
@@ -440,10 +440,12 @@ async fn the_background_renewal_fires_when_the_clock_reaches_the_margin() {
     assert_eq!(common::served(session.access_token().await), token(0));
 
     // Into the first token's margin: the caller is served it, and the task renews (whether
-    // its timer or the caller woke it first: it may have looked before the login ended).
+    // its timer or the caller woke it first). The renewal's answer is held until the caller
+    // was served, which a renewal that lands first would otherwise beat.
     manual.advance(Duration::from_secs(1141));
     assert_eq!(common::served(session.access_token().await), token(0));
     wait_until("the first renewal is sent", || server.requests().len() == 2).await;
+    server.release_all();
     // The task then waits on the clock until the new token falls due, 540 s on.
     // (Before it, the task may have waited for the first token to fall due, at 1140 s.)
     let due = (Duration::from_secs(1141), Duration::from_secs(540));

@@ -11,8 +11,9 @@
 //!   the last one left (no request);
 //! - the outcome is not kept: an error is not served to later callers by the flight (the
 //!   login backoff after a transient failure does that, see the last test);
-//! - when the caller driving the flight is cancelled, its request is abandoned and one of the
-//!   waiters runs the renewal again: exactly one more request, whose token every waiter gets.
+//! - the renewal runs in a task of the session's: when the caller that started it is
+//!   cancelled, or every caller gives up (a timeout), its request runs on, nobody sends it
+//!   again, and its outcome (a token, a refusal) is what the next callers get.
 #![cfg(feature = "fib")]
 
 mod common;
@@ -157,7 +158,7 @@ async fn callers_arriving_as_the_flight_completes_get_its_token_without_another_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_flights_driver_cancelled_mid_request_leaves_one_retry_whose_token_all_get() {
+async fn the_flights_driver_cancelled_mid_request_leaves_its_request_running_for_all() {
     let server = HeldServer::start(fib_login).await;
     let session = session(&server, &test_clock());
     let driver = tokio::spawn({
@@ -179,21 +180,16 @@ async fn the_flights_driver_cancelled_mid_request_leaves_one_retry_whose_token_a
         pending.load(Ordering::SeqCst) == 10
     })
     .await;
-    assert_logins(&server, 1);
     driver.abort();
     assert!(driver.await.unwrap_err().is_cancelled());
-    // One waiter takes the renewal over: its login is the second and last request.
-    wait_until("a waiter runs the renewal again", || {
-        server.requests().len() == 2
-    })
-    .await;
+    // The login goes on in the session's task: its answer is every waiter's token.
     server.release_all();
-    let issued = common::jwt(EXP, "access-1");
+    let issued = common::jwt(EXP, "access-0");
     for waiter in waiters {
         let token = waiter.await.unwrap().unwrap();
         assert_eq!(token.secret().expose_secret(), issued);
     }
-    assert_logins(&server, 2);
+    assert_logins(&server, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,4 +235,65 @@ async fn after_a_transient_login_failure_logins_back_off_and_return_the_error() 
     let token = session.access_token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), common::jwt(EXP, "access-2"));
     assert_logins(&server, 3);
+}
+
+fn refused(_: usize) -> (u16, String) {
+    (
+        401,
+        r#"{"status":{"code":401,"name":"Unauthorized","message":"invalid signature"}}"#.to_owned(),
+    )
+}
+
+/// Waves of `callers` callers, released together, each giving up after 100 ms of a login the
+/// server holds: every one of them times out.
+async fn waves_that_give_up(session: &tokensmith::fib::Session, waves: usize, callers: usize) {
+    for wave in 0..waves {
+        let barrier = Arc::new(tokio::sync::Barrier::new(callers));
+        let tasks: Vec<_> = (0..callers)
+            .map(|_| {
+                let (session, barrier) = (session.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tokio::time::timeout(Duration::from_millis(100), session.access_token()).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(
+                task.await.unwrap().is_err(),
+                "wave {wave}: the login is held"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_give_up_during_a_slow_login_leave_it_to_finish_once() {
+    let server = HeldServer::start(fib_login).await;
+    let session = session(&server, &test_clock());
+    // Ten callers in two waves give up while the one login is in the air: it runs on, in a
+    // task of the session's, and nobody sends it again.
+    waves_that_give_up(&session, 2, 5).await;
+    assert_logins(&server, 1);
+    server.release_all();
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), common::jwt(EXP, "access-0"));
+    assert_logins(&server, 1);
+    assert_eq!(session.request_counts().logins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_whose_callers_gave_up_is_sent_once_and_its_refusal_kept() {
+    let server = HeldServer::start(refused).await;
+    let session = session(&server, &test_clock());
+    waves_that_give_up(&session, 2, 5).await;
+    server.release_all();
+    // Whether the refusal is already recorded or the flight still in the air, every later call
+    // gets it without a request.
+    for _ in 0..3 {
+        let error = session.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{error}");
+        assert_eq!(error.status(), Some(401));
+    }
+    assert_logins(&server, 1);
 }

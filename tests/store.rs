@@ -90,7 +90,13 @@ async fn a_file_store_carries_tokens_between_runs_sealed_and_private() {
     let path = temp_path("file");
     let (key, hex) = SealingKey::generate();
 
-    let run_one = fib(&sandbox, &clock, FileStore::new(&path, key));
+    // The store counts the time since a save on the sessions' clock (the machine's by
+    // default), which this test moves by hand.
+    let run_one = fib(
+        &sandbox,
+        &clock,
+        FileStore::new(&path, key).clock(clock.clone()),
+    );
     let token = run_one.access_token().await.unwrap();
     drop(run_one);
 
@@ -121,7 +127,11 @@ async fn a_file_store_carries_tokens_between_runs_sealed_and_private() {
 
     // A second run within the lifetime makes no request at all.
     let key = SealingKey::from_hex(&hex).unwrap();
-    let run_two = fib(&sandbox, &clock, FileStore::new(&path, key.clone()));
+    let run_two = fib(
+        &sandbox,
+        &clock,
+        FileStore::new(&path, key.clone()).clock(clock.clone()),
+    );
     let again = run_two.access_token().await.unwrap();
     assert_eq!(
         again.secret().expose_secret(),
@@ -133,7 +143,11 @@ async fn a_file_store_carries_tokens_between_runs_sealed_and_private() {
 
     // A third run past the margin refreshes with the stored refresh token.
     clock.advance(Duration::from_secs(290));
-    let run_three = fib(&sandbox, &clock, FileStore::new(&path, key));
+    let run_three = fib(
+        &sandbox,
+        &clock,
+        FileStore::new(&path, key).clock(clock.clone()),
+    );
     let renewed = run_three.access_token().await.unwrap();
     assert_eq!(renewed.origin(), TokenOrigin::Refresh);
     let counters = sandbox.counters(Service::Fib);
@@ -547,4 +561,185 @@ async fn a_file_written_by_an_earlier_version_loses_its_plaintext_names_on_the_n
     assert_eq!(file["entries"].as_object().unwrap().len(), 1);
     let stored = store.load(&account).await.unwrap().unwrap();
     assert_eq!(stored.access.expose_secret(), "access-token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_lock_held_for_good_makes_the_file_store_fail_and_the_session_serve_alone() {
+    let clock = common::test_clock();
+    let sandbox = Sandbox::builder().clock(clock.clone()).start().await;
+    let path = temp_path("held-lock");
+    // Another writer (a process stopped with Ctrl-Z) holds the writers' lock for good.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path.parent().unwrap().join(".tokens.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let (key, _) = SealingKey::generate();
+    let store = FileStore::new(&path, key).lock_wait(Duration::from_millis(100));
+    let session = fib(&sandbox, &clock, store);
+    // A deadlock guard, not a verdict: an unbounded wait for the lock never returns.
+    let token = tokio::time::timeout(Duration::from_secs(60), session.access_token())
+        .await
+        .expect("the wait for the lock is bounded")
+        .unwrap();
+    assert_eq!(token.origin(), TokenOrigin::Login);
+    assert!(!path.exists(), "nothing written");
+    let again = session.access_token().await.unwrap();
+    assert_eq!(
+        again.secret().expose_secret(),
+        token.secret().expose_secret()
+    );
+    assert_eq!(sandbox.counters(Service::Fib).logins, 1);
+    drop(lock);
+}
+
+fn fib_refused(_: usize) -> (u16, String) {
+    let body = serde_json::json!({
+        "status": {"code": 401, "name": "Unauthorized", "message": "invalid signature"}
+    });
+    (401, body.to_string())
+}
+
+/// Two sessions of one account, each given one of `stores`, released together while the
+/// service holds its answer to the one login they send: it refuses the credentials. Neither
+/// sends another login, then or later, and a third session on `third` (another process's, or
+/// the next run's) sends none either: the refusal is the account's.
+async fn a_refused_login_is_sent_once_for_every_session<S: TokenStore>(
+    stores: [S; 2],
+    third: S,
+) -> StoreKey {
+    let server = HeldServer::start(fib_refused).await;
+    let counts = Counts::default();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let sessions = stores.map(|store| {
+        fib_at(
+            &server.uri(),
+            Probe {
+                store,
+                counts: counts.clone(),
+                announce: false,
+            },
+        )
+    });
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|session| {
+            let (session, barrier) = (session.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                session.access_token().await.unwrap_err()
+            })
+        })
+        .collect();
+    wait_until("one session logs in while the other waits", || {
+        let logins = server.requests().len();
+        logins >= 2 || (logins == 1 && counts.refused.load(Ordering::SeqCst) >= 1)
+    })
+    .await;
+    server.release_all();
+    for task in tasks {
+        let error = task.await.unwrap();
+        assert_eq!(
+            error.kind(),
+            tokensmith::ErrorKind::InvalidCredentials,
+            "{error}"
+        );
+        assert_eq!(error.status(), Some(401));
+    }
+    for session in &sessions {
+        let again = session.access_token().await.unwrap_err();
+        assert_eq!(again.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    }
+    let later = fib_at(&server.uri(), third)
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(later.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    assert_eq!(later.status(), Some(401));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "one refused login in all");
+    assert_eq!(
+        requests[0].path,
+        "/auth/api/v1/authentication-management/session"
+    );
+    StoreKey::new(Service::Fib, &server.uri(), demo::FIB_EMAIL)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_sent_once_for_every_session_on_a_memory_store() {
+    let store = MemoryStore::new();
+    a_refused_login_is_sent_once_for_every_session([store.clone(), store.clone()], store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_sent_once_for_every_session_on_a_file_store_and_the_next_run() {
+    let path = temp_path("refused");
+    let (key, _) = SealingKey::generate();
+    let store = || FileStore::new(&path, key.clone());
+    a_refused_login_is_sent_once_for_every_session([store(), store()], store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_sent_once_for_every_session_on_a_redis_store() {
+    let Ok(port) = std::env::var("TOKENSMITH_TEST_REDIS_PORT") else {
+        let required = std::env::var("TOKENSMITH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+        assert!(!required, "TOKENSMITH_TEST_REDIS_PORT is required");
+        eprintln!("no TOKENSMITH_TEST_REDIS_PORT: skipped");
+        return;
+    };
+    // A database of its own, emptied first.
+    let url = format!("redis://127.0.0.1:{port}/12");
+    let (key, _) = SealingKey::generate();
+    let connect = || tokensmith::store::RedisStore::connect(&url, key.clone());
+    let first = connect().await.unwrap();
+    let stores = [first, connect().await.unwrap()];
+    let third = connect().await.unwrap();
+    let account = a_refused_login_is_sent_once_for_every_session(stores, third).await;
+    // A refusal for good stays in Redis until a session clears it.
+    connect()
+        .await
+        .unwrap()
+        .remove_refusal(&account)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_given_corrected_credentials_is_not_held_back_by_the_account_s_refusal() {
+    let server = HeldServer::start(|i| if i == 0 { fib_refused(i) } else { fib_login(i) }).await;
+    server.release_all();
+    let store = MemoryStore::new();
+    let error = fib_at(&server.uri(), store.clone())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    // The same key pair again, in another session: held back, no login.
+    let again = fib_at(&server.uri(), store.clone())
+        .access_token()
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), tokensmith::ErrorKind::InvalidCredentials);
+    assert_eq!(server.requests().len(), 1);
+    // The account's user fixed their key: that login goes out.
+    let corrected = tokensmith::fib::Session::builder()
+        .base_url(server.uri())
+        .email(demo::FIB_EMAIL)
+        .private_key("11".repeat(32))
+        .token_store(store)
+        .build()
+        .unwrap();
+    let token = corrected.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), common::jwt(EXP, "access-1"));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let bodies: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["authPublicKeyHex"], demo::FIB_PUBLIC_KEY);
+    assert_ne!(bodies[1]["authPublicKeyHex"], demo::FIB_PUBLIC_KEY);
 }

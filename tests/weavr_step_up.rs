@@ -1149,3 +1149,337 @@ async fn a_handler_that_never_answers_fails_every_waiter_after_the_challenges_li
     assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
     assert!(protected.stepped_up.load(Ordering::SeqCst));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_during_its_step_up_leaves_the_one_challenge_to_the_next_call() {
+    let (server, _) = server_with_step_up().await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let (answer, gate) = tokio::sync::watch::channel(false);
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let asked = asked.clone();
+            move |challenge: Challenge| {
+                let (asked, mut gate) = (asked.clone(), gate.clone());
+                async move {
+                    assert_eq!(challenge, Challenge::Sms { attempt: 1 });
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    // The user takes their time: the code comes when the test says.
+                    let _ = gate.wait_for(|given| *given).await;
+                    Answer::Code("123456".into())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let call = |session: &Session| {
+        let session = session.clone();
+        tokio::spawn(async move { session.api().list_identities(None, None).await })
+    };
+    let first = call(&session);
+    common::held::wait_until("the user is asked for the code", || {
+        asked.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The caller gives up while the user reads the SMS.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    let second = call(&session);
+    let mut identities = 0;
+    while identities < 2 {
+        identities = count_requests(&server, "/identities").await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    answer.send_replace(true);
+    assert_eq!(second.await.unwrap().unwrap().status(), 200);
+    assert_eq!(count_requests(&server, OTP_START).await, 1, "one SMS");
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the user was asked once");
+    let verify = requests_to(&server, OTP_VERIFY).await;
+    assert_request(&verify[0], &otp_request("123456"));
+}
+
+/// Counts, in `.0`, the handler futures dropped (answered or not).
+struct Dropped(Arc<AtomicU32>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_waiting_for_its_user_ends_when_the_session_is_dropped() {
+    let (server, _) = server_with_step_up().await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let dropped = Arc::new(AtomicU32::new(0));
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, {
+            let (asked, dropped) = (asked.clone(), dropped.clone());
+            move |_: Challenge| {
+                let (asked, dropped) = (asked.clone(), Dropped(dropped.clone()));
+                async move {
+                    let _dropped = dropped;
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    std::future::pending::<Answer>().await
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move { session.api().list_identities(None, None).await }
+    });
+    common::held::wait_until("the user is asked for the code", || {
+        asked.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    tokio::task::yield_now().await;
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the challenge went with its call"
+    );
+    // Nobody is left to step up for: the challenge's task ends, and with it the wait.
+    drop(session);
+    common::held::wait_until("the challenge's task ended", || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 0);
+}
+
+/// The service of the ACCESS_TOKEN_REQUIRED tests: a sign-in token, one identity, its access
+/// token, and an endpoint that takes only that.
+fn identity_exchange_service(request: &common::held::Recorded, _: usize) -> (u16, String) {
+    let answer = |status, body: serde_json::Value| (status, body.to_string());
+    match request.path.as_str() {
+        "/login_with_password" => answer(200, json!({"token": "sign-in", "tokenType": "NO_TYPE"})),
+        identities if identities.starts_with("/identities") => answer(
+            200,
+            json!({
+                "identities": [{"id": {"type": "CORPORATE", "id": "110"}}],
+                "count": 1, "responseCount": 1
+            }),
+        ),
+        "/access_token" => answer(200, json!({"token": "identity-token"})),
+        _ if request.header("authorization") == Some("Bearer identity-token") => {
+            answer(200, json!({"consumers": []}))
+        }
+        _ => answer(403, json!({"errorCode": "ACCESS_TOKEN_REQUIRED"})),
+    }
+}
+
+/// A `MemoryStore` that counts the saves made under a renewal lease (fenced) and without.
+#[derive(Debug, Default)]
+struct Fencing {
+    inner: tokensmith::store::MemoryStore,
+    fenced: AtomicU32,
+    unfenced: AtomicU32,
+}
+
+impl tokensmith::store::TokenStore for Fencing {
+    fn lease<'a>(
+        &'a self,
+        key: &'a tokensmith::store::StoreKey,
+    ) -> tokensmith::store::StoreFuture<'a, Option<tokensmith::store::Lease>> {
+        self.inner.lease(key)
+    }
+    fn load<'a>(
+        &'a self,
+        key: &'a tokensmith::store::StoreKey,
+    ) -> tokensmith::store::StoreFuture<'a, Option<tokensmith::store::StoredTokens>> {
+        self.inner.load(key)
+    }
+    fn save<'a>(
+        &'a self,
+        key: &'a tokensmith::store::StoreKey,
+        tokens: &'a tokensmith::store::StoredTokens,
+    ) -> tokensmith::store::StoreFuture<'a, ()> {
+        self.unfenced.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(key, tokens)
+    }
+    fn save_leased<'a>(
+        &'a self,
+        key: &'a tokensmith::store::StoreKey,
+        tokens: &'a tokensmith::store::StoredTokens,
+        _lease: &'a tokensmith::store::Lease,
+    ) -> tokensmith::store::StoreFuture<'a, ()> {
+        self.fenced.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(key, tokens)
+    }
+    fn remove<'a>(
+        &'a self,
+        key: &'a tokensmith::store::StoreKey,
+    ) -> tokensmith::store::StoreFuture<'a, ()> {
+        self.inner.remove(key)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_refused_together_for_an_access_token_share_one_fenced_exchange() {
+    const CALLS: usize = 8;
+    // Every call refused for the sign-in token is held until all of them were.
+    let server = common::held::HeldServer::start_routed(identity_exchange_service, |request| {
+        request.path == "/consumers" && request.header("authorization") == Some("Bearer sign-in")
+    })
+    .await;
+    let store = Arc::new(Fencing::default());
+    let session = Session::builder()
+        .base_url(server.uri())
+        .api_key(API_KEY)
+        .email("user@example.com")
+        .password("Pa$$w0rd")
+        .clock(test_clock())
+        .token_store(store.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "sign-in"
+    );
+    let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let (session, barrier, uri) = (session.clone(), barrier.clone(), server.uri());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let request = reqwest::Client::new().get(format!("{uri}/consumers"));
+                session.send(request).await
+            })
+        })
+        .collect();
+    let paths = |path: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with(path))
+            .count()
+    };
+    common::held::wait_until("every call is sent with the sign-in token", || {
+        paths("/consumers") == CALLS
+    })
+    .await;
+    server.open();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(paths("/access_token"), 1, "one exchange");
+    assert_eq!(paths("/identities"), 1);
+    let requests = server.requests();
+    let exchange = requests.iter().find(|r| r.path == "/access_token").unwrap();
+    assert_eq!(exchange.method, "POST");
+    assert_eq!(exchange.header("authorization"), Some("Bearer sign-in"));
+    let body: serde_json::Value = serde_json::from_slice(&exchange.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"identity": {"type": "CORPORATE", "id": "110"}})
+    );
+    let retries: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/consumers")
+        .skip(CALLS)
+        .collect();
+    assert_eq!(retries.len(), CALLS, "each call sent once more");
+    for retry in retries {
+        assert_eq!(retry.header("authorization"), Some("Bearer identity-token"));
+    }
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "identity-token"
+    );
+    // The login's set and the exchanged one, each saved under the renewal lease.
+    assert_eq!(store.unfenced.load(Ordering::SeqCst), 0, "an unfenced save");
+    assert_eq!(store.fenced.load(Ordering::SeqCst), 2);
+}
+
+/// A resource that refuses the first token it sees (revoked), then asks each new token for a
+/// step-up until the verification went through.
+struct RevokedThenStepUp {
+    protected: Protected,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Respond for RevokedThenStepUp {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let bearer = request.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        self.seen.lock().unwrap().push(bearer.clone());
+        if bearer == "Bearer tok-1" {
+            return ResponseTemplate::new(401);
+        }
+        self.protected.respond(request)
+    }
+}
+
+#[tokio::test]
+async fn a_token_renewed_after_a_401_is_stepped_up_when_its_resend_asks_for_it() {
+    let server = MockServer::start().await;
+    let protected = Protected::default();
+    let logins = Arc::new(AtomicU32::new(0));
+    Mock::given(method("POST"))
+        .and(path("/login_with_password"))
+        .respond_with({
+            let logins = logins.clone();
+            move |_: &Request| {
+                let n = logins.fetch_add(1, Ordering::SeqCst) + 1;
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"token": format!("tok-{n}"), "tokenType": "ACCESS"}))
+            }
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_START))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(OTP_VERIFY))
+        .respond_with(Verify(protected.clone()))
+        .mount(&server)
+        .await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("GET"))
+        .and(path("/managed_accounts"))
+        .respond_with(RevokedThenStepUp {
+            protected,
+            seen: seen.clone(),
+        })
+        .mount(&server)
+        .await;
+    let session = builder(&server, &test_clock())
+        .step_up(StepUpMethod::Sms, |_: Challenge| async {
+            Answer::Code("123456".into())
+        })
+        .build()
+        .unwrap();
+    let response = session
+        .send(reqwest::Client::new().get(format!("{}/managed_accounts", server.uri())))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"],
+        "refused, renewed and asked for a step-up, stepped up: three sends"
+    );
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+    assert_eq!(count_requests(&server, OTP_START).await, 1);
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+}

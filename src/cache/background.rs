@@ -6,7 +6,7 @@
 //! `build()` needs no runtime); until one exists, the session renews in the caller's task as
 //! in the default mode. The task holds only a [`Weak`] reference to the cache: it takes a
 //! strong one while it looks at the token or renews, and ends once the last clone of the
-//! session is gone. Its renewals go through the cache's one flight, under the fleet's lease,
+//! session is gone (a renewal it awaits then stops too). Its renewals go through the cache's one flight, under the fleet's lease,
 //! and past the refused-login rules, like any caller's.
 //!
 //! Services whose tokens slide from last use (weavr, Password Safe) are never renewed here:
@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::{Cache, Traits};
+use super::{Cache, Constants};
 use crate::error::Service;
 
 /// What the session and its task share: the session's nudges and the task's liveness. The
@@ -28,6 +28,9 @@ use crate::error::Service;
 struct Signal {
     /// A caller was served a token that is due: renew now rather than at the timer.
     wake: Notify,
+    /// The cache took a new token: a task that found none looks again (the first login runs
+    /// in a flight of its own, and may land after the task first looked).
+    changed: Notify,
     /// Set by a caller that nudged, cleared by the task when it looks again: later callers
     /// in the same window see it set and do not touch `wake` (a shared write per call).
     nudged: AtomicBool,
@@ -48,8 +51,7 @@ pub(super) struct Background {
 impl Drop for Background {
     fn drop(&mut self) {
         // The cache is being dropped: the task wakes to find it gone.
-        self.signal.closed.store(true, Ordering::Release);
-        self.signal.wake.notify_one();
+        self.close();
     }
 }
 
@@ -65,7 +67,7 @@ impl Drop for Running {
 impl Background {
     /// Background renewal for the cache behind `cache`; `None` for a service whose tokens
     /// slide (see the module's documentation).
-    pub(super) fn new(cache: Weak<Cache>, traits: Traits) -> Option<Self> {
+    pub(super) fn new(cache: Weak<Cache>, traits: Constants) -> Option<Self> {
         traits.sliding.is_none().then(|| Self {
             cache,
             service: traits.service,
@@ -99,6 +101,17 @@ impl Background {
         move || signal.running.load(Ordering::Acquire)
     }
 
+    /// The cache took a new token set.
+    pub(super) fn token_changed(&self) {
+        self.signal.changed.notify_one();
+    }
+
+    /// The session is gone: the task wakes and ends.
+    pub(super) fn close(&self) {
+        self.signal.closed.store(true, Ordering::Release);
+        self.signal.wake.notify_one();
+    }
+
     /// A caller was served a token that is due: the task renews now.
     #[inline]
     pub(super) fn nudge(&self) {
@@ -116,7 +129,7 @@ enum Next {
     Renew,
     /// Wait until then on the session's clock (when the token falls due), or for a nudge.
     Sleep(Instant),
-    /// No valid token: callers renew themselves; wait for a nudge.
+    /// No valid token: callers renew themselves; wait for a nudge, or for a token.
     Idle,
 }
 
@@ -134,7 +147,13 @@ async fn run(cache: Weak<Cache>, running: Running) {
         };
         match next {
             Next::Renew if !renewed => {}
-            Next::Renew | Next::Idle => signal.wake.notified().await,
+            Next::Renew => signal.wake.notified().await,
+            Next::Idle => {
+                tokio::select! {
+                    () = signal.wake.notified() => {}
+                    () = signal.changed.notified() => {}
+                }
+            }
             Next::Sleep(due) => {
                 tokio::select! {
                     () = signal.wake.notified() => {}

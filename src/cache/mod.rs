@@ -5,17 +5,21 @@
 //! The parts, each readable alone:
 //! - [`current`]: the in-memory slot holding the current token, and each thread's handle to
 //!   it (the hot path);
-//! - [`flight`]: the single flight that renewals share;
+//! - [`flight`]: the single flight that renewals share, run in a task of the session's own so
+//!   that a caller who gives up cancels nothing;
 //! - [`fleet`]: the shared [`TokenStore`](crate::store::TokenStore) and its renewal lease;
 //! - [`refusals`]: logins that must not be sent again (yet);
 //! - [`background`]: renewal in a task of the session's own (`background_refresh`);
 //! - this file: the policy that joins them. Is the token fresh → join or start the flight →
 //!   renew (refresh, else log in) → keep the new token, here and in the store.
+//!
+//! A session holds its cache through [`Owned`]; the cache's tasks (a flight in the air, the
+//! background renewal) hold it for as long as they run, and stop when the session is dropped.
 
 mod background;
 mod current;
 mod fleet;
-mod flight;
+pub(crate) mod flight;
 mod provider;
 mod refusals;
 #[cfg(test)]
@@ -26,17 +30,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind};
 use crate::expiry::RefreshPolicy;
 use crate::store::{StoreKey, TokenStore};
-use crate::token::{AccessToken, Entry, EntryParts, Grant, TokenOrigin};
+use crate::token::{AccessToken, Entry, EntryParts, Issued, TokenOrigin};
 
 use background::Background;
 use current::Current;
 use fleet::{Fleet, Leased, Timeline};
 use flight::SingleFlight;
-pub(crate) use provider::{ErasedProvider, GrantFuture, Traits};
+pub(crate) use provider::{Constants, ErasedProvider, IssuedFuture};
 pub(crate) use refusals::Holds;
 use refusals::Refusals;
 
@@ -73,6 +79,16 @@ impl Future for TokenFuture<'_> {
     }
 }
 
+/// What [`Cache::exchange`] exchanges a token with: the new token set, or `None` when there
+/// is nothing to exchange it for.
+pub(crate) type Exchange = Arc<
+    dyn Fn(
+            crate::secret::SecretString,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<Issued>, Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Counts of the token requests a cache has sent, for tests and diagnostics.
 #[derive(Debug, Default)]
 pub(crate) struct RequestCounters {
@@ -80,9 +96,37 @@ pub(crate) struct RequestCounters {
     pub(crate) refreshes: AtomicU64,
 }
 
+/// A session's hold on its cache, dereferencing to it. The cache's own tasks hold the cache
+/// as long as they run; dropping this (with the last clone of the session) stops them.
+pub(crate) struct Owned(Arc<Cache>);
+
+impl std::ops::Deref for Owned {
+    type Target = Cache;
+
+    #[inline]
+    fn deref(&self) -> &Cache {
+        &self.0
+    }
+}
+
+impl Owned {
+    /// The cache itself, for handles that must not close it when dropped.
+    pub(crate) fn share(&self) -> Arc<Cache> {
+        self.0.clone()
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 pub(crate) struct Cache {
+    /// Where this cache lives: the flights it starts hold it while they run.
+    me: Weak<Cache>,
     provider: Arc<dyn ErasedProvider>,
-    traits: Traits,
+    traits: Constants,
     pub(crate) clock: Arc<dyn Clock>,
     /// `clock` is the system clock (see `fresh`).
     system_clock: bool,
@@ -90,7 +134,9 @@ pub(crate) struct Cache {
     base: Instant,
     policy: RefreshPolicy,
     current: Current,
-    flight: SingleFlight<Result<AccessToken, Error>>,
+    flight: SingleFlight<(), Result<AccessToken, Error>>,
+    /// Set when the session is dropped: the flight in the air stops there.
+    closed: watch::Sender<bool>,
     refusals: Refusals,
     pub(crate) counters: RequestCounters,
     fleet: Option<Fleet>,
@@ -124,14 +170,30 @@ impl Cache {
         Box::pin(self.renewal())
     }
 
-    pub(crate) fn new(
+    /// The cache of a session whose service is `provider`, made by `configure` from the
+    /// plain one (a store, background renewal), and held by the session.
+    pub(crate) fn owned(
         provider: Arc<dyn ErasedProvider>,
-        traits: Traits,
+        traits: Constants,
+        clock: Arc<dyn Clock>,
+        policy: RefreshPolicy,
+        configure: impl FnOnce(Self) -> Self,
+    ) -> Owned {
+        Owned(Arc::new_cyclic(|me| {
+            configure(Self::new(me.clone(), provider, traits, clock, policy))
+        }))
+    }
+
+    fn new(
+        me: Weak<Self>,
+        provider: Arc<dyn ErasedProvider>,
+        traits: Constants,
         clock: Arc<dyn Clock>,
         policy: RefreshPolicy,
     ) -> Self {
         let base = clock.now();
         Self {
+            me,
             system_clock: clock.is_system_clock(),
             provider,
             traits,
@@ -140,6 +202,7 @@ impl Cache {
             policy,
             current: Current::new(),
             flight: SingleFlight::new(),
+            closed: watch::channel(false).0,
             refusals: Refusals::new(),
             counters: RequestCounters::default(),
             fleet: None,
@@ -147,11 +210,19 @@ impl Cache {
         }
     }
 
-    /// Renews in a task of its own while the token is valid (see [`background`]); `cache`
-    /// is where this cache will live, which the task holds weakly.
-    pub(crate) fn with_background_refresh(mut self, cache: Weak<Self>) -> Self {
-        self.background = Background::new(cache, self.traits);
+    /// Renews in a task of its own while the token is valid (see [`background`]), which
+    /// holds the cache weakly.
+    pub(crate) fn with_background_refresh(mut self) -> Self {
+        self.background = Background::new(self.me.clone(), self.traits);
         self
+    }
+
+    /// The session is gone: the flight in the air and the background task stop.
+    fn close(&self) {
+        self.closed.send_replace(true);
+        if let Some(background) = &self.background {
+            background.close();
+        }
     }
 
     /// Keeps the token set in `store` under `key` as well.
@@ -213,9 +284,49 @@ impl Cache {
         self.renewal().await
     }
 
-    /// Not fresh: join the renewal in the air, or start one.
+    /// Not fresh: join the renewal in the air, or start one. The renewal runs to its end in a
+    /// task of its own whatever happens to its callers, unless the session is dropped.
     async fn renewal(&self) -> Result<AccessToken, Error> {
-        self.flight.join(|| self.renew()).await
+        self.flight
+            .join(&(), || {
+                self.flown(|cache| async move { cache.renew().await })
+            })
+            .await
+    }
+
+    /// A wait that ends when the session is dropped (or already was): work a session starts
+    /// on its own (a step-up) stops there. It holds nothing of the cache.
+    pub(crate) fn on_close(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.subscribe();
+        async move {
+            // An error is a cache already gone: closed too.
+            let _ = closed.wait_for(|closed| *closed).await;
+        }
+    }
+
+    /// `work` as a flight runs it: with the cache held for as long as it runs, and stopped
+    /// when the session is dropped (nobody is left to serve).
+    fn flown<W, Fut>(
+        &self,
+        work: W,
+    ) -> impl Future<Output = Result<AccessToken, Error>> + Send + 'static
+    where
+        W: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<AccessToken, Error>> + Send,
+    {
+        let cache = self.me.upgrade();
+        let service = self.traits.service;
+        let gone = move || Error::configuration(Some(service), "the session was dropped");
+        async move {
+            let Some(cache) = cache else {
+                return Err(gone());
+            };
+            let mut closed = cache.closed.subscribe();
+            tokio::select! {
+                outcome = work(cache.clone()) => outcome,
+                _ = closed.wait_for(|closed| *closed) => Err(gone()),
+            }
+        }
     }
 
     /// The flight's work: a token another flight or session just left, or a renewal of ours
@@ -287,6 +398,10 @@ impl Cache {
         if let Some(error) = self.refusals.blocking(self.clock.now()) {
             return Err(error);
         }
+        let credentials = self.credentials();
+        if let Some(error) = self.stored_refusal(credentials).await {
+            return Err(error);
+        }
         let sent_at = self.clock.now();
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         match self.provider.login_boxed(self.clock.system_now()).await {
@@ -297,11 +412,67 @@ impl Cache {
             }
             Err(error) => {
                 tracing::warn!(service = %self.traits.service, %error, "login failed");
-                self.refusals
+                let shared = self
+                    .refusals
                     .record(&error, self.clock.now(), self.traits.holds);
+                if let (Some(shared), Some(fleet)) = (shared, &self.fleet) {
+                    let stored = refusals::to_stored(&error, shared, credentials);
+                    fleet.save_refusal(stored).await;
+                }
                 Err(error)
             }
         }
+    }
+
+    /// A fingerprint of the credentials the next login sends, salted with the account's key
+    /// (see `ProviderImpl::credentials`): 16 bits of SipHash, as std's `DefaultHasher` computes
+    /// it, which every process built with the same Rust release computes alike. Each part goes
+    /// in with its length, so that no two ways of cutting the same bytes read alike. Sixteen
+    /// bits, not more: enough to tell corrected credentials from refused ones (one in 65,536
+    /// read alike, and are held back until `clear_failure()`), too few for whoever holds the
+    /// store and its sealing key to confirm a guessed password offline.
+    fn credentials(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        if let Some(fleet) = &self.fleet {
+            fleet.key().as_str().hash(&mut hasher);
+        }
+        self.provider.credentials_dyn(&mut |part| {
+            hasher.write_usize(part.len());
+            hasher.write(part);
+        });
+        hasher.finish() & 0xFFFF
+    }
+
+    /// The refusal another session of the account stored, when it holds a login with
+    /// `credentials` back now: this session holds it too from then on (so that a store that
+    /// fails later cannot let the login through).
+    async fn stored_refusal(&self, credentials: u64) -> Option<Error> {
+        let stored = self.fleet.as_ref()?.load_refusal().await?;
+        let timeline = Timeline::read(&*self.clock);
+        let left = match stored.hold_ms {
+            // For good: only the credentials refused are held back.
+            None if stored.credentials != credentials => return None,
+            None => None,
+            Some(hold) => {
+                let age = stored.saved_at_ms.map_or(Duration::ZERO, |saved_at| {
+                    timeline.age(saved_at, stored.written_at, stored.age)
+                });
+                let left = Duration::from_millis(hold).saturating_sub(age);
+                if left.is_zero() {
+                    return None;
+                }
+                Some(left)
+            }
+        };
+        let error = refusals::from_stored(&stored, self.traits.service, left)?;
+        let until = left.and_then(|left| timeline.now.checked_add(left));
+        if left.is_some() && until.is_none() {
+            return None;
+        }
+        self.refusals.adopt(error.clone(), until);
+        tracing::info!(service = %self.traits.service, %error, "a login refused for another session of the account is not sent");
+        Some(error)
     }
 
     async fn refresh_with(&self, entry: &Arc<Entry>) -> Result<AccessToken, Error> {
@@ -321,13 +492,13 @@ impl Cache {
     /// Makes `grant` (sent at `sent_at`) the current token, and saves it in the store.
     async fn keep(
         &self,
-        grant: Grant,
+        grant: Issued,
         sent_at: Instant,
         origin: TokenOrigin,
         previous: Option<&Arc<Entry>>,
     ) -> AccessToken {
         let entry = Arc::new(self.entry(grant, sent_at, origin, previous));
-        self.current.set(entry.clone());
+        self.set_current(entry.clone());
         self.save_stored(&entry).await;
         AccessToken::new(entry)
     }
@@ -335,7 +506,7 @@ impl Cache {
     /// What the cache keeps of `grant`.
     fn entry(
         &self,
-        grant: Grant,
+        grant: Issued,
         sent_at: Instant,
         origin: TokenOrigin,
         previous: Option<&Arc<Entry>>,
@@ -382,6 +553,7 @@ impl Cache {
     async fn adopt_stored(&self) -> Option<AccessToken> {
         let stored = self.fleet.as_ref()?.load().await?;
         let timeline = Timeline::read(&*self.clock);
+        let now = timeline.now;
         let parts = timeline.entry_parts(stored, &self.policy, self.traits.sliding);
         if self.current.get().is_some_and(|c| {
             c.expires_at() >= parts.expires_at
@@ -390,11 +562,17 @@ impl Cache {
             return None;
         }
         let entry = Arc::new(Entry::new(self.clock.clone(), self.base, parts));
-        self.current.set(entry.clone());
+        self.set_current(entry.clone());
         tracing::info!(service = %self.traits.service, "token set taken from the store");
-        entry
-            .is_fresh(timeline.now)
-            .then(|| AccessToken::new(entry))
+        entry.is_fresh(now).then(|| AccessToken::new(entry))
+    }
+
+    /// Makes `entry` the current token set (and tells the background task).
+    fn set_current(&self, entry: Arc<Entry>) {
+        self.current.set(entry);
+        if let Some(background) = &self.background {
+            background.token_changed();
+        }
     }
 
     async fn save_stored(&self, entry: &Entry) {
@@ -403,9 +581,76 @@ impl Cache {
         }
     }
 
+    /// Replaces the token `used` by what `obtain` gets for it (weavr's identity exchange), as
+    /// the session's one flight (any number of callers at once, one exchange), under the
+    /// fleet's renewal lease and saved fenced by it, like a renewal: its token, or the one a
+    /// flight, this session's or another's in the store, left meanwhile. `used` itself when
+    /// `obtain` has nothing to exchange it for.
+    pub(crate) async fn exchange(
+        &self,
+        used: AccessToken,
+        obtain: Exchange,
+    ) -> Result<AccessToken, Error> {
+        self.flight
+            .join(&(), || {
+                let (used, obtain) = (used.clone(), obtain.clone());
+                self.flown(|cache| async move { cache.exchange_flown(used, obtain).await })
+            })
+            .await
+    }
+
+    async fn exchange_flown(
+        &self,
+        used: AccessToken,
+        obtain: Exchange,
+    ) -> Result<AccessToken, Error> {
+        let now = self.clock.now();
+        let replaced = |entry: &Arc<Entry>| {
+            entry.is_valid(now)
+                && (entry.extra.exchanged
+                    || entry.secret.expose_secret() != used.secret().expose_secret())
+        };
+        // Exchanged, or replaced, since `used` was served.
+        if let Some(entry) = self.current().filter(replaced) {
+            return Ok(AccessToken::new(entry));
+        }
+        let Some(fleet) = &self.fleet else {
+            return self.exchange_now(&used, &obtain).await;
+        };
+        if let Some(token) = self.adopt_stored().await {
+            return Ok(token);
+        }
+        match fleet.lease(|| self.adopt_stored()).await {
+            Leased::Token(token) => Ok(token),
+            Leased::Alone => self.exchange_now(&used, &obtain).await,
+            Leased::Granted(lease) => {
+                let exchanged = self.exchange_now(&used, &obtain);
+                let outcome = crate::store::under_lease(Some(&lease), exchanged).await;
+                fleet.release(&lease).await;
+                outcome
+            }
+        }
+    }
+
+    async fn exchange_now(
+        &self,
+        used: &AccessToken,
+        obtain: &Exchange,
+    ) -> Result<AccessToken, Error> {
+        let sent_at = self.clock.now();
+        let Some(mut grant) = obtain(used.secret().clone()).await? else {
+            return Ok(used.clone());
+        };
+        grant.extra.exchanged = true;
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        let token = self.keep(grant, sent_at, TokenOrigin::Login, None).await;
+        tracing::info!(service = %self.traits.service, "token exchanged");
+        Ok(token)
+    }
+
     /// Takes a token set obtained outside a renewal (a completed login challenge, a password
     /// update): it replaces whatever was cached, lifts a blocked login, and is stored.
-    pub(crate) async fn install(&self, grant: Grant, sent_at: Instant) -> AccessToken {
+    pub(crate) async fn install(&self, grant: Issued, sent_at: Instant) -> AccessToken {
         self.clear_failure();
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         let token = self.keep(grant, sent_at, TokenOrigin::Login, None).await;
@@ -425,9 +670,9 @@ impl Cache {
     }
 
     /// Records that the token `secret` was stepped up, here and in the store.
-    pub(crate) async fn mark_stepped_up(&self, secret: &str) {
+    pub(crate) async fn mark_stepped_up(&self, secret: &crate::secret::SecretString) {
         if let Some(entry) = self.current() {
-            if entry.secret.expose_secret() == secret {
+            if entry.secret.expose_secret() == secret.expose_secret() {
                 entry.stepped_up.store(true, Ordering::Release);
                 self.save_stored(&entry).await;
             }
@@ -441,9 +686,24 @@ impl Cache {
         }
     }
 
-    /// Forgets a refused login, so that the next call tries the credentials again.
+    /// Forgets a refused login, so that the next call tries the credentials again: here, and in
+    /// the account's store (a session that met or read the refusal itself keeps it until its
+    /// own `clear_failure()`).
     pub(crate) fn clear_failure(&self) {
         self.refusals.clear();
+        let Some(fleet) = &self.fleet else { return };
+        fleet.clear_refusal();
+        // The stored refusal goes now, when there is a runtime to remove it on (else before
+        // this session's next login): until then the account's other sessions still see it.
+        if let (Ok(runtime), Some(cache)) =
+            (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        {
+            drop(runtime.spawn(async move {
+                if let Some(fleet) = &cache.fleet {
+                    fleet.settle_cleared().await;
+                }
+            }));
+        }
     }
 
     /// The service the cache renews for.

@@ -4,11 +4,17 @@
 //! ones back for a short jittered backoff, or for as long as a 503's `Retry-After` asks when
 //! that is longer, so that a failing service sees one login per backoff rather than one per
 //! caller.
+//!
+//! What holds logins back for good is decided here alone ([`for_good`]): a refusal with a
+//! credential status (401, 423), or one whose body says why. A service's own "try again
+//! later", and a 4xx whose body says nothing (a proxy's, a validator's that gives no reason),
+//! are met with the transient backoff instead: held back a while, never for good.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Service};
+use crate::store::{RefusalKind, StoredRefusal};
 
 /// A login failure that must not be repeated with the same credentials (until `until`).
 struct Blocked {
@@ -61,6 +67,103 @@ fn transient(error: &Error) -> bool {
     )
 }
 
+/// A refusal that would hold logins back for good (see the module's documentation) is believed
+/// when its status is a credential one (401, 423) or none (a challenge read from a success
+/// body), or when its body says why; never when it asks to try again later.
+fn for_good(error: &Error) -> bool {
+    let status = error.status();
+    if matches!(status, Some(401 | 423)) {
+        return true;
+    }
+    if error
+        .message()
+        .is_some_and(|m| m.to_ascii_lowercase().contains("try again later"))
+    {
+        return false;
+    }
+    let says_why =
+        error.message().is_some() || error.code().is_some() || !error.field_errors().is_empty();
+    !matches!(status, Some(400..=499)) || says_why
+}
+
+/// How long a refusal holds logins back.
+enum Hold {
+    /// Until `clear_failure()` or a completed flow.
+    ForGood,
+    /// For this long, every session of the account.
+    For(Duration),
+    /// For this long, this session only (a login challenge).
+    Mine(Duration),
+}
+
+/// What a refusal holds the other sessions of the account to: the refusal is the account's,
+/// kept in its store (see [`to_stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shared {
+    /// Until a session's `clear_failure()`: logins with the same credentials.
+    ForGood,
+    /// For this long from when it was met: every login of the account.
+    For(Duration),
+}
+
+/// `error`, refused with the credentials whose fingerprint is `credentials`, as a store keeps
+/// it beside the token set.
+pub(super) fn to_stored(error: &Error, shared: Shared, credentials: u64) -> StoredRefusal {
+    let kind = match error.kind() {
+        ErrorKind::InvalidCredentials => RefusalKind::InvalidCredentials,
+        ErrorKind::AccessWindowExpired => RefusalKind::AccessWindowExpired,
+        ErrorKind::InvalidRequest => RefusalKind::InvalidRequest,
+        ErrorKind::UnsupportedChallenge => RefusalKind::UnsupportedChallenge,
+        ErrorKind::AccountLocked { .. } => RefusalKind::AccountLocked,
+        ErrorKind::RateLimited { .. } => RefusalKind::RateLimited,
+        _ => RefusalKind::Unknown,
+    };
+    let hold_ms = match shared {
+        Shared::ForGood => None,
+        Shared::For(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    };
+    StoredRefusal {
+        kind,
+        status: error.status(),
+        code: error.code().map(str::to_owned),
+        message: error.message().map(str::to_owned),
+        hold_ms,
+        credentials,
+        saved_at_ms: None,
+        stamp: None,
+        age: None,
+        written_at: None,
+    }
+}
+
+/// The error a stored refusal answers with, `left` being what is left of its window (`None`
+/// for a refusal for good); `None` for a kind this version does not know.
+pub(super) fn from_stored(
+    stored: &StoredRefusal,
+    service: Service,
+    left: Option<Duration>,
+) -> Option<Error> {
+    let kind = match stored.kind {
+        RefusalKind::InvalidCredentials => ErrorKind::InvalidCredentials,
+        RefusalKind::AccessWindowExpired => ErrorKind::AccessWindowExpired,
+        RefusalKind::InvalidRequest => ErrorKind::InvalidRequest,
+        RefusalKind::UnsupportedChallenge => ErrorKind::UnsupportedChallenge,
+        RefusalKind::AccountLocked => ErrorKind::AccountLocked { retry_after: left },
+        RefusalKind::RateLimited => ErrorKind::RateLimited { retry_after: left },
+        RefusalKind::Unknown => return None,
+    };
+    let mut error = Error::new(kind)
+        .with_service(service)
+        .with_code(stored.code.clone());
+    if let Some(status) = stored.status {
+        error = error.with_status(status);
+    }
+    if let Some(message) = &stored.message {
+        error = error.with_message(message.clone());
+    }
+    Some(error)
+}
+
 /// The login failure that holds logins back, if any.
 pub(super) struct Refusals {
     blocked: Mutex<Option<Blocked>>,
@@ -99,14 +202,23 @@ impl Refusals {
         *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// Records a login failure at `now`, when it is one that must not be repeated soon.
-    pub(super) fn record(&self, error: &Error, now: Instant, holds: Holds) {
-        self.record_with(error, now, holds, fastrand::f64());
+    /// Records a login failure at `now`, when it is one that must not be repeated soon; what
+    /// the other sessions of the account should hold too, if anything.
+    pub(super) fn record(&self, error: &Error, now: Instant, holds: Holds) -> Option<Shared> {
+        self.record_with(error, now, holds, fastrand::f64())
     }
 
     /// [`Self::record`], with the backoff's jitter chosen by `unit` (in [0, 1]).
-    fn record_with(&self, error: &Error, now: Instant, holds: Holds, unit: f64) {
-        if transient(error) {
+    fn record_with(&self, error: &Error, now: Instant, holds: Holds, unit: f64) -> Option<Shared> {
+        let permanent = matches!(
+            error.kind(),
+            ErrorKind::InvalidCredentials
+                | ErrorKind::AccessWindowExpired
+                | ErrorKind::InvalidRequest
+                | ErrorKind::UnsupportedChallenge
+                | ErrorKind::AccountLocked { retry_after: None }
+        );
+        if transient(error) || (permanent && !for_good(error)) {
             let mut slot = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
             let failures = slot.as_ref().map_or(0, |b| b.failures).saturating_add(1);
             // A 503 that says how long it will be down is not asked again sooner.
@@ -118,9 +230,10 @@ impl Refusals {
                 error: error.clone(),
                 until,
             });
-            return;
+            // Each session backs off on its own: the jitter spreads a fleet's next logins.
+            return None;
         }
-        let until = match error.kind() {
+        let hold = match error.kind() {
             // Sending the same login again cannot succeed, and refused ones count towards a
             // lock-out; a flow (new password, password update) or clear_failure() lifts this.
             ErrorKind::InvalidCredentials
@@ -129,25 +242,35 @@ impl Refusals {
             // The same login would start the same challenge again (an MFA one sends an SMS).
             | ErrorKind::UnsupportedChallenge
             // A lock of unknown length: another attempt could only extend it.
-            | ErrorKind::AccountLocked { retry_after: None } => None,
+            | ErrorKind::AccountLocked { retry_after: None } => Hold::ForGood,
             // The challenge's session or temporary token is what the caller needs, as long as
-            // it lasts; a login after that gets a new one.
+            // it lasts; a login after that gets a new one. It is this session's: another
+            // session's login gets a challenge of its own.
             ErrorKind::PasswordExpired | ErrorKind::NewPasswordRequired => {
-                Some(now + holds.challenge)
+                Hold::Mine(holds.challenge)
             }
             ErrorKind::AccountLocked {
                 retry_after: Some(d),
             }
             | ErrorKind::RateLimited {
                 retry_after: Some(d),
-            } => Some(now + d),
-            ErrorKind::RateLimited { retry_after: None } => Some(now + holds.rate_limit),
-            _ => return,
+            } => Hold::For(d),
+            ErrorKind::RateLimited { retry_after: None } => Hold::For(holds.rate_limit),
+            _ => return None,
         };
-        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Blocked {
-            error: error.clone(),
-            until,
-        });
+        let (until, shared) = match hold {
+            Hold::ForGood => (None, Some(Shared::ForGood)),
+            Hold::For(d) => (Some(now + d), Some(Shared::For(d))),
+            Hold::Mine(d) => (Some(now + d), None),
+        };
+        self.adopt(error.clone(), until);
+        shared
+    }
+
+    /// Holds logins back with `error` until `until` (for good: `None`): a refusal this session
+    /// met, or one another session of the account met and stored.
+    pub(super) fn adopt(&self, error: Error, until: Option<Instant>) {
+        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Blocked { error, until });
     }
 
     /// Forgets the refused login, so that the next call tries the credentials again.
@@ -306,6 +429,68 @@ mod tests {
                 "{kind:?}"
             );
         }
+        let refusals = Refusals::new();
+        refusals.record_with(&Error::new(ErrorKind::TokenRejected), t0, HOLDS, 1.0);
+        assert!(
+            refusals.blocking(t0).is_none(),
+            "a rejected token holds no login back"
+        );
+    }
+
+    #[test]
+    fn only_a_refusal_that_says_why_or_has_a_credential_status_is_held_for_good() {
+        let t0 = Instant::now();
+        let years = t0 + Duration::from_secs(10 * 365 * 24 * 60 * 60);
+        let kind = |kind, status| Error::new(kind).with_status(status);
+        let for_good = [
+            kind(ErrorKind::InvalidCredentials, 401),
+            kind(ErrorKind::AccountLocked { retry_after: None }, 423),
+            kind(ErrorKind::InvalidRequest, 422).with_message("username too long"),
+            kind(ErrorKind::InvalidRequest, 400).with_code(Some("BAD_EMAIL".into())),
+            kind(ErrorKind::InvalidCredentials, 403).with_code(Some("INVALID".into())),
+            // A challenge the SDK cannot answer, read from a 200's body.
+            kind(ErrorKind::UnsupportedChallenge, 200),
+            Error::new(ErrorKind::AccessWindowExpired),
+        ];
+        for error in for_good {
+            let refusals = Refusals::new();
+            refusals.record_with(&error, t0, HOLDS, 1.0);
+            assert_eq!(
+                refusals.blocking(years).map(|e| e.kind()),
+                Some(error.kind()),
+                "{error:?}"
+            );
+        }
+        // A bare 4xx, or the service's own "try again later": the backoff (1 s for the
+        // first), then a login again.
+        let backed_off = [
+            kind(ErrorKind::InvalidRequest, 400),
+            kind(ErrorKind::InvalidRequest, 422),
+            kind(ErrorKind::InvalidCredentials, 403),
+            kind(ErrorKind::InvalidRequest, 422)
+                .with_message("Internal error, please try again later."),
+            kind(ErrorKind::UnsupportedChallenge, 409).with_message("Please Try Again Later"),
+        ];
+        for error in backed_off {
+            let refusals = Refusals::new();
+            refusals.record_with(&error, t0, HOLDS, 1.0);
+            let held = refusals.blocking(t0 + Duration::from_millis(999));
+            assert_eq!(held.map(|e| e.kind()), Some(error.kind()), "{error:?}");
+            assert!(
+                refusals.blocking(t0 + Duration::from_secs(1)).is_none(),
+                "{error:?} held for good"
+            );
+        }
+        // Credential statuses are held for good even when they ask to try again later.
+        let refusals = Refusals::new();
+        let asked = kind(ErrorKind::InvalidCredentials, 401).with_message("try again later");
+        refusals.record_with(&asked, t0, HOLDS, 1.0);
+        assert!(refusals.blocking(years).is_some());
+    }
+
+    #[test]
+    fn a_token_rejection_holds_nothing() {
+        let t0 = Instant::now();
         let refusals = Refusals::new();
         refusals.record_with(&Error::new(ErrorKind::TokenRejected), t0, HOLDS, 1.0);
         assert!(

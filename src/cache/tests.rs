@@ -10,7 +10,7 @@ use crate::clock::ManualClock;
 use crate::error::Service;
 use crate::secret::SecretString;
 use crate::store::StoredTokens;
-use crate::token::Extra;
+use crate::token::Companions;
 
 /// A service as these tests script it: the cache's view of one, typed.
 trait Provider: Send + Sync + 'static {
@@ -18,13 +18,15 @@ trait Provider: Send + Sync + 'static {
     const SLIDING: Option<Duration> = None;
     const MAX_REFRESH_USES: Option<u32> = None;
 
-    fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Grant, Error>> + Send;
+    fn credentials(&self, _fingerprint: &mut dyn FnMut(&[u8])) {}
+
+    fn login(&self, sent_wall: SystemTime) -> impl Future<Output = Result<Issued, Error>> + Send;
 
     fn refresh(
         &self,
         _refresh_token: &SecretString,
         _sent_wall: SystemTime,
-    ) -> impl Future<Output = Result<Grant, Error>> + Send {
+    ) -> impl Future<Output = Result<Issued, Error>> + Send {
         async { Err(Error::configuration(Some(Self::SERVICE), "no refresh")) }
     }
 }
@@ -33,7 +35,11 @@ trait Provider: Send + Sync + 'static {
 struct Erase<P>(Arc<P>);
 
 impl<P: Provider> ErasedProvider for Erase<P> {
-    fn login_boxed(&self, sent_wall: SystemTime) -> GrantFuture<'_> {
+    fn credentials_dyn(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        self.0.credentials(fingerprint);
+    }
+
+    fn login_boxed(&self, sent_wall: SystemTime) -> IssuedFuture<'_> {
         Box::pin(self.0.login(sent_wall))
     }
 
@@ -41,18 +47,14 @@ impl<P: Provider> ErasedProvider for Erase<P> {
         &'a self,
         refresh_token: &'a SecretString,
         sent_wall: SystemTime,
-    ) -> GrantFuture<'a> {
+    ) -> IssuedFuture<'a> {
         Box::pin(self.0.refresh(refresh_token, sent_wall))
     }
 }
 
-/// A cache renewing with `provider`, as a session builds one.
-fn new_cache<P: Provider>(
-    provider: Arc<P>,
-    clock: Arc<dyn crate::clock::Clock>,
-    policy: RefreshPolicy,
-) -> Cache {
-    let traits = Traits {
+/// `P`'s constants, as a session gives them to its cache.
+fn traits<P: Provider>() -> Constants {
+    Constants {
         service: P::SERVICE,
         sliding: P::SLIDING,
         max_refresh_uses: P::MAX_REFRESH_USES,
@@ -60,24 +62,29 @@ fn new_cache<P: Provider>(
             challenge: Duration::from_secs(3 * 60),
             rate_limit: Duration::from_secs(60),
         },
-    };
-    Cache::new(Arc::new(Erase(provider)), traits, clock, policy)
+    }
 }
 
 /// A provider whose answers are scripted: each login or refresh pops the next one.
 #[derive(Default)]
 struct Scripted {
-    logins: Mutex<VecDeque<Result<Grant, Error>>>,
-    refreshes: Mutex<VecDeque<Result<Grant, Error>>>,
+    logins: Mutex<VecDeque<Result<Issued, Error>>>,
+    refreshes: Mutex<VecDeque<Result<Issued, Error>>>,
     refresh_tokens_seen: Mutex<Vec<String>>,
     calls: AtomicUsize,
+    /// The password its logins send.
+    password: &'static str,
 }
 
 impl Provider for Scripted {
     const SERVICE: Service = Service::Accounts;
     const MAX_REFRESH_USES: Option<u32> = Some(2);
 
-    async fn login(&self, _: SystemTime) -> Result<Grant, Error> {
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        fingerprint(self.password.as_bytes());
+    }
+
+    async fn login(&self, _: SystemTime) -> Result<Issued, Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.logins
             .lock()
@@ -86,7 +93,7 @@ impl Provider for Scripted {
             .expect("an unscripted login")
     }
 
-    async fn refresh(&self, token: &SecretString, _: SystemTime) -> Result<Grant, Error> {
+    async fn refresh(&self, token: &SecretString, _: SystemTime) -> Result<Issued, Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.refresh_tokens_seen
             .lock()
@@ -102,14 +109,20 @@ impl Provider for Scripted {
 
 /// A cache and the provider it renews with, both kept, as a session keeps them.
 struct Held<P> {
-    cache: Arc<Cache>,
+    cache: Owned,
     provider: Arc<P>,
 }
 
 impl<P: Provider> Held<P> {
-    fn new(provider: P, make: impl FnOnce(Arc<P>, &Weak<Cache>) -> Cache) -> Self {
+    fn new(
+        provider: P,
+        clock: Arc<dyn crate::clock::Clock>,
+        policy: RefreshPolicy,
+        configure: impl FnOnce(Cache) -> Cache,
+    ) -> Self {
         let provider = Arc::new(provider);
-        let cache = Arc::new_cyclic(|weak| make(provider.clone(), weak));
+        let erased = Arc::new(Erase(provider.clone()));
+        let cache = Cache::owned(erased, traits::<P>(), clock, policy, configure);
         Self { cache, provider }
     }
 }
@@ -122,28 +135,28 @@ impl<P> std::ops::Deref for Held<P> {
     }
 }
 
-fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Grant, Error> {
-    Ok(Grant {
+fn grant(access: &str, refresh: Option<&str>, secs: u64) -> Result<Issued, Error> {
+    Ok(Issued {
         access: access.into(),
         refresh: refresh.map(SecretString::from),
         lifetime: Duration::from_secs(secs),
         max_lifetime: None,
         refresh_lifetime: Some(Duration::from_secs(3600)),
-        extra: Extra::default(),
+        extra: Companions::default(),
     })
 }
 
 fn cache(
-    logins: Vec<Result<Grant, Error>>,
-    refreshes: Vec<Result<Grant, Error>>,
+    logins: Vec<Result<Issued, Error>>,
+    refreshes: Vec<Result<Issued, Error>>,
 ) -> (Held<Scripted>, ManualClock) {
     stored_cache(logins, refreshes, None)
 }
 
 /// [`cache`], keeping its token set in `store` under `key` as well, when given.
 fn stored_cache(
-    logins: Vec<Result<Grant, Error>>,
-    refreshes: Vec<Result<Grant, Error>>,
+    logins: Vec<Result<Issued, Error>>,
+    refreshes: Vec<Result<Issued, Error>>,
     store: Option<(Arc<dyn TokenStore>, StoreKey)>,
 ) -> (Held<Scripted>, ManualClock) {
     let clock = ManualClock::new();
@@ -153,17 +166,19 @@ fn stored_cache(
         ..Default::default()
     };
     let policy = RefreshPolicy::new().with_jitter(false);
-    let cache = Held::new(provider, |provider, _| {
-        let cache = new_cache(provider, Arc::new(clock.clone()), policy);
-        match store {
+    let cache = Held::new(
+        provider,
+        Arc::new(clock.clone()),
+        policy,
+        |cache| match store {
             Some((store, key)) => cache.with_store(store, key),
             None => cache,
-        }
-    });
+        },
+    );
     (cache, clock)
 }
 
-fn server_error() -> Result<Grant, Error> {
+fn server_error() -> Result<Issued, Error> {
     Err(Error::new(ErrorKind::ServerError).with_status(500))
 }
 
@@ -422,7 +437,7 @@ async fn sliding_never_passes_the_cap() {
             refresh: None,
             refresh_expires_at: None,
             refresh_uses: 0,
-            extra: Extra::default(),
+            extra: Companions::default(),
             origin: TokenOrigin::Login,
             expires_at: clock.now() + Duration::from_secs(300),
             expires_at_most: Some(clock.now() + Duration::from_secs(500)),
@@ -444,8 +459,8 @@ async fn sliding_never_passes_the_cap() {
 
 /// A cache that renews in the background, as a session holds it.
 fn background_cache(
-    logins: Vec<Result<Grant, Error>>,
-    refreshes: Vec<Result<Grant, Error>>,
+    logins: Vec<Result<Issued, Error>>,
+    refreshes: Vec<Result<Issued, Error>>,
 ) -> (Held<Scripted>, ManualClock) {
     let clock = ManualClock::new();
     let provider = Scripted {
@@ -455,9 +470,7 @@ fn background_cache(
     };
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
-    let cache = Held::new(provider, |provider, weak| {
-        new_cache(provider, shared, policy).with_background_refresh(weak.clone())
-    });
+    let cache = Held::new(provider, shared, policy, Cache::with_background_refresh);
     (cache, clock)
 }
 
@@ -495,7 +508,7 @@ async fn the_background_task_renews_at_the_margin_unasked_and_ends_with_the_cach
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 2);
 
     // The task holds the cache only weakly: dropping the last owner ends it.
-    let weak = Arc::downgrade(&cache.cache);
+    let weak = Arc::downgrade(&cache.cache.0);
     drop(cache);
     assert!(weak.upgrade().is_none(), "the task kept the cache alive");
     until("the task ended", || !running()).await;
@@ -558,8 +571,8 @@ async fn a_caller_that_joins_after_a_flight_ended_takes_its_token_without_a_requ
 /// whole second (so that the store's milliseconds are exact), each with its own script.
 #[allow(clippy::type_complexity)]
 fn stored_pair(
-    one: Vec<Result<Grant, Error>>,
-    two_refreshes: Vec<Result<Grant, Error>>,
+    one: Vec<Result<Issued, Error>>,
+    two_refreshes: Vec<Result<Issued, Error>>,
 ) -> (
     Held<Scripted>,
     Held<Scripted>,
@@ -570,16 +583,17 @@ fn stored_pair(
         ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     let store = Arc::new(crate::store::MemoryStore::new());
     let key = || StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
-    let make = |logins: Vec<Result<Grant, Error>>, refreshes: Vec<Result<Grant, Error>>, policy| {
-        let provider = Scripted {
-            logins: Mutex::new(logins.into()),
-            refreshes: Mutex::new(refreshes.into()),
-            ..Default::default()
+    let make =
+        |logins: Vec<Result<Issued, Error>>, refreshes: Vec<Result<Issued, Error>>, policy| {
+            let provider = Scripted {
+                logins: Mutex::new(logins.into()),
+                refreshes: Mutex::new(refreshes.into()),
+                ..Default::default()
+            };
+            Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
+                cache.with_store(store.clone(), key())
+            })
         };
-        Held::new(provider, |provider, _| {
-            new_cache(provider, Arc::new(clock.clone()), policy).with_store(store.clone(), key())
-        })
-    };
     let fixed = RefreshPolicy::new().with_jitter(false);
     let one = make(one, vec![], fixed);
     // A margin of its own, so that a renewal time taken from the store shows.
@@ -661,6 +675,11 @@ async fn only_a_newer_token_set_is_taken_from_the_store() {
         refresh_expires_at_ms: None,
         refresh_uses: 0,
         stepped_up: false,
+        exchanged: false,
+        saved_at_ms: None,
+        stamp: None,
+        age: None,
+        written_at: None,
     };
     store.save(&key, &stored("older", 300)).await.unwrap();
     assert!(one.adopt_stored().await.is_none(), "an older set is left");
@@ -726,7 +745,7 @@ impl Provider for Slides {
     const SERVICE: Service = Service::Weavr;
     const SLIDING: Option<Duration> = Some(Duration::from_secs(300));
 
-    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent: SystemTime) -> Result<Issued, Error> {
         self.0.login(sent).await
     }
 }
@@ -741,9 +760,7 @@ async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
         ..Default::default()
     });
     let policy = RefreshPolicy::new().with_jitter(false);
-    let cache = Held::new(provider, |provider, _| {
-        new_cache(provider, Arc::new(clock.clone()), policy)
-    });
+    let cache = Held::new(provider, Arc::new(clock.clone()), policy, |cache| cache);
     let t0 = clock.now();
     let token = cache.access_token().await.unwrap();
     assert_eq!(token.secret().expose_secret(), "a");
@@ -781,11 +798,11 @@ struct SlowRefresh {
 impl Provider for SlowRefresh {
     const SERVICE: Service = Service::Accounts;
 
-    async fn login(&self, sent: SystemTime) -> Result<Grant, Error> {
+    async fn login(&self, sent: SystemTime) -> Result<Issued, Error> {
         self.script.login(sent).await
     }
 
-    async fn refresh(&self, token: &SecretString, sent: SystemTime) -> Result<Grant, Error> {
+    async fn refresh(&self, token: &SecretString, sent: SystemTime) -> Result<Issued, Error> {
         self.clock.advance(self.delay);
         self.script.refresh(token, sent).await
     }
@@ -807,9 +824,7 @@ async fn a_renewal_that_arrives_due_is_not_repeated_by_the_task_alone() {
     };
     let policy = RefreshPolicy::new().with_jitter(false);
     let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
-    let cache = Held::new(provider, |provider, weak| {
-        new_cache(provider, shared, policy).with_background_refresh(weak.clone())
-    });
+    let cache = Held::new(provider, shared, policy, Cache::with_background_refresh);
     assert_eq!(secret(&cache).await, "a");
     let calls = || cache.provider.script.calls.load(Ordering::SeqCst);
     // Due at 540 s. The refresh sent at 541 s takes 95 s: "b" (100 s, due 10 s before its
@@ -1103,4 +1118,569 @@ async fn a_store_that_failed_is_left_alone_for_the_rest_of_the_renewal_and_the_h
     // A logout still asks the store to forget the token set.
     cache.forget_stored().await;
     assert_eq!(store.calls.load(Ordering::SeqCst), 3);
+}
+
+/// Counts, in `dropped`, the login futures dropped before or after they finished.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A provider whose logins wait until `gate` opens.
+struct Gated {
+    gate: tokio::sync::watch::Receiver<bool>,
+    started: AtomicUsize,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Provider for Gated {
+    const SERVICE: Service = Service::Fib;
+
+    async fn login(&self, _: SystemTime) -> Result<Issued, Error> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let _dropped = Dropped(self.dropped.clone());
+        let mut gate = self.gate.clone();
+        let _ = gate.wait_for(|open| *open).await;
+        grant("gated", None, 600)
+    }
+}
+
+/// Waits on a multi-thread runtime until `done` holds (a deadlock guard, not a timer).
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..12_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_outlives_its_callers_but_not_its_session() {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let provider = Gated {
+        gate,
+        started: AtomicUsize::new(0),
+        dropped: dropped.clone(),
+    };
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(ManualClock::new());
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let session = Arc::new(Held::new(provider, clock, policy, |cache| cache));
+    let cache = Arc::downgrade(&session.cache.0);
+    let caller = tokio::spawn({
+        let session = session.clone();
+        async move { session.access_token().await.map(drop) }
+    });
+    eventually("the login started", || {
+        session.provider.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    tokio::task::yield_now().await;
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the login went with its caller"
+    );
+
+    // Another caller joins the login still in the air.
+    let again = tokio::spawn({
+        let session = session.clone();
+        async move { secret(&session).await }
+    });
+    open.send_replace(true);
+    assert_eq!(again.await.unwrap(), "gated");
+    assert_eq!(session.provider.started.load(Ordering::SeqCst), 1);
+
+    // A login in the air when the session is dropped stops, and lets the cache go.
+    open.send_replace(false);
+    let forcing = tokio::spawn({
+        let session = session.clone();
+        async move { session.force_refresh().await.map(drop) }
+    });
+    eventually("the second login started", || {
+        session.provider.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    forcing.abort();
+    assert!(forcing.await.unwrap_err().is_cancelled());
+    let before = dropped.load(Ordering::SeqCst);
+    drop(session);
+    eventually("the login stopped and the cache went", || {
+        dropped.load(Ordering::SeqCst) == before + 1 && cache.upgrade().is_none()
+    })
+    .await;
+}
+
+/// What a serving thread is told to do.
+enum Serve {
+    /// Take a token from the cache (and drop it at once), then idle.
+    Once,
+    Stop,
+}
+
+/// Threads that serve a token from `cache` when told, then idle, keeping whatever the cache
+/// left in their thread-locals; each answers the secret it was served.
+fn serving_threads(
+    cache: &Arc<Held<Scripted>>,
+    count: usize,
+) -> Vec<(
+    std::sync::mpsc::Sender<Serve>,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+)> {
+    (0..count)
+        .map(|_| {
+            let (order, orders) = std::sync::mpsc::channel();
+            let (answer, answers) = std::sync::mpsc::channel();
+            // Weakly: an idle thread must not be what keeps the session alive.
+            let cache = Arc::downgrade(cache);
+            let thread = std::thread::spawn(move || {
+                while let Ok(Serve::Once) = orders.recv() {
+                    let cache = cache.upgrade().expect("the session is alive while asked");
+                    // Twice: the second is served from this thread's handle.
+                    let served: Vec<String> = (0..2)
+                        .map(|_| {
+                            let token = ready_now(cache.access_token()).unwrap();
+                            token.secret().expose_secret().to_owned()
+                        })
+                        .collect();
+                    // Nothing of the session's is held here once the test hears back.
+                    drop(cache);
+                    for secret in served {
+                        let _ = answer.send(secret);
+                    }
+                }
+            });
+            (order, answers, thread)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_token_served_on_threads_now_idle_dies_with_a_logout_a_renewal_and_the_session() {
+    let (cache, _clock) = cache(
+        vec![
+            grant("a", None, 600),
+            grant("b", None, 600),
+            grant("c", None, 600),
+        ],
+        vec![],
+    );
+    let cache = Arc::new(cache);
+    assert_eq!(secret(&cache).await, "a");
+    let threads = serving_threads(&cache, 3);
+    let serve = |expected: &str| {
+        for (order, answers, _) in &threads {
+            order.send(Serve::Once).unwrap();
+            for _ in 0..2 {
+                assert_eq!(answers.recv().unwrap(), expected);
+            }
+        }
+    };
+    serve("a");
+    assert_eq!(secret(&cache).await, "a", "and on this thread");
+    let a = Arc::downgrade(&cache.current().unwrap());
+    // A logout: no thread that served the token keeps it.
+    cache.wipe();
+    assert!(
+        a.upgrade().is_none(),
+        "an idle thread kept the token after the logout"
+    );
+
+    assert_eq!(secret(&cache).await, "b");
+    serve("b");
+    let b = Arc::downgrade(&cache.current().unwrap());
+    // A renewal: the replaced token goes too.
+    let c = cache.force_refresh().await.unwrap();
+    assert_eq!(c.secret().expose_secret(), "c");
+    drop(c);
+    assert!(
+        b.upgrade().is_none(),
+        "an idle thread kept a replaced token"
+    );
+    serve("c");
+    let c = Arc::downgrade(&cache.current().unwrap());
+    drop(cache);
+    assert!(
+        c.upgrade().is_none(),
+        "an idle thread kept the token of a dropped session"
+    );
+    for (order, _, thread) in threads {
+        order.send(Serve::Stop).unwrap();
+        thread.join().unwrap();
+    }
+}
+
+/// A store that never answers (a custom store waiting on a lock or a network that is gone),
+/// counting the operations asked of it.
+#[derive(Debug, Default)]
+struct Hangs {
+    calls: AtomicUsize,
+}
+
+impl Hangs {
+    fn hang<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::pending())
+    }
+}
+
+impl TokenStore for Hangs {
+    fn lease<'a>(
+        &'a self,
+        _: &'a StoreKey,
+    ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
+        self.hang()
+    }
+    fn load<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, Option<StoredTokens>> {
+        self.hang()
+    }
+    fn save<'a>(
+        &'a self,
+        _: &'a StoreKey,
+        _: &'a StoredTokens,
+    ) -> crate::store::StoreFuture<'a, ()> {
+        self.hang()
+    }
+    fn remove<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, ()> {
+        self.hang()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_operation_that_never_ends_is_bounded_and_the_store_bypassed() {
+    let store = Arc::new(Hangs::default());
+    let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
+    let (cache, _clock) = stored_cache(
+        vec![grant("a", None, 600)],
+        vec![],
+        Some((store.clone(), key)),
+    );
+    let started = tokio::time::Instant::now();
+    // The outer bound is a deadlock guard: without the store's bound the call never returns.
+    let token = tokio::time::timeout(Duration::from_secs(3600), secret(&cache))
+        .await
+        .expect("the store's operation was bounded");
+    assert_eq!(token, "a");
+    assert_eq!(
+        started.elapsed(),
+        fleet::STORE_OPERATION_LIMIT,
+        "one operation waited out, then none"
+    );
+    assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+    // A logout asks the store to forget the token set, bounded too.
+    let started = tokio::time::Instant::now();
+    cache.forget_stored().await;
+    assert_eq!(started.elapsed(), fleet::STORE_OPERATION_LIMIT);
+    assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+}
+
+/// The stores a fleet test runs on: a `MemoryStore`, a `FileStore` in a fresh directory and,
+/// when `TOKENSMITH_TEST_REDIS_PORT` names a Redis (`TOKENSMITH_REQUIRE_REDIS=1` makes its
+/// absence a failure), a `RedisStore`. Each with a name, for the failures.
+async fn every_store(test: &str) -> Vec<(&'static str, Arc<dyn TokenStore>)> {
+    let key = crate::store::SealingKey::from_bytes([7; 32]);
+    let dir = std::env::temp_dir().join(format!(
+        "tokensmith-cache-unit-{}-{test}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut stores: Vec<(&'static str, Arc<dyn TokenStore>)> = vec![
+        ("memory", Arc::new(crate::store::MemoryStore::new())),
+        (
+            "file",
+            Arc::new(crate::store::FileStore::new(
+                dir.join("tokens.json"),
+                key.clone(),
+            )),
+        ),
+    ];
+    match std::env::var("TOKENSMITH_TEST_REDIS_PORT") {
+        Ok(port) => {
+            let url = format!("redis://127.0.0.1:{port}/13");
+            let redis = crate::store::RedisStore::connect(&url, key).await.unwrap();
+            stores.push(("redis", Arc::new(redis)));
+        }
+        Err(_) => {
+            let required = std::env::var("TOKENSMITH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+            assert!(!required, "TOKENSMITH_TEST_REDIS_PORT is required");
+            eprintln!("no TOKENSMITH_TEST_REDIS_PORT: the Redis store is skipped");
+        }
+    }
+    stores
+}
+
+/// A key of its own for each run (a Redis database outlives a test run).
+fn fresh_key() -> StoreKey {
+    StoreKey::new(
+        Service::Accounts,
+        "https://accounts.test",
+        &format!("skew-{:016x}", fastrand::u64(..)),
+    )
+}
+
+/// A writer and a reader of one store under one key, the writer's wall clock `skew` ahead of
+/// the reader's (behind it when `ahead` is false); their monotonic clocks agree, as two
+/// machines' real clocks do in how fast they run.
+fn skewed_pair(
+    store: &Arc<dyn TokenStore>,
+    key: &StoreKey,
+    ahead: bool,
+) -> (Held<Scripted>, ManualClock, Held<Scripted>, ManualClock) {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let skew = Duration::from_secs(600);
+    let writer_wall = if ahead { t0 + skew } else { t0 - skew };
+    let (writer_clock, reader_clock) = (
+        ManualClock::starting_at(writer_wall),
+        ManualClock::starting_at(t0),
+    );
+    let policy = RefreshPolicy::new().with_jitter(false);
+    let make = |logins: Vec<Result<Issued, Error>>, clock: &ManualClock| {
+        let provider = Scripted {
+            logins: Mutex::new(logins.into()),
+            ..Default::default()
+        };
+        Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
+            cache.with_store(store.clone(), key.clone())
+        })
+    };
+    let writer = make(vec![grant("a", None, 600)], &writer_clock);
+    let reader = make(vec![grant("b", None, 600)], &reader_clock);
+    (writer, writer_clock, reader, reader_clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_stored_on_a_clock_ten_minutes_off_is_served_its_own_lifetime_and_no_longer() {
+    for (name, store) in every_store("skew").await {
+        for ahead in [true, false] {
+            let case = format!("{name}, writer {}", if ahead { "ahead" } else { "behind" });
+            let key = fresh_key();
+            let (writer, writer_clock, reader, reader_clock) = skewed_pair(&store, &key, ahead);
+            assert_eq!(secret(&writer).await, "a", "{case}");
+            let adopted_at = reader_clock.now();
+            assert_eq!(secret(&reader).await, "a", "{case}: taken from the store");
+            assert_eq!(reader.provider.calls.load(Ordering::SeqCst), 0, "{case}");
+            // Its lifetime less the time since it was stored (the real time between the save
+            // and the load, on the store's clock), whatever either wall clock says.
+            let left = reader.current().unwrap().expires_at() - adopted_at;
+            assert!(
+                left <= Duration::from_secs(600) && left > Duration::from_secs(590),
+                "{case}: {left:?} left"
+            );
+            // Its lifetime on, the reader renews for itself.
+            writer_clock.advance(Duration::from_secs(600));
+            reader_clock.advance(Duration::from_secs(600));
+            assert_eq!(secret(&reader).await, "b", "{case}");
+            assert_eq!(reader.provider.calls.load(Ordering::SeqCst), 1, "{case}");
+            store.remove(&key).await.unwrap();
+        }
+    }
+}
+
+/// A session of the account under `key` in `store`, logging in with `password` and answering
+/// its logins with `logins`, on `clock`.
+fn account_session(
+    store: &Arc<dyn TokenStore>,
+    key: &StoreKey,
+    clock: &ManualClock,
+    password: &'static str,
+    logins: Vec<Result<Issued, Error>>,
+) -> Held<Scripted> {
+    let provider = Scripted {
+        logins: Mutex::new(logins.into()),
+        password,
+        ..Default::default()
+    };
+    let policy = RefreshPolicy::new().with_jitter(false);
+    Held::new(provider, Arc::new(clock.clone()), policy, |cache| {
+        cache.with_store(store.clone(), key.clone())
+    })
+}
+
+fn refused() -> Result<Issued, Error> {
+    Err(Error::new(ErrorKind::InvalidCredentials)
+        .with_service(Service::Accounts)
+        .with_status(401)
+        .with_message("Incorrect username or password."))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_holds_back_every_session_with_the_same_credentials_until_one_clears_it() {
+    for (name, store) in every_store("refusal").await {
+        let key = fresh_key();
+        let clock = ManualClock::new();
+        let session = |password, logins| account_session(&store, &key, &clock, password, logins);
+        let a = session("pw-1", vec![refused()]);
+        let b = session("pw-1", vec![grant("b", None, 600)]);
+        let corrected = session("pw-2", vec![grant("c", None, 600)]);
+
+        let error = a.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{name}");
+        // Another session with the same credentials: the account's refusal, no login.
+        let error = b.access_token().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidCredentials, "{name}");
+        assert_eq!(error.service(), Some(Service::Accounts), "{name}");
+        assert_eq!(error.status(), Some(401), "{name}");
+        assert_eq!(error.message(), Some("Incorrect username or password."));
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{name}");
+        // A day later, still.
+        clock.advance(Duration::from_secs(24 * 60 * 60));
+        b.access_token().await.unwrap_err();
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{name}");
+        // Corrected credentials are not held back.
+        assert_eq!(secret(&corrected).await, "c", "{name}");
+        // (Forgotten in the store, as a logout would, so that the next sessions log in.)
+        store.remove(&key).await.unwrap();
+
+        // One session clears it: for itself, and in the store for sessions to come.
+        b.clear_failure();
+        assert_eq!(secret(&b).await, "b", "{name}");
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 1, "{name}");
+        assert!(
+            store.load_refusal(&key).await.unwrap().is_none(),
+            "{name}: cleared in the store"
+        );
+        store.remove(&key).await.unwrap();
+        let next = session("pw-1", vec![grant("d", None, 600)]);
+        assert_eq!(secret(&next).await, "d", "{name}");
+        // The session that met it keeps it until its own clear_failure() (when it has to log
+        // in: with the account's token in the store, it takes that).
+        store.remove(&key).await.unwrap();
+        a.access_token().await.unwrap_err();
+        assert_eq!(a.provider.calls.load(Ordering::SeqCst), 1, "{name}");
+        store.remove(&key).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_or_lock_window_holds_every_session_of_the_account_until_it_ends() {
+    // The window is counted on the store's clock: the sessions' own here, which the test moves
+    // (a Redis counts in real time, which this test does not wait out). A whole second: the
+    // file store counts in milliseconds.
+    let clock =
+        ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let dir = std::env::temp_dir().join(format!("tokensmith-window-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = crate::store::FileStore::new(
+        dir.join("tokens.json"),
+        crate::store::SealingKey::from_bytes([7; 32]),
+    )
+    .clock(clock.clone());
+    let stores: [(&str, Arc<dyn TokenStore>); 2] = [
+        ("memory", Arc::new(crate::store::MemoryStore::new())),
+        ("file", Arc::new(file)),
+    ];
+    let windows = [
+        (
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(60)),
+            },
+            429,
+        ),
+        (
+            ErrorKind::AccountLocked {
+                retry_after: Some(Duration::from_secs(60)),
+            },
+            423,
+        ),
+    ];
+    for ((name, store), (window, status)) in stores
+        .iter()
+        .flat_map(|store| windows.iter().map(move |window| (store, window)))
+    {
+        let key = fresh_key();
+        let limited = Err(Error::new(*window).with_status(*status));
+        let a = account_session(store, &key, &clock, "pw-1", vec![limited]);
+        // Another password, on the same account: a window holds every login of the account.
+        let b = account_session(store, &key, &clock, "pw-2", vec![grant("b", None, 600)]);
+        a.access_token().await.unwrap_err();
+        clock.advance(Duration::from_secs(20));
+        let held = b.access_token().await.unwrap_err();
+        let left = Some(Duration::from_secs(40));
+        let expected = match window {
+            ErrorKind::RateLimited { .. } => ErrorKind::RateLimited { retry_after: left },
+            _ => ErrorKind::AccountLocked { retry_after: left },
+        };
+        assert_eq!(held.kind(), expected, "{name}: what is left of the window");
+        assert_eq!(held.status(), Some(*status));
+        clock.advance(Duration::from_secs(40) - Duration::from_millis(1));
+        b.access_token().await.unwrap_err();
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{name}");
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(secret(&b).await, "b", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_exchanged_once_whoever_asks_after_the_exchange() {
+    let (session, _clock) = cache(vec![grant("sign-in", None, 600)], vec![]);
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let obtain: Exchange = {
+        let exchanges = exchanges.clone();
+        Arc::new(move |token: SecretString| {
+            let exchanges = exchanges.clone();
+            Box::pin(async move {
+                assert_eq!(token.expose_secret(), "sign-in");
+                exchanges.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(grant("identity", None, 600).unwrap()))
+            })
+        })
+    };
+    let sign_in = session.access_token().await.unwrap();
+    let exchanged = session
+        .exchange(sign_in.clone(), obtain.clone())
+        .await
+        .unwrap();
+    assert_eq!(exchanged.secret().expose_secret(), "identity");
+    assert_eq!(exchanges.load(Ordering::SeqCst), 1);
+    // A call refused with the sign-in token, whose cure comes after the exchange ended.
+    let late = session.exchange(sign_in, obtain.clone()).await.unwrap();
+    assert_eq!(late.secret().expose_secret(), "identity");
+    // One whose cure first asked for the token the session serves now: the exchanged one.
+    let served = session.access_token().await.unwrap();
+    let again = session.exchange(served, obtain).await.unwrap();
+    assert_eq!(again.secret().expose_secret(), "identity");
+    assert_eq!(exchanges.load(Ordering::SeqCst), 1, "exchanged once");
+
+    // Nothing to exchange a token for: the token itself.
+    let (plain, _clock) = cache(vec![grant("sign-in", None, 600)], vec![]);
+    let none: Exchange = Arc::new(|_| Box::pin(async { Ok(None) }));
+    let token = plain.access_token().await.unwrap();
+    let same = plain.exchange(token, none).await.unwrap();
+    assert_eq!(same.secret().expose_secret(), "sign-in");
+    assert!(!same.entry().extra.exchanged);
+}
+
+#[tokio::test]
+async fn backoffs_challenges_and_a_store_without_refusals_keep_refusals_per_session() {
+    let clock = ManualClock::new();
+    let memory: Arc<dyn TokenStore> = Arc::new(crate::store::MemoryStore::new());
+    // A transient failure backs off this session only: the jitter spreads the fleet's next
+    // logins. A login challenge is this session's: its session token is no other's.
+    let challenge = Err(Error::new(ErrorKind::NewPasswordRequired).with_status(200));
+    for failure in [server_error(), challenge] {
+        let key = fresh_key();
+        let a = account_session(&memory, &key, &clock, "pw-1", vec![failure]);
+        let b = account_session(&memory, &key, &clock, "pw-1", vec![grant("b", None, 600)]);
+        a.access_token().await.unwrap_err();
+        assert_eq!(secret(&b).await, "b");
+        assert!(memory.load_refusal(&key).await.unwrap().is_none());
+    }
+    // A store of the application's own without the refusal methods shares none.
+    let own: Arc<dyn TokenStore> = Arc::new(CountsReleases::default());
+    let key = fresh_key();
+    let a = account_session(&own, &key, &clock, "pw-1", vec![refused()]);
+    let b = account_session(&own, &key, &clock, "pw-1", vec![refused()]);
+    a.access_token().await.unwrap_err();
+    b.access_token().await.unwrap_err();
+    assert_eq!(b.provider.calls.load(Ordering::SeqCst), 1, "b sent its own");
 }

@@ -36,6 +36,7 @@ use reqwest::header::AUTHORIZATION;
 
 pub use crate::generated::fib::{types, Client};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
@@ -43,7 +44,7 @@ use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::Grant;
+use crate::token::Issued;
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
 use crate::transport::Context;
@@ -269,21 +270,21 @@ const BOTH_REFUSED: &str = "both digests were tried: the plain BLAKE2b-256 diges
 
 impl Fib {
     /// One login request, signed with `signatures[which]`.
-    async fn log_in(&self, which: usize, sent_wall: SystemTime) -> Result<Grant, Error> {
+    async fn log_in(&self, which: usize, sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
             signature: self.signatures[which].clone(),
             auth_public_key_hex: self.public_key.clone(),
         };
-        let context = Context::new()
-            .with_replay(Replay::Gateway)
-            .with_grant(crate::telemetry::Grant::Login);
         let log_in = |api: Client| async move { api.log_in(&body).await };
-        let response = self.endpoint.call(context, &classify_login, log_in).await?;
+        let response = self
+            .endpoint
+            .log_in(Context::new(), &classify_login, log_in)
+            .await?;
         Ok(self.grant(response.into_inner(), sent_wall))
     }
 
-    fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Grant {
+    fn grant(&self, response: types::SessionResponse, sent_wall: SystemTime) -> Issued {
         let tokens = response.data;
         let expires_in = tokens
             .expiration_time
@@ -303,13 +304,40 @@ impl Fib {
             REFRESH_TOKEN_LIFETIME,
             Some(REFRESH_TOKEN_LIFETIME),
         );
-        Grant::new(tokens.access_token, lifetime)
+        Issued::new(tokens.access_token, lifetime)
             .with_refresh(Some(tokens.refresh_token), Some(refresh_lifetime))
     }
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const EMAIL_VAR: Variable = Variable::text("FIB_EMAIL");
+const PRIVATE_KEY_VAR: Variable = Variable::secret("FIB_PRIVATE_KEY").checked(
+    "an Authorization private key (64 hex characters, or 128: the private key, then its \
+     public key)",
+    |key| sign::AuthKey::from_hex(&SecretString::new(key)).is_ok(),
+);
+
 impl crate::Provider for Fib {
     type Client = Client;
+}
+
+impl crate::env::FromEnv for Fib {
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "FIB_BASE_URL",
+        base_url_hint: None,
+        shared: &[],
+        profiles: &[Declared {
+            name: "fib",
+            about: "Fraud Intelligence Blockchain",
+            kind: "a user",
+            variables: &[EMAIL_VAR, PRIVATE_KEY_VAR],
+            apply: |builder, values| {
+                builder
+                    .email(values.text(&EMAIL_VAR))
+                    .private_key(values.secret(&PRIVATE_KEY_VAR))
+            },
+        }],
+    };
 }
 
 impl ProviderImpl for Fib {
@@ -327,7 +355,15 @@ impl ProviderImpl for Fib {
         self.email.clone()
     }
 
-    async fn login(&self, sent_wall: SystemTime) -> Result<Grant, Error> {
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // The key pair: what a login proves, whichever signature it sends.
+        fingerprint(self.public_key.as_bytes());
+        for signature in &self.signatures {
+            fingerprint(signature.expose_secret().as_bytes());
+        }
+    }
+
+    async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         let first = self.accepted.load(Ordering::Relaxed);
         let error = match self.log_in(first, sent_wall).await {
             Err(error) if error.status() == Some(422) && self.signatures.len() == 2 => error,
@@ -356,7 +392,7 @@ impl ProviderImpl for Fib {
         &self,
         refresh_token: &SecretString,
         sent_wall: SystemTime,
-    ) -> Result<Grant, Error> {
+    ) -> Result<Issued, Error> {
         // The refresh token rotates: a PATCH the service may have taken (any answer, a
         // timeout, a broken connection) may have spent it, and a replay would send a spent
         // token. Only one that never left is sent again.

@@ -3,13 +3,9 @@
 //! fault.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use wiremock::{Request, Respond, ResponseTemplate};
-
-use super::state::Shared;
 use crate::error::Service;
 use crate::secret::SecretString;
 
@@ -97,12 +93,12 @@ pub enum Operation {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Fault {
-    what: What,
+    pub(super) what: What,
     times: Option<u32>,
     lasting: Option<Duration>,
     /// Empty: every operation.
     operations: Vec<Operation>,
-    retry_after: Option<Duration>,
+    pub(super) retry_after: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -152,9 +148,9 @@ impl What {
 pub(crate) const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
 
 /// The body of [`Fault::truncated`]: a JSON object broken off inside a string.
-const TRUNCATED_BODY: &str = r#"{"token":"eyJhbGciOi"#;
+pub(crate) const TRUNCATED_BODY: &str = r#"{"token":"eyJhbGciOi"#;
 /// The body of [`Fault::malformed`].
-const MALFORMED_BODY: &str = "<html><body><h1>Welcome</h1></body></html>";
+pub(crate) const MALFORMED_BODY: &str = "<html><body><h1>Welcome</h1></body></html>";
 
 impl Fault {
     fn new(what: What) -> Self {
@@ -390,7 +386,12 @@ impl Faults {
 
     /// The fault that meets a request for `operation` at `now`, if one does; it is spent by
     /// one.
-    fn take(&self, service: Service, operation: Operation, now: Instant) -> Option<Fault> {
+    pub(crate) fn take(
+        &self,
+        service: Service,
+        operation: Operation,
+        now: Instant,
+    ) -> Option<Fault> {
         let mut active = self.lock();
         let list = active.get_mut(&service)?;
         list.retain(|a| a.live(now));
@@ -399,205 +400,5 @@ impl Faults {
             *left -= 1;
         }
         Some(hit.fault.clone())
-    }
-}
-
-/// A stand-in's responder behind the faults: a request meets the fault in force for its
-/// operation, if any, before it reaches the stand-in.
-pub(crate) struct Guarded<R> {
-    shared: Arc<Shared>,
-    service: Service,
-    operation: Operation,
-    inner: R,
-}
-
-/// `inner`, answering `operation` of `service`, behind the faults given to the sandbox.
-pub(crate) fn guard<R: Respond>(
-    shared: &Arc<Shared>,
-    service: Service,
-    operation: Operation,
-    inner: R,
-) -> Guarded<R> {
-    Guarded {
-        shared: shared.clone(),
-        service,
-        operation,
-        inner,
-    }
-}
-
-impl<R: Respond> Respond for Guarded<R> {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.shared;
-        let Some(fault) = shared
-            .faults
-            .take(self.service, self.operation, shared.clock.now())
-        else {
-            return self.inner.respond(request);
-        };
-        shared.count(self.service, |c| c.faults += 1);
-        match fault.what {
-            What::Slow(delay) => self.inner.respond(request).set_delay(delay),
-            _ => answer(shared, self.service, &fault),
-        }
-    }
-}
-
-/// Whole seconds, rounded up.
-fn secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
-fn request_ref(response: ResponseTemplate) -> ResponseTemplate {
-    response.insert_header(
-        "request-ref",
-        format!("sandbox-{:016x}", fastrand::u64(..)).as_str(),
-    )
-}
-
-fn with_retry_after(response: ResponseTemplate, wait: Option<Duration>) -> ResponseTemplate {
-    match wait {
-        Some(wait) => response.insert_header("retry-after", secs(wait).to_string().as_str()),
-        None => response,
-    }
-}
-
-/// s7risk's 429, the only one it documents.
-fn s7risk_try_again(wait: Duration) -> ResponseTemplate {
-    let minutes = secs(wait).div_ceil(60).max(1);
-    let unit = if minutes == 1 { "minute" } else { "minutes" };
-    ResponseTemplate::new(429).set_body_json(json!({
-        "status": "error",
-        "message": format!("Too many authentication attempts. Try again in {minutes} {unit}"),
-    }))
-}
-
-/// The answer of an answer fault (not a slow one) for `service`.
-fn answer(shared: &Shared, service: Service, fault: &Fault) -> ResponseTemplate {
-    match fault.what {
-        What::Outage => {
-            let response = match service {
-                Service::Weavr => request_ref(ResponseTemplate::new(503)),
-                _ => ResponseTemplate::new(503)
-                    .set_body_raw("Service Unavailable", "text/plain; charset=utf-8"),
-            };
-            with_retry_after(response, fault.retry_after)
-        }
-        What::RateLimit => {
-            let wait = fault.retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WINDOW);
-            let message = "Too many requests.";
-            let response = ResponseTemplate::new(429);
-            match service {
-                Service::S7risk => s7risk_try_again(wait),
-                Service::Weavr => request_ref(response)
-                    .insert_header(
-                        "x-ratelimit-limit",
-                        format!("20, 20;w={}", secs(wait)).as_str(),
-                    )
-                    .insert_header("x-ratelimit-reset", secs(wait).to_string().as_str()),
-                Service::Accounts => with_retry_after(
-                    response.set_body_json(json!({"status": 429, "message": message})),
-                    Some(wait),
-                ),
-                Service::PasswordSafe => {
-                    with_retry_after(response.set_body_json(json!(message)), Some(wait))
-                }
-                Service::Fib => with_retry_after(
-                    response.set_body_json(json!({
-                        "status": {"code": 429, "name": "TOO_MANY_REQUESTS", "message": message},
-                        "data": null,
-                    })),
-                    Some(wait),
-                ),
-            }
-        }
-        What::Lockout => match service {
-            Service::S7risk => s7risk_try_again(fault.retry_after.unwrap_or(shared.config.lockout)),
-            // Refused by `Sandbox::fail` for the services that document no lock-out.
-            _ => with_retry_after(request_ref(ResponseTemplate::new(423)), fault.retry_after),
-        },
-        // hyper (1.x, `proto/h1/role.rs`, `Server::encode_headers`) refuses to write a
-        // response that carries both `Content-Length` and `Transfer-Encoding` (RFC 9112
-        // §6.2 forbids a sender to), and closes the connection without writing anything.
-        // wiremock has no other way to drop a connection; `tests/sandbox_faults.rs` checks
-        // that not a byte comes back.
-        What::Dropped => ResponseTemplate::new(200)
-            .set_body_raw("{}", "application/json")
-            .insert_header("content-length", "2")
-            .insert_header("transfer-encoding", "chunked"),
-        What::Truncated => {
-            ResponseTemplate::new(200).set_body_raw(TRUNCATED_BODY, "application/json")
-        }
-        What::Malformed => ResponseTemplate::new(200).set_body_raw(MALFORMED_BODY, "text/html"),
-        What::Slow(_)
-        | What::Revocation
-        | What::PasswordChanged { .. }
-        | What::PasswordExpired { .. } => {
-            unreachable!("not an answer of the sandbox's own")
-        }
-    }
-}
-
-/// Why a stand-in cannot take an account event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// The stand-in has no such account.
-    NoSuchAccount,
-    /// The service documents nothing of the kind.
-    Undocumented,
-}
-
-/// What a stand-in does with the account events of [`Fault`].
-pub(crate) trait Passwords: Send + Sync {
-    /// `account`'s password (or client secret) is now `password`.
-    fn change(&self, account: &str, password: &str) -> Result<(), Refusal>;
-    /// `account`'s password has expired.
-    fn expire(&self, account: &str) -> Result<(), Refusal>;
-}
-
-/// Passwords (or client secrets) by account.
-pub(crate) struct Secrets(Mutex<HashMap<String, String>>);
-
-impl Secrets {
-    pub(crate) fn new<'a>(accounts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(Mutex::new(
-            accounts
-                .into_iter()
-                .map(|(account, secret)| (account.to_owned(), secret.to_owned()))
-                .collect(),
-        ))
-    }
-
-    /// Whether `secret` is `account`'s.
-    pub(crate) fn matches(&self, account: &str, secret: &str) -> bool {
-        let secrets = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        secrets.get(account).is_some_and(|s| s == secret)
-    }
-
-    fn change(&self, account: &str, secret: &str) -> Result<(), Refusal> {
-        let mut secrets = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = secrets.get_mut(account).ok_or(Refusal::NoSuchAccount)?;
-        secret.clone_into(slot);
-        Ok(())
-    }
-}
-
-/// The credentials of a stand-in whose service has no endpoint that changes them and
-/// documents no expiry (s7risk, passwordsafe): users' passwords and clients' (applications')
-/// secrets, apart, so that neither passes for the other.
-pub(crate) struct Registrations {
-    pub(crate) users: Secrets,
-    pub(crate) clients: Secrets,
-}
-
-impl Passwords for Registrations {
-    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
-        self.users
-            .change(account, password)
-            .or_else(|_| self.clients.change(account, password))
-    }
-
-    fn expire(&self, _: &str) -> Result<(), Refusal> {
-        Err(Refusal::Undocumented)
     }
 }

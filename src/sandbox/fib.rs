@@ -13,7 +13,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
-use super::fault::{guard, Operation};
+use super::fault::Operation;
+use super::guard::guard;
 use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 

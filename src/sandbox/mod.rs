@@ -41,6 +41,8 @@ mod accounts;
 mod fault;
 #[cfg(feature = "fib")]
 mod fib;
+mod guard;
+mod passwords;
 #[cfg(feature = "passwordsafe")]
 mod passwordsafe;
 #[cfg(feature = "s7risk")]
@@ -57,8 +59,9 @@ use wiremock::MockServer;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Service;
 
+use fault::What;
 pub use fault::{Fault, Operation};
-use fault::{Refusal, What};
+use passwords::Refusal;
 pub use state::Counters;
 use state::Shared;
 
@@ -140,6 +143,39 @@ pub mod demo {
     pub const PASSWORDSAFE_RUNAS: &str = "demo-user";
     /// That user's password (the registration requires one).
     pub const PASSWORDSAFE_PASSWORD: &str = "demo-user-password";
+
+    /// The demo value of a credential variable that `from_env` reads
+    /// ([`crate::env`]): each constant above that a profile reads is named as its variable
+    /// (`FIB_EMAIL` gives [`FIB_EMAIL`]); [`WEAVR_OTP`] too, for the command's `--step-up`.
+    /// `None` for any other name, the base-URL variables included: a sandbox's base URLs are
+    /// [`super::Sandbox::base_url`]'s.
+    ///
+    /// Every profile's demo credentials are here at once, so give it to a chosen
+    /// [`crate::env::Profile`]: s7risk's and Password Safe's `from_env_with` would find two
+    /// kinds of credentials set.
+    pub fn variable(name: &str) -> Option<&'static str> {
+        Some(match name {
+            "S7RISK_ORIGIN" => S7RISK_ORIGIN,
+            "S7RISK_EMAIL" => S7RISK_EMAIL,
+            "S7RISK_PASSWORD" => S7RISK_PASSWORD,
+            "S7RISK_CLIENT_ID" => S7RISK_CLIENT_ID,
+            "S7RISK_SECRET" => S7RISK_SECRET,
+            "WEAVR_API_KEY" => WEAVR_API_KEY,
+            "WEAVR_EMAIL" => WEAVR_EMAIL,
+            "WEAVR_PASSWORD" => WEAVR_PASSWORD,
+            "WEAVR_OTP" => WEAVR_OTP,
+            "ACCOUNTS_USERNAME" => ACCOUNTS_USERNAME,
+            "ACCOUNTS_PASSWORD" => ACCOUNTS_PASSWORD,
+            "PASSWORDSAFE_CLIENT_ID" => PASSWORDSAFE_CLIENT_ID,
+            "PASSWORDSAFE_CLIENT_SECRET" => PASSWORDSAFE_CLIENT_SECRET,
+            "PASSWORDSAFE_API_KEY" => PASSWORDSAFE_API_KEY,
+            "PASSWORDSAFE_RUNAS" => PASSWORDSAFE_RUNAS,
+            "PASSWORDSAFE_PASSWORD" => PASSWORDSAFE_PASSWORD,
+            "FIB_EMAIL" => FIB_EMAIL,
+            "FIB_PRIVATE_KEY" => FIB_PRIVATE_KEY,
+            _ => return None,
+        })
+    }
 }
 
 /// Lifetimes and limits of a sandbox. The defaults are the real services' own.
@@ -400,7 +436,7 @@ impl Sandbox {
         let path = match service {
             Service::Weavr => "managed_accounts",
             Service::PasswordSafe => "ManagedAccounts",
-            Service::S7risk | Service::Accounts | Service::Fib => "resource",
+            _ => "resource",
         };
         format!("{}/{path}", self.base_url(service))
     }
@@ -477,12 +513,12 @@ impl Sandbox {
     }
 }
 
+/// Where a service's stand-in answers on the sandbox's server: under its name, and for Password
+/// Safe under the path every installation serves its API at. Any other service, one without a
+/// stand-in included, has its name.
 pub(crate) fn prefix(service: Service) -> &'static str {
     match service {
-        Service::S7risk => "s7risk",
-        Service::Weavr => "weavr",
-        Service::Accounts => "accounts",
         Service::PasswordSafe => "passwordsafe/BeyondTrust/api/public/v3",
-        Service::Fib => "fib",
+        other => other.name(),
     }
 }

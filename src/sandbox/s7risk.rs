@@ -9,7 +9,9 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
-use super::fault::{guard, Operation, Registrations, Secrets};
+use super::fault::Operation;
+use super::guard::guard;
+use super::passwords::{Registrations, Secrets};
 use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 

@@ -8,7 +8,8 @@ use base64::Engine as _;
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
-use super::fault::{Faults, Passwords, Refusal};
+use super::fault::Faults;
+use super::passwords::{Passwords, Refusal};
 use super::Config;
 use crate::clock::Clock;
 use crate::error::Service;

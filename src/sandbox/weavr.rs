@@ -23,7 +23,9 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
-use super::fault::{guard, Operation, Passwords, Refusal};
+use super::fault::Operation;
+use super::guard::guard;
+use super::passwords::{Passwords, Refusal};
 use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 

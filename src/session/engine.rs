@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use reqwest::header::HeaderMap;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Owned};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry::RefreshPolicy;
@@ -21,6 +21,9 @@ use crate::transport::Context;
 /// A session's shared state: every clone of a session holds one `Arc` of it.
 pub(crate) struct Engine {
     provider: Arc<dyn Erased>,
+    /// The session's cache: dropped with the engine, which closes it (its renewal in the air
+    /// and its background task stop).
+    cache: Owned,
     tokens: Tokens,
     pub(crate) endpoint: Endpoint,
     /// The service's constants the request path reads.
@@ -45,26 +48,29 @@ impl Engine {
         keeping: Keeping,
     ) -> Arc<Self> {
         let key = StoreKey::new(P::SERVICE, &endpoint.base_url, &provider.store_identity());
-        let cache = Arc::new_cyclic(|weak| {
-            let mut cache = Cache::new(
-                provider.clone(),
-                traits_of::<P>(),
-                keeping.clock,
-                keeping.policy,
-            );
-            if let Some(store) = keeping.store {
-                cache = cache.with_store(store, key);
-            }
-            if keeping.background_refresh {
-                cache = cache.with_background_refresh(weak.clone());
-            }
-            cache
-        });
+        let cache = Cache::owned(
+            provider.clone(),
+            traits_of::<P>(),
+            keeping.clock,
+            keeping.policy,
+            |mut cache| {
+                if let Some(store) = keeping.store {
+                    cache = cache.with_store(store, key);
+                }
+                if keeping.background_refresh {
+                    cache = cache.with_background_refresh();
+                }
+                cache
+            },
+        );
+        let weak_provider: std::sync::Weak<dyn std::any::Any + Send + Sync> =
+            Arc::downgrade(&provider) as _;
         Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
             let session: std::sync::Weak<dyn Authorizer> = weak.clone();
             Self {
                 provider,
-                tokens: Tokens::new(cache, session),
+                tokens: Tokens::new(cache.share(), session, weak_provider),
+                cache,
                 endpoint,
                 sliding: P::SLIDING.is_some(),
                 ends_session: P::ENDS_SESSION,
@@ -75,7 +81,7 @@ impl Engine {
     }
 
     pub(crate) fn cache(&self) -> &Cache {
-        self.tokens.cache()
+        &self.cache
     }
 
     /// What services are offered of the session's tokens.

@@ -120,9 +120,11 @@ impl<P: Provider> Session<P> {
 
     /// Sends `request`, for one of the vendor's other APIs, with this session's credentials,
     /// the way [`Self::api`] sends its own: renewed when due; on a 401 renewed once and
-    /// sent once more (when the request can be cloned); counted as activity where sessions
-    /// expire when idle; and, for weavr, a `STEP_UP_REQUIRED` or `ACCESS_TOKEN_REQUIRED`
-    /// answered before the one resend. Unlike [`Self::authorize`], the session sees the
+    /// sent once more (when the request can be cloned); for weavr, a `STEP_UP_REQUIRED` or
+    /// `ACCESS_TOKEN_REQUIRED` answered once and the request sent once more (so a request is
+    /// sent at most three times: a token renewed after a 401 may need the step-up); and
+    /// counted as activity where sessions expire when idle. Unlike [`Self::authorize`], the
+    /// session sees the
     /// answer. The response is the service's, whatever its status; the error is for a
     /// request that could not be sent or credentials that could not be had.
     ///

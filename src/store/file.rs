@@ -7,10 +7,15 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Lease, SealingKey, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use super::{
+    refusal_context, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal, StoredTokens,
+    TokenStore,
+};
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 
 /// A file holding sealed token sets, keyed by [`StoreKey`].
@@ -24,32 +29,76 @@ use crate::error::Error;
 /// whose holder exits, even by a crash, is free again at once. The lock files stay (empty) in
 /// the directory: removing one while another process waits on it would break the lock.
 ///
+/// A write waits for the writers' lock at most [`Self::lock_wait`] (default
+/// [`FileStore::DEFAULT_LOCK_WAIT`]), then fails: a holder that never lets go (a process
+/// stopped with Ctrl-Z) makes the store fail, which a session bypasses, instead of hanging
+/// every renewal. On Unix, a lock file is opened without following a symbolic link, and one
+/// that is a link, not a regular file, or owned by another user is refused (an error): in a
+/// directory others can write to, their planted files can neither hang the store nor be
+/// written through. The store file itself must be a regular file.
+///
 /// File I/O runs on Tokio's blocking threads, never on the async workers.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     path: PathBuf,
     key: SealingKey,
+    lock_wait: Duration,
+    /// What counts the time since a set was saved (the machine's wall clock by default).
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct Contents {
     version: u32,
     entries: BTreeMap<String, String>,
+    /// Login refusals, sealed and named as the token sets are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    refusals: BTreeMap<String, String>,
 }
 
 impl FileStore {
+    /// How long a write waits for another writer's lock by default: a read-modify-write
+    /// holds it for milliseconds; this much is a holder that will not let go.
+    pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(2);
+
     /// A store in `path` (created on first write), sealed with `key`.
     pub fn new(path: impl Into<PathBuf>, key: SealingKey) -> Self {
         Self {
             inner: Arc::new(Inner {
                 path: path.into(),
                 key,
+                lock_wait: Self::DEFAULT_LOCK_WAIT,
+                clock: Arc::new(SystemClock),
             }),
+        }
+    }
+
+    /// How long a write waits for the writers' lock another process (or store) holds before
+    /// it fails (default [`Self::DEFAULT_LOCK_WAIT`]). Applies to this store and its clones
+    /// made after the call.
+    pub fn lock_wait(self, wait: Duration) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.lock_wait = wait;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The clock on which the store counts how long ago a token set (or a refusal) was saved:
+    /// by default the machine's wall clock, which every process of the machine shares, so that
+    /// the sessions' own clocks never shift a set's lifetime. A test that drives its sessions
+    /// with a [`ManualClock`](crate::clock::ManualClock) gives the store the same clock.
+    /// Applies to this store and its clones made after the call.
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.clock = Arc::new(clock);
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -92,24 +141,89 @@ impl Inner {
             .unwrap_or_else(|| "tokens".into())
     }
 
-    /// A file beside the store, created (mode 0600) if missing, to lock.
+    /// A file beside the store, created (mode 0600) if missing, to lock: never through a
+    /// symbolic link, and only a regular file of this user's (on Unix).
     fn lock_file(&self, suffix: &str) -> Result<File, Error> {
         let path = self.dir().join(format!(".{}.{suffix}", self.name()));
         let mut options = std::fs::OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // O_NOFOLLOW: a link in the last component fails the open (ELOOP), dangling or not,
+            // so nothing is created or opened through it.
+            let nofollow = rustix::fs::OFlags::NOFOLLOW.bits();
+            options
+                .mode(0o600)
+                .custom_flags(i32::try_from(nofollow).unwrap_or(0));
+        }
+        let file = options
             .open(&path)
-            .map_err(|e| self.error("cannot open its lock file", e))
+            .map_err(|e| self.error("cannot open its lock file", e))?;
+        // What was opened, not what the path names now.
+        let metadata = file
+            .metadata()
+            .map_err(|e| self.error("cannot open its lock file", e))?;
+        if !metadata.is_file() {
+            let why = format!("{} is not a regular file", path.display());
+            return Err(self.error("cannot open its lock file", why));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if metadata.uid() != rustix::process::geteuid().as_raw() {
+                let why = format!("{} is owned by another user", path.display());
+                return Err(self.error("cannot open its lock file", why));
+            }
+        }
+        Ok(file)
+    }
+
+    /// Takes the exclusive lock on `file`, waiting at most [`Self::lock_wait`] for a holder to
+    /// let go.
+    fn lock(&self, file: &File) -> Result<(), Error> {
+        let deadline = Instant::now() + self.lock_wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(self.error("cannot lock", e)),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let why = format!("another writer held the lock for {:?}", self.lock_wait);
+                return Err(self.error("cannot lock", why));
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     fn read(&self) -> Result<Contents, Error> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.error("unreadable", e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Contents::default()),
-            Err(e) => Err(self.error("cannot read", e)),
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            // A FIFO planted where the file should be would block the open for good.
+            use std::os::unix::fs::OpenOptionsExt;
+            let nonblock = rustix::fs::OFlags::NONBLOCK.bits();
+            options.custom_flags(i32::try_from(nonblock).unwrap_or(0));
         }
+        let mut file = match options.open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::default()),
+            Err(e) => return Err(self.error("cannot read", e)),
+        };
+        match file.metadata() {
+            Ok(metadata) if metadata.is_file() => {}
+            Ok(_) => return Err(self.error("cannot read", "not a regular file")),
+            Err(e) => return Err(self.error("cannot read", e)),
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)
+            .map_err(|e| self.error("cannot read", e))?;
+        serde_json::from_slice(&bytes).map_err(|e| self.error("unreadable", e))
     }
 
     fn write(&self, contents: &Contents) -> Result<(), Error> {
@@ -136,12 +250,13 @@ impl Inner {
     /// Read, change, write, under the writers' lock (held until `lock` is closed).
     fn update(&self, f: impl FnOnce(&mut Contents)) -> Result<(), Error> {
         let lock = self.lock_file("lock")?;
-        lock.lock().map_err(|e| self.error("cannot lock", e))?;
+        self.lock(&lock)?;
         let mut contents = self.read()?;
         if contents.version < 2 {
             // Version 1 named entries by service, base URL and account in the clear; those
             // entries are no longer looked up, and the names should not stay on disk.
             contents.entries.clear();
+            contents.refusals.clear();
         }
         contents.version = 2;
         f(&mut contents);
@@ -173,16 +288,19 @@ impl TokenStore for FileStore {
             let Some(plain) = inner.key.open(key.as_str(), sealed) else {
                 return Err(inner.error("entry does not open", "wrong key or tampered"));
             };
-            serde_json::from_slice(&plain)
-                .map(Some)
-                .map_err(|_| inner.error("entry unreadable", "not a token set"))
+            let mut tokens: StoredTokens = serde_json::from_slice(&plain)
+                .map_err(|_| inner.error("entry unreadable", "not a token set"))?;
+            tokens.age = tokens.stamp.and_then(|s| s.wall_age(&*inner.clock));
+            Ok(Some(tokens))
         }))
     }
 
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let mut tokens = tokens.clone();
+            tokens.stamp = Some(Stamp::Wall(super::to_ms(self.inner.clock.system_now())));
             let plain = zeroize::Zeroizing::new(
-                serde_json::to_vec(tokens).map_err(|e| self.inner.error("cannot encode", e))?,
+                serde_json::to_vec(&tokens).map_err(|e| self.inner.error("cannot encode", e))?,
             );
             let sealed = self.inner.key.seal(key.as_str(), &plain)?;
             let name = self.inner.key.name(key);
@@ -200,6 +318,54 @@ impl TokenStore for FileStore {
         Box::pin(self.blocking(move |inner| {
             inner.update(|contents| {
                 contents.entries.remove(&name);
+            })
+        }))
+    }
+
+    fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        let key = key.clone();
+        Box::pin(self.blocking(move |inner| {
+            let contents = inner.read()?;
+            let Some(sealed) = contents.refusals.get(&inner.key.name(&key)) else {
+                return Ok(None);
+            };
+            let Some(plain) = inner.key.open(&refusal_context(&key), sealed) else {
+                return Err(inner.error("refusal does not open", "wrong key or tampered"));
+            };
+            let mut refusal: StoredRefusal = serde_json::from_slice(&plain)
+                .map_err(|_| inner.error("refusal unreadable", "not a refusal"))?;
+            refusal.age = refusal.stamp.and_then(|s| s.wall_age(&*inner.clock));
+            Ok(Some(refusal))
+        }))
+    }
+
+    fn save_refusal<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut refusal = refusal.clone();
+            refusal.stamp = Some(Stamp::Wall(super::to_ms(self.inner.clock.system_now())));
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&refusal).map_err(|e| self.inner.error("cannot encode", e))?,
+            );
+            let sealed = self.inner.key.seal(&refusal_context(key), &plain)?;
+            let name = self.inner.key.name(key);
+            self.blocking(move |inner| {
+                inner.update(|contents| {
+                    contents.refusals.insert(name, sealed);
+                })
+            })
+            .await
+        })
+    }
+
+    fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        let name = self.inner.key.name(key);
+        Box::pin(self.blocking(move |inner| {
+            inner.update(|contents| {
+                contents.refusals.remove(&name);
             })
         }))
     }
@@ -233,6 +399,11 @@ mod tests {
             refresh_expires_at_ms: None,
             refresh_uses: 0,
             stepped_up: false,
+            exchanged: false,
+            saved_at_ms: None,
+            stamp: None,
+            age: None,
+            written_at: None,
         }
     }
 
@@ -284,8 +455,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_path_that_cannot_be_read_is_an_error_not_an_empty_store() {
-        // A directory where the file should be: opening it works, reading it fails (not as
-        // "not found").
+        // A directory where the file should be: opening it works (on Unix), reading it would
+        // fail (not as "not found"); it is not a regular file.
         let dir = temp_dir("unreadable");
         let path = dir.join("tokens.json");
         std::fs::create_dir(&path).unwrap();
@@ -295,10 +466,189 @@ mod tests {
         let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
         let error = store.load(&account).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Configuration);
+        #[cfg(unix)]
         assert_eq!(
             error.message(),
-            Some(format!("token store {}: cannot read: {cause}", path.display()).as_str())
+            Some(
+                format!(
+                    "token store {}: cannot read: not a regular file",
+                    path.display()
+                )
+                .as_str()
+            )
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_fifo_planted_where_the_file_should_be_fails_at_once_instead_of_hanging() {
+        let dir = temp_dir("fifo");
+        let path = dir.join("tokens.json");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let store = FileStore::new(&path, SealingKey::from_bytes([7; 32]));
+        let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
+        // The bound is a deadlock guard: without O_NONBLOCK the open waits for a writer.
+        let load = tokio::time::timeout(std::time::Duration::from_secs(10), store.load(&account));
+        let error = load.await.expect("the read did not hang").unwrap_err();
+        assert_eq!(
+            error.message(),
+            Some(
+                format!(
+                    "token store {}: cannot read: not a regular file",
+                    path.display()
+                )
+                .as_str()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The writers' lock file of the store at `path`, locked by this test as another writer
+    /// (another open file description: a lock of its own, as another process's would be).
+    fn held_writers_lock(path: &Path) -> File {
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.parent().unwrap().join(".tokens.json.lock"))
+            .unwrap();
+        lock.lock().unwrap();
+        lock
+    }
+
+    #[tokio::test]
+    async fn a_write_waits_for_a_held_lock_at_most_its_bound_then_fails() {
+        let dir = temp_dir("held-lock");
+        let path = dir.join("tokens.json");
+        let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
+        let store = FileStore::new(&path, SealingKey::from_bytes([7; 32]))
+            .lock_wait(std::time::Duration::from_millis(50));
+        // Another writer holds the lock and never lets go (stopped with Ctrl-Z, say).
+        let held = held_writers_lock(&path);
+        let started = std::time::Instant::now();
+        let error = store.save(&account, &tokens("access-a")).await.unwrap_err();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+        assert_eq!(error.kind(), ErrorKind::Configuration);
+        assert_eq!(
+            error.message(),
+            Some(
+                format!(
+                    "token store {}: cannot lock: another writer held the lock for 50ms",
+                    path.display()
+                )
+                .as_str()
+            )
+        );
+        let error = store.remove(&account).await.unwrap_err();
+        assert!(error.to_string().contains("cannot lock"), "{error}");
+        assert!(
+            store.load(&account).await.unwrap().is_none(),
+            "nothing written"
+        );
+        drop(held);
+        store.save(&account, &tokens("access-a")).await.unwrap();
+        let stored = store.load(&account).await.unwrap().unwrap();
+        assert_eq!(stored.access.expose_secret(), "access-a");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_lock_file_planted_as_a_symlink_is_refused_and_not_followed() {
+        let dir = temp_dir("symlink");
+        let path = dir.join("tokens.json");
+        let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
+        let key = SealingKey::from_bytes([7; 32]);
+        let tag = key.file_tag(&account);
+        let store = FileStore::new(&path, key);
+        // Another user's planted links: the writers' lock and the account's lease, pointing
+        // at files the store must not open (nor create: the second target does not exist).
+        let target = dir.join("victim");
+        std::fs::write(&target, b"victim's").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join(".tokens.json.lock")).unwrap();
+        let missing = dir.join("created-through-the-link");
+        std::os::unix::fs::symlink(&missing, dir.join(format!(".tokens.json.{tag}.lease")))
+            .unwrap();
+
+        let error = store.save(&account, &tokens("access-a")).await.unwrap_err();
+        assert!(
+            error.to_string().contains("cannot open its lock file"),
+            "{error}"
+        );
+        let error = store.lease(&account).await.unwrap_err();
+        assert!(
+            error.to_string().contains("cannot open its lock file"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"victim's");
+        // Nor a lock file that is not a regular file (a FIFO, which opens without blocking
+        // for reading and writing).
+        let lease = dir.join(format!(".tokens.json.{tag}.lease"));
+        std::fs::remove_file(&lease).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &lease,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let error = store.lease(&account).await.unwrap_err();
+        assert_eq!(
+            error.message(),
+            Some(
+                format!(
+                    "token store {}: cannot open its lock file: {} is not a regular file",
+                    path.display(),
+                    lease.display()
+                )
+                .as_str()
+            )
+        );
+        assert!(!missing.exists(), "a file was created through the link");
+        assert!(!path.exists(), "nothing written");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_lock_file_another_user_owns_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            // Only root can give a file to another user; CI and this project's machines run
+            // the tests as root.
+            eprintln!("not root: cannot make a file another user's; skipped");
+            return;
+        }
+        let dir = temp_dir("foreign-owner");
+        let path = dir.join("tokens.json");
+        let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
+        let store = FileStore::new(&path, SealingKey::from_bytes([7; 32]));
+        let lock = dir.join(".tokens.json.lock");
+        std::fs::write(&lock, b"").unwrap();
+        // nobody (65534) pre-created it.
+        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let error = store.save(&account, &tokens("access-a")).await.unwrap_err();
+        assert_eq!(
+            error.message(),
+            Some(
+                format!(
+                    "token store {}: cannot open its lock file: {} is owned by another user",
+                    path.display(),
+                    lock.display()
+                )
+                .as_str()
+            )
+        );
+        assert!(!path.exists(), "nothing written");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

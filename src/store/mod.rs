@@ -101,8 +101,16 @@ impl StoreKey {
     }
 }
 
-/// A token set as a store keeps it. Times are wall-clock milliseconds since the Unix epoch,
-/// so that another process can read them.
+/// A token set as a store keeps it. Times are wall-clock milliseconds since the Unix epoch of
+/// the session that stored it.
+///
+/// A session that takes the set reads those times relative to when it was saved, and counts
+/// the time since then on a clock the writer and the reader share (the process's own for a
+/// [`MemoryStore`], the machine's for a `FileStore`, Redis's for a `RedisStore`): a set is
+/// never served longer than its own lifetime, whatever the writer's or the reader's wall
+/// clock says. A store of the application's own that keeps the set as this crate serializes
+/// it shares no such clock: its sets are read against the reader's wall clock, never for longer
+/// than the lifetime they had left when saved.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoredTokens {
@@ -130,6 +138,120 @@ pub struct StoredTokens {
     /// weavr: the access token was stepped up.
     #[serde(default)]
     pub stepped_up: bool,
+    /// weavr: the access token is the identity's, from an exchange of the sign-in token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) exchanged: bool,
+    /// The writer's wall clock when it saved the set: the other times are read relative to it,
+    /// so that the writer's clock's offset does not shift them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) saved_at_ms: Option<u64>,
+    /// The store's own note of when it saved the set, on its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stamp: Option<Stamp>,
+    /// How long ago the set was saved, on the store's clock: set by the store that loads it.
+    #[serde(skip)]
+    pub(crate) age: Option<Duration>,
+    /// When the set was saved, on the writer's monotonic clock: it crosses only stores that
+    /// keep the set in this process's memory, where every session's `Instant`s agree.
+    #[serde(skip)]
+    pub(crate) written_at: Option<std::time::Instant>,
+}
+
+/// A store's note of when it saved a set, on the store's own clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Stamp {
+    /// The wall-clock milliseconds of the store's clock (a `FileStore`: the machine's).
+    Wall(u64),
+    /// The lifetime the store gave the entry, in milliseconds: Redis counts it down on its own
+    /// clock, and what is left of it tells the entry's age.
+    Ttl(u64),
+}
+
+impl Stamp {
+    /// How long ago a set stamped `Wall` was saved, on `clock` (`None` for another stamp).
+    #[cfg(feature = "file-store")]
+    pub(crate) fn wall_age(self, clock: &dyn crate::clock::Clock) -> Option<Duration> {
+        match self {
+            Self::Wall(ms) => Some(
+                clock
+                    .system_now()
+                    .duration_since(from_ms(ms))
+                    .unwrap_or(Duration::ZERO),
+            ),
+            Self::Ttl(_) => None,
+        }
+    }
+}
+
+/// A login refusal as a store keeps it beside the account's token set, so that every session
+/// of the account sees it before it sends a login: refused credentials (and the like: a
+/// malformed login, an access window that expired, a challenge the SDK cannot answer, a lock
+/// of unknown length) until a session's `clear_failure()`, and a lock-out or rate-limit
+/// window until it ends. Only a session whose credentials are the ones refused is held back
+/// by a refusal for good (the set keeps a fingerprint of them, never the credentials); a
+/// window holds every session of the account back.
+///
+/// Opaque: a store keeps it as it serializes (with `serde`), sealed as it seals a token set.
+/// A refusal after a transient failure (the login backoff) and a login challenge are each
+/// session's own, and never stored.
+#[derive(Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoredRefusal {
+    pub(crate) kind: RefusalKind,
+    #[serde(default)]
+    pub(crate) status: Option<u16>,
+    #[serde(default)]
+    pub(crate) code: Option<String>,
+    #[serde(default)]
+    pub(crate) message: Option<String>,
+    /// How long logins are held back from the save, in milliseconds; none: until cleared.
+    #[serde(default)]
+    pub(crate) hold_ms: Option<u64>,
+    /// A fingerprint of the refused credentials (see `Cache::credentials`).
+    pub(crate) credentials: u64,
+    /// As in [`StoredTokens`]: the writer's save time, the store's stamp, the age it measured,
+    /// and the writer's `Instant` within this process.
+    #[serde(default)]
+    pub(crate) saved_at_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) stamp: Option<Stamp>,
+    #[serde(skip)]
+    pub(crate) age: Option<Duration>,
+    #[serde(skip)]
+    pub(crate) written_at: Option<std::time::Instant>,
+}
+
+impl std::fmt::Debug for StoredRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRefusal")
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("hold_ms", &self.hold_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What kind of refusal a [`StoredRefusal`] is; one this version does not know (a newer
+/// one's) holds nothing back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RefusalKind {
+    InvalidCredentials,
+    AccessWindowExpired,
+    InvalidRequest,
+    UnsupportedChallenge,
+    AccountLocked,
+    RateLimited,
+    #[serde(other)]
+    Unknown,
+}
+
+/// What a refusal is sealed for: its account's key, marked, so that neither a token set nor a
+/// refusal opens in the other's place.
+#[cfg(any(feature = "file-store", feature = "redis"))]
+pub(crate) fn refusal_context(key: &StoreKey) -> String {
+    format!("{}|refusal", key.as_str())
 }
 
 pub(crate) fn to_ms(time: SystemTime) -> u64 {
@@ -232,8 +354,33 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreFuture<'a, ()> {
         self.save(key, tokens)
     }
-    /// Forgets what is stored under `key` (logout).
+    /// Forgets what is stored under `key` (logout). A refusal stored under it stays.
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()>;
+
+    /// The login refusal stored under `key` (see [`StoredRefusal`]), if any, as saved.
+    ///
+    /// This and the next two methods share refusals between the sessions of an account. The
+    /// defaults keep nothing: a store that does not implement all three shares no refusals,
+    /// and each session on it keeps its own (as a session without a store does). Every store
+    /// of this crate implements them.
+    fn load_refusal<'a>(&'a self, _key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Stores `refusal` under `key`, replacing the refusal there; a timed one may be dropped
+    /// once its hold is over.
+    fn save_refusal<'a>(
+        &'a self,
+        _key: &'a StoreKey,
+        _refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Forgets the refusal stored under `key` (a session's `clear_failure()`).
+    fn remove_refusal<'a>(&'a self, _key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A shared store is a store: give clones of one `Arc` to several sessions.
@@ -266,6 +413,22 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
         (**self).remove(key)
     }
+
+    fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        (**self).load_refusal(key)
+    }
+
+    fn save_refusal<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        (**self).save_refusal(key, refusal)
+    }
+
+    fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        (**self).remove_refusal(key)
+    }
 }
 
 tokio::task_local! {
@@ -296,7 +459,7 @@ pub(crate) fn save_renewed<'a>(
 
 /// A store in this process's memory, shared by every session given a clone of it. Its lease
 /// is held in this process: of the sessions sharing it, one renews a token set while the others
-/// wait for it.
+/// wait for it. It keeps refusals too.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Shared>>,
@@ -305,6 +468,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Shared {
     entries: HashMap<StoreKey, StoredTokens>,
+    refusals: HashMap<StoreKey, StoredRefusal>,
     leased: HashSet<StoreKey>,
 }
 
@@ -361,6 +525,25 @@ impl TokenStore for MemoryStore {
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
         self.shared().entries.remove(key);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        let found = self.shared().refusals.get(key).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn save_refusal<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        self.shared().refusals.insert(key.clone(), refusal.clone());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        self.shared().refusals.remove(key);
         Box::pin(async { Ok(()) })
     }
 }

@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use super::{from_ms, Lease, SealingKey, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use super::{
+    from_ms, refusal_context, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal,
+    StoredTokens, TokenStore,
+};
 use crate::error::Error;
 
 /// The default lifetime of a lease in Redis: a crashed holder blocks the others this long at
@@ -29,6 +32,10 @@ const SAVE_FENCED: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then redis
 ///
 /// Connections are re-established automatically; a call that fails (Redis down, timed out)
 /// is an error the session logs before carrying on without the store.
+///
+/// How long ago a token set was saved is counted on Redis's clock (what is left of the entry's
+/// lifetime), not on the sessions' own: a replica whose clock is off cannot make the others
+/// serve a set past its lifetime, nor take it for expired.
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
@@ -120,24 +127,45 @@ impl RedisStore {
         format!("{}:lease", self.entry_key(key))
     }
 
+    fn refusal_key(&self, key: &StoreKey) -> String {
+        format!("{}:refusal", self.entry_key(key))
+    }
+
     /// `tokens` sealed, and how long the entry lives: as long as something in it can still be
-    /// used.
+    /// used, counted from the save (from the writer's own save time, so that its clock's
+    /// offset does not change it; from the real now for a set without one).
     fn sealed(&self, key: &StoreKey, tokens: &StoredTokens) -> Result<(String, u64), Error> {
-        let plain =
-            zeroize::Zeroizing::new(serde_json::to_vec(tokens).map_err(|e| failed("encode", e))?);
-        let sealed = self.key.seal(key.as_str(), &plain)?;
         let until = tokens
             .refresh_expires_at_ms
             .unwrap_or(0)
             .max(tokens.expires_at_ms);
-        // Redis expires keys on its own wall clock, and a store has no session clock: the
-        // entry's TTL is counted from the real now (under a `ManualClock` set in the past, the
-        // entry lives the 1 s floor).
-        let ttl = from_ms(until)
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .max(Duration::from_secs(1));
-        Ok((sealed, u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)))
+        let ttl = match tokens.saved_at_ms {
+            Some(saved_at) => Duration::from_millis(until.saturating_sub(saved_at)),
+            None => from_ms(until)
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        }
+        .max(Duration::from_secs(1));
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut tokens = tokens.clone();
+        // Redis counts the entry's lifetime down: what is left of it tells its age.
+        tokens.stamp = Some(Stamp::Ttl(ttl_ms));
+        let plain =
+            zeroize::Zeroizing::new(serde_json::to_vec(&tokens).map_err(|e| failed("encode", e))?);
+        let sealed = self.key.seal(key.as_str(), &plain)?;
+        Ok((sealed, ttl_ms))
+    }
+
+    /// How long ago a set stamped `stamp` was saved, the entry having `left_ms` of its lifetime
+    /// left in Redis (negative: none set).
+    fn age(stamp: Stamp, left_ms: i64) -> Option<Duration> {
+        match stamp {
+            Stamp::Ttl(set) => {
+                let left = u64::try_from(left_ms).ok()?;
+                Some(Duration::from_millis(set.saturating_sub(left)))
+            }
+            Stamp::Wall(_) => None,
+        }
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -195,8 +223,13 @@ impl TokenStore for RedisStore {
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            let sealed: Option<String> = connection
-                .get(self.entry_key(key))
+            let entry = self.entry_key(key);
+            // The entry and what is left of its lifetime, read together.
+            let (sealed, left_ms): (Option<String>, i64) = redis::pipe()
+                .atomic()
+                .get(&entry)
+                .pttl(&entry)
+                .query_async(&mut connection)
                 .await
                 .map_err(|e| failed("GET", e.kind()))?;
             let Some(sealed) = sealed else {
@@ -206,9 +239,10 @@ impl TokenStore for RedisStore {
                 .key
                 .open(key.as_str(), &sealed)
                 .ok_or_else(|| failed("entry does not open", "wrong key or tampered"))?;
-            serde_json::from_slice(&plain)
-                .map(Some)
-                .map_err(|_| failed("entry unreadable", "not a token set"))
+            let mut tokens: StoredTokens = serde_json::from_slice(&plain)
+                .map_err(|_| failed("entry unreadable", "not a token set"))?;
+            tokens.age = tokens.stamp.and_then(|stamp| Self::age(stamp, left_ms));
+            Ok(Some(tokens))
         })
     }
 
@@ -257,6 +291,66 @@ impl TokenStore for RedisStore {
             let mut connection = self.connection.clone();
             connection
                 .del::<_, ()>(self.entry_key(key))
+                .await
+                .map_err(|e| failed("DEL", e.kind()))
+        })
+    }
+
+    fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let name = self.refusal_key(key);
+            let (sealed, left_ms): (Option<String>, i64) = redis::pipe()
+                .atomic()
+                .get(&name)
+                .pttl(&name)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| failed("GET", e.kind()))?;
+            let Some(sealed) = sealed else {
+                return Ok(None);
+            };
+            let plain = self
+                .key
+                .open(&refusal_context(key), &sealed)
+                .ok_or_else(|| failed("refusal does not open", "wrong key or tampered"))?;
+            let mut refusal: StoredRefusal = serde_json::from_slice(&plain)
+                .map_err(|_| failed("refusal unreadable", "not a refusal"))?;
+            refusal.age = refusal.stamp.and_then(|stamp| Self::age(stamp, left_ms));
+            Ok(Some(refusal))
+        })
+    }
+
+    fn save_refusal<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut refusal = refusal.clone();
+            // A window lives in Redis as long as it holds (Redis counts it down, which tells
+            // its age); a refusal for good, until a session clears it.
+            let ttl_ms = refusal.hold_ms.map(|hold| hold.max(1));
+            refusal.stamp = ttl_ms.map(Stamp::Ttl);
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&refusal).map_err(|e| failed("encode", e))?,
+            );
+            let sealed = self.key.seal(&refusal_context(key), &plain)?;
+            let mut connection = self.connection.clone();
+            let name = self.refusal_key(key);
+            match ttl_ms {
+                Some(ttl_ms) => connection.pset_ex::<_, _, ()>(name, sealed, ttl_ms).await,
+                None => connection.set::<_, _, ()>(name, sealed).await,
+            }
+            .map_err(|e| failed("SET", e.kind()))
+        })
+    }
+
+    fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            connection
+                .del::<_, ()>(self.refusal_key(key))
                 .await
                 .map_err(|e| failed("DEL", e.kind()))
         })

@@ -106,9 +106,10 @@ async fn answered(
 }
 
 /// Sends `request`, already carrying `auth`'s credentials, through `sender`, and tells `auth`
-/// what the service made of them; on a 401 renews the credentials, and on a 403 `auth` can cure
-/// cures it, then sends once more when the request can be copied. `max_body` caps the 403 body
-/// read for the cure.
+/// what the service made of them. A 401 renews the credentials, and a 403 `auth` can cure is
+/// cured; each at most once, and the request sent again after each when it can be copied: a
+/// token renewed after a 401 may itself need the step-up a 403 asks for, so a request is sent
+/// at most three times. `max_body` caps a 403 body read for the cure.
 pub(crate) async fn exchange<S: Sender>(
     auth: &dyn Authorizer,
     request: S::Request,
@@ -116,53 +117,58 @@ pub(crate) async fn exchange<S: Sender>(
     max_body: Option<usize>,
     sender: &mut S,
 ) -> Result<S::Response, S::Error> {
-    let spare = sender.spare(&request);
-    let used = S::headers(&request).clone();
-    let sent_at = auth.now();
-    let response = sender.send(request).await?;
-    let status = S::status(&response);
-    // Before any cure: a step-up can keep the user for minutes, and the token must not
-    // look idle meanwhile.
-    if answered(auth, status, &used, sent_at, operation_id).await {
-        return Ok(response);
-    }
-    let (response, cured, after_cure) = match status {
-        401 => (response, true, false),
-        403 if auth.cures_forbidden() && spare.is_some() => {
-            let (response, body) = sender.read(response, max_body).await?;
-            let cured = match body {
-                Some(body) => auth.cure(&body).await,
-                None => false,
-            };
-            (response, cured, true)
+    let mut request = request;
+    let (mut renewed, mut cured) = (false, false);
+    loop {
+        let spare = if renewed && cured {
+            None
+        } else {
+            sender.spare(&request)
+        };
+        let used = S::headers(&request).clone();
+        let sent_at = auth.now();
+        let response = sender.send(request).await?;
+        let status = S::status(&response);
+        // Before any cure: a step-up can keep the user for minutes, and the token must not
+        // look idle meanwhile.
+        if answered(auth, status, &used, sent_at, operation_id).await {
+            return Ok(response);
         }
-        _ => return Ok(response),
-    };
-    let Some(mut again) = spare.filter(|_| cured) else {
-        return Ok(response);
-    };
-    if auth.authorize(S::headers_mut(&mut again)).await.is_err() {
-        return Ok(response);
+        let (response, again) = match status {
+            401 if !renewed => {
+                renewed = true;
+                (response, true)
+            }
+            403 if !cured && auth.cures_forbidden() && spare.is_some() => {
+                cured = true;
+                let (response, body) = sender.read(response, max_body).await?;
+                let cure = match body {
+                    Some(body) => auth.cure(&body).await,
+                    None => false,
+                };
+                (response, cure)
+            }
+            403 if cured => {
+                // Cured, sent again, refused again: the session hears of it (a step-up it
+                // trusted is forgotten), and the answer goes back as it is.
+                let (response, body) = sender.read(response, max_body).await?;
+                if let Some(body) = body {
+                    auth.uncured(&body, &used);
+                }
+                return Ok(response);
+            }
+            _ => return Ok(response),
+        };
+        let Some(mut next) = spare.filter(|_| again) else {
+            return Ok(response);
+        };
+        if auth.authorize(S::headers_mut(&mut next)).await.is_err() {
+            return Ok(response);
+        }
+        // The answer is dropped before the resend: a pooled connection it holds is free.
+        drop(response);
+        request = next;
     }
-    // The first answer is dropped before the resend: a pooled connection it holds is free.
-    drop(response);
-    let used = S::headers(&again).clone();
-    let sent_at = auth.now();
-    let response = sender.send(again).await?;
-    let status = S::status(&response);
-    if answered(auth, status, &used, sent_at, operation_id).await {
-        return Ok(response);
-    }
-    if status != 403 || !after_cure {
-        return Ok(response);
-    }
-    // Cured, sent again, refused again: the session hears of it (a step-up it trusted is
-    // forgotten), and the answer goes back as it is.
-    let (response, body) = sender.read(response, max_body).await?;
-    if let Some(body) = body {
-        auth.uncured(&body, &used);
-    }
-    Ok(response)
 }
 
 /// What every reqwest-based sender shares: reqwest's requests and responses.

@@ -65,6 +65,7 @@ impl HostPattern {
     }
 
     /// The entries of a list that are hosts; the others match nothing.
+    #[cfg(any(feature = "middleware", feature = "tower"))]
     pub(crate) fn list<I, S>(entries: I) -> Arc<[Self]>
     where
         I: IntoIterator<Item = S>,
@@ -199,6 +200,7 @@ impl Scope {
 
     /// The same transport rule with other hosts (the middleware's and tower layer's
     /// `only_hosts`).
+    #[cfg(any(feature = "middleware", feature = "tower"))]
     pub(crate) fn with_hosts(&self, hosts: Arc<[HostPattern]>) -> Self {
         Self {
             hosts,
@@ -206,7 +208,8 @@ impl Scope {
         }
     }
 
-    /// The hosts, for messages.
+    /// The hosts, for the adapters' `Debug`.
+    #[cfg(any(feature = "middleware", feature = "tower"))]
     pub(crate) fn hosts(&self) -> &[HostPattern] {
         &self.hosts
     }

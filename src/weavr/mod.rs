@@ -48,13 +48,14 @@ pub use step_up::{Answer, Challenge, PushChannel, StepUp, StepUpMethod, CHALLENG
 pub(crate) use errors::{classify_api, error_code};
 use errors::{classify_exchange, classify_login};
 
+use crate::env::{Declaration, Declared, Variable};
 use crate::error::{Error, Service};
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 use crate::session::{require, require_plain};
-use crate::token::{Entry, Extra, Grant};
+use crate::token::{Companions, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::exchange::Authorizer;
 use crate::transport::Context;
@@ -133,7 +134,7 @@ impl SessionBuilder {
 
     /// Steps tokens up with `method`, asking `handler` for the one-time password or the
     /// push approval, whenever a call answers `STEP_UP_REQUIRED` or [`Session::step_up`] is
-    /// called. Without a handler a step-up fails with [`ErrorKind::StepUpRequired`].
+    /// called. Without a handler a step-up fails with [`crate::ErrorKind::StepUpRequired`].
     pub fn step_up(mut self, method: StepUpMethod, handler: impl StepUp) -> Self {
         self.own.step_up = Some((method, Arc::new(handler)));
         self
@@ -155,18 +156,17 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::StepUpRequired`] when there is no handler, the user declines, the codes run
-    /// out or the service ends the challenge; [`ErrorKind::StepUpTimeout`] when the handler
+    /// [`crate::ErrorKind::StepUpRequired`] when there is no handler, the user declines, the codes run
+    /// out or the service ends the challenge; [`crate::ErrorKind::StepUpTimeout`] when the handler
     /// gives no answer within the challenge's lifetime; whatever getting a valid token fails
     /// with.
     pub async fn step_up(&self) -> Result<(), Error> {
-        let provider = self.provider();
-        provider.step_up.step_up(provider, self.tokens()).await
+        self.provider().step_up.step_up(self.tokens()).await
     }
 
     /// Changes an expired password (`POST /passwords/update`; the vendor calls it updating),
     /// with the temporary token the failed login carried
-    /// ([`Error::temporary_token`] of an [`ErrorKind::PasswordExpired`] error). On success the
+    /// ([`Error::temporary_token`] of an [`crate::ErrorKind::PasswordExpired`] error). On success the
     /// session holds the token the service answers and logs in with the new password from then
     /// on.
     ///
@@ -268,7 +268,7 @@ impl Weavr {
 
     /// The token the session keeps, from a sign-in token: exchanged for the chosen identity's
     /// access token where one is chosen.
-    async fn grant(&self, token: SecretString) -> Result<Grant, Error> {
+    async fn grant(&self, token: SecretString) -> Result<Issued, Error> {
         self.grant_typed(token, None).await
     }
 
@@ -297,7 +297,7 @@ impl Weavr {
         &self,
         token: SecretString,
         token_type: Option<types::TokenType>,
-    ) -> Result<Grant, Error> {
+    ) -> Result<Issued, Error> {
         let identity = match &self.identity {
             IdentityChoice::SignInToken => None,
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
@@ -315,7 +315,7 @@ impl Weavr {
 
     /// The identity's access token for `token`, when the session knows the identity (chosen,
     /// named by the sign-in, or the user's only one).
-    async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Grant>, Error> {
+    async fn exchange_for_identity(&self, token: &SecretString) -> Result<Option<Issued>, Error> {
         let identity = match &self.identity {
             IdentityChoice::Identity(identity) => Some(identity.to_api()),
             IdentityChoice::Automatic => self.automatic_identity(token).await?,
@@ -374,15 +374,43 @@ impl Weavr {
 }
 
 /// The token the session keeps: it lives [`ACCESS_TOKEN_IDLE_LIFETIME`] from last use.
-fn idle_grant(access: SecretString, stepped_up: bool) -> Grant {
-    Grant::new(access, ACCESS_TOKEN_IDLE_LIFETIME).with_extra(Extra {
+fn idle_grant(access: SecretString, stepped_up: bool) -> Issued {
+    Issued::new(access, ACCESS_TOKEN_IDLE_LIFETIME).with_extra(Companions {
         stepped_up,
-        ..Extra::default()
+        ..Companions::default()
     })
 }
 
+// The environment variables (`SessionBuilder::from_env`; `crate::env`).
+const API_KEY_VAR: Variable = Variable::secret("WEAVR_API_KEY");
+const EMAIL_VAR: Variable = Variable::text("WEAVR_EMAIL");
+const PASSWORD_VAR: Variable = Variable::secret("WEAVR_PASSWORD");
+
 impl crate::Provider for Weavr {
     type Client = Client;
+}
+
+impl crate::env::FromEnv for Weavr {
+    const ENV: Declaration<Self> = Declaration {
+        base_url: "WEAVR_BASE_URL",
+        base_url_hint: Some(
+            "Weavr gives each customer its Live URL on request; its sandbox is \
+             https://sandbox.weavr.io/multi",
+        ),
+        shared: &[],
+        profiles: &[Declared {
+            name: "weavr",
+            about: "Weavr Multi API",
+            kind: "a user",
+            variables: &[API_KEY_VAR, EMAIL_VAR, PASSWORD_VAR],
+            apply: |builder, values| {
+                builder
+                    .api_key(values.secret(&API_KEY_VAR))
+                    .email(values.text(&EMAIL_VAR))
+                    .password(values.secret(&PASSWORD_VAR))
+            },
+        }],
+    };
 }
 
 impl ProviderImpl for Weavr {
@@ -436,7 +464,12 @@ impl ProviderImpl for Weavr {
         }
     }
 
-    async fn login(&self, _sent_wall: SystemTime) -> Result<Grant, Error> {
+    fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
+        // Read at each login: a password update replaces it.
+        fingerprint(self.password().expose_secret().as_bytes());
+    }
+
+    async fn login(&self, _sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
             password: types::Password {
@@ -466,7 +499,7 @@ impl ProviderImpl for Weavr {
         tokens: &'a Tokens,
         body: &'a [u8],
     ) -> impl std::future::Future<Output = bool> + Send + 'a {
-        self.step_up.cure(self, tokens, body)
+        self.step_up.cure(tokens, body)
     }
 
     fn uncured(&self, tokens: &Tokens, body: &[u8], used: &HeaderMap) {

@@ -4,8 +4,12 @@
 //! session starts the challenge the application chose (an SMS one-time password, or a push to
 //! Authy or the embedder's biometric app), asks the application's [`StepUp`] handler, verifies,
 //! and the call is sent again once. Every call that needs the step-up meanwhile waits for that
-//! same challenge and shares its outcome. `ACCESS_TOKEN_REQUIRED` is cured by exchanging the
-//! token for the identity's access token, when the session knows the identity.
+//! same challenge and shares its outcome. The challenge runs in a task of the session's own: a
+//! call that gives up while the user answers (a timeout, a dropped request) cancels nothing,
+//! and the next call that needs the step-up waits for the same challenge (one SMS); the task
+//! holds the session weakly while it waits for the answer, and ends if the session is dropped.
+//! `ACCESS_TOKEN_REQUIRED` is cured by exchanging the token for the identity's access token,
+//! when the session knows the identity.
 //!
 //! The challenge and its verification carry the session's token, so the service's answers to
 //! them slide its 5-minute window like any call's: a user who takes minutes to answer does not
@@ -24,16 +28,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use tokio::sync::OnceCell;
 
 use super::{classify_api, types, Client, Weavr};
+use crate::cache::flight::SingleFlight;
 use crate::error::{Error, ErrorKind, Service};
 use crate::provider::sealed::ProviderImpl;
-use crate::provider::Tokens;
+use crate::provider::{Tokens, WeakTokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
 
@@ -138,18 +142,40 @@ where
     }
 }
 
-type Flight = Arc<OnceCell<Result<(), Error>>>;
+/// What keys a step-up flight: a fingerprint of the token it steps up (BLAKE2b-256,
+/// personalised), so that the session keeps no second copy of the secret.
+type Fingerprint = [u8; 32];
 
-/// The session's step-up state: one flight at a time, and which token it raised.
+fn fingerprint(token: &SecretString) -> Fingerprint {
+    let digest = blake2b_simd::Params::new()
+        .hash_length(32)
+        .personal(b"tokensmith-step")
+        .hash(token.expose_secret().as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_bytes());
+    out
+}
+
+/// The session's step-up state: one flight at a time, for the token it raises.
 pub(crate) struct Coordinator {
     pub(crate) handler: Option<Arc<dyn StepUp>>,
     pub(crate) method: StepUpMethod,
     pub(crate) max_attempts: u32,
-    flight: Mutex<Option<(String, Flight)>>,
+    /// The step-up in the air, keyed by its token's fingerprint. It runs in a task of its own
+    /// (see [`SingleFlight`]): a call that gives up while the user answers cancels nothing,
+    /// and the next call that needs the step-up waits for the same challenge.
+    flight: SingleFlight<Fingerprint, Result<(), Error>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// A step-up as its task runs it: what it needs of the session, the session held weakly (the
+/// user may take minutes to answer, and a session dropped meanwhile is not kept alive).
+#[derive(Clone)]
+struct Job {
+    weavr: Weak<Weavr>,
+    tokens: WeakTokens,
+    handler: Option<Arc<dyn StepUp>>,
+    method: StepUpMethod,
+    max_attempts: u32,
 }
 
 /// Asks `handler`, waiting at most until the challenge started at `started` expires on the
@@ -208,69 +234,53 @@ fn step_up_error(error: Error) -> Error {
     }
 }
 
-impl Coordinator {
-    pub(crate) fn new(
-        handler: Option<Arc<dyn StepUp>>,
-        method: StepUpMethod,
-        max_attempts: u32,
-    ) -> Self {
-        Self {
-            handler,
-            method,
-            max_attempts: max_attempts.max(1),
-            flight: Mutex::new(None),
-        }
+/// The session is gone: nobody is left to step up for.
+fn gone() -> Error {
+    failed("the session is gone")
+}
+
+impl Job {
+    /// The session's tokens, while the session lives.
+    fn tokens(&self) -> Result<Tokens, Error> {
+        self.tokens.upgrade().ok_or_else(gone)
     }
 
-    /// Steps the current token up, or joins the step-up in flight for it.
-    pub(crate) async fn step_up(&self, weavr: &Weavr, tokens: &Tokens) -> Result<(), Error> {
-        let token = tokens.access_token().await?;
-        let secret = token.secret().expose_secret().to_owned();
-        if token
-            .entry()
-            .stepped_up
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return Ok(());
-        }
-        let flight = {
-            let mut slot = lock(&self.flight);
-            match &*slot {
-                Some((for_token, flight)) if *for_token == secret => flight.clone(),
-                _ => {
-                    let flight = Flight::default();
-                    *slot = Some((secret.clone(), flight.clone()));
-                    flight
-                }
-            }
-        };
-        let outcome = flight
-            .get_or_init(|| async {
-                let outcome = self.run(weavr, tokens, token.secret()).await;
-                if outcome.is_ok() {
-                    tokens.mark_stepped_up(token.secret()).await;
-                }
-                outcome
-            })
-            .await
-            .clone();
-        // The next step-up (after a failure, or for another token) starts afresh.
-        let mut slot = lock(&self.flight);
-        if slot.as_ref().is_some_and(|(_, f)| Arc::ptr_eq(f, &flight)) {
-            *slot = None;
-        }
-        outcome
+    /// Runs the challenge for `token`, and records its success (here and in the store) for
+    /// every later call, whoever is still waiting.
+    async fn run(self, token: &crate::AccessToken) -> Result<(), Error> {
+        self.challenge(token.secret()).await?;
+        self.tokens()?.mark_stepped_up(token.secret()).await;
+        Ok(())
     }
 
-    async fn run(&self, weavr: &Weavr, tokens: &Tokens, token: &SecretString) -> Result<(), Error> {
+    /// One request of the challenge, carrying `token`, with the session held only while it
+    /// runs. The session hears of every answer: they slide the token's window, and a 401
+    /// retires it.
+    async fn call<T, E, Op, Fut>(
+        &self,
+        token: &SecretString,
+        grant: crate::telemetry::Grant,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        Op: FnOnce(Client) -> Fut,
+        E: crate::transport::errors::ErrorBody,
+        Fut: Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let weavr = self.weavr.upgrade().ok_or_else(gone)?;
+        let session = self.tokens()?.observer();
+        let context = weavr
+            .observed_context(token, Replay::Unsent, session)?
+            .with_grant(grant);
+        weavr.endpoint.call(context, &classify_api, operation).await
+    }
+
+    async fn challenge(&self, token: &SecretString) -> Result<(), Error> {
         let handler = self
             .handler
             .as_ref()
             .ok_or_else(|| failed("a step-up is required and the session has no StepUp handler"))?;
-        // The session hears of every answer: they slide the token's window, and a 401 retires it.
-        let session = tokens.observer();
-        let context = || weavr.observed_context(token, Replay::Unsent, session.clone());
-        let endpoint = &weavr.endpoint;
+        let tokens = self.tokens()?;
         tracing::info!(service = %Service::Weavr, method = ?self.method, "starting a step-up challenge");
         let mut started = tokens.now();
         match self.method {
@@ -278,17 +288,18 @@ impl Coordinator {
                 let push = |api: Client| async move {
                     api.start_push_challenge(channel.to_api(), None).await
                 };
-                let id = endpoint
-                    .call(
-                        context()?.with_grant(crate::telemetry::Grant::StepUpChallenge),
-                        &classify_api,
-                        push,
-                    )
+                let id = self
+                    .call(token, crate::telemetry::Grant::StepUpChallenge, push)
                     .await
                     .map_err(step_up_error)?
                     .into_inner()
                     .id;
-                let answer = ask(&**handler, Challenge::Push { channel, id }, tokens, started);
+                let answer = ask(
+                    &**handler,
+                    Challenge::Push { channel, id },
+                    &tokens,
+                    started,
+                );
                 match answer.await? {
                     Answer::Approved if tokens.now() < started + CHALLENGE_LIFETIME => Ok(()),
                     Answer::Approved => {
@@ -301,12 +312,8 @@ impl Coordinator {
                 let sms = |api: Client| async move {
                     api.start_otp_challenge(types::OtpChannel::Sms, None).await
                 };
-                if let Err(error) = endpoint
-                    .call(
-                        context()?.with_grant(crate::telemetry::Grant::StepUpChallenge),
-                        &classify_api,
-                        sms,
-                    )
+                if let Err(error) = self
+                    .call(token, crate::telemetry::Grant::StepUpChallenge, sms)
                     .await
                 {
                     let error = step_up_error(error);
@@ -320,7 +327,7 @@ impl Coordinator {
                 }
                 let mut last = None;
                 for attempt in 1..=self.max_attempts {
-                    let answer = ask(&**handler, Challenge::Sms { attempt }, tokens, started);
+                    let answer = ask(&**handler, Challenge::Sms { attempt }, &tokens, started);
                     let code = match answer.await? {
                         Answer::Code(code) => code,
                         _ => return Err(failed("the step-up was declined")),
@@ -346,12 +353,8 @@ impl Coordinator {
                         api.verify_otp_challenge(types::OtpChannel::Sms, None, &body)
                             .await
                     };
-                    let error = endpoint
-                        .call(
-                            context()?.with_grant(crate::telemetry::Grant::StepUpVerify),
-                            &classify_api,
-                            verify,
-                        )
+                    let error = self
+                        .call(token, crate::telemetry::Grant::StepUpVerify, verify)
                         .await
                         .err()
                         .map(step_up_error);
@@ -372,6 +375,54 @@ impl Coordinator {
             }
         }
     }
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        handler: Option<Arc<dyn StepUp>>,
+        method: StepUpMethod,
+        max_attempts: u32,
+    ) -> Self {
+        Self {
+            handler,
+            method,
+            max_attempts: max_attempts.max(1),
+            flight: SingleFlight::new(),
+        }
+    }
+
+    /// Steps the current token up, or joins the step-up in flight for it.
+    pub(crate) async fn step_up(&self, tokens: &Tokens) -> Result<(), Error> {
+        let token = tokens.access_token().await?;
+        if token
+            .entry()
+            .stepped_up
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        let weavr = tokens.provider::<Weavr>().ok_or_else(gone)?;
+        let job = Job {
+            weavr: Arc::downgrade(&weavr),
+            tokens: tokens.downgrade(),
+            handler: self.handler.clone(),
+            method: self.method,
+            max_attempts: self.max_attempts,
+        };
+        drop(weavr);
+        let closed = || tokens.on_close();
+        self.flight
+            .join(&fingerprint(token.secret()), || {
+                let (job, token, closed) = (job.clone(), token.clone(), closed());
+                async move {
+                    tokio::select! {
+                        outcome = job.run(&token) => outcome,
+                        () = closed => Err(gone()),
+                    }
+                }
+            })
+            .await
+    }
 
     /// A call sent again after a step-up was still refused with `STEP_UP_REQUIRED`: the
     /// token it carried (`used`) is not stepped up whatever the session believed, and the
@@ -390,15 +441,62 @@ impl Coordinator {
     }
 
     /// Exchanges the current token for the identity's access token, when the session knows
-    /// the identity.
-    async fn exchange(&self, weavr: &Weavr, tokens: &Tokens) -> bool {
-        let Ok(token) = tokens.access_token().await else {
+    /// the identity: through the session's one flight, so that calls refused together make
+    /// one exchange, and under the fleet's renewal lease, its token set saved fenced by it.
+    async fn exchange(&self, tokens: &Tokens) -> bool {
+        let Some(weavr) = tokens.provider::<Weavr>() else {
             return false;
         };
-        let sent = tokens.sent();
-        match weavr.exchange_for_identity(token.secret()).await {
-            Ok(Some(grant)) => tokens.install(grant, sent).await.is_ok(),
-            _ => false,
+        let obtain: crate::cache::Exchange = Arc::new(move |token: SecretString| {
+            let weavr = weavr.clone();
+            Box::pin(async move { weavr.exchange_for_identity(&token).await })
+        });
+        // A renewal in the air when the call was refused gives a new sign-in token, which is
+        // exchanged in turn: twice at most.
+        for _ in 0..2 {
+            let Ok(used) = tokens.access_token().await else {
+                return false;
+            };
+            let Ok(now) = tokens.exchange(used.clone(), obtain.clone()).await else {
+                return false;
+            };
+            if now.entry().extra.exchanged {
+                return true;
+            }
+            if now.secret().expose_secret() == used.secret().expose_secret() {
+                // Nothing to exchange it for (no identity known).
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Cures a 403 the service explained: a step-up, or an exchange for the identity's access
+    /// token; true when the request is worth sending again.
+    pub(crate) fn cure<'a>(
+        &'a self,
+        tokens: &'a Tokens,
+        body: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            match error_code(body).as_deref() {
+                Some("STEP_UP_REQUIRED") => match self.step_up(tokens).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(service = %Service::Weavr, %error, "step-up failed");
+                        false
+                    }
+                },
+                Some("ACCESS_TOKEN_REQUIRED") => self.exchange(tokens).await,
+                _ => false,
+            }
+        })
+    }
+
+    /// The resend after a cure was refused again with `body`.
+    pub(crate) fn uncured(&self, weavr: &Weavr, tokens: &Tokens, body: &[u8], used: &HeaderMap) {
+        if error_code(body).as_deref() == Some("STEP_UP_REQUIRED") {
+            self.forget_step_up(weavr, tokens, used);
         }
     }
 }
@@ -412,34 +510,19 @@ fn error_code(body: &[u8]) -> Option<String> {
     super::error_code(member("errorCode"), member("code"), member("message"))
 }
 
-impl Coordinator {
-    /// Cures a 403 the service explained: a step-up, or an exchange for the identity's access
-    /// token; true when the request is worth sending again.
-    pub(crate) fn cure<'a>(
-        &'a self,
-        weavr: &'a Weavr,
-        tokens: &'a Tokens,
-        body: &'a [u8],
-    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
-        Box::pin(async move {
-            match error_code(body).as_deref() {
-                Some("STEP_UP_REQUIRED") => match self.step_up(weavr, tokens).await {
-                    Ok(()) => true,
-                    Err(error) => {
-                        tracing::warn!(service = %Service::Weavr, %error, "step-up failed");
-                        false
-                    }
-                },
-                Some("ACCESS_TOKEN_REQUIRED") => self.exchange(weavr, tokens).await,
-                _ => false,
-            }
-        })
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// The resend after a cure was refused again with `body`.
-    pub(crate) fn uncured(&self, weavr: &Weavr, tokens: &Tokens, body: &[u8], used: &HeaderMap) {
-        if error_code(body).as_deref() == Some("STEP_UP_REQUIRED") {
-            self.forget_step_up(weavr, tokens, used);
-        }
+    #[test]
+    fn a_step_up_is_keyed_by_a_fingerprint_of_its_token_not_a_copy() {
+        // hashlib.blake2b(b"tok-1", digest_size=32, person=b"tokensmith-step"), computed
+        // apart from this crate.
+        let key = fingerprint(&SecretString::from("tok-1"));
+        assert_eq!(
+            hex::encode(key),
+            "2a11de2c16d7ea9ef6378aac537a660ff89fb5669ccde765822def450ec8ca78"
+        );
+        assert_ne!(key, fingerprint(&SecretString::from("tok-2")));
     }
 }

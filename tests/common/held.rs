@@ -14,16 +14,33 @@ use tokio::sync::watch;
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// The headers, names in lower case, in the order sent.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
-type Answer = dyn Fn(usize) -> (u16, String) + Send + Sync;
+impl Recorded {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Answer = dyn Fn(&Recorded, usize) -> (u16, String) + Send + Sync;
+type Gated = dyn Fn(&Recorded) -> bool + Send + Sync;
 
 struct State {
     requests: Mutex<Vec<Recorded>>,
     /// How many answers may go: request `i` (from 0) is answered once this is above `i`.
     released: watch::Sender<usize>,
     answer: Box<Answer>,
+    /// A routed server's rule: which requests wait for [`HeldServer::open`] (the others are
+    /// answered at once). `None`: every request waits for its release by index.
+    gated: Option<Box<Gated>>,
+    open: watch::Sender<bool>,
 }
 
 /// The server; it stops when dropped.
@@ -43,12 +60,32 @@ impl HeldServer {
     /// A server answering its `i`-th request (from 0) with `answer(i)` (status, JSON body),
     /// once released.
     pub async fn start(answer: impl Fn(usize) -> (u16, String) + Send + Sync + 'static) -> Self {
+        Self::serve_with(Box::new(move |_, i| answer(i)), None).await
+    }
+
+    /// A server answering each request with `answer(request, i)` (`i` counts from 0): at once,
+    /// or, for a request `gated` picks, once [`Self::open`] lets those go.
+    pub async fn start_routed(
+        answer: impl Fn(&Recorded, usize) -> (u16, String) + Send + Sync + 'static,
+        gated: impl Fn(&Recorded) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve_with(Box::new(answer), Some(Box::new(gated))).await
+    }
+
+    /// Lets every request a routed server holds go, now and from now on.
+    pub fn open(&self) {
+        self.state.open.send_replace(true);
+    }
+
+    async fn serve_with(answer: Box<Answer>, gated: Option<Box<Gated>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let uri = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State {
             requests: Mutex::new(Vec::new()),
             released: watch::channel(0).0,
-            answer: Box::new(answer),
+            answer,
+            gated,
+            open: watch::channel(false).0,
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -121,16 +158,39 @@ async fn serve(mut stream: tokio::net::TcpStream, state: Arc<State>) {
         }
     }
     let body = buffer[head_end..head_end + length].to_vec();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let recorded = Recorded {
+        method,
+        path,
+        headers,
+        body,
+    };
     let index = {
         let mut requests = state.requests.lock().unwrap();
-        requests.push(Recorded { method, path, body });
+        requests.push(recorded.clone());
         requests.len() - 1
     };
-    let mut released = state.released.subscribe();
-    if released.wait_for(|r| *r > index).await.is_err() {
-        return;
+    match &state.gated {
+        None => {
+            let mut released = state.released.subscribe();
+            if released.wait_for(|r| *r > index).await.is_err() {
+                return;
+            }
+        }
+        Some(gated) if gated(&recorded) => {
+            let mut open = state.open.subscribe();
+            if open.wait_for(|open| *open).await.is_err() {
+                return;
+            }
+        }
+        Some(_) => {}
     }
-    let (status, body) = (state.answer)(index);
+    let (status, body) = (state.answer)(&recorded, index);
     let response = format!(
         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokensmith::store::{Lease, StoreFuture, StoreKey, StoredTokens, TokenStore};
+use tokensmith::store::{Lease, StoreFuture, StoreKey, StoredRefusal, StoredTokens, TokenStore};
 
 #[derive(Clone, Debug, Default)]
 pub struct Counts {
@@ -61,6 +61,22 @@ impl<S: TokenStore> TokenStore for Probe<S> {
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
         self.store.remove(key)
+    }
+
+    fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
+        self.store.load_refusal(key)
+    }
+
+    fn save_refusal<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        refusal: &'a StoredRefusal,
+    ) -> StoreFuture<'a, ()> {
+        self.store.save_refusal(key, refusal)
+    }
+
+    fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        self.store.remove_refusal(key)
     }
 }
 
