@@ -2,12 +2,14 @@
 //! Compiled once for all services (the service is behind `dyn`), so that every session path
 //! (`access_token`, `send`, `api()`, the middleware, the tower layer) runs the same code.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use reqwest::header::HeaderMap;
 
-use crate::cache::{Cache, Owned};
+use crate::cache::{Cache, Owned, TokenFuture};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Service};
 use crate::expiry::RefreshPolicy;
@@ -114,12 +116,11 @@ impl Engine {
     pub(crate) fn authorize_request(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> impl std::future::Future<Output = Result<reqwest::RequestBuilder, Error>> + Send + '_ {
-        let outgoing = self.endpoint.outgoing(request);
-        async move {
-            let mut request = outgoing?;
-            self.authorize_headers(request.headers_mut()).await?;
-            Ok(self.endpoint.direct(request))
+    ) -> AuthorizeRequest<'_> {
+        AuthorizeRequest {
+            engine: self,
+            request: Some(self.endpoint.outgoing(request)),
+            token: self.cache().access_token(),
         }
     }
 
@@ -199,6 +200,47 @@ impl Engine {
     /// A valid access token.
     pub(crate) async fn access_token(&self) -> Result<AccessToken, Error> {
         self.cache().access_token().await
+    }
+}
+
+/// The future of [`Engine::authorize_request`]: the built request (or why it may not carry the
+/// credentials) and the cache's token future, side by side.
+///
+/// Written by hand rather than as an `async` block: the block kept the request twice (the
+/// captured `Result` and the request taken out of it), a 600-byte future moved whole into the
+/// caller's, and moved the request out and back in on its way; this one is the request and
+/// two words, and writes the credentials into the request where it lies.
+pub(crate) struct AuthorizeRequest<'a> {
+    engine: &'a Engine,
+    /// `None` once the future has completed.
+    request: Option<Result<reqwest::Request, Error>>,
+    token: TokenFuture<'a>,
+}
+
+impl std::future::Future for AuthorizeRequest<'_> {
+    type Output = Result<reqwest::RequestBuilder, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // A request refused by the scope check (or that could not be built) fails before the
+        // token is asked for: no login for a request that may not carry it.
+        if let Some(Err(_)) = this.request {
+            if let Some(Err(error)) = this.request.take() {
+                return Poll::Ready(Err(error));
+            }
+        }
+        let token = match Pin::new(&mut this.token).poll(cx) {
+            Poll::Ready(token) => token,
+            Poll::Pending => return Poll::Pending,
+        };
+        let Some(Ok(mut request)) = this.request.take() else {
+            panic!("`authorize()` polled after it completed");
+        };
+        let token = token?;
+        this.engine
+            .provider
+            .attach(token.entry(), request.headers_mut());
+        Poll::Ready(Ok(this.engine.endpoint.direct(request)))
     }
 }
 

@@ -216,7 +216,9 @@ impl Scope {
 
     /// What the rule says of a request to `scheme://host:port` (the scheme's default port when
     /// `port` is `None`). Without a scheme or a host nothing can be said of where it goes:
-    /// [`Verdict::Elsewhere`].
+    /// [`Verdict::Elsewhere`]. The tower layer's, on an `http::Uri`; the sessions and the
+    /// middleware judge a parsed URL ([`Self::judge_url`]).
+    #[cfg(any(feature = "tower", test))]
     pub(crate) fn judge(
         &self,
         scheme: Option<&str>,
