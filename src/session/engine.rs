@@ -119,7 +119,8 @@ impl Engine {
     ) -> AuthorizeRequest<'_> {
         AuthorizeRequest {
             engine: self,
-            request: Some(self.endpoint.outgoing(request)),
+            // Built where the future keeps it: the build's result is not moved again.
+            request: Some(request.build_split().1),
             token: self.cache().access_token(),
         }
     }
@@ -203,17 +204,18 @@ impl Engine {
     }
 }
 
-/// The future of [`Engine::authorize_request`]: the built request (or why it may not carry the
-/// credentials) and the cache's token future, side by side.
+/// The future of [`Engine::authorize_request`]: the request as the caller's builder built it,
+/// and the cache's token future, side by side.
 ///
 /// Written by hand rather than as an `async` block: the block kept the request twice (the
 /// captured `Result` and the request taken out of it), a 600-byte future moved whole into the
-/// caller's, and moved the request out and back in on its way; this one is the request and
-/// two words, and writes the credentials into the request where it lies.
+/// caller's, and moved the request out and back in on its way. Here the request stays where
+/// the build put it until it leaves in the answer, and the credentials are written into it
+/// there: every copy of a 264-byte request is a `memcpy` that raw reqwest does not make.
 pub(crate) struct AuthorizeRequest<'a> {
     engine: &'a Engine,
     /// `None` once the future has completed.
-    request: Option<Result<reqwest::Request, Error>>,
+    request: Option<Result<reqwest::Request, reqwest::Error>>,
     token: TokenFuture<'a>,
 }
 
@@ -222,25 +224,40 @@ impl std::future::Future for AuthorizeRequest<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        // A request refused by the scope check (or that could not be built) fails before the
-        // token is asked for: no login for a request that may not carry it.
-        if let Some(Err(_)) = this.request {
-            if let Some(Err(error)) = this.request.take() {
-                return Poll::Ready(Err(error));
-            }
+        // The scope's rule, before the token is asked for: no login for a request that may not
+        // carry it. Checked at every poll (the rule reads only the request's URL): a poll that
+        // waits on a renewal is the rare one.
+        let refused = match &this.request {
+            Some(Ok(request)) => this.engine.endpoint.check(request).err(),
+            Some(Err(_)) => match this.request.take() {
+                Some(Err(error)) => Some(this.engine.endpoint.unbuilt(error)),
+                _ => unreachable!("matched above"),
+            },
+            None => panic!("`authorize()` polled after it completed"),
+        };
+        if let Some(error) = refused {
+            this.request = None;
+            return Poll::Ready(Err(error));
         }
         let token = match Pin::new(&mut this.token).poll(cx) {
-            Poll::Ready(token) => token,
+            Poll::Ready(Ok(token)) => token,
+            Poll::Ready(Err(error)) => {
+                this.request = None;
+                return Poll::Ready(Err(error));
+            }
             Poll::Pending => return Poll::Pending,
         };
-        let Some(Ok(mut request)) = this.request.take() else {
-            panic!("`authorize()` polled after it completed");
+        // Written where the request lies, then moved once, into the answer.
+        let Some(Ok(request)) = &mut this.request else {
+            unreachable!("checked above");
         };
-        let token = token?;
         this.engine
             .provider
             .attach(token.entry(), request.headers_mut());
-        Poll::Ready(Ok(this.engine.endpoint.direct(request)))
+        match this.request.take() {
+            Some(Ok(request)) => Poll::Ready(Ok(this.engine.endpoint.direct(request))),
+            _ => unreachable!("checked above"),
+        }
     }
 }
 

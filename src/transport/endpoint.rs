@@ -121,25 +121,33 @@ impl Endpoint {
 
     /// The caller's request, built and checked against the scope (before any login): a request
     /// that must not carry the session's credentials is refused here.
-    ///
-    /// Not async, so that a session's `authorize()` does it before its one await and holds the
-    /// built request in one future, instead of moving the builder down through several.
     pub(crate) fn outgoing(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Request, Error> {
         let (_, request) = request.build_split();
-        let request = request.map_err(|e| {
-            Error::configuration(Some(self.service), "the request could not be built")
-                .with_source(e.without_url())
-        })?;
-        self.scope.check(self.service, request.url())?;
+        let request = request.map_err(|e| self.unbuilt(e))?;
+        self.check(&request)?;
         Ok(request)
+    }
+
+    /// `Ok` when `request` may carry the session's credentials: the scope's rule (its hosts,
+    /// and plain HTTP only to loopback or when allowed).
+    #[inline]
+    pub(crate) fn check(&self, request: &reqwest::Request) -> Result<(), Error> {
+        self.scope.check(self.service, request.url())
+    }
+
+    /// The error of a caller's request that could not be built.
+    pub(crate) fn unbuilt(&self, error: reqwest::Error) -> Error {
+        Error::configuration(Some(self.service), "the request could not be built")
+            .with_source(error.without_url())
     }
 
     /// `request`, which carries the session's credentials, given back to the caller to send
     /// through the session's client: one that follows no redirects (for the same reason as in
     /// [`Self::send`]), whatever client built it.
+    #[inline]
     pub(crate) fn direct(&self, request: reqwest::Request) -> reqwest::RequestBuilder {
         reqwest::RequestBuilder::from_parts(self.http.clone(), request)
     }

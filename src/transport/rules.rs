@@ -262,7 +262,10 @@ impl Scope {
     /// `Ok` when a request of the caller's to `url` may carry the credentials, else the
     /// configuration error that says why, before anything is sent.
     pub(crate) fn check(&self, service: Service, url: &url::Url) -> Result<(), Error> {
-        self.refusal(service, self.judge_url(url), url.host_str())
+        match self.judge_url(url) {
+            Verdict::Carry => Ok(()),
+            verdict => self.refusal(service, verdict, url.host_str()),
+        }
     }
 
     /// The error a verdict other than [`Verdict::Carry`] earns, for a request to `host`.
