@@ -26,11 +26,11 @@ mod refusals;
 mod tests;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind};
@@ -122,6 +122,13 @@ impl Drop for Owned {
     }
 }
 
+/// A cache gone is closed too, however it went: nothing waits on it for good.
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.closed.close();
+    }
+}
+
 pub(crate) struct Cache {
     /// Where this cache lives: the flights it starts hold it while they run.
     me: Weak<Cache>,
@@ -135,13 +142,45 @@ pub(crate) struct Cache {
     policy: RefreshPolicy,
     current: Current,
     flight: SingleFlight<(), Result<AccessToken, Error>>,
-    /// Set when the session is dropped: the flight in the air stops there.
-    closed: watch::Sender<bool>,
+    /// Set when the session is dropped: the flight in the air stops there. Shared, so that a
+    /// wait on it outlives the cache (`on_close`).
+    closed: Arc<Closed>,
     refusals: Refusals,
     pub(crate) counters: RequestCounters,
-    fleet: Option<Fleet>,
+    /// Boxed: most sessions have no store, and every idle session would carry its bytes.
+    fleet: Option<Box<Fleet>>,
     /// Renewal in a task of the session's own, when asked for (and the service allows it).
     background: Option<Background>,
+}
+
+/// The session's end, as the work it started waits for it. A flag and a `Notify` rather than a
+/// `watch` channel, whose shared state (328 bytes) every idle session would carry.
+#[derive(Default)]
+struct Closed {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Closed {
+    fn close(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Ends once `close` has run, however the two interleave: the waiter registers before it
+    /// reads the flag, so a `close` between the two still wakes it.
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        loop {
+            notified.as_mut().enable();
+            if self.flag.load(Ordering::Acquire) {
+                return;
+            }
+            notified.as_mut().await;
+            notified.set(self.notify.notified());
+        }
+    }
 }
 
 /// How long to wait before trying again after an early renewal failed while the token is
@@ -202,7 +241,7 @@ impl Cache {
             policy,
             current: Current::new(),
             flight: SingleFlight::new(),
-            closed: watch::channel(false).0,
+            closed: Arc::default(),
             refusals: Refusals::new(),
             counters: RequestCounters::default(),
             fleet: None,
@@ -219,7 +258,7 @@ impl Cache {
 
     /// The session is gone: the flight in the air and the background task stop.
     fn close(&self) {
-        self.closed.send_replace(true);
+        self.closed.close();
         if let Some(background) = &self.background {
             background.close();
         }
@@ -227,12 +266,12 @@ impl Cache {
 
     /// Keeps the token set in `store` under `key` as well.
     pub(crate) fn with_store(mut self, store: Arc<dyn TokenStore>, key: StoreKey) -> Self {
-        self.fleet = Some(Fleet::new(
+        self.fleet = Some(Box::new(Fleet::new(
             self.traits.service,
             store,
             key,
             self.clock.clone(),
-        ));
+        )));
         self
     }
 
@@ -297,11 +336,8 @@ impl Cache {
     /// A wait that ends when the session is dropped (or already was): work a session starts
     /// on its own (a step-up) stops there. It holds nothing of the cache.
     pub(crate) fn on_close(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut closed = self.closed.subscribe();
-        async move {
-            // An error is a cache already gone: closed too.
-            let _ = closed.wait_for(|closed| *closed).await;
-        }
+        let closed = self.closed.clone();
+        async move { closed.wait().await }
     }
 
     /// `work` as a flight runs it: with the cache held for as long as it runs, and stopped
@@ -321,10 +357,10 @@ impl Cache {
             let Some(cache) = cache else {
                 return Err(gone());
             };
-            let mut closed = cache.closed.subscribe();
+            let closed = cache.closed.clone();
             tokio::select! {
                 outcome = work(cache.clone()) => outcome,
-                _ = closed.wait_for(|closed| *closed) => Err(gone()),
+                () = closed.wait() => Err(gone()),
             }
         }
     }
