@@ -110,11 +110,12 @@ impl<P: Provider> Session<P> {
     ///
     /// What [`Self::access_token`] fails with; [`crate::ErrorKind::Configuration`] when
     /// the request cannot be built or must not carry the credentials.
-    pub async fn authorize(
+    #[inline]
+    pub fn authorize(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::RequestBuilder, Error> {
-        self.engine.authorize_request(request).await
+    ) -> impl std::future::Future<Output = Result<reqwest::RequestBuilder, Error>> + Send + '_ {
+        self.engine.authorize_request(request)
     }
 
     /// Sends `request`, for one of the vendor's other APIs, with this session's credentials,

@@ -101,7 +101,8 @@ impl Endpoint {
     ) -> Result<reqwest::Response, Error> {
         // Not `Context::prepare`: that strips progenitor's `api-version`, which the caller's
         // API may use.
-        let request = self.authorized(&*auth, request).await?;
+        let mut request = self.outgoing(request)?;
+        auth.authorize(request.headers_mut()).await?;
         let context = Context::new()
             .with_authorizer(auth)
             .with_retry(self.retry.clone())
@@ -118,35 +119,37 @@ impl Endpoint {
         })
     }
 
-    /// A request of the caller's with `auth`'s credentials on it, to send through a client
-    /// that follows no redirects (for the same reason as in [`Self::send`]).
-    pub(crate) async fn authorize(
+    /// The caller's request, built and checked against the scope (before any login): a request
+    /// that must not carry the session's credentials is refused here.
+    pub(crate) fn outgoing(
         &self,
-        auth: &dyn Authorizer,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::RequestBuilder, Error> {
-        let request = self.authorized(auth, request).await?;
-        Ok(reqwest::RequestBuilder::from_parts(
-            self.http.clone(),
-            request,
-        ))
-    }
-
-    /// The caller's request, checked against the scope before any login, with the session's
-    /// credentials in its own headers (a map of ours merged in would cost an allocation).
-    async fn authorized(
-        &self,
-        auth: &dyn Authorizer,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Request, Error> {
         let (_, request) = request.build_split();
-        let mut request = request.map_err(|e| {
-            Error::configuration(Some(self.service), "the request could not be built")
-                .with_source(e.without_url())
-        })?;
-        self.scope.check(self.service, request.url())?;
-        auth.authorize(request.headers_mut()).await?;
+        let request = request.map_err(|e| self.unbuilt(e))?;
+        self.check(&request)?;
         Ok(request)
+    }
+
+    /// `Ok` when `request` may carry the session's credentials: the scope's rule (its hosts,
+    /// and plain HTTP only to loopback or when allowed).
+    #[inline]
+    pub(crate) fn check(&self, request: &reqwest::Request) -> Result<(), Error> {
+        self.scope.check(self.service, request.url())
+    }
+
+    /// The error of a caller's request that could not be built.
+    pub(crate) fn unbuilt(&self, error: reqwest::Error) -> Error {
+        Error::configuration(Some(self.service), "the request could not be built")
+            .with_source(error.without_url())
+    }
+
+    /// `request`, which carries the session's credentials, given back to the caller to send
+    /// through the session's client: one that follows no redirects (for the same reason as in
+    /// [`Self::send`]), whatever client built it.
+    #[inline]
+    pub(crate) fn direct(&self, request: reqwest::Request) -> reqwest::RequestBuilder {
+        reqwest::RequestBuilder::from_parts(self.http.clone(), request)
     }
 }
 

@@ -94,7 +94,9 @@ impl HostPattern {
                 && host[host.len() - self.host.len()..].eq_ignore_ascii_case(&self.host)
                 && host.as_bytes()[host.len() - self.host.len() - 1] == b'.'
         } else {
-            host.eq_ignore_ascii_case(&self.host)
+            // url prints a special scheme's host in lowercase, as the pattern is kept: the
+            // byte comparison settles the usual case.
+            host == self.host || host.eq_ignore_ascii_case(&self.host)
         };
         host_ok && port_ok
     }
@@ -143,11 +145,33 @@ fn loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether `url`'s host is a loopback address: [`loopback`] of its host, from the host `url`
+/// already parsed rather than by parsing its text again. The same answer for every URL whose
+/// scheme is `http` (the only one asked): url parses such a host as an address whenever it
+/// is one, so a name is never an address's text.
+fn loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => loopback(name),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Whether credentials may travel over `scheme` to `host` at all.
 fn transport_verdict(scheme: &str, host: &str, plain_http: bool) -> Verdict {
+    transport_verdict_with(scheme, plain_http, || loopback(host))
+}
+
+/// [`transport_verdict`], with the host's loopback test asked only of plain `http`.
+fn transport_verdict_with(
+    scheme: &str,
+    plain_http: bool,
+    loopback: impl FnOnce() -> bool,
+) -> Verdict {
     match scheme {
         "https" => Verdict::Carry,
-        "http" if plain_http || loopback(host) => Verdict::Carry,
+        "http" if plain_http || loopback() => Verdict::Carry,
         "http" => Verdict::PlainText,
         _ => Verdict::Scheme,
     }
@@ -192,7 +216,9 @@ impl Scope {
 
     /// What the rule says of a request to `scheme://host:port` (the scheme's default port when
     /// `port` is `None`). Without a scheme or a host nothing can be said of where it goes:
-    /// [`Verdict::Elsewhere`].
+    /// [`Verdict::Elsewhere`]. The tower layer's, on an `http::Uri`; the sessions and the
+    /// middleware judge a parsed URL ([`Self::judge_url`]).
+    #[cfg(any(feature = "tower", test))]
     pub(crate) fn judge(
         &self,
         scheme: Option<&str>,
@@ -202,6 +228,18 @@ impl Scope {
         let (Some(scheme), Some(host)) = (scheme, host) else {
             return Verdict::Elsewhere;
         };
+        self.judge_host(scheme, host, port, || loopback(host))
+    }
+
+    /// [`Self::judge`] of a request whose scheme and host are known, `loopback` telling
+    /// whether the host is a loopback address.
+    fn judge_host(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: Option<u16>,
+        loopback: impl FnOnce() -> bool,
+    ) -> Verdict {
         let port = port.or(match scheme {
             "https" => Some(443),
             "http" => Some(80),
@@ -210,18 +248,24 @@ impl Scope {
         if !self.hosts.iter().any(|pattern| pattern.matches(host, port)) {
             return Verdict::Elsewhere;
         }
-        transport_verdict(scheme, host, self.plain_http)
+        transport_verdict_with(scheme, self.plain_http, loopback)
     }
 
     /// [`Self::judge`] of a URL.
     pub(crate) fn judge_url(&self, url: &url::Url) -> Verdict {
-        self.judge(Some(url.scheme()), url.host_str(), url.port())
+        let Some(host) = url.host_str() else {
+            return Verdict::Elsewhere;
+        };
+        self.judge_host(url.scheme(), host, url.port(), || loopback_url(url))
     }
 
     /// `Ok` when a request of the caller's to `url` may carry the credentials, else the
     /// configuration error that says why, before anything is sent.
     pub(crate) fn check(&self, service: Service, url: &url::Url) -> Result<(), Error> {
-        self.refusal(service, self.judge_url(url), url.host_str())
+        match self.judge_url(url) {
+            Verdict::Carry => Ok(()),
+            verdict => self.refusal(service, verdict, url.host_str()),
+        }
     }
 
     /// The error a verdict other than [`Verdict::Carry`] earns, for a request to `host`.
@@ -376,6 +420,68 @@ mod tests {
             Verdict::Elsewhere
         );
         assert_eq!(s.judge(Some("https"), None, None), Verdict::Elsewhere);
+    }
+
+    #[test]
+    fn a_url_is_judged_as_its_scheme_host_and_port_are() {
+        // `judge_url` tests loopback on the host url parsed; `judge` (the tower layer's, on an
+        // `http::Uri`) parses the host's text. They must agree on every URL.
+        let named = [
+            "127.0.0.1",
+            "127.1.2.3",
+            "10.0.0.1",
+            "localhost",
+            "[::1]",
+            "[::2]",
+            "[::ffff:127.0.0.1]",
+            "api.example.com",
+        ];
+        for plain_http in [false, true] {
+            let named: Vec<_> = named.iter().filter_map(|e| HostPattern::parse(e)).collect();
+            let s = Scope::new(
+                &url::Url::parse("https://auth.example.com").unwrap(),
+                &[],
+                &named,
+                plain_http,
+            );
+            let mut seen = Vec::new();
+            for url in [
+                "http://127.0.0.1:8080/x",
+                "http://127.1.2.3/x",
+                "http://0x7f.1/x",
+                "http://2130706433/x",
+                "http://10.0.0.1/x",
+                "http://localhost:9000/x",
+                "http://LOCALHOST/x",
+                "http://[::1]:9000/x",
+                "http://[0:0:0:0:0:0:0:1]/x",
+                "http://[::2]/x",
+                "http://[::ffff:127.0.0.1]/x",
+                "http://api.example.com/x",
+                "https://api.example.com/x",
+                "https://API.Example.com/x",
+                "ftp://api.example.com/x",
+                "http://other.example.com/x",
+                "unix:/run/socket",
+            ] {
+                let parsed = url::Url::parse(url).unwrap();
+                let by_text = s.judge(Some(parsed.scheme()), parsed.host_str(), parsed.port());
+                let verdict = s.judge_url(&parsed);
+                assert_eq!(verdict, by_text, "{url} (plain_http: {plain_http})");
+                if !seen.contains(&verdict) {
+                    seen.push(verdict);
+                }
+            }
+            // Every verdict is among the cases, so the agreement is not that of a constant.
+            let expected = if plain_http { 3 } else { 4 };
+            assert_eq!(seen.len(), expected, "{seen:?}");
+        }
+        let loopback_http = |url: &str| {
+            let s = scope("https://auth.example.com", &[], &["127.1.2.3", "[::1]"]);
+            judge(&s, url)
+        };
+        assert_eq!(loopback_http("http://127.1.2.3/x"), Verdict::Carry);
+        assert_eq!(loopback_http("http://[::1]/x"), Verdict::Carry);
     }
 
     #[test]
