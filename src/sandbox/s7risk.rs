@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
 use super::fault::Operation;
-use super::guard::guard;
+use super::guard::Routes;
 use super::passwords::{Registrations, Secrets};
-use super::state::{bearer, json_body, reply, Kind, Shared};
+use super::state::{json_body, reply, Kind, Shared};
 use crate::error::Service;
 
 const S: Service = Service::S7risk;
@@ -109,21 +108,6 @@ impl Respond for ApplicationToken {
     }
 }
 
-/// The protected resource: a live token as `Authorization: Bearer`, as the vendor's other
-/// APIs take it (its Auth API page); nothing else is documented of them.
-struct Resource(Arc<Shared>);
-
-impl Respond for Resource {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
-        let Some(issued) = bearer(request).and_then(|t| shared.check(S, Kind::Access, t)) else {
-            return error(401, "Unauthorized");
-        };
-        shared.count(S, |c| c.resource_calls += 1);
-        reply(200, json!({"service": "s7risk", "subject": issued.subject}))
-    }
-}
-
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     let secrets = Arc::new(Registrations {
         users: Secrets::new([
@@ -137,25 +121,16 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
         shared: shared.clone(),
         secrets,
     });
+    // The protected resource stands for the vendor's other APIs, which take a live token as
+    // `Authorization: Bearer` (its Auth API page); nothing else is documented of them.
+    let routes = Routes::new(server, shared, S);
     let base = format!("/{}", super::prefix(S));
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/user/token")))
-        .respond_with(guard(shared, S, Operation::Login, UserToken(state.clone())))
-        .mount(server)
+    let user = UserToken(state.clone());
+    routes
+        .add("POST", format!("{base}/user/token"), Operation::Login, user)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/application/token")))
-        .respond_with(guard(shared, S, Operation::Login, ApplicationToken(state)))
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{base}/resource")))
-        .respond_with(guard(
-            shared,
-            S,
-            Operation::Resource,
-            Resource(shared.clone()),
-        ))
-        .mount(server)
-        .await;
+    let application = ApplicationToken(state);
+    let at = format!("{base}/application/token");
+    routes.add("POST", at, Operation::Login, application).await;
+    routes.bearer_resource(|| error(401, "Unauthorized")).await;
 }
