@@ -246,7 +246,8 @@ impl Session {
             proposed_password: proposed.clone(),
         };
         let change = |api: Client| async move { api.change_password(&body).await };
-        self.call(crate::telemetry::Grant::PasswordChange, change)
+        self.provider()
+            .call(crate::telemetry::Grant::PasswordChange, change)
             .await?;
         self.provider().set_password(proposed);
         Ok(())
@@ -263,7 +264,8 @@ impl Session {
             username: self.username().to_owned(),
         };
         let forgot = |api: Client| async move { api.forgot_password(&body).await };
-        self.call(crate::telemetry::Grant::PasswordReset, forgot)
+        self.provider()
+            .call(crate::telemetry::Grant::PasswordReset, forgot)
             .await?;
         Ok(())
     }
@@ -300,27 +302,12 @@ impl Session {
             confirmation_code,
         };
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
-        self.call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
+        self.provider()
+            .call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
             .await?;
         self.provider().set_password(new_password);
         self.tokens().clear_failure();
         Ok(())
-    }
-}
-
-impl Session {
-    /// One of the account's own calls beside login and refresh: no headers of its own, and
-    /// its failures read the default way.
-    async fn call<T, Op, Fut>(
-        &self,
-        grant: crate::telemetry::Grant,
-        operation: Op,
-    ) -> Result<T, Error>
-    where
-        Op: FnOnce(Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T, progenitor_client::Error<types::Error>>>,
-    {
-        self.provider().call(grant, operation).await
     }
 }
 
