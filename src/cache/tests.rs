@@ -663,24 +663,8 @@ async fn only_a_newer_token_set_is_taken_from_the_store() {
     let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
     assert_eq!(secret(&one).await, "a");
     let wall = |secs: u64| crate::store::to_ms(clock.system_now() + Duration::from_secs(secs));
-    let stored = |access: &str, expires_in: u64| StoredTokens {
-        access: access.into(),
-        refresh: None,
-        id_token: None,
-        cookie: None,
-        bearer: None,
-        expires_at_ms: wall(expires_in),
-        renew_after_ms: None,
-        expires_at_most_ms: None,
-        refresh_expires_at_ms: None,
-        refresh_uses: 0,
-        stepped_up: false,
-        exchanged: false,
-        saved_at_ms: None,
-        stamp: None,
-        age: None,
-        written_at: None,
-    };
+    let stored =
+        |access: &str, expires_in: u64| StoredTokens::access_only(access, wall(expires_in));
     store.save(&key, &stored("older", 300)).await.unwrap();
     assert!(one.adopt_stored().await.is_none(), "an older set is left");
     store.save(&key, &stored("a", 700)).await.unwrap();
@@ -1048,16 +1032,28 @@ async fn a_session_waiting_for_the_lease_asks_the_store_less_and_less_often() {
     drop(held);
 }
 
-/// A store that fails every operation (as a Redis that does not answer does, after its
-/// timeouts), counting them.
+/// A store that answers no operation, counting them: it fails each (as a Redis that does not
+/// answer does, after its timeouts), or (`hangs`) never answers (a custom store waiting on a
+/// lock or a network that is gone).
 #[derive(Debug, Default)]
 struct Down {
     calls: AtomicUsize,
+    hangs: bool,
 }
 
 impl Down {
+    fn hanging() -> Self {
+        Self {
+            hangs: true,
+            ..Self::default()
+        }
+    }
+
     fn fail<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hangs {
+            return Box::pin(std::future::pending());
+        }
         Box::pin(async { Err(Error::configuration(None, "token store down")) })
     }
 }
@@ -1318,45 +1314,9 @@ async fn a_token_served_on_threads_now_idle_dies_with_a_logout_a_renewal_and_the
     }
 }
 
-/// A store that never answers (a custom store waiting on a lock or a network that is gone),
-/// counting the operations asked of it.
-#[derive(Debug, Default)]
-struct Hangs {
-    calls: AtomicUsize,
-}
-
-impl Hangs {
-    fn hang<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(std::future::pending())
-    }
-}
-
-impl TokenStore for Hangs {
-    fn lease<'a>(
-        &'a self,
-        _: &'a StoreKey,
-    ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
-        self.hang()
-    }
-    fn load<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, Option<StoredTokens>> {
-        self.hang()
-    }
-    fn save<'a>(
-        &'a self,
-        _: &'a StoreKey,
-        _: &'a StoredTokens,
-    ) -> crate::store::StoreFuture<'a, ()> {
-        self.hang()
-    }
-    fn remove<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, ()> {
-        self.hang()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_store_operation_that_never_ends_is_bounded_and_the_store_bypassed() {
-    let store = Arc::new(Hangs::default());
+    let store = Arc::new(Down::hanging());
     let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
     let (cache, _clock) = stored_cache(
         vec![grant("a", None, 600)],

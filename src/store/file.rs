@@ -391,24 +391,7 @@ mod tests {
     }
 
     fn tokens(access: &str) -> StoredTokens {
-        StoredTokens {
-            access: access.into(),
-            refresh: None,
-            id_token: None,
-            cookie: None,
-            bearer: None,
-            expires_at_ms: 4_000_000_000_000,
-            renew_after_ms: None,
-            expires_at_most_ms: None,
-            refresh_expires_at_ms: None,
-            refresh_uses: 0,
-            stepped_up: false,
-            exchanged: false,
-            saved_at_ms: None,
-            stamp: None,
-            age: None,
-            written_at: None,
-        }
+        StoredTokens::access_only(access, 4_000_000_000_000)
     }
 
     fn listing(dir: &Path) -> Vec<String> {
@@ -471,17 +454,18 @@ mod tests {
         let error = store.load(&account).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Configuration);
         #[cfg(unix)]
-        assert_eq!(
-            error.message(),
-            Some(
-                format!(
-                    "token store {}: cannot read: not a regular file",
-                    path.display()
-                )
-                .as_str()
-            )
-        );
+        assert_not_a_regular_file(&error, &path);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Asserts that `error` refuses the store at `path` for not being a regular file.
+    #[cfg(unix)]
+    fn assert_not_a_regular_file(error: &Error, path: &Path) {
+        let expected = format!(
+            "token store {}: cannot read: not a regular file",
+            path.display()
+        );
+        assert_eq!(error.message(), Some(expected.as_str()));
     }
 
     #[cfg(unix)]
@@ -502,16 +486,7 @@ mod tests {
         // The bound is a deadlock guard: without O_NONBLOCK the open waits for a writer.
         let load = tokio::time::timeout(std::time::Duration::from_secs(10), store.load(&account));
         let error = load.await.expect("the read did not hang").unwrap_err();
-        assert_eq!(
-            error.message(),
-            Some(
-                format!(
-                    "token store {}: cannot read: not a regular file",
-                    path.display()
-                )
-                .as_str()
-            )
-        );
+        assert_not_a_regular_file(&error, &path);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

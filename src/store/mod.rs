@@ -589,6 +589,32 @@ impl TokenStore for MemoryStore {
 }
 
 #[cfg(test)]
+impl StoredTokens {
+    /// A set of `access` alone, expiring at `expires_at_ms`, as the stores' and the cache's
+    /// unit tests save it.
+    pub(crate) fn access_only(access: &str, expires_at_ms: u64) -> Self {
+        Self {
+            access: access.into(),
+            refresh: None,
+            id_token: None,
+            cookie: None,
+            bearer: None,
+            expires_at_ms,
+            renew_after_ms: None,
+            expires_at_most_ms: None,
+            refresh_expires_at_ms: None,
+            refresh_uses: 0,
+            stepped_up: false,
+            exchanged: false,
+            saved_at_ms: None,
+            stamp: None,
+            age: None,
+            written_at: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

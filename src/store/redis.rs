@@ -246,6 +246,15 @@ impl RedisStore {
         *age = stamp.and_then(|stamp| Self::age(stamp, left_ms));
         Ok(Some(kept))
     }
+
+    /// Deletes what is kept at `name`.
+    async fn delete(&self, name: String) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        connection
+            .del::<_, ()>(name)
+            .await
+            .map_err(|e| failed("DEL", e.kind()))
+    }
 }
 
 impl TokenStore for RedisStore {
@@ -294,13 +303,7 @@ impl TokenStore for RedisStore {
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            connection
-                .del::<_, ()>(self.entry_key(key))
-                .await
-                .map_err(|e| failed("DEL", e.kind()))
-        })
+        Box::pin(self.delete(self.entry_key(key)))
     }
 
     fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
@@ -333,13 +336,7 @@ impl TokenStore for RedisStore {
     }
 
     fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            connection
-                .del::<_, ()>(self.refusal_key(key))
-                .await
-                .map_err(|e| failed("DEL", e.kind()))
-        })
+        Box::pin(self.delete(self.refusal_key(key)))
     }
 
     fn lease<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {
