@@ -54,57 +54,70 @@ struct State {
     secrets: Arc<Registrations>,
 }
 
-struct UserToken(Arc<State>);
+/// A token route: the user's (`/user/token`) or, with `application`, the application's
+/// (`/application/token`). Both check the origin and the body's fields first, and answer a
+/// login with the same token.
+struct Token {
+    state: Arc<State>,
+    application: bool,
+}
 
-impl Respond for UserToken {
+impl Respond for Token {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0.shared;
+        let shared = &self.state.shared;
         if !origin_ok(request) {
             return error(401, "Origin is not allowed");
         }
-        let [email, password] = match fields(request, ["email", "password"]) {
+        let names = match self.application {
+            false => ["email", "password"],
+            true => ["clientId", "secret"],
+        };
+        let [name, secret] = match fields(request, names) {
             Ok(fields) => fields,
             Err(message) => return error(422, &message),
         };
-        if let Some(left) = shared.locked_for(S, &email) {
-            shared.count(S, |c| c.failed_logins += 1);
-            let minutes = left.as_secs().div_ceil(60).max(1);
-            return error(
-                429,
-                &format!("Too many authentication attempts. Try again in {minutes} minutes"),
-            );
+        let refused = match self.application {
+            false => self.user_refusal(&name, &secret),
+            true => self.application_refusal(&name, &secret),
+        };
+        if let Some(refused) = refused {
+            return refused;
         }
-        if !self.0.secrets.users.matches(&email, &password) {
-            shared.failed_login(S, &email, shared.config.lockout);
-            return error(401, "Email and password do not match");
-        }
-        if email == demo::S7RISK_EXPIRED_EMAIL {
-            shared.count(S, |c| c.failed_logins += 1);
-            return error(401, "User access window has expired");
-        }
-        shared.logged_in(S, &email);
-        token(shared, &email)
+        shared.logged_in(S, &name);
+        token(shared, &name)
     }
 }
 
-struct ApplicationToken(Arc<State>);
-
-impl Respond for ApplicationToken {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0.shared;
-        if !origin_ok(request) {
-            return error(401, "Origin is not allowed");
-        }
-        let [client_id, secret] = match fields(request, ["clientId", "secret"]) {
-            Ok(fields) => fields,
-            Err(message) => return error(422, &message),
-        };
-        if !self.0.secrets.clients.matches(&client_id, &secret) {
+impl Token {
+    /// Why a user's login is refused, if it is.
+    fn user_refusal(&self, email: &str, password: &str) -> Option<ResponseTemplate> {
+        let shared = &self.state.shared;
+        if let Some(left) = shared.locked_for(S, email) {
             shared.count(S, |c| c.failed_logins += 1);
-            return error(401, "Invalid client credentials");
+            let minutes = left.as_secs().div_ceil(60).max(1);
+            return Some(error(
+                429,
+                &format!("Too many authentication attempts. Try again in {minutes} minutes"),
+            ));
         }
-        shared.logged_in(S, &client_id);
-        token(shared, &client_id)
+        if !self.state.secrets.users.matches(email, password) {
+            shared.failed_login(S, email, shared.config.lockout);
+            return Some(error(401, "Email and password do not match"));
+        }
+        if email == demo::S7RISK_EXPIRED_EMAIL {
+            shared.count(S, |c| c.failed_logins += 1);
+            return Some(error(401, "User access window has expired"));
+        }
+        None
+    }
+
+    /// Why an application's login is refused, if it is.
+    fn application_refusal(&self, client_id: &str, secret: &str) -> Option<ResponseTemplate> {
+        if self.state.secrets.clients.matches(client_id, secret) {
+            return None;
+        }
+        self.state.shared.count(S, |c| c.failed_logins += 1);
+        Some(error(401, "Invalid client credentials"))
     }
 }
 
@@ -125,11 +138,17 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     // `Authorization: Bearer` (its Auth API page); nothing else is documented of them.
     let routes = Routes::new(server, shared, S);
     let base = format!("/{}", super::prefix(S));
-    let user = UserToken(state.clone());
+    let user = Token {
+        state: state.clone(),
+        application: false,
+    };
     routes
         .add("POST", format!("{base}/user/token"), Operation::Login, user)
         .await;
-    let application = ApplicationToken(state);
+    let application = Token {
+        state,
+        application: true,
+    };
     let at = format!("{base}/application/token");
     routes.add("POST", at, Operation::Login, application).await;
     routes.bearer_resource(|| error(401, "Unauthorized")).await;
