@@ -1155,6 +1155,20 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// Makes `call` on a task of its own, and cancels it once `session`'s provider has started
+/// its `login`th login.
+async fn cancel_in_login<F, Fut>(session: &Arc<Held<Gated>>, login: usize, call: F)
+where
+    F: FnOnce(Arc<Held<Gated>>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let caller = tokio::spawn(call(session.clone()));
+    let started = || session.provider.started.load(Ordering::SeqCst) == login;
+    eventually(&format!("login {login} started"), started).await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_outlives_its_callers_but_not_its_session() {
     let (open, gate) = tokio::sync::watch::channel(false);
@@ -1168,16 +1182,8 @@ async fn a_login_outlives_its_callers_but_not_its_session() {
     let policy = RefreshPolicy::new().with_jitter(false);
     let session = Arc::new(Held::new(provider, clock, policy, |cache| cache));
     let cache = Arc::downgrade(&session.cache.0);
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await.map(drop) }
-    });
-    eventually("the login started", || {
-        session.provider.started.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    caller.abort();
-    assert!(caller.await.unwrap_err().is_cancelled());
+    let call = |session: Arc<Held<Gated>>| async move { session.access_token().await.map(drop) };
+    cancel_in_login(&session, 1, call).await;
     tokio::task::yield_now().await;
     assert_eq!(
         dropped.load(Ordering::SeqCst),
@@ -1196,16 +1202,8 @@ async fn a_login_outlives_its_callers_but_not_its_session() {
 
     // A login in the air when the session is dropped stops, and lets the cache go.
     open.send_replace(false);
-    let forcing = tokio::spawn({
-        let session = session.clone();
-        async move { session.force_refresh().await.map(drop) }
-    });
-    eventually("the second login started", || {
-        session.provider.started.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    forcing.abort();
-    assert!(forcing.await.unwrap_err().is_cancelled());
+    let force = |session: Arc<Held<Gated>>| async move { session.force_refresh().await.map(drop) };
+    cancel_in_login(&session, 2, force).await;
     let before = dropped.load(Ordering::SeqCst);
     drop(session);
     eventually("the login stopped and the cache went", || {

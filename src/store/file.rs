@@ -468,19 +468,20 @@ mod tests {
         assert_eq!(error.message(), Some(expected.as_str()));
     }
 
+    /// A FIFO at `path`, readable and writable by its owner only.
+    #[cfg(unix)]
+    fn make_fifo(path: &Path) {
+        let fifo = rustix::fs::FileType::Fifo;
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(rustix::fs::CWD, path, fifo, mode, 0).unwrap();
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn a_fifo_planted_where_the_file_should_be_fails_at_once_instead_of_hanging() {
         let dir = temp_dir("fifo");
         let path = dir.join("tokens.json");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        make_fifo(&path);
         let store = FileStore::new(&path, SealingKey::from_bytes([7; 32]));
         let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
         // The bound is a deadlock guard: without O_NONBLOCK the open waits for a writer.
@@ -573,14 +574,7 @@ mod tests {
         // for reading and writing).
         let lease = dir.join(format!(".tokens.json.{tag}.lease"));
         std::fs::remove_file(&lease).unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &lease,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        make_fifo(&lease);
         let error = store.lease(&account).await.unwrap_err();
         assert_eq!(
             error.message(),
