@@ -281,15 +281,11 @@ fn handle(
 }
 
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
-    let users = [demo::ACCOUNTS_USERNAME, demo::ACCOUNTS_NEW_USERNAME];
+    let (live, expired) = (demo::ACCOUNTS_USERNAME, demo::ACCOUNTS_NEW_USERNAME);
     let mut accounts = Accounts {
-        book: Book::new(users, demo::ACCOUNTS_PASSWORD),
+        book: Book::new(live, expired, demo::ACCOUNTS_PASSWORD),
         ..Accounts::default()
     };
-    accounts
-        .book
-        .expired
-        .insert(demo::ACCOUNTS_NEW_USERNAME.to_owned());
     accounts.emails.insert(
         demo::ACCOUNTS_EMAIL.to_owned(),
         demo::ACCOUNTS_USERNAME.to_owned(),

@@ -70,14 +70,15 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    /// `accounts`, each with `password`.
-    pub(crate) fn new<'a>(accounts: impl IntoIterator<Item = &'a str>, password: &str) -> Self {
+    /// The demo accounts `live` and `expired`, each with `password`, which has expired for
+    /// `expired`.
+    pub(crate) fn new(live: &str, expired: &str, password: &str) -> Self {
         Self {
-            passwords: accounts
+            passwords: [live, expired]
                 .into_iter()
                 .map(|account| (account.to_owned(), password.to_owned()))
                 .collect(),
-            expired: HashSet::new(),
+            expired: HashSet::from([expired.to_owned()]),
         }
     }
 

@@ -149,7 +149,7 @@ impl Respond for SignAppin {
             return reply(401, json!("Unauthorized"));
         };
         shared.logged_in(S, &user);
-        let session = shared.issue_opaque(S, Kind::Session, &user, shared.config.passwordsafe_idle);
+        let session = shared.issue_session(S, &user, shared.config.passwordsafe_idle);
         let mut response = ResponseTemplate::new(200);
         match bearer {
             Some(token) if !shared.config.passwordsafe_oauth_cookie => {

@@ -167,16 +167,16 @@ impl Shared {
             .then_some(issued)
     }
 
-    /// An opaque random value registered as `kind` (session cookies, temporary tokens).
-    pub(crate) fn issue_opaque(
+    /// An opaque random value registered as a [`Kind::Session`] (session cookies, temporary
+    /// tokens).
+    pub(crate) fn issue_session(
         &self,
         service: Service,
-        kind: Kind,
         subject: &str,
         lifetime: Duration,
     ) -> String {
         let value = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        self.register(&value, service, kind, subject, lifetime);
+        self.register(&value, service, Kind::Session, subject, lifetime);
         value
     }
 

@@ -166,7 +166,7 @@ fn login(state: &State, request: &Request) -> ResponseTemplate {
         return with_ref(ResponseTemplate::new(403));
     }
     if users.book.expired.contains(&email) {
-        let temporary = shared.issue_opaque(S, Kind::Session, &email, shared.config.weavr_idle);
+        let temporary = shared.issue_session(S, &email, shared.config.weavr_idle);
         users.temporary.insert(email.clone(), temporary.clone());
         shared.count(S, |c| c.failed_logins += 1);
         return with_ref(reply(409, json!({"token": temporary})));
@@ -366,15 +366,11 @@ fn authenticated(
 }
 
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
-    let emails = [demo::WEAVR_EMAIL, demo::WEAVR_EXPIRED_EMAIL];
-    let mut users = Users {
-        book: Book::new(emails, demo::WEAVR_PASSWORD),
+    let (live, expired) = (demo::WEAVR_EMAIL, demo::WEAVR_EXPIRED_EMAIL);
+    let users = Users {
+        book: Book::new(live, expired, demo::WEAVR_PASSWORD),
         ..Users::default()
     };
-    users
-        .book
-        .expired
-        .insert(demo::WEAVR_EXPIRED_EMAIL.to_owned());
     let state = Stand::new(shared, users);
     shared.register_passwords(S, Arc::downgrade(&state) as _);
     let routes = Routes::new(server, shared, S);
