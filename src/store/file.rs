@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Kept, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal, StoredTokens, TokenStore,
+    seal::Kept, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal, StoredTokens,
+    TokenStore,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;

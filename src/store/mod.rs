@@ -247,53 +247,6 @@ pub(crate) enum RefusalKind {
     Unknown,
 }
 
-/// What a store keeps sealed for an account: its token set, or its login refusal. The stores
-/// read both the same way.
-#[cfg(any(feature = "file-store", feature = "redis"))]
-pub(crate) trait Kept:
-    Serialize + serde::de::DeserializeOwned + Clone + Send + 'static
-{
-    /// Its name in a store's errors.
-    const NAME: &'static str;
-    /// What a sealed one that opens but does not decode is not.
-    const NOT: &'static str;
-
-    /// What it is sealed for: a token set, its account's key; a refusal, that key marked, so
-    /// that neither opens in the other's place.
-    fn context(key: &StoreKey) -> std::borrow::Cow<'_, str>;
-
-    /// The store's stamp on it, and the age a store measured from that stamp.
-    fn stamp_and_age(&mut self) -> (&mut Option<Stamp>, &mut Option<Duration>);
-}
-
-#[cfg(any(feature = "file-store", feature = "redis"))]
-impl Kept for StoredTokens {
-    const NAME: &'static str = "entry";
-    const NOT: &'static str = "not a token set";
-
-    fn context(key: &StoreKey) -> std::borrow::Cow<'_, str> {
-        key.as_str().into()
-    }
-
-    fn stamp_and_age(&mut self) -> (&mut Option<Stamp>, &mut Option<Duration>) {
-        (&mut self.stamp, &mut self.age)
-    }
-}
-
-#[cfg(any(feature = "file-store", feature = "redis"))]
-impl Kept for StoredRefusal {
-    const NAME: &'static str = "refusal";
-    const NOT: &'static str = "not a refusal";
-
-    fn context(key: &StoreKey) -> std::borrow::Cow<'_, str> {
-        format!("{}|refusal", key.as_str()).into()
-    }
-
-    fn stamp_and_age(&mut self) -> (&mut Option<Stamp>, &mut Option<Duration>) {
-        (&mut self.stamp, &mut self.age)
-    }
-}
-
 pub(crate) fn to_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -8,8 +8,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::{
-    from_ms, Kept, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal, StoredTokens,
-    TokenStore,
+    from_ms, seal::Kept, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal,
+    StoredTokens, TokenStore,
 };
 use crate::error::Error;
 
