@@ -72,24 +72,30 @@ const S: Service = Service::Accounts;
 // the service takes, nor wider, which would send what it refuses.
 /// `username` of login, token-refresh, new-password-required, forgot-password and
 /// forgot-password-confirm.
-const USERNAME_LENGTH: (usize, usize) = (1, 255);
-/// `password` of login and of forgot-password-confirm (a reset's new password has no minimum
-/// there).
-const PASSWORD_LENGTH: (usize, usize) = (1, 255);
+const USERNAME: Field = Field("the username", 1, 255);
+/// `password` of login.
+const PASSWORD: Field = Field("the password", 1, 255);
+/// `password` of forgot-password-confirm (a reset's new password has no minimum there).
+const RESET_PASSWORD: Field = Field("the new password", 1, 255);
 /// `new_password` of new-password-required.
-const NEW_PASSWORD_LENGTH: (usize, usize) = (6, 255);
+const NEW_PASSWORD: Field = Field("the new password", 6, 255);
 /// `previous_password` and `proposed_password` of change-password.
-const CHANGE_PASSWORD_LENGTH: (usize, usize) = (6, 256);
+const PREVIOUS_PASSWORD: Field = Field("the previous password", 6, 256);
+const PROPOSED_PASSWORD: Field = Field("the proposed password", 6, 256);
 /// `confirmation_code` of forgot-password-confirm.
-const CONFIRMATION_CODE_LENGTH: (usize, usize) = (1, 2048);
+const CONFIRMATION_CODE: Field = Field("the confirmation code", 1, 2048);
 
-/// Refuses, before sending, a value the service would answer with a 422 (whose message names
-/// no field). The value itself is never quoted.
-fn check_length(what: &str, value: &str, (min, max): (usize, usize)) -> Result<(), Error> {
-    let length = value.chars().count();
-    if (min..=max).contains(&length) {
-        Ok(())
-    } else {
+/// A field as errors name it, and the fewest and most characters the service takes in it.
+struct Field(&'static str, usize, usize);
+
+impl Field {
+    /// Refuses, before sending, a value the service would answer with a 422 (whose message
+    /// names no field). The value itself is never quoted.
+    fn check(&self, value: &str) -> Result<(), Error> {
+        let Self(what, min, max) = *self;
+        if (min..=max).contains(&value.chars().count()) {
+            return Ok(());
+        }
         Err(Error::configuration(
             Some(S),
             format!("{what} must be {min} to {max} characters, as the service requires"),
@@ -171,11 +177,7 @@ impl Session {
         new_password: impl Into<SecretString>,
     ) -> Result<crate::AccessToken, Error> {
         let new_password = new_password.into();
-        check_length(
-            "the new password",
-            new_password.expose_secret(),
-            NEW_PASSWORD_LENGTH,
-        )?;
+        NEW_PASSWORD.check(new_password.expose_secret())?;
         // new-password-required binds `session` with `min=1` and no maximum.
         if challenge_session.expose_secret().is_empty() {
             return Err(Error::configuration(
@@ -229,16 +231,8 @@ impl Session {
         proposed: impl Into<SecretString>,
     ) -> Result<(), Error> {
         let (previous, proposed) = (previous.into(), proposed.into());
-        check_length(
-            "the previous password",
-            previous.expose_secret(),
-            CHANGE_PASSWORD_LENGTH,
-        )?;
-        check_length(
-            "the proposed password",
-            proposed.expose_secret(),
-            CHANGE_PASSWORD_LENGTH,
-        )?;
+        PREVIOUS_PASSWORD.check(previous.expose_secret())?;
+        PROPOSED_PASSWORD.check(proposed.expose_secret())?;
         let token = self.access_token().await?;
         let body = types::ChangePasswordRequest {
             access_token: token.secret().clone(),
@@ -246,7 +240,8 @@ impl Session {
             proposed_password: proposed.clone(),
         };
         let change = |api: Client| async move { api.change_password(&body).await };
-        self.call(crate::telemetry::Grant::PasswordChange, change)
+        self.provider()
+            .call(crate::telemetry::Grant::PasswordChange, change)
             .await?;
         self.provider().set_password(proposed);
         Ok(())
@@ -263,7 +258,8 @@ impl Session {
             username: self.username().to_owned(),
         };
         let forgot = |api: Client| async move { api.forgot_password(&body).await };
-        self.call(crate::telemetry::Grant::PasswordReset, forgot)
+        self.provider()
+            .call(crate::telemetry::Grant::PasswordReset, forgot)
             .await?;
         Ok(())
     }
@@ -284,43 +280,20 @@ impl Session {
         new_password: impl Into<SecretString>,
     ) -> Result<(), Error> {
         let (confirmation_code, new_password) = (confirmation_code.into(), new_password.into());
-        check_length(
-            "the new password",
-            new_password.expose_secret(),
-            PASSWORD_LENGTH,
-        )?;
-        check_length(
-            "the confirmation code",
-            confirmation_code.expose_secret(),
-            CONFIRMATION_CODE_LENGTH,
-        )?;
+        RESET_PASSWORD.check(new_password.expose_secret())?;
+        CONFIRMATION_CODE.check(confirmation_code.expose_secret())?;
         let body = types::ForgotPasswordConfirmRequest {
             username: self.username().to_owned(),
             password: new_password.clone(),
             confirmation_code,
         };
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
-        self.call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
+        self.provider()
+            .call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
             .await?;
         self.provider().set_password(new_password);
         self.tokens().clear_failure();
         Ok(())
-    }
-}
-
-impl Session {
-    /// One of the account's own calls beside login and refresh: no headers of its own, and
-    /// its failures read the default way.
-    async fn call<T, Op, Fut>(
-        &self,
-        grant: crate::telemetry::Grant,
-        operation: Op,
-    ) -> Result<T, Error>
-    where
-        Op: FnOnce(Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T, progenitor_client::Error<types::Error>>>,
-    {
-        self.provider().call(grant, operation).await
     }
 }
 
@@ -508,8 +481,8 @@ impl ProviderImpl for Accounts {
             tracing::warn!(service = %S, "the username was lowercased, as the service requires");
         }
         let password = require(S, "password", settings.password)?;
-        check_length("the username", &username, USERNAME_LENGTH)?;
-        check_length("the password", password.expose_secret(), PASSWORD_LENGTH)?;
+        USERNAME.check(&username)?;
+        PASSWORD.check(password.expose_secret())?;
         Ok(Self {
             endpoint: endpoint.clone(),
             username,

@@ -249,26 +249,16 @@ mod tests {
     #[test]
     fn seconds_or_epoch_reads_both() {
         let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(
-            seconds_or_epoch(300.0, sent),
-            Some(Duration::from_secs(300))
-        );
-        assert_eq!(
-            seconds_or_epoch(1_700_000_300.0, sent),
-            Some(Duration::from_secs(300))
-        );
-        assert_eq!(
-            seconds_or_epoch(1_700_000_300_000.0, sent),
-            Some(Duration::from_secs(300))
-        );
-        assert_eq!(
-            seconds_or_epoch(2.5, sent),
-            Some(Duration::from_millis(2500))
-        );
-        assert_eq!(
-            seconds_or_epoch(1_600_000_000.0, sent),
-            Some(Duration::ZERO)
-        );
+        // Seconds; an epoch in seconds; one in milliseconds; a fraction; an epoch passed.
+        for (value, left) in [
+            (300.0, Duration::from_secs(300)),
+            (1_700_000_300.0, Duration::from_secs(300)),
+            (1_700_000_300_000.0, Duration::from_secs(300)),
+            (2.5, Duration::from_millis(2500)),
+            (1_600_000_000.0, Duration::ZERO),
+        ] {
+            assert_eq!(seconds_or_epoch(value, sent), Some(left), "{value}");
+        }
         assert_eq!(seconds_or_epoch(-1.0, sent), None);
         assert_eq!(seconds_or_epoch(f64::NAN, sent), None);
         assert_eq!(seconds_or_epoch(f64::INFINITY, sent), None);

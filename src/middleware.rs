@@ -28,33 +28,24 @@
 //! ```
 
 use std::future::Future;
-use std::sync::Arc;
 
 use http::Extensions;
-use reqwest::header::HeaderMap;
 use reqwest_middleware::{Middleware, Next};
 
-use crate::error::Error;
 use crate::session::AnySession;
-use crate::transport::body::buffer;
-use crate::transport::exchange::{exchange, reqwest_parts, Authorizer, Sender};
-use crate::transport::rules::{HostPattern, Scope, Verdict};
+use crate::transport::adapter::Adapter;
+use crate::transport::exchange::ReqwestSend;
 
 /// Middleware that authorizes requests with a session (any service's `Session`, or an
 /// [`AnySession`]) and reports the answers to it. See the [module](self) documentation.
 #[derive(Clone)]
 pub struct AuthMiddleware {
-    session: AnySession,
-    auth: Arc<dyn Authorizer>,
-    scope: Scope,
+    adapter: Adapter,
 }
 
 impl std::fmt::Debug for AuthMiddleware {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthMiddleware")
-            .field("session", &self.session)
-            .field("hosts", &self.scope.hosts())
-            .finish()
+        self.adapter.debug(f, "AuthMiddleware").finish()
     }
 }
 
@@ -73,11 +64,8 @@ impl AuthMiddleware {
     /// host, but not weavr's `api-key`, and gives a middleware no way to turn redirects off for
     /// one request.
     pub fn new(session: impl Into<AnySession>) -> Self {
-        let session = session.into();
         Self {
-            auth: session.authorizer(),
-            scope: session.engine().endpoint.scope.clone(),
-            session,
+            adapter: Adapter::new(session.into()),
         }
     }
 
@@ -93,13 +81,13 @@ impl AuthMiddleware {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.scope = self.scope.with_hosts(HostPattern::list(hosts));
+        self.adapter.only_hosts(hosts);
         self
     }
 
     /// The session the middleware authorizes with.
     pub fn session(&self) -> &AnySession {
-        &self.session
+        self.adapter.session()
     }
 }
 
@@ -109,40 +97,14 @@ struct Chain<'a> {
     extensions: &'a mut Extensions,
 }
 
-impl Sender for Chain<'_> {
-    type Request = reqwest::Request;
-    type Response = reqwest::Response;
+impl ReqwestSend for Chain<'_> {
     type Error = reqwest_middleware::Error;
 
-    fn headers(request: &reqwest::Request) -> &HeaderMap {
-        reqwest_parts::headers(request)
-    }
-
-    fn headers_mut(request: &mut reqwest::Request) -> &mut HeaderMap {
-        reqwest_parts::headers_mut(request)
-    }
-
-    fn spare(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
-        request.try_clone()
-    }
-
-    fn status(response: &reqwest::Response) -> u16 {
-        reqwest_parts::status(response)
-    }
-
-    fn send(
+    fn send_one(
         &mut self,
         request: reqwest::Request,
     ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send {
         self.next.clone().run(request, self.extensions)
-    }
-
-    async fn read(
-        &mut self,
-        response: reqwest::Response,
-        cap: Option<usize>,
-    ) -> Result<(reqwest::Response, Option<bytes::Bytes>), Self::Error> {
-        Ok(buffer(response, cap).await?)
     }
 }
 
@@ -150,27 +112,14 @@ impl Sender for Chain<'_> {
 impl Middleware for AuthMiddleware {
     async fn handle(
         &self,
-        mut request: reqwest::Request,
+        request: reqwest::Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        match self.scope.judge_url(request.url()) {
-            Verdict::Carry => {}
-            Verdict::Elsewhere => return next.run(request, extensions).await,
-            verdict => {
-                let refused: Result<(), Error> =
-                    self.scope
-                        .refusal(self.session.service(), verdict, request.url().host_str());
-                return Err(reqwest_middleware::Error::middleware(
-                    refused.expect_err("a verdict other than Carry is refused"),
-                ));
-            }
-        }
-        self.auth
-            .authorize(request.headers_mut())
-            .await
-            .map_err(reqwest_middleware::Error::middleware)?;
+        let verdict = self.adapter.scope().judge_url(request.url());
+        let admitted = self.adapter.admit(verdict, request.url().host_str());
         let mut chain = Chain { next, extensions };
-        exchange(self.auth.as_ref(), request, "", None, &mut chain).await
+        let fail = reqwest_middleware::Error::middleware;
+        self.adapter.send(admitted, request, &mut chain, fail).await
     }
 }

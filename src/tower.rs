@@ -50,8 +50,9 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, Request, Response};
 
 use crate::session::AnySession;
-use crate::transport::exchange::{exchange, Authorizer, Sender};
-use crate::transport::rules::{HostPattern, Scope, Verdict};
+use crate::transport::adapter::Adapter;
+use crate::transport::exchange::Sender;
+use crate::transport::rules::Verdict;
 
 /// The error of an [`AuthService`]: the inner service's error, or a [`crate::Error`] (the
 /// credentials could not be had, or must not go where the request goes), boxed as tower's
@@ -71,9 +72,7 @@ pub struct SendOnce;
 /// A [`tower_layer::Layer`] that authorizes requests with a session (any service's `Session`,
 /// or an [`AnySession`]) and reports the answers to it. See the [module](self) documentation.
 pub struct AuthLayer<M = Resend> {
-    session: AnySession,
-    auth: Arc<dyn Authorizer>,
-    scope: Scope,
+    adapter: Adapter,
     /// Where a request URI without scheme and host goes: `(scheme, host, port)`.
     relative: Option<Arc<(String, String, Option<u16>)>>,
     mode: PhantomData<fn() -> M>,
@@ -82,9 +81,7 @@ pub struct AuthLayer<M = Resend> {
 impl<M> Clone for AuthLayer<M> {
     fn clone(&self) -> Self {
         Self {
-            session: self.session.clone(),
-            auth: self.auth.clone(),
-            scope: self.scope.clone(),
+            adapter: self.adapter.clone(),
             relative: self.relative.clone(),
             mode: PhantomData,
         }
@@ -93,9 +90,8 @@ impl<M> Clone for AuthLayer<M> {
 
 impl<M> std::fmt::Debug for AuthLayer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthLayer")
-            .field("session", &self.session)
-            .field("hosts", &self.scope.hosts())
+        self.adapter
+            .debug(f, "AuthLayer")
             .field("relative_to", &self.relative)
             .field("mode", &std::any::type_name::<M>())
             .finish()
@@ -108,11 +104,8 @@ impl AuthLayer {
     /// credentials on requests to the hosts the session's credentials are for (see the
     /// [module](self) documentation).
     pub fn new(session: impl Into<AnySession>) -> Self {
-        let session = session.into();
         Self {
-            auth: session.authorizer(),
-            scope: session.engine().endpoint.scope.clone(),
-            session,
+            adapter: Adapter::new(session.into()),
             relative: None,
             mode: PhantomData,
         }
@@ -122,9 +115,7 @@ impl AuthLayer {
     /// refusal is reported, the answer returned as it is, and the next request renews first.
     pub fn send_once(self) -> AuthLayer<SendOnce> {
         AuthLayer {
-            session: self.session,
-            auth: self.auth,
-            scope: self.scope,
+            adapter: self.adapter,
             relative: self.relative,
             mode: PhantomData,
         }
@@ -142,7 +133,7 @@ impl<M> AuthLayer<M> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.scope = self.scope.with_hosts(HostPattern::list(hosts));
+        self.adapter.only_hosts(hosts);
         self
     }
 
@@ -161,7 +152,7 @@ impl<M> AuthLayer<M> {
 
     /// The session the layer authorizes with.
     pub fn session(&self) -> &AnySession {
-        &self.session
+        self.adapter.session()
     }
 
     /// What the rule says of a request to `uri`.
@@ -169,9 +160,9 @@ impl<M> AuthLayer<M> {
         match (uri.scheme_str(), uri.host(), &self.relative) {
             (None, None, Some(relative)) => {
                 let (scheme, host, port) = &**relative;
-                self.scope.judge(Some(scheme), Some(host), *port)
+                self.adapter.scope().judge(Some(scheme), Some(host), *port)
             }
-            (scheme, host, _) => self.scope.judge(scheme, host, uri.port_u16()),
+            (scheme, host, _) => self.adapter.scope().judge(scheme, host, uri.port_u16()),
         }
     }
 }
@@ -298,7 +289,7 @@ where
 async fn call<S, B, R, M>(
     layer: AuthLayer<M>,
     service: S,
-    mut request: Request<B>,
+    request: Request<B>,
     spare: fn(&Request<B>) -> Option<Request<B>>,
 ) -> Result<Response<R>, BoxError>
 where
@@ -313,19 +304,14 @@ where
         ready: true,
         spare,
     };
-    match layer.judge(request.uri()) {
-        Verdict::Carry => {}
-        Verdict::Elsewhere => return inner.send(request).await,
-        verdict => {
-            let service = layer.session.service();
-            let refused = layer.scope.refusal(service, verdict, request.uri().host());
-            return Err(refused
-                .expect_err("a verdict other than Carry is refused")
-                .into());
-        }
-    }
-    layer.auth.authorize(request.headers_mut()).await?;
-    exchange(layer.auth.as_ref(), request, "", None, &mut inner).await
+    let admitted = layer
+        .adapter
+        .admit(layer.judge(request.uri()), request.uri().host());
+    let fail = |error: crate::Error| -> BoxError { error.into() };
+    layer
+        .adapter
+        .send(admitted, request, &mut inner, fail)
+        .await
 }
 
 /// The ready inner service for this call, leaving a clone in its place (tower's advice for

@@ -663,24 +663,8 @@ async fn only_a_newer_token_set_is_taken_from_the_store() {
     let key = StoreKey::new(Service::Accounts, "https://accounts.test", "scripted");
     assert_eq!(secret(&one).await, "a");
     let wall = |secs: u64| crate::store::to_ms(clock.system_now() + Duration::from_secs(secs));
-    let stored = |access: &str, expires_in: u64| StoredTokens {
-        access: access.into(),
-        refresh: None,
-        id_token: None,
-        cookie: None,
-        bearer: None,
-        expires_at_ms: wall(expires_in),
-        renew_after_ms: None,
-        expires_at_most_ms: None,
-        refresh_expires_at_ms: None,
-        refresh_uses: 0,
-        stepped_up: false,
-        exchanged: false,
-        saved_at_ms: None,
-        stamp: None,
-        age: None,
-        written_at: None,
-    };
+    let stored =
+        |access: &str, expires_in: u64| StoredTokens::access_only(access, wall(expires_in));
     store.save(&key, &stored("older", 300)).await.unwrap();
     assert!(one.adopt_stored().await.is_none(), "an older set is left");
     store.save(&key, &stored("a", 700)).await.unwrap();
@@ -1048,16 +1032,28 @@ async fn a_session_waiting_for_the_lease_asks_the_store_less_and_less_often() {
     drop(held);
 }
 
-/// A store that fails every operation (as a Redis that does not answer does, after its
-/// timeouts), counting them.
+/// A store that answers no operation, counting them: it fails each (as a Redis that does not
+/// answer does, after its timeouts), or (`hangs`) never answers (a custom store waiting on a
+/// lock or a network that is gone).
 #[derive(Debug, Default)]
 struct Down {
     calls: AtomicUsize,
+    hangs: bool,
 }
 
 impl Down {
+    fn hanging() -> Self {
+        Self {
+            hangs: true,
+            ..Self::default()
+        }
+    }
+
     fn fail<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hangs {
+            return Box::pin(std::future::pending());
+        }
         Box::pin(async { Err(Error::configuration(None, "token store down")) })
     }
 }
@@ -1159,6 +1155,20 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// Makes `call` on a task of its own, and cancels it once `session`'s provider has started
+/// its `login`th login.
+async fn cancel_in_login<F, Fut>(session: &Arc<Held<Gated>>, login: usize, call: F)
+where
+    F: FnOnce(Arc<Held<Gated>>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let caller = tokio::spawn(call(session.clone()));
+    let started = || session.provider.started.load(Ordering::SeqCst) == login;
+    eventually(&format!("login {login} started"), started).await;
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_outlives_its_callers_but_not_its_session() {
     let (open, gate) = tokio::sync::watch::channel(false);
@@ -1172,16 +1182,8 @@ async fn a_login_outlives_its_callers_but_not_its_session() {
     let policy = RefreshPolicy::new().with_jitter(false);
     let session = Arc::new(Held::new(provider, clock, policy, |cache| cache));
     let cache = Arc::downgrade(&session.cache.0);
-    let caller = tokio::spawn({
-        let session = session.clone();
-        async move { session.access_token().await.map(drop) }
-    });
-    eventually("the login started", || {
-        session.provider.started.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    caller.abort();
-    assert!(caller.await.unwrap_err().is_cancelled());
+    let call = |session: Arc<Held<Gated>>| async move { session.access_token().await.map(drop) };
+    cancel_in_login(&session, 1, call).await;
     tokio::task::yield_now().await;
     assert_eq!(
         dropped.load(Ordering::SeqCst),
@@ -1200,16 +1202,8 @@ async fn a_login_outlives_its_callers_but_not_its_session() {
 
     // A login in the air when the session is dropped stops, and lets the cache go.
     open.send_replace(false);
-    let forcing = tokio::spawn({
-        let session = session.clone();
-        async move { session.force_refresh().await.map(drop) }
-    });
-    eventually("the second login started", || {
-        session.provider.started.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    forcing.abort();
-    assert!(forcing.await.unwrap_err().is_cancelled());
+    let force = |session: Arc<Held<Gated>>| async move { session.force_refresh().await.map(drop) };
+    cancel_in_login(&session, 2, force).await;
     let before = dropped.load(Ordering::SeqCst);
     drop(session);
     eventually("the login stopped and the cache went", || {
@@ -1318,45 +1312,9 @@ async fn a_token_served_on_threads_now_idle_dies_with_a_logout_a_renewal_and_the
     }
 }
 
-/// A store that never answers (a custom store waiting on a lock or a network that is gone),
-/// counting the operations asked of it.
-#[derive(Debug, Default)]
-struct Hangs {
-    calls: AtomicUsize,
-}
-
-impl Hangs {
-    fn hang<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Box::pin(std::future::pending())
-    }
-}
-
-impl TokenStore for Hangs {
-    fn lease<'a>(
-        &'a self,
-        _: &'a StoreKey,
-    ) -> crate::store::StoreFuture<'a, Option<crate::store::Lease>> {
-        self.hang()
-    }
-    fn load<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, Option<StoredTokens>> {
-        self.hang()
-    }
-    fn save<'a>(
-        &'a self,
-        _: &'a StoreKey,
-        _: &'a StoredTokens,
-    ) -> crate::store::StoreFuture<'a, ()> {
-        self.hang()
-    }
-    fn remove<'a>(&'a self, _: &'a StoreKey) -> crate::store::StoreFuture<'a, ()> {
-        self.hang()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_store_operation_that_never_ends_is_bounded_and_the_store_bypassed() {
-    let store = Arc::new(Hangs::default());
+    let store = Arc::new(Down::hanging());
     let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
     let (cache, _clock) = stored_cache(
         vec![grant("a", None, 600)],

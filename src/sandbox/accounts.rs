@@ -10,18 +10,17 @@
 //! "Unauthorized.". A resource stands for the Wikimedia
 //! Enterprise APIs, which take the access token as `Authorization: Bearer`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
 use super::fault::Operation;
-use super::guard::guard;
-use super::passwords::{Passwords, Refusal};
-use super::state::{bearer, json_body, reply, Kind, Shared};
+use super::guard::Routes;
+use super::passwords::Book;
+use super::state::{json_body, reply, Kind, Shared, Stand};
 use crate::error::Service;
 
 const S: Service = Service::Accounts;
@@ -30,22 +29,26 @@ const S: Service = Service::Accounts;
 const INTERNAL_ERROR: &str = "Internal error, please try again later.";
 const UNAUTHORIZED: &str = "Unauthorized.";
 
+/// The stand-in's own state. An expired password is one that must be replaced at the next
+/// login (Cognito's `NEW_PASSWORD_REQUIRED`).
 #[derive(Default)]
 struct Accounts {
-    passwords: HashMap<String, String>,
+    book: Book,
     /// Usernames by email address.
     emails: HashMap<String, String>,
-    must_change: HashSet<String>,
     /// Challenge sessions, by session value, naming the user.
     challenges: HashMap<String, String>,
     /// Refreshes made with each refresh token.
     refresh_uses: HashMap<String, u32>,
 }
 
-struct State {
-    shared: Arc<Shared>,
-    accounts: Mutex<Accounts>,
+impl AsMut<Book> for Accounts {
+    fn as_mut(&mut self) -> &mut Book {
+        &mut self.book
+    }
 }
+
+type State = Stand<Accounts>;
 
 fn error(status: u16, message: &str) -> ResponseTemplate {
     reply(status, json!({"status": status, "message": message}))
@@ -90,10 +93,6 @@ fn f(name: &str, (min, max): (usize, usize)) -> (&str, usize, usize) {
 }
 
 impl State {
-    fn accounts(&self) -> std::sync::MutexGuard<'_, Accounts> {
-        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Access and id tokens issued from `refresh_token`, or (`None`) with a new refresh token.
     /// Either way they die with the refresh token when it is revoked.
     fn tokens(&self, user: &str, refresh_token: Option<&str>) -> Value {
@@ -157,13 +156,13 @@ fn handle(
     Ok(match route {
         Route::Login => {
             let [username, password] = fields(request, [f("username", NAME), f("password", NAME)])?;
-            let mut accounts = state.accounts();
-            if accounts.passwords.get(&username) != Some(&password) {
+            let mut accounts = state.own();
+            if !accounts.book.matches(&username, &password) {
                 drop(accounts);
                 shared.count(S, |c| c.failed_logins += 1);
                 return Err(refused());
             }
-            if accounts.must_change.contains(&username) {
+            if accounts.book.expired.contains(&username) {
                 let session = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
                 accounts.challenges.insert(session.clone(), username);
                 return Ok(reply(
@@ -182,7 +181,7 @@ fn handle(
                 .check(S, Kind::Refresh, &token)
                 .filter(|issued| issued.subject == username)
                 .ok_or_else(|| Box::new(error(401, UNAUTHORIZED)))?;
-            let mut accounts = state.accounts();
+            let mut accounts = state.own();
             let uses = accounts.refresh_uses.entry(token.clone()).or_default();
             if *uses >= shared.config.accounts_max_refreshes {
                 return Err(Box::new(error(
@@ -214,13 +213,16 @@ fn handle(
                     f("new_password", NEW_PASSWORD),
                 ],
             )?;
-            let mut accounts = state.accounts();
+            let mut accounts = state.own();
             if accounts.challenges.get(&session) != Some(&username) {
                 return Err(Box::new(error(401, UNAUTHORIZED)));
             }
             accounts.challenges.remove(&session);
-            accounts.must_change.remove(&username);
-            accounts.passwords.insert(username.clone(), new_password);
+            accounts.book.expired.remove(&username);
+            accounts
+                .book
+                .passwords
+                .insert(username.clone(), new_password);
             drop(accounts);
             shared.logged_in(S, &username);
             reply(200, state.tokens(&username, None))
@@ -239,19 +241,19 @@ fn handle(
                 .check(S, Kind::Access, &access)
                 .ok_or_else(|| Box::new(error(401, UNAUTHORIZED)))?
                 .subject;
-            let mut accounts = state.accounts();
-            if accounts.passwords.get(&user) != Some(&previous) {
+            let mut accounts = state.own();
+            if !accounts.book.matches(&user, &previous) {
                 return Err(Box::new(error(401, UNAUTHORIZED)));
             }
-            accounts.passwords.insert(user, proposed);
+            accounts.book.passwords.insert(user, proposed);
             ResponseTemplate::new(204)
         }
         Route::Forgot => {
             // The username, or the account's email address.
             let [name] = fields(request, [f("username", NAME)])?;
-            let accounts = state.accounts();
+            let accounts = state.own();
             let known =
-                accounts.passwords.contains_key(&name) || accounts.emails.contains_key(&name);
+                accounts.book.passwords.contains_key(&name) || accounts.emails.contains_key(&name);
             if !known {
                 return Err(Box::new(error(401, "User not found.")));
             }
@@ -266,77 +268,31 @@ fn handle(
                     f("confirmation_code", CONFIRMATION_CODE),
                 ],
             )?;
-            let mut accounts = state.accounts();
+            let mut accounts = state.own();
             if code != demo::ACCOUNTS_CONFIRMATION_CODE
-                || !accounts.passwords.contains_key(&username)
+                || !accounts.book.passwords.contains_key(&username)
             {
                 return Err(Box::new(error(401, UNAUTHORIZED)));
             }
-            accounts.passwords.insert(username, password);
+            accounts.book.passwords.insert(username, password);
             ResponseTemplate::new(204)
         }
     })
 }
 
-/// The account events of `Sandbox::fail`: a password set by an administrator, or one that
-/// must be replaced at the next login (Cognito's `NEW_PASSWORD_REQUIRED`).
-impl Passwords for State {
-    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
-        let mut accounts = self.accounts();
-        let slot = accounts
-            .passwords
-            .get_mut(account)
-            .ok_or(Refusal::NoSuchAccount)?;
-        password.clone_into(slot);
-        Ok(())
-    }
-
-    fn expire(&self, account: &str) -> Result<(), Refusal> {
-        let mut accounts = self.accounts();
-        if !accounts.passwords.contains_key(account) {
-            return Err(Refusal::NoSuchAccount);
-        }
-        accounts.must_change.insert(account.to_owned());
-        Ok(())
-    }
-}
-
-/// The protected resource: a live access token as `Authorization: Bearer`.
-struct Resource(Arc<Shared>);
-
-impl Respond for Resource {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
-        let Some(issued) = bearer(request).and_then(|t| shared.check(S, Kind::Access, t)) else {
-            return error(401, UNAUTHORIZED);
-        };
-        shared.count(S, |c| c.resource_calls += 1);
-        reply(
-            200,
-            json!({"service": "accounts", "subject": issued.subject}),
-        )
-    }
-}
-
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
-    let mut accounts = Accounts::default();
-    for user in [demo::ACCOUNTS_USERNAME, demo::ACCOUNTS_NEW_USERNAME] {
-        accounts
-            .passwords
-            .insert(user.to_owned(), demo::ACCOUNTS_PASSWORD.to_owned());
-    }
-    accounts
-        .must_change
-        .insert(demo::ACCOUNTS_NEW_USERNAME.to_owned());
+    let (live, expired) = (demo::ACCOUNTS_USERNAME, demo::ACCOUNTS_NEW_USERNAME);
+    let mut accounts = Accounts {
+        book: Book::new(live, expired, demo::ACCOUNTS_PASSWORD),
+        ..Accounts::default()
+    };
     accounts.emails.insert(
         demo::ACCOUNTS_EMAIL.to_owned(),
         demo::ACCOUNTS_USERNAME.to_owned(),
     );
-    let state = Arc::new(State {
-        shared: shared.clone(),
-        accounts: Mutex::new(accounts),
-    });
+    let state = Stand::new(shared, accounts);
     shared.register_passwords(S, Arc::downgrade(&state) as _);
+    let routes = Routes::new(server, shared, S);
     let base = format!("/{}/v1", super::prefix(S));
     for (route, handler, operation) in [
         ("login", Route::Login, Operation::Login),
@@ -363,20 +319,9 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
             state: state.clone(),
             route: handler,
         };
-        Mock::given(method("POST"))
-            .and(path(format!("{base}/{route}")))
-            .respond_with(guard(shared, S, operation, handler))
-            .mount(server)
+        routes
+            .add("POST", format!("{base}/{route}"), operation, handler)
             .await;
     }
-    Mock::given(method("GET"))
-        .and(path(format!("/{}/resource", super::prefix(S))))
-        .respond_with(guard(
-            shared,
-            S,
-            Operation::Resource,
-            Resource(shared.clone()),
-        ))
-        .mount(server)
-        .await;
+    routes.bearer_resource(|| error(401, UNAUTHORIZED)).await;
 }

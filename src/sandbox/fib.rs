@@ -9,12 +9,11 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
 use super::fault::Operation;
-use super::guard::guard;
+use super::guard::Routes;
 use super::state::{bearer, json_body, reply, Kind, Shared};
 use crate::error::Service;
 
@@ -121,53 +120,24 @@ impl Respond for Logout {
     }
 }
 
-/// The protected resource: a live access token as `Authorization: Bearer`.
-struct Resource(Arc<Shared>);
-
-impl Respond for Resource {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
-        let Some(issued) = bearer(request).and_then(|t| shared.check(S, Kind::Access, t)) else {
-            return status(401, "UNAUTHORIZED", "Access token is not valid.");
-        };
-        shared.count(S, |c| c.resource_calls += 1);
-        reply(200, json!({"service": "fib", "subject": issued.subject}))
-    }
-}
-
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
     let base = format!(
         "/{}/auth/api/v1/authentication-management",
         super::prefix(S)
     );
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/session")))
-        .respond_with(guard(shared, S, Operation::Login, Login(shared.clone())))
-        .mount(server)
+    let routes = Routes::new(server, shared, S);
+    let session = format!("{base}/session");
+    let login = Login(shared.clone());
+    routes.add("POST", &session, Operation::Login, login).await;
+    let refresh = Refresh(shared.clone());
+    routes
+        .add("PATCH", session, Operation::Refresh, refresh)
         .await;
-    Mock::given(method("PATCH"))
-        .and(path(format!("{base}/session")))
-        .respond_with(guard(
-            shared,
-            S,
-            Operation::Refresh,
-            Refresh(shared.clone()),
-        ))
-        .mount(server)
+    let logout = Logout(shared.clone());
+    routes
+        .add("POST", format!("{base}/logout"), Operation::Logout, logout)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/logout")))
-        .respond_with(guard(shared, S, Operation::Logout, Logout(shared.clone())))
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/{}/resource", super::prefix(S))))
-        .respond_with(guard(
-            shared,
-            S,
-            Operation::Resource,
-            Resource(shared.clone()),
-        ))
-        .mount(server)
+    routes
+        .bearer_resource(|| status(401, "UNAUTHORIZED", "Access token is not valid."))
         .await;
 }

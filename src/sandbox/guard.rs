@@ -1,16 +1,18 @@
-//! A stand-in's responder behind the faults given to the sandbox ([`super::Sandbox::fail`]), and
-//! the answers the sandbox gives in a stand-in's place.
+//! A stand-in's responder behind the faults given to the sandbox ([`super::Sandbox::fail`]), the
+//! answers the sandbox gives in a stand-in's place, and where a stand-in mounts its responders
+//! (every one behind the faults).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use wiremock::{Request, Respond, ResponseTemplate};
+use wiremock::matchers;
+use wiremock::{Match, Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::fault::{
     Fault, Operation, What, DEFAULT_RATE_LIMIT_WINDOW, MALFORMED_BODY, TRUNCATED_BODY,
 };
-use super::state::Shared;
+use super::state::{bearer, reply, Kind, Shared};
 use crate::error::Service;
 
 /// A stand-in's responder behind the faults: a request meets the fault in force for its
@@ -51,6 +53,86 @@ impl<R: Respond> Respond for Guarded<R> {
             What::Slow(delay) => self.inner.respond(request).set_delay(delay),
             _ => answer(shared, self.service, &fault),
         }
+    }
+}
+
+/// Where a stand-in mounts its responders: on the sandbox's server, each behind the faults.
+pub(crate) struct Routes<'a> {
+    server: &'a MockServer,
+    shared: &'a Arc<Shared>,
+    service: Service,
+}
+
+impl<'a> Routes<'a> {
+    /// `service`'s routes on `server`.
+    pub(crate) fn new(server: &'a MockServer, shared: &'a Arc<Shared>, service: Service) -> Self {
+        Self {
+            server,
+            shared,
+            service,
+        }
+    }
+
+    /// `responder`, answering `operation` at `verb` `path`.
+    pub(crate) async fn add(
+        &self,
+        verb: &str,
+        path: impl Into<String>,
+        operation: Operation,
+        responder: impl Respond + 'static,
+    ) {
+        let path = matchers::path(path);
+        self.add_matching(verb, path, operation, responder).await;
+    }
+
+    /// `responder`, answering `operation` at `verb` and the paths `paths` matches.
+    pub(crate) async fn add_matching(
+        &self,
+        verb: &str,
+        paths: impl Match + 'static,
+        operation: Operation,
+        responder: impl Respond + 'static,
+    ) {
+        Mock::given(matchers::method(verb))
+            .and(paths)
+            .respond_with(guard(self.shared, self.service, operation, responder))
+            .mount(self.server)
+            .await;
+    }
+
+    /// The protected resource at `GET /<prefix>/resource` ([`super::Sandbox::resource_url`]) of
+    /// a service whose other APIs take its access token as `Authorization: Bearer`: a live one
+    /// gets who it was issued to, any other request the service's `refused` answer.
+    pub(crate) async fn bearer_resource(&self, refused: fn() -> ResponseTemplate) {
+        let resource = Resource {
+            shared: self.shared.clone(),
+            service: self.service,
+            refused,
+        };
+        let at = format!("/{}/resource", super::prefix(self.service));
+        self.add("GET", at, Operation::Resource, resource).await;
+    }
+}
+
+/// See [`Routes::bearer_resource`].
+struct Resource {
+    shared: Arc<Shared>,
+    service: Service,
+    refused: fn() -> ResponseTemplate,
+}
+
+impl Respond for Resource {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let (shared, service) = (&self.shared, self.service);
+        let Some(issued) = bearer(request).and_then(|t| shared.check(service, Kind::Access, t))
+        else {
+            return (self.refused)();
+        };
+        shared.count(service, |c| c.resource_calls += 1);
+        reply(
+            200,
+            json!({"service": service.name(), "subject": issued.subject}),
+        )
     }
 }
 

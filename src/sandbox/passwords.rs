@@ -1,8 +1,10 @@
 //! The account events a stand-in takes ([`super::Fault::password_changed`] and
 //! [`super::Fault::password_expired`]), and the passwords and secrets they change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+
+use super::state::Stand;
 
 /// Why a stand-in cannot take an account event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,17 @@ pub(crate) trait Passwords: Send + Sync {
     fn change(&self, account: &str, password: &str) -> Result<(), Refusal>;
     /// `account`'s password has expired.
     fn expire(&self, account: &str) -> Result<(), Refusal>;
+}
+
+/// Replaces `account`'s password (or secret) in `passwords`, when it has one.
+fn replace(
+    passwords: &mut HashMap<String, String>,
+    account: &str,
+    password: &str,
+) -> Result<(), Refusal> {
+    let slot = passwords.get_mut(account).ok_or(Refusal::NoSuchAccount)?;
+    password.clone_into(slot);
+    Ok(())
 }
 
 /// Passwords (or client secrets) by account.
@@ -42,8 +55,54 @@ impl Secrets {
 
     fn change(&self, account: &str, secret: &str) -> Result<(), Refusal> {
         let mut secrets = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = secrets.get_mut(account).ok_or(Refusal::NoSuchAccount)?;
-        secret.clone_into(slot);
+        replace(&mut secrets, account, secret)
+    }
+}
+
+/// The passwords of a stand-in whose service has accounts with passwords that expire (accounts,
+/// weavr), kept in its own state: [`Stand`]'s account events change them.
+#[derive(Default)]
+pub(crate) struct Book {
+    /// Passwords by account.
+    pub(crate) passwords: HashMap<String, String>,
+    /// Accounts whose password has expired: the next login must replace it.
+    pub(crate) expired: HashSet<String>,
+}
+
+impl Book {
+    /// The demo accounts `live` and `expired`, each with `password`, which has expired for
+    /// `expired`.
+    pub(crate) fn new(live: &str, expired: &str, password: &str) -> Self {
+        Self {
+            passwords: [live, expired]
+                .into_iter()
+                .map(|account| (account.to_owned(), password.to_owned()))
+                .collect(),
+            expired: HashSet::from([expired.to_owned()]),
+        }
+    }
+
+    /// Whether `password` is `account`'s.
+    pub(crate) fn matches(&self, account: &str, password: &str) -> bool {
+        self.passwords.get(account).is_some_and(|p| p == password)
+    }
+}
+
+/// The account events of `Sandbox::fail` for a stand-in whose own state keeps a [`Book`]: a
+/// password set elsewhere (by an administrator), or one that has expired (what the next login
+/// answers is the stand-in's: a challenge, a temporary token).
+impl<T: AsMut<Book> + Send> Passwords for Stand<T> {
+    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
+        replace(&mut self.own().as_mut().passwords, account, password)
+    }
+
+    fn expire(&self, account: &str) -> Result<(), Refusal> {
+        let mut own = self.own();
+        let book = own.as_mut();
+        if !book.passwords.contains_key(account) {
+            return Err(Refusal::NoSuchAccount);
+        }
+        book.expired.insert(account.to_owned());
         Ok(())
     }
 }

@@ -17,12 +17,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
 use super::fault::Operation;
-use super::guard::guard;
+use super::guard::Routes;
 use super::passwords::{Registrations, Secrets};
 use super::state::{bearer, reply, Kind, Shared};
 use crate::error::Service;
@@ -150,7 +149,7 @@ impl Respond for SignAppin {
             return reply(401, json!("Unauthorized"));
         };
         shared.logged_in(S, &user);
-        let session = shared.issue_opaque(S, Kind::Session, &user, shared.config.passwordsafe_idle);
+        let session = shared.issue_session(S, &user, shared.config.passwordsafe_idle);
         let mut response = ResponseTemplate::new(200);
         match bearer {
             Some(token) if !shared.config.passwordsafe_oauth_cookie => {
@@ -276,31 +275,17 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
         shared: shared.clone(),
         bearer_sessions: Mutex::default(),
     });
+    let routes = Routes::new(server, shared, S);
     let token = Token(shared.clone(), secrets.clone());
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/Auth/connect/token")))
-        .respond_with(guard(shared, S, Operation::Login, token))
-        .mount(server)
-        .await;
+    let at = format!("{base}/Auth/connect/token");
+    routes.add("POST", at, Operation::Login, token).await;
     let sign_in = SignAppin(state.clone(), secrets);
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/Auth/SignAppin")))
-        .respond_with(guard(shared, S, Operation::Login, sign_in))
-        .mount(server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/Auth/Signout")))
-        .respond_with(guard(shared, S, Operation::Logout, Signout(state.clone())))
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{base}/ManagedAccounts")))
-        .respond_with(guard(
-            shared,
-            S,
-            Operation::Resource,
-            ManagedAccounts(state),
-        ))
-        .mount(server)
-        .await;
+    let at = format!("{base}/Auth/SignAppin");
+    routes.add("POST", at, Operation::Login, sign_in).await;
+    let sign_out = Signout(state.clone());
+    let at = format!("{base}/Auth/Signout");
+    routes.add("POST", at, Operation::Logout, sign_out).await;
+    let accounts = ManagedAccounts(state);
+    let at = format!("{base}/ManagedAccounts");
+    routes.add("GET", at, Operation::Resource, accounts).await;
 }

@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
 use super::fault::Operation;
-use super::guard::guard;
+use super::guard::Routes;
 use super::passwords::{Registrations, Secrets};
-use super::state::{bearer, json_body, reply, Kind, Shared};
+use super::state::{json_body, reply, Kind, Shared};
 use crate::error::Service;
 
 const S: Service = Service::S7risk;
@@ -55,72 +54,70 @@ struct State {
     secrets: Arc<Registrations>,
 }
 
-struct UserToken(Arc<State>);
+/// A token route: the user's (`/user/token`) or, with `application`, the application's
+/// (`/application/token`). Both check the origin and the body's fields first, and answer a
+/// login with the same token.
+struct Token {
+    state: Arc<State>,
+    application: bool,
+}
 
-impl Respond for UserToken {
+impl Respond for Token {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0.shared;
+        let shared = &self.state.shared;
         if !origin_ok(request) {
             return error(401, "Origin is not allowed");
         }
-        let [email, password] = match fields(request, ["email", "password"]) {
+        let names = match self.application {
+            false => ["email", "password"],
+            true => ["clientId", "secret"],
+        };
+        let [name, secret] = match fields(request, names) {
             Ok(fields) => fields,
             Err(message) => return error(422, &message),
         };
-        if let Some(left) = shared.locked_for(S, &email) {
+        let refused = match self.application {
+            false => self.user_refusal(&name, &secret),
+            true => self.application_refusal(&name, &secret),
+        };
+        if let Some(refused) = refused {
+            return refused;
+        }
+        shared.logged_in(S, &name);
+        token(shared, &name)
+    }
+}
+
+impl Token {
+    /// Why a user's login is refused, if it is.
+    fn user_refusal(&self, email: &str, password: &str) -> Option<ResponseTemplate> {
+        let shared = &self.state.shared;
+        if let Some(left) = shared.locked_for(S, email) {
             shared.count(S, |c| c.failed_logins += 1);
             let minutes = left.as_secs().div_ceil(60).max(1);
-            return error(
+            return Some(error(
                 429,
                 &format!("Too many authentication attempts. Try again in {minutes} minutes"),
-            );
+            ));
         }
-        if !self.0.secrets.users.matches(&email, &password) {
-            shared.failed_login(S, &email, shared.config.lockout);
-            return error(401, "Email and password do not match");
+        if !self.state.secrets.users.matches(email, password) {
+            shared.failed_login(S, email, shared.config.lockout);
+            return Some(error(401, "Email and password do not match"));
         }
         if email == demo::S7RISK_EXPIRED_EMAIL {
             shared.count(S, |c| c.failed_logins += 1);
-            return error(401, "User access window has expired");
+            return Some(error(401, "User access window has expired"));
         }
-        shared.logged_in(S, &email);
-        token(shared, &email)
+        None
     }
-}
 
-struct ApplicationToken(Arc<State>);
-
-impl Respond for ApplicationToken {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0.shared;
-        if !origin_ok(request) {
-            return error(401, "Origin is not allowed");
+    /// Why an application's login is refused, if it is.
+    fn application_refusal(&self, client_id: &str, secret: &str) -> Option<ResponseTemplate> {
+        if self.state.secrets.clients.matches(client_id, secret) {
+            return None;
         }
-        let [client_id, secret] = match fields(request, ["clientId", "secret"]) {
-            Ok(fields) => fields,
-            Err(message) => return error(422, &message),
-        };
-        if !self.0.secrets.clients.matches(&client_id, &secret) {
-            shared.count(S, |c| c.failed_logins += 1);
-            return error(401, "Invalid client credentials");
-        }
-        shared.logged_in(S, &client_id);
-        token(shared, &client_id)
-    }
-}
-
-/// The protected resource: a live token as `Authorization: Bearer`, as the vendor's other
-/// APIs take it (its Auth API page); nothing else is documented of them.
-struct Resource(Arc<Shared>);
-
-impl Respond for Resource {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &self.0;
-        let Some(issued) = bearer(request).and_then(|t| shared.check(S, Kind::Access, t)) else {
-            return error(401, "Unauthorized");
-        };
-        shared.count(S, |c| c.resource_calls += 1);
-        reply(200, json!({"service": "s7risk", "subject": issued.subject}))
+        self.state.shared.count(S, |c| c.failed_logins += 1);
+        Some(error(401, "Invalid client credentials"))
     }
 }
 
@@ -137,25 +134,22 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
         shared: shared.clone(),
         secrets,
     });
+    // The protected resource stands for the vendor's other APIs, which take a live token as
+    // `Authorization: Bearer` (its Auth API page); nothing else is documented of them.
+    let routes = Routes::new(server, shared, S);
     let base = format!("/{}", super::prefix(S));
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/user/token")))
-        .respond_with(guard(shared, S, Operation::Login, UserToken(state.clone())))
-        .mount(server)
+    let user = Token {
+        state: state.clone(),
+        application: false,
+    };
+    routes
+        .add("POST", format!("{base}/user/token"), Operation::Login, user)
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{base}/application/token")))
-        .respond_with(guard(shared, S, Operation::Login, ApplicationToken(state)))
-        .mount(server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{base}/resource")))
-        .respond_with(guard(
-            shared,
-            S,
-            Operation::Resource,
-            Resource(shared.clone()),
-        ))
-        .mount(server)
-        .await;
+    let application = Token {
+        state,
+        application: true,
+    };
+    let at = format!("{base}/application/token");
+    routes.add("POST", at, Operation::Login, application).await;
+    routes.bearer_resource(|| error(401, "Unauthorized")).await;
 }

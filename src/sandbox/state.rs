@@ -156,15 +156,7 @@ impl Shared {
             b64.encode(payload.to_string()),
             b64.encode(fastrand::u64(..).to_be_bytes()),
         );
-        lock(&self.tokens).insert(
-            token.clone(),
-            Issued {
-                service,
-                kind,
-                subject: subject.to_owned(),
-                expires_at: self.clock.now() + lifetime,
-            },
-        );
+        self.register(&token, service, kind, subject, lifetime);
         token
     }
 
@@ -175,25 +167,35 @@ impl Shared {
             .then_some(issued)
     }
 
-    /// An opaque random value registered as `kind` (session cookies, temporary tokens).
-    pub(crate) fn issue_opaque(
+    /// An opaque random value registered as a [`Kind::Session`] (session cookies, temporary
+    /// tokens).
+    pub(crate) fn issue_session(
         &self,
         service: Service,
-        kind: Kind,
         subject: &str,
         lifetime: Duration,
     ) -> String {
         let value = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        lock(&self.tokens).insert(
-            value.clone(),
-            Issued {
-                service,
-                kind,
-                subject: subject.to_owned(),
-                expires_at: self.clock.now() + lifetime,
-            },
-        );
+        self.register(&value, service, Kind::Session, subject, lifetime);
         value
+    }
+
+    /// Remembers `token`, issued by `service` as `kind` to `subject`, for `lifetime` from now.
+    fn register(
+        &self,
+        token: &str,
+        service: Service,
+        kind: Kind,
+        subject: &str,
+        lifetime: Duration,
+    ) {
+        let issued = Issued {
+            service,
+            kind,
+            subject: subject.to_owned(),
+            expires_at: self.clock.now() + lifetime,
+        };
+        lock(&self.tokens).insert(token.to_owned(), issued);
     }
 
     /// Uses a live token: its life starts again (`window` from now), as sessions that close
@@ -277,6 +279,26 @@ impl Shared {
     pub(crate) fn logged_in(&self, service: Service, account: &str) {
         self.count(service, |c| c.logins += 1);
         lock(&self.failures).remove(&(service, account.to_owned()));
+    }
+}
+
+/// A stand-in's state: the sandbox's shared state, and the stand-in's own behind a lock.
+pub(crate) struct Stand<T> {
+    pub(crate) shared: Arc<Shared>,
+    own: Mutex<T>,
+}
+
+impl<T> Stand<T> {
+    pub(crate) fn new(shared: &Arc<Shared>, own: T) -> Arc<Self> {
+        Arc::new(Self {
+            shared: shared.clone(),
+            own: Mutex::new(own),
+        })
+    }
+
+    /// The stand-in's own state, locked.
+    pub(crate) fn own(&self) -> std::sync::MutexGuard<'_, T> {
+        lock(&self.own)
     }
 }
 

@@ -15,18 +15,18 @@
 //! which closes the challenge (3 wrong codes in all).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::matchers::path_regex;
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 use super::demo;
 use super::fault::Operation;
-use super::guard::guard;
-use super::passwords::{Passwords, Refusal};
-use super::state::{bearer, json_body, reply, Kind, Shared};
+use super::guard::Routes;
+use super::passwords::Book;
+use super::state::{bearer, json_body, reply, Kind, Shared, Stand};
 use crate::error::Service;
 
 const S: Service = Service::Weavr;
@@ -46,10 +46,11 @@ struct Otp {
     wrong: u32,
 }
 
+/// The stand-in's own state. A sign-in with an expired password answers 409 with a temporary
+/// token.
 #[derive(Default)]
 struct Users {
-    passwords: HashMap<String, String>,
-    expired: HashSet<String>,
+    book: Book,
     /// Temporary tokens of expired-password sign-ins, by user.
     temporary: HashMap<String, String>,
     /// Access tokens (`tokenType` ACCESS) as opposed to sign-in tokens.
@@ -59,16 +60,13 @@ struct Users {
     challenges: HashMap<String, Otp>,
 }
 
-struct State {
-    shared: Arc<Shared>,
-    users: Mutex<Users>,
-}
-
-impl State {
-    fn users(&self) -> std::sync::MutexGuard<'_, Users> {
-        self.users.lock().unwrap_or_else(|p| p.into_inner())
+impl AsMut<Book> for Users {
+    fn as_mut(&mut self) -> &mut Book {
+        &mut self.book
     }
 }
+
+type State = Stand<Users>;
 
 fn with_ref(response: ResponseTemplate) -> ResponseTemplate {
     response.insert_header(
@@ -160,15 +158,15 @@ fn login(state: &State, request: &Request) -> ResponseTemplate {
         shared.count(S, |c| c.failed_logins += 1);
         return with_ref(ResponseTemplate::new(423));
     }
-    let mut users = state.users();
-    if users.passwords.get(&email).map(String::as_str) != Some(password) {
+    let mut users = state.own();
+    if !users.book.matches(&email, password) {
         drop(users);
         shared.failed_login(S, &email, shared.config.weavr_lockout);
         // "The authentication credentials are not found or are incorrect": 403, no body.
         return with_ref(ResponseTemplate::new(403));
     }
-    if users.expired.contains(&email) {
-        let temporary = shared.issue_opaque(S, Kind::Session, &email, shared.config.weavr_idle);
+    if users.book.expired.contains(&email) {
+        let temporary = shared.issue_session(S, &email, shared.config.weavr_idle);
         users.temporary.insert(email.clone(), temporary.clone());
         shared.count(S, |c| c.failed_logins += 1);
         return with_ref(reply(409, json!({"token": temporary})));
@@ -200,8 +198,8 @@ fn password_update(state: &State, request: &Request) -> ResponseTemplate {
     let body = json_body(request).unwrap_or_default();
     let old = body["oldPassword"]["value"].as_str().unwrap_or_default();
     let new = body["newPassword"]["value"].as_str().unwrap_or_default();
-    let mut users = state.users();
-    if users.passwords.get(&user).map(String::as_str) != Some(old) {
+    let mut users = state.own();
+    if !users.book.matches(&user, old) {
         return error_code(409, "PASSWORD_INCORRECT");
     }
     if new.len() < 8 {
@@ -210,8 +208,8 @@ fn password_update(state: &State, request: &Request) -> ResponseTemplate {
     if new == old {
         return error_code(409, "PASSWORD_ALREADY_USED");
     }
-    users.passwords.insert(user.clone(), new.to_owned());
-    users.expired.remove(&user);
+    users.book.passwords.insert(user.clone(), new.to_owned());
+    users.book.expired.remove(&user);
     if let Some(temporary) = users.temporary.remove(&user) {
         shared.revoke(&temporary);
     }
@@ -250,7 +248,7 @@ fn authenticated(
                 return error_code(403, "INSUFFICIENT_PERMISSIONS");
             }
             let access = shared.issue(S, Kind::Access, user, shared.config.weavr_idle);
-            let mut users = state.users();
+            let mut users = state.own();
             users.access.insert(access.clone());
             // A stepped-up sign-in token gives a stepped-up access token.
             let stepped_up = users.stepped_up.contains(token);
@@ -271,7 +269,7 @@ fn authenticated(
         Route::OtpStart => {
             let now = shared.clock.now();
             let lifetime = shared.config.weavr_challenge_lifetime;
-            let mut users = state.users();
+            let mut users = state.own();
             match users.challenges.get_mut(token) {
                 Some(otp) if now < otp.sent_at + lifetime => {
                     if now < otp.sent_at + RESEND_AFTER {
@@ -309,7 +307,7 @@ fn authenticated(
                     ]}}),
                 ));
             }
-            let mut users = state.users();
+            let mut users = state.own();
             let Some(otp) = users.challenges.get_mut(token) else {
                 return error_code(409, "STATE_INVALID");
             };
@@ -336,7 +334,7 @@ fn authenticated(
         }
         Route::Push => {
             // The user approves on their device at once.
-            state.users().stepped_up.insert(token.to_owned());
+            state.own().stepped_up.insert(token.to_owned());
             shared.count(S, |c| {
                 c.challenges += 1;
                 c.verifications += 1;
@@ -349,7 +347,7 @@ fn authenticated(
             with_ref(ResponseTemplate::new(204))
         }
         Route::ManagedAccounts => {
-            let users = state.users();
+            let users = state.own();
             if !users.access.contains(token) {
                 return error_code(403, "ACCESS_TOKEN_REQUIRED");
             }
@@ -367,44 +365,17 @@ fn authenticated(
     }
 }
 
-/// The account events of `Sandbox::fail`: a password set elsewhere, or one that has expired
-/// (the next sign-in answers 409 with a temporary token).
-impl Passwords for State {
-    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
-        let mut users = self.users();
-        let slot = users
-            .passwords
-            .get_mut(account)
-            .ok_or(Refusal::NoSuchAccount)?;
-        password.clone_into(slot);
-        Ok(())
-    }
-
-    fn expire(&self, account: &str) -> Result<(), Refusal> {
-        let mut users = self.users();
-        if !users.passwords.contains_key(account) {
-            return Err(Refusal::NoSuchAccount);
-        }
-        users.expired.insert(account.to_owned());
-        Ok(())
-    }
-}
-
 pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
-    let mut users = Users::default();
-    for email in [demo::WEAVR_EMAIL, demo::WEAVR_EXPIRED_EMAIL] {
-        users
-            .passwords
-            .insert(email.to_owned(), demo::WEAVR_PASSWORD.to_owned());
-    }
-    users.expired.insert(demo::WEAVR_EXPIRED_EMAIL.to_owned());
-    let state = Arc::new(State {
-        shared: shared.clone(),
-        users: Mutex::new(users),
-    });
+    let (live, expired) = (demo::WEAVR_EMAIL, demo::WEAVR_EXPIRED_EMAIL);
+    let users = Users {
+        book: Book::new(live, expired, demo::WEAVR_PASSWORD),
+        ..Users::default()
+    };
+    let state = Stand::new(shared, users);
     shared.register_passwords(S, Arc::downgrade(&state) as _);
+    let routes = Routes::new(server, shared, S);
     let base = format!("/{}", super::prefix(S));
-    let routes = [
+    let table = [
         (
             "POST",
             "/login_with_password",
@@ -444,26 +415,21 @@ pub(super) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
             Operation::Resource,
         ),
     ];
-    for (verb, route, handler, operation) in routes {
+    for (verb, route, handler, operation) in table {
         let handler = Handler {
             state: state.clone(),
             route: handler,
         };
-        Mock::given(method(verb))
-            .and(path(format!("{base}{route}")))
-            .respond_with(guard(shared, S, operation, handler))
-            .mount(server)
+        routes
+            .add(verb, format!("{base}{route}"), operation, handler)
             .await;
     }
     let push = Handler {
         state,
         route: Route::Push,
     };
-    Mock::given(method("POST"))
-        .and(path_regex(format!(
-            "^{base}/stepup/challenges/push/(AUTHY|BIOMETRIC)$"
-        )))
-        .respond_with(guard(shared, S, Operation::StepUp, push))
-        .mount(server)
+    let channels = path_regex(format!("^{base}/stepup/challenges/push/(AUTHY|BIOMETRIC)$"));
+    routes
+        .add_matching("POST", channels, Operation::StepUp, push)
         .await;
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    refusal_context, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal, StoredTokens,
+    seal::Kept, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal, StoredTokens,
     TokenStore,
 };
 use crate::clock::{Clock, SystemClock};
@@ -279,64 +279,19 @@ impl TokenStore for FileStore {
     }
 
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>> {
-        let key = key.clone();
-        Box::pin(self.blocking(move |inner| {
-            let contents = inner.read()?;
-            let Some(sealed) = contents.entries.get(&inner.key.name(&key)) else {
-                return Ok(None);
-            };
-            let Some(plain) = inner.key.open(key.as_str(), sealed) else {
-                return Err(inner.error("entry does not open", "wrong key or tampered"));
-            };
-            let mut tokens: StoredTokens = serde_json::from_slice(&plain)
-                .map_err(|_| inner.error("entry unreadable", "not a token set"))?;
-            tokens.age = tokens.stamp.and_then(|s| s.wall_age(&*inner.clock));
-            Ok(Some(tokens))
-        }))
+        Box::pin(self.load_kept(key, entries))
     }
 
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut tokens = tokens.clone();
-            tokens.stamp = Some(Stamp::Wall(super::to_ms(self.inner.clock.system_now())));
-            let plain = zeroize::Zeroizing::new(
-                serde_json::to_vec(&tokens).map_err(|e| self.inner.error("cannot encode", e))?,
-            );
-            let sealed = self.inner.key.seal(key.as_str(), &plain)?;
-            let name = self.inner.key.name(key);
-            self.blocking(move |inner| {
-                inner.update(|contents| {
-                    contents.entries.insert(name, sealed);
-                })
-            })
-            .await
-        })
+        Box::pin(self.save_kept(key, tokens, entries))
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        let name = self.inner.key.name(key);
-        Box::pin(self.blocking(move |inner| {
-            inner.update(|contents| {
-                contents.entries.remove(&name);
-            })
-        }))
+        Box::pin(self.remove_kept(key, entries))
     }
 
     fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
-        let key = key.clone();
-        Box::pin(self.blocking(move |inner| {
-            let contents = inner.read()?;
-            let Some(sealed) = contents.refusals.get(&inner.key.name(&key)) else {
-                return Ok(None);
-            };
-            let Some(plain) = inner.key.open(&refusal_context(&key), sealed) else {
-                return Err(inner.error("refusal does not open", "wrong key or tampered"));
-            };
-            let mut refusal: StoredRefusal = serde_json::from_slice(&plain)
-                .map_err(|_| inner.error("refusal unreadable", "not a refusal"))?;
-            refusal.age = refusal.stamp.and_then(|s| s.wall_age(&*inner.clock));
-            Ok(Some(refusal))
-        }))
+        Box::pin(self.load_kept(key, refusals))
     }
 
     fn save_refusal<'a>(
@@ -344,30 +299,80 @@ impl TokenStore for FileStore {
         key: &'a StoreKey,
         refusal: &'a StoredRefusal,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut refusal = refusal.clone();
-            refusal.stamp = Some(Stamp::Wall(super::to_ms(self.inner.clock.system_now())));
-            let plain = zeroize::Zeroizing::new(
-                serde_json::to_vec(&refusal).map_err(|e| self.inner.error("cannot encode", e))?,
-            );
-            let sealed = self.inner.key.seal(&refusal_context(key), &plain)?;
-            let name = self.inner.key.name(key);
-            self.blocking(move |inner| {
-                inner.update(|contents| {
-                    contents.refusals.insert(name, sealed);
-                })
-            })
-            .await
-        })
+        Box::pin(self.save_kept(key, refusal, refusals))
     }
 
     fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
+        Box::pin(self.remove_kept(key, refusals))
+    }
+}
+
+/// Where the file keeps the token sets.
+fn entries(contents: &mut Contents) -> &mut BTreeMap<String, String> {
+    &mut contents.entries
+}
+
+/// Where the file keeps the login refusals.
+fn refusals(contents: &mut Contents) -> &mut BTreeMap<String, String> {
+    &mut contents.refusals
+}
+
+/// Which of the file's tables a token set or a refusal lives in.
+type Table = fn(&mut Contents) -> &mut BTreeMap<String, String>;
+
+impl FileStore {
+    /// `key`'s token set or refusal, from `table`, its age measured from its stamp.
+    async fn load_kept<T: Kept>(&self, key: &StoreKey, table: Table) -> Result<Option<T>, Error> {
+        let key = key.clone();
+        self.blocking(move |inner| {
+            let mut contents = inner.read()?;
+            let Some(sealed) = table(&mut contents).get(&inner.key.name(&key)) else {
+                return Ok(None);
+            };
+            let Some(plain) = inner.key.open(&T::context(&key), sealed) else {
+                let what = format!("{} does not open", T::NAME);
+                return Err(inner.error(&what, "wrong key or tampered"));
+            };
+            let mut kept: T = serde_json::from_slice(&plain)
+                .map_err(|_| inner.error(&format!("{} unreadable", T::NAME), T::NOT))?;
+            let (stamp, age) = kept.stamp_and_age();
+            *age = stamp.and_then(|s| s.wall_age(&*inner.clock));
+            Ok(Some(kept))
+        })
+        .await
+    }
+
+    /// Saves `kept` in `table`, stamped with the wall clock's time.
+    async fn save_kept<T: Kept>(
+        &self,
+        key: &StoreKey,
+        kept: &T,
+        table: Table,
+    ) -> Result<(), Error> {
+        let mut kept = kept.clone();
+        *kept.stamp_and_age().0 = Some(Stamp::Wall(super::to_ms(self.inner.clock.system_now())));
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(&kept).map_err(|e| self.inner.error("cannot encode", e))?,
+        );
+        let sealed = self.inner.key.seal(&T::context(key), &plain)?;
         let name = self.inner.key.name(key);
-        Box::pin(self.blocking(move |inner| {
+        self.blocking(move |inner| {
             inner.update(|contents| {
-                contents.refusals.remove(&name);
+                table(contents).insert(name, sealed);
             })
-        }))
+        })
+        .await
+    }
+
+    /// Removes `key`'s token set or refusal from `table`.
+    async fn remove_kept(&self, key: &StoreKey, table: Table) -> Result<(), Error> {
+        let name = self.inner.key.name(key);
+        self.blocking(move |inner| {
+            inner.update(|contents| {
+                table(contents).remove(&name);
+            })
+        })
+        .await
     }
 }
 
@@ -387,24 +392,7 @@ mod tests {
     }
 
     fn tokens(access: &str) -> StoredTokens {
-        StoredTokens {
-            access: access.into(),
-            refresh: None,
-            id_token: None,
-            cookie: None,
-            bearer: None,
-            expires_at_ms: 4_000_000_000_000,
-            renew_after_ms: None,
-            expires_at_most_ms: None,
-            refresh_expires_at_ms: None,
-            refresh_uses: 0,
-            stepped_up: false,
-            exchanged: false,
-            saved_at_ms: None,
-            stamp: None,
-            age: None,
-            written_at: None,
-        }
+        StoredTokens::access_only(access, 4_000_000_000_000)
     }
 
     fn listing(dir: &Path) -> Vec<String> {
@@ -467,17 +455,26 @@ mod tests {
         let error = store.load(&account).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Configuration);
         #[cfg(unix)]
-        assert_eq!(
-            error.message(),
-            Some(
-                format!(
-                    "token store {}: cannot read: not a regular file",
-                    path.display()
-                )
-                .as_str()
-            )
-        );
+        assert_not_a_regular_file(&error, &path);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Asserts that `error` refuses the store at `path` for not being a regular file.
+    #[cfg(unix)]
+    fn assert_not_a_regular_file(error: &Error, path: &Path) {
+        let expected = format!(
+            "token store {}: cannot read: not a regular file",
+            path.display()
+        );
+        assert_eq!(error.message(), Some(expected.as_str()));
+    }
+
+    /// A FIFO at `path`, readable and writable by its owner only.
+    #[cfg(unix)]
+    fn make_fifo(path: &Path) {
+        let fifo = rustix::fs::FileType::Fifo;
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(rustix::fs::CWD, path, fifo, mode, 0).unwrap();
     }
 
     #[cfg(unix)]
@@ -485,29 +482,13 @@ mod tests {
     async fn a_fifo_planted_where_the_file_should_be_fails_at_once_instead_of_hanging() {
         let dir = temp_dir("fifo");
         let path = dir.join("tokens.json");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        make_fifo(&path);
         let store = FileStore::new(&path, SealingKey::from_bytes([7; 32]));
         let account = StoreKey::new(Service::Fib, "https://fib.test", "a");
         // The bound is a deadlock guard: without O_NONBLOCK the open waits for a writer.
         let load = tokio::time::timeout(std::time::Duration::from_secs(10), store.load(&account));
         let error = load.await.expect("the read did not hang").unwrap_err();
-        assert_eq!(
-            error.message(),
-            Some(
-                format!(
-                    "token store {}: cannot read: not a regular file",
-                    path.display()
-                )
-                .as_str()
-            )
-        );
+        assert_not_a_regular_file(&error, &path);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -594,14 +575,7 @@ mod tests {
         // for reading and writing).
         let lease = dir.join(format!(".tokens.json.{tag}.lease"));
         std::fs::remove_file(&lease).unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &lease,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        make_fifo(&lease);
         let error = store.lease(&account).await.unwrap_err();
         assert_eq!(
             error.message(),

@@ -247,13 +247,6 @@ pub(crate) enum RefusalKind {
     Unknown,
 }
 
-/// What a refusal is sealed for: its account's key, marked, so that neither a token set nor a
-/// refusal opens in the other's place.
-#[cfg(any(feature = "file-store", feature = "redis"))]
-pub(crate) fn refusal_context(key: &StoreKey) -> String {
-    format!("{}|refusal", key.as_str())
-}
-
 pub(crate) fn to_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -545,6 +538,32 @@ impl TokenStore for MemoryStore {
     fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
         self.shared().refusals.remove(key);
         Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+impl StoredTokens {
+    /// A set of `access` alone, expiring at `expires_at_ms`, as the stores' and the cache's
+    /// unit tests save it.
+    pub(crate) fn access_only(access: &str, expires_at_ms: u64) -> Self {
+        Self {
+            access: access.into(),
+            refresh: None,
+            id_token: None,
+            cookie: None,
+            bearer: None,
+            expires_at_ms,
+            renew_after_ms: None,
+            expires_at_most_ms: None,
+            refresh_expires_at_ms: None,
+            refresh_uses: 0,
+            stepped_up: false,
+            exchanged: false,
+            saved_at_ms: None,
+            stamp: None,
+            age: None,
+            written_at: None,
+        }
     }
 }
 

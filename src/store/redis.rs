@@ -8,7 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::{
-    from_ms, refusal_context, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal,
+    from_ms, seal::Kept, Lease, SealingKey, Stamp, StoreFuture, StoreKey, StoredRefusal,
     StoredTokens, TokenStore,
 };
 use crate::error::Error;
@@ -219,31 +219,47 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// `key`'s token set or refusal, kept at `name`, with its age: the entry and what is left
+    /// of its lifetime are read together.
+    async fn load_kept<T: Kept>(&self, key: &StoreKey, name: String) -> Result<Option<T>, Error> {
+        let mut connection = self.connection.clone();
+        let (sealed, left_ms): (Option<String>, i64) = redis::pipe()
+            .atomic()
+            .get(&name)
+            .pttl(&name)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| failed("GET", e.kind()))?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self.key.open(&T::context(key), &sealed).ok_or_else(|| {
+            failed(
+                &format!("{} does not open", T::NAME),
+                "wrong key or tampered",
+            )
+        })?;
+        let mut kept: T = serde_json::from_slice(&plain)
+            .map_err(|_| failed(&format!("{} unreadable", T::NAME), T::NOT))?;
+        let (stamp, age) = kept.stamp_and_age();
+        *age = stamp.and_then(|stamp| Self::age(stamp, left_ms));
+        Ok(Some(kept))
+    }
+
+    /// Deletes what is kept at `name`.
+    async fn delete(&self, name: String) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        connection
+            .del::<_, ()>(name)
+            .await
+            .map_err(|e| failed("DEL", e.kind()))
+    }
+}
+
 impl TokenStore for RedisStore {
     fn load<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredTokens>> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let entry = self.entry_key(key);
-            // The entry and what is left of its lifetime, read together.
-            let (sealed, left_ms): (Option<String>, i64) = redis::pipe()
-                .atomic()
-                .get(&entry)
-                .pttl(&entry)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| failed("GET", e.kind()))?;
-            let Some(sealed) = sealed else {
-                return Ok(None);
-            };
-            let plain = self
-                .key
-                .open(key.as_str(), &sealed)
-                .ok_or_else(|| failed("entry does not open", "wrong key or tampered"))?;
-            let mut tokens: StoredTokens = serde_json::from_slice(&plain)
-                .map_err(|_| failed("entry unreadable", "not a token set"))?;
-            tokens.age = tokens.stamp.and_then(|stamp| Self::age(stamp, left_ms));
-            Ok(Some(tokens))
-        })
+        Box::pin(self.load_kept(key, self.entry_key(key)))
     }
 
     fn save<'a>(&'a self, key: &'a StoreKey, tokens: &'a StoredTokens) -> StoreFuture<'a, ()> {
@@ -287,38 +303,11 @@ impl TokenStore for RedisStore {
     }
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            connection
-                .del::<_, ()>(self.entry_key(key))
-                .await
-                .map_err(|e| failed("DEL", e.kind()))
-        })
+        Box::pin(self.delete(self.entry_key(key)))
     }
 
     fn load_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<StoredRefusal>> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let name = self.refusal_key(key);
-            let (sealed, left_ms): (Option<String>, i64) = redis::pipe()
-                .atomic()
-                .get(&name)
-                .pttl(&name)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| failed("GET", e.kind()))?;
-            let Some(sealed) = sealed else {
-                return Ok(None);
-            };
-            let plain = self
-                .key
-                .open(&refusal_context(key), &sealed)
-                .ok_or_else(|| failed("refusal does not open", "wrong key or tampered"))?;
-            let mut refusal: StoredRefusal = serde_json::from_slice(&plain)
-                .map_err(|_| failed("refusal unreadable", "not a refusal"))?;
-            refusal.age = refusal.stamp.and_then(|stamp| Self::age(stamp, left_ms));
-            Ok(Some(refusal))
-        })
+        Box::pin(self.load_kept(key, self.refusal_key(key)))
     }
 
     fn save_refusal<'a>(
@@ -335,7 +324,7 @@ impl TokenStore for RedisStore {
             let plain = zeroize::Zeroizing::new(
                 serde_json::to_vec(&refusal).map_err(|e| failed("encode", e))?,
             );
-            let sealed = self.key.seal(&refusal_context(key), &plain)?;
+            let sealed = self.key.seal(&StoredRefusal::context(key), &plain)?;
             let mut connection = self.connection.clone();
             let name = self.refusal_key(key);
             match ttl_ms {
@@ -347,13 +336,7 @@ impl TokenStore for RedisStore {
     }
 
     fn remove_refusal<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            connection
-                .del::<_, ()>(self.refusal_key(key))
-                .await
-                .map_err(|e| failed("DEL", e.kind()))
-        })
+        Box::pin(self.delete(self.refusal_key(key)))
     }
 
     fn lease<'a>(&'a self, key: &'a StoreKey) -> StoreFuture<'a, Option<Lease>> {

@@ -1,12 +1,16 @@
 //! Sealing token sets for shared stores: XChaCha20-Poly1305 with a random nonce per write, the
-//! store key as associated data (an entry copied under another key does not open).
+//! store key as associated data (an entry copied under another key does not open); and what a
+//! shared store keeps sealed ([`Kept`]).
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::StoreKey;
+use super::{Stamp, StoreKey, StoredRefusal, StoredTokens};
 use crate::error::Error;
 use crate::secret::SecretString;
 
@@ -113,6 +117,50 @@ impl SealingKey {
             )
             .ok()
             .map(Zeroizing::new)
+    }
+}
+
+/// What a store keeps sealed for an account: its token set, or its login refusal. The stores
+/// read both the same way.
+pub(crate) trait Kept:
+    Serialize + serde::de::DeserializeOwned + Clone + Send + 'static
+{
+    /// Its name in a store's errors.
+    const NAME: &'static str;
+    /// What a sealed one that opens but does not decode is not.
+    const NOT: &'static str;
+
+    /// What it is sealed for: a token set, its account's key; a refusal, that key marked, so
+    /// that neither opens in the other's place.
+    fn context(key: &StoreKey) -> std::borrow::Cow<'_, str>;
+
+    /// The store's stamp on it, and the age a store measured from that stamp.
+    fn stamp_and_age(&mut self) -> (&mut Option<Stamp>, &mut Option<Duration>);
+}
+
+impl Kept for StoredTokens {
+    const NAME: &'static str = "entry";
+    const NOT: &'static str = "not a token set";
+
+    fn context(key: &StoreKey) -> std::borrow::Cow<'_, str> {
+        key.as_str().into()
+    }
+
+    fn stamp_and_age(&mut self) -> (&mut Option<Stamp>, &mut Option<Duration>) {
+        (&mut self.stamp, &mut self.age)
+    }
+}
+
+impl Kept for StoredRefusal {
+    const NAME: &'static str = "refusal";
+    const NOT: &'static str = "not a refusal";
+
+    fn context(key: &StoreKey) -> std::borrow::Cow<'_, str> {
+        format!("{}|refusal", key.as_str()).into()
+    }
+
+    fn stamp_and_age(&mut self) -> (&mut Option<Stamp>, &mut Option<Duration>) {
+        (&mut self.stamp, &mut self.age)
     }
 }
 

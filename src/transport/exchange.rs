@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use reqwest::header::HeaderMap;
 
+use super::body::buffer;
 use crate::error::Error;
 
 /// A boxed future, as the [`Authorizer`] methods return (they are called through `dyn`).
@@ -171,19 +172,52 @@ pub(crate) async fn exchange<S: Sender>(
     }
 }
 
-/// What every reqwest-based sender shares: reqwest's requests and responses.
-pub(crate) mod reqwest_parts {
-    use reqwest::header::HeaderMap;
+/// A path that sends reqwest's requests (a session's own sending, the reqwest middleware's
+/// chain): how one request goes out is all it supplies; the rest of [`Sender`] is reqwest's,
+/// written once below.
+pub(crate) trait ReqwestSend: Send {
+    /// What a failed send is (a reqwest error converts into it, for a failed body read).
+    type Error: From<reqwest::Error>;
+    /// Sends `request` once.
+    fn send_one(
+        &mut self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response, Self::Error>> + Send;
+}
 
-    pub(crate) fn headers(request: &reqwest::Request) -> &HeaderMap {
+impl<T: ReqwestSend> Sender for T {
+    type Request = reqwest::Request;
+    type Response = reqwest::Response;
+    type Error = T::Error;
+
+    fn headers(request: &reqwest::Request) -> &HeaderMap {
         request.headers()
     }
 
-    pub(crate) fn headers_mut(request: &mut reqwest::Request) -> &mut HeaderMap {
+    fn headers_mut(request: &mut reqwest::Request) -> &mut HeaderMap {
         request.headers_mut()
     }
 
-    pub(crate) fn status(response: &reqwest::Response) -> u16 {
+    fn spare(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
+        request.try_clone()
+    }
+
+    fn status(response: &reqwest::Response) -> u16 {
         response.status().as_u16()
+    }
+
+    fn send(
+        &mut self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response, T::Error>> + Send {
+        self.send_one(request)
+    }
+
+    async fn read(
+        &mut self,
+        response: reqwest::Response,
+        cap: Option<usize>,
+    ) -> Result<(reqwest::Response, Option<bytes::Bytes>), T::Error> {
+        Ok(buffer(response, cap).await?)
     }
 }

@@ -18,12 +18,15 @@
 // Outside the documented API, the HTTP layer every session request goes through, below the
 // session and unaware of it:
 // - `rules`: where credentials may go (the one rule every path asks);
+// - `adapter`: what the reqwest middleware and the tower layer share (the session, the rule);
 // - `send`: the context the generated clients carry, and the retry loop;
 // - `exchange`: the one 401 / 403 / activity exchange of a request carrying credentials;
 // - `errors`: what a failed answer means, as a `crate::Error`;
 // - `body`: the one capped body read;
 // - `endpoint`: a session's own calls (login, refresh, …) through a generated client.
 
+#[cfg(any(feature = "middleware", feature = "tower"))]
+pub(crate) mod adapter;
 pub(crate) mod body;
 pub(crate) mod endpoint;
 pub(crate) mod errors;

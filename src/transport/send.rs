@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::body::buffer;
 use super::errors::{self, Probe};
-use super::exchange::{exchange, report, reqwest_parts, Authorizer, Sender};
+use super::exchange::{exchange, report, Authorizer, ReqwestSend};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Service};
 use crate::retry::{Replay, RetryPolicy};
@@ -315,40 +315,13 @@ struct Own<'a> {
     client: &'a reqwest::Client,
 }
 
-impl Sender for Own<'_> {
-    type Request = reqwest::Request;
-    type Response = reqwest::Response;
+impl ReqwestSend for Own<'_> {
     type Error = reqwest::Error;
 
-    fn headers(request: &reqwest::Request) -> &HeaderMap {
-        reqwest_parts::headers(request)
-    }
-
-    fn headers_mut(request: &mut reqwest::Request) -> &mut HeaderMap {
-        reqwest_parts::headers_mut(request)
-    }
-
-    fn spare(&self, request: &reqwest::Request) -> Option<reqwest::Request> {
-        request.try_clone()
-    }
-
-    fn status(response: &reqwest::Response) -> u16 {
-        reqwest_parts::status(response)
-    }
-
-    fn send(
+    fn send_one(
         &mut self,
         request: reqwest::Request,
     ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send {
         self.context.send(self.client, request)
-    }
-
-    fn read(
-        &mut self,
-        response: reqwest::Response,
-        cap: Option<usize>,
-    ) -> impl Future<Output = reqwest::Result<(reqwest::Response, Option<bytes::Bytes>)>> + Send
-    {
-        buffer(response, cap)
     }
 }

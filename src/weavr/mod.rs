@@ -251,6 +251,25 @@ impl Weavr {
         })
     }
 
+    /// One of the API's own calls, as `grant`: the api key beside it, and `token` (when
+    /// given) as its bearer.
+    async fn call<T, E, Op, Fut>(
+        &self,
+        grant: crate::telemetry::Grant,
+        token: Option<&SecretString>,
+        replay: Replay,
+        classify: crate::transport::errors::Classify<'_>,
+        operation: Op,
+    ) -> Result<T, Error>
+    where
+        E: crate::transport::errors::ErrorBody,
+        Op: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, progenitor_client::Error<E>>>,
+    {
+        let context = self.context(token, replay)?.with_grant(grant);
+        self.endpoint.call(context, classify, operation).await
+    }
+
     /// The context of the session's own calls: the `api-key`, and `token` as the bearer when
     /// given.
     fn context(&self, token: Option<&SecretString>, replay: Replay) -> Result<Context, Error> {
@@ -333,16 +352,13 @@ impl Weavr {
         &self,
         token: &SecretString,
     ) -> Result<Option<types::IdentityId>, Error> {
-        let context = self
-            .context(Some(token), Replay::Transient)?
-            .with_grant(crate::telemetry::Grant::Identities);
         let list = |api: Client| async move {
             api.list_identities(std::num::NonZeroU32::new(2), None)
                 .await
         };
+        let grant = crate::telemetry::Grant::Identities;
         let mut identities = self
-            .endpoint
-            .call(context, &classify_api, list)
+            .call(grant, Some(token), Replay::Transient, &classify_api, list)
             .await?
             .into_inner()
             .into_identities();
@@ -354,18 +370,21 @@ impl Weavr {
         token: &SecretString,
         identity: types::IdentityId,
     ) -> Result<(SecretString, bool), Error> {
-        let context = self
-            .context(Some(token), Replay::Gateway)?
-            .with_grant(crate::telemetry::Grant::Exchange);
         let body = types::AccessTokenRequest {
             identity,
             client_assertion: None,
             token: None,
         };
         let exchange = |api: Client| async move { api.create_access_token(&body).await };
+        let grant = crate::telemetry::Grant::Exchange;
         let response = self
-            .endpoint
-            .call(context, &classify_exchange, exchange)
+            .call(
+                grant,
+                Some(token),
+                Replay::Gateway,
+                &classify_exchange,
+                exchange,
+            )
             .await?
             .into_inner();
         let stepped_up = response.status == Some(types::TokenStatus::SteppedUp);
@@ -476,13 +495,10 @@ impl ProviderImpl for Weavr {
                 value: self.password(),
             },
         };
-        let context = self
-            .context(None, Replay::Gateway)?
-            .with_grant(crate::telemetry::Grant::Login);
         let login = |api: Client| async move { api.login_with_password(&body).await };
+        let grant = crate::telemetry::Grant::Login;
         let response = self
-            .endpoint
-            .call(context, &classify_login, login)
+            .call(grant, None, Replay::Gateway, &classify_login, login)
             .await?
             .into_inner();
         *self.signed_in_as.write().unwrap_or_else(|p| p.into_inner()) = response.identity;
@@ -513,10 +529,9 @@ impl ProviderImpl for Weavr {
             return Ok(());
         }
         let log_out = |api: Client| async move { api.log_out().await };
-        let context = self
-            .context(Some(&ending.entry.secret), Replay::Unsent)?
-            .with_grant(crate::telemetry::Grant::Logout);
-        self.endpoint.call(context, &classify_api, log_out).await?;
+        let (grant, token) = (crate::telemetry::Grant::Logout, &ending.entry.secret);
+        self.call(grant, Some(token), Replay::Unsent, &classify_api, log_out)
+            .await?;
         Ok(())
     }
 }
