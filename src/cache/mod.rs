@@ -10,6 +10,8 @@
 //! - [`fleet`]: the shared [`TokenStore`](crate::store::TokenStore) and its renewal lease;
 //! - [`refusals`]: logins that must not be sent again (yet);
 //! - [`background`]: renewal in a task of the session's own (`background_refresh`);
+//! - [`stored`]: what the cache keeps of a grant, here and in the account's store;
+//! - [`exchange`]: weavr's identity exchange, flown like a renewal;
 //! - this file: the policy that joins them. Is the token fresh → join or start the flight →
 //!   renew (refresh, else log in) → keep the new token, here and in the store.
 //!
@@ -18,10 +20,12 @@
 
 mod background;
 mod current;
+mod exchange;
 mod fleet;
 pub(crate) mod flight;
 mod provider;
 mod refusals;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -36,11 +40,12 @@ use crate::clock::Clock;
 use crate::error::{Error, ErrorKind};
 use crate::expiry::RefreshPolicy;
 use crate::store::{StoreKey, TokenStore};
-use crate::token::{AccessToken, Entry, EntryParts, Issued, TokenOrigin};
+use crate::token::{AccessToken, Entry, TokenOrigin};
 
 use background::Background;
 use current::Current;
-use fleet::{Fleet, Leased, Timeline};
+pub(crate) use exchange::Exchange;
+use fleet::{Fleet, Leased};
 use flight::SingleFlight;
 pub(crate) use provider::{Constants, ErasedProvider, IssuedFuture};
 pub(crate) use refusals::Holds;
@@ -78,16 +83,6 @@ impl Future for TokenFuture<'_> {
         }
     }
 }
-
-/// What [`Cache::exchange`] exchanges a token with: the new token set, or `None` when there
-/// is nothing to exchange it for.
-pub(crate) type Exchange = Arc<
-    dyn Fn(
-            crate::secret::SecretString,
-        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<Issued>, Error>> + Send>>
-        + Send
-        + Sync,
->;
 
 /// Counts of the token requests a cache has sent, for tests and diagnostics.
 #[derive(Debug, Default)]
@@ -460,57 +455,6 @@ impl Cache {
         }
     }
 
-    /// A fingerprint of the credentials the next login sends, salted with the account's key
-    /// (see `ProviderImpl::credentials`): 16 bits of SipHash, as std's `DefaultHasher` computes
-    /// it, which every process built with the same Rust release computes alike. Each part goes
-    /// in with its length, so that no two ways of cutting the same bytes read alike. Sixteen
-    /// bits, not more: enough to tell corrected credentials from refused ones (one in 65,536
-    /// read alike, and are held back until `clear_failure()`), too few for whoever holds the
-    /// store and its sealing key to confirm a guessed password offline.
-    fn credentials(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        if let Some(fleet) = &self.fleet {
-            fleet.key().as_str().hash(&mut hasher);
-        }
-        self.provider.credentials_dyn(&mut |part| {
-            hasher.write_usize(part.len());
-            hasher.write(part);
-        });
-        hasher.finish() & 0xFFFF
-    }
-
-    /// The refusal another session of the account stored, when it holds a login with
-    /// `credentials` back now: this session holds it too from then on (so that a store that
-    /// fails later cannot let the login through).
-    async fn stored_refusal(&self, credentials: u64) -> Option<Error> {
-        let stored = self.fleet.as_ref()?.load_refusal().await?;
-        let timeline = Timeline::read(&*self.clock);
-        let left = match stored.hold_ms {
-            // For good: only the credentials refused are held back.
-            None if stored.credentials != credentials => return None,
-            None => None,
-            Some(hold) => {
-                let age = stored.saved_at_ms.map_or(Duration::ZERO, |saved_at| {
-                    timeline.age(saved_at, stored.written_at, stored.age)
-                });
-                let left = Duration::from_millis(hold).saturating_sub(age);
-                if left.is_zero() {
-                    return None;
-                }
-                Some(left)
-            }
-        };
-        let error = refusals::from_stored(&stored, self.traits.service, left)?;
-        let until = left.and_then(|left| timeline.now.checked_add(left));
-        if left.is_some() && until.is_none() {
-            return None;
-        }
-        self.refusals.adopt(error.clone(), until);
-        tracing::info!(service = %self.traits.service, %error, "a login refused for another session of the account is not sent");
-        Some(error)
-    }
-
     async fn refresh_with(&self, entry: &Arc<Entry>) -> Result<AccessToken, Error> {
         let refresh_token = entry.refresh.as_ref().expect("refresh_usable checked it");
         let sent_at = self.clock.now();
@@ -523,203 +467,6 @@ impl Cache {
         Ok(self
             .keep(grant, sent_at, TokenOrigin::Refresh, Some(entry))
             .await)
-    }
-
-    /// Makes `grant` (sent at `sent_at`) the current token, and saves it in the store.
-    async fn keep(
-        &self,
-        grant: Issued,
-        sent_at: Instant,
-        origin: TokenOrigin,
-        previous: Option<&Arc<Entry>>,
-    ) -> AccessToken {
-        let entry = Arc::new(self.entry(grant, sent_at, origin, previous));
-        self.set_current(entry.clone());
-        self.save_stored(&entry).await;
-        AccessToken::new(entry)
-    }
-
-    /// What the cache keeps of `grant`.
-    fn entry(
-        &self,
-        grant: Issued,
-        sent_at: Instant,
-        origin: TokenOrigin,
-        previous: Option<&Arc<Entry>>,
-    ) -> Entry {
-        // A refresh that returns no new refresh token keeps the old one, its expiry and its
-        // use count.
-        let (refresh, refresh_expires_at, refresh_uses) = match (grant.refresh, previous) {
-            (Some(new), _) => (Some(new), grant.refresh_lifetime.map(|l| sent_at + l), 0),
-            (None, Some(prev)) => (
-                prev.refresh.clone(),
-                prev.refresh_expires_at(),
-                prev.refresh_uses + 1,
-            ),
-            (None, None) => (None, None, 0),
-        };
-        let mut extra = grant.extra;
-        let stepped_up = extra.stepped_up;
-        if let Some(prev) = previous {
-            extra.id_token = extra.id_token.or_else(|| prev.extra.id_token.clone());
-            extra.cookie = extra.cookie.or_else(|| prev.extra.cookie.clone());
-            extra.bearer = extra.bearer.or_else(|| prev.extra.bearer.clone());
-        }
-        Entry::new(
-            self.clock.clone(),
-            self.base,
-            EntryParts {
-                secret: grant.access,
-                refresh,
-                refresh_expires_at,
-                refresh_uses,
-                extra,
-                origin,
-                expires_at: sent_at + grant.lifetime,
-                expires_at_most: grant.max_lifetime.map(|max| sent_at + max),
-                lead: self.policy.lead(grant.lifetime),
-                sliding: self.traits.sliding,
-                stepped_up,
-            },
-        )
-    }
-
-    /// Takes the stored token set when it is newer than the cached one: fresh, it is served
-    /// as is; due, its refresh token (if any) is what the renewal uses next.
-    async fn adopt_stored(&self) -> Option<AccessToken> {
-        let stored = self.fleet.as_ref()?.load().await?;
-        let timeline = Timeline::read(&*self.clock);
-        let now = timeline.now;
-        let parts = timeline.entry_parts(stored, &self.policy, self.traits.sliding);
-        if self.current.get().is_some_and(|c| {
-            c.expires_at() >= parts.expires_at
-                || c.secret.expose_secret() == parts.secret.expose_secret()
-        }) {
-            return None;
-        }
-        let entry = Arc::new(Entry::new(self.clock.clone(), self.base, parts));
-        self.set_current(entry.clone());
-        tracing::info!(service = %self.traits.service, "token set taken from the store");
-        entry.is_fresh(now).then(|| AccessToken::new(entry))
-    }
-
-    /// Makes `entry` the current token set (and tells the background task).
-    fn set_current(&self, entry: Arc<Entry>) {
-        self.current.set(entry);
-        if let Some(background) = &self.background {
-            background.token_changed();
-        }
-    }
-
-    async fn save_stored(&self, entry: &Entry) {
-        if let Some(fleet) = &self.fleet {
-            fleet.save(entry).await;
-        }
-    }
-
-    /// Replaces the token `used` by what `obtain` gets for it (weavr's identity exchange), as
-    /// the session's one flight (any number of callers at once, one exchange), under the
-    /// fleet's renewal lease and saved fenced by it, like a renewal: its token, or the one a
-    /// flight, this session's or another's in the store, left meanwhile. `used` itself when
-    /// `obtain` has nothing to exchange it for.
-    pub(crate) async fn exchange(
-        &self,
-        used: AccessToken,
-        obtain: Exchange,
-    ) -> Result<AccessToken, Error> {
-        self.flight
-            .join(&(), || {
-                let (used, obtain) = (used.clone(), obtain.clone());
-                self.flown(|cache| async move { cache.exchange_flown(used, obtain).await })
-            })
-            .await
-    }
-
-    async fn exchange_flown(
-        &self,
-        used: AccessToken,
-        obtain: Exchange,
-    ) -> Result<AccessToken, Error> {
-        let now = self.clock.now();
-        let replaced = |entry: &Arc<Entry>| {
-            entry.is_valid(now)
-                && (entry.extra.exchanged
-                    || entry.secret.expose_secret() != used.secret().expose_secret())
-        };
-        // Exchanged, or replaced, since `used` was served.
-        if let Some(entry) = self.current().filter(replaced) {
-            return Ok(AccessToken::new(entry));
-        }
-        let Some(fleet) = &self.fleet else {
-            return self.exchange_now(&used, &obtain).await;
-        };
-        if let Some(token) = self.adopt_stored().await {
-            return Ok(token);
-        }
-        match fleet.lease(|| self.adopt_stored()).await {
-            Leased::Token(token) => Ok(token),
-            Leased::Alone => self.exchange_now(&used, &obtain).await,
-            Leased::Granted(lease) => {
-                let exchanged = self.exchange_now(&used, &obtain);
-                let outcome = crate::store::under_lease(Some(&lease), exchanged).await;
-                fleet.release(&lease).await;
-                outcome
-            }
-        }
-    }
-
-    async fn exchange_now(
-        &self,
-        used: &AccessToken,
-        obtain: &Exchange,
-    ) -> Result<AccessToken, Error> {
-        let sent_at = self.clock.now();
-        let Some(mut grant) = obtain(used.secret().clone()).await? else {
-            return Ok(used.clone());
-        };
-        grant.extra.exchanged = true;
-        self.counters.logins.fetch_add(1, Ordering::Relaxed);
-        let token = self.keep(grant, sent_at, TokenOrigin::Login, None).await;
-        tracing::info!(service = %self.traits.service, "token exchanged");
-        Ok(token)
-    }
-
-    /// Takes a token set obtained outside a renewal (a completed login challenge, a password
-    /// update): it replaces whatever was cached, lifts a blocked login, and is stored.
-    pub(crate) async fn install(&self, grant: Issued, sent_at: Instant) -> AccessToken {
-        self.clear_failure();
-        self.counters.logins.fetch_add(1, Ordering::Relaxed);
-        let token = self.keep(grant, sent_at, TokenOrigin::Login, None).await;
-        tracing::info!(service = %self.traits.service, "logged in by a completed challenge");
-        token
-    }
-
-    /// The current entry, or the stored one when this session has none that is valid (a
-    /// logout in a new process ends the session a previous one started).
-    pub(crate) async fn current_or_stored(&self) -> Option<Arc<Entry>> {
-        let now = self.clock.now();
-        if let Some(entry) = self.current().filter(|e| e.is_valid(now)) {
-            return Some(entry);
-        }
-        self.adopt_stored().await;
-        self.current().filter(|e| e.is_valid(now))
-    }
-
-    /// Records that the token `secret` was stepped up, here and in the store.
-    pub(crate) async fn mark_stepped_up(&self, secret: &crate::secret::SecretString) {
-        if let Some(entry) = self.current() {
-            if entry.secret.expose_secret() == secret.expose_secret() {
-                entry.stepped_up.store(true, Ordering::Release);
-                self.save_stored(&entry).await;
-            }
-        }
-    }
-
-    /// Forgets the stored token set too (logout).
-    pub(crate) async fn forget_stored(&self) {
-        if let Some(fleet) = &self.fleet {
-            fleet.remove().await;
-        }
     }
 
     /// Forgets a refused login, so that the next call tries the credentials again: here, and in

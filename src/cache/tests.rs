@@ -10,7 +10,7 @@ use crate::clock::ManualClock;
 use crate::error::Service;
 use crate::secret::SecretString;
 use crate::store::StoredTokens;
-use crate::token::Companions;
+use crate::token::{Companions, EntryParts, Issued};
 
 /// A service as these tests script it: the cache's view of one, typed.
 trait Provider: Send + Sync + 'static {

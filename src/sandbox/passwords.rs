@@ -4,8 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use super::state::Stand;
-
 /// Why a stand-in cannot take an account event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -60,7 +58,7 @@ impl Secrets {
 }
 
 /// The passwords of a stand-in whose service has accounts with passwords that expire (accounts,
-/// weavr), kept in its own state: [`Stand`]'s account events change them.
+/// weavr), kept in its own state: its stand-in's account events change them.
 #[derive(Default)]
 pub(crate) struct Book {
     /// Passwords by account.
@@ -86,23 +84,19 @@ impl Book {
     pub(crate) fn matches(&self, account: &str, password: &str) -> bool {
         self.passwords.get(account).is_some_and(|p| p == password)
     }
-}
 
-/// The account events of `Sandbox::fail` for a stand-in whose own state keeps a [`Book`]: a
-/// password set elsewhere (by an administrator), or one that has expired (what the next login
-/// answers is the stand-in's: a challenge, a temporary token).
-impl<T: AsMut<Book> + Send> Passwords for Stand<T> {
-    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
-        replace(&mut self.own().as_mut().passwords, account, password)
+    /// `account`'s password is now `password` (set elsewhere, by an administrator).
+    pub(crate) fn change(&mut self, account: &str, password: &str) -> Result<(), Refusal> {
+        replace(&mut self.passwords, account, password)
     }
 
-    fn expire(&self, account: &str) -> Result<(), Refusal> {
-        let mut own = self.own();
-        let book = own.as_mut();
-        if !book.passwords.contains_key(account) {
+    /// `account`'s password has expired: what the next login answers is the stand-in's (a
+    /// challenge, a temporary token).
+    pub(crate) fn expire(&mut self, account: &str) -> Result<(), Refusal> {
+        if !self.passwords.contains_key(account) {
             return Err(Refusal::NoSuchAccount);
         }
-        book.expired.insert(account.to_owned());
+        self.expired.insert(account.to_owned());
         Ok(())
     }
 }

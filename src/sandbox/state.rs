@@ -9,7 +9,7 @@ use serde_json::json;
 use wiremock::ResponseTemplate;
 
 use super::fault::Faults;
-use super::passwords::{Passwords, Refusal};
+use super::passwords::{Book, Passwords, Refusal};
 use super::Config;
 use crate::clock::Clock;
 use crate::error::Service;
@@ -299,6 +299,17 @@ impl<T> Stand<T> {
     /// The stand-in's own state, locked.
     pub(crate) fn own(&self) -> std::sync::MutexGuard<'_, T> {
         lock(&self.own)
+    }
+}
+
+/// The account events of `Sandbox::fail` for a stand-in whose own state keeps a [`Book`].
+impl<T: AsMut<Book> + Send> Passwords for Stand<T> {
+    fn change(&self, account: &str, password: &str) -> Result<(), Refusal> {
+        self.own().as_mut().change(account, password)
+    }
+
+    fn expire(&self, account: &str) -> Result<(), Refusal> {
+        self.own().as_mut().expire(account)
     }
 }
 
