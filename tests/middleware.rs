@@ -404,9 +404,9 @@ async fn its_debug_shows_no_secret() {
     let server = weavr_server(vec![]).await;
     let session = weavr_builder(&server).build().unwrap();
     session.access_token().await.unwrap();
-    let middleware = AuthMiddleware::new(session).only_hosts(["api.weavr.io"]);
+    let middleware = AuthMiddleware::new(session).only_hosts(["api.weavr.example"]);
     let debug = format!("{middleware:?}");
-    assert!(debug.contains("api.weavr.io"), "{debug}");
+    assert!(debug.contains("api.weavr.example"), "{debug}");
     assert!(!debug.contains("tok-1"), "{debug}");
     assert!(!debug.contains(WEAVR_API_KEY), "{debug}");
 }

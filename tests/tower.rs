@@ -464,13 +464,13 @@ async fn its_debug_shows_no_secret() {
     let server = weavr_server(vec![]).await;
     let session = weavr_builder(&server).build().unwrap();
     session.access_token().await.unwrap();
-    let layer = AuthLayer::new(session).only_hosts(["api.weavr.io"]);
+    let layer = AuthLayer::new(session).only_hosts(["api.weavr.example"]);
     let service = layer
         .clone()
         .send_once()
         .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
     for debug in [format!("{layer:?}"), format!("{service:?}")] {
-        assert!(debug.contains("api.weavr.io"), "{debug}");
+        assert!(debug.contains("api.weavr.example"), "{debug}");
         assert!(!debug.contains("tok-1"), "{debug}");
         assert!(!debug.contains(WEAVR_API_KEY), "{debug}");
     }
