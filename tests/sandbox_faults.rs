@@ -943,3 +943,84 @@ fn a_fault_s_debug_shows_no_new_password() {
     assert!(!printed.contains("Secret-Pa55word"), "{printed}");
     assert!(printed.contains("[redacted]"), "{printed}");
 }
+
+/// A fault given to weavr's exchange, step-up or logout meets that operation and no other: the
+/// call that needs it fails as the session documents (a login whose exchange failed is a
+/// transient error and backs off; a step-up that failed hands the 403 back; a failed logout is
+/// the error, and the session is ended locally all the same), and the next one, the fault
+/// spent, goes through.
+#[tokio::test]
+async fn faults_on_weavr_s_exchange_step_up_and_logout_meet_those_operations_alone() {
+    let (sandbox, clock) = sandboxed::start().await;
+    let session = sandboxed::weavr(&sandbox, &clock)
+        .step_up(tokensmith::weavr::StepUpMethod::Sms, |_| async {
+            tokensmith::weavr::Answer::Code(demo::WEAVR_OTP.into())
+        })
+        .build()
+        .unwrap();
+    // (logins, exchanges, challenges, verifications, logouts, faults)
+    let counts = |sandbox: &Sandbox| {
+        let c = sandbox.counters(Service::Weavr);
+        let step_up = (c.challenges, c.verifications);
+        (
+            c.logins,
+            c.exchanges,
+            step_up.0,
+            step_up.1,
+            c.logouts,
+            c.faults,
+        )
+    };
+
+    // The sign-in goes through; its exchange for the identity's token does not.
+    sandbox.fail(
+        Service::Weavr,
+        Fault::outage().on(Operation::Exchange).times(1),
+    );
+    let error = session.access_token().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ServiceUnavailable);
+    assert_eq!(error.status(), Some(503));
+    assert!(error.is_transient());
+    assert_eq!(counts(&sandbox), (1, 0, 0, 0, 0, 1));
+    // Held back for the backoff (at most a second), then a new sign-in and its exchange.
+    clock.advance(Duration::from_secs(1));
+    session.access_token().await.unwrap();
+    assert_eq!(counts(&sandbox), (2, 1, 0, 0, 0, 1));
+
+    // The resource asks for a step-up, whose challenge fails: the 403 comes back as it was.
+    sandbox.fail(
+        Service::Weavr,
+        Fault::outage().on(Operation::StepUp).times(1),
+    );
+    let url = sandbox.resource_url(Service::Weavr);
+    let answer = session
+        .send(reqwest::Client::new().get(&url))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap(),
+        json!({"errorCode": "STEP_UP_REQUIRED"})
+    );
+    assert_eq!(counts(&sandbox), (2, 1, 0, 0, 0, 2));
+    let answer = session
+        .send(reqwest::Client::new().get(&url))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(counts(&sandbox), (2, 1, 1, 1, 0, 2));
+
+    // The logout fails at the service; the session is ended here all the same.
+    sandbox.fail(
+        Service::Weavr,
+        Fault::outage().on(Operation::Logout).times(1),
+    );
+    let error = session.logout().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ServiceUnavailable);
+    assert_eq!(error.status(), Some(503));
+    assert_eq!(counts(&sandbox), (2, 1, 1, 1, 0, 3));
+    session.access_token().await.unwrap();
+    assert_eq!(counts(&sandbox), (3, 2, 1, 1, 0, 3), "a new sign-in");
+    session.logout().await.unwrap();
+    assert_eq!(counts(&sandbox), (3, 2, 1, 1, 1, 3));
+}

@@ -346,3 +346,103 @@ async fn a_token_that_cannot_be_a_header_is_a_decode_error_at_login_and_never_ke
         "the malformed token was not kept"
     );
 }
+
+/// Intelligence Fusion documents `api.intelligencefusion.co.uk` as the host of its other APIs
+/// (`src/s7risk.rs` cites the page): a session whose base URL is on the vendor's own auth
+/// host sends its credentials there; a session on any other auth host does not. The client
+/// resolves the vendor's names to the test servers, and plain HTTP is allowed so that no TLS
+/// is needed; neither changes the host rule.
+#[tokio::test]
+async fn the_vendor_s_documented_api_host_is_in_scope_only_on_the_vendor_s_own_auth_host() {
+    let auth = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/user/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "success", "data": {"accessToken": "s7-tok"}})),
+        )
+        .mount(&auth)
+        .await;
+    let api = MockServer::start().await;
+    Mock::given(path("/v1/events"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&api)
+        .await;
+    let session_on = |auth_host: &str| {
+        let client = reqwest::Client::builder()
+            .resolve(auth_host, *auth.address())
+            .resolve("api.intelligencefusion.co.uk", *api.address());
+        tokensmith::s7risk::Session::builder()
+            .base_url(format!("http://{auth_host}:{}", auth.address().port()))
+            .danger_accept_plain_http(true)
+            .http_client(client)
+            .origin("https://app.example.com")
+            .user("analyst@example.com", "pw")
+            .clock(test_clock())
+            .build()
+            .unwrap()
+    };
+    let events = format!(
+        "http://api.intelligencefusion.co.uk:{}/v1/events",
+        api.address().port()
+    );
+
+    let elsewhere = session_on("auth.s7risk.example");
+    let error = elsewhere
+        .send(reqwest::Client::new().get(&events))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Configuration);
+    assert_eq!(elsewhere.request_counts().logins, 0);
+
+    let vendors = session_on("auth.s7risk.com");
+    let answer = vendors
+        .send(reqwest::Client::new().get(&events))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let seen = api.received_requests().await.unwrap();
+    assert_eq!(seen.len(), 1, "only the vendor's session sent");
+    assert_eq!(seen[0].headers["authorization"], "Bearer s7-tok");
+    assert_eq!(seen[0].headers["origin"], "https://app.example.com");
+    assert_eq!(
+        paths(&auth).await,
+        ["/user/token"],
+        "one login, by the vendor's session"
+    );
+}
+
+#[test]
+fn a_credential_host_that_is_not_a_host_fails_the_build_without_quoting_a_secret() {
+    let build = |entries: &[&str]| {
+        tokensmith::s7risk::Session::builder()
+            .origin("https://app.example.com")
+            .user("analyst@example.com", "pw")
+            .credential_hosts(entries.iter().copied())
+            .build()
+            .map(|_| ())
+            .unwrap_err()
+    };
+    let error = build(&["api.example.com", "api.example.com/v1"]);
+    assert_eq!(error.kind(), ErrorKind::Configuration);
+    assert_eq!(error.service(), Some(Service::S7risk));
+    assert_eq!(
+        error.message().unwrap(),
+        "credential_hosts: \"api.example.com/v1\" is not a host (a name, an address, either \
+         with a port, or *.domain)"
+    );
+    for secret in [
+        "analyst:hunter2@api.example.com",
+        "api.example.com?key=hunter2",
+        "api.example.com#hunter2",
+    ] {
+        let error = build(&["*.example.com", secret]);
+        assert_eq!(
+            error.message().unwrap(),
+            "credential_hosts: entry 2 (a URL with a user, a query or a fragment) is not a host \
+             (a name, an address, either with a port, or *.domain)"
+        );
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -297,3 +297,34 @@ async fn a_refused_login_whose_callers_gave_up_is_sent_once_and_its_refusal_kept
     }
     assert_logins(&server, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_give_up_during_a_slow_refresh_leave_it_to_finish_once() {
+    // The login (`access-0`) is answered at once; the refresh by PATCH (`access-1`) is held
+    // until the test opens the server.
+    let server = HeldServer::start_routed(
+        |request, _| fib_login(usize::from(request.method == "PATCH")),
+        |request| request.method == "PATCH",
+    )
+    .await;
+    let clock = test_clock();
+    let session = session(&server, &clock);
+    session.access_token().await.unwrap();
+    // The 5-minute token has expired: the next call refreshes it, with the refresh token.
+    clock.advance(Duration::from_secs(300));
+    waves_that_give_up(&session, 2, 5).await;
+    let requests = server.requests();
+    let sent: Vec<_> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(sent, [("POST", LOGIN_PATH), ("PATCH", LOGIN_PATH)]);
+    let bearer = format!("Bearer {}", common::jwt(EXP, "refresh-0"));
+    assert_eq!(requests[1].header("authorization"), Some(bearer.as_str()));
+    server.open();
+    let token = session.access_token().await.unwrap();
+    assert_eq!(token.secret().expose_secret(), common::jwt(EXP, "access-1"));
+    assert_eq!(server.requests().len(), 2, "the refresh was sent once");
+    let counts = session.request_counts();
+    assert_eq!((counts.logins, counts.refreshes), (1, 1));
+}

@@ -409,6 +409,40 @@ async fn credentials_never_go_over_plain_http_to_another_host() {
     assert_eq!(session.request_counts().logins, 0);
 }
 
+/// The layer's plain-HTTP rule is the session's: refused by default, allowed with
+/// `danger_accept_plain_http(true)`.
+#[tokio::test]
+async fn danger_accept_plain_http_is_the_tower_layer_s_rule_too() {
+    let server = weavr_server(vec![]).await;
+    for allowed in [false, true] {
+        let session = weavr_builder(&server)
+            .credential_hosts(["api.example.com"])
+            .danger_accept_plain_http(allowed)
+            .build()
+            .unwrap();
+        let recorder = Recorder::default();
+        let service = AuthLayer::new(session.clone()).layer(recorder.service());
+        let request = Request::get("http://api.example.com/a")
+            .body(String::new())
+            .unwrap();
+        let outcome = service.oneshot(request).await;
+        if allowed {
+            assert_eq!(outcome.unwrap().status(), 200);
+            assert_eq!(
+                recorder.seen(),
+                [("http://api.example.com/a".to_owned(), credentials("tok-1"))]
+            );
+            assert_eq!(session.request_counts().logins, 1);
+        } else {
+            let error = outcome.unwrap_err();
+            let error = error.downcast_ref::<tokensmith::Error>().unwrap();
+            assert_eq!(error.kind(), ErrorKind::Configuration);
+            assert_eq!(recorder.seen(), []);
+            assert_eq!(session.request_counts().logins, 0);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_refused_login_is_the_error_and_nothing_is_sent() {
     let server = MockServer::start().await;

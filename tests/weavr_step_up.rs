@@ -1150,8 +1150,24 @@ async fn a_handler_that_never_answers_fails_every_waiter_after_the_challenges_li
     assert!(protected.stepped_up.load(Ordering::SeqCst));
 }
 
+/// How a call reaches the protected resource: the typed client, or `send()` with a request of
+/// the application's own.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Api,
+    Send,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cancelled_during_its_step_up_leaves_the_one_challenge_to_the_next_call() {
+    for via in [Via::Api, Via::Send] {
+        cancelled_during_step_up(via).await;
+    }
+}
+
+/// A call through `via` is cancelled while the user reads the SMS; the next call, through
+/// `via` too, is answered by the same challenge.
+async fn cancelled_during_step_up(via: Via) {
     let (server, _) = server_with_step_up().await;
     let asked = Arc::new(AtomicU32::new(0));
     let (answer, gate) = tokio::sync::watch::channel(false);
@@ -1171,9 +1187,24 @@ async fn a_call_cancelled_during_its_step_up_leaves_the_one_challenge_to_the_nex
         })
         .build()
         .unwrap();
+    let url = format!("{}/identities", server.uri());
     let call = |session: &Session| {
-        let session = session.clone();
-        tokio::spawn(async move { session.api().list_identities(None, None).await })
+        let (session, url) = (session.clone(), url.clone());
+        tokio::spawn(async move {
+            match via {
+                Via::Api => session
+                    .api()
+                    .list_identities(None, None)
+                    .await
+                    .map(|answer| answer.status().as_u16())
+                    .map_err(|error| error.to_string()),
+                Via::Send => session
+                    .send(reqwest::Client::new().get(&url))
+                    .await
+                    .map(|answer| answer.status().as_u16())
+                    .map_err(|error| error.to_string()),
+            }
+        })
     };
     let first = call(&session);
     common::held::wait_until("the user is asked for the code", || {
@@ -1190,10 +1221,18 @@ async fn a_call_cancelled_during_its_step_up_leaves_the_one_challenge_to_the_nex
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     answer.send_replace(true);
-    assert_eq!(second.await.unwrap().unwrap().status(), 200);
-    assert_eq!(count_requests(&server, OTP_START).await, 1, "one SMS");
-    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
-    assert_eq!(asked.load(Ordering::SeqCst), 1, "the user was asked once");
+    assert_eq!(second.await.unwrap(), Ok(200), "{via:?}");
+    assert_eq!(
+        count_requests(&server, OTP_START).await,
+        1,
+        "one SMS ({via:?})"
+    );
+    assert_eq!(count_requests(&server, OTP_VERIFY).await, 1, "{via:?}");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "the user was asked once ({via:?})"
+    );
     let verify = requests_to(&server, OTP_VERIFY).await;
     assert_request(&verify[0], &otp_request("123456"));
 }
@@ -1482,4 +1521,72 @@ async fn a_token_renewed_after_a_401_is_stepped_up_when_its_resend_asks_for_it()
     assert_eq!(logins.load(Ordering::SeqCst), 2);
     assert_eq!(count_requests(&server, OTP_START).await, 1);
     assert_eq!(count_requests(&server, OTP_VERIFY).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_give_up_during_the_exchange_leave_it_to_finish_once() {
+    // The exchange for the identity's token is held until the test opens the server.
+    let server = common::held::HeldServer::start_routed(identity_exchange_service, |request| {
+        request.path == "/access_token"
+    })
+    .await;
+    let session = Session::builder()
+        .base_url(server.uri())
+        .api_key(API_KEY)
+        .email("user@example.com")
+        .password("Pa$$w0rd")
+        .clock(test_clock())
+        .build()
+        .unwrap();
+    session.access_token().await.unwrap();
+    let call = |session: &Session| {
+        let (session, uri) = (session.clone(), server.uri());
+        async move {
+            let request = reqwest::Client::new().get(format!("{uri}/consumers"));
+            session.send(request).await
+        }
+    };
+    let paths = |path: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with(path))
+            .count()
+    };
+    // Two waves of calls refused for an access token give up while the one exchange is held:
+    // it runs on, in a task of the session's, and nobody sends it again.
+    for wave in 0..2 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(5));
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let (barrier, call) = (barrier.clone(), call(&session));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tokio::time::timeout(Duration::from_millis(100), call).await
+                })
+            })
+            .collect();
+        for call in calls {
+            assert!(
+                call.await.unwrap().is_err(),
+                "wave {wave}: the exchange is held"
+            );
+        }
+        common::held::wait_until("the exchange is in the air", || paths("/access_token") == 1)
+            .await;
+    }
+    assert_eq!(paths("/access_token"), 1);
+    server.open();
+    assert_eq!(call(&session).await.unwrap().status(), 200);
+    assert_eq!(paths("/access_token"), 1, "one exchange");
+    assert_eq!(paths("/identities"), 1);
+    assert_eq!(
+        session
+            .access_token()
+            .await
+            .unwrap()
+            .secret()
+            .expose_secret(),
+        "identity-token"
+    );
 }

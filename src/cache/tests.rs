@@ -1652,3 +1652,63 @@ async fn backoffs_challenges_and_a_store_without_refusals_keep_refusals_per_sess
     b.access_token().await.unwrap_err();
     assert_eq!(b.provider.calls.load(Ordering::SeqCst), 1, "b sent its own");
 }
+
+/// Redis keeps a window for as long as it lasts (`PSETEX`), counted in Redis's own time: a
+/// second session of the account is held for what is left of it, and logs in once Redis has
+/// let it go. The window is a second long, waited out for real (Redis's time cannot be moved).
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_kept_in_redis_holds_every_session_of_the_account_until_redis_lets_it_go() {
+    let Some((_, store)) = every_store("redis-window")
+        .await
+        .into_iter()
+        .find(|(name, _)| *name == "redis")
+    else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let second = Some(Duration::from_secs(1));
+    let windows = [
+        (
+            ErrorKind::RateLimited {
+                retry_after: second,
+            },
+            429,
+        ),
+        (
+            ErrorKind::AccountLocked {
+                retry_after: second,
+            },
+            423,
+        ),
+    ];
+    for (window, status) in windows {
+        let key = fresh_key();
+        let limited = Err(Error::new(window).with_status(status));
+        let a = account_session(&store, &key, &clock, "pw-1", vec![limited]);
+        let b = account_session(&store, &key, &clock, "pw-2", vec![grant("b", None, 600)]);
+        a.access_token().await.unwrap_err();
+        let held = b.access_token().await.unwrap_err();
+        let left = match held.kind() {
+            ErrorKind::RateLimited { retry_after } | ErrorKind::AccountLocked { retry_after } => {
+                retry_after
+            }
+            other => panic!("{window:?}: held as {other:?}"),
+        };
+        assert_eq!(
+            std::mem::discriminant(&held.kind()),
+            std::mem::discriminant(&window)
+        );
+        assert!(
+            left.is_some_and(|left| !left.is_zero() && left <= Duration::from_secs(1)),
+            "{window:?}: what is left of the window, {left:?}"
+        );
+        assert_eq!(held.status(), Some(status));
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{window:?}");
+        // Redis lets the window go in its own time; the sessions' clock passes it too.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(secret(&b).await, "b", "{window:?}");
+        assert_eq!(b.provider.calls.load(Ordering::SeqCst), 1, "{window:?}");
+    }
+}

@@ -181,12 +181,23 @@ impl<P: Provider> SessionBuilder<P> {
         let named = settings
             .credential_hosts
             .iter()
-            .map(|entry| {
+            .enumerate()
+            .map(|(index, entry)| {
                 HostPattern::parse(entry).ok_or_else(|| {
+                    // An entry with a user, a query or a fragment may hold a secret: it is
+                    // named by its place in the list, never quoted.
+                    let named = if entry.contains(['@', '?', '#']) {
+                        format!(
+                            "entry {} (a URL with a user, a query or a fragment)",
+                            index + 1
+                        )
+                    } else {
+                        format!("{entry:?}")
+                    };
                     Error::configuration(
                         Some(P::SERVICE),
                         format!(
-                            "credential_hosts: {entry:?} is not a host (a name, an address, \
+                            "credential_hosts: {named} is not a host (a name, an address, \
                              either with a port, or *.domain)"
                         ),
                     )
