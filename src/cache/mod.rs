@@ -62,7 +62,7 @@ pub(crate) enum TokenFuture<'a> {
 impl Future for TokenFuture<'_> {
     type Output = Result<AccessToken, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -280,7 +280,7 @@ impl Cache {
     }
 
     /// The cached token when it is fresh: the hot path.
-    #[inline]
+    #[inline(always)]
     fn fresh(&self) -> Option<AccessToken> {
         // The session's one time read that does not go through `Clock`: with the system
         // clock, the hot path calls `Instant::now()` itself, because the indirect call costs a
