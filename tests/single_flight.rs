@@ -313,6 +313,7 @@ async fn callers_that_give_up_during_a_slow_refresh_leave_it_to_finish_once() {
     // The 5-minute token has expired: the next call refreshes it, with the refresh token.
     clock.advance(Duration::from_secs(300));
     waves_that_give_up(&session, 2, 5).await;
+    wait_until("the refresh is in the air", || server.requests().len() == 2).await;
     let requests = server.requests();
     let sent: Vec<_> = requests
         .iter()

@@ -1524,7 +1524,7 @@ async fn a_token_renewed_after_a_401_is_stepped_up_when_its_resend_asks_for_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_that_give_up_during_the_exchange_leave_it_to_finish_once() {
+async fn calls_cancelled_during_the_exchange_leave_it_to_finish_once() {
     // The exchange for the identity's token is held until the test opens the server.
     let server = common::held::HeldServer::start_routed(identity_exchange_service, |request| {
         request.path == "/access_token"
@@ -1553,27 +1553,19 @@ async fn calls_that_give_up_during_the_exchange_leave_it_to_finish_once() {
             .filter(|r| r.path.starts_with(path))
             .count()
     };
-    // Two waves of calls refused for an access token give up while the one exchange is held:
-    // it runs on, in a task of the session's, and nobody sends it again.
-    for wave in 0..2 {
-        let barrier = Arc::new(tokio::sync::Barrier::new(5));
-        let calls: Vec<_> = (0..5)
-            .map(|_| {
-                let (barrier, call) = (barrier.clone(), call(&session));
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    tokio::time::timeout(Duration::from_millis(100), call).await
-                })
-            })
-            .collect();
+    // Two waves of calls refused for an access token are cancelled while the one exchange is
+    // held: it runs on, in a task of the session's, and nobody sends it again.
+    for wave in 1..=2 {
+        let calls: Vec<_> = (0..5).map(|_| tokio::spawn(call(&session))).collect();
+        common::held::wait_until(
+            "the wave was refused and the exchange is in the air",
+            || paths("/consumers") == 5 * wave && paths("/access_token") == 1,
+        )
+        .await;
         for call in calls {
-            assert!(
-                call.await.unwrap().is_err(),
-                "wave {wave}: the exchange is held"
-            );
+            call.abort();
+            assert!(call.await.unwrap_err().is_cancelled(), "wave {wave}");
         }
-        common::held::wait_until("the exchange is in the air", || paths("/access_token") == 1)
-            .await;
     }
     assert_eq!(paths("/access_token"), 1);
     server.open();

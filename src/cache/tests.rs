@@ -1667,17 +1667,17 @@ async fn a_window_kept_in_redis_holds_every_session_of_the_account_until_redis_l
         return;
     };
     let clock = ManualClock::new();
-    let second = Some(Duration::from_secs(1));
+    let two_seconds = Some(Duration::from_secs(2));
     let windows = [
         (
             ErrorKind::RateLimited {
-                retry_after: second,
+                retry_after: two_seconds,
             },
             429,
         ),
         (
             ErrorKind::AccountLocked {
-                retry_after: second,
+                retry_after: two_seconds,
             },
             423,
         ),
@@ -1700,14 +1700,14 @@ async fn a_window_kept_in_redis_holds_every_session_of_the_account_until_redis_l
             std::mem::discriminant(&window)
         );
         assert!(
-            left.is_some_and(|left| !left.is_zero() && left <= Duration::from_secs(1)),
+            left.is_some_and(|left| !left.is_zero() && left <= Duration::from_secs(2)),
             "{window:?}: what is left of the window, {left:?}"
         );
         assert_eq!(held.status(), Some(status));
         assert_eq!(b.provider.calls.load(Ordering::SeqCst), 0, "{window:?}");
         // Redis lets the window go in its own time; the sessions' clock passes it too.
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
-        clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        clock.advance(Duration::from_secs(2));
         assert_eq!(secret(&b).await, "b", "{window:?}");
         assert_eq!(b.provider.calls.load(Ordering::SeqCst), 1, "{window:?}");
     }
