@@ -888,3 +888,37 @@ async fn connecting_to_a_redis_that_drops_every_connection_tries_twice_then_fail
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "one try and one retry");
 }
+
+/// README: a Redis that takes connections and never answers costs an operation its 2 s
+/// connection timeout twice and the 100–200 ms wait before the second try (with a 1 s connection
+/// timeout it reads 2.15 s). Counted on Tokio's paused clock
+/// (it moves only when every task waits), so the figure is the timeouts' own, whatever the
+/// machine's load; every operation pays it (the session's 30 s bypass is what spares the next
+/// ones, `cache::tests`).
+#[tokio::test(start_paused = true)]
+async fn a_redis_that_never_answers_costs_an_operation_its_2_s_connection_timeout_twice() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let store = RedisStore::lazy(&format!("redis://127.0.0.1:{port}/0"), key()).unwrap();
+    let account = StoreKey::new(Service::Fib, "https://fib.example", "never@example.com");
+    for attempt in 0..2 {
+        let started = tokio::time::Instant::now();
+        let error = store.load(&account).await.unwrap_err();
+        let waited = started.elapsed();
+        assert_eq!(error.kind(), tokensmith::ErrorKind::Configuration);
+        assert_eq!(error.message(), Some("Redis token store: GET: Io"));
+        let timeouts = Duration::from_secs(4);
+        assert!(
+            waited >= timeouts + Duration::from_millis(100)
+                && waited <= timeouts + Duration::from_millis(200),
+            "attempt {attempt}: {waited:?}"
+        );
+    }
+    holder.abort();
+}

@@ -268,6 +268,88 @@ async fn each_attempt_gets_a_span_and_resends_are_counted() {
     );
 }
 
+/// A server on 127.0.0.1 that reads each request and answers it with `answer` (raw bytes;
+/// then closes), or, for `None`, keeps the connection open and never answers.
+async fn raw_server(answer: Option<&'static [u8]>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0_u8; 4096];
+            let _ = stream.read(&mut request).await;
+            match answer {
+                Some(bytes) => {
+                    let _ = stream.write_all(bytes).await;
+                    let _ = stream.shutdown().await;
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+    port
+}
+
+/// The span of a login that got no answer in time (`timeout`, no status), an answer whose body
+/// broke off (`body`, after the status) or one that is not HTTP (`_OTHER`): the failure's kind,
+/// and the error a transient one.
+#[tokio::test]
+async fn an_answer_that_never_comes_or_breaks_off_is_typed_timeout_or_body() {
+    let broken: &'static [u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+        content-length: 400\r\n\r\n{\"access_token\": \"a";
+    let cases = [
+        (None, "timeout", ErrorKind::Timeout, None),
+        (Some(broken), "body", ErrorKind::Transport, Some("200")),
+        // Not HTTP at all: neither of the kinds above.
+        (
+            Some(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"),
+            "_OTHER",
+            ErrorKind::Transport,
+            None,
+        ),
+    ];
+    for (answer, kind, error_kind, status) in cases {
+        let port = raw_server(answer).await;
+        let session = Session::builder()
+            .base_url(format!("http://127.0.0.1:{port}"))
+            .username("Admin")
+            .password("pw-Horse-Battery")
+            .http_client(reqwest::Client::builder().timeout(Duration::from_millis(300)))
+            .clock(test_clock())
+            .retry_policy(RetryPolicy::none())
+            .build()
+            .unwrap();
+        let (capture, _guard) = capture();
+
+        let error = session.access_token().await.unwrap_err();
+
+        assert_eq!(error.kind(), error_kind, "{kind}");
+        assert!(error.is_transient(), "{kind}");
+        let port = port.to_string();
+        let mut expected: BTreeMap<String, String> = [
+            ("otel.name", "POST"),
+            ("otel.kind", "client"),
+            ("http.request.method", "POST"),
+            ("server.address", "127.0.0.1"),
+            ("server.port", &port),
+            ("url.scheme", "http"),
+            ("url.path", LOGIN),
+            ("tokensmith.service", "accounts"),
+            ("tokensmith.grant", "login"),
+            ("error.type", kind),
+            ("otel.status_code", "ERROR"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if let Some(status) = status {
+            expected.insert("http.response.status_code".to_owned(), status.to_owned());
+        }
+        assert_eq!(capture.spans(), vec![span(expected)], "{kind}");
+    }
+}
+
 #[tokio::test]
 async fn a_connection_that_fails_is_typed_without_a_status() {
     // A port nothing listens on: bound, then let go.
