@@ -959,68 +959,55 @@ async fn faults_on_weavr_s_exchange_step_up_and_logout_meet_those_operations_alo
         .build()
         .unwrap();
     // (logins, exchanges, challenges, verifications, logouts, faults)
-    let counts = |sandbox: &Sandbox| {
+    let counts = || {
         let c = sandbox.counters(Service::Weavr);
-        let step_up = (c.challenges, c.verifications);
         (
             c.logins,
             c.exchanges,
-            step_up.0,
-            step_up.1,
+            c.challenges,
+            c.verifications,
             c.logouts,
             c.faults,
         )
     };
+    let outage_once = |operation| {
+        sandbox.fail(Service::Weavr, Fault::outage().on(operation).times(1));
+    };
+    let unavailable = |error: tokensmith::Error| {
+        assert_eq!(error.kind(), ErrorKind::ServiceUnavailable);
+        assert_eq!(error.status(), Some(503));
+        error
+    };
 
     // The sign-in goes through; its exchange for the identity's token does not.
-    sandbox.fail(
-        Service::Weavr,
-        Fault::outage().on(Operation::Exchange).times(1),
-    );
-    let error = session.access_token().await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::ServiceUnavailable);
-    assert_eq!(error.status(), Some(503));
-    assert!(error.is_transient());
-    assert_eq!(counts(&sandbox), (1, 0, 0, 0, 0, 1));
+    outage_once(Operation::Exchange);
+    assert!(unavailable(session.access_token().await.unwrap_err()).is_transient());
+    assert_eq!(counts(), (1, 0, 0, 0, 0, 1));
     // Held back for the backoff (at most a second), then a new sign-in and its exchange.
     clock.advance(Duration::from_secs(1));
     session.access_token().await.unwrap();
-    assert_eq!(counts(&sandbox), (2, 1, 0, 0, 0, 1));
+    assert_eq!(counts(), (2, 1, 0, 0, 0, 1));
 
     // The resource asks for a step-up, whose challenge fails: the 403 comes back as it was.
-    sandbox.fail(
-        Service::Weavr,
-        Fault::outage().on(Operation::StepUp).times(1),
-    );
+    outage_once(Operation::StepUp);
     let url = sandbox.resource_url(Service::Weavr);
-    let answer = session
-        .send(reqwest::Client::new().get(&url))
-        .await
-        .unwrap();
+    let resource = || session.send(reqwest::Client::new().get(&url));
+    let answer = resource().await.unwrap();
     assert_eq!(answer.status(), 403);
     assert_eq!(
         answer.json::<serde_json::Value>().await.unwrap(),
         json!({"errorCode": "STEP_UP_REQUIRED"})
     );
-    assert_eq!(counts(&sandbox), (2, 1, 0, 0, 0, 2));
-    let answer = session
-        .send(reqwest::Client::new().get(&url))
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    assert_eq!(counts(&sandbox), (2, 1, 1, 1, 0, 2));
+    assert_eq!(counts(), (2, 1, 0, 0, 0, 2));
+    assert_eq!(resource().await.unwrap().status(), 200);
+    assert_eq!(counts(), (2, 1, 1, 1, 0, 2));
 
     // The logout fails at the service; the session is ended here all the same.
-    sandbox.fail(
-        Service::Weavr,
-        Fault::outage().on(Operation::Logout).times(1),
-    );
-    let error = session.logout().await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::ServiceUnavailable);
-    assert_eq!(error.status(), Some(503));
-    assert_eq!(counts(&sandbox), (2, 1, 1, 1, 0, 3));
+    outage_once(Operation::Logout);
+    unavailable(session.logout().await.unwrap_err());
+    assert_eq!(counts(), (2, 1, 1, 1, 0, 3));
     session.access_token().await.unwrap();
-    assert_eq!(counts(&sandbox), (3, 2, 1, 1, 0, 3), "a new sign-in");
+    assert_eq!(counts(), (3, 2, 1, 1, 0, 3), "a new sign-in");
     session.logout().await.unwrap();
-    assert_eq!(counts(&sandbox), (3, 2, 1, 1, 1, 3));
+    assert_eq!(counts(), (3, 2, 1, 1, 1, 3));
 }

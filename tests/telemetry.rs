@@ -268,6 +268,38 @@ async fn each_attempt_gets_a_span_and_resends_are_counted() {
     );
 }
 
+/// An accounts session on 127.0.0.1:`port` without retries, each login one attempt.
+fn session_at(port: u16) -> tokensmith::accounts::SessionBuilder {
+    Session::builder()
+        .base_url(format!("http://127.0.0.1:{port}"))
+        .username("Admin")
+        .password("pw-Horse-Battery")
+        .clock(test_clock())
+        .retry_policy(RetryPolicy::none())
+}
+
+/// The span of a login to 127.0.0.1:`port` that failed with `error_type` (without a status: a
+/// test that got one adds it).
+fn failed_login_span(port: u16, error_type: &str) -> BTreeMap<String, String> {
+    let port = port.to_string();
+    [
+        ("otel.name", "POST"),
+        ("otel.kind", "client"),
+        ("http.request.method", "POST"),
+        ("server.address", "127.0.0.1"),
+        ("server.port", &port),
+        ("url.scheme", "http"),
+        ("url.path", LOGIN),
+        ("tokensmith.service", "accounts"),
+        ("tokensmith.grant", "login"),
+        ("error.type", error_type),
+        ("otel.status_code", "ERROR"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
 /// A server on 127.0.0.1 that reads each request and answers it with `answer` (raw bytes;
 /// then closes), or, for `None`, keeps the connection open and never answers.
 async fn raw_server(answer: Option<&'static [u8]>) -> u16 {
@@ -311,13 +343,8 @@ async fn an_answer_that_never_comes_or_breaks_off_is_typed_timeout_or_body() {
     ];
     for (answer, kind, error_kind, status) in cases {
         let port = raw_server(answer).await;
-        let session = Session::builder()
-            .base_url(format!("http://127.0.0.1:{port}"))
-            .username("Admin")
-            .password("pw-Horse-Battery")
+        let session = session_at(port)
             .http_client(reqwest::Client::builder().timeout(Duration::from_millis(300)))
-            .clock(test_clock())
-            .retry_policy(RetryPolicy::none())
             .build()
             .unwrap();
         let (capture, _guard) = capture();
@@ -326,23 +353,7 @@ async fn an_answer_that_never_comes_or_breaks_off_is_typed_timeout_or_body() {
 
         assert_eq!(error.kind(), error_kind, "{kind}");
         assert!(error.is_transient(), "{kind}");
-        let port = port.to_string();
-        let mut expected: BTreeMap<String, String> = [
-            ("otel.name", "POST"),
-            ("otel.kind", "client"),
-            ("http.request.method", "POST"),
-            ("server.address", "127.0.0.1"),
-            ("server.port", &port),
-            ("url.scheme", "http"),
-            ("url.path", LOGIN),
-            ("tokensmith.service", "accounts"),
-            ("tokensmith.grant", "login"),
-            ("error.type", kind),
-            ("otel.status_code", "ERROR"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let mut expected = failed_login_span(port, kind);
         if let Some(status) = status {
             expected.insert("http.response.status_code".to_owned(), status.to_owned());
         }
@@ -358,36 +369,13 @@ async fn a_connection_that_fails_is_typed_without_a_status() {
         .local_addr()
         .unwrap()
         .port();
-    let session = Session::builder()
-        .base_url(format!("http://127.0.0.1:{port}"))
-        .username("Admin")
-        .password("pw-Horse-Battery")
-        .clock(test_clock())
-        .retry_policy(RetryPolicy::none())
-        .build()
-        .unwrap();
+    let session = session_at(port).build().unwrap();
     let (capture, _guard) = capture();
 
     let error = session.access_token().await.unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Transport);
-    let port = port.to_string();
-    let expected: BTreeMap<String, String> = [
-        ("otel.name", "POST"),
-        ("otel.kind", "client"),
-        ("http.request.method", "POST"),
-        ("server.address", "127.0.0.1"),
-        ("server.port", &port),
-        ("url.scheme", "http"),
-        ("url.path", LOGIN),
-        ("tokensmith.service", "accounts"),
-        ("tokensmith.grant", "login"),
-        ("error.type", "connect"),
-        ("otel.status_code", "ERROR"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    let expected = failed_login_span(port, "connect");
     assert_eq!(capture.spans(), vec![span(expected)]);
 }
 

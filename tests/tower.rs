@@ -390,11 +390,14 @@ async fn only_hosts_keeps_the_credentials_from_other_hosts() {
     assert_eq!(count_requests(&server, "/login_with_password").await, 1);
 }
 
-#[tokio::test]
-async fn credentials_never_go_over_plain_http_to_another_host() {
+/// A plain-HTTP request through the layer, from a session whose `danger_accept_plain_http` is
+/// `allowed`: the answer's status or the error's kind, what the inner service saw, and the
+/// logins.
+async fn plain_http_through_the_layer(allowed: bool) -> (Result<u16, ErrorKind>, Vec<Seen>, u64) {
     let server = weavr_server(vec![]).await;
     let session = weavr_builder(&server)
         .credential_hosts(["api.example.com"])
+        .danger_accept_plain_http(allowed)
         .build()
         .unwrap();
     let recorder = Recorder::default();
@@ -402,45 +405,32 @@ async fn credentials_never_go_over_plain_http_to_another_host() {
     let request = Request::get("http://api.example.com/a")
         .body(String::new())
         .unwrap();
-    let error = service.oneshot(request).await.unwrap_err();
-    let error = error.downcast_ref::<tokensmith::Error>().unwrap();
-    assert_eq!(error.kind(), ErrorKind::Configuration);
-    assert_eq!(recorder.seen(), []);
-    assert_eq!(session.request_counts().logins, 0);
+    let outcome = match service.oneshot(request).await {
+        Ok(response) => Ok(response.status().as_u16()),
+        Err(error) => Err(error.downcast_ref::<tokensmith::Error>().unwrap().kind()),
+    };
+    (outcome, recorder.seen(), session.request_counts().logins)
 }
 
-/// The layer's plain-HTTP rule is the session's: refused by default, allowed with
-/// `danger_accept_plain_http(true)`.
+#[tokio::test]
+async fn credentials_never_go_over_plain_http_to_another_host() {
+    let (outcome, seen, logins) = plain_http_through_the_layer(false).await;
+    assert_eq!(outcome, Err(ErrorKind::Configuration));
+    assert_eq!(seen, []);
+    assert_eq!(logins, 0);
+}
+
+/// The layer's plain-HTTP rule is the session's: allowed with `danger_accept_plain_http(true)`
+/// (refused without it: `credentials_never_go_over_plain_http_to_another_host`).
 #[tokio::test]
 async fn danger_accept_plain_http_is_the_tower_layer_s_rule_too() {
-    let server = weavr_server(vec![]).await;
-    for allowed in [false, true] {
-        let session = weavr_builder(&server)
-            .credential_hosts(["api.example.com"])
-            .danger_accept_plain_http(allowed)
-            .build()
-            .unwrap();
-        let recorder = Recorder::default();
-        let service = AuthLayer::new(session.clone()).layer(recorder.service());
-        let request = Request::get("http://api.example.com/a")
-            .body(String::new())
-            .unwrap();
-        let outcome = service.oneshot(request).await;
-        if allowed {
-            assert_eq!(outcome.unwrap().status(), 200);
-            assert_eq!(
-                recorder.seen(),
-                [("http://api.example.com/a".to_owned(), credentials("tok-1"))]
-            );
-            assert_eq!(session.request_counts().logins, 1);
-        } else {
-            let error = outcome.unwrap_err();
-            let error = error.downcast_ref::<tokensmith::Error>().unwrap();
-            assert_eq!(error.kind(), ErrorKind::Configuration);
-            assert_eq!(recorder.seen(), []);
-            assert_eq!(session.request_counts().logins, 0);
-        }
-    }
+    let (outcome, seen, logins) = plain_http_through_the_layer(true).await;
+    assert_eq!(outcome, Ok(200));
+    assert_eq!(
+        seen,
+        [("http://api.example.com/a".to_owned(), credentials("tok-1"))]
+    );
+    assert_eq!(logins, 1);
 }
 
 #[tokio::test]

@@ -86,12 +86,28 @@ async fn server_with_step_up() -> (MockServer, Protected) {
 }
 
 fn builder(server: &MockServer, clock: &ManualClock) -> tokensmith::weavr::SessionBuilder {
+    builder_at(&server.uri(), clock)
+}
+
+/// The test account's session builder for the service at `uri`.
+fn builder_at(uri: &str, clock: &ManualClock) -> tokensmith::weavr::SessionBuilder {
     Session::builder()
-        .base_url(server.uri())
+        .base_url(uri)
         .api_key(API_KEY)
         .email("user@example.com")
         .password("Pa$$w0rd")
         .clock(clock.clone())
+}
+
+/// The session's current token (renewed first when due), as text.
+async fn current_token(session: &Session) -> String {
+    session
+        .access_token()
+        .await
+        .unwrap()
+        .secret()
+        .expose_secret()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -368,15 +384,7 @@ async fn access_token_required_is_cured_by_the_identity_exchange() {
 
     // The session keeps the sign-in token (not an AUTH one); the call needs the identity's.
     let session = builder(&server, &test_clock()).build().unwrap();
-    assert_eq!(
-        session
-            .access_token()
-            .await
-            .unwrap()
-            .secret()
-            .expose_secret(),
-        "sign-in"
-    );
+    assert_eq!(current_token(&session).await, "sign-in");
     let response = session.api().update_password(&body).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -394,12 +402,7 @@ async fn access_token_required_is_cured_by_the_identity_exchange() {
     assert_eq!(updates.len(), 2, "retried once");
     assert_eq!(updates[1].headers["authorization"], "Bearer identity-token");
     assert_eq!(
-        session
-            .access_token()
-            .await
-            .unwrap()
-            .secret()
-            .expose_secret(),
+        current_token(&session).await,
         "identity-token",
         "the session keeps the identity's token"
     );
@@ -1367,24 +1370,11 @@ async fn calls_refused_together_for_an_access_token_share_one_fenced_exchange() 
     })
     .await;
     let store = Arc::new(Fencing::default());
-    let session = Session::builder()
-        .base_url(server.uri())
-        .api_key(API_KEY)
-        .email("user@example.com")
-        .password("Pa$$w0rd")
-        .clock(test_clock())
+    let session = builder_at(&server.uri(), &test_clock())
         .token_store(store.clone())
         .build()
         .unwrap();
-    assert_eq!(
-        session
-            .access_token()
-            .await
-            .unwrap()
-            .secret()
-            .expose_secret(),
-        "sign-in"
-    );
+    assert_eq!(current_token(&session).await, "sign-in");
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));
     let calls: Vec<_> = (0..CALLS)
         .map(|_| {
@@ -1396,23 +1386,16 @@ async fn calls_refused_together_for_an_access_token_share_one_fenced_exchange() 
             })
         })
         .collect();
-    let paths = |path: &str| {
-        server
-            .requests()
-            .iter()
-            .filter(|r| r.path.starts_with(path))
-            .count()
-    };
     common::held::wait_until("every call is sent with the sign-in token", || {
-        paths("/consumers") == CALLS
+        server.count("/consumers") == CALLS
     })
     .await;
     server.open();
     for call in calls {
         assert_eq!(call.await.unwrap().unwrap().status(), 200);
     }
-    assert_eq!(paths("/access_token"), 1, "one exchange");
-    assert_eq!(paths("/identities"), 1);
+    assert_eq!(server.count("/access_token"), 1, "one exchange");
+    assert_eq!(server.count("/identities"), 1);
     let requests = server.requests();
     let exchange = requests.iter().find(|r| r.path == "/access_token").unwrap();
     assert_eq!(exchange.method, "POST");
@@ -1431,15 +1414,7 @@ async fn calls_refused_together_for_an_access_token_share_one_fenced_exchange() 
     for retry in retries {
         assert_eq!(retry.header("authorization"), Some("Bearer identity-token"));
     }
-    assert_eq!(
-        session
-            .access_token()
-            .await
-            .unwrap()
-            .secret()
-            .expose_secret(),
-        "identity-token"
-    );
+    assert_eq!(current_token(&session).await, "identity-token");
     // The login's set and the exchanged one, each saved under the renewal lease.
     assert_eq!(store.unfenced.load(Ordering::SeqCst), 0, "an unfenced save");
     assert_eq!(store.fenced.load(Ordering::SeqCst), 2);
@@ -1530,14 +1505,7 @@ async fn calls_cancelled_during_the_exchange_leave_it_to_finish_once() {
         request.path == "/access_token"
     })
     .await;
-    let session = Session::builder()
-        .base_url(server.uri())
-        .api_key(API_KEY)
-        .email("user@example.com")
-        .password("Pa$$w0rd")
-        .clock(test_clock())
-        .build()
-        .unwrap();
+    let session = builder_at(&server.uri(), &test_clock()).build().unwrap();
     session.access_token().await.unwrap();
     let call = |session: &Session| {
         let (session, uri) = (session.clone(), server.uri());
@@ -1546,20 +1514,13 @@ async fn calls_cancelled_during_the_exchange_leave_it_to_finish_once() {
             session.send(request).await
         }
     };
-    let paths = |path: &str| {
-        server
-            .requests()
-            .iter()
-            .filter(|r| r.path.starts_with(path))
-            .count()
-    };
     // Two waves of calls refused for an access token are cancelled while the one exchange is
     // held: it runs on, in a task of the session's, and nobody sends it again.
     for wave in 1..=2 {
         let calls: Vec<_> = (0..5).map(|_| tokio::spawn(call(&session))).collect();
         common::held::wait_until(
             "the wave was refused and the exchange is in the air",
-            || paths("/consumers") == 5 * wave && paths("/access_token") == 1,
+            || server.count("/consumers") == 5 * wave && server.count("/access_token") == 1,
         )
         .await;
         for call in calls {
@@ -1567,18 +1528,10 @@ async fn calls_cancelled_during_the_exchange_leave_it_to_finish_once() {
             assert!(call.await.unwrap_err().is_cancelled(), "wave {wave}");
         }
     }
-    assert_eq!(paths("/access_token"), 1);
+    assert_eq!(server.count("/access_token"), 1);
     server.open();
     assert_eq!(call(&session).await.unwrap().status(), 200);
-    assert_eq!(paths("/access_token"), 1, "one exchange");
-    assert_eq!(paths("/identities"), 1);
-    assert_eq!(
-        session
-            .access_token()
-            .await
-            .unwrap()
-            .secret()
-            .expose_secret(),
-        "identity-token"
-    );
+    assert_eq!(server.count("/access_token"), 1, "one exchange");
+    assert_eq!(server.count("/identities"), 1);
+    assert_eq!(current_token(&session).await, "identity-token");
 }

@@ -184,21 +184,12 @@ impl<P: Provider> SessionBuilder<P> {
             .enumerate()
             .map(|(index, entry)| {
                 HostPattern::parse(entry).ok_or_else(|| {
-                    // An entry with a user, a query or a fragment may hold a secret: it is
-                    // named by its place in the list, never quoted.
-                    let named = if entry.contains(['@', '?', '#']) {
-                        format!(
-                            "entry {} (a URL with a user, a query or a fragment)",
-                            index + 1
-                        )
-                    } else {
-                        format!("{entry:?}")
-                    };
                     Error::configuration(
                         Some(P::SERVICE),
                         format!(
-                            "credential_hosts: {named} is not a host (a name, an address, \
-                             either with a port, or *.domain)"
+                            "credential_hosts: {} is not a host (a name, an address, either \
+                             with a port, or *.domain)",
+                            rules::describe_entry(entry, index + 1)
                         ),
                     )
                 })

@@ -311,6 +311,17 @@ pub(crate) fn describe(url: &url::Url) -> String {
     shown
 }
 
+/// An entry of a host list as an error may name it: quoted, unless it has what a URL carries a
+/// secret in (a user, a query or a fragment, as [`describe`] leaves out); then by its place in
+/// the list (`place` counts from 1).
+pub(crate) fn describe_entry(entry: &str, place: usize) -> String {
+    if entry.contains(['@', '?', '#']) {
+        format!("entry {place} (a URL with a user, a query or a fragment)")
+    } else {
+        format!("{entry:?}")
+    }
+}
+
 /// A base URL checked by the rule of base URLs: it parses, carries no user, password, query or
 /// fragment, and its scheme is `https` (or plain `http` to loopback, or anywhere with
 /// `plain_http`). No error quotes what the URL holds beyond [`describe`].

@@ -108,6 +108,14 @@ impl HeldServer {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// How many requests so far went to a path starting with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .count()
+    }
+
     /// Lets the first `n` answers go.
     pub fn release(&self, n: usize) {
         self.state.released.send_modify(|r| *r = (*r).max(n));
