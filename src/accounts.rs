@@ -31,7 +31,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 pub use crate::generated::accounts::{types, Client};
@@ -42,7 +41,7 @@ use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
-use crate::secret::SecretString;
+use crate::secret::{Replaceable, SecretString};
 use crate::session::{require, require_plain};
 use crate::token::{Companions, Issued};
 use crate::transport::endpoint::Endpoint;
@@ -202,7 +201,7 @@ impl Session {
             )
             .await?;
         let tokens = response.into_inner();
-        provider.set_password(new_password);
+        provider.password.replace(new_password);
         let access = tokens.access_token;
         let grant = grant(
             access,
@@ -243,7 +242,7 @@ impl Session {
         self.provider()
             .call(crate::telemetry::Grant::PasswordChange, change)
             .await?;
-        self.provider().set_password(proposed);
+        self.provider().password.replace(proposed);
         Ok(())
     }
 
@@ -291,7 +290,7 @@ impl Session {
         self.provider()
             .call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
             .await?;
-        self.provider().set_password(new_password);
+        self.provider().password.replace(new_password);
         self.tokens().clear_failure();
         Ok(())
     }
@@ -307,7 +306,7 @@ pub struct Accounts {
     /// The configured username had capitals and was lowercased.
     lowercased: bool,
     // Replaced when the password changes through the session.
-    password: RwLock<SecretString>,
+    password: Replaceable,
 }
 
 impl Accounts {
@@ -329,17 +328,6 @@ impl Accounts {
                 operation,
             )
             .await
-    }
-
-    fn password(&self) -> SecretString {
-        self.password
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_password(&self, password: SecretString) {
-        *self.password.write().unwrap_or_else(|p| p.into_inner()) = password;
     }
 }
 
@@ -415,13 +403,7 @@ fn grant(
         .and_then(expiry::seconds);
     // Capped at the documented 24 hours: without `expires_in`, the JWT's `exp` is read on the
     // local clock, which may lag the service's.
-    let lifetime = expiry::lifetime(
-        expires_in,
-        Some(access.expose_secret()),
-        sent_wall,
-        ACCESS_TOKEN_LIFETIME,
-        Some(ACCESS_TOKEN_LIFETIME),
-    );
+    let lifetime = expiry::capped(expires_in, &access, sent_wall, ACCESS_TOKEN_LIFETIME);
     let refresh_lifetime = refresh.as_ref().map(|_| REFRESH_TOKEN_LIFETIME);
     Issued::new(access, lifetime)
         .with_refresh(refresh, refresh_lifetime)
@@ -487,7 +469,7 @@ impl ProviderImpl for Accounts {
             endpoint: endpoint.clone(),
             username,
             lowercased,
-            password: RwLock::new(password),
+            password: Replaceable::new(password),
         })
     }
 
@@ -508,13 +490,13 @@ impl ProviderImpl for Accounts {
 
     fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
         // Read at each login: a password reset or change replaces it.
-        fingerprint(self.password().expose_secret().as_bytes());
+        fingerprint(self.password.get().expose_secret().as_bytes());
     }
 
     async fn login(&self, sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             username: self.username.clone(),
-            password: self.password(),
+            password: self.password.get(),
         };
         let log_in = |api: Client| async move { api.log_in(&body).await };
         let response = self

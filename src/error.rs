@@ -184,6 +184,17 @@ impl Error {
         e
     }
 
+    /// A request that got no answer: [`ErrorKind::Timeout`] or [`ErrorKind::Transport`], the
+    /// cause kept without its URL (which may carry a query's secrets).
+    pub(crate) fn transport(error: reqwest::Error) -> Self {
+        let kind = if error.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Transport
+        };
+        Self::new(kind).with_source(error.without_url())
+    }
+
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::get_mut(&mut self.inner).expect("errors are built before they are shared")
     }

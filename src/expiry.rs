@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::secret::SecretString;
 use base64::Engine as _;
 
 /// When to renew a token ahead of its expiry.
@@ -155,6 +156,18 @@ pub(crate) fn lifetime(
         (None, None) => documented,
     };
     cap.map_or(lifetime, |cap| lifetime.min(cap))
+}
+
+/// [`lifetime`] where the documented lifetime is also the longest a token may live (s7risk,
+/// accounts, fib): what the service or the JWT says, else `documented`, never longer.
+pub(crate) fn capped(
+    expires_in: Option<Duration>,
+    token: &SecretString,
+    sent_wall: SystemTime,
+    documented: Duration,
+) -> Duration {
+    let jwt = Some(token.expose_secret());
+    lifetime(expires_in, jwt, sent_wall, documented, Some(documented))
 }
 
 #[cfg(test)]

@@ -76,11 +76,7 @@ impl AuthMiddleware {
     /// default), or `*.example.com`, matching every host below `example.com`. Names match
     /// case-insensitively and exactly: `example.com` does not cover `api.example.com`. An
     /// entry that is not a host matches nothing.
-    pub fn only_hosts<I, S>(mut self, hosts: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
+    pub fn only_hosts(mut self, hosts: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         self.adapter.only_hosts(hosts);
         self
     }

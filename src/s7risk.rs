@@ -262,13 +262,7 @@ impl ProviderImpl for S7risk {
             }
         };
         let token = response.into_inner().data.access_token;
-        let lifetime = expiry::lifetime(
-            None,
-            Some(token.expose_secret()),
-            sent_wall,
-            ACCESS_TOKEN_LIFETIME,
-            Some(ACCESS_TOKEN_LIFETIME),
-        );
+        let lifetime = expiry::capped(None, &token, sent_wall, ACCESS_TOKEN_LIFETIME);
         Ok(Issued::new(token, lifetime))
     }
 

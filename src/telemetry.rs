@@ -128,10 +128,16 @@ pub(crate) fn answered(span: &Span, result: &reqwest::Result<reqwest::Response>)
     }
 }
 
-/// Records a transport failure on `span`, by kind only: a reqwest error's text may quote the
-/// URL, query included.
+/// Records a transport failure on `span`, by kind only.
 pub(crate) fn failed(span: &Span, error: &reqwest::Error) {
-    let kind = if error.is_timeout() {
+    span.record("error.type", failure_kind(error));
+    span.record("otel.status_code", "ERROR");
+}
+
+/// A transport failure's kind, as spans and logs name it (OpenTelemetry's `error.type`): never
+/// its text, which may quote the URL, query included.
+pub(crate) fn failure_kind(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
         "timeout"
     } else if error.is_connect() {
         "connect"
@@ -139,9 +145,7 @@ pub(crate) fn failed(span: &Span, error: &reqwest::Error) {
         "body"
     } else {
         "_OTHER"
-    };
-    span.record("error.type", kind);
-    span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// Times one of a session's own requests (all its attempts) and counts it when it ends

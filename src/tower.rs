@@ -69,6 +69,32 @@ pub struct Resend;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SendOnce;
 
+/// What a mode ([`Resend`], [`SendOnce`]) keeps of a request to send again after a refusal.
+/// Sealed: the two modes are the only ones.
+pub trait Mode<B>: sealed::Sealed + 'static {
+    /// A copy of `request` to resend, or none.
+    fn spare(request: &Request<B>) -> Option<Request<B>>;
+}
+
+impl<B: Clone> Mode<B> for Resend {
+    fn spare(request: &Request<B>) -> Option<Request<B>> {
+        copy(request)
+    }
+}
+
+impl<B> Mode<B> for SendOnce {
+    fn spare(_: &Request<B>) -> Option<Request<B>> {
+        None
+    }
+}
+
+mod sealed {
+    /// Keeps [`super::Mode`] to this module's two modes.
+    pub trait Sealed {}
+    impl Sealed for super::Resend {}
+    impl Sealed for super::SendOnce {}
+}
+
 /// A [`tower_layer::Layer`] that authorizes requests with a session (any service's `Session`,
 /// or an [`AnySession`]) and reports the answers to it. See the [module](self) documentation.
 pub struct AuthLayer<M = Resend> {
@@ -128,11 +154,7 @@ impl<M> AuthLayer<M> {
     /// `middleware::AuthMiddleware::only_hosts`: a host (any port), `host:port` (that port; a
     /// URI without a port has its scheme's default), or `*.domain`, names matched
     /// case-insensitively and exactly.
-    pub fn only_hosts<I, S>(mut self, hosts: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
+    pub fn only_hosts(mut self, hosts: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         self.adapter.only_hosts(hosts);
         self
     }
@@ -229,6 +251,18 @@ fn copy<B: Clone>(request: &Request<B>) -> Option<Request<B>> {
     Some(copy)
 }
 
+/// What the layer needs of the service it wraps, besides answering `http::Response`s: one
+/// bound, for the impls and `call` alike.
+pub trait Downstream<B>:
+    tower_service::Service<Request<B>, Future: Send, Error: Into<BoxError>> + Send
+{
+}
+
+impl<T, B> Downstream<B> for T where
+    T: tower_service::Service<Request<B>, Future: Send, Error: Into<BoxError>> + Send
+{
+}
+
 /// The inner service as [`exchange`] sends through it.
 struct Inner<S, B> {
     service: S,
@@ -237,13 +271,9 @@ struct Inner<S, B> {
     spare: fn(&Request<B>) -> Option<Request<B>>,
 }
 
-impl<S, B, R> Sender for Inner<S, B>
+impl<S, B: Send, R: Send> Sender for Inner<S, B>
 where
-    S: tower_service::Service<Request<B>, Response = Response<R>> + Send,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: Send,
-    R: Send,
+    S: Downstream<B> + tower_service::Service<Request<B>, Response = Response<R>>,
 {
     type Request = Request<B>;
     type Response = Response<R>;
@@ -293,9 +323,7 @@ async fn call<S, B, R, M>(
     spare: fn(&Request<B>) -> Option<Request<B>>,
 ) -> Result<Response<R>, BoxError>
 where
-    S: tower_service::Service<Request<B>, Response = Response<R>> + Send,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
+    S: Downstream<B> + tower_service::Service<Request<B>, Response = Response<R>>,
     B: Send,
     R: Send,
 {
@@ -321,35 +349,13 @@ fn take_ready<S: Clone>(inner: &mut S) -> S {
     std::mem::replace(inner, clone)
 }
 
-impl<S, B, R> tower_service::Service<Request<B>> for AuthService<S, Resend>
+impl<S, B, R, M> tower_service::Service<Request<B>> for AuthService<S, M>
 where
-    S: tower_service::Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-    B: Clone + Send + 'static,
-    R: Send + 'static,
-{
-    type Response = Response<R>;
-    type Error = BoxError;
-    type Future = ResponseFuture<Response<R>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let inner = take_ready(&mut self.inner);
-        Box::pin(call(self.layer.clone(), inner, request, copy::<B>))
-    }
-}
-
-impl<S, B, R> tower_service::Service<Request<B>> for AuthService<S, SendOnce>
-where
-    S: tower_service::Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
+    S: Downstream<B> + tower_service::Service<Request<B>, Response = Response<R>>,
+    S: Clone + 'static,
     B: Send + 'static,
     R: Send + 'static,
+    M: Mode<B>,
 {
     type Response = Response<R>;
     type Error = BoxError;
@@ -361,6 +367,6 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let inner = take_ready(&mut self.inner);
-        Box::pin(call(self.layer.clone(), inner, request, |_| None))
+        Box::pin(call(self.layer.clone(), inner, request, M::spare))
     }
 }

@@ -159,6 +159,19 @@ fn stored_cache(
     refreshes: Vec<Result<Issued, Error>>,
     store: Option<(Arc<dyn TokenStore>, StoreKey)>,
 ) -> (Held<Scripted>, ManualClock) {
+    scripted(logins, refreshes, |cache| match store {
+        Some((store, key)) => cache.with_store(store, key),
+        None => cache,
+    })
+}
+
+/// A cache over a [`Scripted`] provider that answers `logins` and `refreshes` in turn, on a
+/// manual clock, without jitter, configured by `configure`.
+fn scripted(
+    logins: Vec<Result<Issued, Error>>,
+    refreshes: Vec<Result<Issued, Error>>,
+    configure: impl FnOnce(Cache) -> Cache,
+) -> (Held<Scripted>, ManualClock) {
     let clock = ManualClock::new();
     let provider = Scripted {
         logins: Mutex::new(logins.into()),
@@ -166,20 +179,17 @@ fn stored_cache(
         ..Default::default()
     };
     let policy = RefreshPolicy::new().with_jitter(false);
-    let cache = Held::new(
-        provider,
-        Arc::new(clock.clone()),
-        policy,
-        |cache| match store {
-            Some((store, key)) => cache.with_store(store, key),
-            None => cache,
-        },
-    );
+    let cache = Held::new(provider, Arc::new(clock.clone()), policy, configure);
     (cache, clock)
 }
 
 fn server_error() -> Result<Issued, Error> {
     Err(Error::new(ErrorKind::ServerError).with_status(500))
+}
+
+/// The kind of the error the next call fails with.
+async fn failure(cache: &Cache) -> ErrorKind {
+    cache.access_token().await.unwrap_err().kind()
 }
 
 async fn secret(cache: &Cache) -> String {
@@ -324,22 +334,15 @@ async fn an_expired_token_is_never_served_and_errors_are_not_cached() {
     );
     secret(&cache).await;
     clock.advance(Duration::from_secs(300));
-    let err = cache.access_token().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ServerError);
-    let calls = cache.provider.calls.load(Ordering::SeqCst);
-    let held = cache.access_token().await.unwrap_err();
-    assert_eq!(
-        held.kind(),
-        ErrorKind::ServerError,
-        "within the login backoff"
-    );
-    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), calls);
+    assert_eq!(failure(&cache).await, ErrorKind::ServerError);
+    let calls = || cache.provider.calls.load(Ordering::SeqCst);
+    let before = calls();
+    let held = failure(&cache).await;
+    assert_eq!(held, ErrorKind::ServerError, "within the login backoff");
+    assert_eq!(calls(), before);
     clock.advance(Duration::from_secs(1));
-    assert_eq!(
-        secret(&cache).await,
-        "a2",
-        "the next call after it tries again"
-    );
+    let next = secret(&cache).await;
+    assert_eq!(next, "a2", "the next call after it tries again");
 }
 
 #[tokio::test]
@@ -378,16 +381,15 @@ async fn the_login_backoff_doubles_and_a_successful_login_resets_it() {
 async fn a_login_challenge_is_answered_while_it_lasts_then_a_new_login_starts_another() {
     let challenge = Err(Error::new(ErrorKind::NewPasswordRequired).with_status(200));
     let (cache, clock) = cache(vec![challenge, grant("a1", None, 300)], vec![]);
+    let calls = || cache.provider.calls.load(Ordering::SeqCst);
     for _ in 0..2 {
-        let err = cache.access_token().await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
-        assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(failure(&cache).await, ErrorKind::NewPasswordRequired);
+        assert_eq!(calls(), 1);
     }
     // The default hold of a challenge is three minutes, to the instant.
     clock.advance(Duration::from_secs(180) - Duration::from_nanos(1));
-    let err = cache.access_token().await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NewPasswordRequired);
-    assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(failure(&cache).await, ErrorKind::NewPasswordRequired);
+    assert_eq!(calls(), 1);
     clock.advance(Duration::from_nanos(1));
     assert_eq!(
         secret(&cache).await,
@@ -462,15 +464,17 @@ fn background_cache(
     logins: Vec<Result<Issued, Error>>,
     refreshes: Vec<Result<Issued, Error>>,
 ) -> (Held<Scripted>, ManualClock) {
-    let clock = ManualClock::new();
-    let provider = Scripted {
-        logins: Mutex::new(logins.into()),
-        refreshes: Mutex::new(refreshes.into()),
-        ..Default::default()
-    };
-    let policy = RefreshPolicy::new().with_jitter(false);
-    let shared: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
-    let cache = Held::new(provider, shared, policy, Cache::with_background_refresh);
+    scripted(logins, refreshes, Cache::with_background_refresh)
+}
+
+/// A background-renewing cache that logged in for `a` (600 s, refresh token `r`) and whose
+/// refresh brings `b`, as the tests of the task's timer start.
+async fn background_after_a_login() -> (Held<Scripted>, ManualClock) {
+    let (cache, clock) = background_cache(
+        vec![grant("a", Some("r"), 600)],
+        vec![grant("b", Some("r2"), 600)],
+    );
+    assert_eq!(secret(&cache).await, "a");
     (cache, clock)
 }
 
@@ -487,11 +491,7 @@ async fn until(what: &str, done: impl Fn() -> bool) {
 
 #[tokio::test(start_paused = true)]
 async fn the_background_task_renews_at_the_margin_unasked_and_ends_with_the_cache() {
-    let (cache, clock) = background_cache(
-        vec![grant("a", Some("r"), 600)],
-        vec![grant("b", Some("r2"), 600)],
-    );
-    assert_eq!(secret(&cache).await, "a");
+    let (cache, clock) = background_after_a_login().await;
     let running = cache.background.as_ref().unwrap().task_running();
     assert!(running(), "the first call started the task");
 
@@ -687,16 +687,11 @@ async fn refused_credentials_are_not_resent_until_the_failure_is_cleared() {
     let refused = Err(Error::new(ErrorKind::InvalidCredentials).with_status(401));
     let (cache, clock) = cache(vec![refused, grant("a1", None, 300)], vec![]);
     for _ in 0..2 {
-        let err = cache.access_token().await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidCredentials);
+        assert_eq!(failure(&cache).await, ErrorKind::InvalidCredentials);
     }
     clock.advance(Duration::from_secs(24 * 60 * 60));
-    let err = cache.access_token().await.unwrap_err();
-    assert_eq!(
-        err.kind(),
-        ErrorKind::InvalidCredentials,
-        "a day later, still"
-    );
+    let later = failure(&cache).await;
+    assert_eq!(later, ErrorKind::InvalidCredentials, "a day later, still");
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
     cache.clear_failure();
     assert_eq!(secret(&cache).await, "a1");
@@ -754,21 +749,12 @@ async fn a_slid_token_is_served_past_the_handle_s_renewal_time_up_to_its_cap() {
     token.entry().slide(clock.now());
     assert_eq!(token.entry().expires_at(), t0 + Duration::from_secs(400));
     clock.advance(Duration::from_secs(100));
-    let later = cache.access_token().await.unwrap();
-    assert_eq!(
-        later.secret().expose_secret(),
-        "a",
-        "the slid token, no login"
-    );
-    assert_eq!(cache.provider.0.calls.load(Ordering::SeqCst), 1);
+    let calls = || cache.provider.0.calls.load(Ordering::SeqCst);
+    assert_eq!(secret(&cache).await, "a", "the slid token, no login");
+    assert_eq!(calls(), 1);
     clock.advance(Duration::from_secs(70));
-    let renewed = cache.access_token().await.unwrap();
-    assert_eq!(
-        renewed.secret().expose_secret(),
-        "b",
-        "due 30 s before the cap"
-    );
-    assert_eq!(cache.provider.0.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(secret(&cache).await, "b", "due 30 s before the cap");
+    assert_eq!(calls(), 2);
 }
 
 /// A provider whose refreshes take `delay` on the test clock: the token they bring may be
@@ -845,11 +831,7 @@ async fn let_the_task_settle() {
 
 #[tokio::test(start_paused = true)]
 async fn the_task_sleeps_through_a_fresh_token_and_renews_at_the_margin() {
-    let (cache, clock) = background_cache(
-        vec![grant("a", Some("r"), 600)],
-        vec![grant("b", Some("r2"), 600)],
-    );
-    assert_eq!(secret(&cache).await, "a");
+    let (cache, clock) = background_after_a_login().await;
     // The task looks at the token while it is fresh: it sets its timer for the margin.
     let_the_task_settle().await;
     assert_eq!(cache.provider.calls.load(Ordering::SeqCst), 1);
@@ -864,11 +846,7 @@ async fn the_task_sleeps_through_a_fresh_token_and_renews_at_the_margin() {
 
 #[tokio::test(start_paused = true)]
 async fn a_token_that_expired_while_the_task_slept_is_left_to_the_next_caller() {
-    let (cache, clock) = background_cache(
-        vec![grant("a", Some("r"), 600)],
-        vec![grant("b", Some("r2"), 600)],
-    );
-    assert_eq!(secret(&cache).await, "a");
+    let (cache, clock) = background_after_a_login().await;
     let_the_task_settle().await;
     // The timer fires after the token expired (the machine slept, say): no caller asked,
     // so nothing is sent.
@@ -1085,11 +1063,7 @@ async fn a_store_that_failed_is_left_alone_for_the_rest_of_the_renewal_and_the_h
     let store = Arc::new(Down::default());
     let key = StoreKey::new(Service::S7risk, "https://s7risk.test", "scripted");
     let (cache, clock) = stored_cache(
-        vec![
-            grant("a", None, 600),
-            grant("b", None, 600),
-            grant("c", None, 600),
-        ],
+        ["a", "b", "c"].map(|a| grant(a, None, 600)).into(),
         vec![],
         Some((store.clone(), key)),
     );
@@ -1259,14 +1233,7 @@ fn serving_threads(
 
 #[tokio::test]
 async fn a_token_served_on_threads_now_idle_dies_with_a_logout_a_renewal_and_the_session() {
-    let (cache, _clock) = cache(
-        vec![
-            grant("a", None, 600),
-            grant("b", None, 600),
-            grant("c", None, 600),
-        ],
-        vec![],
-    );
+    let (cache, _clock) = cache(["a", "b", "c"].map(|a| grant(a, None, 600)).into(), vec![]);
     let cache = Arc::new(cache);
     assert_eq!(secret(&cache).await, "a");
     let threads = serving_threads(&cache, 3);

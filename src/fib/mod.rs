@@ -292,20 +292,10 @@ impl Fib {
             .and_then(|value| expiry::seconds_or_epoch(value, sent_wall));
         // Capped at the documented 5 minutes: `exp`, and an `expirationTime` given as a time,
         // are read on the local clock, which may lag the service's.
-        let lifetime = expiry::lifetime(
-            expires_in,
-            Some(tokens.access_token.expose_secret()),
-            sent_wall,
-            ACCESS_TOKEN_LIFETIME,
-            Some(ACCESS_TOKEN_LIFETIME),
-        );
-        let refresh_lifetime = expiry::lifetime(
-            None,
-            Some(tokens.refresh_token.expose_secret()),
-            sent_wall,
-            REFRESH_TOKEN_LIFETIME,
-            Some(REFRESH_TOKEN_LIFETIME),
-        );
+        let access = &tokens.access_token;
+        let lifetime = expiry::capped(expires_in, access, sent_wall, ACCESS_TOKEN_LIFETIME);
+        let refresh = &tokens.refresh_token;
+        let refresh_lifetime = expiry::capped(None, refresh, sent_wall, REFRESH_TOKEN_LIFETIME);
         Issued::new(tokens.access_token, lifetime)
             .with_refresh(Some(tokens.refresh_token), Some(refresh_lifetime))
     }

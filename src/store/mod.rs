@@ -199,22 +199,16 @@ impl Stamp {
 #[non_exhaustive]
 pub struct StoredRefusal {
     pub(crate) kind: RefusalKind,
-    #[serde(default)]
     pub(crate) status: Option<u16>,
-    #[serde(default)]
     pub(crate) code: Option<String>,
-    #[serde(default)]
     pub(crate) message: Option<String>,
     /// How long logins are held back from the save, in milliseconds; none: until cleared.
-    #[serde(default)]
     pub(crate) hold_ms: Option<u64>,
     /// A fingerprint of the refused credentials (see `Cache::credentials`).
     pub(crate) credentials: u64,
     /// As in [`StoredTokens`]: the writer's save time, the store's stamp, the age it measured,
     /// and the writer's `Instant` within this process.
-    #[serde(default)]
     pub(crate) saved_at_ms: Option<u64>,
-    #[serde(default)]
     pub(crate) stamp: Option<Stamp>,
     #[serde(skip)]
     pub(crate) age: Option<Duration>,
@@ -589,5 +583,28 @@ mod tests {
         let lease = Lease::new("holder-7f3a");
         assert_eq!(format!("{lease:?}"), "Lease { .. }");
         assert_eq!(lease.token(), "holder-7f3a");
+    }
+
+    #[test]
+    fn a_refusal_saved_with_only_its_kind_and_credentials_reads_its_other_members_as_absent() {
+        // What an earlier version wrote, or a store's hand-made entry: every `Option` member
+        // may be missing (serde reads a missing `Option` as `None`).
+        let refusal: StoredRefusal =
+            serde_json::from_str(r#"{"kind":"account_locked","credentials":7}"#).unwrap();
+        assert_eq!(refusal.kind, RefusalKind::AccountLocked);
+        assert_eq!(refusal.credentials, 7);
+        assert_eq!(
+            (
+                refusal.status,
+                refusal.code,
+                refusal.message,
+                refusal.hold_ms
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!((refusal.saved_at_ms, refusal.stamp.is_none()), (None, true));
+        let unknown: StoredRefusal =
+            serde_json::from_str(r#"{"kind":"from_a_newer_version","credentials":7}"#).unwrap();
+        assert_eq!(unknown.kind, RefusalKind::Unknown);
     }
 }

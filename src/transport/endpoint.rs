@@ -12,7 +12,7 @@ use super::exchange::Authorizer;
 use super::rules::Scope;
 use super::send::Context;
 use crate::clock::Clock;
-use crate::error::{Error, ErrorKind, Service};
+use crate::error::{Error, Service};
 use crate::generated::Api;
 use crate::retry::RetryPolicy;
 
@@ -107,16 +107,10 @@ impl Endpoint {
             .with_authorizer(auth)
             .with_retry(self.retry.clone())
             .with_clock(self.clock.clone());
-        context.execute(&self.http, request, "").await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Transport
-            };
-            Error::new(kind)
-                .with_service(self.service)
-                .with_source(e.without_url())
-        })
+        context
+            .execute(&self.http, request, "")
+            .await
+            .map_err(|e| Error::transport(e).with_service(self.service))
     }
 
     /// The caller's request, built and checked against the scope (before any login): a request

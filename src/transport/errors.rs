@@ -404,12 +404,7 @@ async fn map_untyped(
             (failure, Vec::new(), None)
         }
         G::CommunicationError(e) | G::ResponseBodyError(e) | G::InvalidUpgrade(e) => {
-            let kind = if e.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Transport
-            };
-            return base(kind).with_source(e.without_url());
+            return Error::transport(e).with_service(service);
         }
         G::InvalidRequest(message) => {
             return base(ErrorKind::Configuration).with_message(message);
@@ -475,12 +470,7 @@ impl<E> From<progenitor_client::Error<E>> for Error {
                 Error::new(ErrorKind::Decode).with_source(DecodeError::from(&json_err))
             }
             G::CommunicationError(e) | G::ResponseBodyError(e) | G::InvalidUpgrade(e) => {
-                let kind = if e.is_timeout() {
-                    ErrorKind::Timeout
-                } else {
-                    ErrorKind::Transport
-                };
-                Error::new(kind).with_source(e.without_url())
+                Error::transport(e)
             }
             G::InvalidRequest(message) => {
                 Error::new(ErrorKind::Configuration).with_message(message)

@@ -374,43 +374,57 @@ mod tests {
     }
 
     #[test]
-    fn the_base_url_s_origin_is_in_scope_to_the_port() {
-        let s = scope("https://auth.example.com/v1", &[], &[]);
-        assert_eq!(
-            judge(&s, "https://auth.example.com/other?q=1"),
-            Verdict::Carry
-        );
-        assert_eq!(judge(&s, "https://AUTH.example.com:443/"), Verdict::Carry);
-        assert_eq!(
-            judge(&s, "https://auth.example.com:8443/"),
-            Verdict::Elsewhere
-        );
-        assert_eq!(judge(&s, "https://api.example.com/"), Verdict::Elsewhere);
-        assert_eq!(judge(&s, "https://example.com/"), Verdict::Elsewhere);
-        assert_eq!(
-            judge(&s, "http://auth.example.com/"),
-            Verdict::Elsewhere,
-            "port 80"
-        );
-    }
-
-    #[test]
-    fn documented_and_named_hosts_are_in_scope_and_wildcards_stop_at_their_dot() {
-        let s = scope(
+    fn the_base_url_s_origin_to_the_port_and_the_documented_and_named_hosts_are_in_scope() {
+        let base = scope("https://auth.example.com/v1", &[], &[]);
+        let named = scope(
             "https://auth.example.com",
             &["api.example.com"],
             &["*.example.org", "data.example.net:8443", "[::1]"],
         );
-        assert_eq!(judge(&s, "https://api.example.com/x"), Verdict::Carry);
-        assert_eq!(judge(&s, "https://a.b.example.org/x"), Verdict::Carry);
-        assert_eq!(judge(&s, "https://example.org/x"), Verdict::Elsewhere);
-        assert_eq!(judge(&s, "https://badexample.org/x"), Verdict::Elsewhere);
-        assert_eq!(judge(&s, "https://data.example.net:8443/"), Verdict::Carry);
-        assert_eq!(judge(&s, "https://data.example.net/"), Verdict::Elsewhere);
+        let urls = [
+            "https://auth.example.com/other?q=1",
+            "https://AUTH.example.com:443/",
+            "https://auth.example.com:8443/",
+            "https://api.example.com/x",
+            "https://example.com/",
+            "http://auth.example.com/",
+            "https://a.b.example.org/x",
+            "https://example.org/x",
+            "https://badexample.org/x",
+            "https://data.example.net:8443/",
+            "https://data.example.net/",
+            "http://[::1]:9000/",
+        ];
+        // Each scope carries the credentials to these and sends every other URL elsewhere.
+        let carried = |scope: &Scope| {
+            let verdicts = urls.map(|url| (url, judge(scope, url)));
+            assert!(verdicts
+                .iter()
+                .all(|(_, v)| matches!(v, Verdict::Carry | Verdict::Elsewhere)));
+            verdicts
+                .into_iter()
+                .filter_map(|(url, v)| (v == Verdict::Carry).then_some(url))
+                .collect::<Vec<_>>()
+        };
+        // The origin to the port: not :8443, not port 80's plain http.
         assert_eq!(
-            judge(&s, "http://[::1]:9000/"),
-            Verdict::Carry,
-            "loopback http"
+            carried(&base),
+            [
+                "https://auth.example.com/other?q=1",
+                "https://AUTH.example.com:443/"
+            ]
+        );
+        // Wildcards stop at their dot; a named port is that port only; loopback may be http.
+        assert_eq!(
+            carried(&named),
+            [
+                "https://auth.example.com/other?q=1",
+                "https://AUTH.example.com:443/",
+                "https://api.example.com/x",
+                "https://a.b.example.org/x",
+                "https://data.example.net:8443/",
+                "http://[::1]:9000/",
+            ]
         );
     }
 

@@ -251,7 +251,7 @@ impl Context {
                     "retrying after a transient answer"
                 ),
                 Err(error) => tracing::debug!(
-                    error = transport_failure(error),
+                    error = telemetry::failure_kind(error),
                     attempt,
                     wait_ms = wait.as_millis() as u64,
                     "retrying after a transport error"
@@ -293,19 +293,6 @@ impl Context {
             _ => {}
         }
         Ok(response)
-    }
-}
-
-/// What went wrong, in words that cannot carry a URL or a header value.
-fn transport_failure(error: &reqwest::Error) -> &'static str {
-    if error.is_connect() {
-        "connection failed"
-    } else if error.is_timeout() {
-        "timed out"
-    } else if error.is_body() || error.is_decode() {
-        "body broken off"
-    } else {
-        "request failed"
     }
 }
 

@@ -53,7 +53,7 @@ use crate::error::{Error, Service};
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
-use crate::secret::SecretString;
+use crate::secret::{Replaceable, SecretString};
 use crate::session::{require, require_plain};
 use crate::token::{Companions, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
@@ -196,7 +196,7 @@ impl Session {
             .with_grant(crate::telemetry::Grant::PasswordChange);
         let update = |api: Client| async move { api.update_password(&body).await };
         let response = self.endpoint().call(context, &classify_api, update).await?;
-        provider.set_password(new_password);
+        provider.password.replace(new_password);
         match response.into_inner().token {
             Some(token) => {
                 let grant = provider.grant(token).await?;
@@ -216,7 +216,7 @@ pub struct Weavr {
     api_key: HeaderValue,
     email: String,
     // Replaced when the password is updated through the session.
-    password: RwLock<SecretString>,
+    password: Replaceable,
     identity: IdentityChoice,
     step_up: step_up::Coordinator,
     /// The identity the last sign-in answer named, for [`IdentityChoice::Automatic`].
@@ -224,17 +224,6 @@ pub struct Weavr {
 }
 
 impl Weavr {
-    fn password(&self) -> SecretString {
-        self.password
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_password(&self, password: SecretString) {
-        *self.password.write().unwrap_or_else(|p| p.into_inner()) = password;
-    }
-
     /// The context of calls made with the session's own token outside [`Session::api`] (the
     /// step-up's): `session` hears of every answer, so that they slide the token's lifetime
     /// and a 401 retires it.
@@ -459,7 +448,7 @@ impl ProviderImpl for Weavr {
             endpoint: endpoint.clone(),
             api_key,
             email,
-            password: RwLock::new(password),
+            password: Replaceable::new(password),
             identity: settings.identity,
             step_up: step_up::Coordinator::new(handler, method, attempts),
             signed_in_as: RwLock::new(None),
@@ -485,14 +474,14 @@ impl ProviderImpl for Weavr {
 
     fn credentials(&self, fingerprint: &mut dyn FnMut(&[u8])) {
         // Read at each login: a password update replaces it.
-        fingerprint(self.password().expose_secret().as_bytes());
+        fingerprint(self.password.get().expose_secret().as_bytes());
     }
 
     async fn login(&self, _sent_wall: SystemTime) -> Result<Issued, Error> {
         let body = types::LoginRequest {
             email: self.email.clone(),
             password: types::Password {
-                value: self.password(),
+                value: self.password.get(),
             },
         };
         let login = |api: Client| async move { api.login_with_password(&body).await };
