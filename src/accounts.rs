@@ -42,7 +42,7 @@ use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::{Replaceable, SecretString};
-use crate::session::{require, require_plain};
+use crate::session::require;
 use crate::token::{Companions, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
@@ -99,6 +99,13 @@ impl Field {
             Some(S),
             format!("{what} must be {min} to {max} characters, as the service requires"),
         ))
+    }
+
+    /// A secret the caller gave, [`Self::check`]ed.
+    fn secret(&self, value: impl Into<SecretString>) -> Result<SecretString, Error> {
+        let value = value.into();
+        self.check(value.expose_secret())?;
+        Ok(value)
     }
 }
 
@@ -175,8 +182,7 @@ impl Session {
         challenge_session: &SecretString,
         new_password: impl Into<SecretString>,
     ) -> Result<crate::AccessToken, Error> {
-        let new_password = new_password.into();
-        NEW_PASSWORD.check(new_password.expose_secret())?;
+        let new_password = NEW_PASSWORD.secret(new_password)?;
         // new-password-required binds `session` with `min=1` and no maximum.
         if challenge_session.expose_secret().is_empty() {
             return Err(Error::configuration(
@@ -229,9 +235,8 @@ impl Session {
         previous: impl Into<SecretString>,
         proposed: impl Into<SecretString>,
     ) -> Result<(), Error> {
-        let (previous, proposed) = (previous.into(), proposed.into());
-        PREVIOUS_PASSWORD.check(previous.expose_secret())?;
-        PROPOSED_PASSWORD.check(proposed.expose_secret())?;
+        let previous = PREVIOUS_PASSWORD.secret(previous)?;
+        let proposed = PROPOSED_PASSWORD.secret(proposed)?;
         let token = self.access_token().await?;
         let body = types::ChangePasswordRequest {
             access_token: token.secret().clone(),
@@ -278,14 +283,12 @@ impl Session {
         confirmation_code: impl Into<SecretString>,
         new_password: impl Into<SecretString>,
     ) -> Result<(), Error> {
-        let (confirmation_code, new_password) = (confirmation_code.into(), new_password.into());
-        RESET_PASSWORD.check(new_password.expose_secret())?;
-        CONFIRMATION_CODE.check(confirmation_code.expose_secret())?;
         let body = types::ForgotPasswordConfirmRequest {
             username: self.username().to_owned(),
-            password: new_password.clone(),
-            confirmation_code,
+            password: RESET_PASSWORD.secret(new_password)?,
+            confirmation_code: CONFIRMATION_CODE.secret(confirmation_code)?,
         };
+        let new_password = body.password.clone();
         let confirm = |api: Client| async move { api.confirm_forgot_password(&body).await };
         self.provider()
             .call(crate::telemetry::Grant::PasswordResetConfirm, confirm)
@@ -455,7 +458,7 @@ impl ProviderImpl for Accounts {
     type Settings = settings::Settings;
 
     fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Self, Error> {
-        let given = require_plain(S, "username", settings.username)?;
+        let given = require(S, "username", settings.username)?;
         let username = given.to_lowercase();
         let lowercased = username != given;
         if lowercased {
@@ -475,7 +478,7 @@ impl ProviderImpl for Accounts {
 
     /// `/v1/token-revoke` with the refresh token of the session it ends.
     async fn log_out(&self, _tokens: &Tokens, ending: &Ending) -> Result<(), Error> {
-        let Some(refresh_token) = ending.entry.refresh.clone() else {
+        let Some(refresh_token) = ending.entry.refresh.as_ref().map(|r| r.token.clone()) else {
             return Ok(());
         };
         let body = types::TokenRevokeRequest { refresh_token };

@@ -57,7 +57,7 @@ use crate::oauth2;
 use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::secret::SecretString;
-use crate::session::{require, require_plain};
+use crate::session::require;
 use crate::token::{Companions, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
@@ -409,7 +409,7 @@ impl ProviderImpl for PasswordSafe {
                 client_id,
                 client_secret,
             }) => {
-                let client_id = require_plain(S, "client id", Some(client_id))?;
+                let client_id = require(S, "client id", Some(client_id))?;
                 identity = format!("oauth:{client_id}");
                 Login::OAuth(TokenRequest::new(
                     client_id,
@@ -422,7 +422,7 @@ impl ProviderImpl for PasswordSafe {
                 password,
             }) => {
                 let api_key = require(S, "API key", Some(api_key))?;
-                let runas = require_plain(S, "run-as user", Some(runas))?;
+                let runas = require(S, "run-as user", Some(runas))?;
                 identity = format!("ps-auth:{runas}");
                 let password = password
                     .map(|p| require(S, "password", Some(p)))

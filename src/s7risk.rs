@@ -30,7 +30,7 @@ use crate::error::{Error, ErrorKind, Service};
 use crate::expiry;
 use crate::provider::sealed::ProviderImpl;
 use crate::secret::SecretString;
-use crate::session::{require, require_plain};
+use crate::session::require;
 use crate::token::{Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
@@ -204,16 +204,16 @@ impl ProviderImpl for S7risk {
 
     fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Self, Error> {
         const S: Service = Service::S7risk;
-        let origin = require_plain(S, "origin", settings.origin)?;
+        let origin = require(S, "origin", settings.origin)?;
         let origin = validate_origin(&origin)?;
         let login = match settings.login {
             None => return Err(Error::configuration(Some(S), "credentials are required")),
             Some(Login::User { email, password }) => Login::User {
-                email: require_plain(S, "email", Some(email))?,
+                email: require(S, "email", Some(email))?,
                 password: require(S, "password", Some(password))?,
             },
             Some(Login::Application { client_id, secret }) => Login::Application {
-                client_id: require_plain(S, "client id", Some(client_id))?,
+                client_id: require(S, "client id", Some(client_id))?,
                 secret: require(S, "secret", Some(secret))?,
             },
         };

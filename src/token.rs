@@ -165,12 +165,20 @@ pub(crate) struct Companions {
     pub(crate) exchanged: bool,
 }
 
+/// A refresh token, with what limits its use.
+#[derive(Clone)]
+pub(crate) struct Refresh {
+    pub(crate) token: SecretString,
+    /// When it expires, when known.
+    pub(crate) expires_at: Option<Instant>,
+    /// How many refreshes it has served.
+    pub(crate) uses: u32,
+}
+
 /// A cached token: shared by the cache and every [`AccessToken`] handed out.
 pub struct Entry {
     pub(crate) secret: SecretString,
-    pub(crate) refresh: Option<SecretString>,
-    pub(crate) refresh_expires_nanos: Option<u64>,
-    pub(crate) refresh_uses: u32,
+    pub(crate) refresh: Option<Refresh>,
     pub(crate) extra: Companions,
     pub(crate) origin: TokenOrigin,
     pub(crate) clock: Arc<dyn Clock>,
@@ -197,9 +205,7 @@ pub(crate) fn nanos_since(base: Instant, at: Instant) -> u64 {
 
 pub(crate) struct EntryParts {
     pub(crate) secret: SecretString,
-    pub(crate) refresh: Option<SecretString>,
-    pub(crate) refresh_expires_at: Option<Instant>,
-    pub(crate) refresh_uses: u32,
+    pub(crate) refresh: Option<Refresh>,
     pub(crate) extra: Companions,
     pub(crate) origin: TokenOrigin,
     pub(crate) expires_at: Instant,
@@ -214,8 +220,6 @@ impl Entry {
         Self {
             secret: parts.secret,
             refresh: parts.refresh,
-            refresh_expires_nanos: parts.refresh_expires_at.map(|at| nanos_since(base, at)),
-            refresh_uses: parts.refresh_uses,
             extra: parts.extra,
             origin: parts.origin,
             clock,
@@ -286,16 +290,10 @@ impl Entry {
     }
 
     pub(crate) fn refresh_usable(&self, now: Instant, max_uses: Option<u32>) -> bool {
-        self.refresh.is_some()
-            && self
-                .refresh_expires_nanos
-                .is_none_or(|at| nanos_since(self.base, now) < at)
-            && max_uses.is_none_or(|max| self.refresh_uses < max)
-    }
-
-    pub(crate) fn refresh_expires_at(&self) -> Option<Instant> {
-        self.refresh_expires_nanos
-            .map(|n| self.base + Duration::from_nanos(n))
+        self.refresh.as_ref().is_some_and(|refresh| {
+            refresh.expires_at.is_none_or(|at| now < at)
+                && max_uses.is_none_or(|max| refresh.uses < max)
+        })
     }
 
     /// A failed early renewal: keep serving this token, try again after `delay`.

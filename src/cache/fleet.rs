@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::error::Service;
 use crate::expiry::RefreshPolicy;
 use crate::store::{from_ms, to_ms, Lease, StoreKey, StoredRefusal, StoredTokens, TokenStore};
-use crate::token::{AccessToken, Companions, Entry, EntryParts, TokenOrigin};
+use crate::token::{AccessToken, Companions, Entry, EntryParts, Refresh, TokenOrigin};
 
 /// The longest a session waits for another replica's renewal before renewing itself.
 const LEASE_WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -329,7 +329,7 @@ impl Timeline {
     fn stored(&self, entry: &Entry) -> StoredTokens {
         StoredTokens {
             access: entry.secret.clone(),
-            refresh: entry.refresh.clone(),
+            refresh: entry.refresh.as_ref().map(|r| r.token.clone()),
             id_token: entry.extra.id_token.clone(),
             cookie: entry.extra.cookie.clone(),
             bearer: entry.extra.bearer.clone(),
@@ -339,8 +339,10 @@ impl Timeline {
                 .checked_sub(entry.lead())
                 .map(|at| self.ms(at)),
             expires_at_most_ms: entry.expires_at_most().map(|at| self.ms(at)),
-            refresh_expires_at_ms: entry.refresh_expires_at().map(|at| self.ms(at)),
-            refresh_uses: entry.refresh_uses,
+            refresh_expires_at_ms: (entry.refresh.as_ref())
+                .and_then(|r| r.expires_at)
+                .map(|at| self.ms(at)),
+            refresh_uses: entry.refresh.as_ref().map_or(0, |r| r.uses),
             stepped_up: entry.stepped_up.load(Ordering::Acquire),
             exchanged: entry.extra.exchanged,
             saved_at_ms: Some(to_ms(self.wall)),
@@ -362,9 +364,11 @@ impl Timeline {
         let expires_at = this.instant(stored.expires_at_ms);
         EntryParts {
             secret: stored.access,
-            refresh: stored.refresh,
-            refresh_expires_at: stored.refresh_expires_at_ms.map(|ms| this.instant(ms)),
-            refresh_uses: stored.refresh_uses,
+            refresh: stored.refresh.map(|token| Refresh {
+                token,
+                expires_at: stored.refresh_expires_at_ms.map(|ms| this.instant(ms)),
+                uses: stored.refresh_uses,
+            }),
             extra: Companions {
                 id_token: stored.id_token,
                 cookie: stored.cookie,

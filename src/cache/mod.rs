@@ -456,7 +456,11 @@ impl Cache {
     }
 
     async fn refresh_with(&self, entry: &Arc<Entry>) -> Result<AccessToken, Error> {
-        let refresh_token = entry.refresh.as_ref().expect("refresh_usable checked it");
+        let refresh_token = &entry
+            .refresh
+            .as_ref()
+            .expect("refresh_usable checked it")
+            .token;
         let sent_at = self.clock.now();
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
         let grant = self

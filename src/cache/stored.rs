@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::fleet::Timeline;
 use super::{refusals, Cache};
 use crate::error::Error;
-use crate::token::{AccessToken, Entry, EntryParts, Issued, TokenOrigin};
+use crate::token::{AccessToken, Entry, EntryParts, Issued, Refresh, TokenOrigin};
 
 impl Cache {
     /// A fingerprint of the credentials the next login sends, salted with the account's key
@@ -87,14 +87,17 @@ impl Cache {
     ) -> Entry {
         // A refresh that returns no new refresh token keeps the old one, its expiry and its
         // use count.
-        let (refresh, refresh_expires_at, refresh_uses) = match (grant.refresh, previous) {
-            (Some(new), _) => (Some(new), grant.refresh_lifetime.map(|l| sent_at + l), 0),
-            (None, Some(prev)) => (
-                prev.refresh.clone(),
-                prev.refresh_expires_at(),
-                prev.refresh_uses + 1,
-            ),
-            (None, None) => (None, None, 0),
+        let refresh = match (grant.refresh, previous) {
+            (Some(token), _) => Some(Refresh {
+                token,
+                expires_at: grant.refresh_lifetime.map(|l| sent_at + l),
+                uses: 0,
+            }),
+            (None, Some(prev)) => prev.refresh.clone().map(|kept| Refresh {
+                uses: kept.uses.saturating_add(1),
+                ..kept
+            }),
+            (None, None) => None,
         };
         let mut extra = grant.extra;
         let stepped_up = extra.stepped_up;
@@ -109,8 +112,6 @@ impl Cache {
             EntryParts {
                 secret: grant.access,
                 refresh,
-                refresh_expires_at,
-                refresh_uses,
                 extra,
                 origin,
                 expires_at: sent_at + grant.lifetime,

@@ -437,8 +437,6 @@ async fn sliding_never_passes_the_cap() {
         EntryParts {
             secret: "t".into(),
             refresh: None,
-            refresh_expires_at: None,
-            refresh_uses: 0,
             extra: Companions::default(),
             origin: TokenOrigin::Login,
             expires_at: clock.now() + Duration::from_secs(300),
@@ -624,21 +622,19 @@ async fn a_token_set_crosses_the_store_with_every_instant_and_count_intact() {
         adopted.expires_at_most(),
         Some(t0 + Duration::from_secs(900))
     );
-    assert_eq!(
-        adopted.refresh_expires_at(),
-        Some(t0 + Duration::from_secs(3600))
-    );
+    let refresh = adopted.refresh.as_ref().unwrap();
+    assert_eq!(refresh.expires_at, Some(t0 + Duration::from_secs(3600)));
     assert_eq!(
         adopted.lead(),
         Duration::from_secs(60),
         "the storing session's margin"
     );
-    assert_eq!(adopted.refresh.as_ref().unwrap().expose_secret(), "r");
+    assert_eq!(refresh.token.expose_secret(), "r");
     assert_eq!(
         adopted.extra.id_token.as_ref().unwrap().expose_secret(),
         "id"
     );
-    assert_eq!(adopted.refresh_uses, 0);
+    assert_eq!(refresh.uses, 0);
 
     // Due by the stored renewal time (540 s), not by this session's 10 s margin: the
     // renewal uses the stored refresh token, and keeps the id token.
@@ -647,7 +643,8 @@ async fn a_token_set_crosses_the_store_with_every_instant_and_count_intact() {
     assert_eq!(*two.provider.refresh_tokens_seen.lock().unwrap(), ["r"]);
     let renewed = two.current().unwrap();
     assert_eq!(
-        renewed.refresh_uses, 1,
+        renewed.refresh.as_ref().unwrap().uses,
+        1,
         "the kept refresh token was used once"
     );
     assert_eq!(

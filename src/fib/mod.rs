@@ -43,7 +43,7 @@ use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::SecretString;
-use crate::session::{require, require_plain};
+use crate::session::require;
 use crate::token::Issued;
 use crate::transport::endpoint::Endpoint;
 use crate::transport::errors::{ErrorBody, Failure};
@@ -141,7 +141,7 @@ impl SessionBuilder {
 /// must verify for the email under the given public key).
 fn build(settings: settings::Settings, endpoint: &Endpoint) -> Result<Fib, Error> {
     const S: Service = Service::Fib;
-    let email = require_plain(S, "email", settings.email)?;
+    let email = require(S, "email", settings.email)?;
     let rules: &[Digest] = match settings.digest {
         Some(Digest::Plain) => &[Digest::Plain],
         Some(Digest::Iroha) => &[Digest::Iroha],
@@ -404,7 +404,7 @@ impl ProviderImpl for Fib {
         let access = if ending.valid {
             ending.entry.secret.clone()
         } else {
-            let Some(refresh) = ending.entry.refresh.as_ref() else {
+            let Some(refresh) = ending.entry.refresh.as_ref().map(|r| &r.token) else {
                 return Ok(());
             };
             match self.refresh(refresh, tokens.sent().wall).await {

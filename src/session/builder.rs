@@ -90,27 +90,6 @@ impl<P: Provider> SessionBuilder<P> {
         self
     }
 
-    /// The HTTP client (proxy, TLS roots, timeouts, `User-Agent`): a
-    /// `reqwest::ClientBuilder` that the session builds at [`Self::build`], or a
-    /// [`crate::HttpClient`] shared with other sessions. Redirects are off whatever the
-    /// builder says (see [`crate::HttpClient`]): a redirect is an error (from `send()` and
-    /// `authorize()`, the `3xx` response). Only the builder's settings apply: the default
-    /// client's timeouts and `User-Agent` are not added to them.
-    ///
-    /// Without it, the session's client has a 10 s connect and 30 s request timeout,
-    /// follows no redirects, and names this crate in its `User-Agent`.
-    pub fn http_client(mut self, client: impl Into<crate::HttpClientSource>) -> Self {
-        self.shared.http = Some(client.into());
-        self
-    }
-
-    /// The clock that times expiry (default: the system clocks). Tests pass a
-    /// [`crate::clock::ManualClock`] to move time without sleeping.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.shared.clock = Some(Arc::new(clock));
-        self
-    }
-
     /// When to renew ahead of expiry (default: [`crate::RefreshPolicy::default`]).
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.shared.refresh = policy;
@@ -121,14 +100,6 @@ impl<P: Provider> SessionBuilder<P> {
     /// or rate-limited logins are never retried, whatever the policy.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.shared.retry = policy;
-        self
-    }
-
-    /// The most bytes of a response body the session reads (default:
-    /// [`crate::transport::DEFAULT_MAX_RESPONSE_BYTES`]); a longer body fails the call
-    /// without being read.
-    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.shared.max_body = Some(bytes);
         self
     }
 
@@ -154,11 +125,40 @@ impl<P: Provider> SessionBuilder<P> {
         self
     }
 
+    /// The HTTP client (proxy, TLS roots, timeouts, `User-Agent`): a
+    /// `reqwest::ClientBuilder` that the session builds at [`Self::build`], or a
+    /// [`crate::HttpClient`] shared with other sessions. Redirects are off whatever the
+    /// builder says (see [`crate::HttpClient`]): a redirect is an error (from `send()` and
+    /// `authorize()`, the `3xx` response). Only the builder's settings apply: the default
+    /// client's timeouts and `User-Agent` are not added to them.
+    ///
+    /// Without it, the session's client has a 10 s connect and 30 s request timeout,
+    /// follows no redirects, and names this crate in its `User-Agent`.
+    pub fn http_client(mut self, client: impl Into<crate::HttpClientSource>) -> Self {
+        self.shared.http = Some(client.into());
+        self
+    }
+
     /// Allows plain `http` to hosts that are not loopback addresses, for the base URL and for
     /// every request that carries the credentials. Credentials then travel unencrypted: only
     /// for test networks.
     pub fn danger_accept_plain_http(mut self, accept: bool) -> Self {
         self.shared.allow_plain_http = accept;
+        self
+    }
+
+    /// The most bytes of a response body the session reads (default:
+    /// [`crate::transport::DEFAULT_MAX_RESPONSE_BYTES`]); a longer body fails the call
+    /// without being read.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.shared.max_body = Some(bytes);
+        self
+    }
+
+    /// The clock that times expiry (default: the system clocks). Tests pass a
+    /// [`crate::clock::ManualClock`] to move time without sleeping.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.shared.clock = Some(Arc::new(clock));
         self
     }
 
@@ -234,36 +234,36 @@ fn same_host(url: &str, base: &url::Url) -> bool {
     url::Url::parse(url).is_ok_and(|url| url.host_str() == base.host_str())
 }
 
-/// Rejects an empty credential at build time rather than at the first login.
-pub(crate) fn require(
+/// Rejects a missing or blank setting (a credential, an email, an origin) at build time rather
+/// than at the first login.
+pub(crate) fn require<T: Setting>(
     service: Service,
     name: &str,
-    value: Option<SecretString>,
-) -> Result<SecretString, Error> {
+    value: Option<T>,
+) -> Result<T, Error> {
     let value = required(service, name, value)?;
-    if value.expose_secret().trim().is_empty() {
-        return Err(Error::configuration(
-            Some(service),
-            format!("{name} is empty"),
-        ));
+    if value.text().trim().is_empty() {
+        let blank = format!("{name} is empty");
+        return Err(Error::configuration(Some(service), blank));
     }
     Ok(value)
 }
 
-/// Same as [`require`], for values that are not secret.
-pub(crate) fn require_plain(
-    service: Service,
-    name: &str,
-    value: Option<String>,
-) -> Result<String, Error> {
-    let value = required(service, name, value)?;
-    if value.trim().is_empty() {
-        return Err(Error::configuration(
-            Some(service),
-            format!("{name} is empty"),
-        ));
+/// A setting [`require`] checks: its text, secret or not (never quoted).
+pub(crate) trait Setting {
+    fn text(&self) -> &str;
+}
+
+impl Setting for SecretString {
+    fn text(&self) -> &str {
+        self.expose_secret()
     }
-    Ok(value)
+}
+
+impl Setting for String {
+    fn text(&self) -> &str {
+        self
+    }
 }
 
 fn required<T>(service: Service, name: &str, value: Option<T>) -> Result<T, Error> {

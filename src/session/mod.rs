@@ -13,8 +13,8 @@ mod engine;
 use std::sync::Arc;
 
 pub use any::{AnySession, DynTokenSource};
+pub(crate) use builder::require;
 pub use builder::SessionBuilder;
-pub(crate) use builder::{require, require_plain};
 pub(crate) use engine::Engine;
 
 use crate::error::{Error, Service};

@@ -54,7 +54,7 @@ use crate::provider::sealed::ProviderImpl;
 use crate::provider::{Ending, Tokens};
 use crate::retry::Replay;
 use crate::secret::{Replaceable, SecretString};
-use crate::session::{require, require_plain};
+use crate::session::require;
 use crate::token::{Companions, Entry, Issued};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::exchange::Authorizer;
@@ -437,7 +437,7 @@ impl ProviderImpl for Weavr {
         let api_key = crate::header::secret(&api_key).map_err(|_| {
             Error::configuration(Some(S), "the API key is not a valid header value")
         })?;
-        let email = require_plain(S, "email", settings.email)?;
+        let email = require(S, "email", settings.email)?;
         let password = require(S, "password", settings.password)?;
         let (method, handler) = match settings.step_up {
             Some((method, handler)) => (method, Some(handler)),
