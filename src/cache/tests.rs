@@ -13,7 +13,7 @@ use crate::store::StoredTokens;
 use crate::token::{Companions, EntryParts, Issued};
 
 /// A service as these tests script it: the cache's view of one, typed.
-trait Provider: Send + Sync + 'static {
+trait Fake: Send + Sync + 'static {
     const SERVICE: Service;
     const SLIDING: Option<Duration> = None;
     const MAX_REFRESH_USES: Option<u32> = None;
@@ -34,7 +34,7 @@ trait Provider: Send + Sync + 'static {
 /// A scripted provider as the cache holds one.
 struct Erase<P>(Arc<P>);
 
-impl<P: Provider> ErasedProvider for Erase<P> {
+impl<P: Fake> ErasedProvider for Erase<P> {
     fn credentials_dyn(&self, fingerprint: &mut dyn FnMut(&[u8])) {
         self.0.credentials(fingerprint);
     }
@@ -53,7 +53,7 @@ impl<P: Provider> ErasedProvider for Erase<P> {
 }
 
 /// `P`'s constants, as a session gives them to its cache.
-fn traits<P: Provider>() -> Constants {
+fn traits<P: Fake>() -> Constants {
     Constants {
         service: P::SERVICE,
         sliding: P::SLIDING,
@@ -76,7 +76,7 @@ struct Scripted {
     password: &'static str,
 }
 
-impl Provider for Scripted {
+impl Fake for Scripted {
     const SERVICE: Service = Service::Accounts;
     const MAX_REFRESH_USES: Option<u32> = Some(2);
 
@@ -113,7 +113,7 @@ struct Held<P> {
     provider: Arc<P>,
 }
 
-impl<P: Provider> Held<P> {
+impl<P: Fake> Held<P> {
     fn new(
         provider: P,
         clock: Arc<dyn crate::clock::Clock>,
@@ -717,7 +717,7 @@ async fn a_thread_s_handle_stops_serving_at_the_renewal_instant_exactly() {
 /// A provider whose tokens slide (like weavr's): every accepted call moves expiry on.
 struct Slides(Scripted);
 
-impl Provider for Slides {
+impl Fake for Slides {
     const SERVICE: Service = Service::Weavr;
     const SLIDING: Option<Duration> = Some(Duration::from_secs(300));
 
@@ -762,7 +762,7 @@ struct SlowRefresh {
     delay: Duration,
 }
 
-impl Provider for SlowRefresh {
+impl Fake for SlowRefresh {
     const SERVICE: Service = Service::Accounts;
 
     async fn login(&self, sent: SystemTime) -> Result<Issued, Error> {
@@ -1103,7 +1103,7 @@ struct Gated {
     dropped: Arc<AtomicUsize>,
 }
 
-impl Provider for Gated {
+impl Fake for Gated {
     const SERVICE: Service = Service::Fib;
 
     async fn login(&self, _: SystemTime) -> Result<Issued, Error> {

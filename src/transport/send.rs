@@ -187,7 +187,7 @@ impl Context {
             );
             return Ok(response);
         };
-        let mut own = Own {
+        let mut sender = Retrying {
             context: self,
             client,
         };
@@ -196,7 +196,7 @@ impl Context {
             request,
             operation_id,
             self.max_body,
-            &mut own,
+            &mut sender,
         )
         .await
     }
@@ -296,13 +296,13 @@ impl Context {
     }
 }
 
-/// A generated client's or a session's own sending: `context`'s retries through `client`.
-struct Own<'a> {
+/// A generated client's or a session's own sending: through `client`, with `context`'s retries.
+struct Retrying<'a> {
     context: &'a Context,
     client: &'a reqwest::Client,
 }
 
-impl ReqwestSend for Own<'_> {
+impl ReqwestSend for Retrying<'_> {
     type Error = reqwest::Error;
 
     fn send_one(
