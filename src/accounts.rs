@@ -478,7 +478,7 @@ impl ProviderImpl for Accounts {
 
     /// `/v1/token-revoke` with the refresh token of the session it ends.
     async fn log_out(&self, _tokens: &Tokens, ending: &Ending) -> Result<(), Error> {
-        let Some(refresh_token) = ending.entry.refresh.as_ref().map(|r| r.token.clone()) else {
+        let Some(refresh_token) = ending.entry.refresh_token().cloned() else {
             return Ok(());
         };
         let body = types::TokenRevokeRequest { refresh_token };

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::secret::SecretString;
 use base64::Engine as _;
+
+use crate::secret::SecretString;
 
 /// When to renew a token ahead of its expiry.
 ///

@@ -38,26 +38,6 @@ impl SecretString {
     }
 }
 
-/// A secret a session replaces while it lives (a password changed through the session), read
-/// afresh at each use. One lock per secret, held only to clone or swap it.
-pub(crate) struct Replaceable(std::sync::RwLock<SecretString>);
-
-impl Replaceable {
-    pub(crate) fn new(secret: SecretString) -> Self {
-        Self(std::sync::RwLock::new(secret))
-    }
-
-    /// The secret as it is now (a poisoned lock still holds a whole value: a swap cannot be
-    /// half done).
-    pub(crate) fn get(&self) -> SecretString {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(crate) fn replace(&self, secret: SecretString) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = secret;
-    }
-}
-
 impl std::fmt::Debug for SecretString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretString([redacted])")
@@ -91,5 +71,25 @@ impl Serialize for SecretString {
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::new)
+    }
+}
+
+/// A secret a session replaces while it lives (a password changed through the session), read
+/// afresh at each use. One lock per secret, held only to clone or swap it.
+pub(crate) struct Replaceable(std::sync::RwLock<SecretString>);
+
+impl Replaceable {
+    pub(crate) fn new(secret: SecretString) -> Self {
+        Self(std::sync::RwLock::new(secret))
+    }
+
+    /// The secret as it is now (a poisoned lock still holds a whole value: a swap cannot be
+    /// half done).
+    pub(crate) fn get(&self) -> SecretString {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn replace(&self, secret: SecretString) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = secret;
     }
 }

@@ -289,6 +289,11 @@ impl Entry {
         nanos_since(self.base, now) < self.expires_nanos.load(Ordering::Acquire)
     }
 
+    /// The refresh token, if the entry has one.
+    pub(crate) fn refresh_token(&self) -> Option<&SecretString> {
+        self.refresh.as_ref().map(|refresh| &refresh.token)
+    }
+
     pub(crate) fn refresh_usable(&self, now: Instant, max_uses: Option<u32>) -> bool {
         self.refresh.as_ref().is_some_and(|refresh| {
             refresh.expires_at.is_none_or(|at| now < at)

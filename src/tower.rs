@@ -315,22 +315,22 @@ where
     }
 }
 
-/// What both modes do: the host rule, then the credentials and the one exchange.
+/// What every mode does: the host rule, then the credentials and the one exchange.
 async fn call<S, B, R, M>(
     layer: AuthLayer<M>,
     service: S,
     request: Request<B>,
-    spare: fn(&Request<B>) -> Option<Request<B>>,
 ) -> Result<Response<R>, BoxError>
 where
     S: Downstream<B> + tower_service::Service<Request<B>, Response = Response<R>>,
     B: Send,
     R: Send,
+    M: Mode<B>,
 {
     let mut inner = Inner {
         service,
         ready: true,
-        spare,
+        spare: M::spare,
     };
     let admitted = layer
         .adapter
@@ -367,6 +367,6 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let inner = take_ready(&mut self.inner);
-        Box::pin(call(self.layer.clone(), inner, request, M::spare))
+        Box::pin(call(self.layer.clone(), inner, request))
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_request, count_requests, test_clock, Body, Expected};
+use common::{assert_request, count_requests, served, test_clock, Body, Expected};
 use serde_json::json;
 use tokensmith::clock::ManualClock;
 use tokensmith::weavr::{
@@ -97,17 +97,6 @@ fn builder_at(uri: &str, clock: &ManualClock) -> tokensmith::weavr::SessionBuild
         .email("user@example.com")
         .password("Pa$$w0rd")
         .clock(clock.clone())
-}
-
-/// The session's current token (renewed first when due), as text.
-async fn current_token(session: &Session) -> String {
-    session
-        .access_token()
-        .await
-        .unwrap()
-        .secret()
-        .expose_secret()
-        .to_owned()
 }
 
 #[tokio::test]
@@ -384,7 +373,7 @@ async fn access_token_required_is_cured_by_the_identity_exchange() {
 
     // The session keeps the sign-in token (not an AUTH one); the call needs the identity's.
     let session = builder(&server, &test_clock()).build().unwrap();
-    assert_eq!(current_token(&session).await, "sign-in");
+    assert_eq!(served(session.access_token().await), "sign-in");
     let response = session.api().update_password(&body).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -402,7 +391,7 @@ async fn access_token_required_is_cured_by_the_identity_exchange() {
     assert_eq!(updates.len(), 2, "retried once");
     assert_eq!(updates[1].headers["authorization"], "Bearer identity-token");
     assert_eq!(
-        current_token(&session).await,
+        served(session.access_token().await),
         "identity-token",
         "the session keeps the identity's token"
     );
@@ -1374,7 +1363,7 @@ async fn calls_refused_together_for_an_access_token_share_one_fenced_exchange() 
         .token_store(store.clone())
         .build()
         .unwrap();
-    assert_eq!(current_token(&session).await, "sign-in");
+    assert_eq!(served(session.access_token().await), "sign-in");
     let barrier = Arc::new(tokio::sync::Barrier::new(CALLS));
     let calls: Vec<_> = (0..CALLS)
         .map(|_| {
@@ -1414,7 +1403,7 @@ async fn calls_refused_together_for_an_access_token_share_one_fenced_exchange() 
     for retry in retries {
         assert_eq!(retry.header("authorization"), Some("Bearer identity-token"));
     }
-    assert_eq!(current_token(&session).await, "identity-token");
+    assert_eq!(served(session.access_token().await), "identity-token");
     // The login's set and the exchanged one, each saved under the renewal lease.
     assert_eq!(store.unfenced.load(Ordering::SeqCst), 0, "an unfenced save");
     assert_eq!(store.fenced.load(Ordering::SeqCst), 2);
@@ -1533,5 +1522,5 @@ async fn calls_cancelled_during_the_exchange_leave_it_to_finish_once() {
     assert_eq!(call(&session).await.unwrap().status(), 200);
     assert_eq!(server.count("/access_token"), 1, "one exchange");
     assert_eq!(server.count("/identities"), 1);
-    assert_eq!(current_token(&session).await, "identity-token");
+    assert_eq!(served(session.access_token().await), "identity-token");
 }

@@ -327,9 +327,10 @@ impl Timeline {
 
     /// `entry` as the store keeps it.
     fn stored(&self, entry: &Entry) -> StoredTokens {
+        let refresh = entry.refresh.as_ref();
         StoredTokens {
             access: entry.secret.clone(),
-            refresh: entry.refresh.as_ref().map(|r| r.token.clone()),
+            refresh: entry.refresh_token().cloned(),
             id_token: entry.extra.id_token.clone(),
             cookie: entry.extra.cookie.clone(),
             bearer: entry.extra.bearer.clone(),
@@ -339,10 +340,8 @@ impl Timeline {
                 .checked_sub(entry.lead())
                 .map(|at| self.ms(at)),
             expires_at_most_ms: entry.expires_at_most().map(|at| self.ms(at)),
-            refresh_expires_at_ms: (entry.refresh.as_ref())
-                .and_then(|r| r.expires_at)
-                .map(|at| self.ms(at)),
-            refresh_uses: entry.refresh.as_ref().map_or(0, |r| r.uses),
+            refresh_expires_at_ms: refresh.and_then(|r| r.expires_at).map(|at| self.ms(at)),
+            refresh_uses: refresh.map_or(0, |r| r.uses),
             stepped_up: entry.stepped_up.load(Ordering::Acquire),
             exchanged: entry.extra.exchanged,
             saved_at_ms: Some(to_ms(self.wall)),

@@ -456,11 +456,7 @@ impl Cache {
     }
 
     async fn refresh_with(&self, entry: &Arc<Entry>) -> Result<AccessToken, Error> {
-        let refresh_token = &entry
-            .refresh
-            .as_ref()
-            .expect("refresh_usable checked it")
-            .token;
+        let refresh_token = entry.refresh_token().expect("refresh_usable checked it");
         let sent_at = self.clock.now();
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
         let grant = self

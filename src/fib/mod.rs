@@ -404,7 +404,7 @@ impl ProviderImpl for Fib {
         let access = if ending.valid {
             ending.entry.secret.clone()
         } else {
-            let Some(refresh) = ending.entry.refresh.as_ref().map(|r| &r.token) else {
+            let Some(refresh) = ending.entry.refresh_token() else {
                 return Ok(());
             };
             match self.refresh(refresh, tokens.sent().wall).await {
